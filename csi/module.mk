@@ -1,0 +1,1 @@
+# csi: fragment of the top-level Makefile (see its header).

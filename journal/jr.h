@@ -1,0 +1,208 @@
+/*
+ * jr.h: volume images and their change journal, on the object store.
+ *
+ * This is the contract the CSI node plugin (writer), the replicator
+ * (reader on the primary, applier on the secondary) and tandemctl
+ * (roles, positions) build on.  The on-store format is specified in
+ * journal/FORMAT.md; requirement ids (R-x.y) are cited in the code.
+ *
+ * A volume (id: 1..JR_MAX_ID bytes of [A-Za-z0-9._-], region-independent:
+ * the same id names a volume and its replica in another region) is:
+ *  - a header object holding, in its omap: size, object size, role,
+ *    epoch, region, creation time, positions, per-peer acknowledged
+ *    positions, and free-form metadata (CSI: PVC name/namespace,
+ *    StorageClass parameters) under "meta." keys;
+ *  - data objects striping the image (sparse: a missing object reads as
+ *    zeros);
+ *  - journal objects holding entries with gap-free sequence numbers
+ *    starting at 1.  Positions: head (last durable entry), applied (last
+ *    entry applied to the image), acked[peer] (last entry a peer applied).
+ *
+ * Writes (jr_write/jr_discard/jr_resize) are journaled first and are
+ * durable when they return (group commit: concurrent writers share one
+ * store append).  Reads see every acknowledged write.  jr_open replays the
+ * entries after applied, so a crash between journal and image loses no
+ * acknowledged write.
+ *
+ * Errors: 0 or a negative errno, or one of the JR_E* codes below (all
+ * negative, in a reserved range); jr_strerror() names both.
+ *
+ * Threads: a jr_volume may be used by many threads at once.  Functions
+ * taking (st, vol_id) work on the store directly and may be called from
+ * any process (e.g. the replicator while the node plugin has the volume
+ * open for writing).  Only one process opens a volume writable at a time
+ * (a lease in the header; JR_ELOCKED otherwise).
+ */
+#ifndef TANDEM_JR_H
+#define TANDEM_JR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define JR_MAX_ID 128
+#define JR_MAX_REGION 63
+#define JR_DEFAULT_OBJECT_SIZE (4u << 20)
+
+/* Module error codes (negative, below every errno). */
+#define JR_ECORRUPT (-30500)  /* entry fails a FORMAT.md check; not applied */
+#define JR_EGAP (-30501)      /* sequence gap: an entry is missing */
+#define JR_ESTALE (-30502)    /* epoch older than the volume's (fenced) */
+#define JR_EROLE (-30503)     /* not allowed in this role (e.g. write to a
+                                 secondary, apply to a primary) */
+#define JR_ELOCKED (-30504)   /* open for writing by another process */
+#define JR_ETRIMMED (-30505)  /* entries asked for were trimmed (the volume
+                                 fell back to dirty-region tracking) */
+#define JR_EVERSION (-30506)  /* unknown format version */
+const char *jr_strerror(int err);
+
+enum jr_role { JR_ROLE_PRIMARY = 1, JR_ROLE_SECONDARY = 2 };
+const char *jr_role_name(int role); /* "primary" / "secondary" */
+
+struct jr_kv {
+    const char *key;
+    const char *value;
+};
+
+struct jr_create_opts {
+    uint64_t size;          /* bytes, > 0 */
+    uint32_t object_size;   /* power of two, 64 KiB..64 MiB (0: 4 MiB) */
+    int role;               /* JR_ROLE_* (0: primary) */
+    uint64_t epoch;         /* 0: 1 */
+    const char *region;     /* region this copy lives in */
+    const struct jr_kv *meta; /* metadata, copied under "meta." keys */
+    size_t n_meta;
+    uint64_t journal_cap;   /* bytes of journal kept for peers before
+                               falling back to dirty regions (0: 1 GiB) */
+    uint64_t start_seq;     /* secondary created by replication: the
+                               position it starts at (0: empty journal) */
+};
+/* Create a volume.  -EEXIST if vol_id exists (nothing changed), JR_EVERSION
+ * never; -EINVAL on bad options. */
+int jr_volume_create(st_store *st, const char *vol_id,
+                     const struct jr_create_opts *o);
+/* Remove every object of the volume.  -ENOENT if it does not exist;
+ * JR_ELOCKED if open for writing elsewhere. */
+int jr_volume_delete(st_store *st, const char *vol_id);
+/* Visit every volume id in the store (cb != 0 stops and is returned). */
+int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
+                   void *arg);
+
+struct jr_info {
+    char vol_id[JR_MAX_ID + 1];
+    uint64_t size;
+    uint32_t object_size;
+    int role;
+    uint64_t epoch;
+    char region[JR_MAX_REGION + 1];
+    int64_t created_s;        /* unix seconds */
+    uint64_t head;            /* last durable journal entry (0: none) */
+    uint64_t applied;         /* last entry applied to the image */
+    uint64_t tail;            /* oldest entry still kept (head+1: none) */
+    uint64_t journal_bytes;   /* bytes of journal objects kept */
+    int dirty_tracking;       /* 1: cap reached, regions tracked instead */
+    int64_t head_ts_ns;       /* timestamp of the head entry (0: none) */
+};
+/* Read the header from the store (no open needed).  -ENOENT if absent. */
+int jr_volume_stat(st_store *st, const char *vol_id, struct jr_info *out);
+
+/* Metadata ("meta." omap keys).  *val is malloc'd; -ENOENT if absent. */
+int jr_meta_get(st_store *st, const char *vol_id, const char *key,
+                char **val);
+int jr_meta_set(st_store *st, const char *vol_id, const char *key,
+                const char *val);
+int jr_meta_iter(st_store *st, const char *vol_id,
+                 int (*cb)(const char *key, const char *val, void *arg),
+                 void *arg);
+
+/* Roles and epochs (fencing).  Sets role and epoch atomically (a
+ * compare-and-set on the header): JR_ESTALE if epoch < the current epoch,
+ * so a stale actor can never demote or promote over a newer decision.
+ * Setting the same role and epoch again is a no-op (idempotent). */
+int jr_role_set(st_store *st, const char *vol_id, int role, uint64_t epoch);
+
+/* Per-peer acknowledged positions (peer = region name).  Monotonic: a
+ * smaller seq than the recorded one is ignored (returns 0). */
+int jr_peer_ack_get(st_store *st, const char *vol_id, const char *peer,
+                    uint64_t *seq);
+int jr_peer_ack_set(st_store *st, const char *vol_id, const char *peer,
+                    uint64_t seq);
+/* Remove journal objects wholly below min(applied, every peer's ack). */
+int jr_trim(st_store *st, const char *vol_id);
+
+/* ---- open volume (the data path) ---- */
+typedef struct jr_volume jr_volume;
+
+enum {
+    JR_OPEN_WRITE = 1,   /* writable (takes the writer lease); a secondary
+                            cannot be opened writable: JR_EROLE */
+    JR_OPEN_FORCE = 2,   /* take the lease even if another holder's lease
+                            has not expired (after a crash of that holder) */
+};
+/* Open; with JR_OPEN_WRITE replays entries after applied first.  owner
+ * names the lease holder (e.g. "node-1/pid"), may be NULL when read-only. */
+int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
+            jr_volume **out);
+/* Flush, apply what is pending, release the lease, free.  NULL: no-op. */
+int jr_close(jr_volume *v);
+int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len);
+int jr_write(jr_volume *v, uint64_t off, const void *buf, size_t len);
+int jr_discard(jr_volume *v, uint64_t off, uint64_t len);
+/* A flush barrier: every write acknowledged before is durable (they
+ * already are) and a barrier entry marks the point in the journal. */
+int jr_flush(jr_volume *v);
+int jr_resize(jr_volume *v, uint64_t new_size);
+int jr_get_info(jr_volume *v, struct jr_info *out);
+
+/* ---- replicator: reading the primary's journal ---- */
+struct jr_batch {
+    uint64_t first_seq;  /* seq of the first entry (0 if empty) */
+    uint64_t last_seq;   /* seq of the last entry */
+    uint32_t n_entries;
+    uint8_t *data;       /* the entries, encoded exactly as in FORMAT.md:
+                            this is also the wire format (malloc'd) */
+    size_t len;
+    uint64_t raw_bytes;  /* uncompressed payload bytes they carry */
+    int64_t oldest_ts_ns;/* timestamp of the first entry */
+};
+/* Read entries with seq >= from_seq, up to about max_bytes (at least one
+ * entry if any).  n_entries==0: nothing new.  JR_ETRIMMED: from_seq is
+ * below the oldest kept entry.  JR_ECORRUPT: logged with volume, object
+ * and offset; nothing past it is returned. */
+int jr_tail_read(st_store *st, const char *vol_id, uint64_t from_seq,
+                 size_t max_bytes, struct jr_batch *out);
+void jr_batch_free(struct jr_batch *b);
+
+/* ---- replicator: applying on the secondary ----
+ * Decode and verify every entry (CRC, lengths, kind, version) before
+ * applying any; skip entries <= applied (already applied: idempotent);
+ * JR_EGAP if the first new entry is not applied+1; JR_EROLE if the volume
+ * is primary; JR_ESTALE if an entry's epoch is below the volume's epoch.
+ * Applies in order and records applied (and head) durably; *applied_out
+ * is the new applied position. */
+int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
+             uint64_t *applied_out);
+
+/* ---- dirty regions (journal cap fallback and resync) ---- */
+/* Visit the dirty regions (byte ranges, merged, in offset order). */
+int jr_dirty_iter(st_store *st, const char *vol_id,
+                  int (*cb)(uint64_t off, uint64_t len, void *arg),
+                  void *arg);
+/* The journal is resumed at seq: entries from seq on are kept again and
+ * the dirty map is cleared (the caller copied the regions). */
+int jr_dirty_clear(st_store *st, const char *vol_id, uint64_t resume_seq);
+/* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
+ * still in the journal (resync: what diverged since a common position). */
+int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
+                       uint64_t to_seq,
+                       int (*cb)(uint64_t off, uint64_t len, void *arg),
+                       void *arg);
+/* Direct image access for region copies (bypasses the journal; the caller
+ * knows the volume is not being written, or re-applies entries after). */
+int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,
+                  size_t len);
+int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
+                   const void *buf, size_t len);
+
+#endif /* TANDEM_JR_H */

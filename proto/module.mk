@@ -1,0 +1,1 @@
+# proto: fragment of the top-level Makefile (see its header).

@@ -1,0 +1,1 @@
+# replicator: fragment of the top-level Makefile (see its header).
