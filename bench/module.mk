@@ -1,1 +1,2 @@
-# bench: fragment of the top-level Makefile (BENCHES += programs or scripts run by make bench).
+# bench: fragment of the top-level Makefile.
+-include $(wildcard bench/*.mk)

@@ -1,1 +1,3 @@
-# csi: fragment of the top-level Makefile (see its header).
+# csi: fragment of the top-level Makefile. Sub-fragments per owner.
+-include csi/csi.mk
+-include csi/node.mk

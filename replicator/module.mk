@@ -1,1 +1,3 @@
-# replicator: fragment of the top-level Makefile (see its header).
+# replicator: fragment of the top-level Makefile. Sub-fragments per owner.
+-include replicator/daemon.mk
+-include replicator/ctl.mk
