@@ -173,6 +173,12 @@ struct jr_batch {
 int jr_tail_read(st_store *st, const char *vol_id, uint64_t from_seq,
                  size_t max_bytes, struct jr_batch *out);
 void jr_batch_free(struct jr_batch *b);
+/* Verify a batch received from a peer without applying it: every entry
+ * decodes (FORMAT.md R-10..R-20) and seqs are consecutive (R-21).
+ * Returns 0, JR_ECORRUPT, JR_EVERSION or JR_EGAP; the out-pointers may be
+ * NULL (first/last are 0 for an empty batch). */
+int jr_batch_verify(const void *data, size_t len, uint64_t *first,
+                    uint64_t *last, uint32_t *n_entries);
 
 /* ---- replicator: applying on the secondary ----
  * Decode and verify every entry (CRC, lengths, kind, version) before
@@ -190,8 +196,28 @@ int jr_dirty_iter(st_store *st, const char *vol_id,
                   int (*cb)(uint64_t off, uint64_t len, void *arg),
                   void *arg);
 /* The journal is resumed at seq: entries from seq on are kept again and
- * the dirty map is cleared (the caller copied the regions). */
+ * the dirty map is cleared (the caller copied the regions).  JR_ETRIMMED
+ * if entries >= resume_seq are no longer all kept.
+ * BUG: a trim between the caller's jr_dirty_iter and this call may add
+ * regions that this call then clears; use the _gen variants below. */
 int jr_dirty_clear(st_store *st, const char *vol_id, uint64_t resume_seq);
+/* As jr_dirty_iter, and *gen receives the dirty map's generation. */
+int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
+                      int (*cb)(uint64_t off, uint64_t len, void *arg),
+                      void *arg);
+/* As jr_dirty_clear, only if the map is still at generation gen (nothing
+ * was added since the jr_dirty_iter_gen that returned it): -EAGAIN
+ * otherwise (iterate again).  The catch-up protocol for a peer:
+ *   1. jr_volume_stat -> A = applied (every entry <= A is in the image);
+ *   2. jr_dirty_iter_gen -> regions R, generation G;
+ *   3. jr_dirty_clear_gen(A + 1, G)  (-EAGAIN: back to 1);
+ *   4. copy R from the primary image (jr_image_read) to the secondary
+ *      (jr_image_write, plus jr_image_resize to the primary's size);
+ *   5. ship entries from A + 1 on with jr_tail_read / jr_apply (they
+ *      overwrite whatever newer bytes step 4 copied, in order).
+ * The secondary is not crash-consistent between 4 and the end of 5. */
+int jr_dirty_clear_gen(st_store *st, const char *vol_id, uint64_t resume_seq,
+                       uint64_t gen);
 /* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
  * still in the journal (resync: what diverged since a common position). */
 int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
@@ -204,5 +230,23 @@ int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,
                   size_t len);
 int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
                    const void *buf, size_t len);
+/* Set a secondary's size directly (region copy); JR_EROLE on a primary. */
+int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size);
+
+/* Counters of an open volume since jr_open (for tests and benchmarks). */
+struct jr_stats {
+    uint64_t entries;        /* journal entries written */
+    uint64_t commits;        /* store appends (group commits) */
+    uint64_t journal_bytes;  /* bytes appended to the journal */
+    uint64_t payload_bytes;  /* uncompressed write bytes journaled */
+    uint64_t apply_batches;  /* applier rounds (each coalesced) */
+    uint64_t applied_entries;
+};
+int jr_get_stats(jr_volume *v, struct jr_stats *out);
+
+/* The sticky error of an open volume: 0, or why writes now fail (e.g.
+ * JR_ELOCKED after the lease was taken over, JR_EROLE after a demotion,
+ * a store error of a journal append). */
+int jr_volume_error(jr_volume *v);
 
 #endif /* TANDEM_JR_H */

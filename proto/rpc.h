@@ -11,28 +11,53 @@
  * and "host:port" (TCP), each plaintext or mutual TLS (client certificate
  * required and verified against the CA).
  *
+ * Threads: two completion-queue threads only move calls along and never run
+ * handlers.  Handlers run on a pool that starts with n_threads workers and
+ * grows (up to max_threads) whenever calls wait while every worker is busy,
+ * so a handler that blocks for seconds (mkfs, a resync) never stalls Probe.
+ *
  * Handler contract:
  *   int handler(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
  *               ProtobufCMessage **resp);
  *   - returns an RPC_* status code.  On RPC_OK, *resp must point to a
- *     response of the method's output type whose every pointer (strings,
- *     repeated arrays, sub-messages, map entries) is malloc'd, so that
+ *     response of the method's output type (resp_desc; another type gives
+ *     INTERNAL) whose every pointer (strings, bytes, repeated arrays,
+ *     sub-messages, map entries) is malloc'd, so that
  *     protobuf_c_message_free_unpacked(resp, NULL) frees it all: the layer
- *     does that after sending.  Empty strings may point to
- *     protobuf_c_empty_string (never freed).
+ *     does that after packing.  Empty strings may point to
+ *     protobuf_c_empty_string (never freed).  Leaving *resp NULL on RPC_OK
+ *     sends the empty (all-default) response, e.g. DeleteVolumeResponse{}.
  *   - on an error code, set the message with rpc_ctx_error() (or the layer
  *     sends the code with an empty message); *resp is ignored (and freed if
- *     set).
- *   - req is owned by the layer and valid during the call.
- *   - handlers run concurrently on several threads.
+ *     set).  A return value outside 0..16 (e.g. a negative errno by
+ *     mistake) is sent as INTERNAL "handler returned <n>".
+ *   - req is owned by the layer and valid during the call only: copy what
+ *     you keep.  ctx too.
+ *   - handlers run concurrently on several threads; they may block, but
+ *     should watch rpc_ctx_cancelled() / rpc_ctx_remaining_ms() in long
+ *     loops.  Handlers must be idempotent (CSI sidecars retry).
+ *   - a handler must not call rpc_server_destroy() on its own server.
  *
  * Client: rpc_client_call() does one unary call with a deadline and returns
  * the status code; the status message is copied into the caller's buffer.
- * A client is safe to share between threads.
+ * A client is safe to share between threads (one channel, one completion
+ * queue per call).  A client connects lazily, on its first call, and
+ * reconnects by itself (backoff 0.2 s doubling up to 5 s).
+ *
+ * Messages up to max_msg bytes (default 64 MiB) pass both ways; larger ones
+ * fail with RESOURCE_EXHAUSTED.
+ *
+ * gRPC's own log lines go to tlog as event=grpc.log (GRPC_VERBOSITY=debug
+ * in the environment shows more; GRPC_TRACE=... as usual).  grpc_init() and
+ * grpc_shutdown() are counted inside: every server and client holds one
+ * reference on the library.
  *
  * Threads and signals: call rpc_signals_block() first thing in main()
  * (before any thread exists), then rpc_signals_wait() to wait for SIGTERM
  * or SIGINT; gRPC's own threads inherit the blocked mask.
+ *
+ * fork/exec: every descriptor gRPC opens is close-on-exec; a child must
+ * exec (or _exit) without calling into this module.
  */
 #ifndef TANDEM_RPC_H
 #define TANDEM_RPC_H
@@ -101,45 +126,70 @@ int64_t rpc_ctx_remaining_ms(const rpc_ctx *ctx);
 const char *rpc_ctx_peer(const rpc_ctx *ctx);
 /* Method name of the current call. */
 const char *rpc_ctx_method(const rpc_ctx *ctx);
+/* 1 once the call is over for the client: it cancelled, its deadline
+ * passed, or the server is shutting down and the grace period ran out.
+ * A long handler polls this and gives up early (what it returns is then
+ * never seen by anyone). */
+int rpc_ctx_cancelled(const rpc_ctx *ctx);
+/* Verified identity of a mutual-TLS client (its certificate's subject CN,
+ * else its first subjectAltName), copied into buf; returns 0, or -ENOENT
+ * on a plaintext listener, -ERANGE if buf is too small. */
+int rpc_ctx_peer_identity(const rpc_ctx *ctx, char *buf, size_t size);
 
 /* ---- server ---- */
 struct rpc_server_opts {
     const struct rpc_method *methods; /* borrowed; must outlive the server */
     size_t n_methods;
     void *svc;        /* passed to every handler */
-    int n_threads;    /* worker threads (0: 4) */
+    int n_threads;    /* worker threads at start (0: 4) */
     size_t max_msg;   /* max message bytes, both ways (0: 64 MiB) */
+    int max_threads;  /* pool growth limit (0: max(n_threads, 64)) */
 };
 int rpc_server_create(const struct rpc_server_opts *opts, rpc_server **out);
 /* addr: "unix:///abs/path" or "host:port" ("0.0.0.0:0" picks a port).
  * tls NULL: plaintext.  Returns the bound TCP port (> 0), 0 for unix
- * sockets, or a negative errno (-EADDRINUSE, -EINVAL, -ENOENT for
- * unreadable PEM files).  Call before rpc_server_start. */
+ * sockets, or a negative errno: -EADDRINUSE (TCP port taken, or a live
+ * server answers on the unix socket; a stale socket file is replaced),
+ * -EEXIST (the unix path is not a socket), -ENOENT (unreadable PEM file,
+ * missing parent directory), -EINVAL (bad address, PEM without a
+ * certificate/key, key not matching the certificate, tls without ca_file,
+ * or the server already started).  Call before rpc_server_start. */
 int rpc_server_listen(rpc_server *srv, const char *addr,
                       const struct rpc_tls *tls);
 int rpc_server_start(rpc_server *srv);
 /* Stop accepting, let in-flight calls finish for up to grace_ms, cancel
- * the rest, join the workers, free everything, unlink unix sockets.
- * NULL is a no-op. */
+ * the rest (their handlers see rpc_ctx_cancelled() and the clients get
+ * CANCELLED or UNAVAILABLE), wait for every running handler to return,
+ * join the threads, free everything, unlink unix sockets.  Works on a
+ * server that was never started.  NULL is a no-op. */
 void rpc_server_destroy(rpc_server *srv, int grace_ms);
 
 /* ---- client ---- */
-/* target: "unix:///abs/path" or "host:port".  tls NULL: plaintext. */
+/* target: "unix:///abs/path" or "host:port".  tls NULL: plaintext.
+ * With tls, ca_file is required; cert_file and key_file go together (both
+ * NULL: no client certificate, which mTLS servers refuse).  Returns 0,
+ * -EINVAL (empty target, bad PEM, half a key pair) or -ENOENT (unreadable
+ * PEM file).  Nothing connects yet. */
 int rpc_client_create(const char *target, const struct rpc_tls *tls,
                       rpc_client **out);
 void rpc_client_destroy(rpc_client *cli);
 /* One unary call.  Returns an RPC_* code; on RPC_OK *resp is unpacked
  * with resp_desc and owned by the caller
- * (protobuf_c_message_free_unpacked).  The status message is copied into
- * msg (may be NULL).  timeout_ms <= 0: no deadline.  wait_for_ready: wait
- * (until the deadline) for the server to come up instead of failing fast
- * with UNAVAILABLE. */
+ * (protobuf_c_message_free_unpacked); on any other code *resp is NULL.
+ * The status message is copied into msg (may be NULL; truncated,
+ * always NUL-terminated).  timeout_ms <= 0: no deadline.  wait_for_ready:
+ * wait (until the deadline) for the server to come up instead of failing
+ * fast with UNAVAILABLE.  Local failures are codes too: a response that
+ * does not decode with resp_desc is INTERNAL, an unreachable server
+ * UNAVAILABLE, a TLS handshake refusal UNAVAILABLE. */
 int rpc_client_call(rpc_client *cli, const char *method,
                     const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc,
                     ProtobufCMessage **resp, int timeout_ms,
                     int wait_for_ready, char *msg, size_t msg_size);
-/* The same with raw request bytes and a malloc'd raw response (tests). */
+/* The same with raw request bytes and a malloc'd raw response (tests;
+ * free(*resp)).  No wait_for_ready.  *resp is NULL unless RPC_OK (an
+ * empty response gives a non-NULL *resp with *resp_len 0). */
 int rpc_client_call_raw(rpc_client *cli, const char *method,
                         const void *req, size_t req_len, void **resp,
                         size_t *resp_len, int timeout_ms, char *msg,
@@ -149,8 +199,9 @@ int rpc_client_call_raw(rpc_client *cli, const char *method,
 /* Block SIGTERM, SIGINT (and SIGPIPE) in the calling thread; threads made
  * afterwards inherit it.  Call before creating servers or clients. */
 void rpc_signals_block(void);
-/* Wait for SIGTERM or SIGINT (or timeout_ms > 0 elapsed: returns 0).
- * Returns the signal number. */
+/* Wait for SIGTERM or SIGINT (or timeout_ms > 0 elapsed: returns 0;
+ * timeout_ms <= 0 waits forever).  Returns the signal number.  The
+ * signals must have been blocked with rpc_signals_block(). */
 int rpc_signals_wait(int timeout_ms);
 
 #endif /* TANDEM_RPC_H */

@@ -1,0 +1,222 @@
+/*
+ * rpc-bench.c: figures for the RPC layer (proto/rpc.h), for `make bench`.
+ *
+ * One process runs the echo service (tests/rpc/echo-svc.h) and calls it:
+ *   - sequential 64-byte Echo calls over the unix socket, plaintext TCP and
+ *     mutual-TLS TCP: calls/s, p50 and p99 latency;
+ *   - 4 client threads sharing one client over the unix socket: calls/s;
+ *   - 4 MiB responses (a replication-batch-sized message) over the unix
+ *     socket and mTLS: MiB/s.
+ * Ratios are printed against the sequential unix-socket figure measured in
+ * the same run.  Each figure is also appended as a JSON line to
+ * $TANDEM_BENCH_OUT (default build/bench.jsonl).  Run from the repository
+ * root (scripts/gen-certs.sh makes the certificates).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/rpc/echo-svc.h"
+#include "tlog.h"
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static FILE *g_out;
+
+static void emit(const char *name, double value, const char *unit,
+                 double baseline)
+{
+    if (baseline > 0)
+        printf("  %-34s %12.1f %-8s (x%.2f of unix sequential)\n", name,
+               value, unit, value / baseline);
+    else
+        printf("  %-34s %12.1f %s\n", name, value, unit);
+    if (g_out)
+        fprintf(g_out, "{\"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n",
+                name, value, unit);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int echo_once(rpc_client *cli)
+{
+    static char text[65] =
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    Google__Protobuf__StringValue req = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+    req.value = text;
+    ProtobufCMessage *resp = NULL;
+    int code = rpc_client_call(cli, ECHO_SVC "Echo", &req.base, ECHO_STR,
+                               &resp, 10000, 0, NULL, 0);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return code;
+}
+
+/* Sequential calls: returns calls/s, fills p50/p99 (us). */
+static double seq_calls(rpc_client *cli, int n, double *p50, double *p99)
+{
+    double *lat = calloc((size_t)n, sizeof *lat);
+    if (!lat)
+        exit(1);
+    for (int i = 0; i < 200; i++) /* warm-up: connect, handshake */
+        echo_once(cli);
+    double t0 = now_us();
+    for (int i = 0; i < n; i++) {
+        double t = now_us();
+        if (echo_once(cli) != RPC_OK) {
+            fprintf(stderr, "rpc-bench: call failed\n");
+            exit(1);
+        }
+        lat[i] = now_us() - t;
+    }
+    double el = now_us() - t0;
+    qsort(lat, (size_t)n, sizeof *lat, cmp_d);
+    *p50 = lat[n / 2];
+    *p99 = lat[n * 99 / 100];
+    free(lat);
+    return n / (el / 1e6);
+}
+
+struct par {
+    rpc_client *cli;
+    int n, bad;
+};
+
+static void *par_thread(void *p)
+{
+    struct par *a = p;
+    for (int i = 0; i < a->n; i++)
+        if (echo_once(a->cli) != RPC_OK)
+            a->bad++;
+    return NULL;
+}
+
+static double big_mibs(rpc_client *cli, int n, int64_t size)
+{
+    Google__Protobuf__Int64Value req = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+    req.value = size;
+    double t0 = now_us();
+    for (int i = 0; i < n; i++) {
+        ProtobufCMessage *resp = NULL;
+        if (rpc_client_call(cli, ECHO_SVC "Big", &req.base, ECHO_BYTES, &resp,
+                            30000, 0, NULL, 0) != RPC_OK) {
+            fprintf(stderr, "rpc-bench: big call failed\n");
+            exit(1);
+        }
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    return (double)n * (double)size / (1 << 20) / ((now_us() - t0) / 1e6);
+}
+
+int main(void)
+{
+    rpc_signals_block();
+    tlog_init("rpc-bench", TLOG_WARN);
+    const char *outp = getenv("TANDEM_BENCH_OUT");
+    g_out = fopen(outp ? outp : "build/bench.jsonl", "a");
+
+    char dir[] = "/tmp/rpc-bench.XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    char cmd[512], sock[300], ca[300], crt[300], key[300], cca[300],
+        ccrt[300], ckey[300];
+    snprintf(cmd, sizeof cmd,
+             "scripts/gen-certs.sh %s/pki server client >/dev/null", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "rpc-bench: gen-certs failed (run from the root)\n");
+        return 1;
+    }
+    snprintf(sock, sizeof sock, "unix://%s/bench.sock", dir);
+    snprintf(ca, sizeof ca, "%s/pki/ca.pem", dir);
+    snprintf(crt, sizeof crt, "%s/pki/server.pem", dir);
+    snprintf(key, sizeof key, "%s/pki/server.key", dir);
+    snprintf(cca, sizeof cca, "%s/pki/ca.pem", dir);
+    snprintf(ccrt, sizeof ccrt, "%s/pki/client.pem", dir);
+    snprintf(ckey, sizeof ckey, "%s/pki/client.key", dir);
+
+    struct rpc_server_opts o = {.methods = echo_methods,
+                                .n_methods = ECHO_N_METHODS,
+                                .n_threads = 4};
+    rpc_server *srv;
+    struct rpc_tls stls = {ca, crt, key, NULL};
+    struct rpc_tls ctls = {cca, ccrt, ckey, NULL};
+    int tcp_port, tls_port;
+    if (rpc_server_create(&o, &srv) < 0 ||
+        rpc_server_listen(srv, sock, NULL) < 0 ||
+        (tcp_port = rpc_server_listen(srv, "127.0.0.1:0", NULL)) <= 0 ||
+        (tls_port = rpc_server_listen(srv, "127.0.0.1:0", &stls)) <= 0 ||
+        rpc_server_start(srv) < 0) {
+        fprintf(stderr, "rpc-bench: server setup failed\n");
+        return 1;
+    }
+    char tcp[64], tlst[64];
+    snprintf(tcp, sizeof tcp, "127.0.0.1:%d", tcp_port);
+    snprintf(tlst, sizeof tlst, "127.0.0.1:%d", tls_port);
+    rpc_client *cu, *ct, *cs;
+    if (rpc_client_create(sock, NULL, &cu) < 0 ||
+        rpc_client_create(tcp, NULL, &ct) < 0 ||
+        rpc_client_create(tlst, &ctls, &cs) < 0)
+        return 1;
+
+    enum { N = 5000 };
+    double p50, p99, base;
+    printf("rpc layer (gRPC C core %s), echo of 64 bytes, %d calls\n",
+           "1.51", N);
+    base = seq_calls(cu, N, &p50, &p99);
+    emit("rpc_unix_seq_calls_per_s", base, "calls/s", 0);
+    emit("rpc_unix_seq_p50_us", p50, "us", 0);
+    emit("rpc_unix_seq_p99_us", p99, "us", 0);
+    double v = seq_calls(ct, N, &p50, &p99);
+    emit("rpc_tcp_seq_calls_per_s", v, "calls/s", base);
+    emit("rpc_tcp_seq_p50_us", p50, "us", 0);
+    v = seq_calls(cs, N, &p50, &p99);
+    emit("rpc_mtls_seq_calls_per_s", v, "calls/s", base);
+    emit("rpc_mtls_seq_p50_us", p50, "us", 0);
+    emit("rpc_mtls_seq_p99_us", p99, "us", 0);
+
+    enum { T = 4 };
+    struct par a[T];
+    pthread_t th[T];
+    double t0 = now_us();
+    for (int i = 0; i < T; i++) {
+        a[i] = (struct par){.cli = cu, .n = N / 2};
+        pthread_create(&th[i], NULL, par_thread, &a[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        bad += a[i].bad;
+    }
+    if (bad)
+        fprintf(stderr, "rpc-bench: %d parallel calls failed\n", bad);
+    emit("rpc_unix_4threads_calls_per_s", T * (N / 2) / ((now_us() - t0) / 1e6),
+         "calls/s", base);
+
+    emit("rpc_unix_4MiB_response_MiB_per_s", big_mibs(cu, 50, 4 << 20),
+         "MiB/s", 0);
+    emit("rpc_mtls_4MiB_response_MiB_per_s", big_mibs(cs, 50, 4 << 20),
+         "MiB/s", 0);
+
+    rpc_client_destroy(cu);
+    rpc_client_destroy(ct);
+    rpc_client_destroy(cs);
+    rpc_server_destroy(srv, 1000);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    if (g_out)
+        fclose(g_out);
+    return bad ? 1 : 0;
+}

@@ -1,0 +1,18 @@
+# csi: the CSI plugin (owner: csi helper).  libcsi holds the service logic
+# so tests can link it; tandem-csi is the process around it.
+CSI_LIB_SRCS := csi/csi_util.c csi/csi_params.c csi/csi_ctrl.c \
+                csi/csi_node.c csi/csi_k8s.c
+$(B)/libcsi.a: $(call objs,$(CSI_LIB_SRCS))
+
+CSI_LIBS := $(B)/libcsi.a $(B)/libnode.a $(B)/librpc.a $(B)/libjr.a \
+            $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a $(B)/libgen.a
+
+PROGS += $(B)/tandem-csi
+$(B)/tandem-csi: $(call objs,csi/csi_main.c) $(CSI_LIBS)
+	$(LINK)
+
+# Unit tests of the pure parts (parameters, topology, ids, paths, JSON).
+$(B)/tests/test-csi: $(CSI_LIBS)
+UNIT_TESTS += $(B)/tests/test-csi
+
+E2E_TESTS += tests/e2e/t0200-csi-proto-compat.sh

@@ -1,0 +1,244 @@
+/*
+ * csi_main.c: tandem-csi, the CSI plugin process: flags, the region map,
+ * the gRPC server on the CSI endpoint, node start-up repair of staged
+ * volumes, and shutdown on SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockdev.h"
+#include "csi.h"
+#include "rpc.h"
+#include "tlog.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: tandem-csi [options]\n"
+"Serve the CSI v1 Identity, Controller and/or Node services of tandem.\n"
+"\n"
+"  --endpoint EP            unix:///csi/csi.sock (default: $CSI_ENDPOINT, else\n"
+"                           unix:///csi/csi.sock); host:port for TCP\n"
+"  --mode MODE              controller, node or all (default all)\n"
+"  --drivername NAME        CSI driver name (default " CSI_DEFAULT_DRIVER ")\n"
+"  --config FILE            region map (journal/regions.h format), required\n"
+"  --node-id ID             node id reported by NodeGetInfo (default $NODE_NAME,\n"
+"                           else the hostname)\n"
+"  --region R               this process's region (default: default_region)\n"
+"  --zone Z                 this node's zone (optional)\n"
+"  --topology-from-k8s-node read region/zone from the Node's labels\n"
+"                           topology.kubernetes.io/region|zone through the\n"
+"                           Kubernetes API (service account; node $NODE_NAME)\n"
+"  --state-dir DIR          node: run dirs of staged volumes (default /run/tandem)\n"
+"  --exporter PATH          tandem-volfuse binary (default: next to tandem-csi)\n"
+"  --max-volumes-per-node N NodeGetInfo limit (default 0: none)\n"
+"  --threads N              gRPC worker threads (default 4)\n"
+"  --log-level LEVEL        debug, info, warn, error (default info)\n"
+"  --help                   this text\n"
+"  --version                print the version\n");
+}
+
+enum {
+    O_ENDPOINT = 1, O_MODE, O_DRIVER, O_CONFIG, O_NODE_ID, O_REGION, O_ZONE,
+    O_K8S, O_STATE, O_EXPORTER, O_MAXVOL, O_THREADS, O_LOGLEVEL, O_HELP,
+    O_VERSION,
+};
+
+static const struct option longopts[] = {
+    {"endpoint", required_argument, NULL, O_ENDPOINT},
+    {"mode", required_argument, NULL, O_MODE},
+    {"drivername", required_argument, NULL, O_DRIVER},
+    {"config", required_argument, NULL, O_CONFIG},
+    {"node-id", required_argument, NULL, O_NODE_ID},
+    {"region", required_argument, NULL, O_REGION},
+    {"zone", required_argument, NULL, O_ZONE},
+    {"topology-from-k8s-node", no_argument, NULL, O_K8S},
+    {"state-dir", required_argument, NULL, O_STATE},
+    {"exporter", required_argument, NULL, O_EXPORTER},
+    {"max-volumes-per-node", required_argument, NULL, O_MAXVOL},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"help", no_argument, NULL, O_HELP},
+    {"version", no_argument, NULL, O_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* "unix:///a/b", "unix:/a/b" or "unix://a/b" -> "unix:///a/b"; TCP as is. */
+static int norm_endpoint(const char *ep, char *out, size_t len, char *dir,
+                         size_t dirlen)
+{
+    dir[0] = 0;
+    if (strncmp(ep, "unix:", 5)) {
+        snprintf(out, len, "%s", ep);
+        return 0;
+    }
+    const char *p = ep + 5;
+    while (p[0] == '/' && p[1] == '/') p++;
+    if (p[0] != '/') return -EINVAL;
+    snprintf(out, len, "unix://%s", p);
+    snprintf(dir, dirlen, "%s", p);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    return 0;
+}
+
+static void mkdirs(const char *path)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+}
+
+static void reattach_cb(const char *run_dir, const char *vol_id,
+                        const char *dev, int rc, void *arg)
+{
+    if (rc == 0)
+        tlog_info("csi.node.reattach", "vol=%s dev=%s", vol_id, dev);
+    else
+        tlog_warn("csi.node.reattach_failed", "vol=%s run_dir=%s err=%d",
+                  vol_id, run_dir, rc);
+}
+
+int main(int argc, char **argv)
+{
+    const char *endpoint = getenv("CSI_ENDPOINT");
+    const char *node_name = getenv("NODE_NAME");
+    struct csi_opts o = {.mode = CSI_MODE_ALL};
+    int from_k8s = 0, threads = 4, c;
+    enum tlog_level level = TLOG_INFO;
+    char host[256] = "", k8s_region[RG_MAX_NAME + 1], k8s_zone[RG_MAX_NAME + 1];
+    char err[1024], ep[1100], sockdir[1024], runs[1100];
+
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_ENDPOINT: endpoint = optarg; break;
+        case O_MODE:
+            if (!strcmp(optarg, "controller")) o.mode = CSI_MODE_CONTROLLER;
+            else if (!strcmp(optarg, "node")) o.mode = CSI_MODE_NODE;
+            else if (!strcmp(optarg, "all")) o.mode = CSI_MODE_ALL;
+            else {
+                fprintf(stderr, "tandem-csi: --mode %s: not controller, node "
+                        "or all\n", optarg);
+                return 2;
+            }
+            break;
+        case O_DRIVER: o.driver_name = optarg; break;
+        case O_CONFIG: o.config_path = optarg; break;
+        case O_NODE_ID: o.node_id = optarg; break;
+        case O_REGION: o.region = optarg; break;
+        case O_ZONE: o.zone = optarg; break;
+        case O_K8S: from_k8s = 1; break;
+        case O_STATE: o.state_dir = optarg; break;
+        case O_EXPORTER: o.exporter_path = optarg; break;
+        case O_MAXVOL: o.max_volumes_per_node = atoll(optarg); break;
+        case O_THREADS: threads = atoi(optarg); break;
+        case O_LOGLEVEL:
+            if (!strcmp(optarg, "debug")) level = TLOG_DEBUG;
+            else if (!strcmp(optarg, "info")) level = TLOG_INFO;
+            else if (!strcmp(optarg, "warn")) level = TLOG_WARN;
+            else if (!strcmp(optarg, "error")) level = TLOG_ERROR;
+            else {
+                fprintf(stderr, "tandem-csi: --log-level %s: unknown\n", optarg);
+                return 2;
+            }
+            break;
+        case O_HELP: usage(stdout); return 0;
+        case O_VERSION: printf("tandem-csi %s\n", CSI_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tandem-csi: unexpected argument %s\n", argv[optind]);
+        return 2;
+    }
+    if (!o.config_path) {
+        fprintf(stderr, "tandem-csi: --config FILE is required\n");
+        return 2;
+    }
+    if (!endpoint || !endpoint[0]) endpoint = "unix:///csi/csi.sock";
+    if (norm_endpoint(endpoint, ep, sizeof(ep), sockdir, sizeof(sockdir)) < 0) {
+        fprintf(stderr, "tandem-csi: --endpoint %s: not unix:///abs/path or "
+                "host:port\n", endpoint);
+        return 2;
+    }
+    if (threads < 1 || threads > 64) threads = 4;
+    if (!o.node_id || !o.node_id[0]) {
+        if (node_name && node_name[0]) o.node_id = node_name;
+        else if (gethostname(host, sizeof(host) - 1) == 0) o.node_id = host;
+    }
+
+    rpc_signals_block();
+    tlog_init("csi", level);
+
+    if (from_k8s && (o.mode & CSI_MODE_NODE)) {
+        const char *name = node_name && node_name[0] ? node_name : o.node_id;
+        int rc = csi_k8s_node_topology(name, k8s_region, sizeof(k8s_region),
+                                       k8s_zone, sizeof(k8s_zone), err,
+                                       sizeof(err));
+        if (rc < 0) {
+            tlog_error("csi.k8s.topology_failed", "node=%s err=%d msg=\"%s\"",
+                       name, rc, err);
+            fprintf(stderr, "tandem-csi: node labels: %s\n", err);
+            return 1;
+        }
+        if (k8s_region[0]) o.region = k8s_region;
+        if (k8s_zone[0]) o.zone = k8s_zone;
+        tlog_info("csi.k8s.topology", "node=%s region=%s zone=%s", name,
+                  k8s_region[0] ? k8s_region : "-",
+                  k8s_zone[0] ? k8s_zone : "-");
+    }
+
+    csi_service *svc = NULL;
+    if (csi_service_create(&o, &svc, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tandem-csi: %s\n", err);
+        return 1;
+    }
+    if (o.mode & CSI_MODE_NODE) {
+        snprintf(runs, sizeof(runs), "%s/vols",
+                 o.state_dir && o.state_dir[0] ? o.state_dir : "/run/tandem");
+        mkdirs(runs);
+        bd_reattach_all(runs, o.config_path, o.exporter_path, reattach_cb,
+                        NULL);
+    }
+    if (sockdir[0]) mkdirs(sockdir);
+
+    size_t nm;
+    const struct rpc_method *m = csi_methods(o.mode, &nm);
+    struct rpc_server_opts so = {.methods = m, .n_methods = nm, .svc = svc,
+                                 .n_threads = threads};
+    rpc_server *srv = NULL;
+    int rc = rpc_server_create(&so, &srv);
+    if (rc == 0) {
+        rc = rpc_server_listen(srv, ep, NULL);
+        if (rc >= 0) rc = rpc_server_start(srv);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "tandem-csi: serving %s: %s\n", ep, strerror(-rc));
+        rpc_server_destroy(srv, 0);
+        csi_service_destroy(svc);
+        return 1;
+    }
+    tlog_info("csi.started", "endpoint=%s mode=%s driver=%s version=%s "
+              "node=%s", ep,
+              o.mode == CSI_MODE_ALL ? "all"
+              : o.mode == CSI_MODE_NODE ? "node" : "controller",
+              o.driver_name ? o.driver_name : CSI_DEFAULT_DRIVER, CSI_VERSION,
+              o.node_id ? o.node_id : "-");
+    int sig = rpc_signals_wait(0);
+    tlog_info("csi.stopping", "signal=%d", sig);
+    rpc_server_destroy(srv, 5000);
+    csi_service_destroy(svc);
+    tlog_info("csi.stopped", "endpoint=%s", ep);
+    return 0;
+}

@@ -1,0 +1,178 @@
+/*
+ * jr_int.h: what the journal engine's files share and nothing else may
+ * use (tests and the fuzzer excepted): the entry codec of FORMAT.md §3,
+ * CRC32C, object naming, and little-endian helpers.
+ */
+#ifndef TANDEM_JR_INT_H
+#define TANDEM_JR_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "jr.h"
+#include "tlog.h"
+
+#define JR_MAGIC 0x314A4454u        /* "TDJ1" little-endian (FORMAT.md §3) */
+#define JR_VERSION 1
+#define JR_HDR_SIZE 64
+#define JR_MAX_ENTRY_DATA (4u << 20) /* largest write entry */
+#define JR_MAX_OFFSET (1ull << 60)   /* */
+#define JR_WRITE_CHUNK (1u << 20)    /* jr_write splits larger writes */
+#define JR_F_LZ4 1u
+
+enum jr_kind { JR_K_WRITE = 1, JR_K_ZERO = 2, JR_K_RESIZE = 3, JR_K_FLUSH = 4 };
+
+/* A decoded entry.  payload points into the decoded buffer. */
+struct jr_entry {
+    uint8_t version;
+    uint8_t kind;
+    uint16_t flags;
+    uint64_t seq;
+    uint64_t epoch;
+    uint64_t off;
+    uint64_t len;
+    uint32_t plen;
+    uint32_t member;
+    int64_t ts_ns;
+    uint32_t pcrc;
+    uint32_t hcrc;
+    const uint8_t *payload;
+};
+
+uint32_t jr_crc32c(uint32_t crc, const void *buf, size_t len);
+/* Table-only implementation (tests compare it with the hardware one). */
+uint32_t jr__crc32c_sw(uint32_t crc, const void *buf, size_t len);
+
+/* Fill hdr (64 bytes) from e; e->pcrc must already be the payload CRC.
+ * Sets e->hcrc. */
+void jr__hdr_encode(struct jr_entry *e, uint8_t *hdr);
+/* Decode and verify one entry at buf (len bytes available): R-10..R-19.
+ * On success *used = 64 + payload_len.  On failure why (if non-NULL)
+ * names the check.  Returns 0, JR_ECORRUPT or JR_EVERSION. */
+int jr__entry_decode(const uint8_t *buf, size_t len, struct jr_entry *e,
+                     size_t *used, const char **why);
+/* The uncompressed bytes of a write entry into out (e->len bytes): R-20. */
+int jr__entry_data(const struct jr_entry *e, uint8_t *out);
+/* Compress src for a write entry (R-23): returns the compressed length
+ * written to dst (capacity len - len/8), or 0 when it does not pay. */
+size_t jr__compress(const uint8_t *src, size_t len, uint8_t *dst);
+
+/* Volume ids. */
+int jr__valid_id(const char *id);
+/* Object names. */
+void jr__oid_header(char *buf, size_t n, const char *vol);
+void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno);
+void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);
+#define JR_OID_MAX (JR_MAX_ID + 40)
+
+/* ---- header state (FORMAT.md §2) ---- */
+
+struct jr__jobj {
+    uint64_t n;     /* journal object number */
+    uint64_t first; /* first seq */
+    uint64_t last;  /* closed: last seq */
+    uint64_t bytes; /* closed: size */
+    int closed;
+};
+
+struct jr__chunk {
+    uint64_t c;    /* chunk number */
+    uint8_t *bits; /* JR_DIRTY_CHUNK_BYTES */
+};
+#define JR_DIRTY_CHUNK_BITS 32768u
+#define JR_DIRTY_CHUNK_BYTES (JR_DIRTY_CHUNK_BITS / 8)
+#define JR_DIRTY_GRAIN (1u << 20)
+
+struct jr__hdr {
+    uint64_t size;
+    uint32_t objsz;
+    int role;
+    uint64_t epoch;
+    char region[JR_MAX_REGION + 1];
+    int64_t created;
+    uint64_t cap;
+    uint64_t base;
+    uint64_t applied;      /* persisted applied position */
+    uint64_t applied_size; /* the size as of applied */
+    uint64_t tail;
+    int dirty;
+    uint64_t dirty_gen;
+    uint64_t grain;
+    char *lease;    /* raw values for compare-and-set guards (NULL: absent) */
+    char *tail_raw;
+    char *gen_raw;
+    int n_acks;
+    uint64_t min_ack;
+    struct jr__jobj *j; /* sorted by n */
+    size_t nj;
+    struct jr__chunk *ch; /* dirty chunks, sorted by c */
+    size_t nch;
+};
+int jr__hdr_load(st_store *st, const char *vol, struct jr__hdr *h);
+void jr__hdr_free(struct jr__hdr *h);
+/* The last durable seq and its timestamp. */
+int jr__head(st_store *st, const char *vol, const struct jr__hdr *h,
+             uint64_t *head, int64_t *ts);
+int jr__parse_u64(const char *s, uint64_t *v);
+
+/* ---- journal objects ---- */
+int jr__jobj_load(st_store *st, const char *vol, uint64_t jno, uint8_t **buf,
+                  size_t *len);
+/* Called for each entry; raw/rawlen is the entry's encoded bytes.  A
+ * non-zero return stops the iteration and is returned. */
+typedef int (*jr__entry_cb)(const struct jr_entry *e, const uint8_t *raw,
+                            size_t rawlen, void *arg);
+/* Decode a journal object's bytes (R-10..R-19, R-21: the entries must be
+ * first, first+1, ...); reports corruption with volume/object/offset. */
+int jr__jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
+                   size_t len, uint64_t first, jr__entry_cb cb, void *arg);
+/* Entries with from <= seq <= to from the kept journal, in order. */
+int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
+                     uint64_t from, uint64_t to, jr__entry_cb cb, void *arg);
+
+/* ---- applying entries to the image ---- */
+struct jr__op {
+    uint8_t kind;
+    uint64_t seq;
+    uint64_t off; /* resize: new size */
+    uint64_t len;
+    const uint8_t *data; /* write: len bytes (borrowed) */
+};
+/* Apply ops in order (coalesced per data object, R-30..R-33); *size is the
+ * image size before the first op and is updated through resizes. */
+int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
+                    const struct jr__op *ops, size_t n, uint64_t *size);
+/* Read image bytes (no journal): missing objects read as zeros. */
+int jr__image_read(st_store *st, const char *vol, uint32_t objsz,
+                   uint64_t off, void *buf, size_t len);
+
+/* A list of ops owning their data, filled from decoded entries. */
+struct jr__opbuf {
+    struct jr__op *ops;
+    size_t n, cap;
+    uint64_t bytes;
+};
+int jr__opbuf_add(struct jr__opbuf *b, const struct jr_entry *e);
+void jr__opbuf_reset(struct jr__opbuf *b);
+/* Check R-34 for e given the size at its position; update *size. */
+int jr__check_range(const struct jr_entry *e, uint64_t *size);
+
+/* Replay (applied, head] onto the image and record applied; updates h. */
+int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
+               uint64_t head, uint64_t *size_out);
+/* Trim (FORMAT.md R-8).  Used by jr_trim and by the writer. */
+int jr__trim(st_store *st, const char *vol);
+
+static inline void jr__put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void jr__put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void jr__put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint16_t jr__get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t jr__get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t jr__get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tandem's on-store format is little-endian; add byte swapping here"
+#endif
+
+#endif /* TANDEM_JR_INT_H */

@@ -1,0 +1,904 @@
+/*
+ * jr_io.c: an open volume, the data path.
+ *
+ * Writers (any number of threads) turn each request into journal entries,
+ * compress and checksum the payload outside any lock, then take a sequence
+ * number and join the commit queue.  One of the waiting writers becomes
+ * the leader, appends every queued entry in one store operation (group
+ * commit, guarded by the journal object's fencing token, FORMAT.md R-6),
+ * and wakes the others: a write returns once its entry is durable.
+ *
+ * A background applier thread applies durable entries to the image in
+ * large batches (coalesced per data object, one store operation per object,
+ * issued concurrently) and records the applied position lazily: replay on
+ * open makes that safe.  Entries stay in the queue until applied, and
+ * reads lay them over what they read from the image, so a read sees every
+ * acknowledged write.  The same thread renews the writer lease.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "jr_int.h"
+
+#define JOBJ_TARGET (4u << 20)     /* start a new journal object past this */
+#define MAX_GROUP (4u << 20)       /* bytes per group commit */
+#define MAX_Q_BYTES (64u << 20)    /* unapplied data before writers wait */
+#define MAX_Q_N 16384              /* unapplied entries before writers wait */
+#define MAX_APPLY_BYTES (32u << 20) /* per applier batch */
+#define MAX_APPLY_N 16384
+#define LEASE_TTL_S 30
+#define LEASE_RENEW_S 10
+#define PERSIST_MS 1000
+
+struct pent {
+    struct pent *next;
+    uint64_t seq;
+    uint8_t kind;
+    uint16_t flags;
+    uint64_t off, len;
+    uint8_t *enc;       /* header + payload as stored (NULL: read-only) */
+    size_t enc_len;
+    const uint8_t *raw; /* write: the data (into enc or rawbuf) */
+    uint8_t *rawbuf;    /* owned copy when the payload is compressed */
+    int refs;           /* the queue's reference + readers' */
+};
+
+struct jr_volume {
+    st_store *st;
+    char id[JR_MAX_ID + 1];
+    char hoid[JR_OID_MAX];
+    int writable;
+    uint32_t objsz;
+    char region[JR_MAX_REGION + 1];
+    int64_t created;
+    int role;
+
+    pthread_mutex_t mu;
+    pthread_cond_t commit_cv; /* a group commit finished */
+    pthread_cond_t apply_cv;  /* work for the applier */
+    pthread_cond_t space_cv;  /* entries were applied */
+    uint64_t size;            /* after every queued entry */
+    uint64_t epoch;
+    uint64_t next_seq;
+    uint64_t durable_seq;
+    uint64_t applied_seq, applied_size;
+    uint64_t persisted_seq;
+    struct pent *q_head, *q_tail; /* not yet applied, in seq order */
+    struct pent *commit_next;     /* first entry no leader took yet */
+    size_t q_n;
+    uint64_t q_bytes;
+    int committing;
+    int err;  /* sticky: the volume failed (writes refused) */
+    int stop;
+    int need_trim;
+    int64_t head_ts;
+
+    /* the current journal object: touched by the leader only */
+    uint64_t jno, jfirst, jlast, jbytes;
+
+    pthread_mutex_t lease_mu; /* lease value vs. header guards */
+    char token[33];
+    char owner[128];
+    char lease_val[256];
+    time_t lease_renewed;
+    pthread_t applier;
+    int applier_started;
+    struct jr_stats stats; /* under mu */
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void pent_put(struct pent *p)
+{
+    if (--p->refs > 0) return;
+    free(p->enc);
+    free(p->rawbuf);
+    free(p);
+}
+
+/* ---- lease ---- */
+
+static void lease_format(jr_volume *v, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s %lld %s", v->token,
+             (long long)time(NULL) + LEASE_TTL_S, v->owner);
+}
+
+static int lease_renew(jr_volume *v)
+{
+    char nv[256];
+    pthread_mutex_lock(&v->lease_mu);
+    lease_format(v, nv, sizeof nv);
+    int r = st_omap_cas(v->st, v->hoid, "lease", v->lease_val,
+                        strlen(v->lease_val), nv, strlen(nv));
+    if (r == 0) {
+        snprintf(v->lease_val, sizeof v->lease_val, "%s", nv);
+        v->lease_renewed = time(NULL);
+    }
+    pthread_mutex_unlock(&v->lease_mu);
+    if (r == -ECANCELED) {
+        tlog_error("volume.lease_lost", "vol=%s", v->id);
+        return JR_ELOCKED;
+    }
+    return r;
+}
+
+/* Why did a guarded journal operation fail?  Demoted or lease lost. */
+static int fence_reason(jr_volume *v)
+{
+    char *role = NULL;
+    size_t len;
+    int r = st_omap_get(v->st, v->hoid, "role", &role, &len);
+    int res = (r == 0 && strcmp(role, "primary") != 0) ? JR_EROLE : JR_ELOCKED;
+    free(role);
+    return res;
+}
+
+/* ---- the journal (leader) ---- */
+
+static int journal_roll(jr_volume *v, uint64_t first)
+{
+    char key[64], val[96];
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    pthread_mutex_lock(&v->lease_mu);
+    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_cmp(op, "role", "primary", 7);
+    snprintf(key, sizeof key, "jidx.%016" PRIx64, v->jno);
+    int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %" PRIu64,
+                     v->jfirst, v->jlast, v->jbytes);
+    st_wop_omap_set(op, key, val, (size_t)n);
+    snprintf(key, sizeof key, "jidx.%016" PRIx64, v->jno + 1);
+    st_wop_omap_cmp(op, key, NULL, 0);
+    n = snprintf(val, sizeof val, "%" PRIu64, first);
+    st_wop_omap_set(op, key, val, (size_t)n);
+    int r = st_wop_operate(v->st, v->hoid, op);
+    pthread_mutex_unlock(&v->lease_mu);
+    st_wop_destroy(op);
+    if (r == -ECANCELED) return fence_reason(v);
+    if (r < 0) return r;
+    v->jno++;
+    v->jfirst = first;
+    v->jbytes = 0;
+    return 0;
+}
+
+static int journal_append(jr_volume *v, const uint8_t *buf, size_t len,
+                          uint64_t first, uint64_t last, int64_t ts)
+{
+    int fresh = 0, r;
+    if (v->jbytes > 0 && v->jbytes + len > JOBJ_TARGET) {
+        r = journal_roll(v, first);
+        if (r < 0) return r;
+        fresh = 1;
+        pthread_mutex_lock(&v->mu);
+        v->need_trim = 1;
+        pthread_mutex_unlock(&v->mu);
+    }
+    char oid[JR_OID_MAX], hv[64];
+    jr__oid_journal(oid, sizeof oid, v->id, v->jno);
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    if (fresh) {
+        st_wop_create_excl(op);
+        st_wop_omap_set(op, "w", v->token, strlen(v->token));
+    } else {
+        st_wop_omap_cmp(op, "w", v->token, strlen(v->token)); /* */
+    }
+    st_wop_append(op, buf, len);
+    int n = snprintf(hv, sizeof hv, "%" PRIu64 " %" PRId64, last, ts);
+    st_wop_omap_set(op, "head", hv, (size_t)n);
+    r = st_wop_operate(v->st, oid, op);
+    st_wop_destroy(op);
+    if (r == -ECANCELED || r == -EEXIST) return fence_reason(v);
+    if (r < 0) return r;
+    v->jbytes += len;
+    v->jlast = last;
+    return 0;
+}
+
+/* With v->mu held: append every queued entry not yet taken (up to
+ * MAX_GROUP bytes) in one store operation. */
+static void lead(jr_volume *v)
+{
+    v->committing = 1;
+    struct pent *first = v->commit_next, *p = first, *last = NULL;
+    size_t total = 0;
+    while (p && (total == 0 || total + p->enc_len <= MAX_GROUP)) {
+        total += p->enc_len;
+        last = p;
+        p = p->next;
+    }
+    v->commit_next = p;
+    pthread_mutex_unlock(&v->mu);
+
+    /* The entries stay queued (and allocated) until applied, which needs
+     * them durable first, so they can be read here without the lock. */
+    int r = 0;
+    uint8_t *buf = NULL;
+    const uint8_t *src = first->enc;
+    if (first != last) {
+        buf = malloc(total);
+        if (!buf) r = -ENOMEM;
+        size_t pos = 0;
+        for (struct pent *q = first; buf && q != last->next; q = q->next) {
+            memcpy(buf + pos, q->enc, q->enc_len);
+            pos += q->enc_len;
+        }
+        src = buf;
+    }
+    int64_t ts = (int64_t)jr__get64(last->enc + 48);
+    if (r == 0) r = journal_append(v, src, total, first->seq, last->seq, ts);
+    free(buf);
+
+    pthread_mutex_lock(&v->mu);
+    if (r == 0) {
+        v->stats.commits++;
+        v->stats.journal_bytes += total;
+        v->durable_seq = last->seq;
+        v->head_ts = ts;
+        pthread_cond_signal(&v->apply_cv);
+    } else if (!v->err) {
+        v->err = r;
+        tlog_error("journal.append_failed",
+                   "vol=%s object=%016" PRIx64 " first=%" PRIu64 " last=%" PRIu64
+                   " err=\"%s\"",
+                   v->id, v->jno, first->seq, last->seq, jr_strerror(r));
+        pthread_cond_broadcast(&v->space_cv);
+    }
+    v->committing = 0;
+    pthread_cond_broadcast(&v->commit_cv);
+}
+
+/* Queue entries p[0..n) (built by the caller) and wait until durable. */
+static int submit(jr_volume *v, struct pent **p, size_t n)
+{
+    pthread_mutex_lock(&v->mu);
+    while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N))
+        pthread_cond_wait(&v->space_cv, &v->mu);
+    int r = v->err;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if ((p[i]->kind == JR_K_WRITE || p[i]->kind == JR_K_ZERO) &&
+            (p[i]->off > v->size || p[i]->len > v->size - p[i]->off))
+            r = -EINVAL; /* the size changed under the caller */
+    }
+    if (r < 0) {
+        pthread_mutex_unlock(&v->mu);
+        for (size_t i = 0; i < n; i++) pent_put(p[i]);
+        return r;
+    }
+    int64_t ts = now_ns();
+    for (size_t i = 0; i < n; i++) {
+        struct pent *e = p[i];
+        struct jr_entry h = {
+            .kind = e->kind, .flags = e->flags, .seq = v->next_seq++,
+            .epoch = v->epoch, .off = e->off, .len = e->len,
+            .plen = (uint32_t)(e->enc_len - JR_HDR_SIZE), .ts_ns = ts,
+            .pcrc = jr__get32(e->enc + 56)};
+        e->seq = h.seq;
+        jr__hdr_encode(&h, e->enc);
+        if (e->kind == JR_K_RESIZE) v->size = e->off;
+        if (v->q_tail) v->q_tail->next = e;
+        else v->q_head = e;
+        v->q_tail = e;
+        if (!v->commit_next) v->commit_next = e;
+        v->q_n++;
+        v->q_bytes += e->kind == JR_K_WRITE ? e->len : 0;
+        v->stats.entries++;
+        v->stats.payload_bytes += e->kind == JR_K_WRITE ? e->len : 0;
+    }
+    uint64_t mine = p[n - 1]->seq;
+    while (v->durable_seq < mine && !v->err) {
+        if (!v->committing && v->commit_next) lead(v);
+        else pthread_cond_wait(&v->commit_cv, &v->mu);
+    }
+    r = v->durable_seq >= mine ? 0 : v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+/* Build an entry (payload compressed and checksummed; the header is
+ * finished by submit once the entry has its seq). */
+static struct pent *pent_new(uint8_t kind, uint64_t off, uint64_t len,
+                             const uint8_t *data)
+{
+    struct pent *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->kind = kind;
+    e->off = off;
+    e->len = len;
+    e->refs = 1;
+    size_t plen = 0;
+    if (kind == JR_K_WRITE) {
+        e->enc = malloc(JR_HDR_SIZE + len);
+        if (!e->enc) goto fail;
+        size_t c = jr__compress(data, len, e->enc + JR_HDR_SIZE);
+        if (c) {
+            e->flags = JR_F_LZ4;
+            plen = c;
+            e->rawbuf = malloc(len);
+            if (!e->rawbuf) goto fail;
+            memcpy(e->rawbuf, data, len);
+            e->raw = e->rawbuf;
+        } else {
+            plen = len;
+            memcpy(e->enc + JR_HDR_SIZE, data, len);
+            e->raw = e->enc + JR_HDR_SIZE;
+        }
+    } else {
+        e->enc = malloc(JR_HDR_SIZE);
+        if (!e->enc) goto fail;
+    }
+    e->enc_len = JR_HDR_SIZE + plen;
+    jr__put32(e->enc + 56, jr_crc32c(0, e->enc + JR_HDR_SIZE, plen));
+    return e;
+fail:
+    free(e->enc);
+    free(e->rawbuf);
+    free(e);
+    return NULL;
+}
+
+/* ---- applier ---- */
+
+static int persist_applied(jr_volume *v, uint64_t seq, uint64_t size)
+{
+    char b[64];
+    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
+    return st_omap_set(v->st, v->hoid, "applied", b, (size_t)n);
+}
+
+static void *applier_main(void *arg)
+{
+    jr_volume *v = arg;
+    struct jr__op *ops = NULL;
+    size_t ops_cap = 0;
+    struct timespec last_persist;
+    clock_gettime(CLOCK_MONOTONIC, &last_persist);
+    pthread_mutex_lock(&v->mu);
+    for (;;) {
+        while (!v->stop && v->applied_seq >= v->durable_seq && !v->need_trim &&
+               time(NULL) - v->lease_renewed < LEASE_RENEW_S &&
+               v->persisted_seq == v->applied_seq) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&v->apply_cv, &v->mu, &dl);
+        }
+        if (time(NULL) - v->lease_renewed >= LEASE_RENEW_S) {
+            pthread_mutex_unlock(&v->mu);
+            int r = lease_renew(v);
+            pthread_mutex_lock(&v->mu);
+            if (r < 0) {
+                v->lease_renewed = time(NULL); /* retry later, not busily */
+                if (r == JR_ELOCKED && !v->err) {
+                    v->err = r;
+                    pthread_cond_broadcast(&v->space_cv);
+                    pthread_cond_broadcast(&v->commit_cv);
+                }
+            }
+        }
+        if (v->applied_seq < v->durable_seq) {
+            /* Take durable entries (they stay queued for readers). */
+            size_t n = 0;
+            uint64_t bytes = 0;
+            struct pent *p = v->q_head;
+            while (p && p->seq <= v->durable_seq && n < MAX_APPLY_N &&
+                   (n == 0 || bytes < MAX_APPLY_BYTES)) {
+                if (n == ops_cap) {
+                    size_t nc = ops_cap ? ops_cap * 2 : 256;
+                    struct jr__op *no = realloc(ops, nc * sizeof *no);
+                    if (!no) break;
+                    ops = no;
+                    ops_cap = nc;
+                }
+                ops[n++] = (struct jr__op){p->kind, p->seq, p->off, p->len,
+                                           p->raw};
+                bytes += p->kind == JR_K_WRITE ? p->len : 0;
+                p = p->next;
+            }
+            uint64_t size = v->applied_size;
+            pthread_mutex_unlock(&v->mu);
+            int r = n ? jr__image_apply(v->st, v->id, v->objsz, ops, n, &size)
+                      : -ENOMEM;
+            pthread_mutex_lock(&v->mu);
+            if (r < 0) {
+                tlog_error("journal.apply_failed", "vol=%s seq=%" PRIu64
+                           " err=\"%s\"", v->id, v->applied_seq + 1,
+                           jr_strerror(r));
+                if (!v->err) v->err = r;
+                pthread_cond_broadcast(&v->space_cv);
+                pthread_cond_broadcast(&v->commit_cv);
+                /* The entries stay in the journal and in the overlay;
+                 * replay on the next open applies them. */
+                break;
+            }
+            for (size_t i = 0; i < n; i++) {
+                struct pent *e = v->q_head;
+                v->q_head = e->next;
+                if (!v->q_head) v->q_tail = NULL;
+                v->q_n--;
+                v->q_bytes -= e->kind == JR_K_WRITE ? e->len : 0;
+                pent_put(e);
+            }
+            v->applied_seq = ops[n - 1].seq;
+            v->stats.apply_batches++;
+            v->stats.applied_entries += n;
+            v->applied_size = size;
+            pthread_cond_broadcast(&v->space_cv);
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (now.tv_sec - last_persist.tv_sec) * 1000 +
+                     (now.tv_nsec - last_persist.tv_nsec) / 1000000;
+        int drained = v->applied_seq >= v->durable_seq;
+        if (v->persisted_seq != v->applied_seq &&
+            (ms >= PERSIST_MS || v->need_trim || (v->stop && drained))) {
+            uint64_t seq = v->applied_seq, size = v->applied_size;
+            int trim = v->need_trim;
+            v->need_trim = 0;
+            pthread_mutex_unlock(&v->mu);
+            int r = persist_applied(v, seq, size);
+            if (r == 0 && trim) jr__trim(v->st, v->id);
+            pthread_mutex_lock(&v->mu);
+            if (r == 0) v->persisted_seq = seq;
+            last_persist = now;
+        } else if (v->need_trim && v->persisted_seq == v->applied_seq) {
+            v->need_trim = 0;
+            pthread_mutex_unlock(&v->mu);
+            jr__trim(v->st, v->id);
+            pthread_mutex_lock(&v->mu);
+        }
+        if (v->stop && v->applied_seq >= v->durable_seq &&
+            v->persisted_seq == v->applied_seq)
+            break;
+        if (v->stop && v->err) break;
+    }
+    pthread_mutex_unlock(&v->mu);
+    free(ops);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+struct loadarg {
+    jr_volume *v;
+    uint64_t size;
+};
+
+static int overlay_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
+                      void *arg)
+{
+    struct loadarg *a = arg;
+    jr_volume *v = a->v;
+    int r = jr__check_range(e, &a->size);
+    if (r < 0) return r;
+    struct pent *p = calloc(1, sizeof *p);
+    if (!p) return -ENOMEM;
+    p->seq = e->seq;
+    p->kind = e->kind;
+    p->off = e->off;
+    p->len = e->len;
+    p->refs = 1;
+    if (e->kind == JR_K_WRITE) {
+        p->rawbuf = malloc(e->len);
+        if (!p->rawbuf || (r = jr__entry_data(e, p->rawbuf)) < 0) {
+            free(p->rawbuf);
+            free(p);
+            return r < 0 ? r : -ENOMEM;
+        }
+        p->raw = p->rawbuf;
+    }
+    if (v->q_tail) v->q_tail->next = p;
+    else v->q_head = p;
+    v->q_tail = p;
+    v->q_n++;
+    return 0;
+}
+
+static void vol_free(jr_volume *v)
+{
+    struct pent *p = v->q_head;
+    while (p) {
+        struct pent *n = p->next;
+        pent_put(p);
+        p = n;
+    }
+    pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->lease_mu);
+    pthread_cond_destroy(&v->commit_cv);
+    pthread_cond_destroy(&v->apply_cv);
+    pthread_cond_destroy(&v->space_cv);
+    free(v);
+}
+
+static int take_lease(jr_volume *v, const struct jr__hdr *h, int force)
+{
+    const char *cur = h->lease;
+    if (cur) {
+        const char *sp = strchr(cur, ' ');
+        uint64_t exp = 0;
+        if (sp && jr__parse_u64(sp + 1, &exp) == 0 &&
+            exp > (uint64_t)time(NULL) && !force) {
+            tlog_warn("volume.locked", "vol=%s holder=%s", v->id,
+                      tlog_q((char[160]){0}, 160, cur));
+            return JR_ELOCKED;
+        }
+    }
+    uint8_t rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        uint64_t x = (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32);
+        memcpy(rnd, &x, 8);
+        memcpy(rnd + 8, &v, sizeof(void *) < 8 ? sizeof(void *) : 8);
+    }
+    for (int i = 0; i < 16; i++) sprintf(v->token + 2 * i, "%02x", rnd[i]);
+    lease_format(v, v->lease_val, sizeof v->lease_val);
+    int r = st_omap_cas(v->st, v->hoid, "lease", cur, cur ? strlen(cur) : 0,
+                        v->lease_val, strlen(v->lease_val));
+    if (r == -ECANCELED) return JR_ELOCKED; /* someone else just took it */
+    if (r == 0) v->lease_renewed = time(NULL);
+    return r;
+}
+
+static void release_lease(jr_volume *v)
+{
+    st_wop *op = st_wop_create();
+    if (!op) return;
+    pthread_mutex_lock(&v->lease_mu);
+    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_rm(op, "lease");
+    st_wop_operate(v->st, v->hoid, op); /* lost already: nothing to do */
+    pthread_mutex_unlock(&v->lease_mu);
+    st_wop_destroy(op);
+}
+
+static int open_writable(jr_volume *v, struct jr__hdr *h, int force)
+{
+    int r = take_lease(v, h, force);
+    if (r < 0) return r;
+    jr__hdr_free(h);
+    if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
+    if (h->role != JR_ROLE_PRIMARY) {
+        r = JR_EROLE;
+        goto fail;
+    }
+    if (h->nj == 0) { /* first journal object */
+        char val[32];
+        st_wop *op = st_wop_create();
+        if (!op) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+        int n = snprintf(val, sizeof val, "%" PRIu64, h->base + 1);
+        st_wop_omap_set(op, "jidx.0000000000000000", val, (size_t)n);
+        r = st_wop_operate(v->st, v->hoid, op);
+        st_wop_destroy(op);
+        if (r == -ECANCELED) r = JR_ELOCKED;
+        if (r < 0) goto fail;
+        jr__hdr_free(h);
+        if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
+        if (h->nj == 0) {
+            r = JR_ECORRUPT;
+            goto fail;
+        }
+    }
+    /* Fence whoever appended before us; creates the object. */
+    const struct jr__jobj *last = &h->j[h->nj - 1];
+    char oid[JR_OID_MAX];
+    jr__oid_journal(oid, sizeof oid, v->id, last->n);
+    r = st_omap_set(v->st, oid, "w", v->token, strlen(v->token));
+    if (r < 0) goto fail;
+    uint64_t head;
+    r = jr__head(v->st, v->id, h, &head, &v->head_ts);
+    if (r < 0) goto fail;
+    r = jr__replay(v->st, v->id, h, head, NULL);
+    if (r < 0) goto fail;
+    uint64_t sz = 0;
+    r = st_stat(v->st, oid, &sz, NULL);
+    if (r < 0) goto fail;
+    v->jno = last->n;
+    v->jfirst = last->first;
+    v->jlast = head;
+    v->jbytes = sz;
+    v->size = h->size;
+    v->next_seq = head + 1;
+    v->durable_seq = v->applied_seq = v->persisted_seq = head;
+    v->applied_size = h->size;
+    return 0;
+fail:
+    release_lease(v);
+    return r;
+}
+
+int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
+            jr_volume **out)
+{
+    if (!st || !out || !jr__valid_id(vol_id)) return -EINVAL;
+    *out = NULL;
+    jr_volume *v = calloc(1, sizeof *v);
+    if (!v) return -ENOMEM;
+    v->st = st;
+    snprintf(v->id, sizeof v->id, "%s", vol_id);
+    jr__oid_header(v->hoid, sizeof v->hoid, vol_id);
+    snprintf(v->owner, sizeof v->owner, "%s", owner ? owner : "-");
+    for (char *c = v->owner; *c; c++)
+        if (*c == ' ') *c = '_';
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->lease_mu, NULL);
+    pthread_cond_init(&v->commit_cv, NULL);
+    pthread_cond_init(&v->apply_cv, NULL);
+    pthread_cond_init(&v->space_cv, NULL);
+    struct jr__hdr h;
+    int r = jr__hdr_load(st, vol_id, &h);
+    if (r < 0) {
+        vol_free(v);
+        return r;
+    }
+    v->objsz = h.objsz;
+    v->epoch = h.epoch;
+    v->role = h.role;
+    v->created = h.created;
+    snprintf(v->region, sizeof v->region, "%s", h.region);
+    if (flags & JR_OPEN_WRITE) {
+        if (h.role != JR_ROLE_PRIMARY) {
+            r = JR_EROLE;
+            goto fail;
+        }
+        v->writable = 1;
+        r = open_writable(v, &h, flags & JR_OPEN_FORCE);
+        if (r < 0) goto fail;
+        v->epoch = h.epoch;
+        r = pthread_create(&v->applier, NULL, applier_main, v);
+        if (r) {
+            r = -r;
+            release_lease(v);
+            goto fail;
+        }
+        v->applier_started = 1;
+        tlog_info("volume.opened", "vol=%s mode=rw head=%" PRIu64
+                  " size=%" PRIu64 " epoch=%" PRIu64, v->id, v->durable_seq,
+                  v->size, v->epoch);
+    } else {
+        /* Read-only: lay the entries not yet applied (as of now) over the
+         * image.  Later writes by another process are not seen. */
+        uint64_t head;
+        r = jr__head(st, vol_id, &h, &head, &v->head_ts);
+        if (r < 0) goto fail;
+        struct loadarg a = {v, h.applied_size};
+        if (head > h.applied)
+            r = jr__journal_iter(st, vol_id, &h, h.applied + 1, head,
+                                 overlay_cb, &a);
+        if (r < 0) goto fail;
+        v->size = head > h.applied ? a.size : h.size;
+        v->next_seq = head + 1;
+        v->durable_seq = head;
+        v->applied_seq = v->persisted_seq = h.applied;
+    }
+    jr__hdr_free(&h);
+    *out = v;
+    return 0;
+fail:
+    jr__hdr_free(&h);
+    vol_free(v);
+    return r;
+}
+
+int jr_close(jr_volume *v)
+{
+    if (!v) return 0;
+    int r = 0;
+    if (v->writable) {
+        pthread_mutex_lock(&v->mu);
+        /* Let writers still in the queue finish their commit first. */
+        while (v->commit_next && !v->err) {
+            if (!v->committing) lead(v);
+            else pthread_cond_wait(&v->commit_cv, &v->mu);
+        }
+        while (v->committing) pthread_cond_wait(&v->commit_cv, &v->mu);
+        v->stop = 1;
+        pthread_cond_signal(&v->apply_cv);
+        pthread_mutex_unlock(&v->mu);
+        if (v->applier_started) pthread_join(v->applier, NULL);
+        r = v->err;
+        if (v->err != JR_ELOCKED) release_lease(v);
+        tlog_info("volume.closed", "vol=%s head=%" PRIu64 " applied=%" PRIu64,
+                  v->id, v->durable_seq, v->applied_seq);
+    }
+    vol_free(v);
+    return r;
+}
+
+/* ---- data path ---- */
+
+int jr_write(jr_volume *v, uint64_t off, const void *buf, size_t len)
+{
+    if (!v || (!buf && len)) return -EINVAL;
+    if (!v->writable) return -EROFS;
+    if (len == 0) return 0;
+    pthread_mutex_lock(&v->mu);
+    uint64_t size = v->size;
+    pthread_mutex_unlock(&v->mu);
+    if (off > size || len > size - off) return -EINVAL;
+    size_t n = (len + JR_WRITE_CHUNK - 1) / JR_WRITE_CHUNK;
+    struct pent *one, **p = n == 1 ? &one : calloc(n, sizeof *p);
+    if (!p) return -ENOMEM;
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t o = i * JR_WRITE_CHUNK;
+        size_t m = len - o < JR_WRITE_CHUNK ? len - o : JR_WRITE_CHUNK;
+        p[i] = pent_new(JR_K_WRITE, off + o, m, (const uint8_t *)buf + o);
+        if (!p[i]) {
+            for (size_t k = 0; k < i; k++) pent_put(p[k]);
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    r = submit(v, p, n);
+out:
+    if (p != &one) free(p);
+    return r;
+}
+
+int jr_discard(jr_volume *v, uint64_t off, uint64_t len)
+{
+    if (!v) return -EINVAL;
+    if (!v->writable) return -EROFS;
+    if (len == 0) return 0;
+    struct pent *p = pent_new(JR_K_ZERO, off, len, NULL);
+    if (!p) return -ENOMEM;
+    return submit(v, &p, 1);
+}
+
+int jr_flush(jr_volume *v)
+{
+    if (!v) return -EINVAL;
+    if (!v->writable) return 0;
+    struct pent *p = pent_new(JR_K_FLUSH, 0, 0, NULL);
+    if (!p) return -ENOMEM;
+    return submit(v, &p, 1);
+}
+
+int jr_resize(jr_volume *v, uint64_t new_size)
+{
+    if (!v || new_size == 0 || new_size > JR_MAX_OFFSET) return -EINVAL;
+    if (!v->writable) return -EROFS;
+    struct pent *p = pent_new(JR_K_RESIZE, new_size, 0, NULL);
+    if (!p) return -ENOMEM;
+    int r = submit(v, &p, 1);
+    if (r < 0) return r;
+    /* Durable in the journal already; the header follows so that
+     * jr_volume_stat shows it (replay would set it too). */
+    char b[32];
+    int n = snprintf(b, sizeof b, "%" PRIu64, new_size);
+    pthread_mutex_lock(&v->lease_mu);
+    r = st_omap_set(v->st, v->hoid, "size", b, (size_t)n);
+    pthread_mutex_unlock(&v->lease_mu);
+    if (r == 0)
+        tlog_info("volume.resized", "vol=%s size=%" PRIu64, v->id, new_size);
+    return r;
+}
+
+static int overlaps(const struct pent *p, uint64_t off, uint64_t end)
+{
+    if (p->kind == JR_K_WRITE || p->kind == JR_K_ZERO)
+        return p->off < end && p->off + p->len > off;
+    if (p->kind == JR_K_RESIZE) return p->off < end;
+    return 0;
+}
+
+int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len)
+{
+    if (!v || (!buf && len)) return -EINVAL;
+    if (len == 0) return 0;
+    uint64_t end = off + len;
+    struct pent *small[16], **hits = small;
+    size_t nh = 0, cap = 16;
+    pthread_mutex_lock(&v->mu);
+    if (off > v->size || len > v->size - off) {
+        pthread_mutex_unlock(&v->mu);
+        return -EINVAL;
+    }
+    for (struct pent *p = v->q_head; p; p = p->next) {
+        if (!overlaps(p, off, end)) continue;
+        if (nh == cap) {
+            struct pent **nhp = malloc(cap * 2 * sizeof *nhp);
+            if (!nhp) {
+                for (size_t i = 0; i < nh; i++) pent_put(hits[i]);
+                if (hits != small) free(hits);
+                pthread_mutex_unlock(&v->mu);
+                return -ENOMEM;
+            }
+            memcpy(nhp, hits, nh * sizeof *nhp);
+            if (hits != small) free(hits);
+            hits = nhp;
+            cap *= 2;
+        }
+        p->refs++;
+        hits[nh++] = p;
+    }
+    pthread_mutex_unlock(&v->mu);
+    /* Entries taken above may be applied while the image is read: laying
+     * them over again, in order, gives the same bytes. */
+    int r = jr__image_read(v->st, v->id, v->objsz, off, buf, len);
+    uint8_t *b = buf;
+    for (size_t i = 0; r == 0 && i < nh; i++) {
+        struct pent *p = hits[i];
+        if (p->kind == JR_K_RESIZE) {
+            uint64_t z = p->off > off ? p->off : off;
+            memset(b + (z - off), 0, end - z);
+            continue;
+        }
+        uint64_t s = p->off > off ? p->off : off;
+        uint64_t e = p->off + p->len < end ? p->off + p->len : end;
+        if (p->kind == JR_K_WRITE)
+            memcpy(b + (s - off), p->raw + (s - p->off), e - s);
+        else
+            memset(b + (s - off), 0, e - s);
+    }
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < nh; i++) pent_put(hits[i]);
+    pthread_mutex_unlock(&v->mu);
+    if (hits != small) free(hits);
+    return r;
+}
+
+int jr_get_info(jr_volume *v, struct jr_info *out)
+{
+    if (!v || !out) return -EINVAL;
+    memset(out, 0, sizeof *out);
+    snprintf(out->vol_id, sizeof out->vol_id, "%s", v->id);
+    snprintf(out->region, sizeof out->region, "%s", v->region);
+    out->object_size = v->objsz;
+    out->role = v->role;
+    out->created_s = v->created;
+    pthread_mutex_lock(&v->mu);
+    out->size = v->size;
+    out->epoch = v->epoch;
+    out->head = v->durable_seq;
+    out->applied = v->applied_seq;
+    out->head_ts_ns = v->head_ts;
+    int err = v->err;
+    pthread_mutex_unlock(&v->mu);
+    struct jr_info si;
+    if (jr_volume_stat(v->st, v->id, &si) == 0) {
+        out->tail = si.tail;
+        out->journal_bytes = si.journal_bytes;
+        out->dirty_tracking = si.dirty_tracking;
+        out->role = si.role;
+    }
+    (void)err; /* jr_volume_error() reports it */
+    return 0;
+}
+
+int jr_volume_error(jr_volume *v)
+{
+    if (!v) return -EINVAL;
+    pthread_mutex_lock(&v->mu);
+    int r = v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+int jr_get_stats(jr_volume *v, struct jr_stats *out)
+{
+    if (!v || !out) return -EINVAL;
+    pthread_mutex_lock(&v->mu);
+    *out = v->stats;
+    pthread_mutex_unlock(&v->mu);
+    return 0;
+}

@@ -1,0 +1,372 @@
+/*
+ * jr_tail.c: the replicator's side of the engine: reading a primary's
+ * journal batch by batch (jr_tail_read; the batch bytes are the stored
+ * entries, FORMAT.md §3, which is also the wire format) and applying
+ * batches to a secondary (jr_apply: verify everything, journal the new
+ * entries locally, apply them to the image coalesced, record applied).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jr_int.h"
+
+#define JOBJ_TARGET (4u << 20) /* start a new journal object past this */
+
+struct tailarg {
+    struct jr_batch *b;
+    size_t cap;
+    size_t max_bytes;
+    int full;
+};
+
+static int tail_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
+                   void *arg)
+{
+    struct tailarg *t = arg;
+    struct jr_batch *b = t->b;
+    if (b->n_entries > 0 && b->len + rl > t->max_bytes) {
+        t->full = 1;
+        return 1;
+    }
+    if (b->len + rl > t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 65536;
+        while (nc < b->len + rl) nc *= 2;
+        uint8_t *nd = realloc(b->data, nc);
+        if (!nd) return -ENOMEM;
+        b->data = nd;
+        t->cap = nc;
+    }
+    memcpy(b->data + b->len, raw, rl);
+    b->len += rl;
+    if (b->n_entries == 0) {
+        b->first_seq = e->seq;
+        b->oldest_ts_ns = e->ts_ns;
+    }
+    b->last_seq = e->seq;
+    b->n_entries++;
+    b->raw_bytes += e->kind == JR_K_WRITE ? e->len : 0;
+    return 0;
+}
+
+int jr_tail_read(st_store *st, const char *vol_id, uint64_t from_seq,
+                 size_t max_bytes, struct jr_batch *out)
+{
+    if (!st || !out) return -EINVAL;
+    memset(out, 0, sizeof *out);
+    struct jr__hdr h;
+    int r = jr__hdr_load(st, vol_id, &h);
+    if (r < 0) return r;
+    uint64_t head;
+    r = jr__head(st, vol_id, &h, &head, NULL);
+    if (r < 0) goto out;
+    if (from_seq == 0) from_seq = 1;
+    if (from_seq > head) goto out; /* nothing new */
+    uint64_t tail = h.nj ? h.j[0].first : h.tail;
+    if (from_seq < tail) {
+        r = JR_ETRIMMED;
+        goto out;
+    }
+    struct tailarg t = {out, 0, max_bytes ? max_bytes : 1, 0};
+    r = jr__journal_iter(st, vol_id, &h, from_seq, head, tail_cb, &t);
+    if (r == 1) r = 0;
+    if (r < 0 && out->n_entries > 0 && r != -ENOMEM) {
+        /* Hand out what verified before the bad entry; the next call
+         * starts at it and reports it (R-6: never skip). */
+        r = 0;
+    }
+    if (r == 0 && out->n_entries == 0 && from_seq <= head) {
+        /* The index says entries exist but none came back: trimmed. */
+        r = JR_ETRIMMED;
+    }
+out:
+    jr__hdr_free(&h);
+    if (r < 0) jr_batch_free(out);
+    return r;
+}
+
+void jr_batch_free(struct jr_batch *b)
+{
+    if (!b) return;
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- applying on the secondary ---- */
+
+struct collect {
+    struct jr__opbuf ops;
+    uint64_t size;
+    int err;
+};
+
+static int collect_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
+                      void *arg)
+{
+    struct collect *c = arg;
+    int r = jr__check_range(e, &c->size);
+    if (r < 0) return r;
+    return jr__opbuf_add(&c->ops, e);
+}
+
+/* Replay entries (from, to] of the local journal onto the image and
+ * record applied.  Used by jr_apply (after a crash between its journal
+ * append and its image writes) and by jr_open. */
+int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
+               uint64_t head, uint64_t *size_out)
+{
+    struct collect c = {{0}, h->applied_size, 0};
+    int r = 0;
+    uint64_t from = h->applied + 1;
+    while (from <= head && r == 0) {
+        /* Bound memory: replay at most ~64 MiB of data per round. */
+        uint64_t to = from + 4095 > head ? head : from + 4095;
+        uint64_t size_before = c.size;
+        r = jr__journal_iter(st, vol, h, from, to, collect_cb, &c);
+        if (r == 0 && c.ops.n != to - from + 1) r = JR_ECORRUPT; /* missing */
+        if (r == 0)
+            r = jr__image_apply(st, vol, h->objsz, c.ops.ops, c.ops.n,
+                                &size_before);
+        jr__opbuf_reset(&c.ops);
+        from = to + 1;
+    }
+    free(c.ops.ops);
+    if (r < 0) {
+        tlog_error("journal.replay_failed", "vol=%s applied=%" PRIu64
+                   " head=%" PRIu64 " err=\"%s\"", vol, h->applied, head,
+                   jr_strerror(r));
+        return r;
+    }
+    char oid[JR_OID_MAX], b[64];
+    jr__oid_header(oid, sizeof oid, vol);
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, head, c.size);
+    st_wop_omap_set(op, "applied", b, (size_t)n);
+    n = snprintf(b, sizeof b, "%" PRIu64, c.size);
+    st_wop_omap_set(op, "size", b, (size_t)n);
+    r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    if (r == 0) {
+        if (head > h->applied)
+            tlog_info("journal.replayed", "vol=%s from=%" PRIu64 " to=%" PRIu64,
+                      vol, h->applied + 1, head);
+        h->applied = head;
+        h->applied_size = c.size;
+        h->size = c.size;
+        if (size_out) *size_out = c.size;
+    }
+    return r;
+}
+
+/* Append encoded entries to the secondary's journal: guarded by the
+ * journal object's current `head` (so two appliers cannot interleave). */
+static int sec_append(st_store *st, const char *vol, struct jr__hdr *h,
+                      uint64_t head, const uint8_t *data, size_t len,
+                      uint64_t first, uint64_t last, int64_t last_ts)
+{
+    char hoid[JR_OID_MAX], joid[JR_OID_MAX], key[64], val[96];
+    jr__oid_header(hoid, sizeof hoid, vol);
+    int r;
+    uint64_t jno;
+    uint64_t cur_bytes = 0;
+    int fresh = 0;
+    if (h->nj) {
+        jno = h->j[h->nj - 1].n;
+        jr__oid_journal(joid, sizeof joid, vol, jno);
+        r = st_stat(st, joid, &cur_bytes, NULL);
+        if (r == -ENOENT) {
+            cur_bytes = 0;
+            fresh = 1;
+        } else if (r < 0) {
+            return r;
+        }
+    }
+    if (!h->nj || cur_bytes >= JOBJ_TARGET) {
+        /* Start a new journal object. */
+        jno = h->nj ? h->j[h->nj - 1].n + 1 : 0;
+        st_wop *op = st_wop_create();
+        if (!op) return -ENOMEM;
+        st_wop_omap_cmp(op, "role", "secondary", 9);
+        if (h->nj) {
+            const struct jr__jobj *pj = &h->j[h->nj - 1];
+            snprintf(key, sizeof key, "jidx.%016" PRIx64, pj->n);
+            int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %" PRIu64,
+                             pj->first, head, cur_bytes);
+            st_wop_omap_set(op, key, val, (size_t)n);
+        }
+        snprintf(key, sizeof key, "jidx.%016" PRIx64, jno);
+        st_wop_omap_cmp(op, key, NULL, 0);
+        int n = snprintf(val, sizeof val, "%" PRIu64, first);
+        st_wop_omap_set(op, key, val, (size_t)n);
+        r = st_wop_operate(st, hoid, op);
+        st_wop_destroy(op);
+        if (r == -ECANCELED) return -EAGAIN;
+        if (r < 0) return r;
+        fresh = 1;
+        jr__oid_journal(joid, sizeof joid, vol, jno);
+    }
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    if (fresh) {
+        st_wop_omap_cmp(op, "head", NULL, 0);
+    } else {
+        /* The guard is the exact current value of head. */
+        char *cur = NULL;
+        size_t cl = 0;
+        r = st_omap_get(st, joid, "head", &cur, &cl);
+        if (r < 0 && r != -ENOENT) {
+            st_wop_destroy(op);
+            return r;
+        }
+        uint64_t cs = 0;
+        if (r == 0 && (jr__parse_u64(cur, &cs) < 0 || cs != head)) {
+            free(cur);
+            st_wop_destroy(op);
+            return -EAGAIN;
+        }
+        st_wop_omap_cmp(op, "head", cur, r == 0 ? cl : 0);
+        free(cur);
+    }
+    st_wop_append(op, data, len);
+    int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRId64, last, last_ts);
+    st_wop_omap_set(op, "head", val, (size_t)n);
+    r = st_wop_operate(st, joid, op);
+    st_wop_destroy(op);
+    if (r == -ECANCELED) return -EAGAIN;
+    return r;
+}
+
+struct verify {
+    uint64_t head;
+    uint64_t epoch;
+    uint64_t size;
+    size_t new_off;      /* byte offset of the first new entry */
+    uint64_t first_new;
+    uint64_t last;
+    int64_t last_ts;
+    uint64_t prev_epoch;
+    struct jr__opbuf ops;
+};
+
+int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
+             uint64_t *applied_out)
+{
+    if (!st || (!data && len)) return -EINVAL;
+    for (int tries = 0; tries < 5; tries++) {
+        struct jr__hdr h;
+        int r = jr__hdr_load(st, vol_id, &h);
+        if (r < 0) return r;
+        struct verify v = {0};
+        if (h.role != JR_ROLE_SECONDARY) {
+            r = JR_EROLE;
+            goto out;
+        }
+        r = jr__head(st, vol_id, &h, &v.head, NULL);
+        if (r < 0) goto out;
+        if (v.head > h.applied) { /* crash between journal and image */
+            r = jr__replay(st, vol_id, &h, v.head, NULL);
+            if (r < 0) goto out;
+        }
+        /* Verify every entry before applying any (R-10..R-22, R-34). */
+        v.size = h.size;
+        v.new_off = len;
+        const uint8_t *p = data;
+        size_t pos = 0;
+        uint64_t prev = 0;
+        while (pos < len) {
+            struct jr_entry e;
+            size_t used;
+            const char *why = "";
+            char q[96];
+            r = jr__entry_decode(p + pos, len - pos, &e, &used, &why);
+            if (r == 0 && prev && e.seq != prev + 1) {
+                why = "sequence gap in batch (R-21)";
+                r = JR_EGAP;
+            }
+            if (r == 0 && e.seq > v.head && !v.first_new &&
+                e.seq != v.head + 1) {
+                why = "first new entry is not applied+1 (R-21)";
+                r = JR_EGAP;
+            }
+            if (r == 0 && e.seq > v.head && e.epoch < h.epoch) {
+                why = "entry epoch below the volume's (R-22)";
+                r = JR_ESTALE;
+            }
+            if (r == 0 && prev && e.epoch < v.prev_epoch) {
+                why = "epoch decreases (R-22)";
+                r = JR_ECORRUPT;
+            }
+            if (r == 0 && e.seq > v.head) {
+                r = jr__check_range(&e, &v.size);
+                if (r) why = "range beyond the image size (R-34)";
+                if (r == 0) {
+                    r = jr__opbuf_add(&v.ops, &e); /* R-20 via decompress */
+                    if (r == JR_ECORRUPT) why = "bad lz4 payload (R-20)";
+                }
+            }
+            if (r < 0) {
+                tlog_error("journal.apply_refused",
+                           "vol=%s offset=%zu seq=%" PRIu64 " applied=%" PRIu64
+                           " why=%s err=\"%s\"",
+                           vol_id, pos, prev + 1, v.head,
+                           tlog_q(q, sizeof q, why), jr_strerror(r));
+                goto out;
+            }
+            if (e.seq > v.head && !v.first_new) {
+                v.first_new = e.seq;
+                v.new_off = pos;
+            }
+            prev = e.seq;
+            v.prev_epoch = e.epoch;
+            v.last = e.seq;
+            v.last_ts = e.ts_ns;
+            pos += used;
+        }
+        if (!v.first_new) { /* all already applied: idempotent */
+            if (applied_out) *applied_out = v.head;
+            r = 0;
+            goto out;
+        }
+        r = sec_append(st, vol_id, &h, v.head, p + v.new_off,
+                       len - v.new_off, v.first_new, v.last, v.last_ts);
+        if (r == -EAGAIN) { /* another applier moved: start over */
+            jr__opbuf_reset(&v.ops);
+            free(v.ops.ops);
+            jr__hdr_free(&h);
+            continue;
+        }
+        if (r < 0) goto out;
+        uint64_t size = h.size;
+        r = jr__image_apply(st, vol_id, h.objsz, v.ops.ops, v.ops.n, &size);
+        if (r < 0) goto out;
+        {
+            char oid[JR_OID_MAX], b[64];
+            jr__oid_header(oid, sizeof oid, vol_id);
+            st_wop *op = st_wop_create();
+            if (!op) {
+                r = -ENOMEM;
+                goto out;
+            }
+            int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, v.last, size);
+            st_wop_omap_set(op, "applied", b, (size_t)n);
+            if (size != h.size) {
+                n = snprintf(b, sizeof b, "%" PRIu64, size);
+                st_wop_omap_set(op, "size", b, (size_t)n);
+            }
+            r = st_wop_operate(st, oid, op);
+            st_wop_destroy(op);
+        }
+        if (r == 0 && applied_out) *applied_out = v.last;
+        /* Trim what no one needs any more (cheap when nothing is due). */
+        if (r == 0 && h.nj > 1) jr__trim(st, vol_id);
+    out:
+        jr__opbuf_reset(&v.ops);
+        free(v.ops.ops);
+        jr__hdr_free(&h);
+        return r;
+    }
+    return -EAGAIN;
+}

@@ -1,0 +1,87 @@
+/*
+ * rep.h: the replication engine behind tandem-replicator (librep.a).
+ *
+ * One rep_ctx per process and region.  It
+ *  - ships: for every PRIMARY volume of its region whose metadata says
+ *    replication=async and whose peer region is opts->peer_region, a
+ *    sender thread tails the journal from the peer's applied position and
+ *    ships batches (LZ4-compressed as a whole) over the Link service
+ *    (proto/tandem_repl.proto) to the peer's replicator; on each answer it
+ *    records the peer's acknowledgement (jr_peer_ack_set) and trims;
+ *  - receives: the Link service creates secondaries on first contact and
+ *    applies batches in order (jr_apply); it refuses stale epochs and never
+ *    overwrites a local primary (split-brain guard);
+ *  - catches up: a volume whose journal passed its cap (JR_ETRIMMED) is
+ *    brought current by copying its dirty regions (CopyRegions); the
+ *    receiver saves the old bytes of each region first (undo), so a
+ *    promote in the middle rolls back to the last consistent position;
+ *  - serves the Admin service (proto/tandem_admin.proto: status, promote,
+ *    demote, failover, resync) and a Prometheus text endpoint.
+ *
+ * Volume metadata keys it reads (set by the CSI controller, csi/csi.h):
+ * REP_META_REPLICATION ("async" to replicate) and REP_META_PEER_REGION;
+ * for volumes made by other tools the bare StorageClass names
+ * ("replication", "peerRegion") are accepted too.  Keys it writes start
+ * with "rep." and are never shipped to the peer.  A copy whose peer
+ * region names its own region (the replica) replicates with the region
+ * it came from (REP_META_PEER).
+ *
+ * Errors: 0 or a negative errno; rep_create writes one line into err.
+ * Threads: rep_start starts the scanner, senders, gRPC servers and the
+ * metrics thread; rep_destroy stops and joins them all (SIGTERM path).
+ */
+#ifndef TANDEM_REP_H
+#define TANDEM_REP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REP_META_REPLICATION "csi.replication"
+#define REP_META_PEER_REGION "csi.peer_region"
+#define REP_META_REPLICATION_ALT "replication"
+#define REP_META_PEER_REGION_ALT "peerRegion"
+/* Internal keys (never shipped). */
+#define REP_META_PREFIX "rep."
+#define REP_META_PEER "rep.peer"             /* region the copy came from */
+#define REP_META_SPLIT "rep.split_brain"     /* fenced: why (one line) */
+#define REP_META_DRAINING "rep.draining"     /* demoted, shipping the rest */
+#define REP_META_PROMOTED_AT "rep.promoted_at" /* applied at promotion */
+#define REP_META_COPY_ID "rep.copy.id"       /* a region copy is running */
+#define REP_META_COPY_BASE "rep.copy.base"   /* applied before the copy */
+#define REP_META_COPY_UNTIL "rep.copy.until" /* consistent again at */
+#define REP_META_RESYNC "rep.resync"         /* resync running */
+#define REP_META_INSYNC_MS "rep.insync_ms"   /* last time known in sync */
+
+typedef struct rep_ctx rep_ctx;
+
+struct rep_opts {
+    const char *config_path;  /* region map (journal/regions.h) */
+    const char *region;       /* this region */
+    const char *peer_region;  /* the peer region */
+    const char *listen_addr;  /* peer link listener, "host:port" */
+    const char *peer_addr;    /* peer's link address (NULL: from config) */
+    const char *admin_addr;   /* "unix:///path" (NULL: none) */
+    const char *admin_tcp;    /* "host:port" with mTLS (NULL: none) */
+    const char *tls_ca, *tls_cert, *tls_key;
+    const char *tls_server_name; /* name checked in the peer's cert */
+    int insecure;             /* plaintext peer link / admin TCP */
+    const char *metrics_addr; /* "host:port" (NULL: none) */
+    uint64_t max_bandwidth;   /* bytes/s on the link (0: unlimited) */
+    size_t batch_bytes;       /* max journal bytes per batch (0: 4 MiB) */
+    int scan_ms;              /* volume scan period (0: 300 ms) */
+    int no_compress;          /* ship uncompressed (benchmarks) */
+};
+
+/* Parse the config, open the region's store, prepare (not start).  On
+ * error returns a negative errno and writes one line into err. */
+int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
+               size_t errlen);
+/* Start listeners and threads.  Returns 0 or a negative errno (err). */
+int rep_start(rep_ctx *r, char *err, size_t errlen);
+/* Bound ports (after rep_start): the link and metrics TCP ports. */
+int rep_link_port(const rep_ctx *r);
+int rep_metrics_port(const rep_ctx *r);
+/* Stop everything, join threads, close the store, free.  NULL: no-op. */
+void rep_destroy(rep_ctx *r);
+
+#endif /* TANDEM_REP_H */

@@ -1,0 +1,941 @@
+/*
+ * rep_admin.c: the admin service (proto/tandem_admin.proto) that tandemctl
+ * talks to, and the per-volume status snapshot shared with /metrics.
+ *
+ * Role changes take the volume's op_lock, so they never interleave with a
+ * batch or a region copy being applied to the same copy.  Everything is
+ * idempotent: asking for the state a volume is already in answers OK with
+ * changed=false.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rep_int.h"
+#include "tlog.h"
+
+static char *sdup(const char *s) { return strdup(s ? s : ""); }
+
+/* ---------------------------------------------------------- status */
+
+void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->id, sizeof(o->id), "%s", id);
+    o->applied_age_s = -1;
+    if (jr_volume_stat(r->st, id, &o->info) < 0) {
+        snprintf(o->state, sizeof(o->state), "error");
+        snprintf(o->last_error, sizeof(o->last_error), "stat failed");
+        return;
+    }
+    rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
+    char *s = rep__meta(r, id, REP_META_REPLICATION);
+    if (!s) s = rep__meta(r, id, REP_META_REPLICATION_ALT);
+    snprintf(o->replication, sizeof(o->replication), "%s", s ? s : "");
+    free(s);
+    s = rep__meta(r, id, REP_META_SPLIT);
+    o->split_brain = s != NULL;
+    if (s) snprintf(o->last_error, sizeof(o->last_error), "%s", s);
+    free(s);
+    s = rep__meta(r, id, REP_META_COPY_ID);
+    o->copy_active = s != NULL;
+    free(s);
+    s = rep__meta(r, id, REP_META_RESYNC);
+    if (s) o->copy_active = 1;
+    int resync = s != NULL;
+    free(s);
+
+    struct rep_vol *v = rep__vol_get(r, id);
+    int64_t now = rep__now_ms();
+    uint64_t vacked = 0, primary_head = 0;
+    int64_t oldest_ns = 0, insync = 0;
+    if (v) {
+        pthread_mutex_lock(&v->mu);
+        snprintf(o->link_state, sizeof(o->link_state), "%s", v->link_state);
+        snprintf(o->state, sizeof(o->state), "%s", v->state);
+        if (!o->last_error[0])
+            snprintf(o->last_error, sizeof(o->last_error), "%s",
+                     v->last_error);
+        o->last_sync_ms = v->last_sync_ms;
+        o->wire_bytes = v->wire_bytes;
+        o->raw_bytes = v->raw_bytes;
+        o->batches = v->batches;
+        o->rate = v->rate;
+        /* A rate window with no traffic for a while means 0. */
+        if (now - v->last_sync_ms > 3000) o->rate = 0;
+        if (v->peer_split) o->split_brain = 1;
+        if (v->copy_active) o->copy_active = 1;
+        vacked = v->acked;
+        oldest_ns = v->oldest_unacked_ns;
+        primary_head = v->primary_head;
+        insync = v->insync_ms;
+        pthread_mutex_unlock(&v->mu);
+    }
+    o->ratio = o->wire_bytes ? (double)o->raw_bytes / (double)o->wire_bytes
+                             : 1.0;
+    if (!o->peer_region[0]) {
+        snprintf(o->state, sizeof(o->state), "not-replicated");
+        snprintf(o->link_state, sizeof(o->link_state), "none");
+        return;
+    }
+    if (o->info.role == JR_ROLE_PRIMARY) {
+        uint64_t a = 0;
+        jr_peer_ack_get(r->st, id, o->peer_region, &a);
+        o->acked = a > vacked ? a : vacked;
+        if (o->acked > o->info.head) o->acked = o->info.head;
+        o->lag_entries = o->info.head - o->acked;
+        if (o->lag_entries && o->info.head >= o->info.tail)
+            o->lag_bytes = (uint64_t)((double)o->info.journal_bytes *
+                                      (double)o->lag_entries /
+                                      (double)(o->info.head - o->info.tail + 1));
+        if (o->lag_entries) {
+            if (!oldest_ns) {
+                struct jr_batch b = {0};
+                if (jr_tail_read(r->st, id, o->acked + 1, 1, &b) == 0 &&
+                    b.n_entries)
+                    oldest_ns = b.oldest_ts_ns;
+                jr_batch_free(&b);
+            }
+            if (oldest_ns)
+                o->lag_s = (double)(rep__now_ns() - oldest_ns) / 1e9;
+            if (o->lag_s < 0) o->lag_s = 0;
+        }
+        if (o->info.dirty_tracking && !o->copy_active)
+            snprintf(o->state, sizeof(o->state), "dirty-tracking");
+        if (!o->state[0]) snprintf(o->state, sizeof(o->state), "pending");
+        if (!strcmp(o->link_state, "receiving"))
+            snprintf(o->link_state, sizeof(o->link_state), "idle");
+    } else {
+        o->acked = o->info.applied;
+        if (primary_head > o->info.applied)
+            o->lag_entries = primary_head - o->info.applied;
+        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
+        if (insync) {
+            o->applied_age_s = (double)(now - insync) / 1000.0;
+            /* In sync as of the last batch, which was just now. */
+            if (!o->lag_entries && now - o->last_sync_ms < 2000)
+                o->applied_age_s = 0;
+            if (o->applied_age_s < 0) o->applied_age_s = 0;
+            if (o->lag_entries) o->lag_s = o->applied_age_s;
+        }
+        char *d = rep__meta(r, id, REP_META_DRAINING);
+        if (d) {
+            snprintf(o->state, sizeof(o->state), "draining");
+            uint64_t a = 0;
+            jr_peer_ack_get(r->st, id, o->peer_region, &a);
+            o->acked = a;
+            o->lag_entries = o->info.head > a ? o->info.head - a : 0;
+        } else if (resync) {
+            snprintf(o->state, sizeof(o->state), "resyncing");
+        } else if (o->split_brain) {
+            snprintf(o->state, sizeof(o->state), "split-brain");
+            snprintf(o->link_state, sizeof(o->link_state), "split-brain");
+        } else if (o->copy_active) {
+            snprintf(o->state, sizeof(o->state), "copying");
+        } else {
+            snprintf(o->state, sizeof(o->state), "replica");
+        }
+        free(d);
+        if (!strcmp(o->link_state, "none") || !o->link_state[0] ||
+            !strcmp(o->link_state, "stopped"))
+            snprintf(o->link_state, sizeof(o->link_state), "%s",
+                     now - o->last_sync_ms < 10000 ? "receiving" : "idle");
+        else if (!strcmp(o->link_state, "receiving") &&
+                 now - o->last_sync_ms >= 10000)
+            snprintf(o->link_state, sizeof(o->link_state), "idle");
+    }
+    if (o->split_brain && o->info.role == JR_ROLE_PRIMARY)
+        snprintf(o->state, sizeof(o->state), "split-brain");
+}
+
+static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
+                                                    const char *id)
+{
+    struct rep_vstat s;
+    rep__stat_fill(r, id, &s);
+    Tandem__Admin__V1__VolumeStatus *m = malloc(sizeof(*m));
+    if (!m) return NULL;
+    tandem__admin__v1__volume_status__init(m);
+    m->volume_id = sdup(id);
+    m->region = sdup(s.info.region[0] ? s.info.region : r->region);
+    m->peer_region = sdup(s.peer_region);
+    m->role = sdup(s.info.role ? jr_role_name(s.info.role) : "");
+    m->epoch = s.info.epoch;
+    m->head = s.info.head;
+    m->applied = s.info.applied;
+    m->acked = s.acked;
+    m->lag_entries = s.lag_entries;
+    m->lag_bytes = s.lag_bytes;
+    m->lag_seconds = s.lag_s;
+    m->last_sync_unix_ms = s.last_sync_ms;
+    m->throughput_bytes_per_s = s.rate;
+    m->compression_ratio = s.ratio;
+    m->link_state = sdup(s.link_state);
+    m->state = sdup(s.state);
+    m->split_brain = s.split_brain;
+    m->dirty_tracking = s.info.dirty_tracking;
+    m->size_bytes = s.info.size;
+    m->replication = sdup(s.replication);
+    m->last_error = sdup(s.last_error);
+    m->applied_age_seconds = s.applied_age_s;
+    m->wire_bytes = s.wire_bytes;
+    m->raw_bytes = s.raw_bytes;
+    m->batches = s.batches;
+    m->copy_active = s.copy_active;
+    return m;
+}
+
+struct idlist {
+    char **a;
+    size_t n, cap;
+};
+
+static int idlist_cb(const char *id, void *arg)
+{
+    struct idlist *l = arg;
+    if (l->n == l->cap) {
+        size_t c = l->cap ? 2 * l->cap : 32;
+        void *p = realloc(l->a, c * sizeof(*l->a));
+        if (!p) return -ENOMEM;
+        l->a = p;
+        l->cap = c;
+    }
+    if (!(l->a[l->n] = strdup(id))) return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_all(rep_ctx *r, struct idlist *l)
+{
+    memset(l, 0, sizeof(*l));
+    int rc = jr_volume_list(r->st, idlist_cb, l);
+    if (l->n > 1) qsort(l->a, l->n, sizeof(*l->a), cmp_str);
+    return rc;
+}
+
+static void idlist_free(struct idlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->a[i]);
+    free(l->a);
+}
+
+static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Admin__V1__StatusRequest *req = (const void *)reqm;
+    struct idlist l = {0};
+    if (req->n_volume_ids) {
+        for (size_t i = 0; i < req->n_volume_ids; i++) {
+            struct jr_info info;
+            int rc = jr_volume_stat(r->st, req->volume_ids[i], &info);
+            if (rc < 0) {
+                idlist_free(&l);
+                return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND
+                                                        : RPC_UNAVAILABLE,
+                                     "volume %s: %s", req->volume_ids[i],
+                                     rc == -ENOENT ? "not found in this region"
+                                                   : jr_strerror(rc));
+            }
+            idlist_cb(req->volume_ids[i], &l);
+        }
+    } else if (list_all(r, &l) < 0) {
+        idlist_free(&l);
+        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing volumes failed");
+    }
+    Tandem__Admin__V1__StatusResponse *resp = malloc(sizeof(*resp));
+    if (!resp) goto nomem;
+    tandem__admin__v1__status_response__init(resp);
+    resp->region = sdup(r->region);
+    resp->peer_region = sdup(r->peer_region);
+    resp->peer_link_state = sdup(r->peer_up ? "up" : "down");
+    resp->now_unix_ms = rep__now_ms();
+    resp->volumes = calloc(l.n + 1, sizeof(*resp->volumes));
+    if (!resp->volumes) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        goto nomem;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        Tandem__Admin__V1__VolumeStatus *m = vstatus_msg(r, l.a[i]);
+        if (m) resp->volumes[resp->n_volumes++] = m;
+    }
+    idlist_free(&l);
+    *respm = &resp->base;
+    return RPC_OK;
+nomem:
+    idlist_free(&l);
+    return RPC_RESOURCE_EXHAUSTED;
+}
+
+static int h_list(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                  ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    struct idlist l;
+    (void)reqm;
+    if (list_all(r, &l) < 0) {
+        idlist_free(&l);
+        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing volumes failed");
+    }
+    Tandem__Admin__V1__ListVolumesResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        idlist_free(&l);
+        return RPC_RESOURCE_EXHAUSTED;
+    }
+    tandem__admin__v1__list_volumes_response__init(resp);
+    resp->volume_ids = l.a;
+    resp->n_volume_ids = l.n;
+    if (!l.a) resp->volume_ids = NULL;
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+/* ---------------------------------------------------------- promote */
+
+/* Returns an RPC code; msg says why (refusals) or what happened. */
+int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
+                 char *msg, size_t msz)
+{
+    struct jr_info info;
+    Tandem__Repl__V1__GetVolumeResponse *pv = NULL;
+    int code = RPC_OK, rc;
+    *changed = 0;
+    struct rep_vol *v = rep__vol_get(r, id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    rc = jr_volume_stat(r->st, id, &info);
+    if (rc < 0) {
+        snprintf(msg, msz, "volume %s: %s", id,
+                 rc == -ENOENT ? "not found in this region" : jr_strerror(rc));
+        code = rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE;
+        goto out;
+    }
+    if (info.role == JR_ROLE_PRIMARY) {
+        snprintf(msg, msz, "%s is already primary in %s (epoch %" PRIu64 ")",
+                 id, r->region, info.epoch);
+        goto out;
+    }
+    char *split = rep__meta(r, id, REP_META_SPLIT);
+    char *resync = rep__meta(r, id, REP_META_RESYNC);
+    char *copy = rep__meta(r, id, REP_META_COPY_ID);
+    int has_split = split != NULL, has_resync = resync != NULL,
+        has_copy = copy != NULL;
+    free(split);
+    free(resync);
+    free(copy);
+    if (has_resync) {
+        snprintf(msg, msz, "%s: a resync is unfinished here, the image is "
+                 "not consistent; run resync again first", id);
+        code = RPC_FAILED_PRECONDITION;
+        goto out;
+    }
+    if (has_split && !force) {
+        snprintf(msg, msz, "%s: this copy was fenced (split brain); resync "
+                 "it from the peer, or promote --force to keep its data", id);
+        code = RPC_FAILED_PRECONDITION;
+        goto out;
+    }
+    uint64_t peer_epoch = 0;
+    if (!force) {
+        char m2[256];
+        int c = rep__peer_getvol(r, id, &pv, m2, sizeof(m2));
+        if (c != RPC_OK) {
+            snprintf(msg, msz, "peer region %s unreachable (%s: %s); use "
+                     "--force if it is lost", r->peer_region,
+                     rpc_code_name(c), m2);
+            code = RPC_UNAVAILABLE;
+            goto out;
+        }
+        if (pv->exists && !strcmp(pv->role, "primary")) {
+            snprintf(msg, msz, "%s is still primary in %s (epoch %" PRIu64
+                     "): demote it there first, or --force", id,
+                     r->peer_region, pv->epoch);
+            code = RPC_FAILED_PRECONDITION;
+            goto out;
+        }
+        if (pv->exists && info.applied < pv->head) {
+            snprintf(msg, msz, "%s not fully applied: %" PRIu64 " of %s's "
+                     "head %" PRIu64 " (wait for the demote to drain, or "
+                     "--force)", id, info.applied, r->peer_region, pv->head);
+            code = RPC_FAILED_PRECONDITION;
+            goto out;
+        }
+        if (has_copy) {
+            snprintf(msg, msz, "%s: a region copy is running; the replica is "
+                     "consistent only at its base (--force rolls back to it)",
+                     id);
+            code = RPC_FAILED_PRECONDITION;
+            goto out;
+        }
+        if (pv->exists) peer_epoch = pv->epoch;
+    }
+    if (has_copy) {
+        rc = rep__undo_rollback(r, id);
+        if (rc < 0) {
+            snprintf(msg, msz, "%s: rolling back the unfinished region copy "
+                     "failed: %s", id, jr_strerror(rc));
+            code = RPC_INTERNAL;
+            goto out;
+        }
+        jr_volume_stat(r->st, id, &info);
+    }
+    uint64_t epoch = (info.epoch > peer_epoch ? info.epoch : peer_epoch) + 1;
+    rc = jr_role_set(r->st, id, JR_ROLE_PRIMARY, epoch);
+    if (rc < 0) {
+        snprintf(msg, msz, "%s: role change: %s", id, jr_strerror(rc));
+        code = rc == JR_ESTALE ? RPC_ABORTED : RPC_INTERNAL;
+        goto out;
+    }
+    *changed = 1;
+    rep__meta_set_u64(r, id, REP_META_PROMOTED_AT, info.applied);
+    rep__meta_rm(r, id, REP_META_SPLIT);
+    rep__meta_rm(r, id, REP_META_DRAINING);
+    /* Keep our journal from here on for the old primary (resync needs the
+     * ranges written since the common position, R-8 keeps entries only
+     * for peers that have an ack). */
+    char peer[RG_MAX_NAME + 1];
+    rep__vol_peer(r, id, peer, sizeof(peer));
+    if (peer[0]) jr_peer_ack_set(r->st, id, peer, info.applied);
+    pthread_mutex_lock(&v->mu);
+    v->peer_split = 0;
+    v->acked = info.applied;
+    v->last_error[0] = 0;
+    pthread_mutex_unlock(&v->mu);
+    snprintf(msg, msz, "%s promoted in %s: epoch %" PRIu64 ", applied %"
+             PRIu64 "%s", id, r->region, epoch, info.applied,
+             force ? " (forced)" : "");
+    tlog_info("rep.promoted", "vol=%s epoch=%" PRIu64 " applied=%" PRIu64
+              " force=%d rolled_back=%d", id, epoch, info.applied, force,
+              has_copy);
+out:
+    pthread_mutex_unlock(&v->op_lock);
+    if (pv) protobuf_c_message_free_unpacked(&pv->base, NULL);
+    return code;
+}
+
+static int h_promote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                     ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Admin__V1__PromoteRequest *req = (const void *)reqm;
+    char msg[512];
+    int changed;
+    if (!req->volume_id[0])
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id is empty");
+    int code = rep__promote(r, req->volume_id, req->force, &changed, msg,
+                            sizeof(msg));
+    if (code != RPC_OK) return rpc_ctx_error(ctx, code, "%s", msg);
+    Tandem__Admin__V1__PromoteResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__admin__v1__promote_response__init(resp);
+    resp->changed = changed;
+    resp->message = sdup(msg);
+    resp->volume = vstatus_msg(r, req->volume_id);
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+/* ---------------------------------------------------------- demote */
+
+static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Admin__V1__DemoteRequest *req = (const void *)reqm;
+    struct jr_info info;
+    char peer[RG_MAX_NAME + 1];
+    int changed = 0, rc;
+    if (!req->volume_id[0])
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id is empty");
+    const char *id = req->volume_id;
+    struct rep_vol *v = rep__vol_get(r, id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    rc = jr_volume_stat(r->st, id, &info);
+    if (rc < 0) {
+        pthread_mutex_unlock(&v->op_lock);
+        return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND
+                                                : RPC_UNAVAILABLE,
+                             "volume %s: %s", id,
+                             rc == -ENOENT ? "not found in this region"
+                                           : jr_strerror(rc));
+    }
+    rep__vol_peer(r, id, peer, sizeof(peer));
+    char *dr = rep__meta(r, id, REP_META_DRAINING);
+    int draining = dr != NULL;
+    free(dr);
+    if (info.role == JR_ROLE_SECONDARY && !draining) {
+        pthread_mutex_unlock(&v->op_lock);
+        goto answer;
+    }
+    if (!peer[0] || strcmp(peer, r->peer_region)) {
+        pthread_mutex_unlock(&v->op_lock);
+        return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                             "%s is not replicated to %s: demoting it would "
+                             "leave no primary", id, r->peer_region);
+    }
+    if (info.role == JR_ROLE_PRIMARY) {
+        /* Draining first, so the sender keeps shipping across the role
+         * change; the role change fences the writer (FORMAT.md R-6), so
+         * head stops moving. */
+        rc = jr_meta_set(r->st, id, REP_META_DRAINING, "1");
+        if (rc == 0) rc = jr_role_set(r->st, id, JR_ROLE_SECONDARY, info.epoch);
+        if (rc < 0) {
+            pthread_mutex_unlock(&v->op_lock);
+            return rpc_ctx_error(ctx, RPC_INTERNAL, "%s: demote: %s", id,
+                                 jr_strerror(rc));
+        }
+        changed = 1;
+        tlog_info("rep.demoted", "vol=%s epoch=%" PRIu64 " head=%" PRIu64, id,
+                  info.epoch, info.head);
+    }
+    pthread_mutex_unlock(&v->op_lock);
+    rep__kick(r, v);
+    /* Wait until the peer acknowledged everything. */
+    int64_t deadline = rep__now_ms() + (req->timeout_ms ? req->timeout_ms
+                                                        : 30000);
+    int64_t left = rpc_ctx_remaining_ms(ctx);
+    if (left != INT64_MAX && rep__now_ms() + left - 200 < deadline)
+        deadline = rep__now_ms() + left - 200;
+    uint64_t ack = 0;
+    for (;;) {
+        if (jr_volume_stat(r->st, id, &info) < 0) break;
+        ack = 0;
+        jr_peer_ack_get(r->st, id, r->peer_region, &ack);
+        if (ack >= info.head) break;
+        if (rep__now_ms() >= deadline) {
+            return rpc_ctx_error(ctx, RPC_DEADLINE_EXCEEDED,
+                                 "%s demoted, but %s acknowledged %" PRIu64
+                                 " of %" PRIu64 ": still draining (run demote "
+                                 "again to wait)", id, r->peer_region, ack,
+                                 info.head);
+        }
+        usleep(20000);
+    }
+    rep__meta_rm(r, id, REP_META_DRAINING);
+    tlog_info("rep.drained", "vol=%s head=%" PRIu64 " acked=%" PRIu64, id,
+              info.head, ack);
+answer:;
+    Tandem__Admin__V1__DemoteResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__admin__v1__demote_response__init(resp);
+    resp->changed = changed;
+    char msg[256];
+    snprintf(msg, sizeof(msg), changed ? "%s demoted in %s and drained to %s"
+                                       : "%s is already secondary in %s%.0s",
+             id, r->region, r->peer_region);
+    resp->message = sdup(msg);
+    resp->volume = vstatus_msg(r, id);
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+/* ---------------------------------------------------------- failover */
+
+static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                      ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Admin__V1__FailoverRequest *req = (const void *)reqm;
+    struct idlist l = {0};
+    if (req->to_region[0] && strcmp(req->to_region, r->region))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "this replicator serves region %s, not %s: "
+                             "talk to %s's replicator", r->region,
+                             req->to_region, req->to_region);
+    if (!req->all && !req->n_volume_ids)
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "name volumes or set all");
+    if (req->all) {
+        struct idlist a;
+        if (list_all(r, &a) < 0) {
+            idlist_free(&a);
+            return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing failed");
+        }
+        /* Every copy replicated with our peer (primaries are reported as
+         * already done). */
+        for (size_t i = 0; i < a.n; i++) {
+            char peer[RG_MAX_NAME + 1];
+            rep__vol_peer(r, a.a[i], peer, sizeof(peer));
+            if (!strcmp(peer, r->peer_region)) idlist_cb(a.a[i], &l);
+        }
+        idlist_free(&a);
+    } else {
+        for (size_t i = 0; i < req->n_volume_ids; i++)
+            idlist_cb(req->volume_ids[i], &l);
+    }
+    Tandem__Admin__V1__FailoverResponse *resp = malloc(sizeof(*resp));
+    if (!resp) {
+        idlist_free(&l);
+        return RPC_RESOURCE_EXHAUSTED;
+    }
+    tandem__admin__v1__failover_response__init(resp);
+    resp->region = sdup(r->region);
+    resp->results = calloc(l.n + 1, sizeof(*resp->results));
+    for (size_t i = 0; resp->results && i < l.n; i++) {
+        Tandem__Admin__V1__FailoverResult *fr = malloc(sizeof(*fr));
+        if (!fr) break;
+        tandem__admin__v1__failover_result__init(fr);
+        char msg[512];
+        int changed = 0;
+        int code = rep__promote(r, l.a[i], !req->graceful, &changed, msg,
+                                sizeof(msg));
+        fr->volume_id = sdup(l.a[i]);
+        fr->ok = code == RPC_OK;
+        fr->changed = changed;
+        fr->message = sdup(msg);
+        fr->volume = vstatus_msg(r, l.a[i]);
+        if (fr->volume) {
+            fr->applied = fr->volume->applied;
+            fr->epoch = fr->volume->epoch;
+        }
+        /* How current the promoted copy is: when it was last known to hold
+         * everything the old primary had. */
+        struct rep_vol *v = rep__vol_get(r, l.a[i]);
+        int64_t insync = 0;
+        if (v) {
+            pthread_mutex_lock(&v->mu);
+            insync = v->insync_ms;
+            pthread_mutex_unlock(&v->mu);
+        }
+        if (!insync)
+            insync = (int64_t)rep__meta_u64(r, l.a[i], REP_META_INSYNC_MS);
+        fr->applied_age_seconds =
+            insync ? (double)(rep__now_ms() - insync) / 1000.0 : -1;
+        resp->results[resp->n_results++] = fr;
+        tlog_info("rep.failover", "vol=%s ok=%d changed=%d applied=%" PRIu64
+                  " age_s=%.3f", l.a[i], fr->ok, changed, fr->applied,
+                  fr->applied_age_seconds);
+    }
+    idlist_free(&l);
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+/* ---------------------------------------------------------- resync */
+
+struct rregs {
+    uint64_t *off, *len;
+    size_t n, cap;
+};
+
+static int rregs_add(struct rregs *g, uint64_t off, uint64_t len)
+{
+    if (g->n == g->cap) {
+        size_t c = g->cap ? 2 * g->cap : 64;
+        uint64_t *a = realloc(g->off, c * sizeof(*a));
+        if (!a) return -ENOMEM;
+        g->off = a;
+        uint64_t *b = realloc(g->len, c * sizeof(*b));
+        if (!b) return -ENOMEM;
+        g->len = b;
+        g->cap = c;
+    }
+    g->off[g->n] = off;
+    g->len[g->n] = len;
+    g->n++;
+    return 0;
+}
+
+static int rregs_cb(uint64_t off, uint64_t len, void *arg)
+{
+    return rregs_add(arg, off, len);
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Sort, merge and align the ranges to 4 KiB (cheaper calls). */
+static int rregs_normalize(struct rregs *g, uint64_t size)
+{
+    uint64_t *p = malloc((g->n + 1) * 16);
+    if (!p) return -ENOMEM;
+    for (size_t i = 0; i < g->n; i++) {
+        uint64_t s = g->off[i] & ~4095ull;
+        uint64_t e = (g->off[i] + g->len[i] + 4095) & ~4095ull;
+        if (e > size) e = size;
+        p[2 * i] = s;
+        p[2 * i + 1] = e > s ? e - s : 0;
+    }
+    qsort(p, g->n, 16, cmp_pair);
+    size_t k = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        if (!p[2 * i + 1]) continue;
+        if (k && g->off[k - 1] + g->len[k - 1] >= p[2 * i]) {
+            uint64_t e = p[2 * i] + p[2 * i + 1];
+            if (e > g->off[k - 1] + g->len[k - 1])
+                g->len[k - 1] = e - g->off[k - 1];
+        } else {
+            g->off[k] = p[2 * i];
+            g->len[k] = p[2 * i + 1];
+            k++;
+        }
+    }
+    g->n = k;
+    free(p);
+    return 0;
+}
+
+static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Admin__V1__ResyncRequest *req = (const void *)reqm;
+    struct jr_info info;
+    Tandem__Repl__V1__GetVolumeResponse *pv = NULL;
+    Tandem__Repl__V1__JournalRegionsResponse *jr = NULL;
+    struct rregs g = {0};
+    char msg[512] = "", m2[256];
+    int code = RPC_OK, rc, changed = 0, full = req->full;
+    uint64_t common = 0, bytes = 0, nreg = 0, p0 = 0;
+
+    if (!req->volume_id[0])
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id is empty");
+    const char *id = req->volume_id;
+    struct rep_vol *v = rep__vol_get(r, id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    if ((rc = jr_volume_stat(r->st, id, &info)) < 0) {
+        snprintf(msg, sizeof(msg), "volume %s: %s", id,
+                 rc == -ENOENT ? "not found in this region" : jr_strerror(rc));
+        code = rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE;
+        goto out;
+    }
+    int c = rep__peer_getvol(r, id, &pv, m2, sizeof(m2));
+    if (c != RPC_OK) {
+        snprintf(msg, sizeof(msg), "peer region %s unreachable (%s: %s): "
+                 "resync needs the new primary", r->peer_region,
+                 rpc_code_name(c), m2);
+        code = RPC_UNAVAILABLE;
+        goto out;
+    }
+    if (!pv->exists || strcmp(pv->role, "primary")) {
+        snprintf(msg, sizeof(msg), "%s is not primary in %s (%s): resync "
+                 "makes this copy a secondary of the peer's primary", id,
+                 r->peer_region, pv->exists ? pv->role : "absent");
+        code = RPC_FAILED_PRECONDITION;
+        goto out;
+    }
+    if (info.epoch > pv->epoch) {
+        snprintf(msg, sizeof(msg), "%s: this copy's epoch %" PRIu64 " is "
+                 "newer than %s's %" PRIu64 ": resync the peer instead", id,
+                 info.epoch, r->peer_region, pv->epoch);
+        code = RPC_FAILED_PRECONDITION;
+        goto out;
+    }
+    char *split = rep__meta(r, id, REP_META_SPLIT);
+    char *resync = rep__meta(r, id, REP_META_RESYNC);
+    int has_split = split != NULL, has_resync = resync != NULL;
+    free(split);
+    free(resync);
+    common = pv->promoted_at_seq;
+    if (!full && !has_split && !has_resync &&
+        info.role == JR_ROLE_SECONDARY &&
+        (info.epoch == pv->epoch || info.head <= common)) {
+        snprintf(msg, sizeof(msg), "%s is already a secondary of %s; nothing "
+                 "to resync", id, r->peer_region);
+        goto out;
+    }
+    /* What diverged since the common position: our entries after it and
+     * the peer's.  Anything not covered by a journal: full copy. */
+    if (has_resync) full = 1; /* an interrupted resync lost our ranges */
+    if (!full && common == 0) full = 1;
+    if (!full && info.head > common) {
+        if (info.dirty_tracking || info.tail > common + 1)
+            full = 1;
+        else if (jr_journal_regions(r->st, id, common + 1, info.head,
+                                    rregs_cb, &g) < 0)
+            full = 1;
+    }
+    if (!full) {
+        Tandem__Repl__V1__JournalRegionsRequest jq =
+            TANDEM__REPL__V1__JOURNAL_REGIONS_REQUEST__INIT;
+        jq.volume_id = (char *)id;
+        jq.from_seq = common + 1;
+        ProtobufCMessage *o = NULL;
+        c = rpc_client_call(r->peer, "/tandem.repl.v1.Link/JournalRegions",
+                            &jq.base,
+                            &tandem__repl__v1__journal_regions_response__descriptor,
+                            &o, REP_SHIP_TIMEOUT_MS, 0, m2, sizeof(m2));
+        jr = (Tandem__Repl__V1__JournalRegionsResponse *)o;
+        if (c != RPC_OK) {
+            snprintf(msg, sizeof(msg), "JournalRegions from %s: %s: %s",
+                     r->peer_region, rpc_code_name(c), m2);
+            code = RPC_UNAVAILABLE;
+            goto out;
+        }
+        if (!jr->complete) full = 1;
+        for (size_t i = 0; !full && i < jr->n_regions; i++)
+            rregs_add(&g, jr->regions[i]->offset, jr->regions[i]->length);
+    }
+    if (full) {
+        g.n = 0;
+        for (uint64_t o = 0; o < info.size; o += REP_COPY_CHUNK)
+            rregs_add(&g, o, info.size - o < REP_COPY_CHUNK ? info.size - o
+                                                            : REP_COPY_CHUNK);
+    }
+    if (pv->size != info.size) {
+        snprintf(msg, sizeof(msg), "%s: size differs (%" PRIu64 " here, %"
+                 PRIu64 " in %s): not supported by resync", id, info.size,
+                 pv->size, r->peer_region);
+        code = RPC_FAILED_PRECONDITION;
+        goto out;
+    }
+    rregs_normalize(&g, info.size);
+    /* Fence this copy and mark the resync, then stop our sender. */
+    if ((rc = jr_meta_set(r->st, id, REP_META_RESYNC, "1")) < 0 ||
+        (rc = jr_role_set(r->st, id, JR_ROLE_SECONDARY, pv->epoch)) < 0) {
+        snprintf(msg, sizeof(msg), "%s: fence: %s", id, jr_strerror(rc));
+        code = RPC_INTERNAL;
+        goto out;
+    }
+    changed = 1;
+    rep__meta_rm(r, id, REP_META_DRAINING);
+    rep__meta_rm(r, id, REP_META_SPLIT);
+    rep__undo_drop(r, id);
+    pthread_mutex_lock(&v->mu);
+    v->stop = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    tlog_info("rep.resync_start", "vol=%s common=%" PRIu64 " full=%d "
+              "ranges=%zu peer_epoch=%" PRIu64, id, common, full, g.n,
+              pv->epoch);
+    /* The position we restart from: the peer's applied before any read;
+     * the bytes we read may be newer, and the entries after p0 are
+     * shipped and re-applied in order afterwards (R-30..R-34: applying
+     * again in order is harmless). */
+    protobuf_c_message_free_unpacked(&pv->base, NULL);
+    pv = NULL;
+    if ((c = rep__peer_getvol(r, id, &pv, m2, sizeof(m2))) != RPC_OK) {
+        snprintf(msg, sizeof(msg), "peer %s: %s: %s", r->peer_region,
+                 rpc_code_name(c), m2);
+        code = RPC_UNAVAILABLE;
+        goto out;
+    }
+    p0 = pv->applied;
+    size_t i = 0;
+    uint64_t off = g.n ? g.off[0] : 0;
+    while (i < g.n) {
+        Tandem__Repl__V1__Region rg[64], *rp[64];
+        Tandem__Repl__V1__ReadRegionsRequest rq =
+            TANDEM__REPL__V1__READ_REGIONS_REQUEST__INIT;
+        size_t k = 0, used = 0;
+        while (i < g.n && k < 64 && used < REP_COPY_CALL) {
+            uint64_t end = g.off[i] + g.len[i];
+            if (off >= end) {
+                if (++i < g.n) off = g.off[i];
+                continue;
+            }
+            uint64_t l = end - off;
+            if (l > REP_COPY_CHUNK) l = REP_COPY_CHUNK;
+            tandem__repl__v1__region__init(&rg[k]);
+            rg[k].offset = off;
+            rg[k].length = l;
+            rp[k] = &rg[k];
+            k++;
+            used += l;
+            off += l;
+        }
+        if (!k) break;
+        rq.volume_id = (char *)id;
+        rq.regions = rp;
+        rq.n_regions = k;
+        rq.compress = 1;
+        ProtobufCMessage *o = NULL;
+        c = rpc_client_call(r->peer, "/tandem.repl.v1.Link/ReadRegions",
+                            &rq.base,
+                            &tandem__repl__v1__read_regions_response__descriptor,
+                            &o, REP_SHIP_TIMEOUT_MS, 0, m2, sizeof(m2));
+        if (c != RPC_OK) {
+            snprintf(msg, sizeof(msg), "ReadRegions from %s: %s: %s (resync "
+                     "interrupted: run it again)", r->peer_region,
+                     rpc_code_name(c), m2);
+            code = RPC_UNAVAILABLE;
+            goto out;
+        }
+        Tandem__Repl__V1__ReadRegionsResponse *rr = (void *)o;
+        for (size_t j = 0; j < rr->n_regions && rc >= 0; j++) {
+            Tandem__Repl__V1__Region *x = rr->regions[j];
+            void *raw = NULL;
+            const void *p = x->data.data;
+            if (x->compression ==
+                TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+                rc = rep__unlz4(x->data.data, x->data.len, x->length, &raw);
+                p = raw;
+            } else if (x->data.len != x->length) {
+                rc = -EBADMSG;
+            }
+            if (rc >= 0)
+                rc = jr_image_write(r->st, id, x->offset, p, x->length);
+            free(raw);
+            bytes += x->length;
+            nreg++;
+        }
+        protobuf_c_message_free_unpacked(o, NULL);
+        if (rc < 0) {
+            snprintf(msg, sizeof(msg), "%s: write: %s (resync interrupted: "
+                     "run it again)", id, jr_strerror(rc));
+            code = RPC_INTERNAL;
+            goto out;
+        }
+    }
+    if ((rc = rep__position_set(r, id, p0)) < 0) {
+        snprintf(msg, sizeof(msg), "%s: position: %s", id, jr_strerror(rc));
+        code = RPC_INTERNAL;
+        goto out;
+    }
+    rep__meta_rm(r, id, REP_META_RESYNC);
+    snprintf(msg, sizeof(msg), "%s resynced from %s: %s, %" PRIu64 " ranges, "
+             "%" PRIu64 " bytes since common position %" PRIu64 "; now a "
+             "secondary at %" PRIu64, id, r->peer_region,
+             full ? "FULL COPY (no journal covers the divergence)"
+                  : "delta copy", nreg, bytes, common, p0);
+    tlog_info("rep.resynced", "vol=%s full=%d ranges=%" PRIu64 " bytes=%"
+              PRIu64 " common=%" PRIu64 " position=%" PRIu64, id, full, nreg,
+              bytes, common, p0);
+out:
+    pthread_mutex_unlock(&v->op_lock);
+    if (pv) protobuf_c_message_free_unpacked(&pv->base, NULL);
+    if (jr) protobuf_c_message_free_unpacked(&jr->base, NULL);
+    free(g.off);
+    free(g.len);
+    if (code != RPC_OK) return rpc_ctx_error(ctx, code, "%s", msg);
+    Tandem__Admin__V1__ResyncResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__admin__v1__resync_response__init(resp);
+    resp->changed = changed;
+    resp->full_copy = changed && full;
+    resp->common_seq = common;
+    resp->regions = nreg;
+    resp->bytes_copied = bytes;
+    resp->message = sdup(msg);
+    resp->volume = vstatus_msg(r, id);
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+#define M(name, req, resp, fn)                                                \
+    {"/tandem.admin.v1.Admin/" name, &tandem__admin__v1__##req##__descriptor, \
+     &tandem__admin__v1__##resp##__descriptor, fn}
+const struct rpc_method rep__admin_methods[] = {
+    M("Status", status_request, status_response, h_status),
+    M("ListVolumes", list_volumes_request, list_volumes_response, h_list),
+    M("Promote", promote_request, promote_response, h_promote),
+    M("Demote", demote_request, demote_response, h_demote),
+    M("Failover", failover_request, failover_response, h_failover),
+    M("Resync", resync_request, resync_response, h_resync),
+};
+const size_t rep__n_admin_methods =
+    sizeof(rep__admin_methods) / sizeof(rep__admin_methods[0]);

@@ -1,0 +1,178 @@
+/*
+ * rep_int.h: private declarations shared by the replicator's files
+ * (rep_core.c: context, volume table, senders, catch-up; rep_link.c: the
+ * peer-link service; rep_admin.c: the admin service and status;
+ * rep_metrics.c: /metrics).  Not a contract: see rep.h.
+ */
+#ifndef TANDEM_REP_INT_H
+#define TANDEM_REP_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "jr.h"
+#include "regions.h"
+#include "rep.h"
+#include "rpc.h"
+#include "store.h"
+#include "tandem_admin.pb-c.h"
+#include "tandem_repl.pb-c.h"
+
+#define REP_MAX_MSG (64u << 20)   /* largest gRPC message we send */
+#define REP_MAX_RAW (64u << 20)   /* largest decompressed batch accepted */
+#define REP_COPY_CHUNK (1u << 20) /* bytes per region in a copy */
+#define REP_COPY_CALL (8u << 20)  /* bytes of regions per CopyRegions call */
+#define REP_SHIP_TIMEOUT_MS 30000
+#define REP_PROBE_TIMEOUT_MS 5000
+
+/* Per-volume state.  Entries are created on first sight and freed only by
+ * rep_destroy, so a pointer from the table stays valid for the process.
+ * op_lock serialises operations that change the local copy (apply, copy
+ * chunk, promote, demote, resync); mu guards the fields below it. */
+struct rep_vol {
+    char id[JR_MAX_ID + 1];
+    pthread_mutex_t op_lock;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* sender wakeups, acked changes */
+    /* sender thread */
+    pthread_t thr;
+    int thr_joinable;           /* a thread was started and not joined */
+    int thr_running;            /* cleared by the thread when it exits */
+    int stop;                   /* ask the sender to exit */
+    /* figures (primary side) */
+    char link_state[16];        /* up, down, backoff, idle, ... */
+    char state[24];             /* replicating, catching-up, split-brain */
+    char last_error[256];
+    uint64_t acked;             /* peer's applied, as last answered */
+    int64_t oldest_unacked_ns;  /* ts of entry acked+1 (0: unknown) */
+    int64_t last_sync_ms;       /* last successful exchange */
+    uint64_t wire_bytes, raw_bytes, batches;
+    double rate;                /* payload bytes/s, smoothed */
+    int64_t rate_t0_ms;         /* rate window start */
+    uint64_t rate_bytes;        /* bytes in the current window */
+    int peer_split;             /* peer refused: it is primary (retrying) */
+    int copy_active;            /* catch-up copy running (sender side) */
+    /* receiver side */
+    uint64_t primary_head;      /* head the primary last reported */
+    int64_t insync_ms;          /* last time applied >= primary_head */
+    int64_t insync_saved_ms;    /* last time insync_ms was persisted */
+    int64_t rx_last_ms;         /* last batch received */
+    struct rep_vol *next;
+};
+
+struct rep_bucket {             /* --max-bandwidth token bucket */
+    pthread_mutex_t mu;
+    uint64_t rate;              /* bytes/s (0: unlimited) */
+    double tokens;
+    int64_t last_ns;
+};
+
+struct rep_ctx {
+    struct rep_opts o;          /* strings below are owned copies */
+    char region[RG_MAX_NAME + 1];
+    char peer_region[RG_MAX_NAME + 1];
+    char peer_addr[256];
+    struct rg_config *cfg;
+    st_store *st;
+    rpc_client *peer;           /* link client (shared by senders) */
+    rpc_server *link_srv;
+    rpc_server *admin_srv;
+    int link_port;
+    /* volume table */
+    pthread_mutex_t vol_mu;
+    struct rep_vol *vols;
+    /* threads */
+    pthread_t scan_thr;
+    int scan_started;
+    pthread_mutex_t stop_mu;
+    pthread_cond_t stop_cv;
+    int stopping;
+    struct rep_bucket bucket;
+    /* peer link health (Hello) */
+    int peer_up;
+    int64_t peer_seen_ms;
+    /* metrics */
+    int metrics_fd;
+    int metrics_port;
+    pthread_t metrics_thr;
+    int metrics_started;
+};
+
+/* A plain snapshot of one volume's figures (admin Status and /metrics). */
+struct rep_vstat {
+    char id[JR_MAX_ID + 1];
+    struct jr_info info;
+    char peer_region[RG_MAX_NAME + 1];
+    char replication[32];
+    uint64_t acked;
+    uint64_t lag_entries, lag_bytes;
+    double lag_s;
+    int64_t last_sync_ms;
+    double rate, ratio;
+    char link_state[16];
+    char state[24];
+    char last_error[256];
+    int split_brain;
+    int copy_active;
+    double applied_age_s;
+    uint64_t wire_bytes, raw_bytes, batches;
+};
+
+/* ---- rep_core.c ---- */
+int64_t rep__now_ms(void);
+int64_t rep__now_ns(void);
+/* Find or create the table entry of a volume. */
+struct rep_vol *rep__vol_get(rep_ctx *r, const char *id);
+/* 1 if the volume should be shipped by this replicator now. */
+int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
+/* The peer region of a volume copy ("" if not replicated). */
+void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
+/* Meta helpers: get as string (malloc'd or NULL) / u64 (0 if absent). */
+char *rep__meta(rep_ctx *r, const char *id, const char *key);
+uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
+int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
+                      uint64_t v);
+int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
+/* Set a secondary's positions: head = applied = seq, journal emptied. */
+int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
+/* Receiver side of a region copy: undo objects. */
+int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
+                   uint64_t off, uint64_t len);
+int rep__undo_drop(rep_ctx *r, const char *id);
+/* Roll back an unfinished copy (promote mid-copy): restore saved bytes
+ * and the base position.  0 if nothing to roll back. */
+int rep__undo_rollback(rep_ctx *r, const char *id);
+/* Mark a local copy split-brain (persistent) and fence it (secondary). */
+void rep__mark_split(rep_ctx *r, struct rep_vol *v, const char *why);
+/* Wake a volume's sender (after a role change). */
+void rep__kick(rep_ctx *r, struct rep_vol *v);
+void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *out);
+/* LZ4: compress src into a malloc'd buffer if it saves >= 1/8;
+ * returns 1 compressed, 0 not worth it, <0 error. */
+int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
+/* Decompress exactly raw_len bytes (malloc'd). */
+int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
+/* Copy the table's ids (malloc'd array of malloc'd strings). */
+int rep__list_ids(rep_ctx *r, char ***ids, size_t *n);
+void rep__free_ids(char **ids, size_t n);
+
+/* ---- rep_link.c ---- */
+extern const struct rpc_method rep__link_methods[];
+extern const size_t rep__n_link_methods;
+/* Peer calls (client side). */
+int rep__peer_getvol(rep_ctx *r, const char *id,
+                     Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
+                     size_t msz);
+int rep__peer_hello(rep_ctx *r, char *msg, size_t msz);
+
+/* ---- rep_admin.c ---- */
+extern const struct rpc_method rep__admin_methods[];
+extern const size_t rep__n_admin_methods;
+int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
+                 char *msg, size_t msz);
+
+/* ---- rep_metrics.c ---- */
+int rep__metrics_start(rep_ctx *r, const char *addr);
+void rep__metrics_stop(rep_ctx *r);
+
+#endif /* TANDEM_REP_INT_H */

@@ -1,0 +1,761 @@
+/*
+ * rep_link.c: the peer-link service (proto/tandem_repl.proto, receiver
+ * side) and the client calls of it that are not part of the sender loop.
+ *
+ * Every handler that changes a local copy holds the volume's op_lock, so
+ * batches, copies and role changes of one volume are serialised while
+ * different volumes proceed in parallel on the worker threads.
+ *
+ * Refusals are answers (Result), never overwrites: a local PRIMARY is not
+ * touched by anything the peer ships; a batch below the local epoch is
+ * refused (split-brain guard).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rep_int.h"
+#include "tlog.h"
+
+#define R(x) TANDEM__REPL__V1__RESULT__RESULT_##x
+
+static char *sdup(const char *s) { return strdup(s ? s : ""); }
+
+/* ---------------------------------------------------------------- Hello */
+
+static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                   ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__HelloRequest *req = (const void *)reqm;
+    if (strcmp(req->region, r->peer_region) ||
+        (req->peer_region[0] && strcmp(req->peer_region, r->region)))
+        return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                             "this is region %s paired with %s; caller is %s "
+                             "looking for %s", r->region, r->peer_region,
+                             req->region, req->peer_region);
+    Tandem__Repl__V1__HelloResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__hello_response__init(resp);
+    resp->region = sdup(r->region);
+    resp->version = sdup("tandem-replicator 0.1");
+    resp->now_unix_ms = rep__now_ms();
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+int rep__peer_hello(rep_ctx *r, char *msg, size_t msz)
+{
+    Tandem__Repl__V1__HelloRequest req = TANDEM__REPL__V1__HELLO_REQUEST__INIT;
+    req.region = r->region;
+    req.peer_region = r->peer_region;
+    req.version = "tandem-replicator 0.1";
+    ProtobufCMessage *out = NULL;
+    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/Hello",
+                               &req.base,
+                               &tandem__repl__v1__hello_response__descriptor,
+                               &out, REP_PROBE_TIMEOUT_MS, 0, msg, msz);
+    if (out) protobuf_c_message_free_unpacked(out, NULL);
+    if (code == RPC_OK) r->peer_seen_ms = rep__now_ms();
+    return code == RPC_OK ? 0 : -ENOTCONN;
+}
+
+/* ------------------------------------------------------------ ShipBatch */
+
+static int ship_answer(ProtobufCMessage **respm, int result, uint64_t applied,
+                       uint64_t epoch, const char *role, int created,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static int ship_answer(ProtobufCMessage **respm, int result, uint64_t applied,
+                       uint64_t epoch, const char *role, int created,
+                       const char *fmt, ...)
+{
+    Tandem__Repl__V1__ShipBatchResponse *resp = malloc(sizeof(*resp));
+    char msg[512];
+    va_list ap;
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__ship_batch_response__init(resp);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    resp->result = result;
+    resp->applied = applied;
+    resp->epoch = epoch;
+    resp->role = sdup(role);
+    resp->message = sdup(msg);
+    resp->created = created;
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+/* Create the secondary from the primary's spec (first contact).  The
+ * metadata travels unchanged, plus where it came from. */
+static int create_replica(rep_ctx *r, const char *id, const char *from,
+                          uint64_t epoch,
+                          const Tandem__Repl__V1__VolumeSpec *sp)
+{
+    struct jr_kv *kv = calloc(sp->n_meta + 1, sizeof(*kv));
+    if (!kv) return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < sp->n_meta; i++) {
+        if (!sp->meta[i]->key ||
+            !strncmp(sp->meta[i]->key, REP_META_PREFIX,
+                     strlen(REP_META_PREFIX)))
+            continue;
+        kv[n].key = sp->meta[i]->key;
+        kv[n].value = sp->meta[i]->value ? sp->meta[i]->value : "";
+        n++;
+    }
+    kv[n].key = REP_META_PEER;
+    kv[n].value = from;
+    n++;
+    struct jr_create_opts o = {
+        .size = sp->size,
+        .object_size = sp->object_size,
+        .role = JR_ROLE_SECONDARY,
+        .epoch = epoch ? epoch : 1,
+        .region = r->region,
+        .meta = kv,
+        .n_meta = n,
+        .start_seq = sp->start_seq ? sp->start_seq : 1,
+    };
+    int rc = jr_volume_create(r->st, id, &o);
+    free(kv);
+    if (rc == 0)
+        tlog_info("rep.replica_created", "vol=%s from=%s size=%" PRIu64
+                  " start_seq=%" PRIu64 " epoch=%" PRIu64, id, from, sp->size,
+                  o.start_seq, o.epoch);
+    return rc;
+}
+
+static int valid_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > JR_MAX_ID) return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+              *p == '-'))
+            return 0;
+    return 1;
+}
+
+/* Common checks of a copy or batch against the local copy: creates it if
+ * absent and a spec is given, adopts a newer epoch.  Returns a Result;
+ * fills info. */
+static int receive_check(rep_ctx *r, const char *id, const char *from,
+                         uint64_t epoch, const Tandem__Repl__V1__VolumeSpec *sp,
+                         struct jr_info *info, int *created, char *msg,
+                         size_t msz)
+{
+    *created = 0;
+    int rc = jr_volume_stat(r->st, id, info);
+    if (rc == -ENOENT) {
+        if (!sp) {
+            snprintf(msg, msz, "no volume %s here", id);
+            return R(NO_VOLUME);
+        }
+        if (sp->size == 0) {
+            snprintf(msg, msz, "spec without size");
+            return R(ERROR);
+        }
+        rc = create_replica(r, id, from, epoch, sp);
+        if (rc < 0 && rc != -EEXIST) {
+            snprintf(msg, msz, "create replica: %s", jr_strerror(rc));
+            return R(ERROR);
+        }
+        *created = rc == 0;
+        rc = jr_volume_stat(r->st, id, info);
+    }
+    if (rc < 0) {
+        snprintf(msg, msz, "stat: %s", jr_strerror(rc));
+        return R(ERROR);
+    }
+    if (info->role == JR_ROLE_PRIMARY) {
+        snprintf(msg, msz, "volume %s is primary in region %s at epoch %"
+                 PRIu64 ": not overwritten", id, r->region, info->epoch);
+        return R(SPLIT_BRAIN);
+    }
+    if (epoch < info->epoch) {
+        snprintf(msg, msz, "epoch %" PRIu64 " is below region %s's epoch %"
+                 PRIu64 " for %s (fenced)", epoch, r->region, info->epoch, id);
+        return R(STALE_EPOCH);
+    }
+    if (epoch > info->epoch) {
+        /* The primary was promoted since: adopt its epoch.  A copy we had
+         * been draining (demoted here) is now the peer's secondary. */
+        rc = jr_role_set(r->st, id, JR_ROLE_SECONDARY, epoch);
+        if (rc < 0) {
+            snprintf(msg, msz, "adopt epoch %" PRIu64 ": %s", epoch,
+                     jr_strerror(rc));
+            return rc == JR_ESTALE ? R(STALE_EPOCH) : R(ERROR);
+        }
+        rep__meta_rm(r, id, REP_META_DRAINING);
+        tlog_info("rep.epoch_adopted", "vol=%s epoch=%" PRIu64 " from=%s", id,
+                  epoch, from);
+        info->epoch = epoch;
+    }
+    return R(OK);
+}
+
+static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
+                    uint64_t primary_head, size_t wire, uint64_t raw)
+{
+    int64_t now = rep__now_ms();
+    int persist = 0;
+    pthread_mutex_lock(&v->mu);
+    if (primary_head) v->primary_head = primary_head;
+    v->rx_last_ms = now;
+    v->last_sync_ms = now;
+    v->acked = applied;
+    v->wire_bytes += wire;
+    v->raw_bytes += raw;
+    if (wire) v->batches++;
+    v->rate_bytes += raw;
+    if (!v->rate_t0_ms) v->rate_t0_ms = now;
+    if (now - v->rate_t0_ms >= 1000) {
+        double inst = (double)v->rate_bytes * 1000.0 /
+                      (double)(now - v->rate_t0_ms);
+        v->rate = v->rate ? 0.5 * v->rate + 0.5 * inst : inst;
+        v->rate_t0_ms = now;
+        v->rate_bytes = 0;
+    }
+    if (applied >= v->primary_head) {
+        v->insync_ms = now;
+        /* Persisted at most once a second: it is how current the replica
+         * is known to be, reported by failover after a restart. */
+        if (now - v->insync_saved_ms >= 1000) {
+            v->insync_saved_ms = now;
+            persist = 1;
+        }
+    }
+    snprintf(v->link_state, sizeof(v->link_state), "receiving");
+    snprintf(v->state, sizeof(v->state), "replica");
+    pthread_mutex_unlock(&v->mu);
+    if (persist)
+        rep__meta_set_u64(r, v->id, REP_META_INSYNC_MS, (uint64_t)now);
+}
+
+/* In a copy window: once applied reaches consistent_at the replica is
+ * write-order consistent again and the undo data goes. */
+static void copy_window_check(rep_ctx *r, const char *id, uint64_t applied)
+{
+    uint64_t until = rep__meta_u64(r, id, REP_META_COPY_UNTIL);
+    if (!until || applied < until) return;
+    int rc = rep__undo_drop(r, id);
+    tlog_info("rep.copy_consistent", "vol=%s applied=%" PRIu64 " rc=%d", id,
+              applied, rc);
+}
+
+static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                  ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__ShipBatchRequest *req = (const void *)reqm;
+    struct jr_info info = {0};
+    char msg[400];
+    int created = 0, res, rc;
+    void *raw = NULL;
+
+    if (!valid_id(req->volume_id))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    if (strcmp(req->from_region, r->peer_region))
+        return ship_answer(respm, R(WRONG_PEER), 0, 0, "", 0,
+                           "region %s takes batches from %s, not %s",
+                           r->region, r->peer_region, req->from_region);
+    struct rep_vol *v = rep__vol_get(r, req->volume_id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    res = receive_check(r, req->volume_id, req->from_region, req->epoch,
+                        req->spec, &info, &created, msg, sizeof(msg));
+    const char *role = info.role ? jr_role_name(info.role) : "";
+    if (res != R(OK)) {
+        if (res != R(NO_VOLUME))
+            tlog_warn("rep.refused", "vol=%s result=%d msg=\"%s\"",
+                      req->volume_id, res, msg);
+        rc = ship_answer(respm, res, info.applied, info.epoch, role, 0, "%s",
+                         msg);
+        goto out;
+    }
+    if (req->n_entries == 0) {
+        note_rx(r, v, info.applied, req->primary_head, 0, 0);
+        rc = ship_answer(respm, R(OK), info.applied, info.epoch, role,
+                         created, "probe");
+        goto out;
+    }
+    if (req->first_seq > info.applied + 1 || req->last_seq < req->first_seq) {
+        rc = ship_answer(respm, R(GAP), info.applied, info.epoch, role, 0,
+                         "expected seq %" PRIu64 ", got %" PRIu64 "..%" PRIu64,
+                         info.applied + 1, req->first_seq, req->last_seq);
+        goto out;
+    }
+    if (req->last_seq <= info.applied) {
+        /* A re-send of applied entries (lost answer): no effect. */
+        rc = ship_answer(respm, R(OK), info.applied, info.epoch, role, 0,
+                         "duplicate");
+        goto out;
+    }
+    const void *data = req->entries.data;
+    size_t len = req->entries.len;
+    if (req->compression == TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+        rc = rep__unlz4(req->entries.data, req->entries.len, req->raw_len,
+                        &raw);
+        if (rc < 0) {
+            rc = ship_answer(respm, R(CORRUPT), info.applied, info.epoch,
+                             role, 0, "batch %" PRIu64 "..%" PRIu64
+                             ": LZ4 block does not decode to %" PRIu64
+                             " bytes", req->first_seq, req->last_seq,
+                             req->raw_len);
+            goto out;
+        }
+        data = raw;
+        len = req->raw_len;
+    } else if (req->compression !=
+               TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE) {
+        rc = ship_answer(respm, R(ERROR), info.applied, info.epoch, role, 0,
+                         "unknown compression %d", req->compression);
+        goto out;
+    }
+    /* Copy window: save the old bytes of what these entries touch. */
+    char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    if (cid) {
+        for (size_t i = 0; i < req->n_touched; i++) {
+            rc = rep__undo_save(r, req->volume_id, cid,
+                                req->touched[i]->offset,
+                                req->touched[i]->length);
+            if (rc < 0) break;
+        }
+        free(cid);
+        if (rc < 0) {
+            rc = ship_answer(respm, R(BUSY), info.applied, info.epoch, role,
+                             0, "undo save: %s", jr_strerror(rc));
+            goto out;
+        }
+    }
+    uint64_t applied = info.applied;
+    rc = jr_apply(r->st, req->volume_id, data, len, &applied);
+    if (rc < 0) {
+        int res2 = rc == JR_EGAP       ? R(GAP)
+                   : rc == JR_ESTALE   ? R(STALE_EPOCH)
+                   : rc == JR_EROLE    ? R(SPLIT_BRAIN)
+                   : rc == JR_ECORRUPT ? R(CORRUPT)
+                                       : R(ERROR);
+        struct jr_info now;
+        if (jr_volume_stat(r->st, req->volume_id, &now) == 0) info = now;
+        tlog_error("rep.apply_failed", "vol=%s first=%" PRIu64 " last=%" PRIu64
+                   " err=%d (%s)", req->volume_id, req->first_seq,
+                   req->last_seq, rc, jr_strerror(rc));
+        rc = ship_answer(respm, res2, info.applied, info.epoch, role, 0,
+                         "apply %" PRIu64 "..%" PRIu64 ": %s", req->first_seq,
+                         req->last_seq, jr_strerror(rc));
+        goto out;
+    }
+    note_rx(r, v, applied, req->primary_head, req->entries.len, len);
+    copy_window_check(r, req->volume_id, applied);
+    rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
+out:
+    pthread_mutex_unlock(&v->op_lock);
+    free(raw);
+    return rc;
+}
+
+/* ---------------------------------------------------------- CopyRegions */
+
+static int copy_answer(ProtobufCMessage **respm, int result, uint64_t applied,
+                       uint64_t epoch, uint64_t written, const char *msg)
+{
+    Tandem__Repl__V1__CopyRegionsResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__copy_regions_response__init(resp);
+    resp->result = result;
+    resp->applied = applied;
+    resp->epoch = epoch;
+    resp->bytes_written = written;
+    resp->message = sdup(msg);
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                  ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__CopyRegionsRequest *req = (const void *)reqm;
+    struct jr_info info = {0};
+    char msg[400] = "";
+    int created, res, rc = 0;
+    uint64_t written = 0;
+    void *raw = NULL;
+
+    if (!valid_id(req->volume_id) || !req->copy_id[0] ||
+        strlen(req->copy_id) > 64)
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "bad volume id or copy id");
+    if (strcmp(req->from_region, r->peer_region))
+        return copy_answer(respm, R(WRONG_PEER), 0, 0, 0, "wrong peer");
+    struct rep_vol *v = rep__vol_get(r, req->volume_id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    res = receive_check(r, req->volume_id, req->from_region, req->epoch,
+                        req->begin ? req->spec : NULL, &info, &created, msg,
+                        sizeof(msg));
+    if (res != R(OK)) {
+        rc = copy_answer(respm, res, info.applied, info.epoch, 0, msg);
+        goto out;
+    }
+    char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    if (req->begin) {
+        /* A copy that restarts keeps the first base and the undo blocks
+         * already saved: they hold the last consistent bytes. */
+        if (!cid) {
+            rep__undo_drop(r, req->volume_id); /* stale leftovers */
+            rc = rep__meta_set_u64(r, req->volume_id, REP_META_COPY_BASE,
+                                   info.applied);
+        } else {
+            rep__meta_rm(r, req->volume_id, REP_META_COPY_UNTIL);
+        }
+        if (rc == 0)
+            rc = jr_meta_set(r->st, req->volume_id, REP_META_COPY_ID,
+                             req->copy_id);
+        /* The primary's size as of the copy (entries after it resize in
+         * order). */
+        if (rc == 0 && req->spec && req->spec->size &&
+            req->spec->size != info.size) {
+            rc = jr_image_resize(r->st, req->volume_id, req->spec->size);
+            if (rc == 0) info.size = req->spec->size;
+        }
+        tlog_info("rep.copy_begin", "vol=%s copy=%s base=%" PRIu64
+                  " restart=%d", req->volume_id, req->copy_id, info.applied,
+                  cid != NULL);
+    } else if (!cid || strcmp(cid, req->copy_id)) {
+        free(cid);
+        rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, 0,
+                         "no such copy session (begin again)");
+        goto out;
+    }
+    free(cid);
+    for (size_t i = 0; rc == 0 && i < req->n_regions; i++) {
+        const Tandem__Repl__V1__Region *g = req->regions[i];
+        if (g->length == 0 || g->length > REP_COPY_CHUNK * 4 ||
+            g->offset >= info.size || g->length > info.size - g->offset) {
+            snprintf(msg, sizeof(msg), "region %" PRIu64 "+%" PRIu64
+                     " outside the image (%" PRIu64 " bytes)", g->offset,
+                     g->length, info.size);
+            rc = -EINVAL;
+            break;
+        }
+        const void *p;
+        free(raw);
+        raw = NULL;
+        if (g->zero) {
+            raw = calloc(1, g->length);
+            if (!raw) {
+                rc = -ENOMEM;
+                break;
+            }
+            p = raw;
+        } else if (g->compression ==
+                   TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+            if ((rc = rep__unlz4(g->data.data, g->data.len, g->length,
+                                 &raw)) < 0) {
+                snprintf(msg, sizeof(msg), "region %" PRIu64 ": bad LZ4",
+                         g->offset);
+                break;
+            }
+            p = raw;
+        } else if (g->data.len == g->length) {
+            p = g->data.data;
+        } else {
+            snprintf(msg, sizeof(msg), "region %" PRIu64 ": %zu bytes for %"
+                     PRIu64, g->offset, g->data.len, g->length);
+            rc = -EINVAL;
+            break;
+        }
+        if ((rc = rep__undo_save(r, req->volume_id, req->copy_id, g->offset,
+                                 g->length)) < 0) {
+            snprintf(msg, sizeof(msg), "undo save: %s", jr_strerror(rc));
+            break;
+        }
+        if ((rc = jr_image_write(r->st, req->volume_id, g->offset, p,
+                                 g->length)) < 0) {
+            snprintf(msg, sizeof(msg), "image write: %s", jr_strerror(rc));
+            break;
+        }
+        written += g->length;
+    }
+    if (rc == 0 && req->finish) {
+        if (req->resume_seq == 0) {
+            snprintf(msg, sizeof(msg), "finish without resume_seq");
+            rc = -EINVAL;
+        } else if ((rc = rep__position_set(r, req->volume_id,
+                                           req->resume_seq - 1)) < 0) {
+            snprintf(msg, sizeof(msg), "position: %s", jr_strerror(rc));
+        } else {
+            rc = rep__meta_set_u64(r, req->volume_id, REP_META_COPY_UNTIL,
+                                   req->consistent_at > req->resume_seq - 1
+                                       ? req->consistent_at
+                                       : req->resume_seq - 1);
+            info.applied = req->resume_seq - 1;
+            tlog_info("rep.copy_finish", "vol=%s copy=%s applied=%" PRIu64
+                      " consistent_at=%" PRIu64, req->volume_id, req->copy_id,
+                      info.applied, req->consistent_at);
+            copy_window_check(r, req->volume_id, info.applied);
+            note_rx(r, v, info.applied, 0, 0, 0);
+        }
+    }
+    if (rc < 0) {
+        tlog_error("rep.copy_refused", "vol=%s msg=\"%s\"", req->volume_id,
+                   msg);
+        rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, written,
+                         msg[0] ? msg : jr_strerror(rc));
+        goto out;
+    }
+    pthread_mutex_lock(&v->mu);
+    v->wire_bytes += 0;
+    snprintf(v->state, sizeof(v->state), "%s", req->finish ? "replica"
+                                                            : "copying");
+    pthread_mutex_unlock(&v->mu);
+    rc = copy_answer(respm, R(OK), info.applied, info.epoch, written, "ok");
+out:
+    pthread_mutex_unlock(&v->op_lock);
+    free(raw);
+    return rc;
+}
+
+/* ------------------------------------------------------------ GetVolume */
+
+struct meta_collect {
+    Tandem__Repl__V1__GetVolumeResponse__MetaEntry **a;
+    size_t n, cap;
+};
+
+static int meta_collect_cb(const char *key, const char *val, void *arg)
+{
+    struct meta_collect *m = arg;
+    if (m->n == m->cap) {
+        size_t c = m->cap ? 2 * m->cap : 16;
+        void *p = realloc(m->a, c * sizeof(*m->a));
+        if (!p) return -ENOMEM;
+        m->a = p;
+        m->cap = c;
+    }
+    Tandem__Repl__V1__GetVolumeResponse__MetaEntry *e = malloc(sizeof(*e));
+    if (!e) return -ENOMEM;
+    tandem__repl__v1__get_volume_response__meta_entry__init(e);
+    e->key = sdup(key);
+    e->value = sdup(val);
+    m->a[m->n++] = e;
+    return 0;
+}
+
+static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__GetVolumeRequest *req = (const void *)reqm;
+    if (!valid_id(req->volume_id))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    Tandem__Repl__V1__GetVolumeResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__get_volume_response__init(resp);
+    struct jr_info info;
+    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    if (rc == -ENOENT) {
+        resp->role = sdup("");
+        *respm = &resp->base;
+        return RPC_OK;
+    }
+    if (rc < 0) {
+        free(resp);
+        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "stat %s: %s",
+                             req->volume_id, jr_strerror(rc));
+    }
+    resp->exists = 1;
+    resp->role = sdup(jr_role_name(info.role));
+    resp->epoch = info.epoch;
+    resp->head = info.head;
+    resp->applied = info.applied;
+    resp->size = info.size;
+    resp->object_size = info.object_size;
+    resp->tail = info.tail;
+    resp->dirty_tracking = info.dirty_tracking;
+    jr_peer_ack_get(r->st, req->volume_id, r->peer_region, &resp->acked);
+    char *s = rep__meta(r, req->volume_id, REP_META_SPLIT);
+    resp->split_brain = s != NULL;
+    free(s);
+    s = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    resp->copy_active = s != NULL;
+    free(s);
+    resp->promoted_at_seq = rep__meta_u64(r, req->volume_id,
+                                          REP_META_PROMOTED_AT);
+    struct meta_collect m = {0};
+    jr_meta_iter(r->st, req->volume_id, meta_collect_cb, &m);
+    resp->n_meta = m.n;
+    resp->meta = m.a;
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+int rep__peer_getvol(rep_ctx *r, const char *id,
+                     Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
+                     size_t msz)
+{
+    Tandem__Repl__V1__GetVolumeRequest req =
+        TANDEM__REPL__V1__GET_VOLUME_REQUEST__INIT;
+    req.volume_id = (char *)id;
+    req.from_region = r->region;
+    ProtobufCMessage *o = NULL;
+    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/GetVolume",
+                               &req.base,
+                               &tandem__repl__v1__get_volume_response__descriptor,
+                               &o, REP_PROBE_TIMEOUT_MS, 0, msg, msz);
+    *out = (Tandem__Repl__V1__GetVolumeResponse *)o;
+    return code;
+}
+
+/* ------------------------------------------ JournalRegions / ReadRegions */
+
+struct jreg {
+    Tandem__Repl__V1__Region **a;
+    size_t n, cap;
+};
+
+static int jreg_cb(uint64_t off, uint64_t len, void *arg)
+{
+    struct jreg *j = arg;
+    if (j->n >= 1000000) return -E2BIG;
+    if (j->n == j->cap) {
+        size_t c = j->cap ? 2 * j->cap : 64;
+        void *p = realloc(j->a, c * sizeof(*j->a));
+        if (!p) return -ENOMEM;
+        j->a = p;
+        j->cap = c;
+    }
+    Tandem__Repl__V1__Region *g = malloc(sizeof(*g));
+    if (!g) return -ENOMEM;
+    tandem__repl__v1__region__init(g);
+    g->offset = off;
+    g->length = len;
+    j->a[j->n++] = g;
+    return 0;
+}
+
+static int h_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                      ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__JournalRegionsRequest *req = (const void *)reqm;
+    struct jr_info info;
+    if (!valid_id(req->volume_id))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    if (rc < 0)
+        return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
+                             "stat %s: %s", req->volume_id, jr_strerror(rc));
+    Tandem__Repl__V1__JournalRegionsResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__journal_regions_response__init(resp);
+    resp->head = info.head;
+    resp->applied = info.applied;
+    uint64_t to = req->to_seq ? req->to_seq : info.head;
+    struct jreg j = {0};
+    if (req->from_seq > to) {
+        resp->complete = 1;
+    } else if (info.dirty_tracking || req->from_seq < info.tail) {
+        resp->complete = 0;
+    } else {
+        rc = jr_journal_regions(r->st, req->volume_id, req->from_seq, to,
+                                jreg_cb, &j);
+        resp->complete = rc == 0;
+    }
+    resp->n_regions = j.n;
+    resp->regions = j.a;
+    *respm = &resp->base;
+    return RPC_OK;
+}
+
+static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                      ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__ReadRegionsRequest *req = (const void *)reqm;
+    struct jr_info info;
+    uint64_t total = 0;
+    if (!valid_id(req->volume_id))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    if (rc < 0)
+        return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
+                             "stat %s: %s", req->volume_id, jr_strerror(rc));
+    for (size_t i = 0; i < req->n_regions; i++) {
+        const Tandem__Repl__V1__Region *g = req->regions[i];
+        if (g->offset >= info.size || g->length == 0 ||
+            g->length > info.size - g->offset)
+            return rpc_ctx_error(ctx, RPC_OUT_OF_RANGE, "region %" PRIu64
+                                 "+%" PRIu64 " outside the image", g->offset,
+                                 g->length);
+        total += g->length;
+    }
+    if (total > (16u << 20))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "at most 16 MiB per call");
+    Tandem__Repl__V1__ReadRegionsResponse *resp = malloc(sizeof(*resp));
+    if (!resp) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__read_regions_response__init(resp);
+    resp->applied = info.applied;
+    resp->regions = calloc(req->n_regions + 1, sizeof(*resp->regions));
+    if (!resp->regions) goto nomem;
+    for (size_t i = 0; i < req->n_regions; i++) {
+        const Tandem__Repl__V1__Region *g = req->regions[i];
+        Tandem__Repl__V1__Region *o = malloc(sizeof(*o));
+        if (!o) goto nomem;
+        tandem__repl__v1__region__init(o);
+        resp->regions[resp->n_regions++] = o;
+        o->offset = g->offset;
+        o->length = g->length;
+        uint8_t *buf = malloc(g->length);
+        if (!buf) goto nomem;
+        rc = jr_image_read(r->st, req->volume_id, g->offset, buf, g->length);
+        if (rc < 0) {
+            free(buf);
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+            return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "read: %s",
+                                 jr_strerror(rc));
+        }
+        void *c = NULL;
+        size_t cl = 0;
+        if (req->compress && rep__lz4(buf, g->length, &c, &cl) == 1) {
+            free(buf);
+            o->data.data = c;
+            o->data.len = cl;
+            o->compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
+        } else {
+            o->data.data = buf;
+            o->data.len = g->length;
+        }
+    }
+    *respm = &resp->base;
+    return RPC_OK;
+nomem:
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return RPC_RESOURCE_EXHAUSTED;
+}
+
+#define M(name, req, resp, fn)                                              \
+    {"/tandem.repl.v1.Link/" name, &tandem__repl__v1__##req##__descriptor, \
+     &tandem__repl__v1__##resp##__descriptor, fn}
+const struct rpc_method rep__link_methods[] = {
+    M("Hello", hello_request, hello_response, h_hello),
+    M("ShipBatch", ship_batch_request, ship_batch_response, h_ship),
+    M("CopyRegions", copy_regions_request, copy_regions_response, h_copy),
+    M("GetVolume", get_volume_request, get_volume_response, h_getvol),
+    M("JournalRegions", journal_regions_request, journal_regions_response,
+      h_jregions),
+    M("ReadRegions", read_regions_request, read_regions_response, h_rregions),
+};
+const size_t rep__n_link_methods =
+    sizeof(rep__link_methods) / sizeof(rep__link_methods[0]);

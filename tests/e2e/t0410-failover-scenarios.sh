@@ -1,0 +1,254 @@
+#!/bin/bash
+# t0410-failover-scenarios: roles, epochs and fencing through tandemctl,
+# with two real regions on loopback (sqlite stores, mTLS peer link) and
+# raw block volumes staged through the CSI node plugin.
+#
+#  1. promote refused while the peer is primary (one line, exit 1);
+#     promote of a primary: nothing to do (exit 0)
+#  2. demote: writes to the staged device fail, read-write staging of
+#     the secondary is refused; demote again: nothing to do
+#  3. graceful promote on the peer after demote+drain: epoch+1, the data
+#     is there, the new primary ships back
+#  4. split-brain: link cut, the primary writes more, its region dies,
+#     the peer is force-promoted (epoch up) and written; the old primary
+#     returns: it must refuse to ship and report split-brain, and both
+#     images stay exactly as they were
+#  5. failover --all with several volumes (+ manifests), twice
+#  6. resync of the split-brain copy: a delta (output says so), then the
+#     images are equal; resync again: nothing to do
+#  7. one-line errors and exit codes
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BIN=${TANDEM_BIN:-$ROOT/build}
+case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+
+if [ "$(id -u)" -ne 0 ]; then echo "SKIPPED: needs root (loop devices, FUSE)"; exit 77; fi
+for dev in /dev/fuse /dev/loop-control; do
+    [ -e "$dev" ] || { echo "SKIPPED: $dev missing"; exit 77; }
+done
+. scripts/two-regions.sh
+
+TMP=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/t0410.XXXXXX") || exit 1
+n=0
+failed=0
+finish() {
+    trap - EXIT
+    if [ $failed -ne 0 ]; then
+        for f in "$TMP"/a/*.log "$TMP"/b/*.log; do
+            [ -s "$f" ] && { echo "# --- $f"; tail -n 15 "$f" | sed 's/^/# /'; }
+        done
+    fi
+    tr_cleanup
+    echo "# $n checks, $failed failed, ${SECONDS}s"
+    [ $failed -eq 0 ] && exit 0 || exit 1
+}
+trap finish EXIT
+trap 'exit 1' INT TERM
+
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
+check() {
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else nok "$what"; fi
+}
+# The rest is meaningless without this.
+must() { check "$@"; [ $failed -eq 0 ] || exit 1; }
+
+# run_ctl R ARGS...: tandemctl in region R; sets RC, OUT, ERR.
+run_ctl() {
+    local r=$1
+    shift
+    tr_ctl "$r" "$@" >"$TMP/out" 2>"$TMP/err"
+    RC=$?
+    OUT=$(cat "$TMP/out")
+    ERR=$(cat "$TMP/err")
+}
+# A refusal: exit 1, exactly one line on stderr, naming CODE.
+refused() {
+    local code=$1
+    [ "$RC" -eq 1 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
+        grep -q "^tandemctl: .*($code)\$" "$TMP/err" || {
+        echo "# rc=$RC stderr: $ERR" >&2
+        return 1
+    }
+}
+succeeded() {
+    [ "$RC" -eq 0 ] && [ ! -s "$TMP/err" ] || {
+        echo "# rc=$RC stderr: $ERR" >&2
+        return 1
+    }
+}
+has() { echo "$OUT" | grep -q -- "$1" || { echo "# output: $OUT" >&2; return 1; }; }
+
+SIZE=$((16 << 20))
+BLOCK=(--block)
+RO=(--block --access-mode SINGLE_NODE_READER_ONLY)
+
+# Write N MiB of fresh random data at MiB offset OFF to a published device.
+write_at() {
+    local dev=$1 off=$2 mib=$3
+    dd if=/dev/urandom of="$dev" bs=1M count="$mib" seek="$off" \
+        oflag=direct conv=notrunc,fsync status=none
+}
+sum_of() { dd if="$1" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1; }
+# Checksum of VOL's whole image in region R, through a read-only staging.
+image_sum() {
+    local r=$1 vol=$2 dev s
+    dev=$(tr_mount "$r" "$vol" "ro-$vol" "${RO[@]}") || return 1
+    s=$(sum_of "$dev")
+    tr_unmount "$r" "$vol" "ro-$vol" || return 1
+    echo "$s"
+}
+
+# ------------------------------------------------------------- setup --
+tr_init "$TMP" "$BIN" || exit 1
+must "region a up" tr_start a
+must "region b up" tr_start b
+VOLS=""
+for v in 1 2 3 4; do
+    name=pvc-t0410-$v
+    out=$(tr_create_volume a "$name" $SIZE "data-$v" t0410 "${BLOCK[@]}") ||
+        { nok "create $name"; exit 1; }
+    VOLS="$VOLS $(echo "$out" | sed -n 's/^volume_id=//p')"
+done
+set -- $VOLS
+V1=$1 V2=$2 V3=$3 V4=$4
+ok "4 replicated block volumes created in region a"
+DEV1=$(tr_mount a "$V1" p1 "${BLOCK[@]}") && DEV2=$(tr_mount a "$V2" p2 "${BLOCK[@]}")
+must "V1, V2 staged read-write in a" test -n "${DEV2:-}"
+write_both() { write_at "$DEV1" 0 4 && write_at "$DEV2" 0 4; }
+must "V1, V2 written in a" write_both
+for v in $VOLS; do
+    check "$v caught up (lag 0)" tr_wait_caught_up a "$v" 60
+done
+SUM1=$(sum_of "$DEV1")
+
+# ----------------------------------------------------- 1. promote refused --
+E1=$(tr_field b "$V1" epoch)
+run_ctl b promote "$V1"
+check "promote in b refused while a is primary (one line, FAILED_PRECONDITION)" \
+    refused FAILED_PRECONDITION
+check "epoch in b unchanged after the refusal" test "$(tr_field b "$V1" epoch)" = "$E1"
+run_ctl a promote "$V1"
+check "promote of a primary: exit 0, nothing to do" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "nothing to do"' "$RC" "$OUT"
+
+# --------------------------------------------------------------- 2. demote --
+run_ctl a demote "$V1"
+check "demote V1 in a" succeeded
+check "V1 is secondary in a" test "$(tr_field a "$V1" role)" = secondary
+check "writes to a's V1 device are refused after demote" \
+    bash -c '! dd if=/dev/zero of="$0" bs=4k count=1 oflag=direct conv=notrunc,fsync status=none 2>/dev/null' "$DEV1"
+check "unstage V1 in a" tr_unmount a "$V1" p1
+rw_stage_refused() {
+    local out
+    out=$(tr_mount a "$V1" p1 --block 2>&1) && return 1
+    echo "$out" | grep -q FAILED_PRECONDITION || { echo "# $out" >&2; return 1; }
+}
+check "read-write staging of the secondary V1 refused in a (FAILED_PRECONDITION)" \
+    rw_stage_refused
+run_ctl a demote "$V1"
+check "demote again: exit 0, nothing to do" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "nothing to do"' "$RC" "$OUT"
+
+# ---------------------------------------------------- 3. graceful promote --
+run_ctl b promote "$V1"
+check "graceful promote of V1 in b after demote + drain" succeeded
+check "epoch went up by one ($E1 -> $((E1 + 1)))" test "$(tr_field b "$V1" epoch)" = $((E1 + 1))
+run_ctl b promote "$V1"
+check "promote again: exit 0, nothing to do" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "nothing to do"' "$RC" "$OUT"
+DEVB1=$(tr_mount b "$V1" p1 "${BLOCK[@]}")
+check "V1 staged read-write in b" test -n "$DEVB1"
+check "V1 in b holds what a wrote" test "$(sum_of "$DEVB1")" = "$SUM1"
+write_at "$DEVB1" 8 2
+check "b ships V1 back to a (lag 0)" tr_wait_caught_up b "$V1" 60
+check "unstage V1 in b" tr_unmount b "$V1" p1
+
+# ---------------------------------------------------------- 4. split-brain --
+tr_kill_role b replicator
+write_at "$DEV2" 4 2 # a's V2 diverges: never shipped
+lagging() { [ "$(tr_field a "$V2" lag_entries)" -gt 0 ]; }
+check "a's V2 has unshipped writes (lag > 0)" lagging
+SUM2A=$(sum_of "$DEV2")
+HEAD2A=$(tr_field a "$V2" head)
+tr_kill a # region a lost (its pods' mounts torn down)
+tr_start_replicator b
+must "b's replicator restarted" tr_wait_up b admin.sock
+E2=$(tr_field b "$V2" epoch)
+run_ctl b promote "$V2"
+check "graceful promote refused while a is unreachable" bash -c '[ "$0" -eq 1 ] && [ "$(wc -l <"$1")" -eq 1 ]' "$RC" "$TMP/err"
+run_ctl b promote "$V2" --force
+check "forced promote of V2 in b" succeeded
+check "--force raised the epoch ($E2 -> $((E2 + 1)))" test "$(tr_field b "$V2" epoch)" = $((E2 + 1))
+DEVB2=$(tr_mount b "$V2" p2 "${BLOCK[@]}")
+write_at "$DEVB2" 12 1 # b's V2 diverges too
+SUM2B=$(sum_of "$DEVB2")
+tr_unmount b "$V2" p2
+HEAD2B=$(tr_field b "$V2" head)
+
+# ------------------------------------------------------ 5. failover --all --
+run_ctl b failover --to b --all --emit-manifests "$TMP/manifests"
+check "failover --to b --all: exit 0" succeeded
+check "failover reports 4 volumes, 2 promoted now, 2 already primary" \
+    has "4 volumes, 2 promoted now, 2 already primary, 0 failed"
+for v in $VOLS; do
+    check "$v primary in b" test "$(tr_field b "$v" role)" = primary
+    check "manifest for $v (volumeHandle, region b)" \
+        bash -c 'grep -q "volumeHandle: \"$1\"" "$0" && grep -A3 "topology.tandem.csi.dev/region" "$0" | grep -q "\"b\""' \
+        "$TMP/manifests/$v.yaml" "$v"
+done
+run_ctl b failover --to b --all
+check "failover again: 0 promoted now, exit 0" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "0 promoted now, 4 already primary"' "$RC" "$OUT"
+
+# --------------------------------------- 4b. the old primary comes back --
+must "region a back" tr_start a
+# What kubelet does for pods that are gone: unpublish and unstage (the
+# mounts died with the region; the plugin clears its records).
+check "unpublish + unstage the dead pod's V2 in a" tr_unmount a "$V2" p2
+fenced() {
+    local deadline=$((SECONDS + 30))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(tr_field a "$V2" split_brain)" = true ] && return 0
+        sleep 0.2
+    done
+    tr_ctl a status "$V2" >&2
+    return 1
+}
+check "a's replicator refuses to ship V2 and marks it split-brain" fenced
+run_ctl a status "$V2"
+check "status in a shows split-brain" has "split"
+check "b's V2 head unchanged (nothing shipped over it)" test "$(tr_field b "$V2" head)" = "$HEAD2B"
+check "a's V2 head unchanged" test "$(tr_field a "$V2" head)" = "$HEAD2A"
+check "b's V2 image unchanged" test "$(image_sum b "$V2")" = "$SUM2B"
+check "a's V2 image unchanged" test "$(image_sum a "$V2")" = "$SUM2A"
+
+# --------------------------------------------------------------- 6. resync --
+run_ctl a resync "$V2"
+check "resync V2 in a: exit 0" succeeded
+check "resync V2 was a delta" has "delta"
+check "a's V2 is secondary" tr_wait_field a "$V2" role secondary 30
+check "b caught a's V2 up (lag 0)" tr_wait_caught_up b "$V2" 60
+check "a's V2 image equals b's after the resync" test "$(image_sum a "$V2")" = "$SUM2B"
+run_ctl a resync "$V2"
+check "resync again: exit 0, nothing to do" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "nothing to do"' "$RC" "$OUT"
+run_ctl a resync "$V1"
+check "resync of an in-sync secondary (V1): nothing to do" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "nothing to do"' "$RC" "$OUT"
+
+# ------------------------------------------------------- 7. errors, codes --
+run_ctl a promote pvc-does-not-exist
+check "promote of an unknown volume: one line, NOT_FOUND" refused NOT_FOUND
+run_ctl a demote
+check "demote without a volume: usage error (exit 2), one line" \
+    bash -c '[ "$0" -eq 2 ] && [ "$(wc -l <"$1")" -eq 1 ]' "$RC" "$TMP/err"
+"$BIN/tandemctl" --admin "unix://$TMP/nowhere.sock" status >/dev/null 2>"$TMP/err"
+RC=$?
+check "unreachable admin socket: one line, UNAVAILABLE" refused UNAVAILABLE
+for c in status promote demote failover resync; do
+    check "tandemctl $c --help" bash -c '"$0" "$1" --help | grep -q "^usage: tandemctl $1"' "$BIN/tandemctl" "$c"
+done

@@ -1,0 +1,278 @@
+/*
+ * test-csi-client.h: helpers for the CSI tests that talk to a real
+ * tandem-csi process over its unix socket (test-csi-conformance.c,
+ * test-csi-node.c): scratch dir and region map, start/stop of the
+ * process, one-line calls, message builders.
+ *
+ * The tandem-csi binary is $TANDEM_CSI, else ../tandem-csi next to the
+ * test program (both built by `make`); tandem-volfuse likewise.
+ */
+#ifndef TEST_CSI_CLIENT_H
+#define TEST_CSI_CLIENT_H
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "tt.h"
+
+#include "csi.pb-c.h"
+#include "rpc.h"
+
+struct csi_proc {
+    pid_t pid;
+    char dir[256];      /* scratch dir, removed by csi_proc_stop */
+    char sock[320];     /* "unix:///..." */
+    char cfg[320];      /* region map path */
+    char state[320];    /* --state-dir */
+    rpc_client *cli;
+};
+
+static void tc_bin(const char *env, const char *name, char *out, size_t len)
+{
+    const char *e = getenv(env);
+    if (e && e[0]) {
+        snprintf(out, len, "%s", e);
+        return;
+    }
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    ASSERT(n > 0);
+    self[n] = 0;
+    snprintf(out, len, "%s/../%s", dirname(self), name);
+}
+
+/* Region map: sqlite regions a (capacity 10 GiB), b, c (zonal, c1), plus
+ * extra (more [region] sections, e.g. a rados one) if not NULL. */
+static void csi_proc_config(struct csi_proc *p, const char *extra)
+{
+    FILE *f = fopen(p->cfg, "w");
+    ASSERT(f != NULL);
+    fprintf(f,
+            "[tandem]\ndefault_region = a\n"
+            "[region a]\nbackend = sqlite\ndb_path = %s/a.db\n"
+            "capacity_bytes = 10737418240\n"
+            "[region b]\nbackend = sqlite\ndb_path = %s/b.db\n"
+            "[region c]\nbackend = sqlite\ndb_path = %s/c.db\nzone = c1\n"
+            "%s",
+            p->dir, p->dir, p->dir, extra ? extra : "");
+    fclose(f);
+}
+
+/* Start tandem-csi (mode "all", node n1 in region `region`) and wait
+ * until Probe answers. */
+static void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
+                              const char *region, const char *zone)
+{
+    char bin[600], exporter[600], logp[400];
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    memset(p, 0, sizeof(*p));
+    snprintf(p->dir, sizeof(p->dir), "%s/csi.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    ASSERT(mkdtemp(p->dir) != NULL);
+    snprintf(p->sock, sizeof(p->sock), "unix://%s/csi.sock", p->dir);
+    snprintf(p->cfg, sizeof(p->cfg), "%s/regions.conf", p->dir);
+    snprintf(p->state, sizeof(p->state), "%s/state", p->dir);
+    snprintf(logp, sizeof(logp), "%s/csi.log", p->dir);
+    csi_proc_config(p, extra_cfg);
+    tc_bin("TANDEM_CSI", "tandem-csi", bin, sizeof(bin));
+    tc_bin("TANDEM_VOLFUSE", "tandem-volfuse", exporter, sizeof(exporter));
+    p->pid = fork();
+    ASSERT(p->pid >= 0);
+    if (p->pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execl(bin, bin, "--endpoint", p->sock, "--mode", "all", "--config",
+              p->cfg, "--node-id", "n1", "--region", region, "--zone",
+              zone ? zone : "", "--state-dir", p->state, "--exporter",
+              exporter, "--max-volumes-per-node", "64", (char *)NULL);
+        _exit(127);
+    }
+    ASSERT_EQ(rpc_client_create(p->sock, NULL, &p->cli), 0);
+    Csi__V1__ProbeRequest rq = CSI__V1__PROBE_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    char msg[256];
+    int rc = rpc_client_call(p->cli, "/csi.v1.Identity/Probe", &rq.base,
+                             &csi__v1__probe_response__descriptor, &resp,
+                             10000, 1, msg, sizeof(msg));
+    if (rc != RPC_OK) {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "cat %s >&2", logp);
+        if (system(cmd)) {}
+        TT_FAIL("tandem-csi did not come up: %s (%s)", rpc_code_name(rc), msg);
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void csi_proc_start(struct csi_proc *p, const char *extra_cfg)
+{
+    csi_proc_start_ex(p, extra_cfg, "a", NULL);
+}
+
+/* SIGTERM, expect a clean exit 0, remove the scratch dir. */
+static void csi_proc_stop(struct csi_proc *p)
+{
+    int st = 0;
+    rpc_client_destroy(p->cli);
+    p->cli = NULL;
+    if (p->pid > 0) {
+        kill(p->pid, SIGTERM);
+        ASSERT_EQ(waitpid(p->pid, &st, 0), p->pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            char cmd[600];
+            snprintf(cmd, sizeof(cmd), "tail -20 %s/csi.log >&2", p->dir);
+            if (system(cmd)) {}
+            TT_FAIL("tandem-csi exit status %#x after SIGTERM", st);
+        }
+        p->pid = 0;
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", p->dir);
+    if (system(cmd)) {}
+}
+
+/* One call; returns the code, *resp set on OK (caller frees via tc_free). */
+static int tc_call(struct csi_proc *p, const char *method,
+                   const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *rd, void *resp,
+                   char *msg, size_t msglen)
+{
+    ProtobufCMessage **r = resp;
+    char local[512];
+    if (!msg) {
+        msg = local;
+        msglen = sizeof(local);
+    }
+    msg[0] = 0;
+    *r = NULL;
+    return rpc_client_call(p->cli, method, req, rd, r, 30000, 0, msg, msglen);
+}
+
+static void tc_free(void *m)
+{
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+#define ASSERT_CODE(got, want, msg)                                           \
+    do {                                                                      \
+        int tc_g_ = (got), tc_w_ = (want);                                    \
+        if (tc_g_ != tc_w_)                                                   \
+            TT_FAIL("%s: got %s (%s), want %s", #got, rpc_code_name(tc_g_),   \
+                    (msg), rpc_code_name(tc_w_));                             \
+    } while (0)
+
+/* ---- builders (static storage inside the caller's struct) ---- */
+
+struct tc_cap {
+    Csi__V1__VolumeCapability c;
+    Csi__V1__VolumeCapability__MountVolume m;
+    Csi__V1__VolumeCapability__BlockVolume b;
+    Csi__V1__VolumeCapability__AccessMode am;
+    Csi__V1__VolumeCapability *pc;
+};
+
+static Csi__V1__VolumeCapability *tc_cap(struct tc_cap *t, int block,
+                                         int mode, const char *fs)
+{
+    csi__v1__volume_capability__init(&t->c);
+    csi__v1__volume_capability__access_mode__init(&t->am);
+    t->am.mode = mode;
+    t->c.access_mode = &t->am;
+    if (block) {
+        csi__v1__volume_capability__block_volume__init(&t->b);
+        t->c.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK;
+        t->c.block = &t->b;
+    } else {
+        csi__v1__volume_capability__mount_volume__init(&t->m);
+        t->m.fs_type = (char *)(fs ? fs : "");
+        t->c.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT;
+        t->c.mount = &t->m;
+    }
+    t->pc = &t->c;
+    return &t->c;
+}
+
+#define TC_SNW CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER
+#define TC_SNRO CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY
+#define TC_SNMW CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_MULTI_WRITER
+#define TC_MNMW CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_MULTI_WRITER
+
+struct tc_params {
+    Csi__V1__CreateVolumeRequest__ParametersEntry e[16];
+    Csi__V1__CreateVolumeRequest__ParametersEntry *p[16];
+    size_t n;
+};
+
+static void tc_param(struct tc_params *t, const char *k, const char *v)
+{
+    csi__v1__create_volume_request__parameters_entry__init(&t->e[t->n]);
+    t->e[t->n].key = (char *)k;
+    t->e[t->n].value = (char *)v;
+    t->p[t->n] = &t->e[t->n];
+    t->n++;
+}
+
+/* CreateVolume of name with size bytes (0: no range), one capability;
+ * returns the code, fills id (may be NULL) and *out_resp if non-NULL. */
+static int tc_create(struct csi_proc *p, const char *name, int64_t size,
+                     int block, struct tc_params *params,
+                     Csi__V1__TopologyRequirement *topo, char *id,
+                     size_t idlen, Csi__V1__CreateVolumeResponse **out_resp,
+                     char *msg, size_t msglen)
+{
+    Csi__V1__CreateVolumeRequest rq = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    struct tc_cap cap;
+    Csi__V1__CreateVolumeResponse *r = NULL;
+    rq.name = (char *)name;
+    if (size) {
+        cr.required_bytes = size;
+        rq.capacity_range = &cr;
+    }
+    tc_cap(&cap, block, TC_SNW, NULL);
+    rq.n_volume_capabilities = 1;
+    rq.volume_capabilities = &cap.pc;
+    if (params) {
+        rq.n_parameters = params->n;
+        rq.parameters = params->p;
+    }
+    rq.accessibility_requirements = topo;
+    int rc = tc_call(p, "/csi.v1.Controller/CreateVolume", &rq.base,
+                     &csi__v1__create_volume_response__descriptor, &r, msg,
+                     msglen);
+    if (rc == RPC_OK && id) snprintf(id, idlen, "%s", r->volume->volume_id);
+    if (out_resp)
+        *out_resp = r;
+    else
+        tc_free(r);
+    return rc;
+}
+
+static int tc_delete(struct csi_proc *p, const char *id)
+{
+    Csi__V1__DeleteVolumeRequest rq = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
+    void *r = NULL;
+    rq.volume_id = (char *)id;
+    int rc = tc_call(p, "/csi.v1.Controller/DeleteVolume", &rq.base,
+                     &csi__v1__delete_volume_response__descriptor, &r, NULL,
+                     0);
+    tc_free(r);
+    return rc;
+}
+
+/* Region segment value of a Volume's first accessible topology. */
+static const char *tc_vol_region(const Csi__V1__Volume *v)
+{
+    if (!v || v->n_accessible_topology < 1) return "";
+    const Csi__V1__Topology *t = v->accessible_topology[0];
+    for (size_t i = 0; i < t->n_segments; i++)
+        if (!strcmp(t->segments[i]->key, "topology.tandem.csi.dev/region"))
+            return t->segments[i]->value;
+    return "";
+}
+
+#endif /* TEST_CSI_CLIENT_H */

@@ -1,0 +1,331 @@
+/*
+ * test-csi.c: unit tests of the CSI plugin's pure checks (csi/csi.h):
+ * StorageClass parameters, the WaitForFirstConsumer region choice
+ * (including the requisite[0] trap), volume ids from names, paths.
+ * The RPCs themselves are tested over the real socket by
+ * tests/e2e/t021*-csi-*.sh.
+ */
+#include "tt.h"
+
+#include "csi/csi.h"
+
+static const char *cfg_text =
+    "[tandem]\n"
+    "default_region = a\n"
+    "[region a]\nbackend = sqlite\ndb_path = /tmp/none-a.db\n"
+    "[region b]\nbackend = sqlite\ndb_path = /tmp/none-b.db\n"
+    "[region c]\nbackend = sqlite\ndb_path = /tmp/none-c.db\nzone = c1\n";
+
+static struct rg_config *cfg(void)
+{
+    struct rg_config *c = NULL;
+    char err[256];
+    int rc = rg_parse(cfg_text, "test", &c, err, sizeof(err));
+    if (rc < 0) TT_FAIL("rg_parse: %s", err);
+    return c;
+}
+
+/* ---- parameters ---- */
+
+struct kvs {
+    struct csi_mapent e[16];
+    struct csi_mapent *p[16];
+    size_t n;
+};
+
+static void kv(struct kvs *k, const char *key, const char *val)
+{
+    k->e[k->n].key = (char *)key;
+    k->e[k->n].value = (char *)val;
+    k->p[k->n] = &k->e[k->n];
+    k->n++;
+}
+
+static int parse(struct rg_config *c, struct kvs *k, struct csi_params *p,
+                 char *err, size_t len)
+{
+    err[0] = 0;
+    return csi_params_parse(c, k->n, k->p, p, err, len);
+}
+
+TEST(params_full_set)
+{
+    struct rg_config *c = cfg();
+    struct kvs k = {0};
+    struct csi_params p;
+    char err[512];
+    kv(&k, "replication", "async");
+    kv(&k, "peerRegion", "b");
+    kv(&k, "region", "a");
+    kv(&k, "fsType", "xfs");
+    kv(&k, "objectSize", "1Mi");
+    kv(&k, "mkfsOptions", "-m 0 -E lazy_itable_init=1");
+    kv(&k, "csi.storage.k8s.io/pvc/name", "data");
+    kv(&k, "csi.storage.k8s.io/pvc/namespace", "db");
+    kv(&k, "csi.storage.k8s.io/pv/name", "pvc-1");
+    kv(&k, "csi.storage.k8s.io/provisioner-secret-name", "x");
+    ASSERT_EQ(parse(c, &k, &p, err, sizeof(err)), 0);
+    ASSERT_EQ(p.async, 1);
+    ASSERT(!strcmp(p.peer_region, "b"));
+    ASSERT(!strcmp(p.region, "a"));
+    ASSERT(!strcmp(p.fs_type, "xfs"));
+    ASSERT_EQ(p.object_size, 1 << 20);
+    ASSERT(!strcmp(p.pvc_name, "data"));
+    ASSERT(!strcmp(p.pvc_namespace, "db"));
+    ASSERT(!strcmp(p.pv_name, "pvc-1"));
+    rg_free(c);
+}
+
+/* Each bad parameter is refused with the key named in the message. */
+TEST(params_bad_values_name_the_key)
+{
+    struct rg_config *c = cfg();
+    struct csi_params p;
+    char err[512];
+    static const char *cases[][5] = {
+        /* key, value, [key2, value2], expected word in err */
+        {"colour", "blue", NULL, NULL, "colour"},
+        {"replication", "sync", NULL, NULL, "replication"},
+        {"replication", "async", NULL, NULL, "peerRegion"},
+        {"replication", "async", "peerRegion", "zz", "peerRegion"},
+        {"peerRegion", "b", NULL, NULL, "peerRegion"},
+        {"region", "mars", NULL, NULL, "region"},
+        {"fsType", "btrfs", NULL, NULL, "fsType"},
+        {"objectSize", "3Mi", NULL, NULL, "objectSize"},
+        {"objectSize", "32Ki", NULL, NULL, "objectSize"},
+        {"objectSize", "128Mi", NULL, NULL, "objectSize"},
+        {"objectSize", "4Gi", NULL, NULL, "objectSize"},
+        {"objectSize", "-1", NULL, NULL, "objectSize"},
+        {"mkfsOptions", "-m 0; rm -rf /", NULL, NULL, "mkfsOptions"},
+        {"mkfsOptions", "$(reboot)", NULL, NULL, "mkfsOptions"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct kvs k = {0};
+        kv(&k, cases[i][0], cases[i][1]);
+        if (cases[i][2]) kv(&k, cases[i][2], cases[i][3]);
+        int rc = parse(c, &k, &p, err, sizeof(err));
+        if (rc != -EINVAL || !strstr(err, cases[i][4]))
+            TT_FAIL("case %zu (%s=%s): rc %d err \"%s\"", i, cases[i][0],
+                    cases[i][1], rc, err);
+    }
+    /* async to itself */
+    struct kvs k = {0};
+    kv(&k, "replication", "async");
+    kv(&k, "peerRegion", "a");
+    kv(&k, "region", "a");
+    ASSERT_EQ(parse(c, &k, &p, err, sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "peerRegion"));
+    rg_free(c);
+}
+
+TEST(params_object_sizes)
+{
+    struct rg_config *c = cfg();
+    struct csi_params p;
+    char err[512];
+    static const struct { const char *v; uint32_t want; } ok[] = {
+        {"65536", 65536}, {"64Ki", 65536}, {"4Mi", 4u << 20},
+        {"64Mi", 64u << 20}, {"128K", 128u << 10}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct kvs k = {0};
+        kv(&k, "objectSize", ok[i].v);
+        ASSERT_EQ(parse(c, &k, &p, err, sizeof(err)), 0);
+        ASSERT_EQ(p.object_size, ok[i].want);
+    }
+    rg_free(c);
+}
+
+/* ---- topology ---- */
+
+struct topo {
+    Csi__V1__Topology t[8];
+    Csi__V1__Topology *tp[8];
+    Csi__V1__Topology__SegmentsEntry e[8][2];
+    Csi__V1__Topology__SegmentsEntry *ep[8][2];
+    size_t n;
+};
+
+static void seg(struct topo *t, const char *region, const char *zone)
+{
+    size_t i = t->n++;
+    csi__v1__topology__init(&t->t[i]);
+    csi__v1__topology__segments_entry__init(&t->e[i][0]);
+    t->e[i][0].key = "topology.tandem.csi.dev/region";
+    t->e[i][0].value = (char *)region;
+    t->ep[i][0] = &t->e[i][0];
+    t->t[i].n_segments = 1;
+    if (zone) {
+        csi__v1__topology__segments_entry__init(&t->e[i][1]);
+        t->e[i][1].key = "topology.tandem.csi.dev/zone";
+        t->e[i][1].value = (char *)zone;
+        t->ep[i][1] = &t->e[i][1];
+        t->t[i].n_segments = 2;
+    }
+    t->t[i].segments = t->ep[i];
+    t->tp[i] = &t->t[i];
+}
+
+static int pick(struct rg_config *c, struct topo *req, struct topo *pref,
+                const char *param, char *out, char *err)
+{
+    Csi__V1__TopologyRequirement r;
+    csi__v1__topology_requirement__init(&r);
+    r.n_requisite = req ? req->n : 0;
+    r.requisite = req ? req->tp : NULL;
+    r.n_preferred = pref ? pref->n : 0;
+    r.preferred = pref ? pref->tp : NULL;
+    return csi_topology_select(c, &r, param, out, 64, err, 512);
+}
+
+/* What the external-provisioner sends for a node in each region:
+ * requisite = every allowed topology (sorted), preferred = the selected
+ * node's segment first, then the rest. */
+TEST(topology_wffc_each_region)
+{
+    struct rg_config *c = cfg();
+    const char *regions[] = {"a", "b", "c"};
+    const char *zones[] = {NULL, NULL, "c1"};
+    for (int n = 0; n < 3; n++) {
+        struct topo req = {0}, pref = {0};
+        char out[64], err[512];
+        for (int i = 0; i < 3; i++) seg(&req, regions[i], zones[i]);
+        seg(&pref, regions[n], zones[n]);
+        for (int i = 0; i < 3; i++)
+            if (i != n) seg(&pref, regions[i], zones[i]);
+        ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
+        if (strcmp(out, regions[n]))
+            TT_FAIL("node in %s: volume went to %s", regions[n], out);
+    }
+    rg_free(c);
+}
+
+/* requisite[0] is "a", the node is in "b": the volume must go to b. */
+TEST(topology_requisite0_trap)
+{
+    struct rg_config *c = cfg();
+    struct topo req = {0}, pref = {0};
+    char out[64], err[512];
+    seg(&req, "a", NULL);
+    seg(&req, "b", NULL);
+    seg(&pref, "b", NULL);
+    seg(&pref, "a", NULL);
+    ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
+    ASSERT(!strcmp(out, "b"));
+    rg_free(c);
+}
+
+TEST(topology_fallbacks)
+{
+    struct rg_config *c = cfg();
+    char out[64], err[512];
+    /* Preferred names an unconfigured region: next preferred. */
+    {
+        struct topo req = {0}, pref = {0};
+        seg(&req, "x", NULL);
+        seg(&req, "c", "c1");
+        seg(&pref, "x", NULL);
+        seg(&pref, "c", "c1");
+        ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
+        ASSERT(!strcmp(out, "c"));
+    }
+    /* Preferred not in requisite: skipped; a requisite region is used. */
+    {
+        struct topo req = {0}, pref = {0};
+        seg(&req, "x", NULL);
+        seg(&req, "b", NULL);
+        seg(&pref, "a", NULL);
+        ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
+        ASSERT(!strcmp(out, "b"));
+    }
+    /* Zonal region c lives in c1 only: a node in c2 cannot use it. */
+    {
+        struct topo req = {0}, pref = {0};
+        seg(&req, "c", "c2");
+        seg(&pref, "c", "c2");
+        ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), -ENOENT);
+    }
+    /* No requirement: parameter, else the default region. */
+    ASSERT_EQ(pick(c, NULL, NULL, NULL, out, err), 0);
+    ASSERT(!strcmp(out, "a"));
+    ASSERT_EQ(pick(c, NULL, NULL, "b", out, err), 0);
+    ASSERT(!strcmp(out, "b"));
+    ASSERT_EQ(csi_topology_select(c, NULL, NULL, out, 64, err, 512), 0);
+    ASSERT(!strcmp(out, "a"));
+    /* Parameter pins the region among those allowed. */
+    {
+        struct topo req = {0}, pref = {0};
+        seg(&req, "a", NULL);
+        seg(&req, "b", NULL);
+        seg(&pref, "a", NULL);
+        ASSERT_EQ(pick(c, &req, &pref, "b", out, err), 0);
+        ASSERT(!strcmp(out, "b"));
+        ASSERT_EQ(pick(c, &req, &pref, "c", out, err), -ENOENT);
+    }
+    rg_free(c);
+}
+
+TEST(topology_nothing_fits_names_regions)
+{
+    struct rg_config *c = cfg();
+    struct topo req = {0}, pref = {0};
+    char out[64], err[512];
+    seg(&req, "x", NULL);
+    seg(&req, "y", NULL);
+    seg(&pref, "y", NULL);
+    ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), -ENOENT);
+    ASSERT(strstr(err, "x,y"));
+    ASSERT(strstr(err, "a,b,c/c1"));
+    rg_free(c);
+}
+
+/* ---- ids and paths ---- */
+
+TEST(volume_ids)
+{
+    char id[CSI_MAX_VOL_ID + 1], id2[CSI_MAX_VOL_ID + 1];
+    ASSERT_EQ(csi_volume_id("pvc-0b9d2c4e-1f", id, sizeof(id)), 0);
+    ASSERT(!strcmp(id, "pvc-0b9d2c4e-1f"));
+    /* Names that are not ids, or could collide with hashed ids, hash. */
+    ASSERT_EQ(csi_volume_id("h-abc", id, sizeof(id)), 0);
+    ASSERT(strncmp(id, "h-", 2) == 0 && strlen(id) == 42);
+    ASSERT(strcmp(id, "h-abc"));
+    ASSERT_EQ(csi_volume_id("my volume/1", id, sizeof(id)), 0);
+    ASSERT_EQ(csi_volume_id("my volume/1", id2, sizeof(id2)), 0);
+    ASSERT(!strcmp(id, id2)); /* deterministic: retries find it */
+    ASSERT(csi_volume_id_valid(id));
+    ASSERT_EQ(csi_volume_id("my volume/2", id2, sizeof(id2)), 0);
+    ASSERT(strcmp(id, id2));
+    ASSERT_EQ(csi_volume_id("", id, sizeof(id)), -EINVAL);
+    char big[200];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ASSERT_EQ(csi_volume_id(big, id, sizeof(id)), -EINVAL);
+    big[120] = 0; /* valid chars but over 100 bytes: hashed */
+    ASSERT_EQ(csi_volume_id(big, id, sizeof(id)), 0);
+    ASSERT_EQ(strlen(id), 42);
+    ASSERT(!csi_volume_id_valid("../etc"));
+    ASSERT(!csi_volume_id_valid("a/b"));
+    ASSERT(!csi_volume_id_valid(""));
+    ASSERT(!csi_volume_id_valid("-x"));
+}
+
+TEST(paths)
+{
+    ASSERT(csi_path_valid("/var/lib/kubelet/pods/x/volumes/y/mount"));
+    ASSERT(!csi_path_valid("relative/path"));
+    ASSERT(!csi_path_valid("/a/../b"));
+    ASSERT(!csi_path_valid("/a/.."));
+    ASSERT(!csi_path_valid("/a/./b"));
+    ASSERT(!csi_path_valid("/a//b"));
+    ASSERT(!csi_path_valid("/"));
+    ASSERT(!csi_path_valid(""));
+    ASSERT(!csi_path_valid("/a\nb"));
+    ASSERT(csi_path_valid("/a/..b/c."));
+    char big[CSI_MAX_PATH + 10];
+    memset(big, 'a', sizeof(big) - 1);
+    big[0] = '/';
+    big[sizeof(big) - 1] = 0;
+    ASSERT(!csi_path_valid(big));
+}
+
+TT_MAIN()

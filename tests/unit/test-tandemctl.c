@@ -1,0 +1,525 @@
+/*
+ * test-tandemctl.c: tandemctl against a scripted admin API.
+ *
+ * Each test serves a fake tandem.admin.v1.Admin (canned volumes, the
+ * refusal rules of tandem_admin.proto) on a unix socket in a scratch dir
+ * and runs the real $(B)/tandemctl binary, checking its stdout, its
+ * one-line stderr, its exit status and the manifests it writes.  The
+ * daemon's own behaviour is tested end to end in tests/e2e/t041*.sh; this
+ * pins down the CLI contract without depending on it.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+#include "rpc.h"
+#include "tandem_admin.pb-c.h"
+#include "tt.h"
+
+/* ------------------------------------------------------- fake server -- */
+
+struct fvol {
+    const char *id;
+    int primary;
+    uint64_t epoch;
+    int peer_demoted;  /* graceful promote allowed */
+    int in_sync;       /* resync has nothing to do */
+    uint64_t applied;
+};
+
+static struct fvol g_vols[8];
+static size_t g_nvols;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static char *xs(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+static Tandem__Admin__V1__VolumeStatus *vs_make(const struct fvol *f)
+{
+    Tandem__Admin__V1__VolumeStatus *v = calloc(1, sizeof *v);
+    tandem__admin__v1__volume_status__init(v);
+    v->volume_id = xs(f->id);
+    v->region = xs("b");
+    v->peer_region = xs("a");
+    v->role = xs(f->primary ? "primary" : "secondary");
+    v->epoch = f->epoch;
+    v->head = f->applied + (f->primary ? 5 : 0);
+    v->applied = f->applied;
+    v->acked = f->primary ? f->applied : 0;
+    v->lag_entries = f->primary ? 5 : 0;
+    v->lag_bytes = f->primary ? 5 * 4096 : 0;
+    v->lag_seconds = f->primary ? 0.25 : 0;
+    v->last_sync_unix_ms = 1;
+    v->throughput_bytes_per_s = 3.5 * 1024 * 1024;
+    v->compression_ratio = 2.5;
+    v->link_state = xs("up");
+    v->state = xs("replicating");
+    v->size_bytes = 1 << 30;
+    v->replication = xs("async");
+    v->last_error = xs("");
+    v->applied_age_seconds = 1.5;
+    static const char *kv[][2] = {
+        {"csi.name", "pvc-1234"},
+        {"csi.pvc_name", "data-db-0"},
+        {"csi.pvc_namespace", "shop"},
+        {"csi.pv_name", "pvc-1234"},
+        {"csi.access_type", "mount"},
+        {"csi.replication", "async"},
+        {"csi.param.replication", "async"},
+        {"csi.param.peerRegion", "b"},
+        {"csi.param.fsType", "xfs"},
+        {"csi.param.csi.storage.k8s.io/pvc/name", "data-db-0"},
+    };
+    size_t n = sizeof kv / sizeof kv[0];
+    v->metadata = calloc(n, sizeof *v->metadata);
+    for (size_t i = 0; i < n; i++) {
+        Tandem__Admin__V1__VolumeStatus__MetadataEntry *e = calloc(1, sizeof *e);
+        tandem__admin__v1__volume_status__metadata_entry__init(e);
+        e->key = xs(kv[i][0]);
+        e->value = xs(kv[i][1]);
+        v->metadata[i] = e;
+    }
+    v->n_metadata = n;
+    return v;
+}
+
+static struct fvol *find(const char *id)
+{
+    for (size_t i = 0; i < g_nvols; i++)
+        if (!strcmp(g_vols[i].id, id))
+            return &g_vols[i];
+    return NULL;
+}
+
+static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__StatusRequest *req = (const void *)reqm;
+    Tandem__Admin__V1__StatusResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__status_response__init(r);
+    pthread_mutex_lock(&g_mu);
+    for (size_t i = 0; i < req->n_volume_ids; i++)
+        if (!find(req->volume_ids[i])) {
+            pthread_mutex_unlock(&g_mu);
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+            return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no volume %s in region b",
+                                 req->volume_ids[i]);
+        }
+    r->region = xs("b");
+    r->peer_region = xs("a");
+    r->peer_link_state = xs("up");
+    r->volumes = calloc(g_nvols, sizeof *r->volumes);
+    for (size_t i = 0; i < g_nvols; i++) {
+        int want = !req->n_volume_ids;
+        for (size_t j = 0; j < req->n_volume_ids; j++)
+            want |= !strcmp(req->volume_ids[j], g_vols[i].id);
+        if (want)
+            r->volumes[r->n_volumes++] = vs_make(&g_vols[i]);
+    }
+    pthread_mutex_unlock(&g_mu);
+    r->now_unix_ms = 2001;
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+static int h_promote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                     ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__PromoteRequest *req = (const void *)reqm;
+    pthread_mutex_lock(&g_mu);
+    struct fvol *f = find(req->volume_id);
+    int changed = 0;
+    if (!f) {
+        pthread_mutex_unlock(&g_mu);
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no volume %s in region b",
+                             req->volume_id);
+    }
+    if (!f->primary) {
+        if (!req->force && !f->peer_demoted) {
+            pthread_mutex_unlock(&g_mu);
+            return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                                 "%s is still primary in region a: demote it "
+                                 "there first, or use --force if region a is "
+                                 "lost",
+                                 req->volume_id);
+        }
+        f->primary = 1;
+        f->epoch++;
+        changed = 1;
+    }
+    Tandem__Admin__V1__PromoteResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__promote_response__init(r);
+    r->volume = vs_make(f);
+    r->changed = changed;
+    r->message = xs("");
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__DemoteRequest *req = (const void *)reqm;
+    pthread_mutex_lock(&g_mu);
+    struct fvol *f = find(req->volume_id);
+    if (!f) {
+        pthread_mutex_unlock(&g_mu);
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no volume %s in region b",
+                             req->volume_id);
+    }
+    int changed = f->primary;
+    f->primary = 0;
+    Tandem__Admin__V1__DemoteResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__demote_response__init(r);
+    r->volume = vs_make(f);
+    r->changed = changed;
+    r->message = xs("");
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                      ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__FailoverRequest *req = (const void *)reqm;
+    if (strcmp(req->to_region, "b"))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "this replicator serves region b, not %s",
+                             req->to_region);
+    Tandem__Admin__V1__FailoverResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__failover_response__init(r);
+    r->region = xs("b");
+    size_t n = req->all ? g_nvols : req->n_volume_ids;
+    r->results = calloc(n ? n : 1, sizeof *r->results);
+    pthread_mutex_lock(&g_mu);
+    for (size_t i = 0; i < n; i++) {
+        const char *id = req->all ? g_vols[i].id : req->volume_ids[i];
+        struct fvol *f = find(id);
+        Tandem__Admin__V1__FailoverResult *x = calloc(1, sizeof *x);
+        tandem__admin__v1__failover_result__init(x);
+        x->volume_id = xs(id);
+        if (!f) {
+            x->ok = 0;
+            x->message = xs("no such volume in region b");
+        } else {
+            x->ok = 1;
+            x->changed = !f->primary;
+            if (!f->primary) {
+                f->primary = 1;
+                f->epoch++;
+            }
+            x->message = xs("");
+            x->applied = f->applied;
+            x->applied_age_seconds = 1.5;
+            x->epoch = f->epoch;
+            x->volume = vs_make(f);
+        }
+        r->results[r->n_results++] = x;
+    }
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__ResyncRequest *req = (const void *)reqm;
+    pthread_mutex_lock(&g_mu);
+    struct fvol *f = find(req->volume_id);
+    if (!f) {
+        pthread_mutex_unlock(&g_mu);
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "no volume %s in region b",
+                             req->volume_id);
+    }
+    Tandem__Admin__V1__ResyncResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__resync_response__init(r);
+    r->changed = !f->in_sync || req->full;
+    r->full_copy = req->full;
+    r->common_seq = 40;
+    r->regions = r->changed ? 3 : 0;
+    r->bytes_copied = r->changed ? 3 * 65536 : 0;
+    r->message = xs("");
+    f->in_sync = 1;
+    f->primary = 0;
+    r->volume = vs_make(f);
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+#define M(name, req, resp, fn)                                                \
+    {"/tandem.admin.v1.Admin/" name,                                          \
+     &tandem__admin__v1__##req##__descriptor,                                 \
+     &tandem__admin__v1__##resp##__descriptor, fn}
+static const struct rpc_method g_methods[] = {
+    M("Status", status_request, status_response, h_status),
+    M("Promote", promote_request, promote_response, h_promote),
+    M("Demote", demote_request, demote_response, h_demote),
+    M("Failover", failover_request, failover_response, h_failover),
+    M("Resync", resync_request, resync_response, h_resync),
+};
+
+static char g_dir[1024], g_addr[1200], g_ctl[PATH_MAX + 32];
+static rpc_server *g_srv;
+
+static void setup(void)
+{
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    snprintf(g_dir, sizeof g_dir, "%s/test-tandemctl.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    ASSERT(mkdtemp(g_dir) != NULL);
+    snprintf(g_addr, sizeof g_addr, "unix://%s/admin.sock", g_dir);
+    const char *ctl = getenv("TANDEMCTL");
+    if (ctl && *ctl) {
+        snprintf(g_ctl, sizeof g_ctl, "%s", ctl);
+    } else {
+        /* $(B)/tests/test-tandemctl -> $(B)/tandemctl */
+        char self[1024];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        ASSERT(n > 0);
+        self[n] = 0;
+        *strrchr(self, '/') = 0;
+        snprintf(g_ctl, sizeof g_ctl, "%s/../tandemctl", self);
+    }
+    if (access(g_ctl, X_OK) != 0)
+        TT_FAIL("tandemctl not found at %s (set TANDEMCTL)", g_ctl);
+
+    struct fvol init[] = {
+        {"pvc-1234", 0, 1, 0, 0, 40},
+        {"pvc-5678", 0, 3, 1, 1, 7},
+        {"pvc-prim", 1, 2, 0, 1, 99},
+    };
+    memcpy(g_vols, init, sizeof init);
+    g_nvols = 3;
+
+    rpc_signals_block();
+    struct rpc_server_opts o = {.methods = g_methods,
+                                .n_methods = sizeof g_methods /
+                                             sizeof g_methods[0]};
+    ASSERT_OK(rpc_server_create(&o, &g_srv));
+    ASSERT_GE(rpc_server_listen(g_srv, g_addr, NULL), 0);
+    ASSERT_OK(rpc_server_start(g_srv));
+}
+
+static void teardown(void)
+{
+    rpc_server_destroy(g_srv, 100);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+/* Run tandemctl --admin <fake> ARGS...; returns the exit status and the
+ * captured output (static buffers, valid until the next run). */
+static char g_out[65536], g_err[8192];
+
+static void slurp(const char *path, char *buf, size_t sz)
+{
+    int fd = open(path, O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, buf, sz - 1) : -1;
+    buf[n > 0 ? n : 0] = 0;
+    if (fd >= 0)
+        close(fd);
+}
+
+static int run(const char *first, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = g_ctl;
+    argv[n++] = "--admin";
+    argv[n++] = g_addr;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    char po[PATH_MAX + 8], pe[PATH_MAX + 8];
+    snprintf(po, sizeof po, "%s/out", g_dir);
+    snprintf(pe, sizeof pe, "%s/err", g_dir);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        int o = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(o, 1);
+        dup2(e, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    slurp(po, g_out, sizeof g_out);
+    slurp(pe, g_err, sizeof g_err);
+    if (getenv("TT_SHOW")) /* see what an operator would see */
+        printf("$ tandemctl %s ...\n%s%s", first, g_out, g_err);
+    ASSERT(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static int lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+#define ASSERT_HAS(hay, needle)                                               \
+    do {                                                                      \
+        if (!strstr(hay, needle))                                             \
+            TT_FAIL("expected \"%s\" in:\n%s", needle, hay);                  \
+    } while (0)
+
+/* ---------------------------------------------------------------- tests -- */
+
+TEST(status_table_and_json)
+{
+    setup();
+    ASSERT_EQ(run("status", NULL), 0);
+    ASSERT_HAS(g_out, "region b (peer a, peer link up): 3 volumes");
+    ASSERT_HAS(g_out, "VOLUME");
+    ASSERT_HAS(g_out, "RPO");
+    ASSERT_HAS(g_out, "pvc-prim");
+    ASSERT_HAS(g_out, "3.5MiB/s");
+    ASSERT_HAS(g_out, "2.50");
+    ASSERT_EQ(g_err[0], 0);
+    ASSERT_EQ(run("status", "pvc-1234", "--json", NULL), 0);
+    ASSERT_HAS(g_out, "\"volume_id\": \"pvc-1234\"");
+    ASSERT_HAS(g_out, "\"lag_seconds\": 0");
+    ASSERT_HAS(g_out, "\"csi.pvc_name\": \"data-db-0\"");
+    ASSERT(!strstr(g_out, "pvc-prim"));
+    ASSERT_EQ(run("status", "nope", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "no volume nope in region b (NOT_FOUND)");
+    teardown();
+}
+
+TEST(promote_refused_forced_idempotent)
+{
+    setup();
+    ASSERT_EQ(run("promote", "pvc-1234", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "tandemctl: promote pvc-1234: ");
+    ASSERT_HAS(g_err, "(FAILED_PRECONDITION)");
+    ASSERT_EQ(run("promote", "pvc-1234", "--force", NULL), 0);
+    ASSERT_HAS(g_out, "pvc-1234 promoted to primary in region b (forced): "
+                      "epoch 2");
+    ASSERT_EQ(run("promote", "pvc-1234", "--force", NULL), 0);
+    ASSERT_HAS(g_out, "already primary");
+    ASSERT_HAS(g_out, "nothing to do");
+    ASSERT_EQ(run("promote", "pvc-5678", NULL), 0); /* peer demoted */
+    ASSERT_HAS(g_out, "epoch 4");
+    ASSERT_EQ(run("promote", "ghost", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    teardown();
+}
+
+TEST(demote_idempotent)
+{
+    setup();
+    ASSERT_EQ(run("demote", "pvc-prim", NULL), 0);
+    ASSERT_HAS(g_out, "pvc-prim demoted to secondary in region b");
+    ASSERT_EQ(run("demote", "pvc-prim", NULL), 0);
+    ASSERT_HAS(g_out, "nothing to do");
+    teardown();
+}
+
+TEST(failover_all_and_manifests)
+{
+    setup();
+    char dir[1100], path[1200], y[8192];
+    snprintf(dir, sizeof dir, "%s/pv", g_dir);
+    ASSERT_EQ(run("failover", "--to", "b", "--all", "--emit-manifests", dir,
+                  NULL),
+              0);
+    ASSERT_HAS(g_out, "failover to region b (forced): 3 volumes, 2 promoted "
+                      "now, 1 already primary, 0 failed");
+    ASSERT_HAS(g_out, "APPLIED-AGE");
+    ASSERT_HAS(g_out, "1.50s");
+    snprintf(path, sizeof path, "%s/pvc-1234.yaml", dir);
+    slurp(path, y, sizeof y);
+    ASSERT_HAS(y, "kind: PersistentVolume\n");
+    ASSERT_HAS(y, "driver: tandem.csi.dev");
+    ASSERT_HAS(y, "volumeHandle: \"pvc-1234\"");
+    ASSERT_HAS(y, "key: topology.tandem.csi.dev/region");
+    ASSERT_HAS(y, "- \"b\"");
+    ASSERT_HAS(y, "storage: \"1073741824\"");
+    ASSERT_HAS(y, "fsType: xfs");
+    ASSERT_HAS(y, "claimRef:");
+    ASSERT_HAS(y, "namespace: \"shop\"");
+    ASSERT_HAS(y, "name: \"data-db-0\"");
+    ASSERT_HAS(y, "kind: PersistentVolumeClaim\nmetadata:");
+    ASSERT_HAS(y, "volumeName: \"pvc-1234\"");
+    ASSERT_HAS(y, "volumeAttributes:\n      region: \"b\"\n      fsType: \"xfs\"");
+    ASSERT(!strstr(y, "csi.storage.k8s.io"));
+    /* idempotent: everything is primary already */
+    ASSERT_EQ(run("failover", "--to", "b", "--all", NULL), 0);
+    ASSERT_HAS(g_out, "0 promoted now, 3 already primary, 0 failed");
+    teardown();
+}
+
+TEST(failover_partial_and_usage)
+{
+    setup();
+    ASSERT_EQ(run("failover", "--to", "b", "pvc-1234", "ghost", NULL), 3);
+    ASSERT_HAS(g_out, "FAILED");
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "failover ghost: no such volume in region b");
+    ASSERT_EQ(run("failover", "--to", "a", "--all", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "(INVALID_ARGUMENT)");
+    ASSERT_EQ(run("failover", "--all", NULL), 2);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_EQ(run("failover", "--to", "b", NULL), 2);
+    ASSERT_EQ(run("promote", "--all", "x", NULL), 2);
+    ASSERT_EQ(lines(g_err), 1);
+    teardown();
+}
+
+TEST(resync_delta_full_idempotent)
+{
+    setup();
+    ASSERT_EQ(run("resync", "pvc-1234", NULL), 0);
+    ASSERT_HAS(g_out, "delta copy, 3 regions");
+    ASSERT_HAS(g_out, "since common position 40");
+    ASSERT_EQ(run("resync", "pvc-1234", NULL), 0);
+    ASSERT_HAS(g_out, "nothing to do");
+    ASSERT_EQ(run("resync", "pvc-1234", "--full", NULL), 0);
+    ASSERT_HAS(g_out, "full (requested)");
+    teardown();
+}
+
+TEST(unreachable_one_line)
+{
+    setup();
+    char bad[1100];
+    snprintf(bad, sizeof bad, "unix://%s/none.sock", g_dir);
+    /* Point the fake's address at nothing for one run. */
+    char saved[sizeof g_addr];
+    memcpy(saved, g_addr, sizeof g_addr);
+    snprintf(g_addr, sizeof g_addr, "%s", bad);
+    ASSERT_EQ(run("promote", "v", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "cannot reach the replicator");
+    ASSERT_HAS(g_err, "(UNAVAILABLE)");
+    /* status with a dead peer still shows the live region, exit 1 */
+    memcpy(g_addr, saved, sizeof g_addr);
+    ASSERT_EQ(run("--peer-admin", bad, "status", NULL), 1);
+    ASSERT_HAS(g_out, "region b");
+    ASSERT_EQ(lines(g_err), 1);
+    teardown();
+}
+
+TT_MAIN()
