@@ -16,6 +16,7 @@
 # build/asan.  Generated protobuf-c code lives in $(B)/gen, never in git.
 
 B        ?= build
+export B
 CC       ?= cc
 OPT      ?= -O2
 SANITIZE ?=
@@ -129,7 +130,12 @@ deps:
 test-unit: $(UNIT_TESTS)
 	@tests/run-unit.sh $(UNIT_TESTS)
 
+# LeakSanitizer runs in every test child (tt.h checks before _exit);
+# tests/lsan.supp names exactly what third-party code is allowed to keep.
 asan:
+	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) B=build/asan SANITIZE=1 OPT=-O1 test-unit
 
 # The whole suite: tests/run-all.sh starts a throwaway Ceph (or uses the

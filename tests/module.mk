@@ -1,2 +1,2 @@
-# tests: fragment of the top-level Makefile. Sub-fragments per owner may be added as tests/<name>.mk.
--include $(wildcard tests/*.mk)
+# tests: fragment of the top-level Makefile.  Owners may add tests/<name>.mk.
+-include $(filter-out tests/module.mk,$(wildcard tests/*.mk))

@@ -27,6 +27,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Under LeakSanitizer, check for leaks before a test child's _exit (which
+ * skips the exit-time check). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TT_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TT_LSAN 1
+#endif
+#endif
+#ifdef TT_LSAN
+int __lsan_do_recoverable_leak_check(void);
+#define TT_LEAK_CHECK() (__lsan_do_recoverable_leak_check() ? 1 : 0)
+#else
+#define TT_LEAK_CHECK() 0
+#endif
+
 typedef void (*tt_fn)(void);
 struct tt_case {
     const char *name;
@@ -128,6 +144,10 @@ static int tt_run_all(int argc, char **argv)
             alarm((unsigned)timeout);
             tt_cases[i].fn();
             fflush(stdout);
+            if (TT_LEAK_CHECK()) {
+                fprintf(stderr, "  %s: leaks found\n", tt_cases[i].name);
+                _exit(1);
+            }
             _exit(0);
         }
         int status = 0;
