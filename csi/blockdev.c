@@ -589,11 +589,9 @@ static int loop_detach(int n, const char *image, char *err, size_t errlen)
     int rc = loop_backing(n, back, sizeof back);
     if (rc < 0) return rc;
     if (!back[0]) return 0;                    /* already free */
-    if (strcmp(back, image) != 0) {
-        /* "(deleted)" suffixes appear when the file went away. */
-        size_t il = strlen(image);
-        if (strncmp(back, image, il) != 0) return 0; /* not ours any more */
-    }
+    /* Compare as a prefix: the kernel appends " (deleted)" when the
+     * file went away. */
+    if (strncmp(back, image, strlen(image)) != 0) return 0; /* not ours */
     int fd = open_loop(n, O_RDONLY);
     if (fd < 0) return fd;
     struct stat st;
@@ -616,7 +614,8 @@ static int loop_detach(int n, const char *image, char *err, size_t errlen)
     int64_t deadline = now_ms() + LOOP_FREE_WAIT_MS;
     for (;;) {
         if ((rc = loop_backing(n, back, sizeof back)) < 0) return rc;
-        if (!back[0]) return 0;
+        /* Free, or already taken by someone else: either way not ours. */
+        if (!back[0] || strncmp(back, image, strlen(image)) != 0) return 0;
         if (now_ms() >= deadline) {
             seterr(err, errlen, "/dev/loop%d still busy after clear", n);
             return -EBUSY;

@@ -186,9 +186,10 @@ static int check_existing(csi_service *s, rpc_ctx *ctx,
     if (in->size < required || (limit && in->size > limit))
         return rpc_ctx_error(ctx, RPC_ALREADY_EXISTS,
                              "volume %s exists with %" PRIu64 " bytes, "
-                             "incompatible with the capacity range "
-                             "[%" PRIu64 ", %" PRIu64 "]", q->name, in->size,
-                             required, limit);
+                             "incompatible with the capacity range: "
+                             "required %" PRIu64 ", limit %" PRIu64
+                             " (0: none)", q->name, in->size, required,
+                             limit);
     for (const char *const *k = identity_params; *k; k++) {
         char key[64];
         const char *want = csi__map_get(q->n_parameters,
@@ -602,7 +603,7 @@ int csi__list_volumes(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
             tlog_warn("csi.list.region_failed", "region=%s err=%d",
                       s->cfg->regions[i].name, rc);
     }
-    qsort(l.ids, l.n, sizeof(*l.ids), cmp_str);
+    if (l.n) qsort(l.ids, l.n, sizeof(*l.ids), cmp_str);
     Csi__V1__ListVolumesResponse *r = csi__xcalloc(1, sizeof(*r));
     csi__v1__list_volumes_response__init(r);
     size_t max = q->max_entries > 0 ? (size_t)q->max_entries : l.n;

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,6 +214,19 @@ static void *reply_new(const ProtobufCMessageDescriptor *d)
     return m;
 }
 
+/* Mark a block device read-only or read-write (BLKROSET).  A bind mount
+ * cannot make a device node read-only (writes to device nodes ignore the
+ * mount's flags), so a read-only raw block publication of a read-write
+ * staged volume flips the device itself. */
+static int dev_set_ro(const char *dev, int ro)
+{
+    int fd = open(dev, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = ioctl(fd, BLKROSET, &ro) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 /* ------------------------------------------------------ NodeStageVolume */
 
 int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
@@ -304,6 +319,22 @@ int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
 
     attached_here = bd_find(rd, dev, sizeof(dev)) != 0;
+    if (had_old && attached_here && !block &&
+        mnt_is_mounted(q->staging_target_path) == 1) {
+        /* The staging mount outlived its device (exporter died): it can
+         * only be replaced once no pod uses it. */
+        for (size_t i = 0; i < old.npub; i++)
+            if (mnt_is_mounted(old.pub[i].target) == 1) {
+                attached_here = 0;
+                code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                                     "volume %s lost its device while "
+                                     "published at %s: unpublish it first",
+                                     q->volume_id, old.pub[i].target);
+                goto out;
+            }
+        mnt_umount(q->staging_target_path, NULL, 0);
+        r.npub = 0;
+    }
     struct bd_attach_opts ao = {
         .config_path = s->config_path, .region = region,
         .vol_id = q->volume_id, .run_dir = rd, .read_only = ro,
@@ -604,6 +635,28 @@ int csi__node_publish(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
             goto out;
         }
         src = dev;
+        /* Raw block: read-only is a property of the device, shared by
+         * every publication, so read-only and read-write ones of a
+         * read-write staged volume cannot coexist. */
+        if (!r.ro && found == r.npub) {
+            for (size_t i = 0; i < r.npub; i++)
+                if (r.pub[i].ro != ro) {
+                    code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                                         "raw block volume %s is published "
+                                         "%s at %s: cannot also publish it "
+                                         "%s", q->volume_id,
+                                         r.pub[i].ro ? "read-only"
+                                                     : "read-write",
+                                         r.pub[i].target,
+                                         ro ? "read-only" : "read-write");
+                    goto out;
+                }
+            if (ro && (rc = dev_set_ro(dev, 1)) < 0) {
+                code = rpc_ctx_error(ctx, RPC_INTERNAL, "making %s read-only:"
+                                     " %s", dev, strerror(-rc));
+                goto out;
+            }
+        }
     }
     const char *const *mf = !block && c->mount
                                 ? (const char *const *)c->mount->mount_flags
@@ -683,6 +736,11 @@ int csi__node_unpublish(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
     if (published) {
         r.pub[found] = r.pub[--r.npub];
+        if (r.block && !r.ro && r.npub == 0) {
+            char rd[CSI_MAX_PATH], dev[128];
+            run_dir(s, q->volume_id, rd, sizeof(rd));
+            if (bd_find(rd, dev, sizeof(dev)) == 0) dev_set_ro(dev, 0);
+        }
         if ((rc = rec_write(s, q->volume_id, &r)) < 0) {
             code = rpc_ctx_error(ctx, RPC_INTERNAL, "recording unpublish: %s",
                                  strerror(-rc));

@@ -73,7 +73,21 @@ struct vf_ctx {
     pthread_mutex_t resize_mu;  /* serialises setattr(size) */
     time_t start;
     _Atomic uint64_t n_write_err, n_read_err;
+    _Atomic uint64_t n_writes, n_reads, write_bytes;
+    _Atomic int inflight, max_inflight; /* concurrent read/write requests */
 };
+
+/* Track how many requests the kernel keeps in flight (the queue depth
+ * the journal sees; logged at exit for tuning). */
+static void io_begin(struct vf_ctx *c)
+{
+    int n = atomic_fetch_add(&c->inflight, 1) + 1;
+    int m = atomic_load(&c->max_inflight);
+    while (n > m && !atomic_compare_exchange_weak(&c->max_inflight, &m, n)) {
+    }
+}
+
+static void io_end(struct vf_ctx *c) { atomic_fetch_sub(&c->inflight, 1); }
 
 static void fill_attr(struct vf_ctx *c, fuse_ino_t ino, struct stat *st)
 {
@@ -232,7 +246,10 @@ static void vf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    io_begin(c);
     int rc = jr_read(c->vol, (uint64_t)off, buf, size);
+    io_end(c);
+    atomic_fetch_add(&c->n_reads, 1);
     if (rc < 0) {
         atomic_fetch_add(&c->n_read_err, 1);
         tlog_error("volfuse.read_failed", "vol=%s off=%lld len=%zu err=%d msg=\"%s\"",
@@ -264,7 +281,11 @@ static void vf_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
         return;
     }
     if ((uint64_t)off + size > sz) size = (size_t)(sz - (uint64_t)off);
+    io_begin(c);
     int rc = jr_write(c->vol, (uint64_t)off, buf, size);
+    io_end(c);
+    atomic_fetch_add(&c->n_writes, 1);
+    atomic_fetch_add(&c->write_bytes, size);
     if (rc < 0) {
         atomic_fetch_add(&c->n_write_err, 1);
         tlog_error("volfuse.write_failed", "vol=%s off=%lld len=%zu err=%d msg=\"%s\"",
@@ -690,8 +711,14 @@ int main(int argc, char **argv)
     fuse_loop_cfg_set_idle_threads(lcfg, (unsigned)(threads / 2 ? threads / 2 : 1));
     rc = fuse_session_loop_mt(se, lcfg);
     atomic_store(&ra.loop_done, 1);
-    tlog_info("volfuse.loop_end", "vol=%s rc=%d write_errors=%llu read_errors=%llu",
-              vol_id, rc, (unsigned long long)atomic_load(&ctx.n_write_err),
+    tlog_info("volfuse.loop_end",
+              "vol=%s rc=%d writes=%llu write_bytes=%llu reads=%llu "
+              "max_inflight=%d write_errors=%llu read_errors=%llu",
+              vol_id, rc, (unsigned long long)atomic_load(&ctx.n_writes),
+              (unsigned long long)atomic_load(&ctx.write_bytes),
+              (unsigned long long)atomic_load(&ctx.n_reads),
+              atomic_load(&ctx.max_inflight),
+              (unsigned long long)atomic_load(&ctx.n_write_err),
               (unsigned long long)atomic_load(&ctx.n_read_err));
     exit_code = 0;
     msg[0] = 0;

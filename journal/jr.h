@@ -241,6 +241,9 @@ struct jr_stats {
     uint64_t payload_bytes;  /* uncompressed write bytes journaled */
     uint64_t apply_batches;  /* applier rounds (each coalesced) */
     uint64_t applied_entries;
+    uint64_t commit_ns;      /* time in journal appends (the leaders) */
+    uint64_t apply_ns;       /* time in image writes (the applier) */
+    uint64_t trim_ns;        /* time persisting applied and trimming */
 };
 int jr_get_stats(jr_volume *v, struct jr_stats *out);
 

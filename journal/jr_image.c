@@ -294,12 +294,14 @@ struct iter {
     jr__entry_cb cb;
     void *arg;
     int done;
+    uint64_t last; /* seq of the last entry parsed */
 };
 
 static int iter_filter(const struct jr_entry *e, const uint8_t *raw,
                        size_t rl, void *a)
 {
     struct iter *t = a;
+    t->last = e->seq;
     if (e->seq < t->from) return 0;
     if (e->seq > t->to) {
         t->done = 1;
@@ -326,14 +328,19 @@ int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
             return 0;
         }
         if (r < 0) return r;
-        struct iter it = {from, to, cb, arg, 0};
+        struct iter it = {from, to, cb, arg, 0, j->first - 1};
         r = jr__jobj_parse(vol, j->n, buf, len, j->first, iter_filter, &it);
         free(buf);
         if (it.done) return 0;
         if (r) return r;
-        /* R-21 across objects: this one must end right before the next. */
-        if (i + 1 < h->nj && len > 0) {
-            /* (checked by the next object's expected first seq) */
+        /* R-21 across objects: this one ends right before the next. */
+        if (i + 1 < h->nj && it.last + 1 != h->j[i + 1].first) {
+            tlog_error("journal.corrupt",
+                       "vol=%s object=%016" PRIx64 " offset=%zu last_seq=%"
+                       PRIu64 " next_first=%" PRIu64
+                       " why=\"objects do not join (R-21)\"",
+                       vol, j->n, len, it.last, h->j[i + 1].first);
+            return JR_ECORRUPT;
         }
     }
     return 0;
@@ -513,40 +520,75 @@ static int cmp_objx(const void *a, const void *b)
 
 /* Emit the collected extents: one store operation per data object, all in
  * flight at once (st_aio_operate), then wait. */
-static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
-                      struct objx *objs, size_t nobj)
+/* Object operations of one flush: built first, then issued. */
+struct objop {
+    char oid[JR_OID_MAX];
+    st_wop *op;   /* NULL: remove the object */
+    int result;
+};
+
+struct issue {
+    st_store *st;
+    struct objop *ops;
+    size_t n;
+    size_t next; /* under mu */
+    pthread_mutex_t mu;
+};
+
+static void *issue_worker(void *arg)
 {
+    struct issue *is = arg;
+    for (;;) {
+        pthread_mutex_lock(&is->mu);
+        size_t i = is->next++;
+        pthread_mutex_unlock(&is->mu);
+        if (i >= is->n) break;
+        struct objop *o = &is->ops[i];
+        if (!o->op) {
+            o->result = st_remove(is->st, o->oid);
+            if (o->result == -ENOENT) o->result = 0;
+        } else {
+            o->result = st_wop_operate(is->st, o->oid, o->op);
+        }
+    }
+    return NULL;
+}
+
+/* Issue every object operation at once.  rados: asynchronous operations,
+ * overlapped by the cluster.  sqlite runs aio inline, so the operations
+ * are issued from a few threads instead: its store then commits
+ * concurrent operations together in one transaction (one fsync). */
+static int issue_all(st_store *st, struct objop *ops, size_t n)
+{
+    if (n == 0) return 0;
+    int r = 0;
+    if (strcmp(st_backend(st), "sqlite") == 0 && n > 1) {
+        struct issue is = {st, ops, n, 0, PTHREAD_MUTEX_INITIALIZER};
+        pthread_t th[8];
+        size_t nt = n < 8 ? n : 8, started = 0;
+        for (; started < nt - 1; started++)
+            if (pthread_create(&th[started], NULL, issue_worker, &is)) break;
+        issue_worker(&is);
+        for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].result < 0 && !r) r = ops[i].result;
+        return r;
+    }
     struct aio_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                          0, 0};
-    char oid[JR_OID_MAX];
-    int r = 0;
-    for (size_t i = 0; i < nobj; i++) {
-        struct objx *o = &objs[i];
-        if (o->n == 0) continue;
-        jr__oid_data(oid, sizeof oid, vol, o->objno);
-        if (o->n == 1 && !o->e[0].data && o->e[0].off == 0 &&
-            o->e[0].len == objsz) {
-            /* A whole object of zeros: drop it (R-3 makes it read as 0). */
-            int rr = st_remove(st, oid);
+    for (size_t i = 0; i < n; i++) {
+        struct objop *o = &ops[i];
+        if (!o->op) {
+            int rr = st_remove(st, o->oid);
             if (rr < 0 && rr != -ENOENT && !r) r = rr;
             continue;
-        }
-        st_wop *op = st_wop_create();
-        if (!op) {
-            r = -ENOMEM;
-            break;
-        }
-        for (size_t k = 0; k < o->n; k++) {
-            struct ext *x = &o->e[k];
-            if (x->data)
-                st_wop_write(op, x->off, x->data, x->len);
-            else
-                st_wop_zero(op, x->off, x->len);
         }
         pthread_mutex_lock(&w.mu);
         w.pending++;
         pthread_mutex_unlock(&w.mu);
-        int rr = st_aio_operate(st, oid, op, aio_done, &w);
+        st_wop *op = o->op;
+        o->op = NULL; /* consumed by st_aio_operate */
+        int rr = st_aio_operate(st, o->oid, op, aio_done, &w);
         if (rr < 0) {
             pthread_mutex_lock(&w.mu);
             w.pending--;
@@ -558,7 +600,39 @@ static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
     pthread_mutex_lock(&w.mu);
     while (w.pending > 0) pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
-    if (!r) r = w.err;
+    return r ? r : w.err;
+}
+
+static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
+                      struct objx *objs, size_t nobj)
+{
+    struct objop *ops = calloc(nobj ? nobj : 1, sizeof *ops);
+    if (!ops) return -ENOMEM;
+    size_t n = 0;
+    int r = 0;
+    for (size_t i = 0; i < nobj; i++) {
+        struct objx *o = &objs[i];
+        if (o->n == 0) continue;
+        struct objop *x = &ops[n++];
+        jr__oid_data(x->oid, sizeof x->oid, vol, o->objno);
+        if (o->n == 1 && !o->e[0].data && o->e[0].off == 0 &&
+            o->e[0].len == objsz)
+            continue; /* a whole object of zeros: drop it */
+        if (!(x->op = st_wop_create())) {
+            r = -ENOMEM;
+            break;
+        }
+        for (size_t k = 0; k < o->n; k++) {
+            struct ext *e = &o->e[k];
+            if (e->data)
+                st_wop_write(x->op, e->off, e->data, e->len);
+            else
+                st_wop_zero(x->op, e->off, e->len);
+        }
+    }
+    if (r == 0) r = issue_all(st, ops, n);
+    for (size_t i = 0; i < n; i++) st_wop_destroy(ops[i].op);
+    free(ops);
     return r;
 }
 

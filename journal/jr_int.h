@@ -6,6 +6,7 @@
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -143,6 +144,7 @@ struct jr__op {
  * image size before the first op and is updated through resizes. */
 int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
                     const struct jr__op *ops, size_t n, uint64_t *size);
+
 /* Read image bytes (no journal): missing objects read as zeros. */
 int jr__image_read(st_store *st, const char *vol, uint32_t objsz,
                    uint64_t off, void *buf, size_t len);

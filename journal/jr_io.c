@@ -93,6 +93,13 @@ struct jr_volume {
     struct jr_stats stats; /* under mu */
 };
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static int64_t now_ns(void)
 {
     struct timespec t;
@@ -240,10 +247,12 @@ static void lead(jr_volume *v)
         src = buf;
     }
     int64_t ts = (int64_t)jr__get64(last->enc + 48);
+    uint64_t t0 = mono_ns();
     if (r == 0) r = journal_append(v, src, total, first->seq, last->seq, ts);
     free(buf);
 
     pthread_mutex_lock(&v->mu);
+    v->stats.commit_ns += mono_ns() - t0;
     if (r == 0) {
         v->stats.commits++;
         v->stats.journal_bytes += total;
@@ -369,12 +378,27 @@ static void *applier_main(void *arg)
     clock_gettime(CLOCK_MONOTONIC, &last_persist);
     pthread_mutex_lock(&v->mu);
     for (;;) {
-        while (!v->stop && v->applied_seq >= v->durable_seq && !v->need_trim &&
-               time(NULL) - v->lease_renewed < LEASE_RENEW_S &&
-               v->persisted_seq == v->applied_seq) {
+        for (;;) {
+            if (v->stop || v->applied_seq < v->durable_seq || v->need_trim ||
+                time(NULL) - v->lease_renewed >= LEASE_RENEW_S)
+                break;
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            int64_t since = (now.tv_sec - last_persist.tv_sec) * 1000 +
+                            (now.tv_nsec - last_persist.tv_nsec) / 1000000;
+            int64_t wait_ms = 1000;
+            if (v->persisted_seq != v->applied_seq) {
+                if (since >= PERSIST_MS) break;
+                wait_ms = PERSIST_MS - since;
+            }
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += 1;
+            dl.tv_sec += wait_ms / 1000;
+            dl.tv_nsec += (wait_ms % 1000) * 1000000;
+            if (dl.tv_nsec >= 1000000000) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000;
+            }
             pthread_cond_timedwait(&v->apply_cv, &v->mu, &dl);
         }
         if (time(NULL) - v->lease_renewed >= LEASE_RENEW_S) {
@@ -411,9 +435,11 @@ static void *applier_main(void *arg)
             }
             uint64_t size = v->applied_size;
             pthread_mutex_unlock(&v->mu);
+            uint64_t t0 = mono_ns();
             int r = n ? jr__image_apply(v->st, v->id, v->objsz, ops, n, &size)
                       : -ENOMEM;
             pthread_mutex_lock(&v->mu);
+            v->stats.apply_ns += mono_ns() - t0;
             if (r < 0) {
                 tlog_error("journal.apply_failed", "vol=%s seq=%" PRIu64
                            " err=\"%s\"", v->id, v->applied_seq + 1,
@@ -450,16 +476,20 @@ static void *applier_main(void *arg)
             int trim = v->need_trim;
             v->need_trim = 0;
             pthread_mutex_unlock(&v->mu);
+            uint64_t t0 = mono_ns();
             int r = persist_applied(v, seq, size);
             if (r == 0 && trim) jr__trim(v->st, v->id);
             pthread_mutex_lock(&v->mu);
+            v->stats.trim_ns += mono_ns() - t0;
             if (r == 0) v->persisted_seq = seq;
             last_persist = now;
         } else if (v->need_trim && v->persisted_seq == v->applied_seq) {
             v->need_trim = 0;
             pthread_mutex_unlock(&v->mu);
+            uint64_t t0 = mono_ns();
             jr__trim(v->st, v->id);
             pthread_mutex_lock(&v->mu);
+            v->stats.trim_ns += mono_ns() - t0;
         }
         if (v->stop && v->applied_seq >= v->durable_seq &&
             v->persisted_seq == v->applied_seq)

@@ -155,6 +155,9 @@ int st_zero(st_store *st, const char *oid, uint64_t off, uint64_t len)
 {
     int r;
     if ((r = check_extent(off, len))) return r;
+    /* Never send an empty zero: a Ceph 16 OSD aborts on it
+     * (ceph_assert(op.extent.length) in PrimaryLogPG::do_osd_ops). */
+    if (len == 0) return st ? check_oid(oid) : -EINVAL;
     struct st_wop_item it = {.kind = ST_WOP_ZERO, .off = off, .len = len};
     return operate1(st, oid, &it);
 }
@@ -353,6 +356,7 @@ void st_wop_zero(st_wop *op, uint64_t off, uint64_t len)
 {
     int r = check_extent(off, len);
     if (r) { wop_fail(op, r); return; }
+    if (len == 0) return; /* see st_zero */
     wop_add(op, ST_WOP_ZERO, off, len, NULL, NULL, 0, 0);
 }
 

@@ -15,9 +15,15 @@
  *  - Every operation is atomic and durable when it returns 0 (sqlite:
  *    WAL with synchronous=FULL; rados: acked by the OSDs).
  *  - A write op (st_wop) groups several mutations of ONE object; both
- *    backends apply it all-or-nothing.  Guards (cmpxattr-like omap compare,
+ *    backends apply it all-or-nothing, item by item in order, stopping at
+ *    the first failing item.  Guards (cmpxattr-like omap compare,
  *    exclusive create) make it fail with -ECANCELED / -EEXIST and apply
- *    nothing.
+ *    nothing.  Put guards first: RADOS evaluates an omap compare against
+ *    the omap as it was before the op, sqlite against the op's progress.
+ *  - Where RADOS has odd corners (zero reaching the end truncates,
+ *    truncating a missing object is a no-op, ...) the sqlite backend
+ *    copies them, so code tested on one backend behaves the same on the
+ *    other; tests/unit/test-store.c pins each of them on both.
  *
  * Errors: 0 (or a byte count where stated) on success, a negative errno:
  *   -ENOENT missing object/key, -EEXIST exclusive create of an existing
@@ -27,8 +33,11 @@
  *
  * Threads: an st_store is safe to use from many threads at once, and many
  * processes may open the same namespace concurrently (sqlite: WAL and a
- * busy timeout; rados: natively).  Callbacks of asynchronous operations run
- * on a backend thread: record the result and return, never block there.
+ * busy timeout; rados: natively).  After fork(2) a child must open its
+ * own st_store and never touch its parent's.  Callbacks of asynchronous
+ * operations run on a backend thread: record the result and return, never
+ * block there.  sqlite commits the writes of concurrent threads of one
+ * process together (one fsync per batch; each op still atomic alone).
  *
  * Ownership: buffers passed in are borrowed for the call (for aio: until
  * its callback ran).  Buffers returned through out-pointers are malloc'd
@@ -72,21 +81,30 @@ const char *st_backend(const st_store *st);
 /* Cheap liveness check (CSI Probe): 0 if the backend answers. */
 int st_ping(st_store *st);
 
-/* ---- bytes ---- */
+/* ---- bytes ----
+ * Offsets and sizes: off + len must stay within ST_MAX_OBJECT (-EFBIG).
+ * Writes, appends and write_full create a missing object; a write of 0
+ * bytes past the end extends the object to off (RADOS does the same). */
 int st_write(st_store *st, const char *oid, uint64_t off, const void *buf,
              size_t len);
 /* Replace the whole content (the object then has exactly len bytes). */
 int st_write_full(st_store *st, const char *oid, const void *buf, size_t len);
-/* Append at the current end, atomically with respect to other appenders. */
+/* Append at the current end, atomically with respect to other appenders.
+ * -EFBIG if the object would exceed ST_MAX_OBJECT (rados: enforced by the
+ * cluster's osd_max_object_size, which tests/ceph/ceph-up.sh sets to
+ * ST_MAX_OBJECT; Ceph's default is 128 MiB). */
 int st_append(st_store *st, const char *oid, const void *buf, size_t len);
 /* Read up to len bytes at off: returns bytes read (>= 0) or -errno. */
 ssize_t st_read(st_store *st, const char *oid, uint64_t off, void *buf,
                 size_t len);
 int st_stat(st_store *st, const char *oid, uint64_t *size, int64_t *mtime_s);
-/* Shrink or extend (zero-filled) to size. */
+/* Shrink or extend (zero-filled) to size.  A missing object stays
+ * missing (0 returned), as in RADOS. */
 int st_truncate(st_store *st, const char *oid, uint64_t size);
-/* Punch a zero-filled hole (RADOS zero); the size does not change unless
- * the range reaches past the end. */
+/* Zero [off, off+len) with RADOS semantics (checked on Ceph 16): a range
+ * inside the object punches a hole (size unchanged); a range that reaches
+ * or passes the end cuts the object at off (a truncate); off at or past
+ * the end, len == 0 or a missing object: nothing happens (0). */
 int st_zero(st_store *st, const char *oid, uint64_t off, uint64_t len);
 /* Remove an object (bytes and omap). -ENOENT if missing. */
 int st_remove(st_store *st, const char *oid);
@@ -107,12 +125,18 @@ typedef int (*st_omap_cb)(const char *key, const char *val, size_t len,
                           void *arg);
 int st_omap_iter(st_store *st, const char *oid, const char *prefix,
                  const char *after, unsigned max, st_omap_cb cb, void *arg);
+/* Set creates a missing object (with no bytes).  rm: 0 whether or not the
+ * key was there; -ENOENT when the object is missing (RADOS). */
 int st_omap_set(st_store *st, const char *oid, const char *key,
                 const void *val, size_t len);
 int st_omap_rm(st_store *st, const char *oid, const char *key);
 /* Compare-and-set one key: set key=newval only if its current value is
- * exactly expect (expect==NULL: only if the key is absent).  -ECANCELED on
- * mismatch; on a missing object with expect==NULL the object is created. */
+ * exactly expect (expect==NULL: only if the key is absent; an EMPTY value
+ * is not absent).  -ECANCELED on mismatch; on a missing object with
+ * expect==NULL the object is created, with expect!=NULL it is -ECANCELED.
+ * (rados: RADOS compares an absent key as an empty value, so that backend
+ * stores every omap value behind a one-byte tag, 0x01, which makes
+ * "absent" and "empty" differ; read the omap through this API only.) */
 int st_omap_cas(st_store *st, const char *oid, const char *key,
                 const void *expect, size_t expect_len, const void *newval,
                 size_t new_len);
@@ -123,10 +147,17 @@ void st_wop_destroy(st_wop *op);
 /* Guards, checked before anything is applied. */
 void st_wop_assert_exists(st_wop *op);
 void st_wop_create_excl(st_wop *op);  /* -EEXIST if it exists */
+/* -ECANCELED if key != expect (expect==NULL: unless the key is absent).
+ * On a missing object every key is absent: an absent-guard passes (and
+ * the object is then created by the op, even if nothing else would), a
+ * value guard fails with -ECANCELED. */
 void st_wop_omap_cmp(st_wop *op, const char *key, const void *expect,
-                     size_t expect_len); /* -ECANCELED if key != expect;
-                                            expect==NULL: key absent */
-/* Mutations, applied in order.  Buffers are copied into the op. */
+                     size_t expect_len);
+/* Mutations, applied in order.  Buffers are copied into the op.  Any
+ * item may fail alone (a missing object for omap_rm/remove: -ENOENT),
+ * which cancels the whole op.  A builder given a bad argument (key too
+ * long, NULL buffer, extent beyond ST_MAX_OBJECT, out of memory) records
+ * the error: st_wop_operate then returns it and applies nothing. */
 void st_wop_write(st_wop *op, uint64_t off, const void *buf, size_t len);
 void st_wop_write_full(st_wop *op, const void *buf, size_t len);
 void st_wop_append(st_wop *op, const void *buf, size_t len);
@@ -141,10 +172,17 @@ void st_wop_remove(st_wop *op);
 int st_wop_operate(st_store *st, const char *oid, st_wop *op);
 
 /* ---- asynchronous operations ----
- * Where the backend can overlap I/O (rados) these return at once and call
- * cb(result, arg) later on a backend thread; sqlite runs them inline and
- * calls cb before returning.  The op is consumed (destroyed) by the call.
- * st_aio_wait() waits until every aio issued on st so far has completed. */
+ * These return at once and call cb(result, arg) later on a backend thread
+ * (rados: a librados thread; sqlite: the store's aio thread, which commits
+ * every op queued so far in one transaction).  Order: aio ops issued by
+ * one thread are applied in that order; an operation issued after an aio
+ * op is ordered after it only once its callback ran (or st_aio_wait
+ * returned).  The op is consumed (destroyed) by the call.
+ * Returns 0 when the op was submitted (cb then runs exactly once), or a
+ * negative errno when it was not (bad arguments, an op holding a builder
+ * error): cb is NOT called then.
+ * st_aio_wait() waits until every aio issued on st so far has completed
+ * (their callbacks have returned). */
 typedef void (*st_aio_cb)(int result, void *arg);
 int st_aio_operate(st_store *st, const char *oid, st_wop *op, st_aio_cb cb,
                    void *arg);

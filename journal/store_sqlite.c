@@ -33,6 +33,12 @@
  * same deadline.  Threads: a pool of connections, each used by one thread
  * at a time and holding its prepared statements, so readers run in
  * parallel (WAL) and no call re-prepares SQL.
+ *
+ * Group commit: an fsync per commit bounds a writer to a few thousand
+ * commits a second, so the write ops of concurrent threads (and every aio
+ * op queued so far) are committed together, each in a savepoint of its
+ * own (see sq_submit).  Asynchronous ops run on a thread of the store,
+ * started by the first one.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -74,6 +80,9 @@ enum sq_sid {
     Q_OM_ITER,
     Q_LIST,
     Q_PING,
+    Q_SAVEPOINT,
+    Q_SP_ROLLBACK,
+    Q_SP_RELEASE,
     Q_COUNT
 };
 
@@ -104,6 +113,9 @@ static const char *const sq_sql[Q_COUNT] = {
                   "AND key >= ?3 AND key < ?4 ORDER BY key LIMIT ?5",
     [Q_LIST] = "SELECT oid FROM objects WHERE oid >= ?1 AND oid < ?2",
     [Q_PING] = "SELECT count(*) FROM meta",
+    [Q_SAVEPOINT] = "SAVEPOINT op",
+    [Q_SP_ROLLBACK] = "ROLLBACK TO op",
+    [Q_SP_RELEASE] = "RELEASE op",
 };
 
 static const char sq_schema[] =
@@ -124,12 +136,36 @@ struct sq_conn {
     struct sq_conn *next;        /* in the idle list */
 };
 
+struct sq_aio;
+
+/* A write op waiting for a group commit. */
+struct sq_req {
+    const char *oid;
+    const struct st_wop *op;
+    int result;
+    int done;
+    struct sq_req *next;
+};
+
 struct sq_store {
     st_store base;
     char *path;
     pthread_mutex_t mu;    /* guards idle, nidle */
     struct sq_conn *idle;  /* connections not in use by a thread */
     unsigned nidle;
+    pthread_mutex_t wmu;   /* guards the write queue below */
+    pthread_cond_t wcv;    /* a batch finished, or the leader left */
+    struct sq_req *qhead;  /* write ops waiting, in arrival order */
+    struct sq_req **qtail;
+    int leader;            /* a thread is committing a batch */
+    pthread_mutex_t amu;   /* guards the aio fields below */
+    pthread_cond_t awork;  /* aio queued, or stop */
+    pthread_cond_t aidle;  /* apending dropped to 0 */
+    struct sq_aio *ahead;  /* aio ops not yet taken by the aio thread */
+    struct sq_aio **atail;
+    unsigned apending;     /* aio ops whose callback has not returned */
+    int athread_on, astop;
+    pthread_t athread;     /* started on the first aio op */
 };
 
 /* What a write transaction knows about its object. */
@@ -158,6 +194,12 @@ static int sq_map(sqlite3 *db, int rc, const char *what)
     case SQLITE_PERM:
     case SQLITE_AUTH: err = -EACCES; break;
     case SQLITE_TOOBIG: err = -EFBIG; break;
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+        /* The system call's errno says more (ENOENT, EACCES, ENOSPC). */
+        err = db && sqlite3_system_errno(db) > 0 ? -sqlite3_system_errno(db)
+                                                 : -EIO;
+        break;
     default: err = -EIO; break;
     }
     tlog_error("store.sqlite.error", "op=%s rc=%d err=\"%s\"", what, rc,
@@ -469,8 +511,15 @@ static int chunk_zero(struct sq_conn *c, const struct sq_obj *o,
 static int obj_write(struct sq_conn *c, struct sq_obj *o, uint64_t off,
                      const unsigned char *data, size_t len)
 {
-    if (len == 0) return 0;
     if (off + len > ST_MAX_OBJECT) return -EFBIG; /* appends */
+    if (len == 0) {
+        /* As in RADOS, an empty write past the end extends the object. */
+        if (off > o->size) {
+            o->size = off;
+            o->dirty = 1;
+        }
+        return 0;
+    }
     uint64_t end = off + len;
     for (uint64_t idx = off / ST_SQ_CHUNK; idx * ST_SQ_CHUNK < end; idx++) {
         uint64_t base = idx * ST_SQ_CHUNK;
@@ -621,9 +670,11 @@ static int do_operate(struct sq_conn *c, void *arg)
             char *v = NULL;
             size_t n = 0;
             if (!o.exists) {
-                /* A missing object has no keys: "absent" holds, any value
-                 * comparison fails.  See st_wop_omap_cmp in store.h. */
+                /* A missing object has no keys: "absent" holds (and the
+                 * object is created here, as the rados backend must do),
+                 * any value comparison fails.  See store.h. */
                 if (!it->absent) return -ECANCELED;
+                if ((r = obj_create(c, x->oid, &o))) return r;
                 break;
             }
             r = omap_get1(c, o.id, it->key, it->absent ? NULL : &v, &n);
@@ -647,12 +698,19 @@ static int do_operate(struct sq_conn *c, void *arg)
             if ((r = obj_write_full(c, &o, it->data, it->dlen))) return r;
             break;
         case ST_WOP_ZERO:
-            /* Zeroing a missing object is a no-op, as in RADOS. */
-            if (o.exists && (r = obj_zero(c, &o, it->off, it->len))) return r;
+            /* RADOS semantics (Ceph 16, checked against a cluster): a
+             * missing object or a range at or past the end is a no-op; a
+             * range that reaches the end cuts the object at off. */
+            if (!o.exists || it->len == 0 || it->off >= o.size) break;
+            if (it->off + it->len >= o.size)
+                r = obj_truncate(c, &o, it->off);
+            else
+                r = obj_zero(c, &o, it->off, it->len);
+            if (r) return r;
             break;
         case ST_WOP_TRUNCATE:
-            if (!o.exists && (r = obj_create(c, x->oid, &o))) return r;
-            if ((r = obj_truncate(c, &o, it->off))) return r;
+            /* Truncating a missing object does not create it (RADOS). */
+            if (o.exists && (r = obj_truncate(c, &o, it->off))) return r;
             break;
         case ST_WOP_OMAP_SET:
             if (!o.exists && (r = obj_create(c, x->oid, &o))) return r;
@@ -696,24 +754,195 @@ static int do_operate(struct sq_conn *c, void *arg)
     return 0;
 }
 
+/* Group commit.  Every commit costs an fsync, so write ops of concurrent
+ * threads are queued and one of them (the leader) applies the whole queue
+ * in one transaction, each op inside its own savepoint so that an op that
+ * fails (a guard, -ENOENT, ...) is rolled back alone.  A failure of the
+ * transaction itself (I/O error, busy timeout) falls back to one
+ * transaction per op, so each op gets its own result.  Other processes
+ * are not batched with us: they take the database lock in turn. */
+#define SQ_BATCH_MAX 64
+
+struct batch_ctx {
+    struct sq_req *reqs;
+};
+
+/* An op's own failure (kept inside its savepoint), as opposed to one of
+ * the database (which ends the batch). */
+static int op_level_error(int r)
+{
+    return r == -ENOENT || r == -EEXIST || r == -ECANCELED || r == -EFBIG ||
+           r == -EINVAL || r == -ENAMETOOLONG;
+}
+
+static int do_batch(struct sq_conn *c, void *arg)
+{
+    struct batch_ctx *b = arg;
+    for (struct sq_req *q = b->reqs; q; q = q->next) {
+        struct op_ctx x = {q->oid, q->op};
+        int r = sq_simple(c, Q_SAVEPOINT);
+        if (r < 0) return r;
+        q->result = do_operate(c, &x);
+        if (q->result < 0) {
+            if (!op_level_error(q->result)) return q->result;
+            if ((r = sq_simple(c, Q_SP_ROLLBACK)) < 0) return r;
+        }
+        if ((r = sq_simple(c, Q_SP_RELEASE)) < 0) return r;
+    }
+    return 0;
+}
+
+static void run_batch(struct sq_store *s, struct sq_req *reqs)
+{
+    struct batch_ctx b = {reqs};
+    if (!reqs->next) {
+        struct op_ctx x = {reqs->oid, reqs->op};
+        reqs->result = sq_txn(s, 1, do_operate, &x);
+        return;
+    }
+    if (sq_txn(s, 1, do_batch, &b) == 0) return;
+    for (struct sq_req *q = reqs; q; q = q->next) {
+        struct op_ctx x = {q->oid, q->op};
+        q->result = sq_txn(s, 1, do_operate, &x);
+    }
+}
+
+/* Queue reqs[0..n) for the group commit and return when all are done:
+ * lead (commit batches from the queue) while no other thread does.  The
+ * queue is served in order, one batch at a time, so the last of reqs is
+ * done only once all of them are. */
+static void sq_submit(struct sq_store *s, struct sq_req *reqs, size_t n)
+{
+    struct sq_req *last = &reqs[n - 1];
+    pthread_mutex_lock(&s->wmu);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].next = NULL;
+        *s->qtail = &reqs[i];
+        s->qtail = &reqs[i].next;
+    }
+    while (!last->done && s->leader) pthread_cond_wait(&s->wcv, &s->wmu);
+    if (!last->done) {
+        s->leader = 1;
+        while (!last->done) {
+            struct sq_req *batch = s->qhead, **tail = &s->qhead;
+            int k = 0;
+            while (*tail && k < SQ_BATCH_MAX) {
+                tail = &(*tail)->next;
+                k++;
+            }
+            s->qhead = *tail;
+            *tail = NULL;
+            if (!s->qhead) s->qtail = &s->qhead;
+            pthread_mutex_unlock(&s->wmu);
+            run_batch(s, batch);
+            pthread_mutex_lock(&s->wmu);
+            for (struct sq_req *q = batch, *next; q; q = next) {
+                next = q->next; /* q dies once its owner sees done */
+                q->done = 1;
+            }
+            pthread_cond_broadcast(&s->wcv);
+        }
+        /* Hand over: a waiter whose op is still queued takes the lead. */
+        s->leader = 0;
+        pthread_cond_broadcast(&s->wcv);
+    }
+    pthread_mutex_unlock(&s->wmu);
+}
+
 static int sq_operate(st_store *st, const char *oid, const struct st_wop *op)
 {
     struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
-    struct op_ctx x = {oid, op};
-    return sq_txn(s, 1, do_operate, &x);
+    struct sq_req rq = {oid, op, 0, 0, NULL};
+    sq_submit(s, &rq, 1);
+    return rq.result;
+}
+
+/* Asynchronous ops: queued for the store's aio thread, which hands
+ * everything queued so far to the group commit at once (so a burst of aio
+ * ops costs one fsync, not one each) and then calls the callbacks. */
+struct sq_aio {
+    char *oid;
+    st_wop *op;
+    st_aio_cb cb;
+    void *arg;
+    struct sq_aio *next;
+};
+
+static void *sq_aio_main(void *arg)
+{
+    struct sq_store *s = arg;
+    struct sq_req reqs[SQ_BATCH_MAX];
+    struct sq_aio *take[SQ_BATCH_MAX];
+    pthread_mutex_lock(&s->amu);
+    for (;;) {
+        while (!s->ahead && !s->astop) pthread_cond_wait(&s->awork, &s->amu);
+        if (!s->ahead) break; /* stopping, nothing left */
+        size_t n = 0;
+        while (s->ahead && n < SQ_BATCH_MAX) {
+            take[n++] = s->ahead;
+            s->ahead = s->ahead->next;
+        }
+        if (!s->ahead) s->atail = &s->ahead;
+        pthread_mutex_unlock(&s->amu);
+        for (size_t i = 0; i < n; i++)
+            reqs[i] = (struct sq_req){take[i]->oid, take[i]->op, 0, 0, NULL};
+        sq_submit(s, reqs, n);
+        for (size_t i = 0; i < n; i++) {
+            take[i]->cb(reqs[i].result, take[i]->arg);
+            st_wop_destroy(take[i]->op);
+            free(take[i]->oid);
+            free(take[i]);
+        }
+        pthread_mutex_lock(&s->amu);
+        s->apending -= (unsigned)n;
+        if (s->apending == 0) pthread_cond_broadcast(&s->aidle);
+    }
+    pthread_mutex_unlock(&s->amu);
+    return NULL;
 }
 
 static int sq_aio_operate(st_store *st, const char *oid, st_wop *op,
                           st_aio_cb cb, void *arg)
 {
-    /* Nothing to overlap in an embedded database: run it here. */
-    int r = sq_operate(st, oid, op);
-    st_wop_destroy(op);
-    cb(r, arg);
+    struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
+    struct sq_aio *a = calloc(1, sizeof *a);
+    if (!a || !(a->oid = strdup(oid))) {
+        free(a);
+        st_wop_destroy(op);
+        return -ENOMEM;
+    }
+    a->op = op;
+    a->cb = cb;
+    a->arg = arg;
+    pthread_mutex_lock(&s->amu);
+    if (!s->athread_on) {
+        if (pthread_create(&s->athread, NULL, sq_aio_main, s) != 0) {
+            pthread_mutex_unlock(&s->amu);
+            /* No thread: run it here, which the contract allows too. */
+            int r = sq_operate(st, oid, op);
+            st_wop_destroy(op);
+            free(a->oid);
+            free(a);
+            cb(r, arg);
+            return 0;
+        }
+        s->athread_on = 1;
+    }
+    *s->atail = a;
+    s->atail = &a->next;
+    s->apending++;
+    pthread_cond_signal(&s->awork);
+    pthread_mutex_unlock(&s->amu);
     return 0;
 }
 
-static void sq_aio_wait(st_store *st) { (void)st; }
+static void sq_aio_wait(st_store *st)
+{
+    struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
+    pthread_mutex_lock(&s->amu);
+    while (s->apending) pthread_cond_wait(&s->aidle, &s->amu);
+    pthread_mutex_unlock(&s->amu);
+}
 
 /* ------------------------------------------------------------- reads -- */
 
@@ -1000,12 +1229,25 @@ static int do_schema(struct sq_conn *c, void *arg)
 static void sq_close(st_store *st)
 {
     struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
+    if (s->athread_on) {
+        sq_aio_wait(st);
+        pthread_mutex_lock(&s->amu);
+        s->astop = 1;
+        pthread_cond_signal(&s->awork);
+        pthread_mutex_unlock(&s->amu);
+        pthread_join(s->athread, NULL);
+    }
     while (s->idle) {
         struct sq_conn *c = s->idle;
         s->idle = c->next;
         sq_conn_close(c);
     }
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcv);
+    pthread_mutex_destroy(&s->amu);
+    pthread_cond_destroy(&s->awork);
+    pthread_cond_destroy(&s->aidle);
     free(s->path);
     free(s);
 }
@@ -1018,6 +1260,13 @@ static int sq_open(const struct st_config *cfg, st_store **out)
     if (!s) return -ENOMEM;
     s->base.ops = &st__sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_cond_init(&s->wcv, NULL);
+    s->qtail = &s->qhead;
+    pthread_mutex_init(&s->amu, NULL);
+    pthread_cond_init(&s->awork, NULL);
+    pthread_cond_init(&s->aidle, NULL);
+    s->atail = &s->ahead;
     if (!(s->path = strdup(cfg->db_path))) goto fail;
 
     /* WAL is a property of the database file: set once, kept by SQLite.

@@ -657,6 +657,28 @@ static void run_call(rpc_ctx *ctx)
     code = m->fn(srv->svc, ctx, req, &resp);
     protobuf_c_message_free_unpacked(req, NULL);
 
+    if (ctx_gone(ctx)) {
+        /* The client cancelled or the server is stopping: nobody reads
+         * the answer. */
+        tlog_debug("rpc.answer_dropped", "method=%s code=%s ms=%lld",
+                   ctx->method, rpc_code_name(code),
+                   (long long)(mono_ms() - ctx->t0_ms));
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        ctx_unref(ctx);
+        return;
+    }
+    if (rpc_ctx_remaining_ms(ctx) <= 0) {
+        /* Too late, whatever the handler says: the client's own timer
+         * may lag, and an answer after the deadline must not pass for a
+         * success (the caller retries; handlers are idempotent). */
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        finish_call(ctx, RPC_DEADLINE_EXCEEDED,
+                    "deadline exceeded while handling");
+        return;
+    }
+
     if (code < 0 || code > RPC_UNAUTHENTICATED) {
         tlog_error("rpc.bad_handler_code", "method=%s code=%d", ctx->method,
                    code);
@@ -889,6 +911,14 @@ int rpc_server_create(const struct rpc_server_opts *opts, rpc_server **out)
          * port would then silently share its connections. */
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_ALLOW_REUSEPORT,
+         .value.integer = 0},
+        /* Accept the keepalive pings our clients (and Go CSI sidecars)
+         * send, instead of closing the connection with "too_many_pings". */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         .value.integer = 5000},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES,
          .value.integer = 0},
     };
     grpc_channel_args chargs = {.num_args = sizeof args / sizeof args[0],
@@ -1231,7 +1261,7 @@ int rpc_client_create(const char *target, const struct rpc_tls *tls,
     }
     pem_set_free(&p);
 
-    grpc_arg args[5];
+    grpc_arg args[8];
     size_t n = 0;
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -1247,6 +1277,19 @@ int rpc_client_create(const char *target, const struct rpc_tls *tls,
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                            .value.integer = 5000};
+    /* Keepalive while calls are active: a peer that vanished without a
+     * FIN/RST (cut link, dead host) is detected within ~15 s instead of
+     * the kernel's retransmission timeout, and the next call reconnects.
+     * Idle connections send nothing. */
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_KEEPALIVE_TIME_MS,
+                           .value.integer = 10000};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                           .value.integer = 5000};
+    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                           .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+                           .value.integer = 0};
     if (tls && tls->server_name)
         args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,

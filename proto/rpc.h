@@ -35,17 +35,24 @@
  *     you keep.  ctx too.
  *   - handlers run concurrently on several threads; they may block, but
  *     should watch rpc_ctx_cancelled() / rpc_ctx_remaining_ms() in long
- *     loops.  Handlers must be idempotent (CSI sidecars retry).
+ *     loops.  Handlers must be idempotent (CSI sidecars retry): whatever a
+ *     handler returns after the client's deadline is replaced by
+ *     DEADLINE_EXCEEDED, and after a cancellation it is dropped.  A call
+ *     that waited for a worker past its deadline or cancellation never
+ *     reaches its handler.
  *   - a handler must not call rpc_server_destroy() on its own server.
  *
  * Client: rpc_client_call() does one unary call with a deadline and returns
  * the status code; the status message is copied into the caller's buffer.
- * A client is safe to share between threads (one channel, one completion
- * queue per call).  A client connects lazily, on its first call, and
- * reconnects by itself (backoff 0.2 s doubling up to 5 s).
+ * A client is safe to share between threads (one channel, so one HTTP/2
+ * connection; one completion queue per call in flight).  A client connects
+ * lazily, on its first call, and reconnects by itself (backoff 0.2 s
+ * doubling up to 5 s).  While calls are in flight it sends keepalive pings
+ * every 10 s, so a peer that vanished without a reset (cut link) fails the
+ * call with UNAVAILABLE after ~15 s rather than at a far deadline.
  *
- * Messages up to max_msg bytes (default 64 MiB) pass both ways; larger ones
- * fail with RESOURCE_EXHAUSTED.
+ * Messages up to max_msg bytes (server option, default 64 MiB; clients
+ * always 64 MiB) pass both ways; larger ones fail with RESOURCE_EXHAUSTED.
  *
  * gRPC's own log lines go to tlog as event=grpc.log (GRPC_VERBOSITY=debug
  * in the environment shows more; GRPC_TRACE=... as usual).  grpc_init() and
@@ -172,6 +179,7 @@ void rpc_server_destroy(rpc_server *srv, int grace_ms);
  * PEM file).  Nothing connects yet. */
 int rpc_client_create(const char *target, const struct rpc_tls *tls,
                       rpc_client **out);
+/* Only once no call on cli is in flight.  NULL is a no-op. */
 void rpc_client_destroy(rpc_client *cli);
 /* One unary call.  Returns an RPC_* code; on RPC_OK *resp is unpacked
  * with resp_desc and owned by the caller

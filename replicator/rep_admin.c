@@ -25,7 +25,7 @@ static char *sdup(const char *s) { return strdup(s ? s : ""); }
 void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
 {
     memset(o, 0, sizeof(*o));
-    snprintf(o->id, sizeof(o->id), "%s", id);
+    rep__scpy(o->id, sizeof(o->id), id);
     o->applied_age_s = -1;
     if (jr_volume_stat(r->st, id, &o->info) < 0) {
         snprintf(o->state, sizeof(o->state), "error");
@@ -35,11 +35,11 @@ void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
     rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
     char *s = rep__meta(r, id, REP_META_REPLICATION);
     if (!s) s = rep__meta(r, id, REP_META_REPLICATION_ALT);
-    snprintf(o->replication, sizeof(o->replication), "%s", s ? s : "");
+    rep__scpy(o->replication, sizeof(o->replication), s ? s : "");
     free(s);
     s = rep__meta(r, id, REP_META_SPLIT);
     o->split_brain = s != NULL;
-    if (s) snprintf(o->last_error, sizeof(o->last_error), "%s", s);
+    if (s) rep__scpy(o->last_error, sizeof(o->last_error), s);
     free(s);
     s = rep__meta(r, id, REP_META_COPY_ID);
     o->copy_active = s != NULL;
@@ -55,11 +55,10 @@ void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
     int64_t oldest_ns = 0, insync = 0;
     if (v) {
         pthread_mutex_lock(&v->mu);
-        snprintf(o->link_state, sizeof(o->link_state), "%s", v->link_state);
-        snprintf(o->state, sizeof(o->state), "%s", v->state);
+        rep__scpy(o->link_state, sizeof(o->link_state), v->link_state);
+        rep__scpy(o->state, sizeof(o->state), v->state);
         if (!o->last_error[0])
-            snprintf(o->last_error, sizeof(o->last_error), "%s",
-                     v->last_error);
+            rep__scpy(o->last_error, sizeof(o->last_error), v->last_error);
         o->last_sync_ms = v->last_sync_ms;
         o->wire_bytes = v->wire_bytes;
         o->raw_bytes = v->raw_bytes;
@@ -106,7 +105,9 @@ void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
         }
         if (o->info.dirty_tracking && !o->copy_active)
             snprintf(o->state, sizeof(o->state), "dirty-tracking");
-        if (!o->state[0]) snprintf(o->state, sizeof(o->state), "pending");
+        if (!o->state[0] || !strcmp(o->state, "replica") ||
+            !strcmp(o->state, "copying"))
+            snprintf(o->state, sizeof(o->state), "pending");
         if (!strcmp(o->link_state, "receiving"))
             snprintf(o->link_state, sizeof(o->link_state), "idle");
     } else {
@@ -142,8 +143,7 @@ void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
         free(d);
         if (!strcmp(o->link_state, "none") || !o->link_state[0] ||
             !strcmp(o->link_state, "stopped"))
-            snprintf(o->link_state, sizeof(o->link_state), "%s",
-                     now - o->last_sync_ms < 10000 ? "receiving" : "idle");
+            rep__scpy(o->link_state, sizeof(o->link_state), now - o->last_sync_ms < 10000 ? "receiving" : "idle");
         else if (!strcmp(o->link_state, "receiving") &&
                  now - o->last_sync_ms >= 10000)
             snprintf(o->link_state, sizeof(o->link_state), "idle");

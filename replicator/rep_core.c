@@ -125,15 +125,15 @@ static int vmeta_cb(const char *key, const char *val, void *arg)
 {
     struct vmeta *m = arg;
     if (!strcmp(key, REP_META_REPLICATION))
-        snprintf(m->replication, sizeof(m->replication), "%s", val);
+        rep__scpy(m->replication, sizeof(m->replication), val);
     else if (!strcmp(key, REP_META_REPLICATION_ALT))
-        snprintf(m->replication_alt, sizeof(m->replication_alt), "%s", val);
+        rep__scpy(m->replication_alt, sizeof(m->replication_alt), val);
     else if (!strcmp(key, REP_META_PEER_REGION))
-        snprintf(m->peer, sizeof(m->peer), "%s", val);
+        rep__scpy(m->peer, sizeof(m->peer), val);
     else if (!strcmp(key, REP_META_PEER_REGION_ALT))
-        snprintf(m->peer_alt, sizeof(m->peer_alt), "%s", val);
+        rep__scpy(m->peer_alt, sizeof(m->peer_alt), val);
     else if (!strcmp(key, REP_META_PEER))
-        snprintf(m->from, sizeof(m->from), "%s", val);
+        rep__scpy(m->from, sizeof(m->from), val);
     else if (!strcmp(key, REP_META_SPLIT))
         m->split = 1;
     else if (!strcmp(key, REP_META_DRAINING))
@@ -188,7 +188,7 @@ struct rep_vol *rep__vol_get(rep_ctx *r, const char *id)
         if (!strcmp(v->id, id)) goto out;
     v = calloc(1, sizeof(*v));
     if (!v) goto out;
-    snprintf(v->id, sizeof(v->id), "%s", id);
+    rep__scpy(v->id, sizeof(v->id), id);
     pthread_mutex_init(&v->op_lock, NULL);
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
@@ -232,9 +232,9 @@ static void vol_state(struct rep_vol *v, const char *link, const char *state,
                       const char *err)
 {
     pthread_mutex_lock(&v->mu);
-    if (link) snprintf(v->link_state, sizeof(v->link_state), "%s", link);
-    if (state) snprintf(v->state, sizeof(v->state), "%s", state);
-    if (err) snprintf(v->last_error, sizeof(v->last_error), "%s", err);
+    if (link) rep__scpy(v->link_state, sizeof(v->link_state), link);
+    if (state) rep__scpy(v->state, sizeof(v->state), state);
+    if (err) rep__scpy(v->last_error, sizeof(v->last_error), err);
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -572,14 +572,20 @@ struct sender {
     int backoff_ms;
     int64_t last_trim_ms;
     uint64_t copy_until;    /* peer is in a copy window until this seq */
+    uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
 };
+
+static void sender_trim(struct sender *s, uint64_t acked, uint64_t head);
 
 static void sender_backoff(struct sender *s, const char *why)
 {
-    /* Capped exponential with jitter: 100 ms doubling to 5 s, each wait
+    /* The journal cap is enforced by trimming (FORMAT.md R-8): keep doing
+     * it while the peer is away, or the journal grows without bound. */
+    sender_trim(s, 0, 1);
+    /* Capped exponential with jitter: 100 ms doubling to 2 s, each wait
      * drawn from [b/2, b]. */
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
-    if (s->backoff_ms > 5000) s->backoff_ms = 5000;
+    if (s->backoff_ms > 2000) s->backoff_ms = 2000;
     int ms = s->backoff_ms / 2 + (int)(random() % (s->backoff_ms / 2 + 1));
     vol_state(s->v, "backoff", NULL, why);
     vol_wait(s->r, s->v, ms);
@@ -633,7 +639,29 @@ static int sender_refused(struct sender *s,
     if (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
         (resp->result == TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN &&
          resp->epoch > s->epoch)) {
-        /* A newer promotion happened on the peer: we are the stale side. */
+        /* A newer promotion happened on the peer: we are the stale side.
+         * If our journal ends at or before the point where the peer took
+         * over, nothing diverged: step down to be its secondary.  Else
+         * two histories exist: fence and wait for a resync. */
+        Tandem__Repl__V1__GetVolumeResponse *pv = NULL;
+        struct jr_info li;
+        char m2[256];
+        if (rep__peer_getvol(s->r, s->v->id, &pv, m2, sizeof(m2)) == RPC_OK &&
+            pv->exists && !strcmp(pv->role, "primary") &&
+            pv->epoch > s->epoch &&
+            jr_volume_stat(s->r->st, s->v->id, &li) == 0 &&
+            li.head <= pv->promoted_at_seq &&
+            jr_role_set(s->r->st, s->v->id, JR_ROLE_SECONDARY, li.epoch) == 0) {
+            tlog_warn("rep.stepped_down", "vol=%s head=%" PRIu64 " peer=%s "
+                      "peer_epoch=%" PRIu64 " peer_promoted_at=%" PRIu64
+                      " msg=\"peer was promoted; nothing diverged\"",
+                      s->v->id, li.head, s->r->peer_region, pv->epoch,
+                      pv->promoted_at_seq);
+            vol_state(s->v, "stopped", "replica", "");
+            protobuf_c_message_free_unpacked(&pv->base, NULL);
+            return 1;
+        }
+        if (pv) protobuf_c_message_free_unpacked(&pv->base, NULL);
         snprintf(why, sizeof(why), "peer %s holds epoch %" PRIu64
                  " (role %s) above ours %" PRIu64 ": %s", s->r->peer_region,
                  resp->epoch, resp->role, s->epoch, resp->message);
@@ -642,9 +670,9 @@ static int sender_refused(struct sender *s,
     }
     /* The peer's copy is primary at an epoch not above ours: it must be
      * resynced (or demoted) there.  Never overwrite it; keep asking. */
-    snprintf(why, sizeof(why), "peer %s copy is primary (epoch %" PRIu64
-             "): resync it there; %s", s->r->peer_region, resp->epoch,
-             resp->message);
+    snprintf(why, sizeof(why), "peer %s refused (its epoch %" PRIu64
+             ", ours %" PRIu64 "): %s", s->r->peer_region, resp->epoch,
+             s->epoch, resp->message);
     pthread_mutex_lock(&s->v->mu);
     int first = !s->v->peer_split;
     s->v->peer_split = 1;
@@ -672,6 +700,7 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     req.volume_id = s->v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;
+    req.promoted_at_seq = s->promoted_at;
     if (with_spec) req.spec = &sb.spec;
     req.primary_head = info->head;
     req.head_ts_ns = info->head_ts_ns;
@@ -694,6 +723,7 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
                       r->peer_region);
         pthread_mutex_lock(&s->v->mu);
         s->v->peer_split = 0;
+        s->v->last_error[0] = 0;
         pthread_mutex_unlock(&s->v->mu);
         ret = 0;
         break;
@@ -925,10 +955,15 @@ static int sender_copy(struct sender *s, int full)
     }
     size_t gi = 0;
     uint64_t goff = g.n ? g.a[0].offset : 0;
+    /* Under --max-bandwidth, calls of about half a second of budget, so
+     * the throttle stays smooth (the bucket lets one call into debt). */
+    size_t call_max = REP_COPY_CALL;
+    if (r->bucket.rate && r->bucket.rate / 2 < call_max)
+        call_max = r->bucket.rate / 2 > 65536 ? r->bucket.rate / 2 : 65536;
     while (gi < g.n) {
         size_t used = 0, k = 0;
         while (gi < g.n && k < sizeof(rg) / sizeof(rg[0]) &&
-               used < REP_COPY_CALL) {
+               used < call_max) {
             uint64_t end = g.a[gi].offset + g.a[gi].length;
             if (end > info.size) end = info.size;
             if (goff >= end) {
@@ -937,7 +972,7 @@ static int sender_copy(struct sender *s, int full)
             }
             uint64_t l = end - goff;
             if (l > REP_COPY_CHUNK) l = REP_COPY_CHUNK;
-            if (l > REP_COPY_CALL - used) l = REP_COPY_CALL - used;
+            if (l > call_max - used) l = call_max - used;
             uint8_t *p = buf + used;
             if ((rc = jr_image_read(r->st, v->id, goff, p, l)) < 0) goto out;
             Tandem__Repl__V1__Region *x = &rg[k];
@@ -1035,7 +1070,7 @@ out:
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
 {
     int64_t now = rep__now_ms();
-    if (acked < head && now - s->last_trim_ms < 500) return;
+    if (acked < head && now - s->last_trim_ms < 1000) return;
     s->last_trim_ms = now;
     int rc = jr_trim(s->r->st, s->v->id);
     if (rc < 0)
@@ -1058,7 +1093,9 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     char msg[256], e[400];
     int ret;
 
+    int64_t T0 = rep__now_ns();
     int rc = jr_tail_read(r->st, v->id, s->next, r->o.batch_bytes, &b);
+    int64_t T1 = rep__now_ns();
     if (rc < 0) {
         if (rc != JR_ETRIMMED) {
             snprintf(e, sizeof(e), "journal read from %" PRIu64 ": %s",
@@ -1090,6 +1127,7 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     req.volume_id = v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;
+    req.promoted_at_seq = s->promoted_at;
     req.first_seq = b.first_seq;
     req.last_seq = b.last_seq;
     req.n_entries = b.n_entries;
@@ -1127,8 +1165,11 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         s->copy_until = 0;
     }
     bucket_take(r, req.entries.len);
+    int64_t T2 = rep__now_ns();
     int code = ship_call(s, &req, &resp, REP_SHIP_TIMEOUT_MS, msg,
                          sizeof(msg));
+    int64_t T3 = rep__now_ns();
+    if (getenv("REP_TIMING")) tlog_info("rep.timing", "n=%u len=%zu read_ms=%.1f comp_ms=%.1f call_ms=%.1f", b.n_entries, b.len, (T1-T0)/1e6, (T2-T1)/1e6, (T3-T2)/1e6);
     if (code != RPC_OK) {
         snprintf(e, sizeof(e), "ship: %s: %s", rpc_code_name(code), msg);
         vol_state(v, "down", NULL, e);
@@ -1138,10 +1179,13 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     }
     switch (resp->result) {
     case TANDEM__REPL__V1__RESULT__RESULT_OK:
-        note_ack(s, resp->applied, req.entries.len, b.len);
+        /* Ratio against the payload written (entries may already carry
+         * LZ4 payloads, R-23): wire bytes per written byte. */
+        note_ack(s, resp->applied, req.entries.len,
+                 b.raw_bytes ? b.raw_bytes : b.len);
         s->next = resp->applied + 1;
         if (resp->applied < b.last_seq) s->next = 0;
-        vol_state(v, "up", "replicating", NULL);
+        vol_state(v, "up", "replicating", "");
         sender_trim(s, resp->applied, info->head);
         s->backoff_ms = 0;
         ret = 1;
@@ -1206,6 +1250,7 @@ static void *sender_main(void *arg)
         if (s->epoch != info.epoch) {
             s->epoch = info.epoch;
             s->next = 0;
+            s->promoted_at = rep__meta_u64(r, v->id, REP_META_PROMOTED_AT);
         }
         if (s->next == 0) {
             rc = sender_probe(s, &info);
@@ -1374,8 +1419,8 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
         rc = -EINVAL;
         goto fail;
     }
-    snprintf(r->region, sizeof(r->region), "%s", o->region);
-    snprintf(r->peer_region, sizeof(r->peer_region), "%s", o->peer_region);
+    rep__scpy(r->region, sizeof(r->region), o->region);
+    rep__scpy(r->peer_region, sizeof(r->peer_region), o->peer_region);
     if (!strcmp(r->region, r->peer_region)) {
         snprintf(err, errlen, "--peer-region must differ from --region");
         rc = -EINVAL;
@@ -1391,9 +1436,9 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
         goto fail;
     }
     if (o->peer_addr && *o->peer_addr)
-        snprintf(r->peer_addr, sizeof(r->peer_addr), "%s", o->peer_addr);
+        rep__scpy(r->peer_addr, sizeof(r->peer_addr), o->peer_addr);
     else
-        snprintf(r->peer_addr, sizeof(r->peer_addr), "%s", peer->replicator);
+        rep__scpy(r->peer_addr, sizeof(r->peer_addr), peer->replicator);
     if (!r->peer_addr[0]) {
         snprintf(err, errlen, "no --peer and no replicator= for region %s in "
                  "%s", r->peer_region, o->config_path);

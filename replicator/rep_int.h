@@ -9,10 +9,11 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "jr.h"
 #include "regions.h"
-#include "rep.h"
+#include "replicator/rep.h"
 #include "rpc.h"
 #include "store.h"
 #include "tandem_admin.pb-c.h"
@@ -57,6 +58,7 @@ struct rep_vol {
     int64_t insync_ms;          /* last time applied >= primary_head */
     int64_t insync_saved_ms;    /* last time insync_ms was persisted */
     int64_t rx_last_ms;         /* last batch received */
+    int64_t rx_trim_ms;         /* last trim of the replica's journal */
     struct rep_vol *next;
 };
 
@@ -117,6 +119,15 @@ struct rep_vstat {
     double applied_age_s;
     uint64_t wire_bytes, raw_bytes, batches;
 };
+
+/* Copy a string, truncating to size (always NUL-terminated). */
+static inline void rep__scpy(char *d, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= size) n = size - 1;
+    memcpy(d, s, n);
+    d[n] = 0;
+}
 
 /* ---- rep_core.c ---- */
 int64_t rep__now_ms(void);

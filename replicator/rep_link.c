@@ -148,7 +148,8 @@ static int valid_id(const char *id)
  * absent and a spec is given, adopts a newer epoch.  Returns a Result;
  * fills info. */
 static int receive_check(rep_ctx *r, const char *id, const char *from,
-                         uint64_t epoch, const Tandem__Repl__V1__VolumeSpec *sp,
+                         uint64_t epoch, uint64_t promoted_at,
+                         const Tandem__Repl__V1__VolumeSpec *sp,
                          struct jr_info *info, int *created, char *msg,
                          size_t msz)
 {
@@ -180,10 +181,28 @@ static int receive_check(rep_ctx *r, const char *id, const char *from,
                  PRIu64 ": not overwritten", id, r->region, info->epoch);
         return R(SPLIT_BRAIN);
     }
+    char *split = rep__meta(r, id, REP_META_SPLIT);
+    if (split) {
+        snprintf(msg, msz, "volume %s in region %s was fenced (split brain: "
+                 "%.200s): resync it first", id, r->region, split);
+        free(split);
+        return R(SPLIT_BRAIN);
+    }
     if (epoch < info->epoch) {
         snprintf(msg, msz, "epoch %" PRIu64 " is below region %s's epoch %"
                  PRIu64 " for %s (fenced)", epoch, r->region, info->epoch, id);
         return R(STALE_EPOCH);
+    }
+    if (epoch > info->epoch && promoted_at && info->head > promoted_at) {
+        /* We hold entries past the point where the peer took over: two
+         * histories.  Fence and wait for a resync; never mix them. */
+        snprintf(msg, msz, "volume %s in region %s has entries up to %" PRIu64
+                 " but %s became primary at %" PRIu64 " (epoch %" PRIu64
+                 "): diverged, resync needed", id, r->region, info->head,
+                 from, promoted_at, epoch);
+        jr_meta_set(r->st, id, REP_META_SPLIT, msg);
+        tlog_error("rep.split_brain", "vol=%s why=\"%s\"", id, msg);
+        return R(SPLIT_BRAIN);
     }
     if (epoch > info->epoch) {
         /* The primary was promoted since: adopt its epoch.  A copy we had
@@ -233,11 +252,25 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
             persist = 1;
         }
     }
+    v->last_error[0] = 0;
+    v->peer_split = 0;
     snprintf(v->link_state, sizeof(v->link_state), "receiving");
     snprintf(v->state, sizeof(v->state), "replica");
     pthread_mutex_unlock(&v->mu);
     if (persist)
         rep__meta_set_u64(r, v->id, REP_META_INSYNC_MS, (uint64_t)now);
+    /* The replica's own journal: the primary holds every entry up to
+     * applied, so record that as its ack and trim (R-8 would otherwise keep
+     * it all, then fall back to dirty tracking on the replica).  At most
+     * once a second. */
+    pthread_mutex_lock(&v->mu);
+    int trim = now - v->rx_trim_ms >= 1000;
+    if (trim) v->rx_trim_ms = now;
+    pthread_mutex_unlock(&v->mu);
+    if (trim && applied) {
+        jr_peer_ack_set(r->st, v->id, r->peer_region, applied);
+        jr_trim(r->st, v->id);
+    }
 }
 
 /* In a copy window: once applied reaches consistent_at the replica is
@@ -271,7 +304,8 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     if (!v) return RPC_RESOURCE_EXHAUSTED;
     pthread_mutex_lock(&v->op_lock);
     res = receive_check(r, req->volume_id, req->from_region, req->epoch,
-                        req->spec, &info, &created, msg, sizeof(msg));
+                        req->promoted_at_seq, req->spec, &info, &created, msg,
+                        sizeof(msg));
     const char *role = info.role ? jr_role_name(info.role) : "";
     if (res != R(OK)) {
         if (res != R(NO_VOLUME))
@@ -322,6 +356,7 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     }
     /* Copy window: save the old bytes of what these entries touch. */
     char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    rc = 0;
     if (cid) {
         for (size_t i = 0; i < req->n_touched; i++) {
             rc = rep__undo_save(r, req->volume_id, cid,
@@ -337,7 +372,9 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
     }
     uint64_t applied = info.applied;
+    int64_t T0 = rep__now_ns();
     rc = jr_apply(r->st, req->volume_id, data, len, &applied);
+    if (getenv("REP_TIMING")) tlog_info("rep.timing_apply", "len=%zu apply_ms=%.1f", len, (rep__now_ns()-T0)/1e6);
     if (rc < 0) {
         int res2 = rc == JR_EGAP       ? R(GAP)
                    : rc == JR_ESTALE   ? R(STALE_EPOCH)
@@ -400,7 +437,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     struct rep_vol *v = rep__vol_get(r, req->volume_id);
     if (!v) return RPC_RESOURCE_EXHAUSTED;
     pthread_mutex_lock(&v->op_lock);
-    res = receive_check(r, req->volume_id, req->from_region, req->epoch,
+    res = receive_check(r, req->volume_id, req->from_region, req->epoch, 0,
                         req->begin ? req->spec : NULL, &info, &created, msg,
                         sizeof(msg));
     if (res != R(OK)) {
@@ -516,7 +553,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     }
     pthread_mutex_lock(&v->mu);
     v->wire_bytes += 0;
-    snprintf(v->state, sizeof(v->state), "%s", req->finish ? "replica"
+    rep__scpy(v->state, sizeof(v->state), req->finish ? "replica"
                                                             : "copying");
     pthread_mutex_unlock(&v->mu);
     rc = copy_answer(respm, R(OK), info.applied, info.epoch, written, "ok");

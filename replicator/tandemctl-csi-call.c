@@ -2,8 +2,9 @@
  * tandemctl-csi-call.c: tandem-csi-call, a tiny CSI client for the demo and
  * the end-to-end tests.  It makes the calls Kubernetes' sidecars make
  * (external-provisioner: CreateVolume with topology requirements and the
- * csi.storage.k8s.io/pvc/name and /namespace parameters; kubelet: NodeStage/NodePublish)
- * over the rpc layer, so the demo needs no Node.js and no kubectl.
+ * csi.storage.k8s.io/pvc/name and /namespace parameters; kubelet:
+ * NodeStage/NodePublish) over the rpc layer, so the demo needs no Node.js and
+ * no kubectl.
  *
  *   tandem-csi-call --endpoint unix:///path [--timeout SEC] COMMAND [opts]
  *
@@ -38,14 +39,29 @@ static void die_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
+/* Every request-side allocation, freed together before exit (one call
+ * per process: an arena is simpler than freeing each message). */
+static void **g_allocs;
+static size_t g_nallocs;
+
 static void *xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz);
-    if (!p) {
+    void **na = realloc(g_allocs, (g_nallocs + 1) * sizeof *g_allocs);
+    if (!p || !na) {
         fprintf(stderr, PROG ": out of memory\n");
         exit(1);
     }
+    g_allocs = na;
+    g_allocs[g_nallocs++] = p;
     return p;
+}
+
+static void free_all(void)
+{
+    for (size_t i = 0; i < g_nallocs; i++)
+        free(g_allocs[i]);
+    free(g_allocs);
 }
 
 /* Append "k=v" (or several, comma-separated, when multi) to l. */
@@ -55,18 +71,15 @@ static void kv_add(struct kvlist *l, char *arg, int multi)
     char *tok = multi ? strtok_r(arg, ",", &save) : arg;
     for (; tok; tok = multi ? strtok_r(NULL, ",", &save) : NULL) {
         char *eq = strchr(tok, '=');
-        if (!eq || eq == tok)
-            die_usage("expected KEY=VALUE, got '%s'", tok);
+        if (!eq || eq == tok) die_usage("expected KEY=VALUE, got '%s'", tok);
         *eq = 0;
         l->k = realloc(l->k, (l->n + 1) * sizeof *l->k);
         l->v = realloc(l->v, (l->n + 1) * sizeof *l->v);
-        if (!l->k || !l->v)
-            die_usage("out of memory%s", "");
+        if (!l->k || !l->v) die_usage("out of memory%s", "");
         l->k[l->n] = tok;
         l->v[l->n] = eq + 1;
         l->n++;
-        if (!multi)
-            break;
+        if (!multi) break;
     }
 }
 
@@ -112,8 +125,7 @@ static int access_mode_parse(const char *s)
                                   "SINGLE_NODE_SINGLE_WRITER",
                                   "SINGLE_NODE_MULTI_WRITER"};
     for (int i = 1; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (!strcasecmp(s, names[i]))
-            return i;
+        if (!strcasecmp(s, names[i])) return i;
     die_usage("unknown access mode '%s'", s);
     return 0;
 }
@@ -145,29 +157,37 @@ static Csi__V1__VolumeCapability *cap_make(const char *fs_type, int block,
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: " PROG " --endpoint unix:///path [--timeout SEC] COMMAND [options]\n"
-"\n"
-"A small CSI client making the calls Kubernetes would make.\n"
-"\n"
-"commands:\n"
-"  probe                      Identity.Probe\n"
-"  plugin-info                Identity.GetPluginInfo\n"
-"  node-get-info              prints node_id= and topology.KEY=VALUE\n"
-"  create-volume --name N --size BYTES [--param K=V]... [--fs-type T|--block]\n"
-"                [--preferred K=V[,K=V]]... [--requisite K=V[,K=V]]...\n"
-"                prints volume_id=, capacity_bytes=, context.K=V,\n"
-"                topology=K=V[,K=V] (one line per accessible topology)\n"
-"  delete-volume --volume-id ID\n"
-"  node-stage --volume-id ID --staging DIR [--fs-type T|--block]\n"
-"             [--access-mode MODE] [--ctx K=V]...\n"
-"  node-unstage --volume-id ID --staging DIR\n"
-"  node-publish --volume-id ID --staging DIR --target PATH [--readonly]\n"
-"               [--fs-type T|--block] [--access-mode MODE] [--ctx K=V]...\n"
-"  node-unpublish --volume-id ID --target PATH\n"
-"\n"
-"MODE is a CSI access mode name (default SINGLE_NODE_WRITER).\n"
-"A failed call prints 'METHOD: CODE: message' on stderr and exits 1.\n");
+    fprintf(
+        f,
+        "usage: " PROG
+        " --endpoint unix:///path [--timeout SEC] COMMAND [options]\n"
+        "\n"
+        "A small CSI client making the calls Kubernetes would make.\n"
+        "\n"
+        "commands:\n"
+        "  probe                      Identity.Probe\n"
+        "  plugin-info                Identity.GetPluginInfo\n"
+        "  node-get-info              prints node_id= and topology.KEY=VALUE\n"
+        "  create-volume --name N --size BYTES [--param K=V]... [--fs-type "
+        "T|--block]\n"
+        "                [--preferred K=V[,K=V]]... [--requisite "
+        "K=V[,K=V]]...\n"
+        "                prints volume_id=, capacity_bytes=, context.K=V,\n"
+        "                topology=K=V[,K=V] (one line per accessible "
+        "topology)\n"
+        "  delete-volume --volume-id ID\n"
+        "  node-stage --volume-id ID --staging DIR [--fs-type T|--block]\n"
+        "             [--access-mode MODE] [--ctx K=V]...\n"
+        "  node-unstage --volume-id ID --staging DIR\n"
+        "  node-publish --volume-id ID --staging DIR --target PATH "
+        "[--readonly]\n"
+        "               [--fs-type T|--block] [--access-mode MODE] [--ctx "
+        "K=V]...\n"
+        "  node-unpublish --volume-id ID --target PATH\n"
+        "\n"
+        "MODE is a CSI access mode name (default SINGLE_NODE_WRITER).\n"
+        "A failed call prints 'METHOD: CODE: message' on stderr and exits "
+        "1.\n");
 }
 
 struct opts {
@@ -211,8 +231,7 @@ static void print_map(const char *prefix, void **entries, size_t n,
 
 static void need(const char *v, const char *what)
 {
-    if (!v || !*v)
-        die_usage("%s is required", what);
+    if (!v || !*v) die_usage("%s is required", what);
 }
 
 int main(int argc, char **argv)
@@ -223,53 +242,101 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.mode = 1; /* SINGLE_NODE_WRITER */
 
-    enum { O_EP = 256, O_TMO, O_NAME, O_SIZE, O_PARAM, O_FS, O_BLOCK, O_PREF,
-           O_REQ, O_VID, O_STG, O_TGT, O_RO, O_MODE, O_CTX };
-    static const struct option lo[] = {
-        {"endpoint", 1, 0, O_EP},      {"timeout", 1, 0, O_TMO},
-        {"name", 1, 0, O_NAME},        {"size", 1, 0, O_SIZE},
-        {"param", 1, 0, O_PARAM},      {"fs-type", 1, 0, O_FS},
-        {"block", 0, 0, O_BLOCK},      {"preferred", 1, 0, O_PREF},
-        {"requisite", 1, 0, O_REQ},    {"volume-id", 1, 0, O_VID},
-        {"staging", 1, 0, O_STG},      {"target", 1, 0, O_TGT},
-        {"readonly", 0, 0, O_RO},      {"access-mode", 1, 0, O_MODE},
-        {"ctx", 1, 0, O_CTX},          {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+    enum {
+        O_EP = 256,
+        O_TMO,
+        O_NAME,
+        O_SIZE,
+        O_PARAM,
+        O_FS,
+        O_BLOCK,
+        O_PREF,
+        O_REQ,
+        O_VID,
+        O_STG,
+        O_TGT,
+        O_RO,
+        O_MODE,
+        O_CTX
+    };
+    static const struct option lo[] = {{"endpoint", 1, 0, O_EP},
+                                       {"timeout", 1, 0, O_TMO},
+                                       {"name", 1, 0, O_NAME},
+                                       {"size", 1, 0, O_SIZE},
+                                       {"param", 1, 0, O_PARAM},
+                                       {"fs-type", 1, 0, O_FS},
+                                       {"block", 0, 0, O_BLOCK},
+                                       {"preferred", 1, 0, O_PREF},
+                                       {"requisite", 1, 0, O_REQ},
+                                       {"volume-id", 1, 0, O_VID},
+                                       {"staging", 1, 0, O_STG},
+                                       {"target", 1, 0, O_TGT},
+                                       {"readonly", 0, 0, O_RO},
+                                       {"access-mode", 1, 0, O_MODE},
+                                       {"ctx", 1, 0, O_CTX},
+                                       {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
     int c;
     /* "+" would stop at the command; we accept options anywhere instead. */
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         char *end;
         switch (c) {
-        case O_EP: endpoint = optarg; break;
-        case O_TMO: timeout_s = atoi(optarg); break;
-        case O_NAME: o.name = optarg; break;
+        case O_EP:
+            endpoint = optarg;
+            break;
+        case O_TMO:
+            timeout_s = atoi(optarg);
+            break;
+        case O_NAME:
+            o.name = optarg;
+            break;
         case O_SIZE:
             errno = 0;
             o.size = strtoll(optarg, &end, 10);
             if (errno || *end || o.size < 0)
                 die_usage("bad --size '%s'", optarg);
             break;
-        case O_PARAM: kv_add(&o.params, optarg, 0); break;
-        case O_FS: o.fs_type = optarg; break;
-        case O_BLOCK: o.block = 1; break;
+        case O_PARAM:
+            kv_add(&o.params, optarg, 0);
+            break;
+        case O_FS:
+            o.fs_type = optarg;
+            break;
+        case O_BLOCK:
+            o.block = 1;
+            break;
         case O_PREF:
-            if (o.n_pref == 16)
-                die_usage("too many --preferred%s", "");
+            if (o.n_pref == 16) die_usage("too many --preferred%s", "");
             kv_add(&o.pref[o.n_pref++], optarg, 1);
             break;
         case O_REQ:
-            if (o.n_req == 16)
-                die_usage("too many --requisite%s", "");
+            if (o.n_req == 16) die_usage("too many --requisite%s", "");
             kv_add(&o.req[o.n_req++], optarg, 1);
             break;
-        case O_VID: o.volume_id = optarg; break;
-        case O_STG: o.staging = optarg; break;
-        case O_TGT: o.target = optarg; break;
-        case O_RO: o.readonly = 1; break;
-        case O_MODE: o.mode = access_mode_parse(optarg); break;
-        case O_CTX: kv_add(&o.ctx, optarg, 0); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_VID:
+            o.volume_id = optarg;
+            break;
+        case O_STG:
+            o.staging = optarg;
+            break;
+        case O_TGT:
+            o.target = optarg;
+            break;
+        case O_RO:
+            o.readonly = 1;
+            break;
+        case O_MODE:
+            o.mode = access_mode_parse(optarg);
+            break;
+        case O_CTX:
+            kv_add(&o.ctx, optarg, 0);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc - 1) {
@@ -278,8 +345,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[optind];
     need(endpoint, "--endpoint (or CSI_ENDPOINT)");
-    if (!o.fs_type && !o.block)
-        o.fs_type = "ext4";
+    if (!o.fs_type && !o.block) o.fs_type = "ext4";
 
     rpc_signals_block();
     rpc_client *cli = NULL;
@@ -299,10 +365,12 @@ int main(int argc, char **argv)
                    &csi__v1__probe_response__descriptor, &resp, tmo);
         if (!ret) {
             Csi__V1__ProbeResponse *p = (void *)resp;
-            printf("ready=%s\n", !p->ready || p->ready->value ? "true" : "false");
+            printf("ready=%s\n",
+                   !p->ready || p->ready->value ? "true" : "false");
         }
     } else if (!strcmp(cmd, "plugin-info")) {
-        Csi__V1__GetPluginInfoRequest r = CSI__V1__GET_PLUGIN_INFO_REQUEST__INIT;
+        Csi__V1__GetPluginInfoRequest r =
+            CSI__V1__GET_PLUGIN_INFO_REQUEST__INIT;
         ret = call(cli, "/csi.v1.Identity/GetPluginInfo", &r,
                    &csi__v1__get_plugin_info_response__descriptor, &resp, tmo);
         if (!ret) {
@@ -352,9 +420,11 @@ int main(int argc, char **argv)
         ret = call(cli, "/csi.v1.Controller/CreateVolume", &r,
                    &csi__v1__create_volume_response__descriptor, &resp, tmo);
         if (!ret) {
-            Csi__V1__Volume *v = ((Csi__V1__CreateVolumeResponse *)resp)->volume;
+            Csi__V1__Volume *v =
+                ((Csi__V1__CreateVolumeResponse *)resp)->volume;
             if (!v) {
-                fprintf(stderr, PROG ": CreateVolume: response without volume\n");
+                fprintf(stderr,
+                        PROG ": CreateVolume: response without volume\n");
                 ret = 1;
             } else {
                 printf("volume_id=%s\ncapacity_bytes=%" PRId64 "\n",
@@ -390,9 +460,9 @@ int main(int argc, char **argv)
             (Csi__V1__NodeStageVolumeRequest__VolumeContextEntry **)kv_map(
                 &csi__v1__node_stage_volume_request__volume_context_entry__descriptor,
                 &o.ctx, &r.n_volume_context);
-        ret = call(cli, "/csi.v1.Node/NodeStageVolume", &r,
-                   &csi__v1__node_stage_volume_response__descriptor, &resp,
-                   tmo);
+        ret =
+            call(cli, "/csi.v1.Node/NodeStageVolume", &r,
+                 &csi__v1__node_stage_volume_response__descriptor, &resp, tmo);
     } else if (!strcmp(cmd, "node-unstage")) {
         need(o.volume_id, "--volume-id");
         need(o.staging, "--staging");
@@ -436,10 +506,20 @@ int main(int argc, char **argv)
                 cmd);
         ret = 2;
     }
-    if (resp)
-        protobuf_c_message_free_unpacked(resp, NULL);
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
     rpc_client_destroy(cli);
-    /* The request-side allocations are left to process exit: this is a
-     * one-call tool. */
+    free_all();
+    free(o.params.k);
+    free(o.params.v);
+    free(o.ctx.k);
+    free(o.ctx.v);
+    for (size_t i = 0; i < o.n_pref; i++) {
+        free(o.pref[i].k);
+        free(o.pref[i].v);
+    }
+    for (size_t i = 0; i < o.n_req; i++) {
+        free(o.req[i].k);
+        free(o.req[i].v);
+    }
     return ret;
 }

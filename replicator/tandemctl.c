@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jr.h"
+#include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
 
@@ -41,21 +44,25 @@
 enum { EX_OK = 0, EX_FAIL = 1, EX_USAGE = 2, EX_PARTIAL = 3 };
 
 struct endpoint {
-    const char *addr;   /* "unix:///path" or "host:port" */
-    rpc_client *cli;    /* NULL until first use */
+    const char *addr; /* "unix:///path" or "host:port" */
+    rpc_client *cli;  /* NULL until first use */
 };
 
 struct ctl {
-    struct endpoint admin;      /* --admin (TANDEM_ADMIN) */
-    struct endpoint peer;       /* --peer-admin (TANDEM_PEER_ADMIN) */
+    struct endpoint admin; /* --admin (TANDEM_ADMIN) */
+    struct endpoint peer;  /* --peer-admin (TANDEM_PEER_ADMIN) */
     struct rpc_tls tls;
-    int insecure;               /* plaintext TCP (tests only) */
-    int timeout_s;              /* per call; 0: command default */
+    int insecure;  /* plaintext TCP (tests only) */
+    int timeout_s; /* per call; 0: command default */
     int json;
     int force, all, full, graceful;
     const char *to_region;
     const char *manifests_dir;
-    const char *storage_class;  /* --storage-class override for PVs */
+    const char *storage_class; /* --storage-class override for PVs */
+    const char *config;        /* --config: region map, to read volume
+                                  metadata from the store when the admin
+                                  API's answer carries none */
+    int verbose;               /* print the server's messages too */
 };
 
 /* ------------------------------------------------------------ messages -- */
@@ -72,8 +79,7 @@ static void errf(const char *fmt, ...)
     va_end(ap);
     /* Never let a server message break the one-line rule. */
     for (char *p = buf; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+        if (*p == '\n' || *p == '\r') *p = ' ';
     size_t len = strlen(buf);
     buf[len++] = '\n';
     ssize_t w = write(2, buf, len);
@@ -125,8 +131,7 @@ static int64_t now_ms(void)
 static int ep_connect(struct ctl *c, struct endpoint *ep, char *msg,
                       size_t msgsz)
 {
-    if (ep->cli)
-        return 0;
+    if (ep->cli) return 0;
     const struct rpc_tls *tls = NULL;
     if (strncmp(ep->addr, "unix:", 5) != 0 && !c->insecure) {
         if (!c->tls.ca_file || !c->tls.cert_file || !c->tls.key_file) {
@@ -157,8 +162,7 @@ static int admin_call(struct ctl *c, struct endpoint *ep, const char *method,
     char path[128];
     int tmo = (c->timeout_s > 0 ? c->timeout_s : default_timeout_s) * 1000;
     msg[0] = 0;
-    if (ep_connect(c, ep, msg, msgsz) < 0)
-        return CALL_NO_CLIENT;
+    if (ep_connect(c, ep, msg, msgsz) < 0) return CALL_NO_CLIENT;
     snprintf(path, sizeof path, ADMIN_SVC "%s", method);
     /* No wait_for_ready: a lost region must fail fast, not hang. */
     return rpc_client_call(ep->cli, path, (const ProtobufCMessage *)req, rd,
@@ -172,12 +176,11 @@ static void report_rpc_error(const char *what, const struct endpoint *ep,
     if (code == CALL_NO_CLIENT)
         errf("%s: %s", what, msg);
     else if (code == RPC_UNAVAILABLE || code == RPC_DEADLINE_EXCEEDED ||
-        code == RPC_UNAUTHENTICATED)
-        errf("%s: cannot reach the replicator at %s: %s (%s)", what,
-             ep->addr, *msg ? msg : "no answer", rpc_code_name(code));
+             code == RPC_UNAUTHENTICATED)
+        errf("%s: cannot reach the replicator at %s: %s (%s)", what, ep->addr,
+             *msg ? msg : "no answer", rpc_code_name(code));
     else
-        errf("%s: %s (%s)", what, *msg ? msg : "refused",
-             rpc_code_name(code));
+        errf("%s: %s (%s)", what, *msg ? msg : "refused", rpc_code_name(code));
 }
 
 /* ------------------------------------------------------- JSON printer -- */
@@ -260,11 +263,15 @@ static void json_scalar(FILE *f, const ProtobufCFieldDescriptor *fd,
 static size_t type_size(ProtobufCType t)
 {
     switch (t) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
         return 8;
-    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
         return sizeof(void *);
     case PROTOBUF_C_TYPE_BYTES:
         return sizeof(ProtobufCBinaryData);
@@ -314,13 +321,11 @@ static void json_msg(FILE *f, const ProtobufCMessage *m, int ind)
             size_t es = type_size(fd->type);
             fprintf(f, "[");
             for (size_t j = 0; j < n; j++) {
-                if (j)
-                    fprintf(f, ",");
+                if (j) fprintf(f, ",");
                 fprintf(f, "\n%*s", ind + 4, "");
                 json_scalar(f, fd, arr + j * es, ind + 4);
             }
-            if (n)
-                fprintf(f, "\n%*s", ind + 2, "");
+            if (n) fprintf(f, "\n%*s", ind + 2, "");
             fprintf(f, "]");
         } else {
             json_scalar(f, fd, base + fd->offset, ind + 2);
@@ -338,9 +343,12 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
            *r->peer_region ? r->peer_region : "-",
            *r->peer_link_state ? r->peer_link_state : "-", r->n_volumes,
            r->n_volumes == 1 ? "" : "s");
-    if (!r->n_volumes)
-        return;
-    printf("%-24s %-9s %5s %9s %9s %9s %8s %9s %8s %9s %11s %6s %-12s %s\n",
+    if (!r->n_volumes) return;
+    int w = 12;
+    for (size_t i = 0; i < r->n_volumes; i++)
+        if ((int)strlen(r->volumes[i]->volume_id) > w)
+            w = (int)strlen(r->volumes[i]->volume_id);
+    printf("%-*s %-9s %5s %9s %9s %9s %8s %9s %8s %9s %11s %6s %-12s %s\n", w,
            "VOLUME", "ROLE", "EPOCH", "HEAD", "APPLIED", "ACKED", "LAG",
            "LAG-BYTES", "RPO", "LAST-SYNC", "THROUGHPUT", "COMPR", "LINK",
            "STATE");
@@ -380,9 +388,9 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
                  v->split_brain && !strstr(v->state, "split") ? ",split-brain"
                                                               : "",
                  v->dirty_tracking ? ",dirty" : "");
-        printf("%-24s %-9s %5" PRIu64 " %9" PRIu64 " %9" PRIu64
+        printf("%-*s %-9s %5" PRIu64 " %9" PRIu64 " %9" PRIu64
                " %9s %8s %9s %8s %9s %11s %6s %-12s %s\n",
-               v->volume_id, v->role, v->epoch, v->head, v->applied, acked,
+               w, v->volume_id, v->role, v->epoch, v->head, v->applied, acked,
                lag, lagb, rpo, b1, tput, compr, v->link_state, b4);
         if (*v->last_error)
             printf("  %s: last error: %s\n", v->volume_id, v->last_error);
@@ -393,15 +401,15 @@ static int cmd_status(struct ctl *c, char **vols, int n)
 {
     struct endpoint *eps[2] = {&c->admin, c->peer.addr ? &c->peer : NULL};
     Tandem__Admin__V1__StatusResponse *resp[2] = {NULL, NULL};
-    int ret = EX_OK, any = 0;
-    Tandem__Admin__V1__StatusRequest req = TANDEM__ADMIN__V1__STATUS_REQUEST__INIT;
+    int ret = EX_OK;
+    Tandem__Admin__V1__StatusRequest req =
+        TANDEM__ADMIN__V1__STATUS_REQUEST__INIT;
     req.volume_ids = vols;
     req.n_volume_ids = n;
     char errs[2][1200];
     errs[0][0] = errs[1][0] = 0;
     for (int i = 0; i < 2; i++) {
-        if (!eps[i])
-            continue;
+        if (!eps[i]) continue;
         char msg[1024];
         int rc = admin_call(c, eps[i], "Status", &req,
                             &tandem__admin__v1__status_response__descriptor,
@@ -413,16 +421,13 @@ static int cmd_status(struct ctl *c, char **vols, int n)
             snprintf(errs[i], sizeof errs[i], "%s: %s",
                      rc == CALL_NO_CLIENT ? "ERROR" : rpc_code_name(rc), msg);
             ret = EX_FAIL;
-        } else {
-            any = 1;
         }
     }
     if (c->json) {
         printf("{\n  \"regions\": [");
         int first = 1;
         for (int i = 0; i < 2; i++) {
-            if (!resp[i])
-                continue;
+            if (!resp[i]) continue;
             printf("%s\n    ", first ? "" : ",");
             json_msg(stdout, &resp[i]->base, 4);
             first = 0;
@@ -430,8 +435,7 @@ static int cmd_status(struct ctl *c, char **vols, int n)
         printf("\n  ],\n  \"errors\": [");
         first = 1;
         for (int i = 0; i < 2; i++) {
-            if (!errs[i][0])
-                continue;
+            if (!errs[i][0]) continue;
             printf("%s\n    {\"admin\": ", first ? "" : ",");
             json_str(stdout, eps[i]->addr);
             printf(", \"error\": ");
@@ -442,17 +446,13 @@ static int cmd_status(struct ctl *c, char **vols, int n)
         printf("\n  ]\n}\n");
     } else {
         for (int i = 0; i < 2; i++) {
-            if (!resp[i])
-                continue;
-            if (i && resp[0])
-                printf("\n");
+            if (!resp[i]) continue;
+            if (i && resp[0]) printf("\n");
             print_table(resp[i]);
         }
     }
     for (int i = 0; i < 2; i++)
-        if (resp[i])
-            protobuf_c_message_free_unpacked(&resp[i]->base, NULL);
-    (void)any;
+        if (resp[i]) protobuf_c_message_free_unpacked(&resp[i]->base, NULL);
     return ret;
 }
 
@@ -486,8 +486,7 @@ static int cmd_promote(struct ctl *c, const char *vol)
                ", applied %" PRIu64 "\n",
                vol, region, c->force ? " (forced)" : "", epoch,
                v ? v->applied : 0);
-    if (*r->message)
-        printf("  %s\n", r->message);
+    if (c->verbose && *r->message) printf("  %s\n", r->message);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return EX_OK;
 }
@@ -505,8 +504,8 @@ static int cmd_demote(struct ctl *c, const char *vol)
     int saved = c->timeout_s;
     c->timeout_s = wait_s + 10;
     int rc = admin_call(c, &c->admin, "Demote", &req,
-                        &tandem__admin__v1__demote_response__descriptor, &r,
-                        40, msg, sizeof msg);
+                        &tandem__admin__v1__demote_response__descriptor, &r, 40,
+                        msg, sizeof msg);
     c->timeout_s = saved;
     snprintf(what, sizeof what, "demote %s", vol);
     if (rc != RPC_OK) {
@@ -523,8 +522,7 @@ static int cmd_demote(struct ctl *c, const char *vol)
                ", head %" PRIu64 ", acknowledged by the peer %" PRIu64 "\n",
                vol, v ? v->region : "?", v ? v->epoch : 0, v ? v->head : 0,
                v ? v->acked : 0);
-    if (*r->message)
-        printf("  %s\n", r->message);
+    if (c->verbose && *r->message) printf("  %s\n", r->message);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return EX_OK;
 }
@@ -562,12 +560,10 @@ static int cmd_resync(struct ctl *c, const char *vol)
                                          "position)")
                             : "delta",
                r->regions, r->regions == 1 ? "" : "s",
-               human_bytes(b, sizeof b, (double)r->bytes_copied),
-               r->common_seq, v && *v->peer_region ? v->peer_region : "?",
-               v ? v->epoch : 0);
+               human_bytes(b, sizeof b, (double)r->bytes_copied), r->common_seq,
+               v && *v->peer_region ? v->peer_region : "?", v ? v->epoch : 0);
     }
-    if (*r->message)
-        printf("  %s\n", r->message);
+    if (c->verbose && *r->message) printf("  %s\n", r->message);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return EX_OK;
 }
@@ -593,12 +589,12 @@ static const char *const K_PVC_NAME[] = {
 static const char *const K_PVC_NS[] = {
     "csi.pvc_namespace", "csi.param.csi.storage.k8s.io/pvc/namespace",
     "csi.storage.k8s.io/pvc/namespace", NULL};
-static const char *const K_PV_NAME[] = {
-    "csi.pv_name", "csi.param.csi.storage.k8s.io/pv/name",
-    "csi.storage.k8s.io/pv/name", NULL};
-static const char *const K_FSTYPE[] = {
-    "csi.fs_type", "csi.param.fsType", "csi.param.csi.storage.k8s.io/fstype",
-    "csi.storage.k8s.io/fstype", NULL};
+static const char *const K_PV_NAME[] = {"csi.pv_name",
+                                        "csi.param.csi.storage.k8s.io/pv/name",
+                                        "csi.storage.k8s.io/pv/name", NULL};
+static const char *const K_FSTYPE[] = {"csi.fs_type", "csi.param.fsType",
+                                       "csi.param.csi.storage.k8s.io/fstype",
+                                       "csi.storage.k8s.io/fstype", NULL};
 static const char *const K_SC[] = {"csi.storage_class", NULL};
 static const char *const K_ACCESS[] = {"csi.access_mode", NULL};
 static const char *const K_VOLMODE[] = {"csi.access_type", NULL};
@@ -611,8 +607,7 @@ static void yq(FILE *f, const char *s)
 
 static const char *k8s_access_mode(const char *csi)
 {
-    if (!csi)
-        return "ReadWriteOnce";
+    if (!csi) return "ReadWriteOnce";
     if (strstr(csi, "MULTI_NODE_MULTI") || strstr(csi, "ReadWriteMany"))
         return "ReadWriteMany";
     if (strstr(csi, "READER_ONLY") || strstr(csi, "ReadOnlyMany"))
@@ -637,27 +632,27 @@ static int write_manifest(const char *dir, const char *region,
     const char *am = k8s_access_mode(meta_get(v, K_ACCESS));
     const char *vm = meta_get(v, K_VOLMODE);
     int block = vm && (!strcasecmp(vm, "block"));
-    if (!ns && pvc)
-        ns = "default";
-    if (!pv)
-        pv = v->volume_id;
+    if (!ns && pvc) ns = "default";
+    if (!pv) pv = v->volume_id;
 
     char tmp[4200];
     snprintf(path, pathsz, "%s/%s.yaml", dir, v->volume_id);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -errno;
-    fprintf(f, "# tandem failover: %s promoted in region %s (epoch %" PRIu64
-               ", applied %" PRIu64 ").\n# Apply in the surviving cluster: "
-               "kubectl apply -f %s\n",
+    if (!f) return -errno;
+    fprintf(f,
+            "# tandem failover: %s promoted in region %s (epoch %" PRIu64
+            ", applied %" PRIu64 ").\n# Apply in the surviving cluster: "
+            "kubectl apply -f %s\n",
             v->volume_id, region, v->epoch, v->applied, path);
     fprintf(f, "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: ");
     yq(f, pv);
-    fprintf(f, "\n  annotations:\n    pv.kubernetes.io/provisioned-by: "
-               DRIVER_NAME "\n    tandem.csi.dev/failover-epoch: \"%" PRIu64
-               "\"\n  labels:\n    tandem.csi.dev/region: ",
-            v->epoch);
+    fprintf(
+        f,
+        "\n  annotations:\n    pv.kubernetes.io/provisioned-by: " DRIVER_NAME
+        "\n    tandem.csi.dev/failover-epoch: \"%" PRIu64
+        "\"\n  labels:\n    tandem.csi.dev/region: ",
+        v->epoch);
     yq(f, region);
     fprintf(f, "\nspec:\n  capacity:\n    storage: \"%" PRIu64 "\"\n",
             v->size_bytes);
@@ -681,8 +676,7 @@ static int write_manifest(const char *dir, const char *region,
     fprintf(f, "  csi:\n    driver: " DRIVER_NAME "\n    volumeHandle: ");
     yq(f, v->volume_id);
     fprintf(f, "\n");
-    if (!block)
-        fprintf(f, "    fsType: %s\n", fs ? fs : "ext4");
+    if (!block) fprintf(f, "    fsType: %s\n", fs ? fs : "ext4");
     /* volumeAttributes: what CreateVolume returns as volume_context
      * (csi/csi_ctrl.c), for the region the volume lives in now. */
     static const char *const k_mkfs[] = {"csi.param.mkfsOptions", NULL};
@@ -700,10 +694,11 @@ static int write_manifest(const char *dir, const char *region,
             fprintf(f, "\n");
         }
     }
-    fprintf(f, "  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n"
-               "        - matchExpressions:\n            - key: "
-               TOPO_REGION_KEY "\n              operator: In\n"
-               "              values:\n                - ");
+    fprintf(f,
+            "  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n"
+            "        - matchExpressions:\n            - key: " TOPO_REGION_KEY
+            "\n              operator: In\n"
+            "              values:\n                - ");
     yq(f, region);
     fprintf(f, "\n");
     if (pvc) {
@@ -712,26 +707,78 @@ static int write_manifest(const char *dir, const char *region,
         yq(f, pvc);
         fprintf(f, "\n  namespace: ");
         yq(f, ns);
-        fprintf(f, "\nspec:\n  accessModes:\n    - %s\n  volumeMode: %s\n",
-                am, block ? "Block" : "Filesystem");
+        fprintf(f, "\nspec:\n  accessModes:\n    - %s\n  volumeMode: %s\n", am,
+                block ? "Block" : "Filesystem");
         fprintf(f, "  storageClassName: ");
         /* "" keeps the default StorageClass from provisioning a new one. */
         yq(f, sc ? sc : "");
         fprintf(f, "\n  volumeName: ");
         yq(f, pv);
-        fprintf(f, "\n  resources:\n    requests:\n      storage: \"%" PRIu64
-                   "\"\n",
+        fprintf(f,
+                "\n  resources:\n    requests:\n      storage: \"%" PRIu64
+                "\"\n",
                 v->size_bytes);
     }
     int rc = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = -errno;
-    if (fclose(f) != 0 && !rc)
-        rc = -errno;
-    if (!rc && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc)
-        unlink(tmp);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) rc = -errno;
+    if (fclose(f) != 0 && !rc) rc = -errno;
+    if (!rc && rename(tmp, path) != 0) rc = -errno;
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+/* Metadata fallback: the volume's "meta." keys straight from the region's
+ * store (the replica carries them), for replicators that do not fill
+ * VolumeStatus.metadata.  Entries are malloc'd like unpacked ones, so
+ * protobuf_c_message_free_unpacked releases them with the answer. */
+static int meta_add_cb(const char *key, const char *val, void *arg)
+{
+    Tandem__Admin__V1__VolumeStatus *v = arg;
+    if (!strncmp(key, "rep.", 4)) /* the replicator's own bookkeeping */
+        return 0;
+    void *na = realloc(v->metadata, (v->n_metadata + 1) * sizeof *v->metadata);
+    if (!na) return -ENOMEM;
+    v->metadata = na;
+    Tandem__Admin__V1__VolumeStatus__MetadataEntry *e = malloc(sizeof *e);
+    if (!e) return -ENOMEM;
+    tandem__admin__v1__volume_status__metadata_entry__init(e);
+    e->key = strdup(key);
+    e->value = strdup(val);
+    if (!e->key || !e->value) {
+        free(e->key);
+        free(e->value);
+        free(e);
+        return -ENOMEM;
+    }
+    v->metadata[v->n_metadata++] = e;
+    return 0;
+}
+
+static int meta_from_store(const char *config, const char *region,
+                           Tandem__Admin__V1__VolumeStatus *v, char *err,
+                           size_t errlen)
+{
+    struct rg_config *cfg = NULL;
+    st_store *st = NULL;
+    int rc = rg_load(config, &cfg, err, errlen);
+    if (rc < 0) return rc;
+    const struct rg_region *r = rg_find(cfg, region);
+    if (!r) {
+        snprintf(err, errlen, "region %s is not in %s", region, config);
+        rc = -ENOENT;
+        goto out;
+    }
+    if ((rc = rg_open_store(r, &st)) < 0) {
+        snprintf(err, errlen, "cannot open region %s's store: %s", region,
+                 strerror(-rc));
+        goto out;
+    }
+    if ((rc = jr_meta_iter(st, v->volume_id, meta_add_cb, v)) < 0)
+        snprintf(err, errlen, "reading metadata of %s: %s", v->volume_id,
+                 jr_strerror(rc));
+out:
+    if (st) st_close(st);
+    rg_free(cfg);
     return rc;
 }
 
@@ -740,8 +787,7 @@ static int write_manifest(const char *dir, const char *region,
 /* With two admin endpoints, failover goes to the one serving to_region. */
 static struct endpoint *pick_region(struct ctl *c, const char *region)
 {
-    if (!c->peer.addr)
-        return &c->admin;
+    if (!c->peer.addr) return &c->admin;
     struct endpoint *eps[2] = {&c->admin, &c->peer};
     for (int i = 0; i < 2; i++) {
         Tandem__Admin__V1__StatusRequest req =
@@ -751,17 +797,122 @@ static struct endpoint *pick_region(struct ctl *c, const char *region)
         int saved = c->timeout_s;
         c->timeout_s = 5;
         int rc = admin_call(c, eps[i], "Status", &req,
-                            &tandem__admin__v1__status_response__descriptor,
-                            &r, 5, msg, sizeof msg);
+                            &tandem__admin__v1__status_response__descriptor, &r,
+                            5, msg, sizeof msg);
         c->timeout_s = saved;
         if (rc == RPC_OK) {
             int match = !strcmp(r->region, region);
             protobuf_c_message_free_unpacked(&r->base, NULL);
-            if (match)
-                return eps[i];
+            if (match) return eps[i];
         }
     }
     return &c->admin;
+}
+
+/* Failover of many named volumes is split into FAILOVER_CHUNKS calls
+ * made at once, so the replicator's worker threads promote them in
+ * parallel (each volume's promotion is independent).  --all stays one
+ * call: the replicator decides which volumes are replicas. */
+#define FAILOVER_CHUNKS 4
+#define FAILOVER_PARALLEL_MIN 8
+
+struct fo_job {
+    struct ctl *c;
+    struct endpoint *ep;
+    Tandem__Admin__V1__FailoverRequest req;
+    Tandem__Admin__V1__FailoverResponse *resp;
+    int rc;
+    char msg[1024];
+};
+
+static void *fo_job_run(void *arg)
+{
+    struct fo_job *j = arg;
+    j->rc = admin_call(j->c, j->ep, "Failover", &j->req,
+                       &tandem__admin__v1__failover_response__descriptor,
+                       &j->resp, 300, j->msg, sizeof j->msg);
+    return NULL;
+}
+
+/* One Failover answer for vols (or --all), made of parallel calls when
+ * there are many names.  A chunk whose call failed contributes FAILED
+ * results carrying the reason.  *out is malloc'd like an unpacked
+ * message (free with protobuf_c_message_free_unpacked). */
+static int failover_rpc(struct ctl *c, struct endpoint *ep, char **vols, int n,
+                        Tandem__Admin__V1__FailoverResponse **out, char *msg,
+                        size_t msgsz)
+{
+    int k = (!c->all && n >= FAILOVER_PARALLEL_MIN) ? FAILOVER_CHUNKS : 1;
+    struct fo_job jobs[FAILOVER_CHUNKS];
+    pthread_t tids[FAILOVER_CHUNKS];
+    int started[FAILOVER_CHUNKS] = {0};
+    /* Make the shared client before the threads use it. */
+    if (ep_connect(c, ep, msg, msgsz) < 0) return CALL_NO_CLIENT;
+    for (int i = 0, from = 0; i < k; i++) {
+        int cnt = n / k + (i < n % k);
+        struct fo_job *j = &jobs[i];
+        memset(j, 0, sizeof *j);
+        j->c = c;
+        j->ep = ep;
+        tandem__admin__v1__failover_request__init(&j->req);
+        j->req.volume_ids = vols + from;
+        j->req.n_volume_ids = k == 1 ? (size_t)n : (size_t)cnt;
+        j->req.all = c->all;
+        j->req.to_region = (char *)c->to_region;
+        j->req.graceful = c->graceful;
+        from += cnt;
+        if (k > 1 && pthread_create(&tids[i], NULL, fo_job_run, j) == 0)
+            started[i] = 1;
+        else
+            fo_job_run(j);
+    }
+    for (int i = 0; i < k; i++)
+        if (started[i]) pthread_join(tids[i], NULL);
+    if (k == 1) {
+        snprintf(msg, msgsz, "%s", jobs[0].msg);
+        *out = jobs[0].resp;
+        return jobs[0].rc;
+    }
+    /* Merge in request order; a failed chunk becomes FAILED rows. */
+    Tandem__Admin__V1__FailoverResponse *m = calloc(1, sizeof *m);
+    int all_failed = 1, rc = RPC_OK;
+    if (!m) abort();
+    tandem__admin__v1__failover_response__init(m);
+    m->results = calloc((size_t)n, sizeof *m->results);
+    if (!m->results) abort();
+    for (int i = 0; i < k; i++) {
+        struct fo_job *j = &jobs[i];
+        if (j->rc == RPC_OK) {
+            all_failed = 0;
+            if (m->region == protobuf_c_empty_string || !m->region)
+                m->region = strdup(j->resp->region);
+            for (size_t x = 0;
+                 x < j->resp->n_results && m->n_results < (size_t)n; x++)
+                m->results[m->n_results++] = j->resp->results[x];
+            j->resp->n_results = 0; /* moved into m */
+            protobuf_c_message_free_unpacked(&j->resp->base, NULL);
+            continue;
+        }
+        rc = j->rc;
+        snprintf(msg, msgsz, "%s", j->msg);
+        for (size_t x = 0; x < j->req.n_volume_ids; x++) {
+            Tandem__Admin__V1__FailoverResult *f = calloc(1, sizeof *f);
+            if (!f) abort();
+            tandem__admin__v1__failover_result__init(f);
+            f->volume_id = strdup(j->req.volume_ids[x]);
+            f->message = strdup(*j->msg ? j->msg : rpc_code_name(j->rc));
+            f->applied_age_seconds = -1;
+            m->results[m->n_results++] = f;
+        }
+    }
+    if (!m->region || m->region == protobuf_c_empty_string)
+        m->region = strdup(c->to_region);
+    if (all_failed) {
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return rc;
+    }
+    *out = m;
+    return RPC_OK;
 }
 
 static int cmd_failover(struct ctl *c, char **vols, int n)
@@ -785,18 +936,9 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
         return EX_FAIL;
     }
     struct endpoint *ep = pick_region(c, c->to_region);
-    Tandem__Admin__V1__FailoverRequest req =
-        TANDEM__ADMIN__V1__FAILOVER_REQUEST__INIT;
     Tandem__Admin__V1__FailoverResponse *r = NULL;
     char msg[1024], what[128];
-    req.volume_ids = vols;
-    req.n_volume_ids = n;
-    req.all = c->all;
-    req.to_region = (char *)c->to_region;
-    req.graceful = c->graceful;
-    int rc = admin_call(c, ep, "Failover", &req,
-                        &tandem__admin__v1__failover_response__descriptor, &r,
-                        300, msg, sizeof msg);
+    int rc = failover_rpc(c, ep, vols, n, &r, msg, sizeof msg);
     snprintf(what, sizeof what, "failover --to %s", c->to_region);
     if (rc != RPC_OK) {
         report_rpc_error(what, ep, rc, msg);
@@ -812,15 +954,30 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
            "already primary, %zu failed\n",
            r->region, c->graceful ? " (graceful)" : " (forced)", r->n_results,
            r->n_results == 1 ? "" : "s", changed, ok - changed, failed);
+    int w = 12;
+    for (size_t i = 0; i < r->n_results; i++)
+        if ((int)strlen(r->results[i]->volume_id) > w)
+            w = (int)strlen(r->results[i]->volume_id);
     if (r->n_results)
-        printf("%-24s %-16s %5s %10s %12s  %s\n", "VOLUME", "RESULT", "EPOCH",
+        printf("%-*s %-15s %5s %10s %12s  %s\n", w, "VOLUME", "RESULT", "EPOCH",
                "APPLIED", "APPLIED-AGE", "NOTE");
     int ret = EX_OK;
     for (size_t i = 0; i < r->n_results; i++) {
         const Tandem__Admin__V1__FailoverResult *x = r->results[i];
         char age[32], note[6000];
         human_age(age, sizeof age, x->applied_age_seconds);
-        snprintf(note, sizeof note, "%s", x->message);
+        /* The columns say what happened; the server's sentence only adds
+         * to a failure (or with --verbose). */
+        snprintf(note, sizeof note, "%s",
+                 !x->ok || c->verbose ? x->message : "");
+        if (x->ok && c->manifests_dir && x->volume && !x->volume->n_metadata &&
+            c->config) {
+            char e[512] = "";
+            if (meta_from_store(c->config, r->region, x->volume, e, sizeof e) <
+                0)
+                errf("failover %s: no metadata in the answer, and %s",
+                     x->volume_id, e);
+        }
         if (x->ok && c->manifests_dir && x->volume) {
             char path[4096];
             int wrc = write_manifest(c->manifests_dir, r->region, x->volume,
@@ -839,16 +996,17 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
                  x->volume_id);
             ret = EX_FAIL;
         }
-        printf("%-24s %-16s %5" PRIu64 " %10" PRIu64 " %12s  %s\n",
+        printf("%-*s %-15s %5" PRIu64 " %10" PRIu64 " %12s  %s\n", w,
                x->volume_id,
-               !x->ok ? "FAILED" : x->changed ? "promoted" : "already-primary",
+               !x->ok       ? "FAILED"
+               : x->changed ? "promoted"
+                            : "already-primary",
                x->epoch, x->applied, x->ok ? age : "-", note);
         if (!x->ok)
             errf("failover %s: %s", x->volume_id,
                  *x->message ? x->message : "not promoted");
     }
-    if (failed)
-        ret = ok ? EX_PARTIAL : EX_FAIL;
+    if (failed) ret = ok ? EX_PARTIAL : EX_FAIL;
     if (!r->n_results && n > 0) {
         errf("failover: the replicator answered for none of the named "
              "volumes");
@@ -861,97 +1019,144 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
 /* ---------------------------------------------------------------- main -- */
 
 static const char *const HELP_MAIN =
-"usage: tandemctl [global options] COMMAND [args]\n"
-"\n"
-"The failover CLI of tandem: talks to a tandem-replicator's admin API.\n"
-"\n"
-"commands:\n"
-"  status [VOLUME...] [--json]     replication state, lag and RPO per volume\n"
-"  promote VOLUME [--force]        make this region's copy primary\n"
-"  demote VOLUME                   make this region's primary secondary\n"
-"  failover --to REGION [--all | VOLUME...] [--emit-manifests DIR]\n"
-"                                  region lost: promote every replica there\n"
-"  resync VOLUME [--full]          make a returned former primary secondary\n"
-"\n"
-"global options:\n"
-"  --admin ADDR        admin API of the replicator to act on: unix:///path\n"
-"                      or HOST:PORT (mutual TLS); default $TANDEM_ADMIN\n"
-"  --peer-admin ADDR   the other region's admin API (status of both regions;\n"
-"                      failover picks the one serving --to); $TANDEM_PEER_ADMIN\n"
-"  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
-"                      mutual TLS for TCP addresses ($TANDEM_TLS_CA, ..._CERT,\n"
-"                      ..._KEY); --tls-server-name NAME overrides the name\n"
-"                      checked; --insecure allows plaintext TCP (tests only)\n"
-"  --timeout SEC       per-call deadline (and demote's drain wait)\n"
-"\n"
-"Run 'tandemctl COMMAND --help' for details.  Exit status: 0 done (or\n"
-"nothing to do), 1 failed or refused (one line on stderr), 2 usage error,\n"
-"3 failover promoted some volumes but not all.\n";
+    "usage: tandemctl [global options] COMMAND [args]\n"
+    "\n"
+    "The failover CLI of tandem: talks to a tandem-replicator's admin API.\n"
+    "\n"
+    "commands:\n"
+    "  status [VOLUME...] [--json]     replication state, lag and RPO per "
+    "volume\n"
+    "  promote VOLUME [--force]        make this region's copy primary\n"
+    "  demote VOLUME                   make this region's primary secondary\n"
+    "  failover --to REGION [--all | VOLUME...] [--emit-manifests DIR]\n"
+    "                                  region lost: promote every replica "
+    "there\n"
+    "  resync VOLUME [--full]          make a returned former primary "
+    "secondary\n"
+    "\n"
+    "global options:\n"
+    "  --admin ADDR        admin API of the replicator to act on: "
+    "unix:///path\n"
+    "                      or HOST:PORT (mutual TLS); default $TANDEM_ADMIN\n"
+    "  --peer-admin ADDR   the other region's admin API (status of both "
+    "regions;\n"
+    "                      failover picks the one serving --to); "
+    "$TANDEM_PEER_ADMIN;\n"
+    "                      a second --admin means the same\n"
+    "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
+    "                      mutual TLS for TCP addresses ($TANDEM_TLS_CA, "
+    "..._CERT,\n"
+    "                      ..._KEY); --tls-server-name NAME overrides the "
+    "name\n"
+    "                      checked; --insecure allows plaintext TCP (tests "
+    "only)\n"
+    "  --timeout SEC       per-call deadline (and demote's drain wait)\n"
+    "  --verbose           also print the replicator's own message per volume\n"
+    "\n"
+    "Run 'tandemctl COMMAND --help' for details.  Exit status: 0 done (or\n"
+    "nothing to do), 1 failed or refused (one line on stderr), 2 usage error,\n"
+    "3 failover promoted some volumes but not all.\n";
 
 static const char *help_for(const char *cmd)
 {
     if (!strcmp(cmd, "status"))
-        return
-"usage: tandemctl status [VOLUME...] [--json] [--peer-admin ADDR]\n"
-"\n"
-"Prints per volume: role, epoch, journal positions (HEAD written, APPLIED to\n"
-"this image, ACKED by the peer), LAG in entries and bytes not yet\n"
-"acknowledged, RPO (primary: age of the oldest unacknowledged entry, the data\n"
-"a region loss would lose now; secondary: age of the newest applied entry),\n"
-"LAST-SYNC (last exchange with the peer), THROUGHPUT, COMPR (raw/wire bytes),\n"
-"LINK (up, down, backoff, idle, catching-up, split-brain, ...) and STATE.\n"
-"With --peer-admin, both regions are shown.  --json prints the admin API's\n"
-"answers as JSON ({\"regions\": [...], \"errors\": [...]}).\n"
-"Exit 1 if a replicator could not be asked (the other is still shown).\n";
+        return "usage: tandemctl status [VOLUME...] [--json] [--peer-admin "
+               "ADDR]\n"
+               "\n"
+               "Prints per volume: role, epoch, journal positions (HEAD "
+               "written, APPLIED to\n"
+               "this image, ACKED by the peer), LAG in entries and bytes not "
+               "yet\n"
+               "acknowledged, RPO (primary: age of the oldest unacknowledged "
+               "entry, the data\n"
+               "a region loss would lose now; secondary: age of the newest "
+               "applied entry),\n"
+               "LAST-SYNC (last exchange with the peer), THROUGHPUT, COMPR "
+               "(raw/wire bytes),\n"
+               "LINK (up, down, backoff, idle, catching-up, split-brain, ...) "
+               "and STATE.\n"
+               "With --peer-admin, both regions are shown.  --json prints the "
+               "admin API's\n"
+               "answers as JSON ({\"regions\": [...], \"errors\": [...]}).\n"
+               "Exit 1 if a replicator could not be asked (the other is still "
+               "shown).\n";
     if (!strcmp(cmd, "promote"))
-        return
-"usage: tandemctl promote VOLUME [--force]\n"
-"\n"
-"Makes the copy in the --admin replicator's region primary; the epoch goes\n"
-"up by one.  Without --force it is graceful and refused unless the peer's\n"
-"copy was demoted and this copy applied everything the peer wrote.  --force\n"
-"promotes regardless (the peer region is lost); when the old primary comes\n"
-"back it sees the higher epoch, stops shipping and waits for 'resync'.\n"
-"Promoting a primary again does nothing and exits 0.\n";
+        return "usage: tandemctl promote VOLUME [--force]\n"
+               "\n"
+               "Makes the copy in the --admin replicator's region primary; the "
+               "epoch goes\n"
+               "up by one.  Without --force it is graceful and refused unless "
+               "the peer's\n"
+               "copy was demoted and this copy applied everything the peer "
+               "wrote.  --force\n"
+               "promotes regardless (the peer region is lost); when the old "
+               "primary comes\n"
+               "back it sees the higher epoch, stops shipping and waits for "
+               "'resync'.\n"
+               "Promoting a primary again does nothing and exits 0.\n";
     if (!strcmp(cmd, "demote"))
-        return
-"usage: tandemctl demote VOLUME [--timeout SEC]\n"
-"\n"
-"Makes the primary copy in the --admin replicator's region secondary: new\n"
-"writes and read-write staging are refused at once, the rest of the journal\n"
-"is shipped and the peer's acknowledgement awaited (--timeout, default 30 s).\n"
-"Then 'promote VOLUME' on the peer is a graceful switchover.  Demoting a\n"
-"secondary again does nothing and exits 0.\n";
+        return "usage: tandemctl demote VOLUME [--timeout SEC]\n"
+               "\n"
+               "Makes the primary copy in the --admin replicator's region "
+               "secondary: new\n"
+               "writes and read-write staging are refused at once, the rest of "
+               "the journal\n"
+               "is shipped and the peer's acknowledgement awaited (--timeout, "
+               "default 30 s).\n"
+               "Then 'promote VOLUME' on the peer is a graceful switchover.  "
+               "Demoting a\n"
+               "secondary again does nothing and exits 0.\n";
     if (!strcmp(cmd, "failover"))
-        return
-"usage: tandemctl failover --to REGION (--all | VOLUME...)\n"
-"                          [--emit-manifests DIR [--storage-class NAME]]\n"
-"                          [--graceful]\n"
-"\n"
-"The one command to run when a region is lost: promotes (forced, unless\n"
-"--graceful) every replica in REGION (--all) or the named ones, in\n"
-"parallel, and prints per volume the RESULT (promoted, already-primary,\n"
-"FAILED), the new EPOCH, the last APPLIED journal position and its age\n"
-"(APPLIED-AGE: how old the newest data on the replica is; writes after it\n"
-"in the lost region are lost).  --admin (or --peer-admin) must reach the\n"
-"replicator of REGION.\n"
-"--emit-manifests DIR writes DIR/<volume>.yaml per promoted volume: a\n"
-"PersistentVolume (same volumeHandle, driver " DRIVER_NAME ", nodeAffinity\n"
-TOPO_REGION_KEY "=REGION, capacity, fsType) bound by\n"
-"claimRef to the original PVC, and that PVC, from the metadata that\n"
-"travelled with the volume: kubectl apply -f DIR in the surviving cluster.\n"
-"Exit 0 if every volume is primary now, 3 if some failed, 1 if none.\n";
+        return "usage: tandemctl failover --to REGION (--all | VOLUME...)\n"
+               "                          [--emit-manifests DIR "
+               "[--storage-class NAME]]\n"
+               "                          [--graceful] [--config FILE]\n"
+               "\n"
+               "The one command to run when a region is lost: promotes "
+               "(forced, unless\n"
+               "--graceful) every replica in REGION (--all) or the named ones, "
+               "in\n"
+               "parallel, and prints per volume the RESULT (promoted, "
+               "already-primary,\n"
+               "FAILED), the new EPOCH, the last APPLIED journal position and "
+               "its age\n"
+               "(APPLIED-AGE: how old the newest data on the replica is; "
+               "writes after it\n"
+               "in the lost region are lost).  --admin (or --peer-admin) must "
+               "reach the\n"
+               "replicator of REGION.\n"
+               "--emit-manifests DIR writes DIR/<volume>.yaml per promoted "
+               "volume: a\n"
+               "PersistentVolume (same volumeHandle, driver " DRIVER_NAME
+               ", nodeAffinity\n" TOPO_REGION_KEY
+               "=REGION, capacity, fsType) bound by\n"
+               "claimRef to the original PVC, and that PVC, from the metadata "
+               "that\n"
+               "travelled with the volume: kubectl apply -f DIR in the "
+               "surviving cluster.\n"
+               "(--config FILE, default $TANDEM_CONFIG: the region map; if "
+               "the\n"
+               "replicator's answer carries no metadata, it is read from "
+               "REGION's store.)\n"
+               "Exit 0 if every volume is primary now, 3 if some failed, 1 if "
+               "none.\n";
     if (!strcmp(cmd, "resync"))
-        return
-"usage: tandemctl resync VOLUME [--full]\n"
-"\n"
-"Run against the region that came back (--admin): turns its copy (a former\n"
-"primary, or a split-brain copy) into a secondary of the peer's primary.\n"
-"Only regions written on either side after the last common journal\n"
-"position are copied ('delta'); a full copy happens only as a fallback, or\n"
-"with --full, and the output says which.  Writes made only in the returned\n"
-"region after the failover are discarded: save them first if they matter.\n"
-"A copy that already is an in-sync secondary: nothing to do, exit 0.\n";
+        return "usage: tandemctl resync VOLUME [--full]\n"
+               "\n"
+               "Run against the region that came back (--admin): turns its "
+               "copy (a former\n"
+               "primary, or a split-brain copy) into a secondary of the peer's "
+               "primary.\n"
+               "Only regions written on either side after the last common "
+               "journal\n"
+               "position are copied ('delta'); a full copy happens only as a "
+               "fallback, or\n"
+               "with --full, and the output says which.  Writes made only in "
+               "the returned\n"
+               "region after the failover are discarded: save them first if "
+               "they matter.\n"
+               "A copy that already is an in-sync secondary: nothing to do, "
+               "exit 0.\n";
     return NULL;
 }
 
@@ -964,33 +1169,83 @@ int main(int argc, char **argv)
     c.tls.ca_file = getenv("TANDEM_TLS_CA");
     c.tls.cert_file = getenv("TANDEM_TLS_CERT");
     c.tls.key_file = getenv("TANDEM_TLS_KEY");
-    if (c.peer.addr && !*c.peer.addr)
-        c.peer.addr = NULL;
-    int help = 0;
+    const char *env_config = getenv("TANDEM_CONFIG");
+    if (c.peer.addr && !*c.peer.addr) c.peer.addr = NULL;
+    int help = 0, n_admin = 0;
 
-    enum { O_ADMIN = 256, O_PEER, O_CA, O_CERT, O_KEY, O_SNI, O_INSEC, O_TMO,
-           O_JSON, O_FORCE, O_ALL, O_TO, O_EMIT, O_FULL, O_GRACE, O_SC };
-    static const struct option lo[] = {
-        {"admin", 1, 0, O_ADMIN},      {"peer-admin", 1, 0, O_PEER},
-        {"tls-ca", 1, 0, O_CA},        {"tls-cert", 1, 0, O_CERT},
-        {"tls-key", 1, 0, O_KEY},      {"tls-server-name", 1, 0, O_SNI},
-        {"insecure", 0, 0, O_INSEC},   {"timeout", 1, 0, O_TMO},
-        {"json", 0, 0, O_JSON},        {"force", 0, 0, O_FORCE},
-        {"all", 0, 0, O_ALL},          {"to", 1, 0, O_TO},
-        {"emit-manifests", 1, 0, O_EMIT}, {"full", 0, 0, O_FULL},
-        {"graceful", 0, 0, O_GRACE},   {"storage-class", 1, 0, O_SC},
-        {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
+    enum {
+        O_ADMIN = 256,
+        O_PEER,
+        O_CA,
+        O_CERT,
+        O_KEY,
+        O_SNI,
+        O_INSEC,
+        O_TMO,
+        O_JSON,
+        O_FORCE,
+        O_ALL,
+        O_TO,
+        O_EMIT,
+        O_FULL,
+        O_GRACE,
+        O_SC,
+        O_CONFIG,
+        O_VERBOSE
+    };
+    static const struct option lo[] = {{"admin", 1, 0, O_ADMIN},
+                                       {"peer-admin", 1, 0, O_PEER},
+                                       {"tls-ca", 1, 0, O_CA},
+                                       {"tls-cert", 1, 0, O_CERT},
+                                       {"tls-key", 1, 0, O_KEY},
+                                       {"tls-server-name", 1, 0, O_SNI},
+                                       {"insecure", 0, 0, O_INSEC},
+                                       {"timeout", 1, 0, O_TMO},
+                                       {"json", 0, 0, O_JSON},
+                                       {"force", 0, 0, O_FORCE},
+                                       {"all", 0, 0, O_ALL},
+                                       {"to", 1, 0, O_TO},
+                                       {"emit-manifests", 1, 0, O_EMIT},
+                                       {"full", 0, 0, O_FULL},
+                                       {"graceful", 0, 0, O_GRACE},
+                                       {"storage-class", 1, 0, O_SC},
+                                       {"config", 1, 0, O_CONFIG},
+                                       {"verbose", 0, 0, O_VERBOSE},
+                                       {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
     opterr = 0;
     int o;
     while ((o = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         switch (o) {
-        case O_ADMIN: c.admin.addr = optarg; break;
-        case O_PEER: c.peer.addr = optarg; break;
-        case O_CA: c.tls.ca_file = optarg; break;
-        case O_CERT: c.tls.cert_file = optarg; break;
-        case O_KEY: c.tls.key_file = optarg; break;
-        case O_SNI: c.tls.server_name = optarg; break;
-        case O_INSEC: c.insecure = 1; break;
+        case O_ADMIN:
+            /* A second --admin names the other region (= --peer-admin). */
+            if (n_admin++ == 0)
+                c.admin.addr = optarg;
+            else if (n_admin == 2)
+                c.peer.addr = optarg;
+            else {
+                errf("at most two --admin (one per region)");
+                return EX_USAGE;
+            }
+            break;
+        case O_PEER:
+            c.peer.addr = optarg;
+            break;
+        case O_CA:
+            c.tls.ca_file = optarg;
+            break;
+        case O_CERT:
+            c.tls.cert_file = optarg;
+            break;
+        case O_KEY:
+            c.tls.key_file = optarg;
+            break;
+        case O_SNI:
+            c.tls.server_name = optarg;
+            break;
+        case O_INSEC:
+            c.insecure = 1;
+            break;
         case O_TMO: {
             char *end;
             long t = strtol(optarg, &end, 10);
@@ -1001,22 +1256,45 @@ int main(int argc, char **argv)
             c.timeout_s = (int)t;
             break;
         }
-        case O_JSON: c.json = 1; break;
-        case O_FORCE: c.force = 1; break;
-        case O_ALL: c.all = 1; break;
-        case O_TO: c.to_region = optarg; break;
-        case O_EMIT: c.manifests_dir = optarg; break;
-        case O_FULL: c.full = 1; break;
-        case O_GRACE: c.graceful = 1; break;
-        case O_SC: c.storage_class = optarg; break;
-        case 'h': help = 1; break;
+        case O_JSON:
+            c.json = 1;
+            break;
+        case O_FORCE:
+            c.force = 1;
+            break;
+        case O_ALL:
+            c.all = 1;
+            break;
+        case O_TO:
+            c.to_region = optarg;
+            break;
+        case O_EMIT:
+            c.manifests_dir = optarg;
+            break;
+        case O_FULL:
+            c.full = 1;
+            break;
+        case O_GRACE:
+            c.graceful = 1;
+            break;
+        case O_SC:
+            c.storage_class = optarg;
+            break;
+        case O_CONFIG:
+            c.config = optarg;
+            break;
+        case O_VERBOSE:
+            c.verbose = 1;
+            break;
+        case 'h':
+            help = 1;
+            break;
         case ':':
             errf("option %s needs a value (see tandemctl --help)",
                  argv[optind - 1]);
             return EX_USAGE;
         default:
-            errf("unknown option %s (see tandemctl --help)",
-                 argv[optind - 1]);
+            errf("unknown option %s (see tandemctl --help)", argv[optind - 1]);
             return EX_USAGE;
         }
     }
@@ -1040,13 +1318,16 @@ int main(int argc, char **argv)
      * elsewhere, so a typo never silently does something else. */
     if (c.force && strcmp(cmd, "promote")) {
         errf("%s: --force only applies to promote (failover always forces "
-             "unless --graceful)", cmd);
+             "unless --graceful)",
+             cmd);
         return EX_USAGE;
     }
     if ((c.all || c.to_region || c.manifests_dir || c.graceful ||
-         c.storage_class) && strcmp(cmd, "failover")) {
-        errf("%s: --all, --to, --emit-manifests, --graceful and "
-             "--storage-class only apply to failover", cmd);
+         c.storage_class || c.config) &&
+        strcmp(cmd, "failover")) {
+        errf("%s: --all, --to, --emit-manifests, --graceful, --config and "
+             "--storage-class only apply to failover",
+             cmd);
         return EX_USAGE;
     }
     if (c.full && strcmp(cmd, "resync")) {
@@ -1057,6 +1338,7 @@ int main(int argc, char **argv)
         errf("%s: --json only applies to status", cmd);
         return EX_USAGE;
     }
+    if (!c.config && env_config && *env_config) c.config = env_config;
     int one_vol = !strcmp(cmd, "promote") || !strcmp(cmd, "demote") ||
                   !strcmp(cmd, "resync");
     if (one_vol && nargs != 1) {
@@ -1067,7 +1349,8 @@ int main(int argc, char **argv)
 
     if (!c.admin.addr || !*c.admin.addr) {
         errf("%s: no admin endpoint: give --admin unix:///path or HOST:PORT "
-             "(or set TANDEM_ADMIN)", cmd);
+             "(or set TANDEM_ADMIN)",
+             cmd);
         return EX_USAGE;
     }
 

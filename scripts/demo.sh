@@ -43,6 +43,8 @@ failed=0
 finish() {
     local rc=$?
     trap - EXIT INT TERM
+    # A closed stdout (e.g. `| head`) must not stop the cleanup.
+    trap '' PIPE
     echo
     echo "==> cleaning up"
     if [ "${DEMO_KEEP:-0}" = 1 ]; then
@@ -80,8 +82,9 @@ check() {
 }
 # A check whose failure makes the rest meaningless.
 must() {
+    local before=$failed
     check "$@"
-    if [ $failed -ne 0 ]; then
+    if [ $failed -ne "$before" ]; then
         echo "demo: cannot go on; last lines of the logs:"
         for f in "$TMP"/a/*.log "$TMP"/b/*.log; do
             [ -s "$f" ] && { echo "--- $f"; tail -n 8 "$f"; }
@@ -157,7 +160,7 @@ check "status of the dead region fails with one line and exit 1" \
 
 step "failover: tandemctl failover --to b --all --emit-manifests"
 show tr_ctl b --peer-admin "unix://$TMP/a/admin.sock" failover --to b --all \
-    --emit-manifests "$TMP/manifests"
+    --emit-manifests "$TMP/manifests" --config "$TMP/b/tandem.conf"
 rc=$?
 check "failover exit 0" test $rc -eq 0
 check "$VOL is primary in region b" test "$(tr_field b "$VOL" role)" = primary
@@ -171,7 +174,9 @@ check "manifest binds the same volumeHandle in region b to demo/demo-data" \
              grep -q "name: \"demo-data\"" "$0" && grep -q "namespace: \"demo\"" "$0"' \
     "$TMP/manifests/$VOL.yaml" "$VOL"
 show tr_ctl b failover --to b --all
-check "failover again: nothing to do, exit 0" tr_ctl b failover --to b --all
+check "failover again: nothing to do, exit 0" \
+    bash -c '"$@" | grep -q "0 promoted now, 1 already primary"' _ \
+    "$BIN/tandemctl" --admin "unix://$TMP/b/admin.sock" failover --to b --all
 
 step "staging the replica on node-b-1 and checking the files"
 # kubelet passes the PV's volumeAttributes as the volume context: take
@@ -188,7 +193,8 @@ check "every file has the checksum it had in region a" \
 show cat "$TGT_B/app/hello.txt"
 write_b() {
     echo "written in region b after the failover" >"$TGT_B/app/after-failover.txt" &&
-        sync -f "$TGT_B/app/after-failover.txt"
+        sync -f "$TGT_B/app/after-failover.txt" &&
+        (cd "$TGT_B" && find app -type f | sort | xargs sha256sum) >"$TMP/sums-b"
 }
 check "region b accepts writes" write_b
 
@@ -208,6 +214,9 @@ sleep_until_fenced() {
     return 1
 }
 check "region a's replicator fenced its old primary (higher epoch in b)" sleep_until_fenced
+# What kubelet does for the pod that died with region a.
+check "NodeUnpublishVolume + NodeUnstageVolume of the dead pod in region a" \
+    tr_unmount a "$VOL" pod-a
 show tr_ctl a --peer-admin "unix://$TMP/b/admin.sock" status
 
 step "failback preparation: tandemctl resync $VOL in region a"
@@ -219,5 +228,14 @@ check "b ships to a again: lag 0" tr_wait_caught_up b "$VOL" 90
 show tr_ctl a resync "$VOL"
 show tr_ctl b --peer-admin "unix://$TMP/a/admin.sock" status
 
-step "unpublish and unstage in region b"
+step "checking region a's copy: unstage in b, let it ship, stage read-only in a"
 check "NodeUnpublishVolume + NodeUnstageVolume in region b" tr_unmount b "$VOL" pod-b
+check "b's last writes acknowledged by a (lag 0)" tr_wait_caught_up b "$VOL" 60
+ro_a() { TGT_RO=$(tr_mount a "$VOL" pod-ro --access-mode SINGLE_NODE_READER_ONLY "${CTX[@]}"); }
+check "secondary staged read-only in region a" ro_a
+check "region a's copy has every file of region b, after-failover.txt included" \
+    bash -c 'cd "$0" && sha256sum --quiet -c "$1"' "${TGT_RO:-/nonexistent}" "$TMP/sums-b"
+check "read-write staging of the secondary is refused in region a" \
+    bash -c '! "$0" --endpoint "unix://$1/a/csi-node.sock" node-stage --volume-id "$2" --staging "$1/a/staging/x" 2>/dev/null' \
+    "$BIN/tandem-csi-call" "$TMP" "$VOL"
+check "NodeUnpublishVolume + NodeUnstageVolume in region a" tr_unmount a "$VOL" pod-ro

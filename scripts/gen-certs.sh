@@ -6,7 +6,8 @@
 #   subjectAltName   = IP:127.0.0.1, DNS:localhost, DNS:NAME
 #   extendedKeyUsage = serverAuth, clientAuth
 # so one certificate serves as a gRPC server certificate and as a mutual-TLS
-# client certificate.  Keys are 2048-bit RSA (fast to make), valid 30 days.
+# client certificate.  Keys are ECDSA P-256 (made in milliseconds, unlike
+# RSA), certificates valid 30 days.
 #
 # Idempotent: an existing CA in DIR is reused and an existing NAME.pem that
 # this CA signed is kept, so concurrent users of one DIR agree on the CA.
@@ -30,7 +31,8 @@ flock 9
 
 umask 077
 if [ ! -s "$dir/ca.pem" ] || [ ! -s "$dir/ca.key" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -nodes -days 30 \
         -subj "/CN=tandem-test-ca-$(basename "$dir")-$$" \
         -addext "basicConstraints=critical,CA:TRUE" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -51,10 +53,11 @@ for name in "$@"; do
     tmp=$(mktemp -d "$dir/.gen.XXXXXX")
     printf '%s\n' \
         "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" \
+        "keyUsage=critical,digitalSignature" \
         "extendedKeyUsage=serverAuth,clientAuth" \
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$name" >"$tmp/ext"
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" \
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=$name" \
         -keyout "$tmp/key" -out "$tmp/csr" 2>/dev/null
     openssl x509 -req -in "$tmp/csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
         -set_serial "0x$(openssl rand -hex 16)" -days 30 \

@@ -165,7 +165,7 @@ tr_exporter_pids() {
     for f in "$TR_DIR/$1"/state/vols/*/pid "$TR_DIR/$1"/state/*/*/pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f" 2>/dev/null)
-        [ -n "$pid" ] && tr -d '\0' <"/proc/$pid/cmdline" 2>/dev/null |
+        [ -n "$pid" ] && tr -d '\0' 2>/dev/null <"/proc/$pid/cmdline" |
             grep -q tandem-volfuse && echo "$pid"
     done
 }

@@ -5,7 +5,7 @@
 # region a back and resynced.  The demo prints TAP-style "ok N" lines and
 # exits 0 only if every check held.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 if [ "$(id -u)" -ne 0 ]; then echo "SKIPPED: needs root (mounts, loop devices, FUSE)"; exit 77; fi
 for dev in /dev/fuse /dev/loop-control; do
     [ -e "$dev" ] || { echo "SKIPPED: $dev missing"; exit 77; }

@@ -13,12 +13,13 @@
 #     the peer is force-promoted (epoch up) and written; the old primary
 #     returns: it must refuse to ship and report split-brain, and both
 #     images stay exactly as they were
-#  5. failover --all with several volumes (+ manifests), twice
+#  5. failover --graceful (refused, then after demote), failover --all
+#     with several volumes (+ manifests), twice
 #  6. resync of the split-brain copy: a delta (output says so), then the
 #     images are equal; resync again: nothing to do
 #  7. one-line errors and exit codes
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 BIN=${TANDEM_BIN:-$ROOT/build}
 case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
@@ -34,6 +35,8 @@ n=0
 failed=0
 finish() {
     trap - EXIT
+    # A closed stdout (e.g. `| head`) must not stop the cleanup.
+    trap '' PIPE
     if [ $failed -ne 0 ]; then
         for f in "$TMP"/a/*.log "$TMP"/b/*.log; do
             [ -s "$f" ] && { echo "# --- $f"; tail -n 15 "$f" | sed 's/^/# /'; }
@@ -54,7 +57,11 @@ check() {
     if "$@"; then ok "$what"; else nok "$what"; fi
 }
 # The rest is meaningless without this.
-must() { check "$@"; [ $failed -eq 0 ] || exit 1; }
+must() {
+    local before=$failed
+    check "$@"
+    [ $failed -eq "$before" ] || exit 1
+}
 
 # run_ctl R ARGS...: tandemctl in region R; sets RC, OUT, ERR.
 run_ctl() {
@@ -120,8 +127,11 @@ DEV1=$(tr_mount a "$V1" p1 "${BLOCK[@]}") && DEV2=$(tr_mount a "$V2" p2 "${BLOCK
 must "V1, V2 staged read-write in a" test -n "${DEV2:-}"
 write_both() { write_at "$DEV1" 0 4 && write_at "$DEV2" 0 4; }
 must "V1, V2 written in a" write_both
-for v in $VOLS; do
+for v in "$V1" "$V2"; do
     check "$v caught up (lag 0)" tr_wait_caught_up a "$v" 60
+done
+for v in "$V3" "$V4"; do # never written: the replica exists in b
+    check "$v has a replica in b" tr_wait_field b "$v" role secondary 30
 done
 SUM1=$(sum_of "$DEV1")
 
@@ -167,13 +177,22 @@ write_at "$DEVB1" 8 2
 check "b ships V1 back to a (lag 0)" tr_wait_caught_up b "$V1" 60
 check "unstage V1 in b" tr_unmount b "$V1" p1
 
+# ------------------------------------------- 3b. graceful failover (V3) --
+run_ctl b failover --to b --graceful "$V3"
+check "failover --graceful refused while a holds V3 as primary (exit 1)" \
+    bash -c '[ "$0" -eq 1 ] && grep -q "FAILED" "$1" && [ -s "$2" ]' "$RC" "$TMP/out" "$TMP/err"
+run_ctl a demote "$V3"
+check "demote V3 in a" succeeded
+run_ctl b failover --to b --graceful "$V3"
+check "failover --graceful of V3 after demote: promoted" \
+    bash -c '[ "$0" -eq 0 ] && echo "$1" | grep -q "(graceful): 1 volume, 1 promoted now"' "$RC" "$OUT"
+
 # ---------------------------------------------------------- 4. split-brain --
 tr_kill_role b replicator
 write_at "$DEV2" 4 2 # a's V2 diverges: never shipped
 lagging() { [ "$(tr_field a "$V2" lag_entries)" -gt 0 ]; }
 check "a's V2 has unshipped writes (lag > 0)" lagging
 SUM2A=$(sum_of "$DEV2")
-HEAD2A=$(tr_field a "$V2" head)
 tr_kill a # region a lost (its pods' mounts torn down)
 tr_start_replicator b
 must "b's replicator restarted" tr_wait_up b admin.sock
@@ -192,8 +211,8 @@ HEAD2B=$(tr_field b "$V2" head)
 # ------------------------------------------------------ 5. failover --all --
 run_ctl b failover --to b --all --emit-manifests "$TMP/manifests"
 check "failover --to b --all: exit 0" succeeded
-check "failover reports 4 volumes, 2 promoted now, 2 already primary" \
-    has "4 volumes, 2 promoted now, 2 already primary, 0 failed"
+check "failover reports 4 volumes, 1 promoted now, 3 already primary" \
+    has "4 volumes, 1 promoted now, 3 already primary, 0 failed"
 for v in $VOLS; do
     check "$v primary in b" test "$(tr_field b "$v" role)" = primary
     check "manifest for $v (volumeHandle, region b)" \
@@ -209,6 +228,8 @@ must "region a back" tr_start a
 # What kubelet does for pods that are gone: unpublish and unstage (the
 # mounts died with the region; the plugin clears its records).
 check "unpublish + unstage the dead pod's V2 in a" tr_unmount a "$V2" p2
+# (Closing the volume may append a flush barrier: take a's head now.)
+HEAD2A=$(tr_field a "$V2" head)
 fenced() {
     local deadline=$((SECONDS + 30))
     while [ $SECONDS -lt $deadline ]; do
@@ -222,7 +243,8 @@ check "a's replicator refuses to ship V2 and marks it split-brain" fenced
 run_ctl a status "$V2"
 check "status in a shows split-brain" has "split"
 check "b's V2 head unchanged (nothing shipped over it)" test "$(tr_field b "$V2" head)" = "$HEAD2B"
-check "a's V2 head unchanged" test "$(tr_field a "$V2" head)" = "$HEAD2A"
+h=$(tr_field a "$V2" head)
+check "a's V2 head unchanged ($HEAD2A -> $h)" test "$h" = "$HEAD2A"
 check "b's V2 image unchanged" test "$(image_sum b "$V2")" = "$SUM2B"
 check "a's V2 image unchanged" test "$(image_sum a "$V2")" = "$SUM2A"
 

@@ -5,10 +5,12 @@
  *
  * Messages are the well-known wrapper types, so no test .proto has to be
  * compiled into libgen:
- *   Echo  (StringValue) -> StringValue   the same text back
+ *   Echo  (StringValue) -> StringValue   the same text back ("?method":
+ *                                        the method name the server saw)
  *   Fail  (StringValue "CODE text") -> error CODE with message "text"
- *   Sleep (Int64Value ms) -> Int64Value  sleeps ms (or until cancelled);
- *                                        returns the deadline left at start
+ *   Sleep (Int64Value ms) -> Int64Value  sleeps ms, returns the deadline
+ *                                        left at start; CANCELLED if it saw
+ *                                        rpc_ctx_cancelled() first
  *   Big   (Int64Value n) -> BytesValue   n bytes of a known pattern
  *   Peer  (StringValue) -> StringValue   the client's verified identity
  *   Empty (StringValue) -> StringValue   OK with no response (defaults)
@@ -67,7 +69,10 @@ static inline int echo_echo(void *svc, rpc_ctx *ctx,
         (const Google__Protobuf__StringValue *)req;
     if (st)
         atomic_fetch_add(&st->calls, 1);
-    Google__Protobuf__StringValue *out = echo_new_string(in->value);
+    /* "?method" asks for rpc_ctx_method() instead of an echo. */
+    const char *text =
+        strcmp(in->value, "?method") == 0 ? rpc_ctx_method(ctx) : in->value;
+    Google__Protobuf__StringValue *out = echo_new_string(text);
     if (!out)
         return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "out of memory");
     *resp = &out->base;
@@ -119,6 +124,8 @@ static inline int echo_sleep(void *svc, rpc_ctx *ctx,
         atomic_fetch_add(cancelled ? &st->sleep_cancelled : &st->sleep_done,
                          1);
     }
+    if (cancelled)
+        return rpc_ctx_error(ctx, RPC_CANCELLED, "gave up: call cancelled");
     Google__Protobuf__Int64Value *out = malloc(sizeof *out);
     if (!out)
         return RPC_RESOURCE_EXHAUSTED;

@@ -27,6 +27,8 @@ struct csi_proc {
     char sock[320];     /* "unix:///..." */
     char cfg[320];      /* region map path */
     char state[320];    /* --state-dir */
+    char region[64];    /* --region */
+    char zone[64];      /* --zone ("" none) */
     rpc_client *cli;
 };
 
@@ -61,44 +63,63 @@ static void csi_proc_config(struct csi_proc *p, const char *extra)
     fclose(f);
 }
 
-/* Start tandem-csi (mode "all", node n1 in region `region`) and wait
- * until Probe answers. */
-static void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
-                              const char *region, const char *zone)
+/* On a failed assertion (abort) in a test child: stop the plugin, its
+ * exporters, loop devices and mounts under the scratch dir, so a failure
+ * leaves nothing behind.  Best effort, through the shell. */
+static struct csi_proc *tc_current;
+
+static void tc_abort_cleanup(int sig)
+{
+    char cmd[2048];
+    struct csi_proc *p = tc_current;
+    if (p && p->dir[0]) {
+        if (p->pid > 0) kill(p->pid, SIGKILL);
+        snprintf(cmd, sizeof(cmd),
+                 "d=%s; for m in $(awk -v d=\"$d\" 'index($5, d) == 1 "
+                 "{print $5}' /proc/self/mountinfo | sort -r); do "
+                 "umount -l \"$m\" 2>/dev/null; done; "
+                 "for r in $d/state/vols/*; do [ -f $r/dev ] && "
+                 "losetup -d $(cat $r/dev) 2>/dev/null; [ -f $r/pid ] && "
+                 "kill -9 $(cat $r/pid) 2>/dev/null; umount -l $r/mnt "
+                 "2>/dev/null; done; rm -rf $d",
+                 p->dir);
+        if (system(cmd)) {}
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Start the tandem-csi process of p (mode "all", node n1) and wait until
+ * it answers. */
+static void csi_proc_spawn(struct csi_proc *p)
 {
     char bin[600], exporter[600], logp[400];
-    const char *tmp = getenv("TANDEM_TEST_TMP");
-    memset(p, 0, sizeof(*p));
-    snprintf(p->dir, sizeof(p->dir), "%s/csi.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    ASSERT(mkdtemp(p->dir) != NULL);
-    snprintf(p->sock, sizeof(p->sock), "unix://%s/csi.sock", p->dir);
-    snprintf(p->cfg, sizeof(p->cfg), "%s/regions.conf", p->dir);
-    snprintf(p->state, sizeof(p->state), "%s/state", p->dir);
     snprintf(logp, sizeof(logp), "%s/csi.log", p->dir);
-    csi_proc_config(p, extra_cfg);
     tc_bin("TANDEM_CSI", "tandem-csi", bin, sizeof(bin));
     tc_bin("TANDEM_VOLFUSE", "tandem-volfuse", exporter, sizeof(exporter));
     p->pid = fork();
     ASSERT(p->pid >= 0);
     if (p->pid == 0) {
-        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
         }
         execl(bin, bin, "--endpoint", p->sock, "--mode", "all", "--config",
-              p->cfg, "--node-id", "n1", "--region", region, "--zone",
-              zone ? zone : "", "--state-dir", p->state, "--exporter",
-              exporter, "--max-volumes-per-node", "64", (char *)NULL);
+              p->cfg, "--node-id", "n1", "--region", p->region, "--zone",
+              p->zone, "--state-dir", p->state, "--exporter", exporter,
+              "--max-volumes-per-node", "64", (char *)NULL);
         _exit(127);
     }
     ASSERT_EQ(rpc_client_create(p->sock, NULL, &p->cli), 0);
-    Csi__V1__ProbeRequest rq = CSI__V1__PROBE_REQUEST__INIT;
+    /* GetPluginInfo, not Probe: it answers even when a store is down. */
+    Csi__V1__GetPluginInfoRequest rq = CSI__V1__GET_PLUGIN_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     char msg[256];
-    int rc = rpc_client_call(p->cli, "/csi.v1.Identity/Probe", &rq.base,
-                             &csi__v1__probe_response__descriptor, &resp,
-                             10000, 1, msg, sizeof(msg));
+    int rc = rpc_client_call(p->cli, "/csi.v1.Identity/GetPluginInfo",
+                             &rq.base,
+                             &csi__v1__get_plugin_info_response__descriptor,
+                             &resp, 10000, 1, msg, sizeof(msg));
     if (rc != RPC_OK) {
         char cmd[600];
         snprintf(cmd, sizeof(cmd), "cat %s >&2", logp);
@@ -108,7 +129,38 @@ static void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
-static void csi_proc_start(struct csi_proc *p, const char *extra_cfg)
+/* Scratch dir + region map, then spawn; node in region/zone. */
+static void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
+                              const char *region, const char *zone)
+{
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    memset(p, 0, sizeof(*p));
+    snprintf(p->dir, sizeof(p->dir), "%s/csi.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    ASSERT(mkdtemp(p->dir) != NULL);
+    snprintf(p->sock, sizeof(p->sock), "unix://%s/csi.sock", p->dir);
+    snprintf(p->cfg, sizeof(p->cfg), "%s/regions.conf", p->dir);
+    snprintf(p->state, sizeof(p->state), "%s/state", p->dir);
+    snprintf(p->region, sizeof(p->region), "%s", region);
+    snprintf(p->zone, sizeof(p->zone), "%s", zone ? zone : "");
+    csi_proc_config(p, extra_cfg);
+    tc_current = p;
+    signal(SIGABRT, tc_abort_cleanup);
+    csi_proc_spawn(p);
+}
+
+/* Crash the plugin (SIGKILL: no cleanup at all) and start it again on
+ * the same state dir. */
+static inline void csi_proc_crash_restart(struct csi_proc *p)
+{
+    int st;
+    rpc_client_destroy(p->cli);
+    p->cli = NULL;
+    kill(p->pid, SIGKILL);
+    ASSERT_EQ(waitpid(p->pid, &st, 0), p->pid);
+    csi_proc_spawn(p);
+}
+
+static inline void csi_proc_start(struct csi_proc *p, const char *extra_cfg)
 {
     csi_proc_start_ex(p, extra_cfg, "a", NULL);
 }
@@ -152,7 +204,7 @@ static int tc_call(struct csi_proc *p, const char *method,
     return rpc_client_call(p->cli, method, req, rd, r, 30000, 0, msg, msglen);
 }
 
-static void tc_free(void *m)
+static inline void tc_free(void *m)
 {
     if (m) protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -175,7 +227,7 @@ struct tc_cap {
     Csi__V1__VolumeCapability *pc;
 };
 
-static Csi__V1__VolumeCapability *tc_cap(struct tc_cap *t, int block,
+static inline Csi__V1__VolumeCapability *tc_cap(struct tc_cap *t, int block,
                                          int mode, const char *fs)
 {
     csi__v1__volume_capability__init(&t->c);
@@ -207,7 +259,7 @@ struct tc_params {
     size_t n;
 };
 
-static void tc_param(struct tc_params *t, const char *k, const char *v)
+static inline void tc_param(struct tc_params *t, const char *k, const char *v)
 {
     csi__v1__create_volume_request__parameters_entry__init(&t->e[t->n]);
     t->e[t->n].key = (char *)k;
@@ -218,7 +270,7 @@ static void tc_param(struct tc_params *t, const char *k, const char *v)
 
 /* CreateVolume of name with size bytes (0: no range), one capability;
  * returns the code, fills id (may be NULL) and *out_resp if non-NULL. */
-static int tc_create(struct csi_proc *p, const char *name, int64_t size,
+static inline int tc_create(struct csi_proc *p, const char *name, int64_t size,
                      int block, struct tc_params *params,
                      Csi__V1__TopologyRequirement *topo, char *id,
                      size_t idlen, Csi__V1__CreateVolumeResponse **out_resp,
@@ -252,7 +304,7 @@ static int tc_create(struct csi_proc *p, const char *name, int64_t size,
     return rc;
 }
 
-static int tc_delete(struct csi_proc *p, const char *id)
+static inline int tc_delete(struct csi_proc *p, const char *id)
 {
     Csi__V1__DeleteVolumeRequest rq = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
     void *r = NULL;
@@ -265,7 +317,7 @@ static int tc_delete(struct csi_proc *p, const char *id)
 }
 
 /* Region segment value of a Volume's first accessible topology. */
-static const char *tc_vol_region(const Csi__V1__Volume *v)
+static inline const char *tc_vol_region(const Csi__V1__Volume *v)
 {
     if (!v || v->n_accessible_topology < 1) return "";
     const Csi__V1__Topology *t = v->accessible_topology[0];

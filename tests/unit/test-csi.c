@@ -8,6 +8,7 @@
 #include "tt.h"
 
 #include "csi/csi.h"
+#include "csi/csi_int.h"
 
 static const char *cfg_text =
     "[tandem]\n"
@@ -326,6 +327,39 @@ TEST(paths)
     big[0] = '/';
     big[sizeof(big) - 1] = 0;
     ASSERT(!csi_path_valid(big));
+}
+
+/* The in-flight set behind "concurrent call on the same id: ABORTED". */
+TEST(inflight_lock)
+{
+    char path[] = "/tmp/test-csi-cfg.XXXXXX", err[256];
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, cfg_text, strlen(cfg_text)), (ssize_t)strlen(cfg_text));
+    close(fd);
+    struct csi_opts o = {.mode = CSI_MODE_CONTROLLER, .config_path = path};
+    csi_service *s = NULL;
+    ASSERT_EQ(csi_service_create(&o, &s, err, sizeof(err)), 0);
+    ASSERT_EQ(csi__lock(s, "v1"), 0);
+    ASSERT_EQ(csi__lock(s, "v1"), -EBUSY);
+    ASSERT_EQ(csi__lock(s, "v2"), 0);
+    csi__unlock(s, "v1");
+    ASSERT_EQ(csi__lock(s, "v1"), 0);
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "x%d", i);
+        ASSERT_EQ(csi__lock(s, id), 0);
+    }
+    ASSERT_EQ(csi__lock(s, "x57"), -EBUSY);
+    csi_service_destroy(s);
+    /* A node without --node-id and an unknown region are refused. */
+    o.mode = CSI_MODE_NODE;
+    ASSERT_EQ(csi_service_create(&o, &s, err, sizeof(err)), -EINVAL);
+    o.mode = CSI_MODE_CONTROLLER;
+    o.region = "mars";
+    ASSERT_EQ(csi_service_create(&o, &s, err, sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "mars"));
+    unlink(path);
 }
 
 TT_MAIN()

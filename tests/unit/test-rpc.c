@@ -191,7 +191,11 @@ RPC_TEST(roundtrip_unix)
     ASSERT_OK(rpc_client_create(addr, NULL, &cli));
     assert_echo_ok(cli, "hello over a unix socket");
     assert_echo_ok(cli, ""); /* the empty message: zero bytes on the wire */
-    ASSERT_EQ(atomic_load(&st.calls), 2);
+    char out[64], msg[64];
+    ASSERT_EQ(echo(cli, "?method", out, sizeof out, msg, sizeof msg, 5000, 0),
+              RPC_OK);
+    ASSERT_STREQ(out, ECHO_SVC "Echo");
+    ASSERT_EQ(atomic_load(&st.calls), 3);
     rpc_client_destroy(cli);
     rpc_server_destroy(srv, 1000);
     struct stat sb;
@@ -448,6 +452,30 @@ RPC_TEST(wait_for_ready)
     scratch_rm();
 }
 
+RPC_TEST(reconnect_after_restart)
+{
+    char addr[300];
+    snprintf(addr, sizeof addr, "unix://%s/restart.sock", scratch());
+    rpc_server *srv = start_server(NULL, 1, addr, NULL, NULL);
+    rpc_client *cli;
+    ASSERT_OK(rpc_client_create(addr, NULL, &cli));
+    assert_echo_ok(cli, "first server");
+    rpc_server_destroy(srv, 1000);
+    char out[64], msg[128];
+    ASSERT_EQ(echo(cli, "x", out, sizeof out, msg, sizeof msg, 5000, 0),
+              RPC_UNAVAILABLE);
+    /* A new server on the same path: the same client gets through. */
+    srv = start_server(NULL, 1, addr, NULL, NULL);
+    int code = echo(cli, "second server", out, sizeof out, msg, sizeof msg,
+                    10000, 1);
+    if (code != RPC_OK)
+        TT_FAIL("after restart: %s \"%s\"", rpc_code_name(code), msg);
+    ASSERT_STREQ(out, "second server");
+    rpc_client_destroy(cli);
+    rpc_server_destroy(srv, 1000);
+    scratch_rm();
+}
+
 struct conc_arg {
     rpc_client *cli;
     int id, n, ok;
@@ -648,6 +676,8 @@ RPC_TEST(mtls)
     int port;
     rpc_server *srv = start_server(NULL, 2, "127.0.0.1:0", &stls, &port);
     char target[64], out[256], msg[256];
+    printf("  (the handshake errors logged below are the refusals this test "
+           "expects)\n");
     tcp_target(target, sizeof target, port);
     rpc_client *cli;
 

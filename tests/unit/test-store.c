@@ -10,6 +10,7 @@
  *   ./test-store sqlite_cas ...  named tests only
  */
 #include <pthread.h>
+#include <rados/librados.h>
 #include <sys/stat.h>
 
 #include "store.h"
@@ -259,14 +260,19 @@ STORE_TEST(model)
             break;
         case 3: /* truncate */
             ASSERT_OK(st_truncate(st, "m", off));
+            if (!exists) break;
             if (off < size) memset(m + off, 0, size - off);
             size = off;
-            exists = 1;
             break;
-        case 4: /* zero */
+        case 4: /* zero: reaching the end truncates */
             ASSERT_OK(st_zero(st, "m", off, len));
-            if (exists && off < size)
-                memset(m + off, 0, (off + len > size ? size : off + len) - off);
+            if (!exists || off >= size) break;
+            if (off + len >= size) {
+                memset(m + off, 0, size - off);
+                size = off;
+            } else {
+                memset(m + off, 0, len);
+            }
             break;
         case 5: /* write_full */
             if (RND(3)) break;
@@ -315,11 +321,20 @@ STORE_TEST(truncate_zero)
     ASSERT(is_zero(r + 10, 90));
     ASSERT_OK(st_truncate(st, "t", 0));
     ASSERT_UEQ(size_of(st, "t"), 0);
-    /* truncate creates a missing object. */
+    /* truncate does not create a missing object (RADOS). */
+    ASSERT_OK(st_truncate(st, "t2", 5000));
+    ASSERT_EQ(st_stat(st, "t2", NULL, NULL), -ENOENT);
+    ASSERT_OK(st_write(st, "t2", 0, "x", 1));
     ASSERT_OK(st_truncate(st, "t2", 5000));
     ASSERT_UEQ(size_of(st, "t2"), 5000);
     ASSERT_EQ(st_read(st, "t2", 0, r, 6000), 5000);
-    ASSERT(is_zero(r, 5000));
+    ASSERT_EQ(r[0], 'x');
+    ASSERT(is_zero(r + 1, 4999));
+    /* An empty write past the end extends the object. */
+    ASSERT_OK(st_write(st, "t2", 6000, "", 0));
+    ASSERT_UEQ(size_of(st, "t2"), 6000);
+    ASSERT_OK(st_write(st, "t2", 10, "", 0));
+    ASSERT_UEQ(size_of(st, "t2"), 6000);
 
     /* zero: a hole in the middle keeps the size. */
     ASSERT_OK(st_write_full(st, "z", w, sizeof w));
@@ -329,17 +344,30 @@ STORE_TEST(truncate_zero)
     ASSERT_MEMEQ(r, w, 1000);
     ASSERT(is_zero(r + 1000, 100000));
     ASSERT_MEMEQ(r + 101000, w + 101000, sizeof w - 101000);
-    /* Zero reaching past the end: zeros the tail, keeps the size. */
+    /* A zero range that reaches the end cuts the object there (RADOS:
+     * zero [off, end) is a truncate to off). */
     ASSERT_OK(st_zero(st, "z", 190000, 50000));
-    ASSERT_UEQ(size_of(st, "z"), sizeof w);
-    ASSERT_EQ(st_read(st, "z", 180000, r, 30000), 20000);
-    ASSERT_MEMEQ(r, w + 180000, 10000);
-    ASSERT(is_zero(r + 10000, 10000));
-    /* Zero past the end or on a missing object changes nothing. */
+    ASSERT_UEQ(size_of(st, "z"), 190000);
+    ASSERT_OK(st_zero(st, "z", 180000, 10000));
+    ASSERT_UEQ(size_of(st, "z"), 180000);
+    ASSERT_OK(st_zero(st, "z", 170000, 9999));
+    ASSERT_UEQ(size_of(st, "z"), 180000);
+    ASSERT_EQ(st_read(st, "z", 160000, r, 30000), 20000);
+    ASSERT_MEMEQ(r, w + 160000, 10000);
+    ASSERT(is_zero(r + 10000, 9999));
+    ASSERT_EQ(r[19999], w[179999]);
+    /* Zero at or past the end, empty, or on a missing object: no-op. */
+    ASSERT_OK(st_zero(st, "z", 180000, 10));
     ASSERT_OK(st_zero(st, "z", 300000, 10));
-    ASSERT_UEQ(size_of(st, "z"), sizeof w);
+    ASSERT_OK(st_zero(st, "z", 100, 0));
+    ASSERT_UEQ(size_of(st, "z"), 180000);
     ASSERT_OK(st_zero(st, "nothing", 0, 10));
     ASSERT_EQ(st_stat(st, "nothing", NULL, NULL), -ENOENT);
+    st_wop *op = st_wop_create();
+    st_wop_zero(op, 0, 0);
+    ASSERT_OK(st_wop_operate(st, "z", op));
+    st_wop_destroy(op);
+    ASSERT_UEQ(size_of(st, "z"), 180000);
 }
 
 /* --------------------------------------------------------------- list -- */
@@ -701,6 +729,43 @@ STORE_TEST(wop)
     ASSERT_EQ(st_wop_operate(st, "w", op), -ECANCELED);
     st_wop_destroy(op);
 
+    /* Guards on a missing object: every key is absent there, so an
+     * absent-guard passes (creating the object), a value guard fails. */
+    op = st_wop_create();
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    st_wop_write(op, 0, "n", 1);
+    ASSERT_OK(st_wop_operate(st, "g1", op));
+    ASSERT_OK(st_wop_operate(st, "g1", op)); /* still absent on g1 */
+    st_wop_destroy(op);
+    ASSERT_UEQ(size_of(st, "g1"), 1);
+    op = st_wop_create();
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    ASSERT_OK(st_wop_operate(st, "g2", op));
+    st_wop_destroy(op);
+    ASSERT_UEQ(size_of(st, "g2"), 0);
+    op = st_wop_create();
+    st_wop_assert_exists(op);
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    ASSERT_EQ(st_wop_operate(st, "g3", op), -ENOENT);
+    st_wop_destroy(op);
+    op = st_wop_create();
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    st_wop_omap_cmp(op, "j", "v", 1);
+    st_wop_omap_set(op, "k", "v", 1);
+    ASSERT_EQ(st_wop_operate(st, "g3", op), -ECANCELED);
+    st_wop_destroy(op);
+    op = st_wop_create();
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    st_wop_create_excl(op); /* the guard created it: documented */
+    ASSERT_EQ(st_wop_operate(st, "g3", op), -EEXIST);
+    st_wop_destroy(op);
+    op = st_wop_create();
+    st_wop_omap_rm(op, "k");
+    st_wop_omap_cmp(op, "k", NULL, 0);
+    ASSERT_EQ(st_wop_operate(st, "g3", op), -ENOENT);
+    st_wop_destroy(op);
+    ASSERT_EQ(st_stat(st, "g3", NULL, NULL), -ENOENT);
+
     /* An empty op does nothing; destroy(NULL) is fine. */
     op = st_wop_create();
     ASSERT_OK(st_wop_operate(st, "w", op));
@@ -778,7 +843,10 @@ STORE_TEST(cas_race)
                                 nv, (size_t)n);
                 free(v);
                 if (r == 0) i++;
-                else if (r != -ECANCELED) _exit(4);
+                else if (r != -ECANCELED) {
+                    fprintf(stderr, "cas: %d\n", r);
+                    _exit(4);
+                }
             }
             st_close(s2);
             _exit(0);
@@ -883,6 +951,50 @@ STORE_TEST(threads)
     ASSERT_UEQ(size_of(st, "thr-shared"), N * 40 * 64);
 }
 
+static void *cas_thr(void *arg)
+{
+    struct thr *t = arg;
+    for (int i = 0; i < 25 && !t->err;) {
+        char *v = NULL, nv[32];
+        size_t len = 0;
+        int r = st_omap_get(t->st, "tcounter", "n", &v, &len);
+        if (r && r != -ENOENT) {
+            t->err = r;
+            break;
+        }
+        int n = snprintf(nv, sizeof nv, "%ld", (r == 0 ? atol(v) : 0) + 1);
+        r = st_omap_cas(t->st, "tcounter", "n", r == 0 ? v : NULL, len, nv,
+                        (size_t)n);
+        free(v);
+        if (r == 0) i++;
+        else if (r != -ECANCELED) t->err = r;
+    }
+    return NULL;
+}
+
+/* Threads of one process racing on one counter by compare-and-set: with
+ * sqlite's group commit, conflicting CAS land in the same transaction and
+ * each must still see the one before it. */
+STORE_TEST(threads_cas)
+{
+    enum { N = 8 };
+    pthread_t th[N];
+    struct thr t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = (struct thr){st, i, 0};
+        ASSERT_EQ(pthread_create(&th[i], NULL, cas_thr, &t[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ASSERT_EQ(t[i].err, 0);
+    }
+    char *v = NULL;
+    size_t len;
+    ASSERT_OK(st_omap_get(st, "tcounter", "n", &v, &len));
+    ASSERT_EQ(atol(v), N * 25);
+    free(v);
+}
+
 struct aio_state {
     pthread_mutex_t mu;
     int done, failed, canceled;
@@ -918,16 +1030,32 @@ STORE_TEST(aio)
         st_wop_write(op, 0, "zzzz", 4);
         ASSERT_OK(st_aio_operate(st, "aio-a", op, aio_cb, &a));
     }
+    /* A value guard on a missing object: -ECANCELED, nothing created. */
+    st_wop *miss = st_wop_create();
+    st_wop_omap_cmp(miss, "last", "x", 1);
+    st_wop_write(miss, 0, "zzzz", 4);
+    ASSERT_OK(st_aio_operate(st, "aio-missing", miss, aio_cb, &a));
+    /* An absent-guard op completes through the callback as well. */
+    st_wop *abs = st_wop_create();
+    st_wop_omap_cmp(abs, "k", NULL, 0);
+    st_wop_omap_set(abs, "k", "1", 1);
+    ASSERT_OK(st_aio_operate(st, "aio-abs", abs, aio_cb, &a));
     /* A poisoned op is refused at once and its callback never runs. */
     st_wop *bad = st_wop_create();
     st_wop_write(bad, UINT64_MAX, "x", 1);
     ASSERT_EQ(st_aio_operate(st, "aio-a", bad, aio_cb, &a), -EFBIG);
     st_aio_wait(st);
     pthread_mutex_lock(&a.mu);
-    ASSERT_EQ(a.done, N + 4);
+    ASSERT_EQ(a.done, N + 6);
     ASSERT_EQ(a.failed, 0);
-    ASSERT_EQ(a.canceled, 4);
+    ASSERT_EQ(a.canceled, 5);
     pthread_mutex_unlock(&a.mu);
+    ASSERT_EQ(st_stat(st, "aio-missing", NULL, NULL), -ENOENT);
+    char *v = NULL;
+    size_t vlen;
+    ASSERT_OK(st_omap_get(st, "aio-abs", "k", &v, &vlen));
+    ASSERT_STREQ(v, "1");
+    free(v);
     for (int i = 0; i < N; i++) {
         fill(b, BS, (unsigned)i);
         ASSERT_EQ(st_read(st, i % 2 ? "aio-a" : "aio-b", (uint64_t)i * BS, r,
@@ -935,6 +1063,29 @@ STORE_TEST(aio)
         ASSERT_MEMEQ(r, b, BS);
     }
     st_aio_wait(st); /* nothing in flight: returns at once */
+}
+
+/* st_close waits for the aio still in flight. */
+STORE_TEST(aio_close)
+{
+    struct aio_state a = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+    char b[4096];
+    for (int i = 0; i < 16; i++) {
+        st_wop *op = st_wop_create();
+        fill(b, sizeof b, (unsigned)i);
+        st_wop_write(op, (uint64_t)i * sizeof b, b, sizeof b);
+        ASSERT_OK(st_aio_operate(st, "closing", op, aio_cb, &a));
+    }
+    st_close(st);
+    ASSERT_EQ(a.done, 16);
+    ASSERT_EQ(a.failed, 0);
+    ASSERT_OK(open_store(&T.st));
+    st = T.st;
+    ASSERT_UEQ(size_of(st, "closing"), 16 * sizeof b);
+    char r[4096];
+    ASSERT_EQ(st_read(st, "closing", 15 * sizeof b, r, sizeof r), 4096);
+    fill(b, sizeof b, 15);
+    ASSERT_MEMEQ(r, b, sizeof b);
 }
 
 /* Data survives closing and reopening the store. */
@@ -965,10 +1116,75 @@ TEST(config_errors)
     cfg.backend = "sqlite";
     ASSERT_EQ(st_open(&cfg, &st), -EINVAL); /* no db_path */
     cfg.db_path = "/nonexistent-dir/x/y.db";
-    ASSERT(st_open(&cfg, &st) < 0);
+    ASSERT_EQ(st_open(&cfg, &st), -ENOENT);
     cfg.backend = "rados";
     ASSERT_EQ(st_open(&cfg, &st), -EINVAL); /* no pool */
     st_close(NULL);
+}
+
+/* rados only: what opening reports, and values not written by us. */
+TEST(rados_open_errors)
+{
+    setup(1, "open_errors");
+    st_store *st2 = NULL;
+    struct st_config cfg = {.backend = "rados",
+                            .ceph_conf = getenv("TANDEM_CEPH_CONF"),
+                            .keyring = getenv("TANDEM_CEPH_KEYRING"),
+                            .client_id = getenv("TANDEM_CEPH_CLIENT"),
+                            .pool = "tandem-no-such-pool",
+                            .op_timeout_s = 5};
+    ASSERT_EQ(st_open(&cfg, &st2), -ENOENT);
+    cfg.pool = getenv("TANDEM_CEPH_POOL_A");
+    cfg.keyring = "/nonexistent/keyring";
+    ASSERT(st_open(&cfg, &st2) < 0);
+    cfg.keyring = getenv("TANDEM_CEPH_KEYRING");
+    cfg.client_id = "client.admin"; /* the long form works too */
+    ASSERT_OK(st_open(&cfg, &st2));
+    ASSERT_OK(st_ping(st2));
+    st_close(st2);
+
+    /* No monitor listening: a bounded failure, not a hang. */
+    char conf[600];
+    snprintf(conf, sizeof conf, "%s/test-store-nomon-%d.conf",
+             getenv("TANDEM_TEST_TMP") ? getenv("TANDEM_TEST_TMP") : "/tmp",
+             (int)getpid());
+    FILE *f = fopen(conf, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "[global]\nmon host = 127.0.0.1:9\nauth client required = "
+               "none\nlog file = /dev/null\n");
+    fclose(f);
+    cfg.ceph_conf = conf;
+    cfg.keyring = NULL;
+    cfg.op_timeout_s = 2;
+    time_t t0 = time(NULL);
+    int r = st_open(&cfg, &st2);
+    unlink(conf);
+    ASSERT(r < 0);
+    ASSERT_LE(time(NULL) - t0, 20);
+
+    /* An omap value written without the store's tag (by another tool) is
+     * refused, not misread. */
+    rados_t cl;
+    rados_ioctx_t io;
+    ASSERT_OK(rados_create2(&cl, "ceph", "client.admin", 0));
+    ASSERT_OK(rados_conf_read_file(cl, getenv("TANDEM_CEPH_CONF")));
+    ASSERT_OK(rados_conf_set(cl, "keyring", getenv("TANDEM_CEPH_KEYRING")));
+    ASSERT_OK(rados_connect(cl));
+    ASSERT_OK(rados_ioctx_create(cl, getenv("TANDEM_CEPH_POOL_A"), &io));
+    rados_ioctx_set_namespace(io, T.ns);
+    rados_write_op_t w = rados_create_write_op();
+    const char *k = "raw", *v = "plain";
+    size_t vl = 5;
+    rados_write_op_omap_set(w, &k, &v, &vl, 1);
+    ASSERT_OK(rados_write_op_operate(w, io, "foreign", NULL, 0));
+    rados_release_write_op(w);
+    rados_ioctx_destroy(io);
+    rados_shutdown(cl);
+    char *val = NULL;
+    size_t len;
+    ASSERT_EQ(st_omap_get(T.st, "foreign", "raw", &val, &len), -EIO);
+    ASSERT(val == NULL);
+    teardown();
 }
 
 TT_MAIN()

@@ -14,6 +14,8 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 
+#include "jr.h"
+#include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
 #include "tt.h"
@@ -24,20 +26,20 @@ struct fvol {
     const char *id;
     int primary;
     uint64_t epoch;
-    int peer_demoted;  /* graceful promote allowed */
-    int in_sync;       /* resync has nothing to do */
+    int peer_demoted; /* graceful promote allowed */
+    int in_sync;      /* resync has nothing to do */
     uint64_t applied;
 };
 
 static struct fvol g_vols[8];
 static size_t g_nvols;
+static int g_no_meta; /* answer like a replicator that sends no metadata */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static char *xs(const char *s)
 {
     char *p = strdup(s);
-    if (!p)
-        abort();
+    if (!p) abort();
     return p;
 }
 
@@ -77,10 +79,11 @@ static Tandem__Admin__V1__VolumeStatus *vs_make(const struct fvol *f)
         {"csi.param.fsType", "xfs"},
         {"csi.param.csi.storage.k8s.io/pvc/name", "data-db-0"},
     };
-    size_t n = sizeof kv / sizeof kv[0];
-    v->metadata = calloc(n, sizeof *v->metadata);
+    size_t n = g_no_meta ? 0 : sizeof kv / sizeof kv[0];
+    v->metadata = n ? calloc(n, sizeof *v->metadata) : NULL;
     for (size_t i = 0; i < n; i++) {
-        Tandem__Admin__V1__VolumeStatus__MetadataEntry *e = calloc(1, sizeof *e);
+        Tandem__Admin__V1__VolumeStatus__MetadataEntry *e =
+            calloc(1, sizeof *e);
         tandem__admin__v1__volume_status__metadata_entry__init(e);
         e->key = xs(kv[i][0]);
         e->value = xs(kv[i][1]);
@@ -93,8 +96,7 @@ static Tandem__Admin__V1__VolumeStatus *vs_make(const struct fvol *f)
 static struct fvol *find(const char *id)
 {
     for (size_t i = 0; i < g_nvols; i++)
-        if (!strcmp(g_vols[i].id, id))
-            return &g_vols[i];
+        if (!strcmp(g_vols[i].id, id)) return &g_vols[i];
     return NULL;
 }
 
@@ -120,8 +122,7 @@ static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         int want = !req->n_volume_ids;
         for (size_t j = 0; j < req->n_volume_ids; j++)
             want |= !strcmp(req->volume_ids[j], g_vols[i].id);
-        if (want)
-            r->volumes[r->n_volumes++] = vs_make(&g_vols[i]);
+        if (want) r->volumes[r->n_volumes++] = vs_make(&g_vols[i]);
     }
     pthread_mutex_unlock(&g_mu);
     r->now_unix_ms = 2001;
@@ -257,10 +258,12 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     return RPC_OK;
 }
 
-#define M(name, req, resp, fn)                                                \
-    {"/tandem.admin.v1.Admin/" name,                                          \
-     &tandem__admin__v1__##req##__descriptor,                                 \
-     &tandem__admin__v1__##resp##__descriptor, fn}
+#define M(name, req, resp, fn)                                                 \
+    {                                                                          \
+        "/tandem.admin.v1.Admin/" name,                                        \
+            &tandem__admin__v1__##req##__descriptor,                           \
+            &tandem__admin__v1__##resp##__descriptor, fn                       \
+    }
 static const struct rpc_method g_methods[] = {
     M("Status", status_request, status_response, h_status),
     M("Promote", promote_request, promote_response, h_promote),
@@ -304,8 +307,8 @@ static void setup(void)
 
     rpc_signals_block();
     struct rpc_server_opts o = {.methods = g_methods,
-                                .n_methods = sizeof g_methods /
-                                             sizeof g_methods[0]};
+                                .n_methods =
+                                    sizeof g_methods / sizeof g_methods[0]};
     ASSERT_OK(rpc_server_create(&o, &g_srv));
     ASSERT_GE(rpc_server_listen(g_srv, g_addr, NULL), 0);
     ASSERT_OK(rpc_server_start(g_srv));
@@ -328,8 +331,7 @@ static void slurp(const char *path, char *buf, size_t sz)
     int fd = open(path, O_RDONLY);
     ssize_t n = fd >= 0 ? read(fd, buf, sz - 1) : -1;
     buf[n > 0 ? n : 0] = 0;
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
 }
 
 static int run(const char *first, ...)
@@ -376,10 +378,10 @@ static int lines(const char *s)
     return n;
 }
 
-#define ASSERT_HAS(hay, needle)                                               \
-    do {                                                                      \
-        if (!strstr(hay, needle))                                             \
-            TT_FAIL("expected \"%s\" in:\n%s", needle, hay);                  \
+#define ASSERT_HAS(hay, needle)                                                \
+    do {                                                                       \
+        if (!strstr(hay, needle))                                              \
+            TT_FAIL("expected \"%s\" in:\n%s", needle, hay);                   \
     } while (0)
 
 /* ---------------------------------------------------------------- tests -- */
@@ -441,9 +443,9 @@ TEST(failover_all_and_manifests)
     setup();
     char dir[1100], path[1200], y[8192];
     snprintf(dir, sizeof dir, "%s/pv", g_dir);
-    ASSERT_EQ(run("failover", "--to", "b", "--all", "--emit-manifests", dir,
-                  NULL),
-              0);
+    ASSERT_EQ(
+        run("failover", "--to", "b", "--all", "--emit-manifests", dir, NULL),
+        0);
     ASSERT_HAS(g_out, "failover to region b (forced): 3 volumes, 2 promoted "
                       "now, 1 already primary, 0 failed");
     ASSERT_HAS(g_out, "APPLIED-AGE");
@@ -462,11 +464,61 @@ TEST(failover_all_and_manifests)
     ASSERT_HAS(y, "name: \"data-db-0\"");
     ASSERT_HAS(y, "kind: PersistentVolumeClaim\nmetadata:");
     ASSERT_HAS(y, "volumeName: \"pvc-1234\"");
-    ASSERT_HAS(y, "volumeAttributes:\n      region: \"b\"\n      fsType: \"xfs\"");
+    ASSERT_HAS(y,
+               "volumeAttributes:\n      region: \"b\"\n      fsType: \"xfs\"");
     ASSERT(!strstr(y, "csi.storage.k8s.io"));
     /* idempotent: everything is primary already */
     ASSERT_EQ(run("failover", "--to", "b", "--all", NULL), 0);
     ASSERT_HAS(g_out, "0 promoted now, 3 already primary, 0 failed");
+    teardown();
+}
+
+/* No metadata from the replicator: --config reads it from the store. */
+TEST(failover_manifest_meta_from_store)
+{
+    setup();
+    g_no_meta = 1;
+    char conf[1100], db[1100], dir[1100], path[1200], y[8192], err[256];
+    snprintf(conf, sizeof conf, "%s/tandem.conf", g_dir);
+    snprintf(db, sizeof db, "%s/b.db", g_dir);
+    snprintf(dir, sizeof dir, "%s/pv", g_dir);
+    FILE *f = fopen(conf, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "[region b]\nbackend = sqlite\ndb_path = %s\n", db);
+    fclose(f);
+    struct rg_config *cfg = NULL;
+    st_store *st = NULL;
+    ASSERT_OK(rg_load(conf, &cfg, err, sizeof err));
+    ASSERT_OK(rg_open_store(rg_find(cfg, "b"), &st));
+    struct jr_kv meta[] = {{"csi.pvc_name", "from-store"},
+                           {"csi.pvc_namespace", "ns2"},
+                           {"csi.access_type", "block"}};
+    struct jr_create_opts o = {.size = 1 << 20,
+                               .role = JR_ROLE_SECONDARY,
+                               .region = "b",
+                               .meta = meta,
+                               .n_meta = 3};
+    ASSERT_OK(jr_volume_create(st, "pvc-1234", &o));
+    st_close(st);
+    rg_free(cfg);
+
+    ASSERT_EQ(run("failover", "--to", "b", "pvc-1234", "--emit-manifests", dir,
+                  "--config", conf, NULL),
+              0);
+    snprintf(path, sizeof path, "%s/pvc-1234.yaml", dir);
+    slurp(path, y, sizeof y);
+    ASSERT_HAS(y, "name: \"from-store\"");
+    ASSERT_HAS(y, "namespace: \"ns2\"");
+    ASSERT_HAS(y, "volumeMode: Block");
+    ASSERT(!strstr(y, "fsType"));
+    /* Without --config the manifest still binds the handle, without PVC. */
+    ASSERT_EQ(
+        run("failover", "--to", "b", "pvc-5678", "--emit-manifests", dir, NULL),
+        0);
+    snprintf(path, sizeof path, "%s/pvc-5678.yaml", dir);
+    slurp(path, y, sizeof y);
+    ASSERT_HAS(y, "volumeHandle: \"pvc-5678\"");
+    ASSERT(!strstr(y, "claimRef"));
     teardown();
 }
 
@@ -485,6 +537,22 @@ TEST(failover_partial_and_usage)
     ASSERT_EQ(run("failover", "--to", "b", NULL), 2);
     ASSERT_EQ(run("promote", "--all", "x", NULL), 2);
     ASSERT_EQ(lines(g_err), 1);
+    teardown();
+}
+
+/* Many names: parallel calls, merged in the order given. */
+TEST(failover_many_names_parallel)
+{
+    setup();
+    ASSERT_EQ(run("failover", "--to", "b", "g1", "pvc-1234", "g2", "pvc-5678",
+                  "g3", "pvc-prim", "g4", "g5", "g6", NULL),
+              3);
+    ASSERT_HAS(g_out, "9 volumes, 2 promoted now, 1 already primary, 6 failed");
+    const char *p1 = strstr(g_out, "\npvc-1234 "),
+               *p2 = strstr(g_out, "\npvc-5678 "),
+               *p3 = strstr(g_out, "\npvc-prim "), *p4 = strstr(g_out, "\ng6 ");
+    ASSERT(p1 && p2 && p3 && p4 && p1 < p2 && p2 < p3 && p3 < p4);
+    ASSERT_EQ(lines(g_err), 6);
     teardown();
 }
 
@@ -518,6 +586,11 @@ TEST(unreachable_one_line)
     memcpy(g_addr, saved, sizeof g_addr);
     ASSERT_EQ(run("--peer-admin", bad, "status", NULL), 1);
     ASSERT_HAS(g_out, "region b");
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_EQ(run("--admin", bad, "status", "--json", NULL),
+              1); /* 2nd --admin */
+    ASSERT_HAS(g_out, "\"region\": \"b\"");
+    ASSERT_HAS(g_out, "\"errors\": [\n    {\"admin\": \"unix://");
     ASSERT_EQ(lines(g_err), 1);
     teardown();
 }

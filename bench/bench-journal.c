@@ -1,0 +1,336 @@
+/*
+ * bench-journal.c: journaled write throughput and latency next to the raw
+ * store, measured in the same run on the same store (issue 3, item 8).
+ *
+ * Cases (each first raw: st_write to data objects striped like an image,
+ * then journaled: jr_write on an open volume):
+ *   randwrite4k_qd1, randwrite4k_qd32   4 KiB random writes, 1 / 32 threads
+ *   seqwrite1m_incompressible           1 MiB sequential writes, qd 1
+ *   seqwrite1m_compressible             the same with 2:1 compressible data
+ * Journaled throughput counts until the volume is closed (every entry
+ * applied to the image), so the applier's cost is included.
+ *
+ * Output: a table on stdout and JSON lines appended to
+ * ${TANDEM_BENCH_OUT:-build/bench.jsonl}:
+ *   journal.<case>.<backend>.{raw,journal}_{iops,mibps,p50_us,p99_us}
+ *   ratio.journal_vs_raw.<case>.<backend>          throughput ratio
+ *   ratio.journal_vs_raw.<case>_p50_latency.<backend>  latency ratio
+ * Backends: sqlite (a fresh database under $TANDEM_TEST_TMP or /tmp),
+ * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 3) is
+ * the duration of each measurement; TANDEM_BENCH_CASES (a list of case
+ * names) limits the run to those cases.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jr.h"
+#include "store.h"
+#include "tlog.h"
+
+#define VOL_SIZE (256ull << 20)
+#define OBJ_SIZE (4u << 20)
+#define POOL_SIZE (64u << 20)
+
+static double secs_per_case = 3;
+static uint8_t *pool_rand, *pool_comp;
+static FILE *out;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void emit(const char *name, double value, const char *unit)
+{
+    if (out) {
+        fprintf(out, "{\"name\": \"%s\", \"value\": %.4f, \"unit\": \"%s\"}\n",
+                name, value, unit);
+        fflush(out);
+    }
+}
+
+struct ccase {
+    const char *name;
+    size_t bs;
+    int threads;
+    int seq;
+    int compressible;
+};
+
+struct run {
+    const struct ccase *c;
+    st_store *st;
+    jr_volume *v; /* NULL: raw */
+    double deadline;
+    pthread_mutex_t mu;
+    uint64_t seq_next;
+    uint64_t ops;
+    double *lat;
+    size_t nlat, caplat;
+    int err;
+};
+
+struct worker {
+    struct run *r;
+    unsigned seed;
+};
+
+static int raw_write(st_store *st, uint64_t off, const uint8_t *buf,
+                     size_t len)
+{
+    while (len > 0) {
+        char oid[64];
+        uint64_t objno = off / OBJ_SIZE, in = off % OBJ_SIZE;
+        size_t n = OBJ_SIZE - in < len ? OBJ_SIZE - in : len;
+        snprintf(oid, sizeof oid, "raw/%016" PRIx64, objno);
+        int r = st_write(st, oid, in, buf, n);
+        if (r < 0) return r;
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct run *r = w->r;
+    const struct ccase *c = r->c;
+    const uint8_t *pool = c->compressible ? pool_comp : pool_rand;
+    double *lat = malloc(sizeof(double) * 65536);
+    size_t nlat = 0;
+    uint64_t ops = 0;
+    int err = 0;
+    while (!err && now_s() < r->deadline) {
+        uint64_t off;
+        if (c->seq) {
+            pthread_mutex_lock(&r->mu);
+            off = r->seq_next;
+            r->seq_next = (r->seq_next + c->bs) % VOL_SIZE;
+            pthread_mutex_unlock(&r->mu);
+        } else {
+            off = ((uint64_t)rand_r(&w->seed) << 16 ^ (uint64_t)rand_r(&w->seed)) %
+                  (VOL_SIZE / c->bs) * c->bs;
+        }
+        size_t po = ((size_t)rand_r(&w->seed) % (POOL_SIZE / c->bs - 1)) * c->bs;
+        double t0 = now_s();
+        err = r->v ? jr_write(r->v, off, pool + po, c->bs)
+                   : raw_write(r->st, off, pool + po, c->bs);
+        double dt = now_s() - t0;
+        if (nlat < 65536) lat[nlat++] = dt;
+        ops++;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->ops += ops;
+    if (err && !r->err) r->err = err;
+    if (r->nlat + nlat > r->caplat) {
+        r->caplat = (r->nlat + nlat) * 2;
+        r->lat = realloc(r->lat, r->caplat * sizeof(double));
+    }
+    memcpy(r->lat + r->nlat, lat, nlat * sizeof(double));
+    r->nlat += nlat;
+    pthread_mutex_unlock(&r->mu);
+    free(lat);
+    return NULL;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct result {
+    double iops, mibps, p50_us, p99_us;
+    uint64_t ops;
+};
+
+static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
+                    const char *vol_id, struct result *res)
+{
+    struct run r = {.c = c, .st = st, .v = v};
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_t th[64];
+    struct worker w[64];
+    double t0 = now_s();
+    r.deadline = t0 + secs_per_case;
+    for (int i = 0; i < c->threads; i++) {
+        w[i] = (struct worker){&r, (unsigned)(i * 7919 + 17)};
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < c->threads; i++) pthread_join(th[i], NULL);
+    if (v) {
+        struct jr_stats js;
+        jr_get_stats(v, &js);
+        if (getenv("TANDEM_BENCH_VERBOSE"))
+            fprintf(stderr,
+                    "  %s: entries=%" PRIu64 " commits=%" PRIu64
+                    " apply_batches=%" PRIu64 " commit_ms=%.0f apply_ms=%.0f"
+                    " trim_ms=%.0f journal_MiB=%.1f\n",
+                    c->name, js.entries, js.commits, js.apply_batches,
+                    js.commit_ns / 1e6, js.apply_ns / 1e6, js.trim_ns / 1e6,
+                    js.journal_bytes / 1048576.0);
+        /* Count the time to apply everything acknowledged. */
+        int rc = jr_close(v);
+        if (rc < 0 && !r.err) r.err = rc;
+    }
+    double el = now_s() - t0;
+    if (r.err) {
+        fprintf(stderr, "bench-journal: %s: %s\n", c->name,
+                jr_strerror(r.err));
+        free(r.lat);
+        return r.err;
+    }
+    qsort(r.lat, r.nlat, sizeof(double), cmpd);
+    res->ops = r.ops;
+    res->iops = r.ops / el;
+    res->mibps = r.ops * (double)c->bs / el / 1048576.0;
+    res->p50_us = r.nlat ? r.lat[r.nlat / 2] * 1e6 : 0;
+    res->p99_us = r.nlat ? r.lat[r.nlat * 99 / 100] * 1e6 : 0;
+    free(r.lat);
+    (void)vol_id;
+    return 0;
+}
+
+static void bench_backend(const struct st_config *cfg, const char *backend)
+{
+    static const struct ccase cases[] = {
+        {"randwrite4k_qd1", 4096, 1, 0, 0},
+        {"randwrite4k_qd32", 4096, 32, 0, 0},
+        {"seqwrite1m_incompressible", 1 << 20, 1, 1, 0},
+        {"seqwrite1m_compressible", 1 << 20, 1, 1, 1},
+    };
+    st_store *st;
+    int rc = st_open(cfg, &st);
+    if (rc < 0) {
+        fprintf(stderr, "bench-journal: %s: st_open: %s\n", backend,
+                st_strerror(rc));
+        return;
+    }
+    printf("%-28s %-7s %10s %10s %10s %10s %10s %10s %7s %7s\n", "case",
+           "backend", "raw_iops", "jr_iops", "raw_MiB/s", "jr_MiB/s",
+           "raw_p50us", "jr_p50us", "ratio", "p50x");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const struct ccase *c = &cases[i];
+        const char *only = getenv("TANDEM_BENCH_CASES");
+        if (only && !strstr(only, c->name)) continue;
+        struct result raw = {0}, jr = {0};
+        char vol[64];
+        snprintf(vol, sizeof vol, "bench-%d-%zu", (int)getpid(), i);
+        if (run_case(c, st, NULL, NULL, &raw) < 0) continue;
+        struct jr_create_opts o = {.size = VOL_SIZE, .object_size = OBJ_SIZE,
+                                   .region = "bench"};
+        jr_volume *v = NULL;
+        if ((rc = jr_volume_create(st, vol, &o)) < 0 ||
+            (rc = jr_open(st, vol, JR_OPEN_WRITE, "bench", &v)) < 0) {
+            fprintf(stderr, "bench-journal: %s\n", jr_strerror(rc));
+            continue;
+        }
+        /* Register a peer that keeps up, so trimming runs as in service. */
+        jr_peer_ack_set(st, vol, "peer", UINT64_MAX / 2);
+        rc = run_case(c, st, v, vol, &jr);
+        jr_volume_delete(st, vol);
+        if (rc < 0) continue;
+        double ratio = jr.mibps / raw.mibps;
+        double p50x = jr.p50_us / raw.p50_us;
+        printf("%-28s %-7s %10.0f %10.0f %10.1f %10.1f %10.0f %10.0f %7.2f %7.2f\n",
+               c->name, backend, raw.iops, jr.iops, raw.mibps, jr.mibps,
+               raw.p50_us, jr.p50_us, ratio, p50x);
+        char name[160];
+#define EMIT(kind, field, unit)                                               \
+    snprintf(name, sizeof name, "journal.%s.%s.%s_" #field, c->name, backend, \
+             kind);                                                           \
+    emit(name, kind[0] == 'r' ? raw.field : jr.field, unit)
+        EMIT("raw", iops, "ops/s");
+        EMIT("journal", iops, "ops/s");
+        EMIT("raw", mibps, "MiB/s");
+        EMIT("journal", mibps, "MiB/s");
+        EMIT("raw", p50_us, "us");
+        EMIT("journal", p50_us, "us");
+        EMIT("raw", p99_us, "us");
+        EMIT("journal", p99_us, "us");
+        snprintf(name, sizeof name, "ratio.journal_vs_raw.%s.%s", c->name,
+                 backend);
+        emit(name, ratio, "x");
+        snprintf(name, sizeof name, "ratio.journal_vs_raw.%s_p50_latency.%s",
+                 c->name, backend);
+        emit(name, p50x, "x (lower is better)");
+    }
+    /* Drop the raw objects. */
+    for (uint64_t o = 0; o < VOL_SIZE / OBJ_SIZE; o++) {
+        char oid[64];
+        snprintf(oid, sizeof oid, "raw/%016" PRIx64, o);
+        st_remove(st, oid);
+    }
+    st_close(st);
+}
+
+int main(void)
+{
+    tlog_init("bench-journal", TLOG_WARN);
+    const char *s = getenv("TANDEM_BENCH_SECS");
+    if (s && atof(s) > 0) secs_per_case = atof(s);
+    const char *path = getenv("TANDEM_BENCH_OUT");
+    if (!path) path = "build/bench.jsonl";
+    out = fopen(path, "a");
+    if (!out) fprintf(stderr, "bench-journal: cannot append to %s\n", path);
+    pool_rand = malloc(POOL_SIZE);
+    pool_comp = malloc(POOL_SIZE);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < POOL_SIZE; i += 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(pool_rand + i, &x, 8);
+    }
+    /* 2:1 compressible: every 256-byte block is 128 random bytes then
+     * 128 zeros (LZ4 gets about 0.5 out of it). */
+    for (size_t i = 0; i < POOL_SIZE; i += 256) {
+        memcpy(pool_comp + i, pool_rand + i, 128);
+        memset(pool_comp + i + 128, 0, 128);
+    }
+
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    char dir[256], db[300];
+    snprintf(dir, sizeof dir, "%s/bench-journal.XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/bench.db", dir);
+    struct st_config sq = {.backend = "sqlite", .db_path = db};
+    bench_backend(&sq, "sqlite");
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "bench-journal: cleanup failed\n");
+
+    if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP")) {
+        char ns[64];
+        snprintf(ns, sizeof ns, "bench-journal-%d", (int)getpid());
+        struct st_config rc = {
+            .backend = "rados", .ceph_conf = getenv("TANDEM_CEPH_CONF"),
+            .keyring = getenv("TANDEM_CEPH_KEYRING"),
+            .client_id = getenv("TANDEM_CEPH_CLIENT"),
+            .pool = getenv("TANDEM_CEPH_POOL_A") ? getenv("TANDEM_CEPH_POOL_A")
+                                                 : "tandem-a",
+            .rados_ns = ns};
+        bench_backend(&rc, "rados");
+    } else {
+        printf("rados: SKIPPED: %s\n", getenv("TANDEM_CEPH_SKIP")
+                                           ? getenv("TANDEM_CEPH_SKIP")
+                                           : "TANDEM_CEPH_CONF not set");
+    }
+    free(pool_rand);
+    free(pool_comp);
+    if (out) fclose(out);
+    return 0;
+}

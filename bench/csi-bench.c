@@ -1,0 +1,247 @@
+/*
+ * csi-bench.c: CreateVolume and DeleteVolume through a real tandem-csi
+ * (controller mode) over its unix socket: N volumes (default 1000,
+ * $TANDEM_BENCH_CSI_N) created one after the other, then deleted; rate and
+ * p50/p99 latency per backend (sqlite always; rados when
+ * $TANDEM_CEPH_CONF is set, in a fresh RADOS namespace of
+ * $TANDEM_CEPH_POOL_A).  The baseline of the same run is a GetPluginInfo
+ * round trip (the RPC floor), so the ratios show what the volume work
+ * costs on top of gRPC.
+ *
+ * Figures appended to $TANDEM_BENCH_OUT (default build/bench.jsonl):
+ *   csi.createvolume_per_s.<b>, csi.createvolume_p50_ms.<b>,
+ *   csi.createvolume_p99_ms.<b>, csi.deletevolume_per_s.<b>,
+ *   csi.deletevolume_p50_ms.<b>, csi.deletevolume_p99_ms.<b>,
+ *   csi.rpc_floor_p50_ms.<b>, ratio.createvolume_vs_rpc_p50.<b>
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "csi.pb-c.h"
+#include "rpc.h"
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_d);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i];
+}
+
+static FILE *out;
+
+static void emit(const char *name, const char *backend, double v,
+                 const char *unit)
+{
+    printf("  %-34s %12.3f %s\n", name, v, unit);
+    if (out)
+        fprintf(out, "{\"name\": \"%s.%s\", \"value\": %.4f, \"unit\": \"%s\"}\n",
+                name, backend, v, unit);
+}
+
+struct plugin {
+    pid_t pid;
+    char dir[256];
+    rpc_client *cli;
+};
+
+static int plugin_start(struct plugin *p, const char *backend_cfg)
+{
+    char self[512], bin[700], cfg[400], sock[400], logp[400];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0) return -errno;
+    self[n] = 0;
+    const char *env = getenv("TANDEM_CSI");
+    snprintf(bin, sizeof(bin), "%s", env && env[0] ? env : "");
+    if (!bin[0]) snprintf(bin, sizeof(bin), "%s/../tandem-csi", dirname(self));
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    snprintf(p->dir, sizeof(p->dir), "%s/csi-bench.XXXXXX",
+             tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(p->dir)) return -errno;
+    snprintf(cfg, sizeof(cfg), "%s/regions.conf", p->dir);
+    snprintf(sock, sizeof(sock), "unix://%s/csi.sock", p->dir);
+    snprintf(logp, sizeof(logp), "%s/csi.log", p->dir);
+    FILE *f = fopen(cfg, "w");
+    if (!f) return -errno;
+    fprintf(f, "[tandem]\ndefault_region = x\n[region x]\n");
+    fprintf(f, backend_cfg, p->dir);
+    fclose(f);
+    p->pid = fork();
+    if (p->pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) dup2(fd, 2);
+        execl(bin, bin, "--endpoint", sock, "--mode", "controller",
+              "--config", cfg, "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    if (rpc_client_create(sock, NULL, &p->cli) < 0) return -EIO;
+    Csi__V1__ProbeRequest q = CSI__V1__PROBE_REQUEST__INIT;
+    ProtobufCMessage *r = NULL;
+    char msg[256];
+    int rc = rpc_client_call(p->cli, "/csi.v1.Identity/Probe", &q.base,
+                             &csi__v1__probe_response__descriptor, &r, 15000,
+                             1, msg, sizeof(msg));
+    if (r) protobuf_c_message_free_unpacked(r, NULL);
+    if (rc != RPC_OK) {
+        fprintf(stderr, "csi-bench: plugin not ready: %s %s\n",
+                rpc_code_name(rc), msg);
+        return -EIO;
+    }
+    return 0;
+}
+
+static void plugin_stop(struct plugin *p)
+{
+    int st;
+    char cmd[400];
+    rpc_client_destroy(p->cli);
+    if (p->pid > 0) {
+        kill(p->pid, SIGTERM);
+        waitpid(p->pid, &st, 0);
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", p->dir);
+    if (system(cmd)) {}
+}
+
+static int run(const char *backend, const char *backend_cfg, int n)
+{
+    struct plugin p = {0};
+    double *lat = calloc((size_t)n, sizeof(double));
+    char msg[512], name[64];
+    int rc = plugin_start(&p, backend_cfg);
+    if (rc < 0 || !lat) goto out;
+
+    /* Baseline: the RPC floor. */
+    for (int i = 0; i < n; i++) {
+        Csi__V1__GetPluginInfoRequest q = CSI__V1__GET_PLUGIN_INFO_REQUEST__INIT;
+        ProtobufCMessage *r = NULL;
+        double t0 = now_ms();
+        rc = rpc_client_call(p.cli, "/csi.v1.Identity/GetPluginInfo", &q.base,
+                             &csi__v1__get_plugin_info_response__descriptor,
+                             &r, 10000, 0, msg, sizeof(msg));
+        lat[i] = now_ms() - t0;
+        if (r) protobuf_c_message_free_unpacked(r, NULL);
+        if (rc != RPC_OK) goto fail;
+    }
+    double floor50 = pct(lat, n, 0.5);
+
+    Csi__V1__VolumeCapability__MountVolume mv =
+        CSI__V1__VOLUME_CAPABILITY__MOUNT_VOLUME__INIT;
+    Csi__V1__VolumeCapability__AccessMode am =
+        CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__INIT;
+    Csi__V1__VolumeCapability cap = CSI__V1__VOLUME_CAPABILITY__INIT;
+    Csi__V1__VolumeCapability *pc = &cap;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    am.mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER;
+    cap.access_mode = &am;
+    cap.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT;
+    cap.mount = &mv;
+    cr.required_bytes = 1ll << 30;
+    double t_all = now_ms();
+    for (int i = 0; i < n; i++) {
+        Csi__V1__CreateVolumeRequest q = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
+        ProtobufCMessage *r = NULL;
+        snprintf(name, sizeof(name), "pvc-bench-%06d", i);
+        q.name = name;
+        q.capacity_range = &cr;
+        q.n_volume_capabilities = 1;
+        q.volume_capabilities = &pc;
+        double t0 = now_ms();
+        rc = rpc_client_call(p.cli, "/csi.v1.Controller/CreateVolume", &q.base,
+                             &csi__v1__create_volume_response__descriptor, &r,
+                             30000, 0, msg, sizeof(msg));
+        lat[i] = now_ms() - t0;
+        if (r) protobuf_c_message_free_unpacked(r, NULL);
+        if (rc != RPC_OK) goto fail;
+    }
+    double create_s = (now_ms() - t_all) / 1e3;
+    printf("%s: %d volumes\n", backend, n);
+    emit("csi.createvolume_per_s", backend, n / create_s, "ops/s");
+    double c50 = pct(lat, n, 0.5);
+    emit("csi.createvolume_p50_ms", backend, c50, "ms");
+    emit("csi.createvolume_p99_ms", backend, pct(lat, n, 0.99), "ms");
+    emit("csi.rpc_floor_p50_ms", backend, floor50, "ms");
+    emit("ratio.createvolume_vs_rpc_p50", backend, c50 / floor50, "x");
+
+    t_all = now_ms();
+    for (int i = 0; i < n; i++) {
+        Csi__V1__DeleteVolumeRequest q = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
+        ProtobufCMessage *r = NULL;
+        snprintf(name, sizeof(name), "pvc-bench-%06d", i);
+        q.volume_id = name;
+        double t0 = now_ms();
+        rc = rpc_client_call(p.cli, "/csi.v1.Controller/DeleteVolume", &q.base,
+                             &csi__v1__delete_volume_response__descriptor, &r,
+                             30000, 0, msg, sizeof(msg));
+        lat[i] = now_ms() - t0;
+        if (r) protobuf_c_message_free_unpacked(r, NULL);
+        if (rc != RPC_OK) goto fail;
+    }
+    double del_s = (now_ms() - t_all) / 1e3;
+    emit("csi.deletevolume_per_s", backend, n / del_s, "ops/s");
+    emit("csi.deletevolume_p50_ms", backend, pct(lat, n, 0.5), "ms");
+    emit("csi.deletevolume_p99_ms", backend, pct(lat, n, 0.99), "ms");
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "csi-bench %s: %s: %s\n", backend, rpc_code_name(rc), msg);
+    rc = -EIO;
+out:
+    plugin_stop(&p);
+    free(lat);
+    return rc;
+}
+
+int main(void)
+{
+    const char *o = getenv("TANDEM_BENCH_OUT");
+    const char *ns = getenv("TANDEM_BENCH_CSI_N");
+    int n = ns && atoi(ns) > 0 ? atoi(ns) : 1000, rc = 0;
+    rpc_signals_block();
+    out = fopen(o && o[0] ? o : "build/bench.jsonl", "a");
+    if (!out) fprintf(stderr, "csi-bench: cannot append figures: %s\n",
+                      strerror(errno));
+    if (run("sqlite", "backend = sqlite\ndb_path = %s/x.db\n", n) < 0) rc = 1;
+    const char *conf = getenv("TANDEM_CEPH_CONF");
+    if (conf && conf[0]) {
+        char cfg[2048];
+        const char *kr = getenv("TANDEM_CEPH_KEYRING");
+        const char *cl = getenv("TANDEM_CEPH_CLIENT");
+        const char *pool = getenv("TANDEM_CEPH_POOL_A");
+        /* %%s: the plugin dir is not needed for rados. */
+        snprintf(cfg, sizeof(cfg),
+                 "backend = rados\nceph_conf = %s\nclient_id = %s\n%s%s%s"
+                 "pool = %s\nrados_namespace = csi-bench-%d\n# %%s\n",
+                 conf, cl && cl[0] ? cl : "admin", kr && kr[0] ? "keyring = " : "",
+                 kr && kr[0] ? kr : "", kr && kr[0] ? "\n" : "",
+                 pool && pool[0] ? pool : "tandem-a", (int)getpid());
+        if (run("rados", cfg, n) < 0) rc = 1;
+    } else {
+        printf("rados: SKIPPED (%s)\n", getenv("TANDEM_CEPH_SKIP")
+                                             ? getenv("TANDEM_CEPH_SKIP")
+                                             : "TANDEM_CEPH_CONF not set");
+    }
+    if (out) fclose(out);
+    return rc;
+}

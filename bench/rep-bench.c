@@ -1,0 +1,503 @@
+/*
+ * rep-bench.c: replication figures for `make bench` (owner: replicator
+ * helper).  Two regions in one process: two rep_ctx (replicator/rep.h)
+ * over mutual TLS on loopback, stores per backend (sqlite always; rados
+ * when TANDEM_CEPH_CONF names a cluster and TANDEM_CEPH_SKIP is unset).
+ *
+ * Figures per backend, appended as JSON lines to
+ * ${TANDEM_BENCH_OUT:-build/bench.jsonl}:
+ *   write_MBps.journal.<b>          journaled write throughput (1 MiB writes)
+ *   replication_MBps.<b>            the same bytes until the replica applied
+ *                                   them (same run)
+ *   ratio.replication_vs_journal.<b>  the two above (goal >= 1.0: keeps up)
+ *   lag.p50_s.<b>, lag.p99_s.<b>    per write: time from its ack on the
+ *                                   primary to its apply on the replica, at
+ *                                   50% of the measured write rate (64 KiB)
+ *   catchup_s.<b>                   after a 10 s outage of the peer (writes
+ *                                   going on at 50%): time from the peer's
+ *                                   return until it applied the head of
+ *                                   that moment (includes the sender's
+ *                                   reconnect backoff, capped at 2 s)
+ *   wire_bytes_per_written_byte.compressible.<b>  2:1 compressible data
+ *   failover_s.1vol.<b>, failover_s.100vols.<b>   admin Promote --force of
+ *                                   one volume / admin Failover of 100
+ *                                   volumes (region a gone), via the
+ *                                   replicator's admin socket
+ * TANDEM_BENCH_SECS scales the timed phases (default 6 s).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jr.h"
+#include "regions.h"
+#include "replicator/rep.h"
+#include "replicator/rep_int.h"
+#include "rpc.h"
+#include "tandem_admin.pb-c.h"
+#include "tlog.h"
+
+static FILE *out;
+static double secs = 6;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void emit(const char *name, const char *backend, double v,
+                 const char *unit)
+{
+    printf("  %-48s %12.4f %s\n", name, v, unit);
+    if (out) {
+        fprintf(out, "{\"name\": \"%s.%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
+                name, backend, v, unit);
+        fflush(out);
+    }
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct bench {
+    const char *backend;
+    char dir[256], conf[320], pki[300];
+    rep_ctx *a, *b;
+    st_store *sa, *sb;
+    struct rg_config *cfg;
+    char ns[32];
+};
+
+static rep_ctx *start(struct bench *x, const char *r, const char *p)
+{
+    char cert[400], key[400], ca[400], sock[400], err[512];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", x->pki);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", x->pki, r);
+    snprintf(key, sizeof(key), "%s/%s.key", x->pki, r);
+    snprintf(sock, sizeof(sock), "unix://%s/%s.sock", x->dir, r);
+    struct rep_opts o = {.config_path = x->conf, .region = r,
+                         .peer_region = p, .admin_addr = sock,
+                         .tls_ca = ca, .tls_cert = cert, .tls_key = key};
+    rep_ctx *c;
+    if (rep_create(&o, &c, err, sizeof(err)) < 0 ||
+        rep_start(c, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rep-bench: replicator %s: %s\n", r, err);
+        exit(1);
+    }
+    return c;
+}
+
+static int setup(struct bench *x, const char *backend)
+{
+    memset(x, 0, sizeof(*x));
+    x->backend = backend;
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    snprintf(x->dir, sizeof(x->dir), "%s/rep-bench.XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(x->dir)) return -errno;
+    snprintf(x->pki, sizeof(x->pki), "%s/pki", x->dir);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "scripts/gen-certs.sh %s a b >/dev/null", x->pki);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "rep-bench: gen-certs failed\n");
+        return -EIO;
+    }
+    snprintf(x->conf, sizeof(x->conf), "%s/conf.ini", x->dir);
+    snprintf(x->ns, sizeof(x->ns), "rb%d", (int)getpid());
+    FILE *f = fopen(x->conf, "w");
+    if (!f) return -errno;
+    fprintf(f, "[tandem]\ndefault_region = a\n");
+    for (int i = 0; i < 2; i++) {
+        const char *r = i ? "b" : "a";
+        fprintf(f, "[region %s]\n", r);
+        if (!strcmp(backend, "sqlite")) {
+            fprintf(f, "backend = sqlite\ndb_path = %s/%s.db\n", x->dir, r);
+        } else {
+            const char *pool = getenv(i ? "TANDEM_CEPH_POOL_B" : "TANDEM_CEPH_POOL_A");
+            const char *cl = getenv("TANDEM_CEPH_CLIENT");
+            fprintf(f, "backend = rados\nceph_conf = %s\nclient_id = %s\n"
+                    "keyring = %s\npool = %s\nrados_namespace = %s\n",
+                    getenv("TANDEM_CEPH_CONF"), cl ? cl : "admin",
+                    getenv("TANDEM_CEPH_KEYRING"), pool ? pool : "", x->ns);
+        }
+        fprintf(f, "replicator = 127.0.0.1:%d\n", free_port());
+    }
+    fclose(f);
+    char err[512];
+    if (rg_load(x->conf, &x->cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rep-bench: %s\n", err);
+        return -EINVAL;
+    }
+    if (rg_open_store(rg_find(x->cfg, "a"), &x->sa) < 0 ||
+        rg_open_store(rg_find(x->cfg, "b"), &x->sb) < 0) {
+        fprintf(stderr, "rep-bench: cannot open the %s stores\n", backend);
+        return -EIO;
+    }
+    x->a = start(x, "a", "b");
+    x->b = start(x, "b", "a");
+    return 0;
+}
+
+static void create(struct bench *x, const char *vol, uint64_t size,
+                   uint32_t objsz)
+{
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"}};
+    struct jr_create_opts o = {.size = size, .object_size = objsz,
+                               .role = JR_ROLE_PRIMARY, .region = "a",
+                               .meta = kv, .n_meta = 2};
+    int rc = jr_volume_create(x->sa, vol, &o);
+    if (rc < 0) {
+        fprintf(stderr, "rep-bench: create %s: %s\n", vol, jr_strerror(rc));
+        exit(1);
+    }
+}
+
+/* Wait until b applied at least seq; returns the time it happened or
+ * -1 after timeout. */
+static double wait_applied(struct bench *x, const char *vol, uint64_t seq,
+                           double timeout)
+{
+    double t0 = now_s();
+    struct jr_info i;
+    while (now_s() - t0 < timeout) {
+        if (jr_volume_stat(x->sb, vol, &i) == 0 && i.applied >= seq)
+            return now_s();
+        usleep(1000);
+    }
+    return -1;
+}
+
+/* ---- per-write lag: the writer records (seq, ack time); a sampler
+ * records when b's applied passes each seq. */
+struct lagrec {
+    uint64_t *seq;
+    double *t;
+    size_t n, cap;
+};
+
+static void lag_add(struct lagrec *l, uint64_t seq, double t)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 4096;
+        l->seq = realloc(l->seq, l->cap * sizeof(*l->seq));
+        l->t = realloc(l->t, l->cap * sizeof(*l->t));
+    }
+    l->seq[l->n] = seq;
+    l->t[l->n] = t;
+    l->n++;
+}
+
+struct sampler {
+    struct bench *x;
+    const char *vol;
+    volatile int stop;
+    struct lagrec applied; /* (applied seq, first time seen) */
+};
+
+static void *sampler_main(void *arg)
+{
+    struct sampler *s = arg;
+    uint64_t last = 0;
+    while (!s->stop) {
+        struct jr_info i;
+        if (jr_volume_stat(s->x->sb, s->vol, &i) == 0 && i.applied > last) {
+            last = i.applied;
+            lag_add(&s->applied, last, now_s());
+        }
+        usleep(500);
+    }
+    return NULL;
+}
+
+static uint8_t *pool_rand, *pool_comp;
+#define POOL (8u << 20)
+
+/* Write for `dur` seconds (or `total` bytes) at `rate` bytes/s (0: max),
+ * `wsz`-byte writes.  Records each write's seq and ack time in rec
+ * (may be NULL).  Returns bytes written; *el the elapsed time. */
+static uint64_t writer(struct bench *x, const char *vol, double dur,
+                       uint64_t total, double rate, size_t wsz, int comp,
+                       struct lagrec *rec, double *el, uint64_t *head,
+                       double outage_at, double outage_len,
+                       double *restored_at, uint64_t *head_at_restore)
+{
+    jr_volume *v;
+    int rc = jr_open(x->sa, vol, JR_OPEN_WRITE, "rep-bench", &v);
+    if (rc < 0) {
+        fprintf(stderr, "rep-bench: open %s: %s\n", vol, jr_strerror(rc));
+        exit(1);
+    }
+    struct jr_info info;
+    jr_get_info(v, &info);
+    uint64_t bytes = 0, off = 0, n = 0;
+    double t0 = now_s();
+    int down = 0;
+    while ((dur > 0 && now_s() - t0 < dur) || (total && bytes < total)) {
+        if (off + wsz > info.size) off = 0;
+        const uint8_t *src = (comp ? pool_comp : pool_rand) +
+                             (n * 4096 * 7) % (POOL - wsz);
+        if ((rc = jr_write(v, off, src, wsz)) < 0) {
+            fprintf(stderr, "rep-bench: write: %s\n", jr_strerror(rc));
+            exit(1);
+        }
+        double t = now_s();
+        if (rec || head) {
+            struct jr_info i;
+            jr_get_info(v, &i);
+            if (rec) lag_add(rec, i.head, t);
+            if (head) *head = i.head;
+        }
+        bytes += wsz;
+        off += wsz;
+        n++;
+        if (outage_len > 0 && !down && t - t0 >= outage_at) {
+            rep_destroy(x->b);
+            x->b = NULL;
+            down = 1;
+        }
+        if (down == 1 && t - t0 >= outage_at + outage_len) {
+            x->b = start(x, "b", "a");
+            struct jr_info i;
+            jr_get_info(v, &i);
+            *restored_at = now_s();
+            *head_at_restore = i.head;
+            down = 2;
+        }
+        if (rate > 0) {
+            double due = t0 + (double)bytes / rate;
+            double d = due - now_s();
+            if (d > 0) usleep((useconds_t)(d * 1e6));
+        }
+    }
+    *el = now_s() - t0;
+    jr_close(v);
+    return bytes;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run_backend(const char *backend)
+{
+    struct bench x;
+    printf("== replication (%s, mTLS on loopback)\n", backend);
+    if (setup(&x, backend) < 0) return 1;
+    double el;
+    uint64_t head = 0;
+
+    /* 1. Throughput: max-rate 1 MiB writes; replication of the same bytes. */
+    create(&x, "tput", 64u << 20, 4u << 20);
+    double t0 = now_s();
+    uint64_t bytes = writer(&x, "tput", secs, 0, 0, 1u << 20, 0, NULL, &el,
+                            &head, 0, 0, NULL, NULL);
+    double tw = now_s() - t0;
+    double ts = wait_applied(&x, "tput", head, 120);
+    if (ts < 0) {
+        fprintf(stderr, "rep-bench: replica never caught up\n");
+        return 1;
+    }
+    double jmb = bytes / tw / 1e6, rmb = bytes / (ts - t0) / 1e6;
+    emit("write_MBps.journal", backend, jmb, "MB/s");
+    emit("replication_MBps", backend, rmb, "MB/s");
+    emit("ratio.replication_vs_journal", backend, rmb / jmb, "ratio");
+
+    /* 2. Lag at 50% of the maximum rate of 64 KiB writes (measured here,
+     * on its own volume, while the replica follows). */
+    create(&x, "lagmax", 64u << 20, 4u << 20);
+    double el64;
+    uint64_t b64 = writer(&x, "lagmax", secs / 2, 0, 0, 64u << 10, 0, NULL,
+                          &el64, &head, 0, 0, NULL, NULL);
+    wait_applied(&x, "lagmax", head, 120);
+    double rate64 = b64 / el64;
+    emit("write_MBps.journal_64k", backend, rate64 / 1e6, "MB/s");
+    create(&x, "lag", 64u << 20, 4u << 20);
+    struct lagrec w = {0};
+    struct sampler s = {.x = &x, .vol = "lag"};
+    pthread_t th;
+    pthread_create(&th, NULL, sampler_main, &s);
+    writer(&x, "lag", secs, 0, 0.5 * rate64, 64u << 10, 0, &w, &el,
+           &head, 0, 0, NULL, NULL);
+    wait_applied(&x, "lag", head, 60);
+    usleep(5000);
+    s.stop = 1;
+    pthread_join(th, NULL);
+    double *lags = malloc((w.n + 1) * sizeof(double));
+    size_t nl = 0, j = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        while (j < s.applied.n && s.applied.seq[j] < w.seq[i]) j++;
+        if (j == s.applied.n) break;
+        double l = s.applied.t[j] - w.t[i];
+        lags[nl++] = l > 0 ? l : 0;
+    }
+    qsort(lags, nl, sizeof(double), cmp_d);
+    if (nl) {
+        emit("lag.p50_s", backend, lags[nl / 2], "s");
+        emit("lag.p99_s", backend, lags[(size_t)(nl * 0.99)], "s");
+    }
+    free(lags);
+
+    /* 3. Catch-up after a 10 s outage of the peer, writes going on. */
+    create(&x, "catchup", 256u << 20, 4u << 20);
+    double restored = 0;
+    uint64_t hr = 0;
+    writer(&x, "catchup", 11.5, 0, 0.5 * rate64, 64u << 10, 0, NULL,
+           &el, &head, 1.0, 10.0, &restored, &hr);
+    double tc = wait_applied(&x, "catchup", hr, 120);
+    if (tc > 0) emit("catchup_s", backend, tc - restored, "s");
+
+    /* 4. Wire bytes per written byte, 2:1 compressible data. */
+    create(&x, "comp", 64u << 20, 4u << 20);
+    uint64_t cb = writer(&x, "comp", 0, 32u << 20, 0, 64u << 10, 1, NULL,
+                         &el, &head, 0, 0, NULL, NULL);
+    wait_applied(&x, "comp", head, 60);
+    struct rep_vstat vs;
+    rep__stat_fill(x.a, "comp", &vs);
+    emit("wire_bytes_per_written_byte.compressible", backend,
+         (double)vs.wire_bytes / (double)cb, "ratio");
+
+    /* 5. Failover: 1 volume (Promote --force), then 100 (Failover --all),
+     * region a gone. */
+    char vol[32];
+    create(&x, "fo-one", 1u << 20, 64u << 10);
+    for (int i = 0; i < 100; i++) {
+        snprintf(vol, sizeof(vol), "fo-%03d", i);
+        create(&x, vol, 1u << 20, 64u << 10);
+    }
+    for (int i = -1; i < 100; i++) {
+        if (i < 0) snprintf(vol, sizeof(vol), "fo-one");
+        else snprintf(vol, sizeof(vol), "fo-%03d", i);
+        writer(&x, vol, 0, 4096, 0, 4096, 0, NULL, &el, &head, 0, 0, NULL,
+               NULL);
+    }
+    for (int i = -1; i < 100; i++) {
+        if (i < 0) snprintf(vol, sizeof(vol), "fo-one");
+        else snprintf(vol, sizeof(vol), "fo-%03d", i);
+        if (wait_applied(&x, vol, 1, 60) < 0) {
+            fprintf(stderr, "rep-bench: %s never replicated\n", vol);
+            return 1;
+        }
+    }
+    rep_destroy(x.a); /* region a is lost */
+    x.a = NULL;
+    char sock[400], msg[512];
+    snprintf(sock, sizeof(sock), "unix://%s/b.sock", x.dir);
+    rpc_client *c;
+    rpc_client_create(sock, NULL, &c);
+    Tandem__Admin__V1__PromoteRequest pq = TANDEM__ADMIN__V1__PROMOTE_REQUEST__INIT;
+    pq.volume_id = "fo-one";
+    pq.force = 1;
+    ProtobufCMessage *o = NULL;
+    t0 = now_s();
+    int code = rpc_client_call(c, "/tandem.admin.v1.Admin/Promote", &pq.base,
+                               &tandem__admin__v1__promote_response__descriptor,
+                               &o, 60000, 1, msg, sizeof(msg));
+    double t1 = now_s();
+    if (o) protobuf_c_message_free_unpacked(o, NULL);
+    if (code == RPC_OK) emit("failover_s.1vol", backend, t1 - t0, "s");
+    else fprintf(stderr, "rep-bench: promote: %s\n", msg);
+    Tandem__Admin__V1__FailoverRequest fq = TANDEM__ADMIN__V1__FAILOVER_REQUEST__INIT;
+    char *ids[100];
+    char names[100][16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(names[i], sizeof(names[i]), "fo-%03d", i);
+        ids[i] = names[i];
+    }
+    fq.volume_ids = ids;
+    fq.n_volume_ids = 100;
+    fq.to_region = "b";
+    o = NULL;
+    t0 = now_s();
+    code = rpc_client_call(c, "/tandem.admin.v1.Admin/Failover", &fq.base,
+                           &tandem__admin__v1__failover_response__descriptor,
+                           &o, 120000, 1, msg, sizeof(msg));
+    t1 = now_s();
+    size_t okn = 0;
+    if (code == RPC_OK) {
+        Tandem__Admin__V1__FailoverResponse *fr = (void *)o;
+        for (size_t i = 0; i < fr->n_results; i++) okn += fr->results[i]->ok;
+    }
+    if (o) protobuf_c_message_free_unpacked(o, NULL);
+    if (code == RPC_OK && okn == 100)
+        emit("failover_s.100vols", backend, t1 - t0, "s");
+    else
+        fprintf(stderr, "rep-bench: failover: %s ok=%zu\n", msg, okn);
+    rpc_client_destroy(c);
+
+    rep_destroy(x.b);
+    /* Leave no volumes behind in a shared cluster. */
+    if (strcmp(backend, "sqlite")) {
+        const char *vols[] = {"tput", "lagmax", "lag", "catchup", "comp",
+                              "fo-one"};
+        for (int i = 0; i < 6; i++) {
+            jr_volume_delete(x.sa, vols[i]);
+            jr_volume_delete(x.sb, vols[i]);
+        }
+        for (int i = 0; i < 100; i++) {
+            jr_volume_delete(x.sa, names[i]);
+            jr_volume_delete(x.sb, names[i]);
+        }
+    }
+    st_close(x.sa);
+    st_close(x.sb);
+    rg_free(x.cfg);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", x.dir);
+    if (system(cmd) != 0) fprintf(stderr, "rep-bench: cleanup failed\n");
+    return 0;
+}
+
+int main(void)
+{
+    rpc_signals_block();
+    tlog_init("rep-bench", TLOG_ERROR);
+    const char *e = getenv("TANDEM_BENCH_SECS");
+    if (e && atof(e) > 0) secs = atof(e);
+    const char *path = getenv("TANDEM_BENCH_OUT");
+    if (!path) path = "build/bench.jsonl";
+    out = fopen(path, "a");
+    if (!out) fprintf(stderr, "rep-bench: cannot append to %s\n", path);
+    pool_rand = malloc(POOL);
+    pool_comp = malloc(POOL);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < POOL; i += 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(pool_rand + i, &x, 8);
+    }
+    for (size_t i = 0; i < POOL; i += 256) {
+        memcpy(pool_comp + i, pool_rand + i, 128);
+        memset(pool_comp + i + 128, 0, 128);
+    }
+    int rc = run_backend("sqlite");
+    if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP"))
+        rc |= run_backend("rados");
+    else
+        printf("== replication (rados): SKIPPED: %s\n",
+               getenv("TANDEM_CEPH_SKIP") ? getenv("TANDEM_CEPH_SKIP")
+                                          : "TANDEM_CEPH_CONF not set");
+    if (out) fclose(out);
+    return rc;
+}
