@@ -6,9 +6,12 @@
 # Figures (JSON lines appended to ${TANDEM_BENCH_OUT:-build/bench.jsonl}):
 #   fio.randwrite4k_iops.<backend>   4 KiB random writes, libaio, iodepth 32,
 #                                    O_DIRECT (every write journaled durably)
-#   fio.seqwrite1m_mibps.<backend>   1 MiB sequential writes, iodepth 8
-# and, when the journal engine's figures of the same run are in the file
-# (jr.write4k_iops.<backend> / jr.seqwrite1m_mibps.<backend>), the ratios
+#   fio.seqwrite1m_mibps.<backend>   1 MiB sequential writes, iodepth 1
+# and, when bench-journal's figures of the same run are in the file
+# (journal.randwrite4k_qd32.<backend>.journal_iops and
+# journal.seqwrite1m_incompressible.<backend>.journal_mibps: the same
+# queue depths, jr_write straight on the engine), the cost of FUSE, loop
+# and ext4 as ratios:
 #   ratio.fio_vs_journal.randwrite4k.<backend>
 #   ratio.fio_vs_journal.seqwrite1m.<backend>
 #
@@ -72,7 +75,7 @@ run_backend() { # backend config-file
   local r iops kib
   r=$(fio_case "$stage" rw4k randwrite 4k 32) || true
   iops=${r%% *}
-  r=$(fio_case "$stage" seq1m write 1M 8) || true
+  r=$(fio_case "$stage" seq1m write 1M 1) || true
   kib=${r##* }
   if [ -z "$iops" ] || [ -z "$kib" ]; then
     echo "bench-fio: fio failed: $(tail -3 "$WORK/fio.err")"
@@ -81,10 +84,10 @@ run_backend() { # backend config-file
   emit "fio.randwrite4k_iops.$be" "$iops" "IOPS"
   emit "fio.seqwrite1m_mibps.$be" "$(awk -v k="$kib" 'BEGIN{printf "%.1f", k/1024}')" "MiB/s"
   local j
-  j=$(jr_figure "jr.write4k_iops.$be")
+  j=$(jr_figure "journal.randwrite4k_qd32.$be.journal_iops")
   [ -n "$j" ] && emit "ratio.fio_vs_journal.randwrite4k.$be" \
     "$(awk -v a="$iops" -v b="$j" 'BEGIN{printf "%.3f", a/b}')" "x"
-  j=$(jr_figure "jr.seqwrite1m_mibps.$be")
+  j=$(jr_figure "journal.seqwrite1m_incompressible.$be.journal_mibps")
   [ -n "$j" ] && emit "ratio.fio_vs_journal.seqwrite1m.$be" \
     "$(awk -v a="$kib" -v b="$j" 'BEGIN{printf "%.3f", a/1024/b}')" "x"
   "$TOOL" unstage "$run" "$stage" 2>/dev/null

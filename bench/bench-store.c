@@ -70,7 +70,8 @@ struct samples {
 static void sample_add(struct samples *s, double lat, int err)
 {
     pthread_mutex_lock(&s->mu);
-    if (err) s->errors++;
+    if (err)
+        s->errors++;
     else {
         s->ops++;
         if (s->n < MAX_SAMPLES) s->v[s->n++] = lat;
@@ -84,13 +85,14 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void emit(const char *cs, const char *be, const char *metric,
-                 double v, const char *unit)
+static void emit(const char *cs, const char *be, const char *metric, double v,
+                 const char *unit)
 {
     if (g_out) {
-        fprintf(g_out,
-                "{\"name\":\"store.%s.%s.%s\",\"value\":%.3f,\"unit\":\"%s\"}\n",
-                cs, be, metric, v, unit);
+        fprintf(
+            g_out,
+            "{\"name\":\"store.%s.%s.%s\",\"value\":%.3f,\"unit\":\"%s\"}\n",
+            cs, be, metric, v, unit);
         fflush(g_out);
     }
 }
@@ -107,8 +109,8 @@ static void report(const char *cs, const char *be, const char *mode,
     }
     double iops = (double)s->ops / secs;
     double mibs = iops * (double)op_bytes / MIB;
-    printf("  %-14s %-7s %-8s %10.0f %9.1f %10.0f %10.0f %6llu\n", cs, be,
-           mode, iops, mibs, p50, p99, (unsigned long long)s->errors);
+    printf("  %-14s %-7s %-8s %10.0f %9.1f %10.0f %10.0f %6llu\n", cs, be, mode,
+           iops, mibs, p50, p99, (unsigned long long)s->errors);
     fflush(stdout);
     emit(cs, be, "ops_per_s", iops, "ops/s");
     emit(cs, be, "mib_per_s", mibs, "MiB/s");
@@ -150,8 +152,9 @@ static int one_op(struct job *j, uint64_t i)
     }
     if (!strcmp(j->kind, "read_4k")) {
         snprintf(oid, sizeof oid, "full-%u", r % NOBJ);
-        ssize_t n = st_read(j->st, oid, (uint64_t)(rnd(&j->seed) % 1024) *
-                                            4 * KIB, j->rbuf, 4 * KIB);
+        ssize_t n =
+            st_read(j->st, oid, (uint64_t)(rnd(&j->seed) % 1024) * 4 * KIB,
+                    j->rbuf, 4 * KIB);
         return n == 4 * KIB ? 0 : -EIO;
     }
     if (!strcmp(j->kind, "read_1m")) {
@@ -187,16 +190,16 @@ static void run_sync(st_store *st, const char *be, const char *cs,
     pthread_t th[QD];
     double t0 = now_s();
     for (int i = 0; i < threads; i++) {
-        j[i] = (struct job){st, &s, kind, 777u + (unsigned)i * 31u,
-                            t0 + g_secs, buf, malloc(4 * MIB)};
+        j[i] = (struct job){
+            st,          &s,  kind,           777u + (unsigned)i * 31u,
+            t0 + g_secs, buf, malloc(4 * MIB)};
         pthread_create(&th[i], NULL, sync_loop, &j[i]);
     }
     for (int i = 0; i < threads; i++) {
         pthread_join(th[i], NULL);
         free(j[i].rbuf);
     }
-    report(cs, be, threads > 1 ? "32thr" : "qd1", &s, now_s() - t0,
-           op_bytes);
+    report(cs, be, threads > 1 ? "32thr" : "qd1", &s, now_s() - t0, op_bytes);
     free(s.v);
 }
 
@@ -231,8 +234,13 @@ static void run_aio(st_store *st, const char *be, const char *buf)
 {
     struct samples s = {PTHREAD_MUTEX_INITIALIZER,
                         malloc(MAX_SAMPLES * sizeof(double)), 0, 0, 0};
-    struct aio_state a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                          0, &s, {{0}}, {0}, QD};
+    struct aio_state a = {PTHREAD_MUTEX_INITIALIZER,
+                          PTHREAD_COND_INITIALIZER,
+                          0,
+                          &s,
+                          {{0}},
+                          {0},
+                          QD};
     unsigned seed = 4242;
     char oid[64];
     for (int i = 0; i < QD; i++) {
@@ -242,13 +250,13 @@ static void run_aio(st_store *st, const char *be, const char *buf)
     double t0 = now_s(), deadline = t0 + g_secs;
     while (now_s() < deadline) {
         pthread_mutex_lock(&a.mu);
-        while (a.nfree == 0) pthread_cond_wait(&a.cv, &a.mu);
+        while (a.nfree == 0)
+            pthread_cond_wait(&a.cv, &a.mu);
         struct aio_slot *sl = &a.slots[a.free_slots[--a.nfree]];
         a.inflight++;
         pthread_mutex_unlock(&a.mu);
         st_wop *op = st_wop_create();
-        st_wop_write(op, (uint64_t)(rnd(&seed) % 1024) * 4 * KIB, buf,
-                     4 * KIB);
+        st_wop_write(op, (uint64_t)(rnd(&seed) % 1024) * 4 * KIB, buf, 4 * KIB);
         snprintf(oid, sizeof oid, "w4k-%u", rnd(&seed) % NOBJ);
         sl->t0 = now_s();
         int r = st_aio_operate(st, oid, op, aio_done, sl);
@@ -275,7 +283,8 @@ static void bench_backend(const struct st_config *cfg, const char *be)
         return;
     }
     char *buf = malloc(4 * MIB);
-    for (size_t i = 0; i < 4 * MIB; i++) buf[i] = (char)(i * 131 + 7);
+    for (size_t i = 0; i < 4 * MIB; i++)
+        buf[i] = (char)(i * 131 + 7);
 
     run_sync(st, be, "write_full_4m", "write_full_4m", 1, 4 * MIB, buf);
     /* Make sure every object read below exists at full size. */
@@ -305,8 +314,7 @@ static int ceph_start(char *why, size_t whylen)
     char cmd[1400], line[1024], log[700];
     snprintf(g_ceph_dir, sizeof g_ceph_dir, "%s/ceph", g_tmp);
     snprintf(log, sizeof log, "%s/ceph-up.log", g_tmp);
-    snprintf(cmd, sizeof cmd, "tests/ceph/ceph-up.sh %s 2>%s", g_ceph_dir,
-             log);
+    snprintf(cmd, sizeof cmd, "tests/ceph/ceph-up.sh %s 2>%s", g_ceph_dir, log);
     fprintf(stderr, "bench-store: starting a throwaway Ceph in %s\n",
             g_ceph_dir);
     FILE *p = popen(cmd, "r");
@@ -353,7 +361,8 @@ static void rm_tmp(void)
     char cmd[700];
     if (!g_tmp[0]) return;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "bench-store: cannot remove %s\n", g_tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench-store: cannot remove %s\n", g_tmp);
 }
 
 int main(void)
@@ -366,8 +375,8 @@ int main(void)
     if (g_secs <= 0) g_secs = 2.0;
 
     snprintf(out, sizeof out, "%s/bench.jsonl", b);
-    const char *outp = getenv("TANDEM_BENCH_OUT") ? getenv("TANDEM_BENCH_OUT")
-                                                  : out;
+    const char *outp =
+        getenv("TANDEM_BENCH_OUT") ? getenv("TANDEM_BENCH_OUT") : out;
     if (!(g_out = fopen(outp, "a")))
         fprintf(stderr, "bench-store: cannot append to %s: %s\n", outp,
                 strerror(errno));
@@ -384,8 +393,7 @@ int main(void)
         return 1;
     }
 
-    printf("store bench: %.1f s per case; latencies in microseconds\n",
-           g_secs);
+    printf("store bench: %.1f s per case; latencies in microseconds\n", g_secs);
     printf("  %-14s %-7s %-8s %10s %9s %10s %10s %6s\n", "case", "backend",
            "mode", "ops/s", "MiB/s", "p50", "p99", "errors");
 

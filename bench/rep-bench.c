@@ -97,6 +97,8 @@ static rep_ctx *start(struct bench *x, const char *r, const char *p)
     struct rep_opts o = {.config_path = x->conf, .region = r,
                          .peer_region = p, .admin_addr = sock,
                          .tls_ca = ca, .tls_cert = cert, .tls_key = key};
+    if (getenv("REP_BENCH_BATCH"))
+        o.batch_bytes = strtoull(getenv("REP_BENCH_BATCH"), NULL, 0);
     rep_ctx *c;
     if (rep_create(&o, &c, err, sizeof(err)) < 0 ||
         rep_start(c, err, sizeof(err)) < 0) {
@@ -471,7 +473,7 @@ static int run_backend(const char *backend)
 int main(void)
 {
     rpc_signals_block();
-    tlog_init("rep-bench", TLOG_ERROR);
+    tlog_init("rep-bench", getenv("REP_TIMING") ? TLOG_INFO : TLOG_ERROR);
     const char *e = getenv("TANDEM_BENCH_SECS");
     if (e && atof(e) > 0) secs = atof(e);
     const char *path = getenv("TANDEM_BENCH_OUT");

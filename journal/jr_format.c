@@ -210,6 +210,15 @@ size_t jr__compress(const uint8_t *src, size_t len, uint8_t *dst)
     /* R-23: only when at least 1/8 is saved; LZ4 gives up (returns 0) as
      * soon as the output would exceed the capacity. */
     if (len < 512 || len > JR_MAX_ENTRY_DATA) return 0;
+    if (len > 64 * 1024) {
+        /* Probe the first 16 KiB: data that does not compress there
+         * (encrypted, already compressed) rarely does further on, and
+         * skipping the attempt saves most of LZ4's time on it. */
+        int pcap = 16 * 1024 - 2 * 1024;
+        if (LZ4_compress_default((const char *)src, (char *)dst, 16 * 1024,
+                                 pcap) <= 0)
+            return 0;
+    }
     int cap = (int)(len - len / 8);
     int r = LZ4_compress_default((const char *)src, (char *)dst, (int)len,
                                  cap);

@@ -352,6 +352,13 @@ int jr_peer_ack_set(st_store *st, const char *vol_id, const char *peer,
         size_t len = 0;
         int r = st_omap_get(st, oid, key, &v, &len);
         if (r < 0 && r != -ENOENT) return r;
+        if (r == -ENOENT) { /* no ack yet, or no volume at all? */
+            char *fmt = NULL;
+            size_t fl;
+            int rr = st_omap_get(st, oid, "format", &fmt, &fl);
+            free(fmt);
+            if (rr < 0) return rr;
+        }
         if (r == 0) {
             uint64_t cur = 0;
             if (jr__parse_u64(v, &cur) == 0 && seq <= cur) {

@@ -24,8 +24,14 @@ static int check_name(const char *s, size_t max)
     return 0;
 }
 
-static int check_oid(const char *oid) { return check_name(oid, ST_MAX_OID); }
-static int check_key(const char *key) { return check_name(key, ST_MAX_KEY); }
+static int check_oid(const char *oid)
+{
+    return check_name(oid, ST_MAX_OID);
+}
+static int check_key(const char *key)
+{
+    return check_name(key, ST_MAX_KEY);
+}
 
 /* A byte range [off, off+len) must lie within ST_MAX_OBJECT. */
 static int check_extent(uint64_t off, uint64_t len)
@@ -46,7 +52,8 @@ int st__prefix_end(const char *prefix, char *out, size_t cap)
     memcpy(out, prefix, n);
     /* Drop trailing 0xff bytes (nothing follows them), then increment the
      * last byte: "ab" -> "ac", "a\xff" -> "b". */
-    while (n > 0 && (unsigned char)out[n - 1] == 0xff) n--;
+    while (n > 0 && (unsigned char)out[n - 1] == 0xff)
+        n--;
     if (n == 0) return -1;
     out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
     out[n] = '\0';
@@ -75,7 +82,10 @@ void st_close(st_store *st)
     if (st) st->ops->close(st);
 }
 
-const char *st_backend(const st_store *st) { return st->ops->name; }
+const char *st_backend(const st_store *st)
+{
+    return st->ops->name;
+}
 
 int st_ping(st_store *st)
 {
@@ -203,8 +213,8 @@ int st_omap_iter(st_store *st, const char *oid, const char *prefix,
     return st->ops->omap_iter(st, oid, prefix, after, max, cb, arg);
 }
 
-int st_omap_set(st_store *st, const char *oid, const char *key,
-                const void *val, size_t len)
+int st_omap_set(st_store *st, const char *oid, const char *key, const void *val,
+                size_t len)
 {
     int r;
     if ((r = check_key(key)) || (r = check_buf(val, len))) return r;
@@ -231,10 +241,12 @@ int st_omap_cas(st_store *st, const char *oid, const char *key,
     if (expect && expect_len > ST_MAX_VALUE) return -EFBIG;
     if (new_len > ST_MAX_VALUE) return -EFBIG;
     struct st_wop_item it[2] = {
-        {.kind = ST_WOP_OMAP_CMP, .key = key, .data = expect,
-         .dlen = expect ? expect_len : 0, .absent = !expect},
-        {.kind = ST_WOP_OMAP_SET, .key = key, .data = newval,
-         .dlen = new_len},
+        {.kind = ST_WOP_OMAP_CMP,
+         .key = key,
+         .data = expect,
+         .dlen = expect ? expect_len : 0,
+         .absent = !expect},
+        {.kind = ST_WOP_OMAP_SET, .key = key, .data = newval, .dlen = new_len},
     };
     struct st_wop op = {.items = it, .n = 2, .cap = 2};
     if (!st) return -EINVAL;
@@ -270,8 +282,8 @@ static void wop_add(st_wop *op, enum st_wop_kind kind, uint64_t off,
                     uint64_t len, const char *key, const void *data,
                     size_t dlen, int absent)
 {
-    struct st_wop_item it = {.kind = kind, .off = off, .len = len,
-                             .dlen = dlen, .absent = absent};
+    struct st_wop_item it = {
+        .kind = kind, .off = off, .len = len, .dlen = dlen, .absent = absent};
     if (!op || op->err) return;
     if (key) {
         int r = check_key(key);
@@ -325,8 +337,14 @@ void st_wop_create_excl(st_wop *op)
 void st_wop_omap_cmp(st_wop *op, const char *key, const void *expect,
                      size_t expect_len)
 {
-    if (!key) { wop_fail(op, -EINVAL); return; }
-    if (expect && expect_len > ST_MAX_VALUE) { wop_fail(op, -EFBIG); return; }
+    if (!key) {
+        wop_fail(op, -EINVAL);
+        return;
+    }
+    if (expect && expect_len > ST_MAX_VALUE) {
+        wop_fail(op, -EFBIG);
+        return;
+    }
     wop_add(op, ST_WOP_OMAP_CMP, 0, 0, key, expect, expect ? expect_len : 0,
             !expect);
 }
@@ -334,28 +352,40 @@ void st_wop_omap_cmp(st_wop *op, const char *key, const void *expect,
 void st_wop_write(st_wop *op, uint64_t off, const void *buf, size_t len)
 {
     int r = check_extent(off, len);
-    if (r) { wop_fail(op, r); return; }
+    if (r) {
+        wop_fail(op, r);
+        return;
+    }
     wop_add(op, ST_WOP_WRITE, off, 0, NULL, buf, len, 0);
 }
 
 void st_wop_write_full(st_wop *op, const void *buf, size_t len)
 {
     int r = check_extent(0, len);
-    if (r) { wop_fail(op, r); return; }
+    if (r) {
+        wop_fail(op, r);
+        return;
+    }
     wop_add(op, ST_WOP_WRITE_FULL, 0, 0, NULL, buf, len, 0);
 }
 
 void st_wop_append(st_wop *op, const void *buf, size_t len)
 {
     int r = check_extent(0, len);
-    if (r) { wop_fail(op, r); return; }
+    if (r) {
+        wop_fail(op, r);
+        return;
+    }
     wop_add(op, ST_WOP_APPEND, 0, 0, NULL, buf, len, 0);
 }
 
 void st_wop_zero(st_wop *op, uint64_t off, uint64_t len)
 {
     int r = check_extent(off, len);
-    if (r) { wop_fail(op, r); return; }
+    if (r) {
+        wop_fail(op, r);
+        return;
+    }
     if (len == 0) return; /* see st_zero */
     wop_add(op, ST_WOP_ZERO, off, len, NULL, NULL, 0, 0);
 }
@@ -363,20 +393,32 @@ void st_wop_zero(st_wop *op, uint64_t off, uint64_t len)
 void st_wop_truncate(st_wop *op, uint64_t size)
 {
     int r = check_extent(size, 0);
-    if (r) { wop_fail(op, r); return; }
+    if (r) {
+        wop_fail(op, r);
+        return;
+    }
     wop_add(op, ST_WOP_TRUNCATE, size, 0, NULL, NULL, 0, 0);
 }
 
 void st_wop_omap_set(st_wop *op, const char *key, const void *val, size_t len)
 {
-    if (!key) { wop_fail(op, -EINVAL); return; }
-    if (len > ST_MAX_VALUE) { wop_fail(op, -EFBIG); return; }
+    if (!key) {
+        wop_fail(op, -EINVAL);
+        return;
+    }
+    if (len > ST_MAX_VALUE) {
+        wop_fail(op, -EFBIG);
+        return;
+    }
     wop_add(op, ST_WOP_OMAP_SET, 0, 0, key, val, len, 0);
 }
 
 void st_wop_omap_rm(st_wop *op, const char *key)
 {
-    if (!key) { wop_fail(op, -EINVAL); return; }
+    if (!key) {
+        wop_fail(op, -EINVAL);
+        return;
+    }
     wop_add(op, ST_WOP_OMAP_RM, 0, 0, key, NULL, 0, 0);
 }
 
@@ -429,19 +471,33 @@ void st_aio_wait(st_store *st)
 const char *st_strerror(int err)
 {
     switch (err) {
-    case 0: return "success";
-    case -ENOENT: return "no such object or key";
-    case -EEXIST: return "object exists";
-    case -ECANCELED: return "compare-and-set mismatch";
-    case -ENAMETOOLONG: return "object name or key too long";
-    case -EFBIG: return "object or value too large";
-    case -EINVAL: return "invalid argument";
-    case -ENOMEM: return "out of memory";
-    case -EIO: return "store I/O error";
-    case -ETIMEDOUT: return "store timed out";
-    case -ENOTCONN: return "store not connected";
-    case -EBUSY: return "store busy";
-    case -ENOSPC: return "store full";
-    default: return err < 0 ? strerror(-err) : "unknown store result";
+    case 0:
+        return "success";
+    case -ENOENT:
+        return "no such object or key";
+    case -EEXIST:
+        return "object exists";
+    case -ECANCELED:
+        return "compare-and-set mismatch";
+    case -ENAMETOOLONG:
+        return "object name or key too long";
+    case -EFBIG:
+        return "object or value too large";
+    case -EINVAL:
+        return "invalid argument";
+    case -ENOMEM:
+        return "out of memory";
+    case -EIO:
+        return "store I/O error";
+    case -ETIMEDOUT:
+        return "store timed out";
+    case -ENOTCONN:
+        return "store not connected";
+    case -EBUSY:
+        return "store busy";
+    case -ENOSPC:
+        return "store full";
+    default:
+        return err < 0 ? strerror(-err) : "unknown store result";
     }
 }

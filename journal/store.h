@@ -127,8 +127,8 @@ int st_omap_iter(st_store *st, const char *oid, const char *prefix,
                  const char *after, unsigned max, st_omap_cb cb, void *arg);
 /* Set creates a missing object (with no bytes).  rm: 0 whether or not the
  * key was there; -ENOENT when the object is missing (RADOS). */
-int st_omap_set(st_store *st, const char *oid, const char *key,
-                const void *val, size_t len);
+int st_omap_set(st_store *st, const char *oid, const char *key, const void *val,
+                size_t len);
 int st_omap_rm(st_store *st, const char *oid, const char *key);
 /* Compare-and-set one key: set key=newval only if its current value is
  * exactly expect (expect==NULL: only if the key is absent; an EMPTY value
@@ -146,7 +146,7 @@ st_wop *st_wop_create(void);
 void st_wop_destroy(st_wop *op);
 /* Guards, checked before anything is applied. */
 void st_wop_assert_exists(st_wop *op);
-void st_wop_create_excl(st_wop *op);  /* -EEXIST if it exists */
+void st_wop_create_excl(st_wop *op); /* -EEXIST if it exists */
 /* -ECANCELED if key != expect (expect==NULL: unless the key is absent).
  * On a missing object every key is absent: an absent-guard passes (and
  * the object is then created by the op, even if nothing else would), a
@@ -163,8 +163,7 @@ void st_wop_write_full(st_wop *op, const void *buf, size_t len);
 void st_wop_append(st_wop *op, const void *buf, size_t len);
 void st_wop_zero(st_wop *op, uint64_t off, uint64_t len);
 void st_wop_truncate(st_wop *op, uint64_t size);
-void st_wop_omap_set(st_wop *op, const char *key, const void *val,
-                     size_t len);
+void st_wop_omap_set(st_wop *op, const char *key, const void *val, size_t len);
 void st_wop_omap_rm(st_wop *op, const char *key);
 void st_wop_remove(st_wop *op);
 /* Apply the op to oid (the op may be reused afterwards for the same set of
@@ -174,10 +173,15 @@ int st_wop_operate(st_store *st, const char *oid, st_wop *op);
 /* ---- asynchronous operations ----
  * These return at once and call cb(result, arg) later on a backend thread
  * (rados: a librados thread; sqlite: the store's aio thread, which commits
- * every op queued so far in one transaction).  Order: aio ops issued by
- * one thread are applied in that order; an operation issued after an aio
- * op is ordered after it only once its callback ran (or st_aio_wait
- * returned).  The op is consumed (destroyed) by the call.
+ * every op queued so far in one transaction).  Order: aio ops on one
+ * object issued by one thread are applied in that order; an operation
+ * issued after an aio op is ordered after it only once its callback ran
+ * (or st_aio_wait returned).  The op is consumed (destroyed) by the call.
+ * Exception: the rados backend runs an op holding an absent-guard
+ * (st_wop_omap_cmp with expect==NULL) synchronously, since it may need a
+ * second round trip; its callback has then run on the caller's thread
+ * before st_aio_operate returns, so never hold a lock the callback takes
+ * while calling it.
  * Returns 0 when the op was submitted (cb then runs exactly once), or a
  * negative errno when it was not (bad arguments, an op holding a builder
  * error): cb is NOT called then.

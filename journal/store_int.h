@@ -18,8 +18,8 @@
 
 #include "store.h"
 
-#define ST_CONTAINER(ptr, type, member)                                       \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define ST_CONTAINER(ptr, type, member)                                        \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct st_store {
     const struct st_ops *ops; /* the backend */
@@ -70,19 +70,18 @@ struct st_ops {
     int (*operate)(st_store *st, const char *oid, const struct st_wop *op);
     /* As operate, then cb(result, arg); takes ownership of op (destroy it
      * with st_wop_destroy).  Returns <0 only when cb will not be called. */
-    int (*aio_operate)(st_store *st, const char *oid, st_wop *op,
-                       st_aio_cb cb, void *arg);
+    int (*aio_operate)(st_store *st, const char *oid, st_wop *op, st_aio_cb cb,
+                       void *arg);
     void (*aio_wait)(st_store *st);
     ssize_t (*read)(st_store *st, const char *oid, uint64_t off, void *buf,
                     size_t len);
     int (*stat)(st_store *st, const char *oid, uint64_t *size,
                 int64_t *mtime_s);
     int (*list)(st_store *st, const char *prefix, st_list_cb cb, void *arg);
-    int (*omap_get)(st_store *st, const char *oid, const char *key,
-                    char **val, size_t *len);
+    int (*omap_get)(st_store *st, const char *oid, const char *key, char **val,
+                    size_t *len);
     int (*omap_iter)(st_store *st, const char *oid, const char *prefix,
-                     const char *after, unsigned max, st_omap_cb cb,
-                     void *arg);
+                     const char *after, unsigned max, st_omap_cb cb, void *arg);
 };
 
 extern const struct st_ops st__sqlite_ops;

@@ -121,8 +121,8 @@ static int ra_build(rados_write_op_t w, const struct st_wop *op,
                 break;
             }
             if (it->absent) {
-                rados_write_op_omap_cmp(w, it->key, LIBRADOS_CMPXATTR_OP_EQ,
-                                        "", 0, &prvals[i]);
+                rados_write_op_omap_cmp(w, it->key, LIBRADOS_CMPXATTR_OP_EQ, "",
+                                        0, &prvals[i]);
                 break;
             }
             if (!(t = tag_value(it->data, it->dlen))) return -ENOMEM;
@@ -215,8 +215,7 @@ static ssize_t missing_walk(const struct st_wop *op)
 }
 
 static int ra_operate1(struct ra_store *s, const char *oid,
-                       const struct st_wop *op, ssize_t create_at,
-                       int *prvals)
+                       const struct st_wop *op, ssize_t create_at, int *prvals)
 {
     rados_write_op_t w = rados_create_write_op();
     if (!w) return -ENOMEM;
@@ -322,7 +321,8 @@ static void ra_aio_wait(st_store *st)
 {
     struct ra_store *s = RA(st);
     pthread_mutex_lock(&s->mu);
-    while (s->inflight) pthread_cond_wait(&s->idle, &s->mu);
+    while (s->inflight)
+        pthread_cond_wait(&s->idle, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -452,8 +452,7 @@ static int ra_omap_iter(st_store *st, const char *oid, const char *prefix,
         while (r == 0) {
             char *k = NULL, *v = NULL, *val = NULL;
             size_t kl = 0, vl = 0, len = 0;
-            if ((r = rados_omap_get_next2(iter, &k, &v, &kl, &vl)) || !k)
-                break;
+            if ((r = rados_omap_get_next2(iter, &k, &v, &kl, &vl)) || !k) break;
             got++;
             if (kl > ST_MAX_KEY || memchr(k, 0, kl)) continue; /* not ours */
             memcpy(start, k, kl);
@@ -500,8 +499,8 @@ static void ra_close(st_store *st)
 static int ra_open(const struct st_config *cfg, st_store **out)
 {
     char name[256], tmo[32], q[512];
-    const char *id = cfg->client_id && *cfg->client_id ? cfg->client_id
-                                                       : "admin";
+    const char *id =
+        cfg->client_id && *cfg->client_id ? cfg->client_id : "admin";
     int r = -ENOMEM;
     struct ra_store *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
@@ -511,8 +510,8 @@ static int ra_open(const struct st_config *cfg, st_store **out)
     if (!(s->pool = strdup(cfg->pool))) goto fail;
 
     /* "admin" and "client.admin" both name client.admin. */
-    snprintf(name, sizeof name, "%s%s", strncmp(id, "client.", 7) ? "client."
-                                                                  : "", id);
+    snprintf(name, sizeof name, "%s%s",
+             strncmp(id, "client.", 7) ? "client." : "", id);
     if ((r = rados_create2(&s->cluster, "ceph", name, 0)) < 0) {
         s->cluster = NULL;
         goto fail;
@@ -528,8 +527,8 @@ static int ra_open(const struct st_config *cfg, st_store **out)
         (r = rados_conf_set(s->cluster, "keyring", cfg->keyring)) < 0)
         goto fail;
     /* Bound every wait: connecting, mon commands and OSD ops. */
-    snprintf(tmo, sizeof tmo, "%d", cfg->op_timeout_s > 0 ? cfg->op_timeout_s
-                                                          : 30);
+    snprintf(tmo, sizeof tmo, "%d",
+             cfg->op_timeout_s > 0 ? cfg->op_timeout_s : 30);
     if ((r = rados_conf_set(s->cluster, "client_mount_timeout", tmo)) < 0 ||
         (r = rados_conf_set(s->cluster, "rados_mon_op_timeout", tmo)) < 0 ||
         (r = rados_conf_set(s->cluster, "rados_osd_op_timeout", tmo)) < 0)

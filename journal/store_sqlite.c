@@ -51,8 +51,8 @@
 #include "store_int.h"
 #include "tlog.h"
 
-#define ST_SQ_CHUNK (64u * 1024)                      /* bytes per row */
-#define ST_SQ_CHUNKS (ST_MAX_OBJECT / ST_SQ_CHUNK)    /* rows per object */
+#define ST_SQ_CHUNK (64u * 1024)                   /* bytes per row */
+#define ST_SQ_CHUNKS (ST_MAX_OBJECT / ST_SQ_CHUNK) /* rows per object */
 #define ST_SQ_BUSY_MS 10000 /* wait this long for another writer */
 #define ST_SQ_MAX_IDLE 16   /* connections kept open in the pool */
 #define ST_SQ_SCHEMA 1
@@ -150,22 +150,22 @@ struct sq_req {
 struct sq_store {
     st_store base;
     char *path;
-    pthread_mutex_t mu;    /* guards idle, nidle */
-    struct sq_conn *idle;  /* connections not in use by a thread */
+    pthread_mutex_t mu;   /* guards idle, nidle */
+    struct sq_conn *idle; /* connections not in use by a thread */
     unsigned nidle;
-    pthread_mutex_t wmu;   /* guards the write queue below */
-    pthread_cond_t wcv;    /* a batch finished, or the leader left */
-    struct sq_req *qhead;  /* write ops waiting, in arrival order */
+    pthread_mutex_t wmu;  /* guards the write queue below */
+    pthread_cond_t wcv;   /* a batch finished, or the leader left */
+    struct sq_req *qhead; /* write ops waiting, in arrival order */
     struct sq_req **qtail;
-    int leader;            /* a thread is committing a batch */
-    pthread_mutex_t amu;   /* guards the aio fields below */
-    pthread_cond_t awork;  /* aio queued, or stop */
-    pthread_cond_t aidle;  /* apending dropped to 0 */
-    struct sq_aio *ahead;  /* aio ops not yet taken by the aio thread */
+    int leader;           /* a thread is committing a batch */
+    pthread_mutex_t amu;  /* guards the aio fields below */
+    pthread_cond_t awork; /* aio queued, or stop */
+    pthread_cond_t aidle; /* apending dropped to 0 */
+    struct sq_aio *ahead; /* aio ops not yet taken by the aio thread */
     struct sq_aio **atail;
-    unsigned apending;     /* aio ops whose callback has not returned */
+    unsigned apending; /* aio ops whose callback has not returned */
     int athread_on, astop;
-    pthread_t athread;     /* started on the first aio op */
+    pthread_t athread; /* started on the first aio op */
 };
 
 /* What a write transaction knows about its object. */
@@ -188,19 +188,31 @@ static int sq_map(sqlite3 *db, int rc, const char *what)
     if (prim == SQLITE_BUSY || prim == SQLITE_LOCKED) return SQ_BUSY;
     int err;
     switch (prim) {
-    case SQLITE_NOMEM: err = -ENOMEM; break;
-    case SQLITE_FULL: err = -ENOSPC; break;
-    case SQLITE_READONLY: err = -EROFS; break;
+    case SQLITE_NOMEM:
+        err = -ENOMEM;
+        break;
+    case SQLITE_FULL:
+        err = -ENOSPC;
+        break;
+    case SQLITE_READONLY:
+        err = -EROFS;
+        break;
     case SQLITE_PERM:
-    case SQLITE_AUTH: err = -EACCES; break;
-    case SQLITE_TOOBIG: err = -EFBIG; break;
+    case SQLITE_AUTH:
+        err = -EACCES;
+        break;
+    case SQLITE_TOOBIG:
+        err = -EFBIG;
+        break;
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:
         /* The system call's errno says more (ENOENT, EACCES, ENOSPC). */
         err = db && sqlite3_system_errno(db) > 0 ? -sqlite3_system_errno(db)
                                                  : -EIO;
         break;
-    default: err = -EIO; break;
+    default:
+        err = -EIO;
+        break;
     }
     tlog_error("store.sqlite.error", "op=%s rc=%d err=\"%s\"", what, rc,
                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
@@ -250,7 +262,8 @@ static int sq_simple(struct sq_conn *c, enum sq_sid id)
 static void sq_conn_close(struct sq_conn *c)
 {
     if (!c) return;
-    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
     sqlite3_close_v2(c->db);
     free(c->scratch);
     free(c);
@@ -263,10 +276,9 @@ static int sq_conn_open(struct sq_store *s, struct sq_conn **out)
     if (!c) goto fail;
     if (!(c->scratch = malloc(ST_SQ_CHUNK))) goto fail;
     /* NOMUTEX: a connection is used by one thread at a time (the pool). */
-    rc = sqlite3_open_v2(s->path, &c->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                             SQLITE_OPEN_NOMUTEX,
-                         NULL);
+    rc = sqlite3_open_v2(
+        s->path, &c->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         err = sq_map(c->db, rc, "open");
         if (err == SQ_BUSY) err = -EIO;
@@ -334,7 +346,10 @@ static void sq_put(struct sq_store *s, struct sq_conn *c)
     sq_conn_close(c);
 }
 
-static int64_t now_s(void) { return (int64_t)time(NULL); }
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -446,8 +461,7 @@ static int chunk_del(struct sq_conn *c, int64_t from, int64_t to)
     return sq_run(c, s, "chunk_del");
 }
 
-static int chunk_put(struct sq_conn *c, int64_t k, const void *data,
-                     size_t len)
+static int chunk_put(struct sq_conn *c, int64_t k, const void *data, size_t len)
 {
     int err = 0;
     sqlite3_stmt *s = sq_stmt(c, Q_CH_PUT, &err);
@@ -472,8 +486,8 @@ static int chunk_io(struct sq_conn *c, int64_t k, int write, void *buf,
 }
 
 /* Write data into [a, b) of chunk idx (b <= ST_SQ_CHUNK). */
-static int chunk_write(struct sq_conn *c, const struct sq_obj *o,
-                       uint64_t idx, size_t a, size_t b, const void *data)
+static int chunk_write(struct sq_conn *c, const struct sq_obj *o, uint64_t idx,
+                       size_t a, size_t b, const void *data)
 {
     int64_t k = chunk_key(o, idx), have;
     int r = chunk_len(c, k, &have);
@@ -496,8 +510,8 @@ static int chunk_write(struct sq_conn *c, const struct sq_obj *o,
 }
 
 /* Zero [a, b) of chunk idx: drop the row when it is all covered. */
-static int chunk_zero(struct sq_conn *c, const struct sq_obj *o,
-                      uint64_t idx, size_t a, size_t b)
+static int chunk_zero(struct sq_conn *c, const struct sq_obj *o, uint64_t idx,
+                      size_t a, size_t b)
 {
     int64_t k = chunk_key(o, idx), have;
     int r = chunk_len(c, k, &have);
@@ -524,8 +538,8 @@ static int obj_write(struct sq_conn *c, struct sq_obj *o, uint64_t off,
     for (uint64_t idx = off / ST_SQ_CHUNK; idx * ST_SQ_CHUNK < end; idx++) {
         uint64_t base = idx * ST_SQ_CHUNK;
         size_t a = off > base ? (size_t)(off - base) : 0;
-        size_t b = end - base < ST_SQ_CHUNK ? (size_t)(end - base)
-                                            : ST_SQ_CHUNK;
+        size_t b =
+            end - base < ST_SQ_CHUNK ? (size_t)(end - base) : ST_SQ_CHUNK;
         int r = chunk_write(c, o, idx, a, b, data + (base + a - off));
         if (r) return r;
     }
@@ -539,12 +553,12 @@ static int obj_zero(struct sq_conn *c, struct sq_obj *o, uint64_t off,
 {
     uint64_t end = off + len;
     if (end > o->size) end = o->size; /* nothing is stored past the end */
-    for (uint64_t idx = off / ST_SQ_CHUNK; off < end &&
-                                           idx * ST_SQ_CHUNK < end; idx++) {
+    for (uint64_t idx = off / ST_SQ_CHUNK; off < end && idx * ST_SQ_CHUNK < end;
+         idx++) {
         uint64_t base = idx * ST_SQ_CHUNK;
         size_t a = off > base ? (size_t)(off - base) : 0;
-        size_t b = end - base < ST_SQ_CHUNK ? (size_t)(end - base)
-                                            : ST_SQ_CHUNK;
+        size_t b =
+            end - base < ST_SQ_CHUNK ? (size_t)(end - base) : ST_SQ_CHUNK;
         int r = chunk_zero(c, o, idx, a, b);
         if (r) return r;
     }
@@ -582,8 +596,7 @@ static int obj_write_full(struct sq_conn *c, struct sq_obj *o,
     if (r) return r;
     for (size_t off = 0; off < len; off += ST_SQ_CHUNK) {
         size_t n = len - off < ST_SQ_CHUNK ? len - off : ST_SQ_CHUNK;
-        if ((r = chunk_put(c, chunk_key(o, off / ST_SQ_CHUNK), data + off,
-                           n)))
+        if ((r = chunk_put(c, chunk_key(o, off / ST_SQ_CHUNK), data + off, n)))
             return r;
     }
     o->size = len;
@@ -609,8 +622,8 @@ static int obj_remove(struct sq_conn *c, struct sq_obj *o)
 
 /* omap value of key into *val (malloc'd, NUL-terminated): -ENOENT if
  * absent.  val NULL: only report presence. */
-static int omap_get1(struct sq_conn *c, int64_t id, const char *key,
-                     char **val, size_t *len)
+static int omap_get1(struct sq_conn *c, int64_t id, const char *key, char **val,
+                     size_t *len)
 {
     int err = 0;
     sqlite3_stmt *s = sq_stmt(c, Q_OM_GET, &err);
@@ -721,8 +734,7 @@ static int do_operate(struct sq_conn *c, void *arg)
             /* zeroblob(0) for an empty value: a NULL pointer would bind
              * SQL NULL, which the NOT NULL column refuses. */
             if (it->dlen)
-                sqlite3_bind_blob(s, 3, it->data, (int)it->dlen,
-                                  SQLITE_STATIC);
+                sqlite3_bind_blob(s, 3, it->data, (int)it->dlen, SQLITE_STATIC);
             else
                 sqlite3_bind_zeroblob(s, 3, 0);
             if ((r = sq_run(c, s, "omap_set"))) return r;
@@ -820,7 +832,8 @@ static void sq_submit(struct sq_store *s, struct sq_req *reqs, size_t n)
         *s->qtail = &reqs[i];
         s->qtail = &reqs[i].next;
     }
-    while (!last->done && s->leader) pthread_cond_wait(&s->wcv, &s->wmu);
+    while (!last->done && s->leader)
+        pthread_cond_wait(&s->wcv, &s->wmu);
     if (!last->done) {
         s->leader = 1;
         while (!last->done) {
@@ -875,7 +888,8 @@ static void *sq_aio_main(void *arg)
     struct sq_aio *take[SQ_BATCH_MAX];
     pthread_mutex_lock(&s->amu);
     for (;;) {
-        while (!s->ahead && !s->astop) pthread_cond_wait(&s->awork, &s->amu);
+        while (!s->ahead && !s->astop)
+            pthread_cond_wait(&s->awork, &s->amu);
         if (!s->ahead) break; /* stopping, nothing left */
         size_t n = 0;
         while (s->ahead && n < SQ_BATCH_MAX) {
@@ -940,7 +954,8 @@ static void sq_aio_wait(st_store *st)
 {
     struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
     pthread_mutex_lock(&s->amu);
-    while (s->apending) pthread_cond_wait(&s->aidle, &s->amu);
+    while (s->apending)
+        pthread_cond_wait(&s->aidle, &s->amu);
     pthread_mutex_unlock(&s->amu);
 }
 
@@ -1014,8 +1029,8 @@ static int sq_stat(st_store *st, const char *oid, uint64_t *size,
 {
     struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
     struct read_ctx x = {.oid = oid};
-    /* One statement: autocommit is a consistent snapshot already, but
-     * sq_txn gives us the busy retry. */
+    /* One statement would be a snapshot by itself; sq_txn adds the busy
+     * retry. */
     int r = sq_txn(s, 0, do_stat, &x);
     if (r == 0) {
         *size = x.size;
@@ -1048,8 +1063,8 @@ static void kv_free(struct kv_list *l)
     memset(l, 0, sizeof *l);
 }
 
-static int kv_push(struct kv_list *l, const void *k, size_t klen,
-                   const void *v, size_t vlen, int with_val)
+static int kv_push(struct kv_list *l, const void *k, size_t klen, const void *v,
+                   size_t vlen, int with_val)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
@@ -1078,7 +1093,10 @@ static int kv_push(struct kv_list *l, const void *k, size_t klen,
 /* Bind the range [prefix, end of prefix) to parameters lo and hi. */
 static char sq_top[ST_MAX_KEY + 2]; /* above every key and oid: see init */
 static pthread_once_t sq_top_once = PTHREAD_ONCE_INIT;
-static void sq_top_init(void) { memset(sq_top, 0xff, sizeof sq_top - 1); }
+static void sq_top_init(void)
+{
+    memset(sq_top, 0xff, sizeof sq_top - 1);
+}
 
 static void bind_prefix(sqlite3_stmt *s, int lo, int hi, const char *prefix,
                         char *endbuf, size_t cap)
@@ -1126,7 +1144,8 @@ static int sq_list(st_store *st, const char *prefix, st_list_cb cb, void *arg)
     struct list_ctx x = {.prefix = prefix};
     pthread_once(&sq_top_once, sq_top_init);
     int r = sq_txn(s, 0, do_list, &x);
-    for (size_t i = 0; r == 0 && i < x.out.n; i++) r = cb(x.out.v[i].key, arg);
+    for (size_t i = 0; r == 0 && i < x.out.n; i++)
+        r = cb(x.out.v[i].key, arg);
     kv_free(&x.out);
     return r;
 }
@@ -1144,8 +1163,7 @@ static int do_omap_iter(struct sq_conn *c, void *arg)
     if (!s) return err;
     sqlite3_bind_int64(s, 1, o.id);
     if (x->after)
-        sqlite3_bind_blob(s, 2, x->after, (int)strlen(x->after),
-                          SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, x->after, (int)strlen(x->after), SQLITE_STATIC);
     else
         sqlite3_bind_zeroblob(s, 2, 0); /* every key is > "" */
     bind_prefix(s, 3, 4, x->prefix, end, sizeof end);
@@ -1167,8 +1185,8 @@ static int sq_omap_iter(st_store *st, const char *oid, const char *prefix,
                         void *arg)
 {
     struct sq_store *s = ST_CONTAINER(st, struct sq_store, base);
-    struct list_ctx x = {.oid = oid, .prefix = prefix, .after = after,
-                         .max = max};
+    struct list_ctx x = {
+        .oid = oid, .prefix = prefix, .after = after, .max = max};
     pthread_once(&sq_top_once, sq_top_init);
     int r = sq_txn(s, 0, do_omap_iter, &x);
     for (size_t i = 0; r == 0 && i < x.out.n; i++)
@@ -1276,12 +1294,11 @@ static int sq_open(const struct st_config *cfg, st_store **out)
     uint64_t deadline = mono_ms() + ST_SQ_BUSY_MS;
     for (;;) {
         sqlite3_stmt *q = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &q,
-                                    NULL);
+        int rc =
+            sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &q, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_step(q);
-        const char *mode = rc == SQLITE_ROW
-                               ? (const char *)sqlite3_column_text(q, 0)
-                               : NULL;
+        const char *mode =
+            rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
         int wal = mode && !strcmp(mode, "wal");
         sqlite3_finalize(q);
         if (wal) break;

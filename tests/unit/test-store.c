@@ -20,8 +20,8 @@
 
 struct tctx {
     int rados;
-    char ns[128];    /* rados namespace of this test */
-    char path[512];  /* sqlite database of this test */
+    char ns[128];   /* rados namespace of this test */
+    char path[512]; /* sqlite database of this test */
     st_store *st;
 };
 
@@ -61,8 +61,8 @@ static void setup(int rados, const char *name)
         if (!getenv("TANDEM_CEPH_CONF")) TT_SKIP("TANDEM_CEPH_CONF not set");
         if (!getenv("TANDEM_CEPH_POOL_A"))
             TT_SKIP("TANDEM_CEPH_POOL_A not set");
-        snprintf(T.ns, sizeof T.ns, "test-store-%s-%d-%ld", name,
-                 (int)getpid(), (long)time(NULL));
+        snprintf(T.ns, sizeof T.ns, "test-store-%s-%d-%ld", name, (int)getpid(),
+                 (long)time(NULL));
     } else {
         const char *tmp = getenv("TANDEM_TEST_TMP");
         snprintf(T.path, sizeof T.path, "%s/test-store-%s-%d.db",
@@ -88,20 +88,20 @@ static void teardown(void)
     }
 }
 
-#define STORE_TEST(name)                                                      \
-    static void body_##name(st_store *st);                                    \
-    TEST(sqlite_##name)                                                       \
-    {                                                                         \
-        setup(0, #name);                                                      \
-        body_##name(T.st);                                                    \
-        teardown();                                                           \
-    }                                                                         \
-    TEST(rados_##name)                                                        \
-    {                                                                         \
-        setup(1, #name);                                                      \
-        body_##name(T.st);                                                    \
-        teardown();                                                           \
-    }                                                                         \
+#define STORE_TEST(name)                                                       \
+    static void body_##name(st_store *st);                                     \
+    TEST(sqlite_##name)                                                        \
+    {                                                                          \
+        setup(0, #name);                                                       \
+        body_##name(T.st);                                                     \
+        teardown();                                                            \
+    }                                                                          \
+    TEST(rados_##name)                                                         \
+    {                                                                          \
+        setup(1, #name);                                                       \
+        body_##name(T.st);                                                     \
+        teardown();                                                            \
+    }                                                                          \
     static void body_##name(st_store *st)
 
 static void fill(void *buf, size_t len, unsigned seed)
@@ -135,7 +135,8 @@ static uint64_t size_of(st_store *st, const char *oid)
 static void wait_ok(pid_t pid)
 {
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0) ASSERT_EQ(errno, EINTR);
+    while (waitpid(pid, &status, 0) < 0)
+        ASSERT_EQ(errno, EINTR);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         TT_FAIL("child %d failed (status 0x%x)", (int)pid, status);
 }
@@ -285,7 +286,8 @@ STORE_TEST(model)
         case 6: { /* read a random range */
             if (!exists) break;
             ssize_t n = st_read(st, "m", off, r, len);
-            uint64_t want = off >= size ? 0 : (size - off < len ? size - off : len);
+            uint64_t want =
+                off >= size ? 0 : (size - off < len ? size - off : len);
             ASSERT_EQ(n, (ssize_t)want);
             ASSERT_MEMEQ(r, m + off, want);
             break;
@@ -404,7 +406,8 @@ STORE_TEST(list)
     memset(&s, 0, sizeof s);
     ASSERT_OK(st_list(st, "a/", list_cb, &s));
     ASSERT_EQ(s.n, 302);
-    for (int i = 0; i < 300; i++) ASSERT_EQ(s.seen[i], 1);
+    for (int i = 0; i < 300; i++)
+        ASSERT_EQ(s.seen[i], 1);
     memset(&s, 0, sizeof s);
     ASSERT_OK(st_list(st, "", list_cb, &s));
     ASSERT_EQ(s.n, 305);
@@ -499,7 +502,8 @@ STORE_TEST(omap)
     ASSERT_OK(st_omap_rm(st, "h", "bin"));
     ASSERT_OK(st_omap_rm(st, "h", "empty"));
     const char *keys[] = {"p.b", "p.a", "q", "p.c", "o", "p.", "p/x"};
-    for (int i = 0; i < 7; i++) ASSERT_OK(st_omap_set(st, "h", keys[i], keys[i], strlen(keys[i])));
+    for (int i = 0; i < 7; i++)
+        ASSERT_OK(st_omap_set(st, "h", keys[i], keys[i], strlen(keys[i])));
     memset(&k, 0, sizeof k);
     ASSERT_OK(st_omap_iter(st, "h", "", NULL, 0, kv_cb, &k));
     ASSERT_EQ(k.n, 7);
@@ -714,7 +718,10 @@ STORE_TEST(wop)
     ASSERT_OK(st_wop_operate(st, "w", op));
     st_wop_destroy(op);
     ASSERT_EQ(st_read(st, "w", 0, r, sizeof r), 10);
-    ASSERT_MEMEQ(r, "01\0\0\0" "567AB", 10);
+    ASSERT_MEMEQ(r,
+                 "01\0\0\0"
+                 "567AB",
+                 10);
     ASSERT_OK(st_omap_get(st, "w", "a", &v, &len));
     ASSERT_STREQ(v, "2");
     free(v);
@@ -839,10 +846,11 @@ STORE_TEST(cas_race)
                 if (r && r != -ENOENT) _exit(3);
                 long cur = r == 0 ? atol(v) : 0;
                 int n = snprintf(nv, sizeof nv, "%ld", cur + 1);
-                r = st_omap_cas(s2, "counter", "n", r == 0 ? v : NULL, len,
-                                nv, (size_t)n);
+                r = st_omap_cas(s2, "counter", "n", r == 0 ? v : NULL, len, nv,
+                                (size_t)n);
                 free(v);
-                if (r == 0) i++;
+                if (r == 0)
+                    i++;
                 else if (r != -ECANCELED) {
                     fprintf(stderr, "cas: %d\n", r);
                     _exit(4);
@@ -853,7 +861,8 @@ STORE_TEST(cas_race)
         }
         pids[p] = pid;
     }
-    for (int p = 0; p < PROCS; p++) wait_ok(pids[p]);
+    for (int p = 0; p < PROCS; p++)
+        wait_ok(pids[p]);
     char *v = NULL;
     size_t len;
     ASSERT_OK(st_omap_get(st, "counter", "n", &v, &len));
@@ -891,12 +900,14 @@ STORE_TEST(two_writers)
         }
         pids[p] = pid;
     }
-    for (int p = 0; p < 2; p++) wait_ok(pids[p]);
+    for (int p = 0; p < 2; p++)
+        wait_ok(pids[p]);
 
     char *buf = malloc(BLOCKS * BS);
     ASSERT_EQ(st_read(st, "blocks", 0, buf, BLOCKS * BS), BLOCKS * BS);
     for (int i = 0; i < BLOCKS; i++)
-        for (int j = 0; j < BS; j++) ASSERT_EQ(buf[i * BS + j], 'A' + (i % 26));
+        for (int j = 0; j < BS; j++)
+            ASSERT_EQ(buf[i * BS + j], 'A' + (i % 26));
     ASSERT_UEQ(size_of(st, "log"), 2 * RECS * RS);
     ASSERT_EQ(st_read(st, "log", 0, buf, 2 * RECS * RS), 2 * RECS * RS);
     int next[2] = {0, 0};
@@ -966,8 +977,10 @@ static void *cas_thr(void *arg)
         r = st_omap_cas(t->st, "tcounter", "n", r == 0 ? v : NULL, len, nv,
                         (size_t)n);
         free(v);
-        if (r == 0) i++;
-        else if (r != -ECANCELED) t->err = r;
+        if (r == 0)
+            i++;
+        else if (r != -ECANCELED)
+            t->err = r;
     }
     return NULL;
 }
@@ -1005,8 +1018,10 @@ static void aio_cb(int result, void *arg)
     struct aio_state *a = arg;
     pthread_mutex_lock(&a->mu);
     a->done++;
-    if (result == -ECANCELED) a->canceled++;
-    else if (result < 0) a->failed++;
+    if (result == -ECANCELED)
+        a->canceled++;
+    else if (result < 0)
+        a->failed++;
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -1020,8 +1035,8 @@ STORE_TEST(aio)
         fill(b, BS, (unsigned)i);
         st_wop_write(op, (uint64_t)i * BS, b, BS);
         st_wop_omap_set(op, "last", "x", 1);
-        ASSERT_OK(st_aio_operate(st, i % 2 ? "aio-a" : "aio-b", op, aio_cb,
-                                 &a));
+        ASSERT_OK(
+            st_aio_operate(st, i % 2 ? "aio-a" : "aio-b", op, aio_cb, &a));
     }
     /* Ops whose guard fails report it through the callback. */
     for (int i = 0; i < 4; i++) {
@@ -1058,8 +1073,9 @@ STORE_TEST(aio)
     free(v);
     for (int i = 0; i < N; i++) {
         fill(b, BS, (unsigned)i);
-        ASSERT_EQ(st_read(st, i % 2 ? "aio-a" : "aio-b", (uint64_t)i * BS, r,
-                          BS), BS);
+        ASSERT_EQ(
+            st_read(st, i % 2 ? "aio-a" : "aio-b", (uint64_t)i * BS, r, BS),
+            BS);
         ASSERT_MEMEQ(r, b, BS);
     }
     st_aio_wait(st); /* nothing in flight: returns at once */
