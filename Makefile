@@ -160,9 +160,7 @@ print-%:
 	@echo $($*)
 
 bench: deps programs $(BENCHES)
-	@mkdir -p $(B) && : > $(B)/bench.jsonl
-	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
-	@echo "figures: $(B)/bench.jsonl"
+	@bench/run-all.sh $(BENCHES)
 
 demo: deps programs
 	scripts/demo.sh

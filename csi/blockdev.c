@@ -40,6 +40,7 @@ extern char **environ;
 #define DEFAULT_READY_MS 30000
 #define EXIT_WAIT_MS 30000   /* exporter flushes and closes the volume */
 #define LOOP_FREE_WAIT_MS 10000
+#define FAIL_WAIT_MS 1000    /* an exporter that never got ready */
 #define LOOP_BLOCK_SIZE 4096
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -149,6 +150,7 @@ struct attach_rec {
     char region[128];
     char config[PATH_MAX];
     int read_only;
+    int overlay;
 };
 
 static int rec_load(const char *run_dir, struct attach_rec *r)
@@ -164,6 +166,7 @@ static int rec_load(const char *run_dir, struct attach_rec *r)
         else if (!strncmp(l, "region=", 7)) scpy(r->region, sizeof r->region, l + 7);
         else if (!strncmp(l, "config=", 7)) scpy(r->config, sizeof r->config, l + 7);
         else if (!strncmp(l, "ro=", 3)) r->read_only = atoi(l + 3) != 0;
+        else if (!strncmp(l, "overlay=", 8)) r->overlay = atoi(l + 8) != 0;
     }
     return r->vol_id[0] ? 0 : -EINVAL;
 }
@@ -171,21 +174,49 @@ static int rec_load(const char *run_dir, struct attach_rec *r)
 static int rec_save(const char *run_dir, const struct bd_attach_opts *o)
 {
     char buf[PATH_MAX + 512];
-    int n = snprintf(buf, sizeof buf, "vol=%s\nregion=%s\nconfig=%s\nro=%d\n",
+    int n = snprintf(buf, sizeof buf,
+                     "vol=%s\nregion=%s\nconfig=%s\nro=%d\noverlay=%d\n",
                      o->vol_id, o->region, o->config_path,
-                     o->read_only ? 1 : 0);
+                     o->read_only && !o->overlay ? 1 : 0, o->overlay ? 1 : 0);
     if (n < 0 || (size_t)n >= sizeof buf) return -ENAMETOOLONG;
     return write_small(run_dir, "attach", buf);
 }
 
 /* ------------------------------------------------------------ exporter -- */
 
+/* 1 if pid's command line has "--run-dir RUN" (a pid file can outlive
+ * its process, and the pid be reused by another volume's exporter), or is
+ * empty (exiting). */
+static int cmdline_has_run_dir(pid_t pid, const char *run)
+{
+    char p[64], buf[8192];
+    snprintf(p, sizeof p, "/proc/%ld/cmdline", (long)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    /* Empty: the process is exiting (its memory is gone already); it is
+     * still ours to wait for. */
+    if (n == 0) return 1;
+    if (n < 0) return 0;
+    buf[n] = 0;
+    for (ssize_t i = 0; i < n;) {
+        const char *arg = buf + i;
+        size_t len = strlen(arg);
+        if (!strcmp(arg, "--run-dir") && i + (ssize_t)len + 1 < n)
+            return strcmp(arg + len + 1, run) == 0;
+        i += (ssize_t)len + 1;
+    }
+    return 0;
+}
+
 /* 1 if pid is a live tandem-volfuse process (not a zombie, not a reused
- * pid of something else). */
-static int exporter_alive(pid_t pid)
+ * pid of something else) serving run dir run (NULL: any). */
+static int exporter_alive_for(pid_t pid, const char *run)
 {
     char p[64], comm[64], stat[512];
     if (pid <= 0) return 0;
+    if (run && !cmdline_has_run_dir(pid, run)) return 0;
     snprintf(p, sizeof p, "/proc/%ld/comm", (long)pid);
     if (read_small(p, comm, sizeof comm) < 0) return 0;
     if (strcmp(comm, EXPORTER_NAME) != 0) return 0;
@@ -195,6 +226,7 @@ static int exporter_alive(pid_t pid)
     if (!rp || rp[1] != ' ') return 0;
     return rp[2] != 'Z' && rp[2] != 'X';
 }
+
 
 static pid_t read_pid(const char *run_dir)
 {
@@ -215,54 +247,59 @@ static int pidfd_open_(pid_t pid)
 #endif
 }
 
-/* Wait until pid exits (it is not our child: a pidfd becomes readable at
- * its exit), up to ms.  0 gone, -ETIMEDOUT still there. */
-static int wait_exit(pid_t pid, int ms)
+static int pidfd_signal_(int pfd, int sig)
 {
-    int64_t deadline = now_ms() + ms;
-    int pfd = pidfd_open_(pid);
-    if (pfd < 0) {
-        if (errno == ESRCH) return 0;
-        /* No pidfd: fall back to polling liveness. */
-        while (exporter_alive(pid)) {
-            if (now_ms() >= deadline) return -ETIMEDOUT;
-            poll_pause();
-        }
-        return 0;
-    }
-    int rc = 0;
-    for (;;) {
-        if (!exporter_alive(pid)) break;
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            rc = -ETIMEDOUT;
-            break;
-        }
-        struct pollfd p = {.fd = pfd, .events = POLLIN};
-        int r = poll(&p, 1, (int)left);
-        if (r < 0 && errno != EINTR) {
-            rc = -errno;
-            break;
-        }
-        /* readable: exited (perhaps a zombie of someone else: the liveness
-         * check above treats that as gone). */
-    }
-    close(pfd);
-    return rc;
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
-/* Stop an exporter: wait for it to leave on its own (it does once its
- * mount is gone), then SIGTERM, then SIGKILL. */
-static void stop_exporter(pid_t pid, int grace_ms)
+/* Wait until the process behind pidfd pfd exits (it is not our child: a
+ * pidfd becomes readable when it terminates), up to ms.  0 gone,
+ * -ETIMEDOUT still there. */
+static int wait_pidfd(int pfd, int ms)
 {
-    if (!exporter_alive(pid)) return;
-    if (wait_exit(pid, grace_ms) == 0) return;
+    int64_t deadline = now_ms() + ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left < 0) left = 0;
+        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0) return 0;
+        if (r < 0 && errno != EINTR) return -errno;
+        if (r == 0) return -ETIMEDOUT;
+    }
+}
+
+/* Stop the exporter of run dir run: wait for it to leave on its own (it
+ * does once its mount is gone), then SIGTERM, then SIGKILL.  Signals go
+ * through a pidfd, so a pid reused meanwhile is never hit. */
+static void stop_exporter(pid_t pid, const char *run, int grace_ms)
+{
+    if (!exporter_alive_for(pid, run)) return;
+    int pfd = pidfd_open_(pid);
+    if (pfd < 0) {
+        /* No pidfd (old kernel): poll liveness, signal by pid. */
+        int64_t deadline = now_ms() + grace_ms;
+        while (exporter_alive_for(pid, run) && now_ms() < deadline)
+            poll_pause();
+        if (exporter_alive_for(pid, run)) kill(pid, SIGKILL);
+        return;
+    }
+    /* The pid may have been reused between the check and pidfd_open. */
+    if (!exporter_alive_for(pid, run)) goto out;
+    if (wait_pidfd(pfd, grace_ms) == 0) goto out;
     tlog_warn("bd.exporter_term", "pid=%ld", (long)pid);
-    kill(pid, SIGTERM);
-    if (wait_exit(pid, 5000) == 0) return;
+    pidfd_signal_(pfd, SIGTERM);
+    if (wait_pidfd(pfd, 5000) == 0) goto out;
     tlog_warn("bd.exporter_kill", "pid=%ld", (long)pid);
-    kill(pid, SIGKILL);
-    wait_exit(pid, 5000);
+    pidfd_signal_(pfd, SIGKILL);
+    wait_pidfd(pfd, 5000);
+out:
+    close(pfd);
 }
 
 static int find_exporter(const char *given, char *out, size_t outlen)
@@ -310,8 +347,9 @@ static void log_tail(const char *run_dir, char *out, size_t outlen)
 
 /* Spawn the exporter and wait for its readiness line.  On success *pid is
  * the (daemonised) exporter's pid. */
-static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
-                          int force, pid_t *pid, char *err, size_t errlen)
+static int spawn_exporter(const struct bd_attach_opts *o, const char *run,
+                          const char *mnt, int force, pid_t *pid, char *err,
+                          size_t errlen)
 {
     char exe[PATH_MAX], logp[PATH_MAX];
     int rc, pfd[2] = {-1, -1};
@@ -322,7 +360,7 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
 
     *pid = -1;
     find_exporter(o->exporter_path, exe, sizeof exe);
-    if ((rc = path_join(logp, sizeof logp, o->run_dir, "log")) < 0) return rc;
+    if ((rc = path_join(logp, sizeof logp, run, "log")) < 0) return rc;
     if (pipe2(pfd, O_CLOEXEC) < 0) return -errno;
     /* The child gets the write end as fd 3; dup2 onto the same number
      * would keep close-on-exec, so keep it away from 3. */
@@ -364,10 +402,11 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
     argv[n++] = "--mountpoint";
     argv[n++] = mnt;
     argv[n++] = "--run-dir";
-    argv[n++] = o->run_dir;
+    argv[n++] = run;
     argv[n++] = "--ready-fd";
     argv[n++] = "3";
-    if (o->read_only) argv[n++] = "--read-only";
+    if (o->overlay) argv[n++] = "--overlay";
+    else if (o->read_only) argv[n++] = "--read-only";
     if (force) argv[n++] = "--force";
     if (o->owner && *o->owner) {
         argv[n++] = "--owner";
@@ -382,11 +421,6 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
     }
     close(pfd[1]);
     pfd[1] = -1;
-    /* The spawned process forks the real exporter into the background and
-     * exits at once; reap it so it does not linger as a zombie. */
-    int st;
-    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
-    }
 
     /* Readiness: one line, then EOF.  EOF without a line: it died. */
     int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_READY_MS;
@@ -421,6 +455,25 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
             break;
         }
     }
+    /* The spawned process forks the real exporter into the background
+     * and exits at once (readiness comes from that child, so it has
+     * forked by now).  Reap it; one stuck before forking is killed. */
+    {
+        int st;
+        pid_t w;
+        do w = waitpid(child, &st, WNOHANG);
+        while (w < 0 && errno == EINTR);
+        if (w == 0) {
+            int64_t until = now_ms() + 1000;
+            while ((w = waitpid(child, &st, WNOHANG)) == 0 && now_ms() < until)
+                poll_pause();
+            if (w == 0) {
+                kill(child, SIGKILL);
+                while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+                }
+            }
+        }
+    }
     line[strcspn(line, "\n")] = 0;
     if (rc == 0 && !strncmp(line, "ok ", 3)) {
         *pid = (pid_t)strtol(line + 3, NULL, 10);
@@ -433,7 +486,7 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *mnt,
     } else {
         if (rc == 0) rc = -EIO;
         char tail[512];
-        log_tail(o->run_dir, tail, sizeof tail);
+        log_tail(run, tail, sizeof tail);
         seterr(err, errlen, "exporter %s: %s (log: %s)",
                rc == -ETIMEDOUT ? "not ready in time" : "died", line,
                tail[0] ? tail : "-");
@@ -657,13 +710,14 @@ int bd_find(const char *run_dir, char *dev, size_t devlen)
     if (read_small(path, buf, sizeof buf) < 0) {
         /* No device recorded: an exporter alone is a half-done attach. */
         pid_t pid = read_pid(p.run);
-        return exporter_alive(pid) || mnt_is_mounted(p.mnt) == 1 ? -ESTALE
-                                                                  : -ENOENT;
+        return exporter_alive_for(pid, p.run) || mnt_is_mounted(p.mnt) == 1
+                   ? -ESTALE
+                   : -ENOENT;
     }
     if (dev && devlen) scpy(dev, devlen, buf);
     int n = loop_number(buf);
     if (n < 0) return -ESTALE;
-    if (!exporter_alive(read_pid(p.run))) return -ESTALE;
+    if (!exporter_alive_for(read_pid(p.run), p.run)) return -ESTALE;
     if (loop_backing(n, back, sizeof back) < 0 || strcmp(back, p.image) != 0)
         return -ESTALE;
     return 0;
@@ -671,29 +725,46 @@ int bd_find(const char *run_dir, char *dev, size_t devlen)
 
 /* Undo whatever part of an attachment exists.  keep_record: leave the
  * attach record (re-attach reads it).  Removes run_dir when everything
- * is gone and keep_record is 0. */
-static int detach_paths(const struct paths *p, int keep_record, char *err,
-                        size_t errlen)
+ * is gone and keep_record is 0.  grace_ms: how long the exporter may take
+ * to flush and exit by itself before it is signalled. */
+static int detach_paths(const struct paths *p, int keep_record, int grace_ms,
+                        char *err, size_t errlen)
 {
     char buf[64], path[PATH_MAX];
     int rc;
     struct stat st;
     if (stat(p->run, &st) < 0) return errno == ENOENT ? 0 : -errno;
 
-    /* 1. the loop device */
+    /* 1. the loop device: the recorded one, and any other on our image
+     * (an attach that died between LOOP_CONFIGURE and recording it) */
     if (path_join(path, sizeof path, p->run, "dev") == 0 &&
         read_small(path, buf, sizeof buf) == 0) {
         int n = loop_number(buf);
         if (n >= 0 && (rc = loop_detach(n, p->image, err, errlen)) < 0)
             return rc;
-        remove_in(p->run, "dev");
     }
+    DIR *d = opendir("/sys/block");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int n;
+        char back[PATH_MAX];
+        if (sscanf(e->d_name, "loop%d", &n) != 1) continue;
+        if (loop_backing(n, back, sizeof back) < 0 ||
+            strncmp(back, p->image, strlen(p->image)) != 0)
+            continue;
+        if ((rc = loop_detach(n, p->image, err, errlen)) < 0) {
+            closedir(d);
+            return rc;
+        }
+    }
+    if (d) closedir(d);
+    remove_in(p->run, "dev");
     /* 2. the FUSE mount: its exporter then sees the unmount and exits */
     pid_t pid = read_pid(p->run);
     if ((rc = mnt_umount(p->mnt, err, errlen)) < 0) {
         if (rc != -EBUSY) return rc;
-        /* Still held (a loop device we did not record, e.g. an attach
-         * that crashed between LOOP_CONFIGURE and writing dev). */
+        /* Still held by someone with the image open: detach it lazily
+         * (their I/O fails once the exporter is gone). */
         tlog_warn("bd.fuse_busy", "mnt=%s", p->mnt);
         if (umount2(p->mnt, MNT_DETACH) < 0 && errno != EINVAL) {
             seterr(err, errlen, "umount %s: %s", p->mnt, strerror(errno));
@@ -701,8 +772,8 @@ static int detach_paths(const struct paths *p, int keep_record, char *err,
         }
     }
     /* 3. the exporter */
-    if (pid > 0) stop_exporter(pid, EXIT_WAIT_MS);
-    if (exporter_alive(pid)) {
+    if (pid > 0) stop_exporter(pid, p->run, grace_ms);
+    if (exporter_alive_for(pid, p->run)) {
         seterr(err, errlen, "exporter %ld does not exit", (long)pid);
         return -EBUSY;
     }
@@ -729,7 +800,7 @@ int bd_detach(const char *run_dir, char *err, size_t errlen)
     struct paths p;
     int rc = make_paths(run_dir, &p);
     if (rc < 0) return rc;
-    rc = detach_paths(&p, 0, err, errlen);
+    rc = detach_paths(&p, 0, EXIT_WAIT_MS, err, errlen);
     if (rc == 0)
         tlog_info("bd.detached", "run_dir=%s", p.run);
     else
@@ -764,7 +835,8 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
         }
         rc = bd_find(p.run, found, sizeof found);
         if (rc == 0) {
-            if (rec.read_only && !o->read_only) {
+            if ((rec.read_only || rec.overlay) && !o->read_only &&
+                !o->overlay) {
                 seterr(err, errlen, "attached read-only");
                 return -EROFS;
             }
@@ -774,11 +846,13 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
         /* A dead or half-made attachment of this volume: our own exporter
          * died holding the writer lease, so take it over. */
         tlog_warn("bd.stale", "run_dir=%s vol=%s err=%d", p.run, o->vol_id, rc);
-        if ((rc = detach_paths(&p, 1, err, errlen)) < 0) return rc;
+        if ((rc = detach_paths(&p, 1, EXIT_WAIT_MS, err, errlen)) < 0)
+            return rc;
         force = 1;
     } else if (mnt_is_mounted(p.mnt) == 1 || read_pid(p.run) > 0) {
         /* Leftovers without a record (crash during a first attach). */
-        if ((rc = detach_paths(&p, 1, err, errlen)) < 0) return rc;
+        if ((rc = detach_paths(&p, 1, EXIT_WAIT_MS, err, errlen)) < 0)
+            return rc;
     }
 
     if ((rc = rec_save(p.run, o)) < 0) {
@@ -792,11 +866,11 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
     }
     int64_t t0 = now_ms();
     pid_t pid;
-    if ((rc = spawn_exporter(o, p.mnt, force, &pid, err, errlen)) < 0)
+    if ((rc = spawn_exporter(o, p.run, p.mnt, force, &pid, err, errlen)) < 0)
         goto fail;
     int n = -1, dio = 0;
-    if ((rc = loop_attach(p.image, o->vol_id, o->read_only, &n, &dio, err,
-                          errlen)) < 0)
+    if ((rc = loop_attach(p.image, o->vol_id, o->read_only && !o->overlay,
+                          &n, &dio, err, errlen)) < 0)
         goto fail;
     snprintf(found, sizeof found, "/dev/loop%d\n", n);
     if ((rc = write_small(p.run, "dev", found)) < 0) {
@@ -806,16 +880,19 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
         goto fail;
     }
     snprintf(dev, devlen, "/dev/loop%d", n);
-    tlog_info("bd.attached", "vol=%s dev=%s pid=%ld ro=%d dio=%d force=%d ms=%lld",
-              o->vol_id, dev, (long)pid, o->read_only ? 1 : 0, dio, force,
-              (long long)(now_ms() - t0));
+    tlog_info("bd.attached",
+              "vol=%s dev=%s pid=%ld ro=%d overlay=%d dio=%d force=%d ms=%lld",
+              o->vol_id, dev, (long)pid, o->read_only ? 1 : 0,
+              o->overlay ? 1 : 0, dio, force, (long long)(now_ms() - t0));
     return 0;
 
 fail:
     tlog_warn("bd.attach_failed", "vol=%s err=%d", o->vol_id, rc);
     {
         char tmp[256];
-        detach_paths(&p, 0, tmp, sizeof tmp);
+        /* An exporter that failed to get ready has nothing to flush:
+         * a short grace, then SIGTERM (it unmounts and closes). */
+        detach_paths(&p, 0, FAIL_WAIT_MS, tmp, sizeof tmp);
     }
     return rc;
 }
@@ -845,7 +922,7 @@ int bd_resize(const char *run_dir, uint64_t new_size, char *err,
         seterr(err, errlen, "%s: not attached", p.run);
         return rc;
     }
-    if (rec_load(p.run, &rec) == 0 && rec.read_only) {
+    if (rec_load(p.run, &rec) == 0 && (rec.read_only || rec.overlay)) {
         seterr(err, errlen, "attached read-only");
         return -EROFS;
     }
@@ -913,6 +990,7 @@ int bd_reattach_all(const char *runs_root, const char *config_path,
                     .vol_id = rec.vol_id,
                     .run_dir = run,
                     .read_only = rec.read_only,
+                    .overlay = rec.overlay,
                     .exporter_path = exporter_path,
                     .force = 1,
                 };

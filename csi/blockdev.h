@@ -19,6 +19,7 @@
  *                       by bd_attach: its presence means "attached")
  *   run_dir/attach      volume id, region and mode (for bd_reattach_all)
  *   run_dir/log         the exporter's structured log (tlog)
+ *   (overlay attachments also keep an unlinked scratch file in run_dir)
  *
  * Errors: 0 or a negative errno.  Notable codes:
  *   -ENOENT   bd_find/bd_resize: nothing attached at run_dir
@@ -59,6 +60,16 @@ struct bd_attach_opts {
                                   by itself when run_dir records an
                                   exporter of this volume that is dead. */
     int timeout_ms;            /* readiness deadline (0: 30000) */
+    int overlay;               /* 1: read-only on the store (no lease; a
+                                  secondary is fine), but the device
+                                  accepts writes, kept in a private scratch
+                                  overlay and dropped at detach.  Use it to
+                                  mount a replica's filesystem read-only:
+                                  ext4/xfs must replay their journal first,
+                                  which a read-only device refuses (ext4:
+                                  EROFS "write access unavailable").
+                                  Overrides read_only; for raw block
+                                  volumes use read_only instead. */
 };
 
 /* Attach: start the exporter, wait until its mount works, attach a loop
@@ -66,8 +77,8 @@ struct bd_attach_opts {
  * record it in run_dir.  On success dev holds the device path
  * ("/dev/loopN").  Idempotent: if run_dir already holds a healthy
  * attachment of the same volume, dev is that device and 0 is returned
- * (even if read_only differs: the first attach decides; -EROFS if it is
- * read-only and read-write was asked).  If run_dir holds a dead
+ * (even if read_only/overlay differ: the first attach decides; -EROFS if
+ * it is read-only or overlay and read-write was asked).  If run_dir holds a dead
  * attachment (exporter crashed), it is cleaned up first (like bd_detach)
  * and a fresh one made, which may be a different loop device.  On failure
  * nothing is left behind. */

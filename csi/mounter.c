@@ -586,8 +586,20 @@ int mnt_mount(const char *dev, const char *target, const char *fstype,
         seterr(err, errlen, "mkdir %s: %s", target, strerror(-rc));
         return rc;
     }
-    if (mount(dev, target, fstype, msf, data[0] ? data : NULL) < 0) {
-        rc = -errno;
+    rc = mount(dev, target, fstype, msf, data[0] ? data : NULL) < 0 ? -errno : 0;
+    if (rc == -EROFS && (msf & MS_RDONLY)) {
+        /* A read-only device whose filesystem wants journal recovery
+         * (a crash-consistent replica): mount it without replaying.  The
+         * view may miss what only the journal holds; bd_attach's overlay
+         * mode avoids that. */
+        const char *skip = !strcmp(fstype, "xfs") ? "norecovery" : "noload";
+        char d2[sizeof data + 16];
+        snprintf(d2, sizeof d2, "%s%s%s", data, data[0] ? "," : "", skip);
+        tlog_warn("mnt.mount_norecovery", "dev=%s target=%s opt=%s", dev,
+                  target, skip);
+        rc = mount(dev, target, fstype, msf, d2) < 0 ? -errno : 0;
+    }
+    if (rc < 0) {
         seterr(err, errlen, "mount %s on %s (%s, %s): %s", dev, target,
                fstype, data[0] ? data : "-", strerror(-rc));
         tlog_warn("mnt.mount_failed", "dev=%s target=%s fstype=%s err=%d",

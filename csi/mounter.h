@@ -56,7 +56,11 @@ int mnt_format_if_blank(const char *dev, const char *fstype,
  * "nodiratime,sync", "data=ordered"): known names become MS_* flags, the
  * rest is passed as filesystem options.  NULL/0: none.
  * Idempotent: target already mounted from dev gives 0; mounted from
- * something else: -EBUSY. */
+ * something else: -EBUSY.  A read-only mount that the kernel refuses
+ * with EROFS (a read-only device whose ext4/xfs journal needs recovery)
+ * is retried without recovery ("noload" / "norecovery"), which may hide
+ * what only the journal holds: attach such devices with bd_attach's
+ * overlay option instead. */
 int mnt_mount(const char *dev, const char *target, const char *fstype,
               int ro, const char *const *flags, size_t nflags, char *err,
               size_t errlen);

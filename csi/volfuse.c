@@ -5,8 +5,9 @@
  * volume's; csi/blockdev.c puts a loop device on that file.
  *
  *   tandem-volfuse --config FILE --region R --volume ID --mountpoint DIR
- *                  [--read-only] [--foreground] [--force] [--owner NAME]
- *                  [--run-dir DIR] [--ready-fd N] [--threads N]
+ *                  [--read-only | --overlay] [--foreground] [--force]
+ *                  [--owner NAME] [--run-dir DIR] [--ready-fd N]
+ *                  [--threads N]
  *
  * Mapping of FUSE operations (low-level API, multithreaded):
  *   read → jr_read, write → jr_write (replied only once journaled
@@ -17,6 +18,12 @@
  * reorder writes) and FOPEN_PARALLEL_DIRECT_WRITES (so the kernel does not
  * serialise writes on the inode lock: the loop device keeps many in
  * flight and the journal group-commits them).
+ *
+ * --overlay: the volume is opened read-only (no lease; a secondary is
+ * fine) but the image accepts writes, which land in a private scratch
+ * file (unlinked, in RUN_DIR) and are forgotten at exit.  A crash-
+ * consistent replica's filesystem can so replay its own journal and be
+ * mounted read-only; the volume itself is never written.
  *
  * Life cycle: without --foreground it forks into its own session (the
  * node plugin may exit or restart; the exporter stays).  It writes its pid
@@ -65,9 +72,23 @@ struct vf_open_out {
 #define PR_SET_IO_FLUSHER 57
 #endif
 
+/* Private copy-on-write overlay (--overlay): 4 KiB blocks written since
+ * start live in an unlinked sparse file; a bitmap, allocated per 1 GiB
+ * chunk on first use, says which. */
+#define OV_BLOCK 4096u
+#define OV_CHUNK_BLOCKS (1u << 18) /* 1 GiB of blocks per bitmap chunk */
+struct vf_overlay {
+    int fd;                 /* scratch file, -1 if no overlay */
+    pthread_rwlock_t lock;  /* writers exclusive, readers shared */
+    uint64_t **chunks;      /* bitmap chunks (NULL: nothing written there) */
+    size_t nchunks;
+};
+
 struct vf_ctx {
     const char *vol_id;
-    int read_only;
+    int read_only;          /* the FUSE image refuses writes */
+    int overlay;            /* writes go to ov, never to the volume */
+    struct vf_overlay ov;
     jr_volume *vol;
     _Atomic uint64_t size;      /* current volume size in bytes */
     pthread_mutex_t resize_mu;  /* serialises setattr(size) */
@@ -88,6 +109,141 @@ static void io_begin(struct vf_ctx *c)
 }
 
 static void io_end(struct vf_ctx *c) { atomic_fetch_sub(&c->inflight, 1); }
+
+static int ov_init(struct vf_overlay *ov, const char *dir, uint64_t size)
+{
+    ov->fd = open(dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (ov->fd < 0) return -errno;
+    pthread_rwlock_init(&ov->lock, NULL);
+    ov->nchunks = (size_t)((size / OV_BLOCK + OV_CHUNK_BLOCKS - 1) /
+                           OV_CHUNK_BLOCKS);
+    ov->chunks = calloc(ov->nchunks ? ov->nchunks : 1, sizeof *ov->chunks);
+    if (!ov->chunks) {
+        close(ov->fd);
+        ov->fd = -1;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void ov_free(struct vf_overlay *ov)
+{
+    if (ov->fd < 0) return;
+    for (size_t i = 0; i < ov->nchunks; i++) free(ov->chunks[i]);
+    free(ov->chunks);
+    close(ov->fd);
+    pthread_rwlock_destroy(&ov->lock);
+    ov->fd = -1;
+}
+
+static int ov_test(const struct vf_overlay *ov, uint64_t blk)
+{
+    const uint64_t *ch = ov->chunks[blk / OV_CHUNK_BLOCKS];
+    uint64_t i = blk % OV_CHUNK_BLOCKS;
+    return ch && (ch[i / 64] >> (i % 64)) & 1;
+}
+
+static int ov_set(struct vf_overlay *ov, uint64_t blk)
+{
+    uint64_t **ch = &ov->chunks[blk / OV_CHUNK_BLOCKS];
+    if (!*ch && !(*ch = calloc(OV_CHUNK_BLOCKS / 64, sizeof **ch)))
+        return -ENOMEM;
+    uint64_t i = blk % OV_CHUNK_BLOCKS;
+    (*ch)[i / 64] |= 1ull << (i % 64);
+    return 0;
+}
+
+static int full_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *b = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, b, len, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -errno;
+        if (n == 0) { /* sparse tail of the scratch file */
+            memset(b, 0, len);
+            return 0;
+        }
+        b += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *b = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, b, len, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -errno;
+        b += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Read through the overlay: the volume, then the overlaid blocks. */
+static int ov_read(struct vf_ctx *c, uint64_t off, char *buf, size_t len)
+{
+    struct vf_overlay *ov = &c->ov;
+    pthread_rwlock_rdlock(&ov->lock);
+    int rc = jr_read(c->vol, off, buf, len);
+    for (uint64_t b = off / OV_BLOCK; rc == 0 && b * OV_BLOCK < off + len; b++) {
+        if (!ov_test(ov, b)) continue;
+        uint64_t s = b * OV_BLOCK > off ? b * OV_BLOCK : off;
+        uint64_t e = (b + 1) * OV_BLOCK < off + len ? (b + 1) * OV_BLOCK
+                                                    : off + len;
+        rc = full_pread(ov->fd, buf + (s - off), (size_t)(e - s), s);
+    }
+    pthread_rwlock_unlock(&ov->lock);
+    return rc;
+}
+
+/* Write into the overlay (data NULL: zeros).  A block written partly for
+ * the first time is first filled from the volume. */
+static int ov_write(struct vf_ctx *c, uint64_t off, const char *data,
+                    size_t len)
+{
+    struct vf_overlay *ov = &c->ov;
+    char blk[OV_BLOCK];
+    int rc = 0;
+    pthread_rwlock_wrlock(&ov->lock);
+    /* Zeroing whole blocks: one hole in the scratch file. */
+    uint64_t as = (off + OV_BLOCK - 1) / OV_BLOCK * OV_BLOCK;
+    uint64_t ae = (off + len) / OV_BLOCK * OV_BLOCK;
+    if (!data && ae > as &&
+        fallocate(ov->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)as, (off_t)(ae - as)) < 0)
+        rc = -errno;
+    for (uint64_t b = off / OV_BLOCK; rc == 0 && b * OV_BLOCK < off + len; b++) {
+        uint64_t bs = b * OV_BLOCK;
+        uint64_t s = bs > off ? bs : off;
+        uint64_t e = bs + OV_BLOCK < off + len ? bs + OV_BLOCK : off + len;
+        uint64_t vsz = atomic_load(&c->size);
+        if (!data && s == bs && e == bs + OV_BLOCK) {
+            rc = ov_set(ov, b); /* punched above */
+            continue;
+        }
+        if ((s != bs || e != bs + OV_BLOCK) && !ov_test(ov, b)) {
+            size_t have = bs + OV_BLOCK <= vsz ? OV_BLOCK : (size_t)(vsz - bs);
+            memset(blk, 0, sizeof blk);
+            if ((rc = jr_read(c->vol, bs, blk, have)) < 0) break;
+            if ((rc = full_pwrite(ov->fd, blk, have, bs)) < 0) break;
+        }
+        if (data) {
+            rc = full_pwrite(ov->fd, data + (s - off), (size_t)(e - s), s);
+        } else {
+            memset(blk, 0, sizeof blk);
+            rc = full_pwrite(ov->fd, blk, (size_t)(e - s), s);
+        }
+        if (rc == 0) rc = ov_set(ov, b);
+    }
+    pthread_rwlock_unlock(&ov->lock);
+    return rc;
+}
 
 static void fill_attr(struct vf_ctx *c, fuse_ino_t ino, struct stat *st)
 {
@@ -174,7 +330,7 @@ static void vf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
         pthread_mutex_lock(&c->resize_mu);
         uint64_t cur = atomic_load(&c->size);
         int rc = 0;
-        if (c->read_only && want != cur)
+        if ((c->read_only || c->overlay) && want != cur)
             rc = -EROFS;
         else if (want < cur)
             rc = -EINVAL;
@@ -247,7 +403,8 @@ static void vf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     io_begin(c);
-    int rc = jr_read(c->vol, (uint64_t)off, buf, size);
+    int rc = c->overlay ? ov_read(c, (uint64_t)off, buf, size)
+                        : jr_read(c->vol, (uint64_t)off, buf, size);
     io_end(c);
     atomic_fetch_add(&c->n_reads, 1);
     if (rc < 0) {
@@ -282,7 +439,8 @@ static void vf_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     }
     if ((uint64_t)off + size > sz) size = (size_t)(sz - (uint64_t)off);
     io_begin(c);
-    int rc = jr_write(c->vol, (uint64_t)off, buf, size);
+    int rc = c->overlay ? ov_write(c, (uint64_t)off, buf, size)
+                        : jr_write(c->vol, (uint64_t)off, buf, size);
     io_end(c);
     atomic_fetch_add(&c->n_writes, 1);
     atomic_fetch_add(&c->write_bytes, size);
@@ -300,7 +458,7 @@ static void vf_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 static void vf_flush_common(fuse_req_t req)
 {
     struct vf_ctx *c = fuse_req_userdata(req);
-    if (c->read_only) {
+    if (c->read_only || c->overlay) { /* nothing of ours to make durable */
         fuse_reply_err(req, 0);
         return;
     }
@@ -364,7 +522,8 @@ static void vf_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
     if ((uint64_t)off + l > sz) l = sz - (uint64_t)off;
     /* jr_discard leaves the range reading as zeros, which serves both
      * PUNCH_HOLE (discard) and ZERO_RANGE (write zeroes). */
-    int rc = jr_discard(c->vol, (uint64_t)off, l);
+    int rc = c->overlay ? ov_write(c, (uint64_t)off, NULL, (size_t)l)
+                        : jr_discard(c->vol, (uint64_t)off, l);
     if (rc < 0) {
         tlog_error("volfuse.discard_failed", "vol=%s off=%lld len=%llu err=%d msg=\"%s\"",
                    c->vol_id, (long long)off, (unsigned long long)l, rc,
@@ -525,7 +684,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *region = NULL, *vol_id = NULL, *mnt = NULL;
     const char *run_dir = NULL, *owner_opt = NULL;
-    int read_only = 0, foreground = 0, force = 0, ready_fd = -1;
+    int read_only = 0, overlay = 0, foreground = 0, force = 0, ready_fd = -1;
     int threads = 32;
     static const struct option lopts[] = {
         {"config", required_argument, 0, 'c'},
@@ -533,6 +692,7 @@ int main(int argc, char **argv)
         {"volume", required_argument, 0, 'v'},
         {"mountpoint", required_argument, 0, 'm'},
         {"read-only", no_argument, 0, 'R'},
+        {"overlay", no_argument, 0, 'O'},
         {"foreground", no_argument, 0, 'f'},
         {"force", no_argument, 0, 'F'},
         {"owner", required_argument, 0, 'o'},
@@ -550,6 +710,7 @@ int main(int argc, char **argv)
         case 'v': vol_id = optarg; break;
         case 'm': mnt = optarg; break;
         case 'R': read_only = 1; break;
+        case 'O': overlay = 1; break;
         case 'f': foreground = 1; break;
         case 'F': force = 1; break;
         case 'o': owner_opt = optarg; break;
@@ -561,7 +722,7 @@ int main(int argc, char **argv)
         }
     }
     if (!config || !region || !vol_id || !mnt || optind != argc ||
-        threads < 1 || threads > 1024) {
+        threads < 1 || threads > 1024 || (read_only && overlay)) {
         usage();
         return 2;
     }
@@ -616,14 +777,16 @@ int main(int argc, char **argv)
     pthread_mutex_init(&ctx.resize_mu, NULL);
     ctx.vol_id = vol_id;
     ctx.read_only = read_only;
+    ctx.overlay = overlay;
+    ctx.ov.fd = -1;
     ctx.start = time(NULL);
 
     if ((rc = write_pidfile(run_dir)) < 0) {
         snprintf(msg, sizeof msg, "err %d cannot write pid file\n", -rc);
         goto fail;
     }
-    tlog_info("volfuse.start", "vol=%s region=%s mnt=%s ro=%d pid=%ld",
-              vol_id, region, mnt, read_only, (long)getpid());
+    tlog_info("volfuse.start", "vol=%s region=%s mnt=%s ro=%d overlay=%d pid=%ld",
+              vol_id, region, mnt, read_only, overlay, (long)getpid());
     errbuf[0] = 0;
     if ((rc = rg_load(config, &cfg, errbuf, sizeof errbuf)) < 0) {
         snprintf(msg, sizeof msg, "err %d config: %s\n", -rc, errbuf);
@@ -647,7 +810,8 @@ int main(int argc, char **argv)
         gethostname(host, sizeof host - 1);
         snprintf(owner, sizeof owner, "%s/volfuse/%ld", host, (long)getpid());
     }
-    int flags = (read_only ? 0 : JR_OPEN_WRITE) | (force ? JR_OPEN_FORCE : 0);
+    int flags = (read_only || overlay ? 0 : JR_OPEN_WRITE) |
+                (force ? JR_OPEN_FORCE : 0);
     if ((rc = jr_open(st, vol_id, flags, owner, &ctx.vol)) < 0) {
         /* Engine codes go back as EIO/EROFS/EBUSY with the text. */
         int e = rc > -4096 ? -rc
@@ -665,6 +829,11 @@ int main(int argc, char **argv)
         goto fail;
     }
     atomic_store(&ctx.size, info.size);
+    if (overlay && (rc = ov_init(&ctx.ov, run_dir, info.size)) < 0) {
+        snprintf(msg, sizeof msg, "err %d overlay scratch file: %s\n", -rc,
+                 strerror(-rc));
+        goto fail;
+    }
     tlog_info("volfuse.opened", "vol=%s size=%llu role=%s head=%llu",
               vol_id, (unsigned long long)info.size, jr_role_name(info.role),
               (unsigned long long)info.head);
@@ -734,6 +903,11 @@ fail:
     if (lcfg) fuse_loop_cfg_destroy(lcfg);
     if (se) {
         if (sig_installed) fuse_remove_signal_handlers(se);
+        /* Already on the way out: a second SIGTERM must not cut the
+         * flush and lease release below short. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
         if (mounted) fuse_session_unmount(se);
         fuse_session_destroy(se);
     }
@@ -747,6 +921,7 @@ fail:
             tlog_info("volfuse.closed", "vol=%s", vol_id);
         }
     }
+    ov_free(&ctx.ov);
     st_close(st);
     rg_free(cfg);
     if (run_dir && exit_code == 0) {

@@ -32,6 +32,18 @@
  * any process (e.g. the replicator while the node plugin has the volume
  * open for writing).  Only one process opens a volume writable at a time
  * (a lease in the header; JR_ELOCKED otherwise).
+ *
+ * Objects: header "vol/<id>", data "vol/<id>/d/<16 hex>", journal
+ * "vol/<id>/j/<16 hex>" (FORMAT.md §1), so a store can hold many volumes
+ * and other users' objects (anything not under "vol/").
+ *
+ * Costs: a write is one store operation on the journal object shared with
+ * the writes committing with it (group commit); the image is written in
+ * the background by an applier thread, one operation per data object per
+ * batch.  Reads cost one store read per data object touched.  An open
+ * volume holds at most 64 MiB / 16384 entries not yet applied; writers
+ * wait beyond that.  The writer lease lasts 30 s and is renewed every
+ * 10 s by the applier thread.
  */
 #ifndef TANDEM_JR_H
 #define TANDEM_JR_H
@@ -122,8 +134,10 @@ int jr_meta_iter(st_store *st, const char *vol_id,
  * Setting the same role and epoch again is a no-op (idempotent). */
 int jr_role_set(st_store *st, const char *vol_id, int role, uint64_t epoch);
 
-/* Per-peer acknowledged positions (peer = region name).  Monotonic: a
- * smaller seq than the recorded one is ignored (returns 0). */
+/* Per-peer acknowledged positions (peer = region name, no spaces).
+ * Monotonic: a smaller seq than the recorded one is ignored (returns 0).
+ * Setting an ack registers the peer: while no peer is registered the
+ * journal is kept (up to the cap, then dirty regions) for the first one. */
 int jr_peer_ack_get(st_store *st, const char *vol_id, const char *peer,
                     uint64_t *seq);
 int jr_peer_ack_set(st_store *st, const char *vol_id, const char *peer,
@@ -141,11 +155,29 @@ enum {
                             has not expired (after a crash of that holder) */
 };
 /* Open; with JR_OPEN_WRITE replays entries after applied first.  owner
- * names the lease holder (e.g. "node-1/pid"), may be NULL when read-only. */
+ * names the lease holder (e.g. "node-1/pid"), may be NULL when read-only.
+ * Errors: -ENOENT, JR_EROLE (writable open of a secondary), JR_ELOCKED
+ * (lease held; JR_OPEN_FORCE takes it over and fences the old holder: its
+ * next append fails with JR_ELOCKED), JR_ECORRUPT (replay met a bad entry:
+ * logged with volume/object/offset; nothing past it was applied).
+ * Read-only: reads see the image plus the journal entries not yet applied
+ * as of the open (a snapshot: later writes by another process are not
+ * seen; reopen to refresh).  st must outlive the volume. */
 int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             jr_volume **out);
-/* Flush, apply what is pending, release the lease, free.  NULL: no-op. */
+/* Wait for writes in progress, apply everything durable, record applied,
+ * release the lease, free.  Returns the volume's sticky error (see
+ * jr_volume_error), 0 normally.  NULL: no-op.  No other call on v may
+ * run concurrently or after. */
 int jr_close(jr_volume *v);
+/* Reads and writes must lie within the current size (-EINVAL otherwise);
+ * len 0 is a no-op.  jr_write/jr_discard/jr_flush/jr_resize return once
+ * the entry is durable in the journal (the buffer is copied, the caller may
+ * reuse it at once); -EROFS on a read-only volume.  Writes larger than
+ * 1 MiB become several consecutive entries (a crash may keep a prefix of
+ * them: block devices do not promise atomic large writes either).  After a
+ * failed journal append the volume refuses further writes (sticky error);
+ * reads go on working. */
 int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len);
 int jr_write(jr_volume *v, uint64_t off, const void *buf, size_t len);
 int jr_discard(jr_volume *v, uint64_t off, uint64_t len);
@@ -166,10 +198,12 @@ struct jr_batch {
     uint64_t raw_bytes;  /* uncompressed payload bytes they carry */
     int64_t oldest_ts_ns;/* timestamp of the first entry */
 };
-/* Read entries with seq >= from_seq, up to about max_bytes (at least one
- * entry if any).  n_entries==0: nothing new.  JR_ETRIMMED: from_seq is
- * below the oldest kept entry.  JR_ECORRUPT: logged with volume, object
- * and offset; nothing past it is returned. */
+/* Read entries with seq >= from_seq (0 means 1), up to about max_bytes
+ * (at least one entry if any).  n_entries==0: nothing new.  JR_ETRIMMED:
+ * from_seq is below the oldest kept entry.  JR_ECORRUPT: logged with
+ * volume, object and offset; nothing past it is returned (the entries
+ * before it are returned first, the next call then fails at it).  Free
+ * the batch with jr_batch_free (also after an error: it is zeroed). */
 int jr_tail_read(st_store *st, const char *vol_id, uint64_t from_seq,
                  size_t max_bytes, struct jr_batch *out);
 void jr_batch_free(struct jr_batch *b);
@@ -186,7 +220,12 @@ int jr_batch_verify(const void *data, size_t len, uint64_t *first,
  * JR_EGAP if the first new entry is not applied+1; JR_EROLE if the volume
  * is primary; JR_ESTALE if an entry's epoch is below the volume's epoch.
  * Applies in order and records applied (and head) durably; *applied_out
- * is the new applied position. */
+ * is the new applied position.  The new entries are first appended to the
+ * secondary's own journal (so a crash half way through is replayed by the
+ * next jr_apply, and the replica can be promoted with its journal), then
+ * applied to the image coalesced.  Concurrent jr_apply calls on one volume
+ * are safe (serialised by a guard on the journal) but pointless.  Resize
+ * entries also set the replica's size. */
 int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
              uint64_t *applied_out);
 
@@ -207,15 +246,20 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
                       void *arg);
 /* As jr_dirty_clear, only if the map is still at generation gen (nothing
  * was added since the jr_dirty_iter_gen that returned it): -EAGAIN
- * otherwise (iterate again).  The catch-up protocol for a peer:
- *   1. jr_volume_stat -> A = applied (every entry <= A is in the image);
- *   2. jr_dirty_iter_gen -> regions R, generation G;
- *   3. jr_dirty_clear_gen(A + 1, G)  (-EAGAIN: back to 1);
- *   4. copy R from the primary image (jr_image_read) to the secondary
- *      (jr_image_write, plus jr_image_resize to the primary's size);
- *   5. ship entries from A + 1 on with jr_tail_read / jr_apply (they
- *      overwrite whatever newer bytes step 4 copied, in order).
- * The secondary is not crash-consistent between 4 and the end of 5. */
+ * otherwise.  The catch-up protocol for a peer after the cap was reached
+ * (jr_tail_read said JR_ETRIMMED):
+ *   1. jr_volume_stat -> T = tail (entries >= T are all still kept);
+ *   2. jr_dirty_iter_gen -> regions R (what trimmed entries touched) and
+ *      generation G;
+ *   3. copy R from the primary image (jr_image_read) to the secondary
+ *      (jr_image_write);
+ *   4. jr_dirty_clear_gen(T, G): -EAGAIN or JR_ETRIMMED (a trim ran in
+ *      the meantime): back to 1 (the map still has everything);
+ *   5. jr_replica_rebase(secondary, T - 1, primary size);
+ *   6. ship entries from T on with jr_tail_read / jr_apply: they rewrite,
+ *      in order, whatever newer bytes step 3 copied.
+ * The secondary is not crash-consistent from 3 until 6 reached the
+ * primary's head as of 3 (DESIGN.md: the copy is not write-ordered). */
 int jr_dirty_clear_gen(st_store *st, const char *vol_id, uint64_t resume_seq,
                        uint64_t gen);
 /* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
@@ -232,6 +276,11 @@ int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
                    const void *buf, size_t len);
 /* Set a secondary's size directly (region copy); JR_EROLE on a primary. */
 int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size);
+/* After a region copy: the secondary's image now stands for the primary's
+ * position seq (with the given size), so jr_apply continues at seq + 1.
+ * Drops the secondary's own journal; JR_EROLE on a primary. */
+int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
+                      uint64_t size);
 
 /* Counters of an open volume since jr_open (for tests and benchmarks). */
 struct jr_stats {

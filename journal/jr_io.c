@@ -36,6 +36,12 @@
 #define LEASE_TTL_S 30
 #define LEASE_RENEW_S 10
 #define PERSIST_MS 1000
+/* The applier lets durable entries linger this long (or until a quarter of
+ * the queue limits is used) before applying them: one batch then covers
+ * many writes (one store operation per data object touched, overwrites
+ * merged), instead of one image write per journal write.  Reads are served
+ * from the overlay meanwhile. */
+#define APPLY_LINGER_MS 20
 
 struct pent {
     struct pent *next;
@@ -91,7 +97,46 @@ struct jr_volume {
     pthread_t applier;
     int applier_started;
     struct jr_stats stats; /* under mu */
+    /* Read filter: how many queued entries touch each 1 MiB region (hashed
+     * into OV_BUCKETS counters), and how many touch too much to count
+     * (resizes, huge discards), so a read of a region nothing pending
+     * touches skips the scan of the queue.  Under mu. */
+    uint32_t ov_count[4096];
+    uint32_t ov_wide;
+    /* Test hook (TANDEM_JR_APPLY_DELAY_MS): the applier sleeps this long
+     * before each batch, so tests can keep entries in the overlay. */
+    int apply_delay_ms;
+    uint64_t pending_since; /* mono ns: applied == durable until then */
+    int space_waiters;      /* writers waiting for the applier */
 };
+
+#define OV_BUCKETS 4096
+#define OV_SHIFT 20
+
+static void ov_account(jr_volume *v, const struct pent *p, int delta)
+{
+    if (p->kind == JR_K_FLUSH) return;
+    if (p->kind == JR_K_RESIZE || p->len == 0 ||
+        ((p->off + p->len - 1) >> OV_SHIFT) - (p->off >> OV_SHIFT) >=
+            OV_BUCKETS / 4) {
+        v->ov_wide += (uint32_t)delta;
+        return;
+    }
+    for (uint64_t b = p->off >> OV_SHIFT; b <= (p->off + p->len - 1) >> OV_SHIFT;
+         b++)
+        v->ov_count[b % OV_BUCKETS] += (uint32_t)delta;
+}
+
+/* With mu held: may a queued entry touch [off, end)? */
+static int ov_maybe(const jr_volume *v, uint64_t off, uint64_t end)
+{
+    if (v->ov_wide) return 1;
+    uint64_t b0 = off >> OV_SHIFT, b1 = (end - 1) >> OV_SHIFT;
+    if (b1 - b0 >= OV_BUCKETS) return 1;
+    for (uint64_t b = b0; b <= b1; b++)
+        if (v->ov_count[b % OV_BUCKETS]) return 1;
+    return 0;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -222,27 +267,31 @@ static void lead(jr_volume *v)
 {
     v->committing = 1;
     struct pent *first = v->commit_next, *p = first, *last = NULL;
-    size_t total = 0;
+    size_t total = 0, n = 0;
     while (p && (total == 0 || total + p->enc_len <= MAX_GROUP)) {
         total += p->enc_len;
         last = p;
         p = p->next;
+        n++;
     }
     v->commit_next = p;
     pthread_mutex_unlock(&v->mu);
 
     /* The entries stay queued (and allocated) until applied, which needs
-     * them durable first, so they can be read here without the lock. */
+     * them durable first, so they can be read here without the lock; only
+     * last->next may change meanwhile (new entries), so count instead. */
     int r = 0;
     uint8_t *buf = NULL;
     const uint8_t *src = first->enc;
-    if (first != last) {
+    if (n > 1) {
         buf = malloc(total);
         if (!buf) r = -ENOMEM;
         size_t pos = 0;
-        for (struct pent *q = first; buf && q != last->next; q = q->next) {
+        struct pent *q = first;
+        for (size_t i = 0; buf && i < n; i++) {
             memcpy(buf + pos, q->enc, q->enc_len);
             pos += q->enc_len;
+            if (i + 1 < n) q = q->next;
         }
         src = buf;
     }
@@ -256,6 +305,7 @@ static void lead(jr_volume *v)
     if (r == 0) {
         v->stats.commits++;
         v->stats.journal_bytes += total;
+        if (v->applied_seq == v->durable_seq) v->pending_since = mono_ns();
         v->durable_seq = last->seq;
         v->head_ts = ts;
         pthread_cond_signal(&v->apply_cv);
@@ -275,8 +325,12 @@ static void lead(jr_volume *v)
 static int submit(jr_volume *v, struct pent **p, size_t n)
 {
     pthread_mutex_lock(&v->mu);
-    while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N))
+    while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N)) {
+        v->space_waiters++;
+        pthread_cond_signal(&v->apply_cv);
         pthread_cond_wait(&v->space_cv, &v->mu);
+        v->space_waiters--;
+    }
     int r = v->err;
     for (size_t i = 0; r == 0 && i < n; i++) {
         if ((p[i]->kind == JR_K_WRITE || p[i]->kind == JR_K_ZERO) &&
@@ -303,6 +357,7 @@ static int submit(jr_volume *v, struct pent **p, size_t n)
         else v->q_head = e;
         v->q_tail = e;
         if (!v->commit_next) v->commit_next = e;
+        ov_account(v, e, 1);
         v->q_n++;
         v->q_bytes += e->kind == JR_K_WRITE ? e->len : 0;
         v->stats.entries++;
@@ -379,17 +434,25 @@ static void *applier_main(void *arg)
     pthread_mutex_lock(&v->mu);
     for (;;) {
         for (;;) {
-            if (v->stop || v->applied_seq < v->durable_seq || v->need_trim ||
+            if (v->stop || v->need_trim ||
                 time(NULL) - v->lease_renewed >= LEASE_RENEW_S)
                 break;
+            int64_t wait_ms = 1000;
+            if (v->applied_seq < v->durable_seq) {
+                int64_t age =
+                    (int64_t)(mono_ns() - v->pending_since) / 1000000;
+                if (age >= APPLY_LINGER_MS || v->space_waiters ||
+                    v->q_bytes >= MAX_Q_BYTES / 4 || v->q_n >= MAX_Q_N / 4)
+                    break;
+                wait_ms = APPLY_LINGER_MS - age;
+            }
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
             int64_t since = (now.tv_sec - last_persist.tv_sec) * 1000 +
                             (now.tv_nsec - last_persist.tv_nsec) / 1000000;
-            int64_t wait_ms = 1000;
             if (v->persisted_seq != v->applied_seq) {
                 if (since >= PERSIST_MS) break;
-                wait_ms = PERSIST_MS - since;
+                if (PERSIST_MS - since < wait_ms) wait_ms = PERSIST_MS - since;
             }
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
@@ -435,6 +498,7 @@ static void *applier_main(void *arg)
             }
             uint64_t size = v->applied_size;
             pthread_mutex_unlock(&v->mu);
+            if (v->apply_delay_ms) usleep((useconds_t)v->apply_delay_ms * 1000);
             uint64_t t0 = mono_ns();
             int r = n ? jr__image_apply(v->st, v->id, v->objsz, ops, n, &size)
                       : -ENOMEM;
@@ -457,6 +521,7 @@ static void *applier_main(void *arg)
                 if (!v->q_head) v->q_tail = NULL;
                 v->q_n--;
                 v->q_bytes -= e->kind == JR_K_WRITE ? e->len : 0;
+                ov_account(v, e, -1);
                 pent_put(e);
             }
             v->applied_seq = ops[n - 1].seq;
@@ -535,6 +600,7 @@ static int overlay_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
     else v->q_head = p;
     v->q_tail = p;
     v->q_n++;
+    ov_account(v, p, 1);
     return 0;
 }
 
@@ -690,6 +756,8 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             goto fail;
         }
         v->writable = 1;
+        const char *d = getenv("TANDEM_JR_APPLY_DELAY_MS");
+        if (d) v->apply_delay_ms = atoi(d);
         r = open_writable(v, &h, flags & JR_OPEN_FORCE);
         if (r < 0) goto fail;
         v->epoch = h.epoch;
@@ -843,7 +911,8 @@ int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len)
         pthread_mutex_unlock(&v->mu);
         return -EINVAL;
     }
-    for (struct pent *p = v->q_head; p; p = p->next) {
+    struct pent *scan = ov_maybe(v, off, end) ? v->q_head : NULL;
+    for (struct pent *p = scan; p; p = p->next) {
         if (!overlaps(p, off, end)) continue;
         if (nh == cap) {
             struct pent **nhp = malloc(cap * 2 * sizeof *nhp);

@@ -117,6 +117,10 @@ static int collect_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
 int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
                uint64_t head, uint64_t *size_out)
 {
+    if (head <= h->applied) { /* nothing to replay: leave size alone */
+        if (size_out) *size_out = h->size;
+        return 0;
+    }
     struct collect c = {{0}, h->applied_size, 0};
     int r = 0;
     uint64_t from = h->applied + 1;

@@ -408,8 +408,6 @@ static int mark_range(struct jr__hdr *h, uint64_t off, uint64_t len,
             *b |= (uint8_t)(1u << (bit % 8));
             *changed = 1;
         }
-        /* Whole bytes at a time when the range is long. */
-        if (bit % 8 == 7 && g + 8 <= g1) continue;
     }
     return 0;
 }
@@ -451,8 +449,12 @@ int jr__trim(st_store *st, const char *vol)
             jr__hdr_free(&h);
             return r;
         }
-        /* with no peer registered, keep everything for the first. */
-        uint64_t peers = h.n_acks ? h.min_ack : h.base;
+        /* R-8: with no peer registered, keep everything for the first.
+         * A secondary keeps nothing for peers: its journal only protects
+         * its own image (a promoted replica registers peers anew). */
+        uint64_t peers = h.role == JR_ROLE_SECONDARY ? h.applied
+                         : h.n_acks                  ? h.min_ack
+                                                     : h.base;
         uint64_t limit = h.applied < peers ? h.applied : peers;
         int over = h.dirty || jbytes > h.cap;
         size_t k = 0; /* objects [0, k) go */
@@ -736,6 +738,52 @@ int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size)
         int n = snprintf(b, sizeof b, "%" PRIu64, new_size);
         r = st_omap_set(st, oid, "size", b, (size_t)n);
     }
+    jr__hdr_free(&h);
+    return r;
+}
+
+int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
+                      uint64_t size)
+{
+    if (!st || size == 0 || size > JR_MAX_OFFSET) return -EINVAL;
+    struct jr__hdr h;
+    int r = jr__hdr_load(st, vol_id, &h);
+    if (r < 0) return r;
+    if (h.role != JR_ROLE_SECONDARY) {
+        jr__hdr_free(&h);
+        return JR_EROLE;
+    }
+    HDR_OID(oid, vol_id);
+    /* Drop the old journal first (index keys and base in one update), so
+     * no replay can run old entries over the copied regions. */
+    st_wop *op = st_wop_create();
+    if (!op) {
+        jr__hdr_free(&h);
+        return -ENOMEM;
+    }
+    st_wop_omap_cmp(op, "role", "secondary", 9);
+    char key[64], b[64];
+    for (size_t i = 0; i < h.nj; i++) {
+        snprintf(key, sizeof key, "jidx.%016" PRIx64, h.j[i].n);
+        st_wop_omap_rm(op, key);
+    }
+    set_u64(op, "base", seq);
+    set_u64(op, "tail", seq + 1);
+    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
+    st_wop_omap_set(op, "applied", b, (size_t)n);
+    set_u64(op, "size", size);
+    r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    if (r == -ECANCELED) r = JR_EROLE;
+    for (size_t i = 0; r == 0 && i < h.nj; i++) {
+        char joid[JR_OID_MAX];
+        jr__oid_journal(joid, sizeof joid, vol_id, h.j[i].n);
+        int rr = st_remove(st, joid);
+        if (rr < 0 && rr != -ENOENT) r = rr;
+    }
+    if (r == 0)
+        tlog_info("volume.rebased", "vol=%s seq=%" PRIu64 " size=%" PRIu64,
+                  vol_id, seq, size);
     jr__hdr_free(&h);
     return r;
 }

@@ -20,4 +20,10 @@ $(B)/tests/rep-tool: $(call objs,tests/tools/rep-tool.c) $(B)/librep.a \
 	@mkdir -p $(@D)
 	$(LINK)
 
-E2E_TESTS += tests/e2e/t0300-replication.sh tests/e2e/t0310-replication-faults.sh
+E2E_TESTS += tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
+             tests/e2e/t0310-replication-faults.sh
+
+# In-process engine tests (two regions, Link refusals); run under ASan too.
+$(B)/tests/test-rep: $(B)/librep.a $(B)/libregions.a $(B)/libjr.a \
+    $(B)/libstore.a $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
+UNIT_TESTS += $(B)/tests/test-rep

@@ -563,6 +563,147 @@ fail:
     return rc;
 }
 
+/* Read-ahead: while batch k is in flight (the peer applying it), a helper
+ * thread reads and compresses batch k+1, so journal reads overlap the
+ * remote apply.  Only reads are overlapped: batches are still shipped one
+ * at a time, in order, each after the previous answer. */
+struct prefetch {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    int pending;            /* a read of `from` is queued or running */
+    int ready;              /* its result is below */
+    uint64_t from;
+    int rc;
+    struct jr_batch b;
+    void *cbuf;             /* LZ4 of b.data (NULL: not worth it) */
+    size_t clen;
+};
+
+struct pf_arg {
+    rep_ctx *r;
+    const char *id;
+    struct prefetch *pf;
+};
+
+static void *prefetch_main(void *arg)
+{
+    struct pf_arg *a = arg;
+    struct prefetch *pf = a->pf;
+    pthread_mutex_lock(&pf->mu);
+    while (!pf->stop) {
+        if (!pf->pending || pf->ready) {
+            pthread_cond_wait(&pf->cv, &pf->mu);
+            continue;
+        }
+        uint64_t from = pf->from;
+        pthread_mutex_unlock(&pf->mu);
+        struct jr_batch b = {0};
+        void *cbuf = NULL;
+        size_t clen = 0;
+        int rc = jr_tail_read(a->r->st, a->id, from, a->r->o.batch_bytes, &b);
+        if (rc == 0 && b.n_entries && !a->r->o.no_compress &&
+            rep__lz4(b.data, b.len, &cbuf, &clen) != 1)
+            cbuf = NULL;
+        pthread_mutex_lock(&pf->mu);
+        pf->rc = rc;
+        pf->b = b;
+        pf->cbuf = cbuf;
+        pf->clen = clen;
+        pf->ready = 1;
+        pthread_cond_broadcast(&pf->cv);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    free(a);
+    return NULL;
+}
+
+static void prefetch_drop_locked(struct prefetch *pf)
+{
+    if (pf->ready) {
+        jr_batch_free(&pf->b);
+        free(pf->cbuf);
+        memset(&pf->b, 0, sizeof(pf->b));
+        pf->cbuf = NULL;
+        pf->ready = 0;
+        pf->pending = 0;
+    }
+}
+
+static void prefetch_post(struct prefetch *pf, uint64_t from)
+{
+    if (!pf->started) return;
+    pthread_mutex_lock(&pf->mu);
+    /* Wait out a read still running for another position, then drop it. */
+    while (pf->pending && !pf->ready) pthread_cond_wait(&pf->cv, &pf->mu);
+    prefetch_drop_locked(pf);
+    pf->from = from;
+    pf->pending = 1;
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+}
+
+/* Take the read-ahead result for `from` if there is one (waiting for it
+ * if it is being read).  Returns 1 with *b / *cbuf filled (owned by the
+ * caller), 0 if the caller must read itself. */
+static int prefetch_take(struct prefetch *pf, uint64_t from,
+                         struct jr_batch *b, void **cbuf, size_t *clen)
+{
+    int got = 0;
+    if (!pf->started) return 0;
+    pthread_mutex_lock(&pf->mu);
+    while (pf->pending && !pf->ready) pthread_cond_wait(&pf->cv, &pf->mu);
+    if (pf->ready && pf->from == from && pf->rc == 0 && pf->b.n_entries &&
+        pf->b.first_seq == from) {
+        *b = pf->b;
+        *cbuf = pf->cbuf;
+        *clen = pf->clen;
+        memset(&pf->b, 0, sizeof(pf->b));
+        pf->cbuf = NULL;
+        pf->ready = 0;
+        pf->pending = 0;
+        got = 1;
+    } else {
+        prefetch_drop_locked(pf);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    return got;
+}
+
+static void prefetch_start(struct prefetch *pf, rep_ctx *r, const char *id)
+{
+    memset(pf, 0, sizeof(*pf));
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_cond_init(&pf->cv, NULL);
+    struct pf_arg *a = malloc(sizeof(*a));
+    if (!a) return;
+    a->r = r;
+    a->id = id;
+    a->pf = pf;
+    if (pthread_create(&pf->th, NULL, prefetch_main, a) == 0)
+        pf->started = 1;
+    else
+        free(a);
+}
+
+static void prefetch_stop(struct prefetch *pf)
+{
+    if (pf->started) {
+        pthread_mutex_lock(&pf->mu);
+        pf->stop = 1;
+        pthread_cond_broadcast(&pf->cv);
+        pthread_mutex_unlock(&pf->mu);
+        pthread_join(pf->th, NULL);
+        pthread_mutex_lock(&pf->mu);
+        pf->pending = pf->ready; /* a finished read is dropped below */
+        prefetch_drop_locked(pf);
+        pthread_mutex_unlock(&pf->mu);
+    }
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+}
+
 /* Per-sender state while the thread runs. */
 struct sender {
     rep_ctx *r;
@@ -573,6 +714,7 @@ struct sender {
     int64_t last_trim_ms;
     uint64_t copy_until;    /* peer is in a copy window until this seq */
     uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
+    struct prefetch pf;
 };
 
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head);
@@ -1093,9 +1235,14 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     char msg[256], e[400];
     int ret;
 
-    int64_t T0 = rep__now_ns();
-    int rc = jr_tail_read(r->st, v->id, s->next, r->o.batch_bytes, &b);
-    int64_t T1 = rep__now_ns();
+    size_t cl = 0;
+    int rc = 0;
+    if (!prefetch_take(&s->pf, s->next, &b, &cbuf, &cl)) {
+        rc = jr_tail_read(r->st, v->id, s->next, r->o.batch_bytes, &b);
+        if (rc == 0 && b.n_entries && !r->o.no_compress &&
+            rep__lz4(b.data, b.len, &cbuf, &cl) != 1)
+            cbuf = NULL;
+    }
     if (rc < 0) {
         if (rc != JR_ETRIMMED) {
             snprintf(e, sizeof(e), "journal read from %" PRIu64 ": %s",
@@ -1122,6 +1269,7 @@ static int sender_step(struct sender *s, const struct jr_info *info)
                  b.first_seq, s->next);
         vol_state(v, NULL, "error", e);
         jr_batch_free(&b);
+        free(cbuf);
         return -EIO;
     }
     req.volume_id = v->id;
@@ -1135,8 +1283,7 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     req.oldest_ts_ns = b.oldest_ts_ns;
     req.primary_head = info->head;
     req.head_ts_ns = info->head_ts_ns;
-    size_t cl = 0;
-    if (!r->o.no_compress && rep__lz4(b.data, b.len, &cbuf, &cl) == 1) {
+    if (cbuf) {
         req.entries.data = cbuf;
         req.entries.len = cl;
         req.compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
@@ -1165,11 +1312,10 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         s->copy_until = 0;
     }
     bucket_take(r, req.entries.len);
-    int64_t T2 = rep__now_ns();
+    /* Read the next batch while the peer applies this one. */
+    if (b.last_seq < info->head) prefetch_post(&s->pf, b.last_seq + 1);
     int code = ship_call(s, &req, &resp, REP_SHIP_TIMEOUT_MS, msg,
                          sizeof(msg));
-    int64_t T3 = rep__now_ns();
-    if (getenv("REP_TIMING")) tlog_info("rep.timing", "n=%u len=%zu read_ms=%.1f comp_ms=%.1f call_ms=%.1f", b.n_entries, b.len, (T1-T0)/1e6, (T2-T1)/1e6, (T3-T2)/1e6);
     if (code != RPC_OK) {
         snprintf(e, sizeof(e), "ship: %s: %s", rpc_code_name(code), msg);
         vol_state(v, "down", NULL, e);
@@ -1233,6 +1379,7 @@ static void *sender_main(void *arg)
     rep_ctx *r = s->r;
     struct rep_vol *v = s->v;
     int idle_ms = 1;
+    prefetch_start(&s->pf, r, v->id);
     tlog_info("rep.sender_start", "vol=%s peer=%s", v->id, r->peer_region);
     while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
         pthread_mutex_lock(&v->mu);
@@ -1299,6 +1446,7 @@ static void *sender_main(void *arg)
         !strcmp(v->link_state, "down"))
         snprintf(v->link_state, sizeof(v->link_state), "stopped");
     pthread_mutex_unlock(&v->mu);
+    prefetch_stop(&s->pf);
     tlog_info("rep.sender_stop", "vol=%s", v->id);
     free(s);
     return NULL;

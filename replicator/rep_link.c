@@ -372,9 +372,7 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
     }
     uint64_t applied = info.applied;
-    int64_t T0 = rep__now_ns();
     rc = jr_apply(r->st, req->volume_id, data, len, &applied);
-    if (getenv("REP_TIMING")) tlog_info("rep.timing_apply", "len=%zu apply_ms=%.1f", len, (rep__now_ns()-T0)/1e6);
     if (rc < 0) {
         int res2 = rc == JR_EGAP       ? R(GAP)
                    : rc == JR_ESTALE   ? R(STALE_EPOCH)

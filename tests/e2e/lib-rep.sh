@@ -6,7 +6,7 @@
 # tandem-replicator per region.  Every process started here is killed by
 # pid on exit (trap), and the scratch directory removed.
 
-B=${B:-build}
+B=${TANDEM_BIN:-${B:-build}}
 REP=$B/tandem-replicator
 TOOL=$B/tests/rep-tool
 n=0

@@ -643,6 +643,77 @@ static void sc_raw_block(void)
 }
 TEST(raw_block) { run_scenario(sc_raw_block); }
 
+/* A stand-in exporter (named tandem-volfuse, like the real one) that
+ * daemonises like it and then runs body with $d = its run dir. */
+static void fake_exporter(char *path, size_t len, const char *body)
+{
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/fake", g_dir);
+    ASSERT_EQ(mkdir(dir, 0700), 0);
+    snprintf(path, len, "%s/tandem-volfuse", dir);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "#!/bin/bash\n"
+             "prev=; for a; do [ \"$prev\" = --run-dir ] && d=$a; prev=$a; done\n"
+             "( echo $BASHPID > \"$d/pid\"; %s ) </dev/null >/dev/null 2>&1 &\n"
+             "exit 0\n",
+             body);
+    write_file(path, text);
+    ASSERT_EQ(chmod(path, 0755), 0);
+}
+
+static int attach_with(const char *vol, const char *exe, int timeout_ms,
+                       char *err, size_t errlen)
+{
+    char run[PATH_MAX], dev[64];
+    run_dir_of(vol, run, sizeof run);
+    struct bd_attach_opts o = {.config_path = g_cfg, .region = "a",
+                               .vol_id = vol, .run_dir = run,
+                               .exporter_path = exe, .timeout_ms = timeout_ms};
+    return bd_attach(&o, dev, sizeof dev, err, errlen);
+}
+
+static void sc_attach_failures(void)
+{
+    char exe[PATH_MAX], run[PATH_MAX], err[512] = "";
+    create_volume("v-fail", 64 * MiB);
+    run_dir_of("v-fail", run, sizeof run);
+
+    /* No exporter at all. */
+    ASSERT_EQ(attach_with("v-fail", "/nonexistent/tandem-volfuse", 2000, err,
+                          sizeof err), -ENOENT);
+    ASSERT(access(run, F_OK) != 0);
+
+    /* An exporter that reports an error. */
+    fake_exporter(exe, sizeof exe, "echo 'err 5 boom' >&3");
+    ASSERT_EQ(attach_with("v-fail", exe, 5000, err, sizeof err), -EIO);
+    ASSERT(strstr(err, "boom"));
+    ASSERT(access(run, F_OK) != 0);
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/fake", g_dir);
+    const char *rm[] = {"rm", "-rf", dir, NULL};
+    ASSERT_EQ(mnt_run(rm, 5000, NULL, 0, NULL, 0), 0);
+
+    /* An exporter that never becomes ready: the deadline, and it is
+     * stopped (it would hold the volume's lease). */
+    fake_exporter(exe, sizeof exe, "while :; do sleep 0.05; done");
+    ASSERT_EQ(attach_with("v-fail", exe, 500, err, sizeof err), -ETIMEDOUT);
+    ASSERT(strstr(err, "not ready"));
+    ASSERT(access(run, F_OK) != 0);
+    /* Its pid file went with the run dir; no tandem-volfuse of ours is
+     * left (the fake's command line names our run dir). */
+    char out[65536];
+    const char *ps[] = {"ps", "-eo", "args", NULL};
+    ASSERT_EQ(mnt_run(ps, 5000, out, sizeof out, NULL, 0), 0);
+    ASSERT(!strstr(out, run));
+
+    /* And the real one still works afterwards. */
+    char dev[64];
+    attach("v-fail", 0, dev, sizeof dev);
+    detach_clean("v-fail", dev);
+}
+TEST(attach_failures) { run_scenario(sc_attach_failures); }
+
 static void need_ceph(void)
 {
     const char *skip = getenv("TANDEM_CEPH_SKIP");
@@ -885,6 +956,88 @@ static void sc_exporter_crash(void)
 }
 TEST(exporter_crash_keeps_acked_writes) { run_scenario(sc_exporter_crash); }
 
+static void sc_overlay(void)
+{
+    char dev[64], stage[PATH_MAX], run[PATH_MAX], err[512];
+    create_volume("v-ov", 128 * MiB);
+    run_dir_of("v-ov", run, sizeof run);
+    snprintf(stage, sizeof stage, "%s/stage", g_dir);
+    /* A filesystem whose journal needs recovery: what a replica of a
+     * live primary looks like. */
+    attach("v-ov", 0, dev, sizeof dev);
+    format(dev, "ext4", 1);
+    mount_fs(dev, stage, "ext4", 0);
+    write_files(stage, 41);
+    pid_t pid = exporter_pid("v-ov");
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 2000 && proc_is_exporter(pid); i++) usleep(5000);
+    umount_fs(stage);
+    ASSERT_OK(bd_detach(run, err, sizeof err));
+    st_store *st = open_store();
+    struct jr_info before, after;
+    ASSERT_OK(jr_volume_stat(st, "v-ov", &before));
+
+    /* Overlay: the kernel replays the journal into the scratch overlay,
+     * the read-only mount sees every fsync'ed file. */
+    char dev2[64];
+    run_dir_of("v-ov", run, sizeof run);
+    struct bd_attach_opts o = {.config_path = g_cfg, .region = "a",
+                               .vol_id = "v-ov", .run_dir = run,
+                               .exporter_path = g_exe, .overlay = 1};
+    int rc = bd_attach(&o, dev, sizeof dev, err, sizeof err);
+    if (rc < 0) TT_FAIL("bd_attach overlay: %d %s", rc, err);
+    ASSERT_OK(bd_attach(&o, dev2, sizeof dev2, err, sizeof err));
+    ASSERT_STREQ(dev, dev2);
+    ASSERT_EQ(attach_opts("v-ov", 0, 0, dev2, sizeof dev2), -EROFS);
+    ASSERT_EQ(bd_resize(run, 256 * MiB, err, sizeof err), -EROFS);
+    mount_fs(dev, stage, "ext4", 1);
+    check_files(stage, 41);
+    umount_fs(stage);
+    /* Raw writes land in the overlay: visible until detach... */
+    char buf[8192], got[8192];
+    fill_pattern(buf, sizeof buf, 77);
+    int fd = open(dev, O_RDWR | O_DIRECT);
+    ASSERT(fd >= 0);
+    void *al;
+    ASSERT_EQ(posix_memalign(&al, 4096, sizeof buf), 0);
+    memcpy(al, buf, sizeof buf);
+    ASSERT_EQ(pwrite(fd, al, sizeof buf, 100 * MiB), (ssize_t)sizeof buf);
+    memset(al, 0, sizeof buf);
+    ASSERT_EQ(pread(fd, al, sizeof buf, 100 * MiB), (ssize_t)sizeof buf);
+    ASSERT_MEMEQ(al, buf, sizeof buf);
+    close(fd);
+    free(al);
+    detach_clean("v-ov", dev);
+    /* ...and never reach the volume: no journal entry, old bytes. */
+    ASSERT_OK(jr_volume_stat(st, "v-ov", &after));
+    ASSERT_UEQ(after.head, before.head);
+    jr_volume *v = NULL;
+    ASSERT_OK(jr_open(st, "v-ov", 0, NULL, &v));
+    ASSERT_OK(jr_read(v, 100 * MiB, got, sizeof got));
+    ASSERT(memcmp(got, buf, sizeof buf) != 0);
+    ASSERT_OK(jr_close(v));
+
+    /* Plain read-only: the kernel refuses to replay; mnt_mount falls back
+     * to mounting without recovery (the fs is there, maybe older). */
+    attach("v-ov", 1, dev, sizeof dev);
+    mount_fs(dev, stage, "ext4", 1);
+    ASSERT_EQ(mnt_is_mounted(stage), 1);
+    umount_fs(stage);
+    detach_clean("v-ov", dev);
+
+    /* A secondary can be attached with an overlay too (no lease). */
+    struct jr_create_opts so = {.size = 64 * MiB, .region = "a",
+                                .role = JR_ROLE_SECONDARY};
+    ASSERT_OK(jr_volume_create(st, "v-ov-sec", &so));
+    st_close(st);
+    run_dir_of("v-ov-sec", run, sizeof run);
+    o.vol_id = "v-ov-sec";
+    o.run_dir = run;
+    ASSERT_OK(bd_attach(&o, dev, sizeof dev, err, sizeof err));
+    detach_clean("v-ov-sec", dev);
+}
+TEST(overlay_replays_readonly) { run_scenario(sc_overlay); }
+
 static void reattach_cb(const char *run_dir, const char *vol_id,
                         const char *dev, int rc, void *arg)
 {
@@ -939,8 +1092,19 @@ static void sc_plugin_restart(void)
     mount_fs(dev, stage, "ext4", 0);
     check_files(stage, 22);
     umount_fs(stage);
-    (void)err;
     detach_clean("v-restart", dev);
+
+    /* A plugin that died between LOOP_CONFIGURE and recording the device:
+     * the unrecorded loop device is found and cleared all the same. */
+    attach("v-restart", 0, dev, sizeof dev);
+    pid_t pid = exporter_pid("v-restart");
+    char devrec[PATH_MAX + 8];
+    snprintf(devrec, sizeof devrec, "%s/dev", run);
+    ASSERT_EQ(unlink(devrec), 0);
+    ASSERT_EQ(bd_find(run, dev2, sizeof dev2), -ESTALE);
+    ASSERT_OK(bd_detach(run, err, sizeof err));
+    ASSERT(!loop_on_image(dev, run));
+    ASSERT(!proc_is_exporter(pid));
 }
 TEST(plugin_restart) { run_scenario(sc_plugin_restart); }
 

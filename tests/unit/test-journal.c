@@ -780,6 +780,138 @@ TEST(journal_cap_dirty_fallback_rados)
     journal_cap_dirty_fallback_on("rados");
 }
 
+/* ---- the replicator's flows: catch-up past the cap, then failover ---- */
+
+struct copyarg {
+    st_store *st;
+    int n;
+};
+
+static int region_copy_cb(uint64_t off, uint64_t len, void *arg)
+{
+    struct copyarg *c = arg;
+    uint8_t *b = malloc(len);
+    ASSERT_EQ(jr_image_read(c->st, "p", off, b, len), 0);
+    ASSERT_EQ(jr_image_write(c->st, "s", off, b, len), 0);
+    free(b);
+    c->n++;
+    return 0;
+}
+
+static void write_mib(jr_volume *v, int mib, uint64_t seed)
+{
+    uint8_t *b = malloc(1 << 20);
+    fill(b, 1 << 20, seed);
+    ASSERT_EQ(jr_write(v, (uint64_t)mib << 20, b, 1 << 20), 0);
+    free(b);
+}
+
+static void catch_up_then_failover_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    enum { SZ = 32 << 20 };
+    mkvol(f.st, "p", SZ, 1 << 20, 0, 0, 6 << 20);
+    mkvol(f.st, "s", SZ, 1 << 20, JR_ROLE_SECONDARY, 1, 0);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "p", "b", 0), 0);
+    jr_volume *v;
+    ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), 0);
+    for (int i = 0; i < 3; i++) write_mib(v, i, 1000 + (uint64_t)i);
+    uint64_t applied = 0;
+    copy_volume(f.st, "p", f.st, "s", 1, &applied);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "p", "b", applied), 0);
+    /* The peer goes away; writes go on past the cap. */
+    for (int i = 0; i < 20; i++) write_mib(v, (i * 5) % 32, 2000 + (uint64_t)i);
+    ASSERT_EQ(jr_close(v), 0);
+    ASSERT_EQ(jr_trim(f.st, "p"), 0);
+    struct jr_info pi;
+    ASSERT_EQ(jr_volume_stat(f.st, "p", &pi), 0);
+    ASSERT_EQ(pi.dirty_tracking, 1);
+    struct jr_batch b;
+    ASSERT_EQ(jr_tail_read(f.st, "p", applied + 1, 1 << 20, &b), JR_ETRIMMED);
+    /* Catch-up protocol of jr.h, with writes (and trims) going on during
+     * the first copy, which then has to start over. */
+    uint64_t T = 0, gen = 0;
+    struct copyarg ca = {f.st, 0};
+    int rounds = 0, rc;
+    do {
+        ASSERT_LT(rounds, 5);
+        ASSERT_EQ(jr_volume_stat(f.st, "p", &pi), 0);
+        T = pi.tail;
+        uint8_t map[32] = {0};
+        ASSERT_EQ(jr_dirty_iter_gen(f.st, "p", &gen, dirty_cb, map), 0);
+        if (rounds == 0) ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), 0);
+        ca.n = 0;
+        for (int m = 0; m < 32; m++) {
+            if (!map[m]) continue;
+            ASSERT_EQ(region_copy_cb((uint64_t)m << 20, 1 << 20, &ca), 0);
+            if (rounds == 0 && ca.n <= 6) /* under the copy's feet */
+                write_mib(v, m, 4000 + (uint64_t)ca.n);
+        }
+        ASSERT_GT(ca.n, 0);
+        if (rounds == 0) ASSERT_EQ(jr_close(v), 0);
+        if (rounds == 0) ASSERT_EQ(jr_trim(f.st, "p"), 0);
+        rc = jr_dirty_clear_gen(f.st, "p", T, gen);
+        ASSERT(rc == 0 || rc == -EAGAIN || rc == JR_ETRIMMED);
+        rounds++;
+    } while (rc != 0);
+    ASSERT_GT(rounds, 1); /* the first round was overtaken by trims */
+    ASSERT_EQ(jr_dirty_clear_gen(f.st, "p", T, gen), -EAGAIN); /* gen moved */
+    ca.n = 0;
+    ASSERT_EQ(jr_dirty_iter(f.st, "p", region_copy_cb, &ca), 0);
+    ASSERT_EQ(ca.n, 0); /* cleared */
+    ASSERT_EQ(jr_replica_rebase(f.st, "s", T - 1, pi.size), 0);
+    ASSERT_EQ(jr_replica_rebase(f.st, "p", T - 1, pi.size), JR_EROLE);
+    copy_volume(f.st, "p", f.st, "s", T, &applied);
+    ASSERT_EQ(jr_volume_stat(f.st, "p", &pi), 0);
+    ASSERT_UEQ(applied, pi.head);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "p", "b", applied), 0);
+    same_image(f.st, "p", f.st, "s", SZ);
+
+    /* Failover: promote the replica with a new epoch; it continues the
+     * sequence, and its journal names what changed since the common
+     * position (for a later resync of the old primary). */
+    uint64_t common = applied;
+    ASSERT_EQ(jr_role_set(f.st, "p", JR_ROLE_SECONDARY, 2), 0);
+    ASSERT_EQ(jr_role_set(f.st, "s", JR_ROLE_PRIMARY, 2), 0);
+    ASSERT_EQ(jr_open(f.st, "s", JR_OPEN_WRITE, "t", &v), 0);
+    write_mib(v, 7, 3000);
+    ASSERT_EQ(jr_discard(v, 9 << 20, 4096), 0);
+    ASSERT_EQ(jr_close(v), 0);
+    struct jr_info si;
+    ASSERT_EQ(jr_volume_stat(f.st, "s", &si), 0);
+    ASSERT_UEQ(si.head, common + 2);
+    ASSERT_UEQ(si.epoch, 2);
+    ASSERT_EQ(jr_tail_read(f.st, "s", common + 1, 4 << 20, &b), 0);
+    ASSERT_EQ(b.n_entries, 2);
+    struct jr_entry e;
+    size_t used;
+    ASSERT_EQ(jr__entry_decode(b.data, b.len, &e, &used, NULL), 0);
+    ASSERT_UEQ(e.epoch, 2);
+    /* The demoted old primary accepts the new primary's entries. */
+    uint64_t ap = 0;
+    ASSERT_EQ(jr_apply(f.st, "p", b.data, b.len, &ap), 0);
+    ASSERT_UEQ(ap, common + 2);
+    jr_batch_free(&b);
+    uint8_t map[32] = {0};
+    ASSERT_EQ(jr_journal_regions(f.st, "s", common + 1, si.head, dirty_cb,
+                                 map),
+              0);
+    for (int m = 0; m < 32; m++) ASSERT_EQ(map[m], m == 7 || m == 9);
+    same_image(f.st, "p", f.st, "s", SZ);
+    fx_close(&f);
+}
+
+TEST(catch_up_then_failover_sqlite)
+{
+    catch_up_then_failover_on("sqlite");
+}
+
+TEST(catch_up_then_failover_rados)
+{
+    catch_up_then_failover_on("rados");
+}
+
 /* ---- randomized model test ---- */
 
 static void model_run(const char *backend, int ops, unsigned seed)
@@ -867,6 +999,15 @@ TEST(model_random_ops_sqlite)
 TEST(model_random_ops_rados)
 {
     model_run("rados", 1500, 54321);
+}
+
+TEST(model_random_ops_slow_applier_sqlite)
+{
+    /* The applier lags far behind: reads are served from the overlay of
+     * entries not yet applied (writes, discards, resizes over each other),
+     * and every reopen replays a long tail. */
+    setenv("TANDEM_JR_APPLY_DELAY_MS", "40", 1);
+    model_run("sqlite", 1500, 777);
 }
 
 TT_MAIN()

@@ -1,0 +1,388 @@
+/*
+ * test-rep.c: the replication engine (replicator/rep.h) in one process:
+ * two regions on sqlite stores, plaintext loopback (mTLS is covered by
+ * tests/e2e/t0300-replication.sh).  Checks the LZ4 helpers against bad
+ * input, a replication round with byte-for-byte comparison, and every
+ * refusal of the Link service (wrong peer, unknown volume, corrupt batch,
+ * bad LZ4, gap, local primary, stale epoch, copy without a session).
+ * Runs under ASan+UBSan in `make asan`.
+ */
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "jr.h"
+#include "regions.h"
+#include "replicator/rep.h"
+#include "replicator/rep_int.h"
+#include "rpc.h"
+#include "tlog.h"
+#include "tt.h"
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct two {
+    char dir[256], conf[300];
+    int pa, pb;
+    rep_ctx *a, *b;
+    st_store *sa, *sb;
+    struct rg_config *cfg;
+};
+
+static rep_ctx *start(struct two *t, const char *r, const char *p)
+{
+    char err[512];
+    struct rep_opts o = {.config_path = t->conf, .region = r,
+                         .peer_region = p, .insecure = 1, .scan_ms = 50};
+    rep_ctx *c = NULL;
+    ASSERT_OK(rep_create(&o, &c, err, sizeof(err)));
+    ASSERT_OK(rep_start(c, err, sizeof(err)));
+    return c;
+}
+
+static void setup(struct two *t, int run_a)
+{
+    memset(t, 0, sizeof(*t));
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    snprintf(t->dir, sizeof(t->dir), "%s/test-rep.XXXXXX", tmp ? tmp : "/tmp");
+    ASSERT(mkdtemp(t->dir) != NULL);
+    snprintf(t->conf, sizeof(t->conf), "%s/conf.ini", t->dir);
+    t->pa = free_port();
+    t->pb = free_port();
+    FILE *f = fopen(t->conf, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "[region a]\nbackend = sqlite\ndb_path = %s/a.db\n"
+            "replicator = 127.0.0.1:%d\n[region b]\nbackend = sqlite\n"
+            "db_path = %s/b.db\nreplicator = 127.0.0.1:%d\n", t->dir, t->pa,
+            t->dir, t->pb);
+    fclose(f);
+    char err[256];
+    ASSERT_OK(rg_load(t->conf, &t->cfg, err, sizeof(err)));
+    ASSERT_OK(rg_open_store(rg_find(t->cfg, "a"), &t->sa));
+    ASSERT_OK(rg_open_store(rg_find(t->cfg, "b"), &t->sb));
+    t->b = start(t, "b", "a");
+    if (run_a) t->a = start(t, "a", "b");
+}
+
+static void teardown(struct two *t)
+{
+    rep_destroy(t->a);
+    rep_destroy(t->b);
+    st_close(t->sa);
+    st_close(t->sb);
+    rg_free(t->cfg);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", t->dir);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+static void create_primary(st_store *st, const char *id, uint64_t size)
+{
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"},
+                         {"csi.pvc_name", "data"}};
+    struct jr_create_opts o = {.size = size, .object_size = 64u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a",
+                               .meta = kv, .n_meta = 3};
+    ASSERT_OK(jr_volume_create(st, id, &o));
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        p[i] = (uint8_t)seed;
+    }
+}
+
+static uint64_t write_some(st_store *st, const char *id, int n, uint64_t seed)
+{
+    jr_volume *v;
+    ASSERT_OK(jr_open(st, id, JR_OPEN_WRITE | JR_OPEN_FORCE, "test", &v));
+    uint8_t buf[16384];
+    struct jr_info i;
+    jr_get_info(v, &i);
+    for (int k = 0; k < n; k++) {
+        fill(buf, sizeof(buf), seed + (uint64_t)k);
+        uint64_t off = (seed * 7 + (uint64_t)k * 12288) % (i.size - sizeof(buf));
+        ASSERT_OK(jr_write(v, off, buf, sizeof(buf)));
+    }
+    jr_get_info(v, &i);
+    ASSERT_OK(jr_close(v));
+    return i.head;
+}
+
+static int wait_applied(st_store *st, const char *id, uint64_t seq)
+{
+    for (int i = 0; i < 3000; i++) {
+        struct jr_info x;
+        if (jr_volume_stat(st, id, &x) == 0 && x.applied >= seq) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void images_equal(st_store *a, st_store *b, const char *id)
+{
+    struct jr_info ia, ib;
+    ASSERT_OK(jr_volume_stat(a, id, &ia));
+    ASSERT_OK(jr_volume_stat(b, id, &ib));
+    ASSERT_UEQ(ia.size, ib.size);
+    uint8_t *x = malloc(ia.size), *y = malloc(ia.size);
+    ASSERT_OK(jr_image_read(a, id, 0, x, ia.size));
+    ASSERT_OK(jr_image_read(b, id, 0, y, ib.size));
+    ASSERT_MEMEQ(x, y, ia.size);
+    free(x);
+    free(y);
+}
+
+TEST(lz4_helpers_distrust_input)
+{
+    uint8_t src[8192], rnd[8192];
+    memset(src, 'x', sizeof(src));
+    fill(rnd, sizeof(rnd), 42);
+    void *c = NULL, *d = NULL;
+    size_t cl = 0;
+    ASSERT_EQ(rep__lz4(src, sizeof(src), &c, &cl), 1);
+    ASSERT_LT(cl, sizeof(src));
+    ASSERT_OK(rep__unlz4(c, cl, sizeof(src), &d));
+    ASSERT_MEMEQ(d, src, sizeof(src));
+    free(d);
+    /* Wrong length, too large a length, garbage. */
+    ASSERT_EQ(rep__unlz4(c, cl, sizeof(src) - 1, &d), -EBADMSG);
+    ASSERT_EQ(rep__unlz4(c, cl, sizeof(src) + 1, &d), -EBADMSG);
+    ASSERT_EQ(rep__unlz4(c, cl, (size_t)REP_MAX_RAW + 1, &d), -EINVAL);
+    ASSERT_EQ(rep__unlz4(c, cl, 0, &d), -EINVAL);
+    ASSERT(rep__unlz4(rnd, 100, 4096, &d) < 0);
+    free(c);
+    /* Incompressible input is shipped as is. */
+    ASSERT_EQ(rep__lz4(rnd, sizeof(rnd), &c, &cl), 0);
+    ASSERT(c == NULL);
+}
+
+TEST(replicates_byte_for_byte)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "vol-1", 1u << 20);
+    create_primary(t.sa, "vol-2", 1u << 20);
+    uint64_t h1 = write_some(t.sa, "vol-1", 40, 1);
+    uint64_t h2 = write_some(t.sa, "vol-2", 25, 2);
+    ASSERT(wait_applied(t.sb, "vol-1", h1));
+    ASSERT(wait_applied(t.sb, "vol-2", h2));
+    images_equal(t.sa, t.sb, "vol-1");
+    images_equal(t.sa, t.sb, "vol-2");
+    struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(t.sb, "vol-1", &ib));
+    ASSERT_EQ(ib.role, JR_ROLE_SECONDARY);
+    char *m = NULL;
+    ASSERT_OK(jr_meta_get(t.sb, "vol-1", "csi.pvc_name", &m));
+    ASSERT_STREQ(m, "data");
+    free(m);
+    /* The ack reaches the primary; status agrees. */
+    uint64_t ack = 0;
+    for (int i = 0; i < 300 && ack < h1; i++) {
+        jr_peer_ack_get(t.sa, "vol-1", "b", &ack);
+        usleep(10000);
+    }
+    ASSERT_UEQ(ack, h1);
+    struct rep_vstat s;
+    rep__stat_fill(t.a, "vol-1", &s);
+    ASSERT_UEQ(s.lag_entries, 0);
+    ASSERT_UEQ(s.acked, h1);
+    /* Graceful promote is refused while a is primary; force works and
+     * the epoch goes up; promoting again changes nothing. */
+    char msg[512];
+    int changed = -1;
+    ASSERT_EQ(rep__promote(t.b, "vol-1", 0, &changed, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT(strstr(msg, "still primary") != NULL);
+    ASSERT_EQ(rep__promote(t.b, "vol-1", 1, &changed, msg, sizeof(msg)),
+              RPC_OK);
+    ASSERT_EQ(changed, 1);
+    ASSERT_OK(jr_volume_stat(t.sb, "vol-1", &ib));
+    ASSERT_EQ(ib.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ib.epoch, 2);
+    ASSERT_EQ(rep__promote(t.b, "vol-1", 1, &changed, msg, sizeof(msg)),
+              RPC_OK);
+    ASSERT_EQ(changed, 0);
+    ASSERT_EQ(rep__promote(t.b, "nope", 1, &changed, msg, sizeof(msg)),
+              RPC_NOT_FOUND);
+    teardown(&t);
+}
+
+/* Ship a request to b's Link service and return the answer. */
+static Tandem__Repl__V1__ShipBatchResponse *ship(rpc_client *c,
+                                                 Tandem__Repl__V1__ShipBatchRequest *q)
+{
+    ProtobufCMessage *o = NULL;
+    char msg[256];
+    int code = rpc_client_call(c, "/tandem.repl.v1.Link/ShipBatch", &q->base,
+                               &tandem__repl__v1__ship_batch_response__descriptor,
+                               &o, 10000, 1, msg, sizeof(msg));
+    ASSERT_EQ(code, RPC_OK);
+    return (Tandem__Repl__V1__ShipBatchResponse *)o;
+}
+
+#define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x
+
+TEST(link_refusals)
+{
+    struct two t;
+    setup(&t, 0); /* only b runs: we play a's sender */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.pb);
+    rpc_client *c;
+    ASSERT_OK(rpc_client_create(addr, NULL, &c));
+    create_primary(t.sa, "v", 1u << 20);
+    uint64_t head = write_some(t.sa, "v", 5, 3);
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "v", 1, 1u << 20, &b));
+    ASSERT_UEQ(b.last_seq, head);
+
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__ShipBatchRequest q = TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    q.volume_id = "v";
+    q.from_region = "c";
+    q.epoch = 1;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(WRONG_PEER));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    q.from_region = "a";
+    r = ship(c, &q); /* probe, no spec, no volume */
+    ASSERT_EQ(r->result, RES(NO_VOLUME));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    q.spec = &spec;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(OK));
+    ASSERT_EQ(r->created, 1);
+    ASSERT_UEQ(r->applied, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    q.spec = NULL;
+
+    /* A corrupt batch is refused and nothing is applied. */
+    uint8_t junk[200];
+    memcpy(junk, b.data, sizeof(junk) < b.len ? sizeof(junk) : b.len);
+    junk[70] ^= 0xff; /* inside the first payload */
+    q.first_seq = 1;
+    q.last_seq = 1;
+    q.n_entries = 1;
+    q.entries.data = junk;
+    q.entries.len = sizeof(junk);
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(CORRUPT));
+    ASSERT_UEQ(r->applied, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* LZ4 that does not decode, and a lying raw_len. */
+    q.compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
+    q.raw_len = 4096;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(CORRUPT));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    q.raw_len = 1ull << 40;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(CORRUPT));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    q.compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE;
+    q.raw_len = 0;
+
+    /* A gap is answered with the position to resume from. */
+    q.first_seq = 3;
+    q.last_seq = 5;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(GAP));
+    ASSERT_UEQ(r->applied, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* The real batch applies; a re-send is harmless. */
+    q.first_seq = b.first_seq;
+    q.last_seq = b.last_seq;
+    q.n_entries = b.n_entries;
+    q.entries.data = b.data;
+    q.entries.len = b.len;
+    for (int k = 0; k < 2; k++) {
+        r = ship(c, &q);
+        ASSERT_EQ(r->result, RES(OK));
+        ASSERT_UEQ(r->applied, head);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    images_equal(t.sa, t.sb, "v");
+
+    /* A batch from a stale epoch is refused. */
+    ASSERT_OK(jr_role_set(t.sb, "v", JR_ROLE_SECONDARY, 3));
+    q.epoch = 2;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(STALE_EPOCH));
+    ASSERT_UEQ(r->epoch, 3);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* A local primary is never overwritten, whatever the epoch. */
+    ASSERT_OK(jr_role_set(t.sb, "v", JR_ROLE_PRIMARY, 4));
+    q.epoch = 9;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(SPLIT_BRAIN));
+    ASSERT_STREQ(r->role, "primary");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.epoch, 4);
+
+    /* CopyRegions without a session, and outside the image. */
+    Tandem__Repl__V1__Region g = TANDEM__REPL__V1__REGION__INIT, *gp = &g;
+    g.offset = 1u << 20;
+    g.length = 4096;
+    g.zero = 1;
+    ASSERT_OK(jr_role_set(t.sb, "v", JR_ROLE_SECONDARY, 9));
+    Tandem__Repl__V1__CopyRegionsRequest cq =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    cq.volume_id = "v";
+    cq.from_region = "a";
+    cq.epoch = 9;
+    cq.copy_id = "c1";
+    cq.n_regions = 1;
+    cq.regions = &gp;
+    ProtobufCMessage *o = NULL;
+    char msg[256];
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
+                              &tandem__repl__v1__copy_regions_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    Tandem__Repl__V1__CopyRegionsResponse *cr = (void *)o;
+    ASSERT_EQ(cr->result, RES(ERROR));
+    protobuf_c_message_free_unpacked(o, NULL);
+    cq.begin = 1;
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
+                              &tandem__repl__v1__copy_regions_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    cr = (void *)o;
+    ASSERT_EQ(cr->result, RES(ERROR));
+    ASSERT(strstr(cr->message, "outside") != NULL);
+    protobuf_c_message_free_unpacked(o, NULL);
+    /* Nothing was written, and a rollback restores the base position. */
+    ASSERT_EQ(rep__undo_rollback(t.b, "v"), 1);
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.applied, head);
+    images_equal(t.sa, t.sb, "v");
+
+    jr_batch_free(&b);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
+TT_MAIN()
