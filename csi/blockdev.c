@@ -635,8 +635,12 @@ static int dev_mounted(dev_t rdev)
 }
 
 /* Clear loop device n if (and only if) it is backed by image; wait until
- * the kernel really let go of it. */
-static int loop_detach(int n, const char *image, char *err, size_t errlen)
+ * the kernel really let go of it.  recorded: n is the device our record
+ * names, so a backing path of exactly "/image" is ours too (the path the
+ * kernel shows once the FUSE mount under it was detached lazily, e.g. by
+ * an exporter killed with SIGTERM by an older build or by hand). */
+static int loop_detach(int n, const char *image, int recorded, char *err,
+                       size_t errlen)
 {
     char back[PATH_MAX];
     int rc = loop_backing(n, back, sizeof back);
@@ -644,7 +648,16 @@ static int loop_detach(int n, const char *image, char *err, size_t errlen)
     if (!back[0]) return 0;                    /* already free */
     /* Compare as a prefix: the kernel appends " (deleted)" when the
      * file went away. */
-    if (strncmp(back, image, strlen(image)) != 0) return 0; /* not ours */
+    int ours = strncmp(back, image, strlen(image)) == 0;
+    if (!ours && recorded && strncmp(back, "/image", 6) == 0 &&
+        (back[6] == 0 || back[6] == ' ')) {
+        ours = 1;
+        image = back; /* wait below for this path to go away */
+    }
+    if (!ours) return 0;
+    char want[PATH_MAX];
+    scpy(want, sizeof want, image);
+    image = want;
     int fd = open_loop(n, O_RDONLY);
     if (fd < 0) return fd;
     struct stat st;
@@ -740,7 +753,7 @@ static int detach_paths(const struct paths *p, int keep_record, int grace_ms,
     if (path_join(path, sizeof path, p->run, "dev") == 0 &&
         read_small(path, buf, sizeof buf) == 0) {
         int n = loop_number(buf);
-        if (n >= 0 && (rc = loop_detach(n, p->image, err, errlen)) < 0)
+        if (n >= 0 && (rc = loop_detach(n, p->image, 1, err, errlen)) < 0)
             return rc;
     }
     DIR *d = opendir("/sys/block");
@@ -752,7 +765,7 @@ static int detach_paths(const struct paths *p, int keep_record, int grace_ms,
         if (loop_backing(n, back, sizeof back) < 0 ||
             strncmp(back, p->image, strlen(p->image)) != 0)
             continue;
-        if ((rc = loop_detach(n, p->image, err, errlen)) < 0) {
+        if ((rc = loop_detach(n, p->image, 0, err, errlen)) < 0) {
             closedir(d);
             return rc;
         }
@@ -875,7 +888,7 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
     snprintf(found, sizeof found, "/dev/loop%d\n", n);
     if ((rc = write_small(p.run, "dev", found)) < 0) {
         char tmp[256];
-        loop_detach(n, p.image, tmp, sizeof tmp);
+        loop_detach(n, p.image, 0, tmp, sizeof tmp);
         seterr(err, errlen, "write dev record: %s", strerror(-rc));
         goto fail;
     }

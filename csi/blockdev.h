@@ -8,8 +8,13 @@
  * that file.  Every write that reaches the loop device is therefore a
  * jr_write, acknowledged only once journaled durably.
  *
- * The exporter runs in its own session (setsid), so it outlives the node
- * plugin process: a plugin restart keeps staged volumes working.  All the
+ * The exporter runs in its own session (setsid) and is not our child
+ * (it daemonises), so it outlives the node plugin process: a plugin
+ * restart keeps staged volumes working.  (It is reparented to PID 1 of
+ * the PID namespace, which must reap it when it exits; and a container
+ * restart kills everything in the container, exporters included: the
+ * acknowledged writes are in the journal, the staged mounts then need a
+ * new stage; bd_reattach_all repairs the unmounted ones.)  All the
  * state needed to find, resize or detach a volume later is kept in the
  * volume's run directory (run_dir, e.g. /run/tandem/vols/<vol_id>):
  *
@@ -53,7 +58,7 @@ struct bd_attach_opts {
     const char *exporter_path; /* tandem-volfuse; NULL: next to
                                   /proc/self/exe, then $PATH */
     const char *owner;         /* lease owner name for jr_open (NULL:
-                                  "<hostname>/volfuse") */
+                                  "<hostname>/volfuse/<pid>") */
     int force;                 /* 1: take the writer lease even if another
                                   holder's lease has not expired (use after
                                   that holder crashed).  bd_attach sets it

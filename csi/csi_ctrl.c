@@ -122,7 +122,7 @@ static Csi__V1__Volume *volume_new(csi_service *s, const char *id, size_t i,
     v->capacity_bytes = (int64_t)in->size;
     v->accessible_topology = csi__xcalloc(1, sizeof(*v->accessible_topology));
     v->accessible_topology[v->n_accessible_topology++] =
-        csi__topology_new(s, r);
+        csi__topology_new(s, r->name, r->zone);
     const ProtobufCMessageDescriptor *d =
         &csi__v1__volume__volume_context_entry__descriptor;
     csi__map_put(d, &v->n_volume_context, &v->volume_context, "region",
@@ -138,18 +138,13 @@ static Csi__V1__Volume *volume_new(csi_service *s, const char *id, size_t i,
 }
 
 /* Parameters of an existing volume, from its meta (for the context). */
-static void params_from_meta(csi_service *s, st_store *st, const char *id,
+static void params_from_meta(st_store *st, const char *id,
                              struct csi_params *p)
 {
-    char *v = NULL;
     memset(p, 0, sizeof(*p));
-    if (jr_meta_get(st, id, "csi.fs_type", &v) == 0)
-        snprintf(p->fs_type, sizeof(p->fs_type), "%s", v);
-    free(v);
-    v = NULL;
-    if (jr_meta_get(st, id, "csi.param.mkfsOptions", &v) == 0)
-        snprintf(p->mkfs_options, sizeof(p->mkfs_options), "%s", v);
-    free(v);
+    csi__meta_copy(st, id, "csi.fs_type", p->fs_type, sizeof(p->fs_type));
+    csi__meta_copy(st, id, "csi.param.mkfsOptions", p->mkfs_options,
+                   sizeof(p->mkfs_options));
 }
 
 /* ---------------------------------------------------------- CreateVolume */
@@ -238,8 +233,7 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     int rc, code = RPC_OK, locked = 0, mount = 0, block = 0;
     const char *cap_fs = "";
 
-    if (!q->name || !q->name[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "name missing");
+    if ((code = csi__need(ctx, "name", q->name))) return code;
     if (strlen(q->name) > CSI_MAX_NAME)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "name longer than %d bytes", CSI_MAX_NAME);
@@ -413,7 +407,7 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
               block ? "block" : "mount");
 reply:;
     struct csi_params ep;
-    params_from_meta(s, csi__store(s, idx), id, &ep);
+    params_from_meta(csi__store(s, idx), id, &ep);
     Csi__V1__CreateVolumeResponse *r = csi__xcalloc(1, sizeof(*r));
     csi__v1__create_volume_response__init(r);
     r->volume = volume_new(s, id, idx, &in, block ? NULL : &ep);
@@ -430,9 +424,8 @@ int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
 {
     csi_service *s = svc;
     const Csi__V1__DeleteVolumeRequest *q = (const void *)req;
-    int code = RPC_OK;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
+    int code;
+    if ((code = csi__need(ctx, "volume_id", q->volume_id))) return code;
     if (csi_volume_id_valid(q->volume_id)) {
         if (csi__lock(s, q->volume_id) < 0)
             return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume "
@@ -464,11 +457,8 @@ int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         }
         csi__unlock(s, q->volume_id);
     }
-    if (code == RPC_OK) {
-        Csi__V1__DeleteVolumeResponse *r = csi__xcalloc(1, sizeof(*r));
-        csi__v1__delete_volume_response__init(r);
-        *resp = &r->base;
-    }
+    if (code == RPC_OK)
+        *resp = csi__reply_new(&csi__v1__delete_volume_response__descriptor);
     return code;
 }
 
@@ -482,8 +472,7 @@ int csi__validate_caps(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     char err[512];
     const char *why = NULL;
     int code;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
+    if ((code = csi__need(ctx, "volume_id", q->volume_id))) return code;
     if (q->n_volume_capabilities == 0)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "volume_capabilities missing");
@@ -501,13 +490,8 @@ int csi__validate_caps(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              q->volume_id);
     size_t idx;
     struct jr_info in;
-    int rc = csi__find(s, q->volume_id, 1, &idx, &in);
-    if (rc == -ENOENT)
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s not found",
-                             q->volume_id);
-    if (rc < 0)
-        return rpc_ctx_error(ctx, csi__rpc_code(rc), "looking up volume %s:"
-                             " %s", q->volume_id, jr_strerror(rc));
+    if ((code = csi__find_volume(s, ctx, q->volume_id, 1, &idx, &in)))
+        return code;
     struct csi_params p;
     if (!why && q->n_parameters &&
         csi_params_parse(s->cfg, q->n_parameters,
@@ -752,40 +736,24 @@ int csi__controller_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     csi_service *s = svc;
     const Csi__V1__ControllerExpandVolumeRequest *q = (const void *)req;
     int code = RPC_OK, rc, need_node = 0;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
+    if ((code = csi__need(ctx, "volume_id", q->volume_id))) return code;
     if (!q->capacity_range || q->capacity_range->required_bytes <= 0)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "capacity_range.required_bytes missing");
     if (q->capacity_range->limit_bytes < 0)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "capacity_range: negative limit_bytes");
-    if (q->volume_capability &&
-        (code = csi__check_cap(ctx, q->volume_capability,
-                               RPC_INVALID_ARGUMENT)))
+    if ((q->volume_capability &&
+         (code = csi__check_cap(ctx, q->volume_capability,
+                                RPC_INVALID_ARGUMENT))) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
         return code;
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s "
-                             "is pending", q->volume_id);
     size_t idx;
     struct jr_info in;
-    st_store *st = NULL;
-    rc = csi__find(s, q->volume_id, 1, &idx, &in);
-    if (rc == -ENOENT) {
-        code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s not found",
-                             q->volume_id);
+    if ((code = csi__find_volume(s, ctx, q->volume_id, 1, &idx, &in)))
         goto out;
-    }
-    if (rc == 0) st = csi__store(s, idx);
-    if (rc < 0 || !st) {
-        code = rpc_ctx_error(ctx, csi__rpc_code(rc < 0 ? rc : -EIO),
-                             "looking up volume %s: %s", q->volume_id,
-                             jr_strerror(rc < 0 ? rc : -EIO));
-        goto out;
-    }
+    /* Opened (and kept) by the lookup that just found the volume there. */
+    st_store *st = csi__store(s, idx);
     if (in.role != JR_ROLE_PRIMARY) {
         code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume %s is a "
                              "replica (secondary) in region %s: expand the "

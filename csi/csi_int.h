@@ -39,9 +39,16 @@ void csi__map_put(const ProtobufCMessageDescriptor *desc, size_t *n,
                   void *entries_field, const char *key, const char *value);
 /* Look a key up in a request map (NULL if absent). */
 const char *csi__map_get(size_t n, void *const *entries, const char *key);
-/* A Topology message naming region (+ zone when the region is zonal). */
-Csi__V1__Topology *csi__topology_new(const csi_service *s,
-                                     const struct rg_region *r);
+/* A Topology message naming region (+ zone unless zone is ""), under the
+ * configured topology keys. */
+Csi__V1__Topology *csi__topology_new(const csi_service *s, const char *region,
+                                     const char *zone);
+/* An empty (all defaults) message of type d, malloc'd. */
+void *csi__reply_new(const ProtobufCMessageDescriptor *d);
+/* Copy meta key of volume id into buf and return buf; "" when st is NULL
+ * or the key is absent or unreadable. */
+const char *csi__meta_copy(st_store *st, const char *id, const char *key,
+                           char *buf, size_t len);
 
 /* ---- in-flight volume ids ---- */
 /* 0, or -EBUSY when a call on id is already in flight. */
@@ -65,6 +72,21 @@ int csi__find(csi_service *s, const char *id, int want_primary,
 /* Map a store/journal error to an RPC code (UNAVAILABLE for backend
  * trouble, INTERNAL otherwise). */
 int csi__rpc_code(int err);
+
+/* ---- request checks: each returns 0, or the RPC code with the message
+ * set in ctx (return it from the handler as is) ---- */
+/* INVALID_ARGUMENT "<field> missing" when v is NULL or "". */
+int csi__need(rpc_ctx *ctx, const char *field, const char *v);
+/* csi__need, then INVALID_ARGUMENT naming field unless csi_path_valid. */
+int csi__need_path(rpc_ctx *ctx, const char *field, const char *v);
+/* Take volume id for this call: NOT_FOUND when no volume can have that
+ * id, ABORTED when a call on it is in flight; on 0 the caller must
+ * csi__unlock(s, id). */
+int csi__lock_volume(csi_service *s, rpc_ctx *ctx, const char *id);
+/* csi__find, answering a failed lookup: NOT_FOUND when no store has the
+ * volume, else the csi__rpc_code of the store error. */
+int csi__find_volume(csi_service *s, rpc_ctx *ctx, const char *id,
+                     int want_primary, size_t *idx, struct jr_info *info);
 
 /* ---- capabilities ---- */
 /* Check one VolumeCapability: 0, or an RPC code with the message set in

@@ -219,7 +219,8 @@ int csi_k8s_node_topology(const char *node_name, char *region,
     SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_min_proto_version(sctx, TLS1_2_VERSION);
     if ((fd = tcp_connect(host, port)) < 0) {
-        snprintf(err, errlen, "connecting to %s:%s failed", host, port);
+        snprintf(err, errlen, "connecting to %s:%s failed: %s", host, port,
+                 strerror(-fd));
         rc = fd;
         goto out;
     }
@@ -247,12 +248,18 @@ int csi_k8s_node_topology(const char *node_name, char *region,
                      "Authorization: Bearer %s\r\nAccept: application/json\r\n"
                      "User-Agent: tandem-csi/" CSI_VERSION "\r\n\r\n",
                      node_name, host, token);
-    if (n < 0 || (size_t)n >= sizeof(req) || SSL_write(ssl, req, n) != n) {
-        snprintf(err, errlen, "sending the request failed");
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        snprintf(err, errlen, "request for node %.64s too long (token of "
+                 "%zu bytes)", node_name, strlen(token));
+        rc = -EINVAL;
         goto out;
     }
-    memset(token, 0, sizeof(token));
-    memset(req, 0, sizeof(req));
+    if (SSL_write(ssl, req, n) != n) {
+        snprintf(err, errlen, "sending the request to %s:%s failed", host,
+                 port);
+        rc = -EIO;
+        goto out;
+    }
     size_t len = 0, cap = 65536;
     body = malloc(cap + 1);
     if (!body) {
@@ -292,8 +299,21 @@ int csi_k8s_node_topology(const char *node_name, char *region,
     b += 4;
     rc = node_labels(b, len - (size_t)(b - body), region, regionlen, zone,
                      zonelen);
-    if (rc < 0) snprintf(err, errlen, "Node object: JSON not understood");
+    if (rc < 0) {
+        /* Quote the start of the answer, printable bytes only (the message
+         * ends up in a one-line log). */
+        char head[49];
+        size_t k = 0;
+        for (const char *c = b; *c && k < sizeof(head) - 1; c++)
+            head[k++] = *c >= 0x20 && *c < 0x7f && *c != '"' ? *c : ' ';
+        head[k] = 0;
+        snprintf(err, errlen, "Node object: JSON not understood (answer "
+                 "starts: %s)", head);
+    }
 out:
+    /* The bearer token must not outlive the call, whatever the path. */
+    OPENSSL_cleanse(token, sizeof(token));
+    OPENSSL_cleanse(req, sizeof(req));
     if (ssl) {
         SSL_shutdown(ssl);
         SSL_free(ssl);

@@ -195,23 +195,11 @@ static int not_staged_answer(csi_service *s, rpc_ctx *ctx, const char *id)
     return 0;
 }
 
+/* Meta key of volume id in region index idx ("" when unknown). */
 static const char *meta_or(csi_service *s, size_t idx, const char *id,
                            const char *key, char *buf, size_t len)
 {
-    char *v = NULL;
-    st_store *st = csi__store(s, idx);
-    buf[0] = 0;
-    if (st && jr_meta_get(st, id, key, &v) == 0)
-        snprintf(buf, len, "%s", v);
-    free(v);
-    return buf;
-}
-
-static void *reply_new(const ProtobufCMessageDescriptor *d)
-{
-    ProtobufCMessage *m = csi__xcalloc(1, d->sizeof_message);
-    protobuf_c_message_init(d, m);
-    return m;
+    return csi__meta_copy(csi__store(s, idx), id, key, buf, len);
 }
 
 /* Mark a block device read-only or read-write (BLKROSET).  A bind mount
@@ -239,23 +227,12 @@ int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     struct stage_rec r, old;
     int code = RPC_OK, rc, attached_here = 0, mounted_here = 0, had_old = 0;
 
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->staging_target_path || !q->staging_target_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "staging_target_path missing");
-    if (!csi_path_valid(q->staging_target_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "staging_target_path must be absolute, without "
-                             "\".\" or \"..\", shorter than %d bytes",
-                             CSI_MAX_PATH);
-    if ((code = csi__check_cap(ctx, c, RPC_FAILED_PRECONDITION))) return code;
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
-                             "pending", q->volume_id);
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "staging_target_path",
+                               q->staging_target_path)) ||
+        (code = csi__check_cap(ctx, c, RPC_FAILED_PRECONDITION)) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
+        return code;
 
     int ro = csi__cap_readonly(c) || has_ro_flag(c);
     int block = c->access_type_case == CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK;
@@ -286,17 +263,8 @@ int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
 
     size_t idx;
     struct jr_info in;
-    rc = csi__find(s, q->volume_id, 0, &idx, &in);
-    if (rc == -ENOENT) {
-        code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s not found",
-                             q->volume_id);
+    if ((code = csi__find_volume(s, ctx, q->volume_id, 0, &idx, &in)))
         goto out;
-    }
-    if (rc < 0) {
-        code = rpc_ctx_error(ctx, csi__rpc_code(rc), "looking up volume %s: "
-                             "%s", q->volume_id, jr_strerror(rc));
-        goto out;
-    }
     const char *region = s->cfg->regions[idx].name;
     if (in.role != JR_ROLE_PRIMARY && !ro) {
         code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
@@ -450,7 +418,7 @@ int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
               "role=%s", q->volume_id, region, dev, block ? "block" : "mount",
               ro, jr_role_name(in.role));
 reply:
-    *resp = reply_new(&csi__v1__node_stage_volume_response__descriptor);
+    *resp = csi__reply_new(&csi__v1__node_stage_volume_response__descriptor);
 out:
     if (code != RPC_OK) {
         if (mounted_here) mnt_umount(q->staging_target_path, NULL, 0);
@@ -471,21 +439,11 @@ int csi__node_unstage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     struct stage_rec r;
     int code = RPC_OK, rc;
 
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->staging_target_path || !q->staging_target_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "staging_target_path missing");
-    if (!csi_path_valid(q->staging_target_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "staging_target_path is not a clean absolute "
-                             "path");
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
-                             "pending", q->volume_id);
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "staging_target_path",
+                               q->staging_target_path)) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
+        return code;
     run_dir(s, q->volume_id, rd, sizeof(rd));
     int have = rec_read(s, q->volume_id, &r) == 0;
     if (have && strcmp(r.staging, q->staging_target_path)) {
@@ -531,7 +489,7 @@ int csi__node_unstage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     rec_remove(s, q->volume_id);
     tlog_info("csi.node.unstaged", "vol=%s", q->volume_id);
 reply:
-    *resp = reply_new(&csi__v1__node_unstage_volume_response__descriptor);
+    *resp = csi__reply_new(&csi__v1__node_unstage_volume_response__descriptor);
 out:
     csi__unlock(s, q->volume_id);
     return code;
@@ -549,27 +507,20 @@ int csi__node_publish(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     struct stage_rec r;
     int code = RPC_OK, rc;
 
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->target_path || !q->target_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "target_path missing");
-    if (!csi_path_valid(q->target_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "target_path is not a "
-                             "clean absolute path");
-    if ((code = csi__check_cap(ctx, c, RPC_FAILED_PRECONDITION))) return code;
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "target_path", q->target_path)) ||
+        (code = csi__check_cap(ctx, c, RPC_FAILED_PRECONDITION)))
+        return code;
+    /* The spec's code for a missing staging path (STAGE_UNSTAGE_VOLUME
+     * announced) is FAILED_PRECONDITION, not INVALID_ARGUMENT. */
     if (!q->staging_target_path || !q->staging_target_path[0])
         return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
                              "staging_target_path missing: NodeStageVolume "
                              "first (STAGE_UNSTAGE_VOLUME)");
-    if (!csi_path_valid(q->staging_target_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "staging_target_path "
-                             "is not a clean absolute path");
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
-                             "pending", q->volume_id);
+    if ((code = csi__need_path(ctx, "staging_target_path",
+                               q->staging_target_path)) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
+        return code;
     run_dir(s, q->volume_id, rd, sizeof(rd));
     if (rec_read(s, q->volume_id, &r) < 0) {
         code = not_staged_answer(s, ctx, q->volume_id);
@@ -685,7 +636,7 @@ int csi__node_publish(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     tlog_info("csi.node.published", "vol=%s ro=%d type=%s", q->volume_id, ro,
               block ? "block" : "mount");
 reply:
-    *resp = reply_new(&csi__v1__node_publish_volume_response__descriptor);
+    *resp = csi__reply_new(&csi__v1__node_publish_volume_response__descriptor);
 out:
     csi__unlock(s, q->volume_id);
     return code;
@@ -701,19 +652,10 @@ int csi__node_unpublish(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     char err[512];
     struct stage_rec r;
     int code = RPC_OK, rc;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->target_path || !q->target_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "target_path missing");
-    if (!csi_path_valid(q->target_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "target_path is not a "
-                             "clean absolute path");
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
-                             "pending", q->volume_id);
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "target_path", q->target_path)) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
+        return code;
     int have = rec_read(s, q->volume_id, &r) == 0;
     size_t found = have ? r.npub : 0;
     for (size_t i = 0; have && i < r.npub; i++)
@@ -752,7 +694,7 @@ cleanup_path:
     /* The plugin made the target (directory or file): remove it. */
     if (rmdir(q->target_path) < 0 && errno == ENOTDIR)
         unlink(q->target_path);
-    *resp = reply_new(&csi__v1__node_unpublish_volume_response__descriptor);
+    *resp = csi__reply_new(&csi__v1__node_unpublish_volume_response__descriptor);
 out:
     csi__unlock(s, q->volume_id);
     return code;
@@ -789,13 +731,10 @@ int csi__node_stats(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     char rd[CSI_MAX_PATH], dev[128];
     struct stage_rec r;
     struct mnt_stats ms;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->volume_path || !q->volume_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_path missing");
-    if (!csi_path_valid(q->volume_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_path is not a "
-                             "clean absolute path");
+    int code;
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        return code;
     if (!csi_volume_id_valid(q->volume_id) ||
         rec_read(s, q->volume_id, &r) < 0 || !rec_has_path(&r, q->volume_path))
         return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s is not staged "
@@ -852,27 +791,18 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     char rd[CSI_MAX_PATH], dev[128], err[512], buf[64];
     struct stage_rec r;
     int code = RPC_OK, rc;
-    if (!q->volume_id || !q->volume_id[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_id missing");
-    if (!q->volume_path || !q->volume_path[0])
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_path missing");
-    if (!csi_path_valid(q->volume_path))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume_path is not a "
-                             "clean absolute path");
+    if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
+        (code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        return code;
     if (q->capacity_range && (q->capacity_range->required_bytes < 0 ||
                               q->capacity_range->limit_bytes < 0))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "capacity_range: negative bytes");
-    if (q->volume_capability &&
-        (code = csi__check_cap(ctx, q->volume_capability,
-                               RPC_INVALID_ARGUMENT)))
+    if ((q->volume_capability &&
+         (code = csi__check_cap(ctx, q->volume_capability,
+                                RPC_INVALID_ARGUMENT))) ||
+        (code = csi__lock_volume(s, ctx, q->volume_id)))
         return code;
-    if (!csi_volume_id_valid(q->volume_id))
-        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
-                             q->volume_id);
-    if (csi__lock(s, q->volume_id) < 0)
-        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
-                             "pending", q->volume_id);
     run_dir(s, q->volume_id, rd, sizeof(rd));
     if (rec_read(s, q->volume_id, &r) < 0 || !rec_has_path(&r, q->volume_path) ||
         bd_find(rd, dev, sizeof(dev)) < 0) {
@@ -888,14 +818,8 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
     size_t idx;
     struct jr_info in;
-    rc = csi__find(s, q->volume_id, 0, &idx, &in);
-    if (rc < 0) {
-        code = rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND
-                                                : csi__rpc_code(rc),
-                             "looking up volume %s: %s", q->volume_id,
-                             jr_strerror(rc));
+    if ((code = csi__find_volume(s, ctx, q->volume_id, 0, &idx, &in)))
         goto out;
-    }
     uint64_t obj = in.object_size ? in.object_size : JR_DEFAULT_OBJECT_SIZE;
     uint64_t want = in.size, cur = 0;
     meta_or(s, idx, q->volume_id, "csi.requested_bytes", buf, sizeof(buf));
@@ -988,16 +912,7 @@ int csi__node_info(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     csi__v1__node_get_info_response__init(o);
     o->node_id = csi__xstrdup(s->node_id);
     o->max_volumes_per_node = s->max_volumes;
-    Csi__V1__Topology *t = csi__xcalloc(1, sizeof(*t));
-    csi__v1__topology__init(t);
-    csi__map_put(&csi__v1__topology__segments_entry__descriptor,
-                 &t->n_segments, &t->segments, s->cfg->topo_region_key,
-                 s->region);
-    if (s->zone[0])
-        csi__map_put(&csi__v1__topology__segments_entry__descriptor,
-                     &t->n_segments, &t->segments, s->cfg->topo_zone_key,
-                     s->zone);
-    o->accessible_topology = t;
+    o->accessible_topology = csi__topology_new(s, s->region, s->zone);
     *resp = &o->base;
     return RPC_OK;
 }

@@ -25,7 +25,7 @@ char *csi__xstrdup(const char *s)
 {
     char *d = strdup(s ? s : "");
     if (!d) {
-        tlog_error("csi.oom", "bytes=%zu", strlen(s));
+        tlog_error("csi.oom", "bytes=%zu", s ? strlen(s) + 1 : 1);
         abort();
     }
     return d;
@@ -56,19 +56,36 @@ const char *csi__map_get(size_t n, void *const *entries, const char *key)
     return NULL;
 }
 
-Csi__V1__Topology *csi__topology_new(const csi_service *s,
-                                     const struct rg_region *r)
+Csi__V1__Topology *csi__topology_new(const csi_service *s, const char *region,
+                                     const char *zone)
 {
-    Csi__V1__Topology *t = csi__xcalloc(1, sizeof(*t));
-    csi__v1__topology__init(t);
+    Csi__V1__Topology *t = csi__reply_new(&csi__v1__topology__descriptor);
     csi__map_put(&csi__v1__topology__segments_entry__descriptor,
                  &t->n_segments, &t->segments, s->cfg->topo_region_key,
-                 r->name);
-    if (r->zone[0])
+                 region);
+    if (zone && zone[0])
         csi__map_put(&csi__v1__topology__segments_entry__descriptor,
                      &t->n_segments, &t->segments, s->cfg->topo_zone_key,
-                     r->zone);
+                     zone);
     return t;
+}
+
+void *csi__reply_new(const ProtobufCMessageDescriptor *d)
+{
+    ProtobufCMessage *m = csi__xcalloc(1, d->sizeof_message);
+    protobuf_c_message_init(d, m);
+    return m;
+}
+
+const char *csi__meta_copy(st_store *st, const char *id, const char *key,
+                           char *buf, size_t len)
+{
+    char *v = NULL;
+    buf[0] = 0;
+    if (st && jr_meta_get(st, id, key, &v) == 0)
+        snprintf(buf, len, "%s", v);
+    free(v);
+    return buf;
 }
 
 /* ------------------------------------------------------------ in flight */
@@ -188,6 +205,50 @@ int csi__rpc_code(int err)
     default:
         return RPC_INTERNAL;
     }
+}
+
+/* ------------------------------------------------------ request checks */
+
+int csi__need(rpc_ctx *ctx, const char *field, const char *v)
+{
+    if (!v || !v[0])
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%s missing", field);
+    return 0;
+}
+
+int csi__need_path(rpc_ctx *ctx, const char *field, const char *v)
+{
+    int code = csi__need(ctx, field, v);
+    if (code) return code;
+    if (!csi_path_valid(v))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "%s must be a clean absolute path (no \".\", "
+                             "\"..\" or \"//\", no control characters), "
+                             "shorter than %d bytes", field, CSI_MAX_PATH);
+    return 0;
+}
+
+int csi__lock_volume(csi_service *s, rpc_ctx *ctx, const char *id)
+{
+    if (!csi_volume_id_valid(id))
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
+                             id);
+    if (csi__lock(s, id) < 0)
+        return rpc_ctx_error(ctx, RPC_ABORTED, "an operation on volume %s is "
+                             "pending", id);
+    return 0;
+}
+
+int csi__find_volume(csi_service *s, rpc_ctx *ctx, const char *id,
+                     int want_primary, size_t *idx, struct jr_info *info)
+{
+    int rc = csi__find(s, id, want_primary, idx, info);
+    if (rc == -ENOENT)
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s not found", id);
+    if (rc < 0)
+        return rpc_ctx_error(ctx, csi__rpc_code(rc), "looking up volume %s: "
+                             "%s", id, jr_strerror(rc));
+    return 0;
 }
 
 /* -------------------------------------------------------- capabilities */

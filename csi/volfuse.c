@@ -29,8 +29,11 @@
  * node plugin may exit or restart; the exporter stays).  It writes its pid
  * to RUN_DIR/pid, logs (tlog) to RUN_DIR/log, and reports readiness on
  * --ready-fd ("ok PID\n", or "err ERRNO MESSAGE\n") only after a stat of
- * DIR/image through the mount succeeded.  SIGTERM/SIGINT: unmount, flush
- * and jr_close.  An unmount of DIR (bd_detach) ends it the same way.
+ * DIR/image through the mount succeeded.  SIGTERM/SIGINT: stop serving,
+ * flush and jr_close, and unmount DIR unless the image is still in use (a
+ * loop device on it: the dead mount then stays until bd_detach clears the
+ * loop device and unmounts).  An unmount of DIR (bd_detach) ends it the
+ * same way.
  */
 #define FUSE_USE_VERSION 312
 
@@ -45,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -600,6 +604,24 @@ static const struct fuse_lowlevel_ops vf_ops = {
 
 /* ------------------------------------------------------------ process -- */
 
+/* Mount a FUSE filesystem at mnt on a fresh /dev/fuse descriptor (*fd). */
+static int vf_mount(const char *mnt, const char *vol_id, int ro, int *fd)
+{
+    char opts[128], src[JR_MAX_ID + 16];
+    int f = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (f < 0) return -errno;
+    snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0", f);
+    snprintf(src, sizeof src, "tandem:%s", vol_id);
+    unsigned long fl = MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+    if (mount(src, mnt, "fuse.tandem", fl, opts) < 0) {
+        int e = errno;
+        close(f);
+        return -e;
+    }
+    *fd = f;
+    return 0;
+}
+
 struct ready_arg {
     int fd;
     char image[PATH_MAX];
@@ -768,7 +790,7 @@ int main(int argc, char **argv)
     struct fuse_session *se = NULL;
     struct fuse_loop_config *lcfg = NULL;
     struct vf_ctx ctx;
-    int rc = 0, mounted = 0, sig_installed = 0, exit_code = 1;
+    int rc = 0, mounted = 0, sig_installed = 0, exit_code = 1, fuse_fd = -1;
     pthread_t rt;
     int rt_started = 0;
     struct ready_arg ra = {.fd = ready_fd};
@@ -838,11 +860,8 @@ int main(int argc, char **argv)
               vol_id, (unsigned long long)info.size, jr_role_name(info.role),
               (unsigned long long)info.head);
 
-    char fsname[JR_MAX_ID + 64];
-    snprintf(fsname, sizeof fsname, "-ofsname=tandem:%s,subtype=tandem%s",
-             vol_id, read_only ? ",ro" : "");
-    char *fargv[] = {argv[0], fsname, NULL};
-    struct fuse_args fargs = FUSE_ARGS_INIT(2, fargv);
+    char *fargv[] = {argv[0], NULL};
+    struct fuse_args fargs = FUSE_ARGS_INIT(1, fargv);
     se = fuse_session_new(&fargs, &vf_ops, sizeof vf_ops, &ctx);
     fuse_opt_free_args(&fargs);
     if (!se) {
@@ -856,12 +875,23 @@ int main(int argc, char **argv)
         goto fail;
     }
     sig_installed = 1;
-    if (fuse_session_mount(se, mnt) != 0) {
-        rc = -EIO;
-        snprintf(msg, sizeof msg, "err %d cannot mount FUSE at %s\n", EIO, mnt);
+    /* We mount ourselves and hand libfuse the descriptor ("/dev/fd/N"),
+     * so that we also unmount ourselves: libfuse would detach lazily
+     * (see the exit path). */
+    if ((rc = vf_mount(mnt, vol_id, read_only, &fuse_fd)) < 0) {
+        snprintf(msg, sizeof msg, "err %d cannot mount FUSE at %s: %s\n", -rc,
+                 mnt, strerror(-rc));
         goto fail;
     }
     mounted = 1;
+    char fdpath[32];
+    snprintf(fdpath, sizeof fdpath, "/dev/fd/%d", fuse_fd);
+    if (fuse_session_mount(se, fdpath) != 0) {
+        rc = -EIO;
+        snprintf(msg, sizeof msg, "err %d fuse_session_mount %s\n", EIO, fdpath);
+        goto fail;
+    }
+    fuse_fd = -1; /* the session owns it now */
 
     snprintf(image, sizeof image, "%s/%s", mnt, IMAGE_NAME);
     snprintf(ra.image, sizeof ra.image, "%s", image);
@@ -908,9 +938,18 @@ fail:
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
-        if (mounted) fuse_session_unmount(se);
+        /* Not libfuse's unmount: it detaches lazily, and a loop device
+         * still on the image would then show a backing path relative to
+         * the detached mount ("/image") that bd_detach cannot recognise.
+         * If the image is busy the dead mount stays; bd_detach (or the
+         * next bd_attach) clears the loop device, then unmounts. */
+        if (mounted && umount2(mnt, UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+            tlog_warn("volfuse.left_mounted", "mnt=%s err=%d", mnt, errno);
+        mounted = 0;
         fuse_session_destroy(se);
     }
+    if (fuse_fd >= 0) close(fuse_fd);
+    if (mounted) umount2(mnt, UMOUNT_NOFOLLOW | MNT_DETACH);
     if (ctx.vol) {
         int crc = jr_close(ctx.vol);
         if (crc < 0) {

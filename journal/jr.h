@@ -67,6 +67,9 @@
 #define JR_ETRIMMED (-30505)  /* entries asked for were trimmed (the volume
                                  fell back to dirty-region tracking) */
 #define JR_EVERSION (-30506)  /* unknown format version */
+#define JR_EDIVERGED (-30507) /* jr_apply: an entry the replica already has
+                                 differs from the one offered (the replica
+                                 wrote on its own: resync it) */
 const char *jr_strerror(int err);
 
 enum jr_role { JR_ROLE_PRIMARY = 1, JR_ROLE_SECONDARY = 2 };
@@ -223,7 +226,9 @@ int jr_batch_verify(const void *data, size_t len, uint64_t *first,
  * is the new applied position.  The new entries are first appended to the
  * secondary's own journal (so a crash half way through is replayed by the
  * next jr_apply, and the replica can be promoted with its journal), then
- * applied to the image coalesced.  Concurrent jr_apply calls on one volume
+ * applied to the image coalesced.  Entries the replica already has must be
+ * identical to its own (checked against its journal while kept):
+ * JR_EDIVERGED otherwise, nothing applied.  Concurrent jr_apply calls on one volume
  * are safe (serialised by a guard on the journal) but pointless.  Resize
  * entries also set the replica's size. */
 int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,

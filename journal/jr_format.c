@@ -315,6 +315,7 @@ const char *jr_strerror(int err)
     case JR_ELOCKED: return "volume is open for writing elsewhere";
     case JR_ETRIMMED: return "journal entries were trimmed";
     case JR_EVERSION: return "unknown format version";
+    case JR_EDIVERGED: return "replica diverged from the primary's journal";
     }
     if (err < 0 && err > -4096) return strerror(-err);
     return "unknown error";

@@ -525,6 +525,8 @@ static void *applier_main(void *arg)
                 pent_put(e);
             }
             v->applied_seq = ops[n - 1].seq;
+            /* What is left became durable while this batch ran. */
+            if (v->applied_seq < v->durable_seq) v->pending_since = t0;
             v->stats.apply_batches++;
             v->stats.applied_entries += n;
             v->applied_size = size;

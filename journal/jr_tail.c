@@ -14,6 +14,7 @@
 #include "jr_int.h"
 
 #define JOBJ_TARGET (4u << 20) /* start a new journal object past this */
+#define APPLY_CHUNK (8u << 20) /* bytes of entries per journal append */
 
 struct tailarg {
     struct jr_batch *b;
@@ -243,6 +244,28 @@ static int sec_append(st_store *st, const char *vol, struct jr__hdr *h,
     return r;
 }
 
+/* Entries offered again (seq <= the replica's head) must be the ones it
+ * has: compared by header CRC, which covers seq, epoch, kind, range and
+ * the payload CRC. */
+struct dupcheck {
+    uint64_t first;
+    uint32_t *hcrc; /* by seq - first */
+    size_t n;
+    uint64_t bad_seq;
+};
+
+static int dup_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
+                  void *arg)
+{
+    struct dupcheck *d = arg;
+    if (e->seq < d->first || e->seq - d->first >= d->n) return 0;
+    if (d->hcrc[e->seq - d->first] != e->hcrc) {
+        d->bad_seq = e->seq;
+        return 1;
+    }
+    return 0;
+}
+
 struct verify {
     uint64_t head;
     uint64_t epoch;
@@ -253,6 +276,7 @@ struct verify {
     int64_t last_ts;
     uint64_t prev_epoch;
     struct jr__opbuf ops;
+    struct dupcheck dup;
 };
 
 int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
@@ -323,26 +347,77 @@ int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
                 v.first_new = e.seq;
                 v.new_off = pos;
             }
+            if (e.seq <= v.head) { /* offered again: remember to compare */
+                if (!v.dup.n) v.dup.first = e.seq;
+                uint32_t *nh = realloc(v.dup.hcrc, (v.dup.n + 1) * sizeof *nh);
+                if (!nh) {
+                    r = -ENOMEM;
+                    goto out;
+                }
+                v.dup.hcrc = nh;
+                v.dup.hcrc[v.dup.n++] = e.hcrc;
+            }
             prev = e.seq;
             v.prev_epoch = e.epoch;
             v.last = e.seq;
             v.last_ts = e.ts_ns;
             pos += used;
         }
+        if (v.dup.n) {
+            r = jr__journal_iter(st, vol_id, &h, v.dup.first,
+                                 v.dup.first + v.dup.n - 1, dup_cb, &v.dup);
+            if (r == JR_ETRIMMED) r = 0; /* gone here: cannot compare */
+            if (r < 0) goto out;
+            if (v.dup.bad_seq) {
+                tlog_error("journal.apply_diverged",
+                           "vol=%s seq=%" PRIu64 " head=%" PRIu64, vol_id,
+                           v.dup.bad_seq, v.head);
+                r = JR_EDIVERGED;
+                goto out;
+            }
+            r = 0;
+        }
         if (!v.first_new) { /* all already applied: idempotent */
             if (applied_out) *applied_out = v.head;
             r = 0;
             goto out;
         }
-        r = sec_append(st, vol_id, &h, v.head, p + v.new_off,
-                       len - v.new_off, v.first_new, v.last, v.last_ts);
+        /* Journal the new entries, at most APPLY_CHUNK bytes per store
+         * operation (whole entries), so a large batch never makes a
+         * journal object exceed the store's object size limit. */
+        {
+            size_t at = v.new_off;
+            uint64_t head = v.head;
+            while (at < len) {
+                size_t end = at;
+                uint64_t last = head;
+                int64_t ts = 0;
+                while (end < len) {
+                    size_t el = JR_HDR_SIZE + jr__get32(p + end + 40);
+                    if (end > at && end - at + el > APPLY_CHUNK) break;
+                    ts = (int64_t)jr__get64(p + end + 48);
+                    end += el;
+                    last++;
+                }
+                r = sec_append(st, vol_id, &h, head, p + at, end - at,
+                               head + 1, last, ts);
+                if (r == -EAGAIN && at == v.new_off) break; /* raced */
+                if (r < 0) goto out;
+                head = last;
+                at = end;
+                if (at < len) { /* the index may have changed (a roll) */
+                    jr__hdr_free(&h);
+                    if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
+                }
+            }
+        }
         if (r == -EAGAIN) { /* another applier moved: start over */
             jr__opbuf_reset(&v.ops);
             free(v.ops.ops);
+            free(v.dup.hcrc);
             jr__hdr_free(&h);
             continue;
         }
-        if (r < 0) goto out;
         uint64_t size = h.size;
         r = jr__image_apply(st, vol_id, h.objsz, v.ops.ops, v.ops.n, &size);
         if (r < 0) goto out;
@@ -369,6 +444,7 @@ int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
     out:
         jr__opbuf_reset(&v.ops);
         free(v.ops.ops);
+        free(v.dup.hcrc);
         jr__hdr_free(&h);
         return r;
     }

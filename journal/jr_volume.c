@@ -450,11 +450,13 @@ int jr__trim(st_store *st, const char *vol)
             return r;
         }
         /* R-8: with no peer registered, keep everything for the first.
-         * A secondary keeps nothing for peers: its journal only protects
-         * its own image (a promoted replica registers peers anew). */
-        uint64_t peers = h.role == JR_ROLE_SECONDARY ? h.applied
-                         : h.n_acks                  ? h.min_ack
-                                                     : h.base;
+         * A secondary without peers keeps nothing for them: its journal
+         * only protects its own image.  A demoted primary still has its
+         * peers' acks, which keep what it wrote but never shipped (a
+         * resync needs those regions). */
+        uint64_t peers = h.n_acks                      ? h.min_ack
+                         : h.role == JR_ROLE_SECONDARY ? h.applied
+                                                       : h.base;
         uint64_t limit = h.applied < peers ? h.applied : peers;
         int over = h.dirty || jbytes > h.cap;
         size_t k = 0; /* objects [0, k) go */

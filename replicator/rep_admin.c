@@ -572,6 +572,57 @@ answer:;
 
 /* ---------------------------------------------------------- failover */
 
+struct fo_job {
+    rep_ctx *r;
+    struct idlist *l;
+    Tandem__Admin__V1__FailoverResult **out; /* slot per volume */
+    int force;
+    size_t next;                              /* atomic */
+};
+
+static void *fo_worker(void *arg)
+{
+    struct fo_job *j = arg;
+    rep_ctx *r = j->r;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= j->l->n) break;
+        const char *id = j->l->a[i];
+        Tandem__Admin__V1__FailoverResult *fr = malloc(sizeof(*fr));
+        if (!fr) continue;
+        tandem__admin__v1__failover_result__init(fr);
+        char msg[512];
+        int changed = 0;
+        int code = rep__promote(r, id, j->force, &changed, msg, sizeof(msg));
+        fr->volume_id = sdup(id);
+        fr->ok = code == RPC_OK;
+        fr->changed = changed;
+        fr->message = sdup(msg);
+        fr->volume = vstatus_msg(r, id);
+        if (fr->volume) {
+            fr->applied = fr->volume->applied;
+            fr->epoch = fr->volume->epoch;
+        }
+        /* How current the promoted copy is: when it was last known to hold
+         * everything the old primary had. */
+        struct rep_vol *v = rep__vol_get(r, id);
+        int64_t insync = 0;
+        if (v) {
+            pthread_mutex_lock(&v->mu);
+            insync = v->insync_ms;
+            pthread_mutex_unlock(&v->mu);
+        }
+        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
+        fr->applied_age_seconds =
+            insync ? (double)(rep__now_ms() - insync) / 1000.0 : -1;
+        j->out[i] = fr;
+        tlog_info("rep.failover", "vol=%s ok=%d changed=%d applied=%" PRIu64
+                  " age_s=%.3f", id, fr->ok, changed, fr->applied,
+                  fr->applied_age_seconds);
+    }
+    return NULL;
+}
+
 static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                       ProtobufCMessage **respm)
 {
@@ -612,40 +663,20 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     tandem__admin__v1__failover_response__init(resp);
     resp->region = sdup(r->region);
     resp->results = calloc(l.n + 1, sizeof(*resp->results));
-    for (size_t i = 0; resp->results && i < l.n; i++) {
-        Tandem__Admin__V1__FailoverResult *fr = malloc(sizeof(*fr));
-        if (!fr) break;
-        tandem__admin__v1__failover_result__init(fr);
-        char msg[512];
-        int changed = 0;
-        int code = rep__promote(r, l.a[i], !req->graceful, &changed, msg,
-                                sizeof(msg));
-        fr->volume_id = sdup(l.a[i]);
-        fr->ok = code == RPC_OK;
-        fr->changed = changed;
-        fr->message = sdup(msg);
-        fr->volume = vstatus_msg(r, l.a[i]);
-        if (fr->volume) {
-            fr->applied = fr->volume->applied;
-            fr->epoch = fr->volume->epoch;
-        }
-        /* How current the promoted copy is: when it was last known to hold
-         * everything the old primary had. */
-        struct rep_vol *v = rep__vol_get(r, l.a[i]);
-        int64_t insync = 0;
-        if (v) {
-            pthread_mutex_lock(&v->mu);
-            insync = v->insync_ms;
-            pthread_mutex_unlock(&v->mu);
-        }
-        if (!insync)
-            insync = (int64_t)rep__meta_u64(r, l.a[i], REP_META_INSYNC_MS);
-        fr->applied_age_seconds =
-            insync ? (double)(rep__now_ms() - insync) / 1000.0 : -1;
-        resp->results[resp->n_results++] = fr;
-        tlog_info("rep.failover", "vol=%s ok=%d changed=%d applied=%" PRIu64
-                  " age_s=%.3f", l.a[i], fr->ok, changed, fr->applied,
-                  fr->applied_age_seconds);
+    if (resp->results) {
+        /* Volumes are promoted in parallel (each under its own op_lock):
+         * with a remote store, one at a time would take 100 x the store's
+         * round trips. */
+        struct fo_job job = {r, &l, resp->results, !req->graceful, 0};
+        size_t nt = l.n < 16 ? l.n : 16;
+        pthread_t th[16];
+        size_t started = 0;
+        for (size_t k = 0; k < nt; k++)
+            if (pthread_create(&th[k], NULL, fo_worker, &job) == 0) started++;
+        if (!started) fo_worker(&job);
+        for (size_t k = 0; k < started; k++) pthread_join(th[k], NULL);
+        for (size_t k = 0; k < l.n; k++)
+            if (resp->results[k]) resp->results[resp->n_results++] = resp->results[k];
     }
     idlist_free(&l);
     *respm = &resp->base;

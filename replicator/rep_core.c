@@ -714,6 +714,7 @@ struct sender {
     int64_t last_trim_ms;
     uint64_t copy_until;    /* peer is in a copy window until this seq */
     uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
+    int copy_again;         /* the peer holds an unfinished copy */
     struct prefetch pf;
 };
 
@@ -859,6 +860,8 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     switch (resp->result) {
     case TANDEM__REPL__V1__RESULT__RESULT_OK:
         s->next = resp->applied + 1;
+        s->copy_until = resp->copy_until;
+        s->copy_again = resp->copy_unfinished;
         note_ack(s, resp->applied, 0, 0);
         if (resp->created)
             tlog_info("rep.replica_created", "vol=%s peer=%s", s->v->id,
@@ -940,20 +943,25 @@ static int regs_normalize(struct regs *g)
 }
 
 /* The region list of an unfinished copy is kept durably on the sender
- * ("rep.copylist/<vol>": pairs of little-endian u64), because the dirty
- * map is cleared when the copy starts: a failed copy must not forget it. */
-static int copylist_load(rep_ctx *r, const char *id, struct regs *g)
+ * ("rep.copylist/<vol>": the resume position, then pairs of offset and
+ * length, little-endian u64), because the dirty map is cleared when the
+ * copy starts: a failed copy must not forget its regions, nor the
+ * position whose entries it relies on being shipped afterwards. */
+static int copylist_load(rep_ctx *r, const char *id, struct regs *g,
+                         uint64_t *resume)
 {
     char oid[JR_MAX_ID + 16];
     uint64_t size;
+    *resume = 0;
     snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
     if (st_stat(r->st, oid, &size, NULL) < 0) return 0;
-    if (size % 16 || size > (256u << 20)) return -EBADMSG;
-    uint8_t *buf = malloc(size ? size : 1);
+    if (size < 8 || (size - 8) % 16 || size > (256u << 20)) return -EBADMSG;
+    uint8_t *buf = malloc(size);
     if (!buf) return -ENOMEM;
     ssize_t n = st_read(r->st, oid, 0, buf, size);
     int rc = n == (ssize_t)size ? 0 : -EIO;
-    for (uint64_t i = 0; !rc && i < size; i += 16) {
+    if (!rc) memcpy(resume, buf, 8);
+    for (uint64_t i = 8; !rc && i < size; i += 16) {
         uint64_t o, l;
         memcpy(&o, buf + i, 8);
         memcpy(&l, buf + i + 8, 8);
@@ -963,17 +971,19 @@ static int copylist_load(rep_ctx *r, const char *id, struct regs *g)
     return rc;
 }
 
-static int copylist_save(rep_ctx *r, const char *id, const struct regs *g)
+static int copylist_save(rep_ctx *r, const char *id, const struct regs *g,
+                         uint64_t resume)
 {
     char oid[JR_MAX_ID + 16];
     snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
-    uint8_t *buf = malloc(g->n * 16 + 1);
+    uint8_t *buf = malloc(8 + g->n * 16);
     if (!buf) return -ENOMEM;
+    memcpy(buf, &resume, 8);
     for (size_t i = 0; i < g->n; i++) {
-        memcpy(buf + i * 16, &g->a[i].offset, 8);
-        memcpy(buf + i * 16 + 8, &g->a[i].length, 8);
+        memcpy(buf + 8 + i * 16, &g->a[i].offset, 8);
+        memcpy(buf + 8 + i * 16 + 8, &g->a[i].length, 8);
     }
-    int rc = st_write_full(r->st, oid, buf, g->n * 16);
+    int rc = st_write_full(r->st, oid, buf, 8 + g->n * 16);
     free(buf);
     return rc;
 }
@@ -1039,24 +1049,35 @@ static int sender_copy(struct sender *s, int full)
      * overwrite, in order, whatever newer bytes the copy read). */
     uint64_t resume = 0;
     for (int tries = 0;; tries++) {
-        uint64_t gen = 0;
+        uint64_t gen = 0, saved_resume = 0;
         g.n = 0;
         if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
-        if ((rc = copylist_load(r, v->id, &g)) < 0) goto out;
-        if (full) {
-            g.n = 0;
+        if ((rc = copylist_load(r, v->id, &g, &saved_resume)) < 0) goto out;
+        if (saved_resume && !info.dirty_tracking &&
+            info.tail <= saved_resume) {
+            /* A copy that failed before: its regions, plus the entries
+             * from its resume position, which the journal still holds,
+             * bring the peer current.  No full copy needed. */
+            resume = saved_resume;
+            full = 0;
+            break;
+        }
+        if (full && !g.n) {
             for (uint64_t o = 0; o < info.size; o += REP_COPY_CHUNK) {
                 uint64_t l = info.size - o < REP_COPY_CHUNK ? info.size - o
                                                              : REP_COPY_CHUNK;
                 if ((rc = regs_add(&g, o, l)) < 0) goto out;
             }
         }
+        /* The dirty map covers every entry dropped since the peer's ack
+         * (R-8), so with it the saved regions stay sufficient even when
+         * the journal passed the cap again. */
         if ((rc = jr_dirty_iter_gen(r->st, v->id, &gen, regs_cb, &g)) < 0)
             goto out;
         if ((rc = regs_normalize(&g)) < 0) goto out;
-        /* Durable before the dirty map is cleared (see copylist_load). */
-        if ((rc = copylist_save(r, v->id, &g)) < 0) goto out;
         resume = info.applied + 1;
+        /* Durable before the dirty map is cleared (see copylist_load). */
+        if ((rc = copylist_save(r, v->id, &g, resume)) < 0) goto out;
         if (!info.dirty_tracking) break;
         rc = jr_dirty_clear_gen(r->st, v->id, resume, gen);
         if (rc == 0) break;
@@ -1351,6 +1372,17 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         s->next = 0;
         ret = -EAGAIN;
         break;
+    case TANDEM__REPL__V1__RESULT__RESULT_BUSY:
+        if (resp->copy_until) {
+            s->copy_until = resp->copy_until;
+            ret = 1; /* again, now with the touched ranges */
+        } else if (resp->copy_unfinished) {
+            s->copy_again = 1;
+            ret = 1;
+        } else {
+            ret = -EAGAIN;
+        }
+        break;
     case TANDEM__REPL__V1__RESULT__RESULT_CORRUPT:
         snprintf(e, sizeof(e), "peer refused batch %" PRIu64 "..%" PRIu64
                  " as corrupt: %s", b.first_seq, b.last_seq, resp->message);
@@ -1414,6 +1446,16 @@ static void *sender_main(void *arg)
                 continue;
             }
             s->backoff_ms = 0;
+        }
+        if (s->copy_again) {
+            s->copy_again = 0;
+            rc = sender_copy(s, 0);
+            if (rc == 1) break;
+            if (rc < 0) {
+                s->copy_again = 1;
+                sender_backoff(s, NULL);
+            }
+            continue;
         }
         rc = sender_step(s, &info);
         if (rc == 2) break;

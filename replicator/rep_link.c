@@ -319,6 +319,14 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         note_rx(r, v, info.applied, req->primary_head, 0, 0);
         rc = ship_answer(respm, R(OK), info.applied, info.epoch, role,
                          created, "probe");
+        char *c = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+        if (c && rc == RPC_OK) {
+            Tandem__Repl__V1__ShipBatchResponse *a = (void *)*respm;
+            a->copy_until = rep__meta_u64(r, req->volume_id,
+                                          REP_META_COPY_UNTIL);
+            a->copy_unfinished = !a->copy_until;
+        }
+        free(c);
         goto out;
     }
     if (req->first_seq > info.applied + 1 || req->last_seq < req->first_seq) {
@@ -356,6 +364,22 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     }
     /* Copy window: save the old bytes of what these entries touch. */
     char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    uint64_t until = cid ? rep__meta_u64(r, req->volume_id,
+                                         REP_META_COPY_UNTIL) : 0;
+    if (cid && (!until || (req->first_seq <= until && !req->n_touched))) {
+        /* Unfinished copy, or a sender that does not know of the window
+         * (it restarted): never apply without the undo data. */
+        free(cid);
+        rc = ship_answer(respm, R(BUSY), info.applied, info.epoch, role, 0,
+                         "%s", until ? "copy window: send touched ranges"
+                                     : "region copy unfinished: copy again");
+        Tandem__Repl__V1__ShipBatchResponse *a = (void *)*respm;
+        if (rc == RPC_OK) {
+            a->copy_until = until;
+            a->copy_unfinished = !until;
+        }
+        goto out;
+    }
     rc = 0;
     if (cid) {
         for (size_t i = 0; i < req->n_touched; i++) {

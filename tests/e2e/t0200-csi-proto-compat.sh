@@ -8,20 +8,14 @@
 # reference.  A message or enum we define must carry every field/value the
 # reference has, so nothing a CO sends is silently dropped.
 set -u
-cd "$(dirname "$0")/../.."
+. "$(dirname "$0")/lib.sh"
 ref=${TANDEM_CSI_REF_PROTO:-../shared/spec/csi/csi.proto}
 if [ ! -f "$ref" ]; then
     echo "SKIPPED: reference csi.proto not found ($ref)"
     exit 77
 fi
-for tool in protoc python3; do
-    command -v $tool >/dev/null || { echo "not ok 1 - $tool missing"; exit 1; }
-done
-tmp=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/t0200.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
+need_tools protoc python3
+e2e_scratch t0200
 
 mkdir -p "$tmp/ours" "$tmp/ref"
 cp proto/csi.proto "$tmp/ours/csi.proto"

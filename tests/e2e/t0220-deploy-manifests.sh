@@ -8,23 +8,11 @@
 # Full YAML checks need python3-yaml; without it only the flag and
 # structure checks by grep run (and say so).
 set -u
-cd "$(dirname "$0")/../.."
-B=${B:-build}
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 csi=$B/tandem-csi
-[ -x "$csi" ] || fail "$csi not built"
-tmp=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/t0220.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+need_exe "$csi"
+e2e_scratch t0220
 "$csi" --help >"$tmp/help" || fail "tandem-csi --help failed"
 "$csi" --version | grep -q '^tandem-csi ' || fail "tandem-csi --version"
 ok "tandem-csi --help and --version"
@@ -49,7 +37,7 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     grep -q 'kind: CSIDriver' deploy/csi/*.yaml || fail "no CSIDriver"
     grep -q 'volumeBindingMode: WaitForFirstConsumer' deploy/csi/*.yaml || fail "no WFFC"
     ok "SKIPPED the YAML checks: python3-yaml missing (scripts/install-deps.sh installs it)"
-    echo "1..$n"
+    done_testing
     exit 0
 fi
 
@@ -188,17 +176,11 @@ ok "YAML structure and cross-references"
 
 # The ConfigMap's region map loads in tandem-csi.
 sock=$tmp/cm.sock
-"$csi" --endpoint "unix://$sock" --mode controller --config "$tmp/tandem.conf" \
-    2>"$tmp/cm.log" &
-pid=$!
-deadline=$((SECONDS + 20))
-while [ ! -S "$sock" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "tandem-csi refused the ConfigMap's region map: $(tail -2 "$tmp/cm.log")"
-    [ $SECONDS -lt $deadline ] || fail "tandem-csi with the ConfigMap config not up"
-    sleep 0.05
-done
-kill -TERM "$pid"; wait "$pid" || fail "tandem-csi exit status $?"
-pid=""
+start_bg "$tmp/cm.log" "$csi" --endpoint "unix://$sock" --mode controller \
+    --config "$tmp/tandem.conf"
+wait_ready "$bgpid" "$tmp/cm.log" "tandem-csi with the ConfigMap's region map" \
+    -S "$sock"
+stop_ok "$bgpid" "$tmp/cm.log" "tandem-csi with the ConfigMap's region map"
 ok "the ConfigMap's region map loads"
 
 # Each StorageClass's parameters and topology are accepted by CreateVolume
@@ -211,14 +193,10 @@ if [ -d tests/node/node_modules/@grpc/grpc-js ] && command -v node >/dev/null; t
         for r in $regs; do printf '[region %s]\nbackend = sqlite\ndb_path = %s/%s.db\n' "$r" "$tmp" "$r"; done
     } >"$tmp/sqlite.conf"
     sock=$tmp/sc.sock
-    "$csi" --endpoint "unix://$sock" --mode controller --config "$tmp/sqlite.conf" 2>"$tmp/sc.log" &
-    pid=$!
-    deadline=$((SECONDS + 20))
-    while [ ! -S "$sock" ]; do
-        kill -0 "$pid" 2>/dev/null || fail "tandem-csi died: $(tail -2 "$tmp/sc.log")"
-        [ $SECONDS -lt $deadline ] || fail "tandem-csi not up"
-        sleep 0.05
-    done
+    start_bg "$tmp/sc.log" "$csi" --endpoint "unix://$sock" --mode controller \
+        --config "$tmp/sqlite.conf"
+    pid=$bgpid
+    wait_ready "$pid" "$tmp/sc.log" tandem-csi -S "$sock"
     out=$(NODE_PATH=$PWD/tests/node/node_modules node -e '
 const grpc = require("@grpc/grpc-js"), pl = require("@grpc/proto-loader");
 const path = require("path"), fs = require("fs");
@@ -245,9 +223,9 @@ const cfg = JSON.parse(fs.readFileSync(process.argv[2]));
   process.exit(bad ? 1 : 0);
 })();' "unix://$sock" "$tmp/classes.json" 2>&1) || fail "StorageClass parameters refused: $out"
     echo "$out" | sed 's/^/# /'
-    kill -TERM "$pid"; wait "$pid"; pid=""
+    stop_ok "$pid" "$tmp/sc.log" tandem-csi
     ok "every StorageClass's parameters and topology accepted by CreateVolume"
 else
     ok "SKIPPED CreateVolume with the StorageClass parameters: no node_modules (t0210 installs them)"
 fi
-echo "1..$n"
+done_testing

@@ -6,29 +6,13 @@
 # `openssl s_server -WWW` serving a Node object; a server certificate from
 # another CA is refused (the plugin exits non-zero).
 set -u
-cd "$(dirname "$0")/../.."
-B=${B:-build}
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 csi=$B/tandem-csi
-[ -x "$csi" ] || fail "$csi not built"
-for tool in openssl node; do
-    command -v $tool >/dev/null || fail "$tool not found"
-done
-[ -d tests/node/node_modules/@grpc/grpc-js ] || {
-    (flock 9; cd tests/node && npm ci --no-audit --no-fund --loglevel=error) \
-        9>"${TMPDIR:-/tmp}/tandem-npm.lock" >/dev/null 2>&1 ||
-        fail "npm install in tests/node"
-}
-tmp=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/t0230.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+need_exe "$csi"
+need_tools openssl node npm
+e2e_scratch t0230
+npm_install
 
 # A CA and an API server certificate for 127.0.0.1; another CA.
 mkca() {
@@ -67,7 +51,7 @@ for try in 1 2 3 4 5; do
         if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then port=$p; break; fi
         sleep 0.05
     done
-    if [ -n "$port" ]; then pids+=("$spid"); break; fi
+    if [ -n "$port" ]; then PIDS+=("$spid"); break; fi
     kill "$spid" 2>/dev/null
 done
 [ -n "$port" ] || fail "openssl s_server did not start: $(tail -2 "$tmp/s_server.log")"
@@ -86,17 +70,11 @@ CONF
 
 sock=$tmp/csi.sock
 NODE_NAME=worker-7 KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$port \
-    TANDEM_K8S_SA_DIR=$tmp/sa "$csi" --endpoint "unix://$sock" --mode node \
-    --config "$tmp/regions.conf" --topology-from-k8s-node \
-    --state-dir "$tmp/state" 2>"$tmp/csi.log" &
-cpid=$!
-pids+=("$cpid")
-deadline=$((SECONDS + 20))
-while [ ! -S "$sock" ]; do
-    kill -0 "$cpid" 2>/dev/null || fail "tandem-csi died: $(tail -3 "$tmp/csi.log")"
-    [ $SECONDS -lt $deadline ] || fail "tandem-csi not listening after 20 s"
-    sleep 0.05
-done
+    TANDEM_K8S_SA_DIR=$tmp/sa start_bg "$tmp/csi.log" "$csi" \
+    --endpoint "unix://$sock" --mode node --config "$tmp/regions.conf" \
+    --topology-from-k8s-node --state-dir "$tmp/state"
+cpid=$bgpid
+wait_ready "$cpid" "$tmp/csi.log" tandem-csi -S "$sock"
 ok "tandem-csi started with --topology-from-k8s-node"
 
 out=$(NODE_PATH=$PWD/tests/node/node_modules node -e '
@@ -120,8 +98,7 @@ grep -q 'event=csi.k8s.topology node=worker-7 region=b zone=b2' "$tmp/csi.log" |
     fail "no csi.k8s.topology log line"
 grep -q fake-token "$tmp/csi.log" && fail "the token was logged"
 ok "logged the labels, not the token"
-kill -TERM "$cpid"; wait "$cpid"; rc=$?
-[ $rc -eq 0 ] || fail "tandem-csi exit $rc after SIGTERM"
+stop_ok "$cpid" "$tmp/csi.log" tandem-csi
 ok "SIGTERM: exit 0"
 
 # A server certificate the service-account CA did not sign: refused.
@@ -142,4 +119,4 @@ NODE_NAME=worker-404 KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "unknown node accepted (exit $rc)"
 ok "unknown Node refused (exit $rc: $(grep -o "msg=.*" "$tmp/csi3.log" | head -1))"
-echo "1..$n"
+done_testing

@@ -119,22 +119,35 @@ out=$(admin a resync $v) || fail "resync again"
 echo "$out" | grep -q "changed=0" || fail "resync not idempotent: $out"
 ok "delta resync: old primary is a secondary of the new one, exact"
 
-# ---- a promote in the middle of a region copy rolls back to the base
+# ---- region copies interrupted: the sender dies mid-copy (the copy runs
+# again from its saved region list), then region a is lost mid-copy and a
+# forced promote rolls the replica back to its last consistent position.
 u=undo-$$
 "$TOOL" create "$CONF" a $u 8M --peer b --object-size 1M --cap 256K
 "$TOOL" write "$CONF" a $u --log "$tmp/undo.wlog" --count 20 >/dev/null
 "$TOOL" wait-sync "$CONF" a b $u --timeout 30 >/dev/null || fail "undo volume first sync"
+make_dirty_then_copy_slowly() {
+    stop_rep b
+    "$TOOL" write "$CONF" a $u --log "$tmp/undo.wlog" --count 250 --max-len 64K >/dev/null
+    wait_for 20 "[ \"\$(stat_field a $u dirty)\" = 1 ]" || fail "undo volume not dirty"
+    stop_rep a
+    start_rep a b --max-bandwidth 256K
+    start_rep b a
+    wait_for 30 "\"$TOOL\" stat \"$CONF\" b $u --meta rep.copy.id" ||
+        fail "region copy did not start"
+    sleep 0.5   # let a few chunks land (the copy is throttled to 256 KiB/s)
+}
+make_dirty_then_copy_slowly
+stop_rep a KILL
+start_rep a b
+"$TOOL" wait-sync "$CONF" a b $u --timeout 60 >/dev/null ||
+    fail "copy did not resume after the sender died: $("$TOOL" stat "$CONF" b $u)"
+out=$("$TOOL" cmp "$CONF" a b $u) || fail "after resumed copy: $out"
+out=$("$TOOL" verify "$CONF" b $u --log "$tmp/undo.wlog") || fail "$out"
+[ "$(grep -c "rep.copy_begin vol=$u" "$tmp/b.log")" -ge 2 ] || fail "copy did not run again"
+ok "sender killed mid-copy: the copy ran again, replica exact"
 base=$(stat_field b $u applied)
-stop_rep b
-"$TOOL" write "$CONF" a $u --log "$tmp/undo.wlog" --count 250 --max-len 64K >/dev/null
-wait_for 20 "[ \"\$(stat_field a $u dirty)\" = 1 ]" || fail "undo volume not dirty"
-stop_rep a
-start_rep a b --max-bandwidth 256K
-start_rep b a
-wait_for 30 "\"$TOOL\" stat \"$CONF\" b $u --meta rep.copy.id" ||
-    fail "region copy did not start"
-grep -q "rep.copy_begin vol=$u" "$tmp/b.log" || fail "no copy_begin logged"
-sleep 0.5   # let a few copy chunks land (the copy is throttled to 256 KiB/s)
+make_dirty_then_copy_slowly
 stop_rep a KILL
 out=$(admin b promote $u) && fail "graceful promote mid-copy: $out"
 out=$(admin b promote $u --force) || fail "forced promote mid-copy: $out"

@@ -2,7 +2,9 @@
  * test-csi-client.h: helpers for the CSI tests that talk to a real
  * tandem-csi process over its unix socket (test-csi-conformance.c,
  * test-csi-node.c): scratch dir and region map, start/stop of the
- * process, one-line calls, message builders.
+ * process, one-line calls, message builders, direct store access.
+ * test-csi.c uses only the message builders (everything here is static
+ * inline, so unused helpers cost nothing).
  *
  * The tandem-csi binary is $TANDEM_CSI, else ../tandem-csi next to the
  * test program (both built by `make`); tandem-volfuse likewise.
@@ -19,6 +21,8 @@
 #include "tt.h"
 
 #include "csi.pb-c.h"
+#include "jr.h"
+#include "regions.h"
 #include "rpc.h"
 
 struct csi_proc {
@@ -32,7 +36,7 @@ struct csi_proc {
     rpc_client *cli;
 };
 
-static void tc_bin(const char *env, const char *name, char *out, size_t len)
+static inline void tc_bin(const char *env, const char *name, char *out, size_t len)
 {
     const char *e = getenv(env);
     if (e && e[0]) {
@@ -48,7 +52,7 @@ static void tc_bin(const char *env, const char *name, char *out, size_t len)
 
 /* Region map: sqlite regions a (capacity 10 GiB), b, c (zonal, c1), plus
  * extra (more [region] sections, e.g. a rados one) if not NULL. */
-static void csi_proc_config(struct csi_proc *p, const char *extra)
+static inline void csi_proc_config(struct csi_proc *p, const char *extra)
 {
     FILE *f = fopen(p->cfg, "w");
     ASSERT(f != NULL);
@@ -68,7 +72,7 @@ static void csi_proc_config(struct csi_proc *p, const char *extra)
  * leaves nothing behind.  Best effort, through the shell. */
 static struct csi_proc *tc_current;
 
-static void tc_abort_cleanup(int sig)
+static inline void tc_abort_cleanup(int sig)
 {
     char cmd[2048];
     struct csi_proc *p = tc_current;
@@ -91,7 +95,7 @@ static void tc_abort_cleanup(int sig)
 
 /* Start the tandem-csi process of p (mode "all", node n1) and wait until
  * it answers. */
-static void csi_proc_spawn(struct csi_proc *p)
+static inline void csi_proc_spawn(struct csi_proc *p)
 {
     char bin[600], exporter[600], logp[400];
     snprintf(logp, sizeof(logp), "%s/csi.log", p->dir);
@@ -130,7 +134,7 @@ static void csi_proc_spawn(struct csi_proc *p)
 }
 
 /* Scratch dir + region map, then spawn; node in region/zone. */
-static void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
+static inline void csi_proc_start_ex(struct csi_proc *p, const char *extra_cfg,
                               const char *region, const char *zone)
 {
     const char *tmp = getenv("TANDEM_TEST_TMP");
@@ -166,7 +170,7 @@ static inline void csi_proc_start(struct csi_proc *p, const char *extra_cfg)
 }
 
 /* SIGTERM, expect a clean exit 0, remove the scratch dir. */
-static void csi_proc_stop(struct csi_proc *p)
+static inline void csi_proc_stop(struct csi_proc *p)
 {
     int st = 0;
     rpc_client_destroy(p->cli);
@@ -188,7 +192,7 @@ static void csi_proc_stop(struct csi_proc *p)
 }
 
 /* One call; returns the code, *resp set on OK (caller frees via tc_free). */
-static int tc_call(struct csi_proc *p, const char *method,
+static inline int tc_call(struct csi_proc *p, const char *method,
                    const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *rd, void *resp,
                    char *msg, size_t msglen)
@@ -207,6 +211,41 @@ static int tc_call(struct csi_proc *p, const char *method,
 static inline void tc_free(void *m)
 {
     if (m) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Response type of a "/csi.v1.<Service>/<Method>" path, from the
+ * generated service descriptors. */
+static inline const ProtobufCMessageDescriptor *tc_resp_desc(const char *path)
+{
+    static const ProtobufCServiceDescriptor *const svcs[] = {
+        &csi__v1__identity__descriptor, &csi__v1__controller__descriptor,
+        &csi__v1__node__descriptor};
+    const char *slash = strrchr(path, '/');
+    ASSERT(slash != NULL && !strncmp(path, "/csi.v1.", 8));
+    for (size_t i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
+        size_t n = strlen(svcs[i]->short_name);
+        if ((size_t)(slash - path - 8) != n ||
+            strncmp(path + 8, svcs[i]->short_name, n))
+            continue;
+        const ProtobufCMethodDescriptor *m =
+            protobuf_c_service_descriptor_get_method_by_name(svcs[i],
+                                                             slash + 1);
+        if (m) return m->output;
+    }
+    TT_FAIL("no CSI method %s", path);
+    return NULL;
+}
+
+/* A call whose answer only matters by its code (the response, if any, is
+ * freed): returns the code, msg as for tc_call. */
+static inline int tc_try(struct csi_proc *p, const char *method,
+                         const ProtobufCMessage *req, char *msg,
+                         size_t msglen)
+{
+    void *r;
+    int rc = tc_call(p, method, req, tc_resp_desc(method), &r, msg, msglen);
+    tc_free(r);
+    return rc;
 }
 
 #define ASSERT_CODE(got, want, msg)                                           \
@@ -228,7 +267,7 @@ struct tc_cap {
 };
 
 static inline Csi__V1__VolumeCapability *tc_cap(struct tc_cap *t, int block,
-                                         int mode, const char *fs)
+                                                int mode, const char *fs)
 {
     csi__v1__volume_capability__init(&t->c);
     csi__v1__volume_capability__access_mode__init(&t->am);
@@ -326,5 +365,176 @@ static inline const char *tc_vol_region(const Csi__V1__Volume *v)
             return t->segments[i]->value;
     return "";
 }
+
+/* Node calls.  mode 0: no volume_capability at all (an argument error). */
+static inline int tc_stage(struct csi_proc *p, const char *id, const char *sp,
+                           int block, int mode, char *msg, size_t len)
+{
+    Csi__V1__NodeStageVolumeRequest q = CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
+    struct tc_cap cap;
+    q.volume_id = (char *)id;
+    q.staging_target_path = (char *)sp;
+    if (mode) q.volume_capability = tc_cap(&cap, block, mode, NULL);
+    return tc_try(p, "/csi.v1.Node/NodeStageVolume", &q.base, msg, len);
+}
+
+static inline int tc_publish(struct csi_proc *p, const char *id,
+                             const char *sp, const char *tp, int block,
+                             int mode, int ro, char *msg, size_t len)
+{
+    Csi__V1__NodePublishVolumeRequest q =
+        CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__INIT;
+    struct tc_cap cap;
+    q.volume_id = (char *)id;
+    q.staging_target_path = (char *)sp;
+    q.target_path = (char *)tp;
+    q.readonly = ro;
+    if (mode) q.volume_capability = tc_cap(&cap, block, mode, NULL);
+    return tc_try(p, "/csi.v1.Node/NodePublishVolume", &q.base, msg, len);
+}
+
+static inline int tc_unpublish(struct csi_proc *p, const char *id,
+                               const char *tp, char *msg, size_t len)
+{
+    Csi__V1__NodeUnpublishVolumeRequest q =
+        CSI__V1__NODE_UNPUBLISH_VOLUME_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.target_path = (char *)tp;
+    return tc_try(p, "/csi.v1.Node/NodeUnpublishVolume", &q.base, msg, len);
+}
+
+static inline int tc_unstage(struct csi_proc *p, const char *id,
+                             const char *sp, char *msg, size_t len)
+{
+    Csi__V1__NodeUnstageVolumeRequest q =
+        CSI__V1__NODE_UNSTAGE_VOLUME_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.staging_target_path = (char *)sp;
+    return tc_try(p, "/csi.v1.Node/NodeUnstageVolume", &q.base, msg, len);
+}
+
+/* NodeGetVolumeStats of id at path; *out set on OK (tc_free it). */
+static inline int tc_stats(struct csi_proc *p, const char *id,
+                           const char *path,
+                           Csi__V1__NodeGetVolumeStatsResponse **out,
+                           char *msg, size_t len)
+{
+    Csi__V1__NodeGetVolumeStatsRequest q =
+        CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.volume_path = (char *)path;
+    return tc_call(p, "/csi.v1.Node/NodeGetVolumeStats", &q.base,
+                   &csi__v1__node_get_volume_stats_response__descriptor, out,
+                   msg, len);
+}
+
+/* ControllerExpandVolume of id to req bytes (req < 0: no capacity_range)
+ * within lim; with a SINGLE_NODE_WRITER capability of that block-ness,
+ * none when block < 0.  *out set on OK (tc_free it). */
+static inline int tc_expand(struct csi_proc *p, const char *id, int64_t req,
+                            int64_t lim, int block,
+                            Csi__V1__ControllerExpandVolumeResponse **out,
+                            char *msg, size_t len)
+{
+    Csi__V1__ControllerExpandVolumeRequest q =
+        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__INIT;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    struct tc_cap cap;
+    q.volume_id = (char *)id;
+    if (req >= 0) {
+        cr.required_bytes = req;
+        cr.limit_bytes = lim;
+        q.capacity_range = &cr;
+    }
+    if (block >= 0) q.volume_capability = tc_cap(&cap, block, TC_SNW, NULL);
+    return tc_call(p, "/csi.v1.Controller/ControllerExpandVolume", &q.base,
+                   &csi__v1__controller_expand_volume_response__descriptor,
+                   out, msg, len);
+}
+
+/* ---- topology requirements ---- */
+
+/* A list of topology segments (region, optional zone) under the driver's
+ * default keys; tc_seg appends one and returns it. */
+struct tc_topo {
+    Csi__V1__Topology t[8];
+    Csi__V1__Topology *tp[8];
+    Csi__V1__Topology__SegmentsEntry e[8][2];
+    Csi__V1__Topology__SegmentsEntry *ep[8][2];
+    size_t n;
+};
+
+static inline Csi__V1__Topology *tc_seg(struct tc_topo *t, const char *region,
+                                        const char *zone)
+{
+    size_t i = t->n++;
+    ASSERT(i < 8);
+    csi__v1__topology__init(&t->t[i]);
+    csi__v1__topology__segments_entry__init(&t->e[i][0]);
+    t->e[i][0].key = "topology.tandem.csi.dev/region";
+    t->e[i][0].value = (char *)region;
+    t->ep[i][0] = &t->e[i][0];
+    t->t[i].n_segments = 1;
+    if (zone) {
+        csi__v1__topology__segments_entry__init(&t->e[i][1]);
+        t->e[i][1].key = "topology.tandem.csi.dev/zone";
+        t->e[i][1].value = (char *)zone;
+        t->ep[i][1] = &t->e[i][1];
+        t->t[i].n_segments = 2;
+    }
+    t->t[i].segments = t->ep[i];
+    t->tp[i] = &t->t[i];
+    return &t->t[i];
+}
+
+/* r = {requisite: req, preferred: pref} (either may be NULL); r points
+ * into req and pref. */
+static inline Csi__V1__TopologyRequirement *
+tc_topo_req(Csi__V1__TopologyRequirement *r, struct tc_topo *req,
+            struct tc_topo *pref)
+{
+    csi__v1__topology_requirement__init(r);
+    r->n_requisite = req ? req->n : 0;
+    r->requisite = req ? req->tp : NULL;
+    r->n_preferred = pref ? pref->n : 0;
+    r->preferred = pref ? pref->tp : NULL;
+    return r;
+}
+
+/* ---- the plugin's stores, opened directly ---- */
+
+/* Open region r's store of the running plugin's config (st_close it, then
+ * rg_free *cfg). */
+static inline st_store *tc_region_store(struct csi_proc *p, const char *r,
+                                        struct rg_config **cfg)
+{
+    char err[256];
+    st_store *st = NULL;
+    ASSERT_EQ(rg_load(p->cfg, cfg, err, sizeof(err)), 0);
+    ASSERT_EQ(rg_open_store(rg_find(*cfg, r), &st), 0);
+    return st;
+}
+
+/* Volume id as region r's store has it; 0 when present, else the
+ * jr_volume_stat error. */
+static inline int tc_stat_in(struct csi_proc *p, const char *region,
+                             const char *id, struct jr_info *in)
+{
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(p, region, &cfg);
+    int rc = jr_volume_stat(st, id, in);
+    st_close(st);
+    rg_free(cfg);
+    return rc;
+}
+
+/* Meta key of volume id in st is want. */
+#define ASSERT_META(st, id, key, want)                                        \
+    do {                                                                      \
+        char *tc_v_ = NULL;                                                   \
+        ASSERT_EQ(jr_meta_get((st), (id), (key), &tc_v_), 0);                 \
+        ASSERT_STREQ(tc_v_, (want));                                          \
+        free(tc_v_);                                                          \
+    } while (0)
 
 #endif /* TEST_CSI_CLIENT_H */

@@ -11,29 +11,10 @@
 
 #include "test-csi-client.h"
 
-#include "jr.h"
-#include "regions.h"
-
-/* Open region r's store of the running plugin's config. */
-static st_store *region_store(struct csi_proc *p, const char *r,
-                              struct rg_config **cfg)
-{
-    char err[256];
-    st_store *st = NULL;
-    ASSERT_EQ(rg_load(p->cfg, cfg, err, sizeof(err)), 0);
-    ASSERT_EQ(rg_open_store(rg_find(*cfg, r), &st), 0);
-    return st;
-}
-
 static int in_region(struct csi_proc *p, const char *region, const char *id)
 {
-    struct rg_config *cfg;
-    st_store *st = region_store(p, region, &cfg);
     struct jr_info in;
-    int rc = jr_volume_stat(st, id, &in);
-    st_close(st);
-    rg_free(cfg);
-    return rc == 0;
+    return tc_stat_in(p, region, id, &in) == 0;
 }
 
 /* ------------------------------------------------------------- Identity */
@@ -85,10 +66,8 @@ TEST(identity)
 
     /* Snapshot RPCs are not served. */
     Csi__V1__CreateSnapshotRequest sq = CSI__V1__CREATE_SNAPSHOT_REQUEST__INIT;
-    void *sr;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateSnapshot", &sq.base,
-                        &csi__v1__create_snapshot_response__descriptor, &sr,
-                        NULL, 0), RPC_UNIMPLEMENTED, "");
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/CreateSnapshot", &sq.base,
+                       NULL, 0), RPC_UNIMPLEMENTED, "");
     csi_proc_stop(&p);
 }
 
@@ -101,10 +80,8 @@ TEST(probe_unhealthy_store)
     csi_proc_start_ex(&p, "[region d]\nbackend = sqlite\n"
                           "db_path = /proc/none/d.db\n", "d", NULL);
     Csi__V1__ProbeRequest pq = CSI__V1__PROBE_REQUEST__INIT;
-    void *pr;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Identity/Probe", &pq.base,
-                        &csi__v1__probe_response__descriptor, &pr, msg,
-                        sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Identity/Probe", &pq.base, msg,
+                       sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
     ASSERT(strstr(msg, "region d"));
     csi_proc_stop(&p);
 }
@@ -143,28 +120,25 @@ TEST(create_volume_errors)
     char msg[1024];
     csi_proc_start(&p, NULL);
     Csi__V1__CreateVolumeRequest rq = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
-    void *r;
+    const char *create = "/csi.v1.Controller/CreateVolume";
     /* No name. */
     ASSERT_CODE(tc_create(&p, "", 0, 0, NULL, NULL, NULL, 0, NULL, msg,
                           sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
     /* No capabilities. */
     rq.name = "v-nocaps";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
     /* Multi-node writer refused. */
     struct tc_cap cap;
     tc_cap(&cap, 0, TC_MNMW, NULL);
     rq.n_volume_capabilities = 1;
     rq.volume_capabilities = &cap.pc;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
     /* Unknown filesystem. */
     tc_cap(&cap, 0, TC_SNW, "btrfs");
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
     /* Clone/snapshot source: not supported. */
     Csi__V1__VolumeContentSource src = CSI__V1__VOLUME_CONTENT_SOURCE__INIT;
     Csi__V1__VolumeContentSource__VolumeSource vs =
@@ -174,9 +148,8 @@ TEST(create_volume_errors)
     src.volume = &vs;
     tc_cap(&cap, 0, TC_SNW, NULL);
     rq.volume_content_source = &src;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
     /* Unknown parameter, named in the message. */
     struct tc_params pr = {0};
     tc_param(&pr, "colour", "blue");
@@ -203,23 +176,19 @@ TEST(create_volume_errors)
     rq.capacity_range = &cr;
     cr.required_bytes = 10 << 20;
     cr.limit_bytes = 5 << 20;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_OUT_OF_RANGE, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_OUT_OF_RANGE, msg);
     cr.required_bytes = 5 << 20; /* rounds up to 8 MiB (4 MiB objects) */
     cr.limit_bytes = 6 << 20;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_OUT_OF_RANGE, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_OUT_OF_RANGE, msg);
     cr.required_bytes = -1;
     cr.limit_bytes = 0;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
     cr.required_bytes = (int64_t)1 << 62;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/CreateVolume", &rq.base,
-                        &csi__v1__create_volume_response__descriptor, &r, msg,
-                        sizeof(msg)), RPC_OUT_OF_RANGE, msg);
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_OUT_OF_RANGE, msg);
     /* Nothing was created by any of these. */
     ASSERT(!in_region(&p, "a", "v-range"));
     ASSERT(!in_region(&p, "a", "v-param"));
@@ -259,23 +228,12 @@ TEST(create_volume_idempotent_and_metadata)
     ASSERT(strstr(msg, "fsType"));
     /* Metadata travels with the volume. */
     struct rg_config *cfg;
-    st_store *st = region_store(&p, "a", &cfg);
-    char *v = NULL;
-    ASSERT_EQ(jr_meta_get(st, id, "csi.pvc_name", &v), 0);
-    ASSERT_STREQ(v, "data");
-    free(v);
-    ASSERT_EQ(jr_meta_get(st, id, "csi.pvc_namespace", &v), 0);
-    ASSERT_STREQ(v, "shop");
-    free(v);
-    ASSERT_EQ(jr_meta_get(st, id, "csi.pv_name", &v), 0);
-    ASSERT_STREQ(v, "pvc-11");
-    free(v);
-    ASSERT_EQ(jr_meta_get(st, id, "csi.param.objectSize", &v), 0);
-    ASSERT_STREQ(v, "1Mi");
-    free(v);
-    ASSERT_EQ(jr_meta_get(st, id, "csi.replication", &v), 0);
-    ASSERT_STREQ(v, "none");
-    free(v);
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    ASSERT_META(st, id, "csi.pvc_name", "data");
+    ASSERT_META(st, id, "csi.pvc_namespace", "shop");
+    ASSERT_META(st, id, "csi.pv_name", "pvc-11");
+    ASSERT_META(st, id, "csi.param.objectSize", "1Mi");
+    ASSERT_META(st, id, "csi.replication", "none");
     struct jr_info in;
     ASSERT_EQ(jr_volume_stat(st, id, &in), 0);
     ASSERT_EQ(in.object_size, 1 << 20);
@@ -307,14 +265,9 @@ TEST(create_volume_async_replication)
     ASSERT_CODE(tc_create(&p, "pvc-rep", 8 << 20, 0, &pr, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     struct rg_config *cfg;
-    st_store *st = region_store(&p, "a", &cfg);
-    char *v = NULL;
-    ASSERT_EQ(jr_meta_get(st, id, "csi.replication", &v), 0);
-    ASSERT_STREQ(v, "async");
-    free(v);
-    ASSERT_EQ(jr_meta_get(st, id, "csi.peer_region", &v), 0);
-    ASSERT_STREQ(v, "b");
-    free(v);
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    ASSERT_META(st, id, "csi.replication", "async");
+    ASSERT_META(st, id, "csi.peer_region", "b");
     st_close(st);
     rg_free(cfg);
     /* The controller creates only the primary: the replicator makes the
@@ -326,36 +279,6 @@ TEST(create_volume_async_replication)
 /* The external-provisioner's requests for a node in each region (with
  * --feature-gates=Topology=true, WaitForFirstConsumer): requisite lists
  * every allowed segment (sorted), preferred starts with the node's. */
-struct topo_req {
-    Csi__V1__TopologyRequirement r;
-    Csi__V1__Topology t[8];
-    Csi__V1__Topology *req[8], *pref[8];
-    Csi__V1__Topology__SegmentsEntry e[8][2];
-    Csi__V1__Topology__SegmentsEntry *ep[8][2];
-    int n;
-};
-
-static Csi__V1__Topology *tseg(struct topo_req *t, const char *reg,
-                               const char *zone)
-{
-    int i = t->n++;
-    csi__v1__topology__init(&t->t[i]);
-    csi__v1__topology__segments_entry__init(&t->e[i][0]);
-    t->e[i][0].key = "topology.tandem.csi.dev/region";
-    t->e[i][0].value = (char *)reg;
-    t->ep[i][0] = &t->e[i][0];
-    t->t[i].n_segments = 1;
-    if (zone) {
-        csi__v1__topology__segments_entry__init(&t->e[i][1]);
-        t->e[i][1].key = "topology.tandem.csi.dev/zone";
-        t->e[i][1].value = (char *)zone;
-        t->ep[i][1] = &t->e[i][1];
-        t->t[i].n_segments = 2;
-    }
-    t->t[i].segments = t->ep[i];
-    return &t->t[i];
-}
-
 TEST(wait_for_first_consumer_placement)
 {
     struct csi_proc p;
@@ -364,20 +287,18 @@ TEST(wait_for_first_consumer_placement)
     const char *zones[] = {NULL, NULL, "c1"};
     csi_proc_start(&p, NULL);
     for (int node = 0; node < 3; node++) {
-        struct topo_req t = {0};
-        csi__v1__topology_requirement__init(&t.r);
-        for (int i = 0; i < 3; i++)
-            t.req[t.r.n_requisite++] = tseg(&t, regions[i], zones[i]);
-        t.pref[t.r.n_preferred++] = tseg(&t, regions[node], zones[node]);
+        struct tc_topo req = {0}, pref = {0};
+        Csi__V1__TopologyRequirement tr;
+        for (int i = 0; i < 3; i++) tc_seg(&req, regions[i], zones[i]);
+        tc_seg(&pref, regions[node], zones[node]);
         for (int i = 1; i < 3; i++) {
             int k = (node + i) % 3;
-            t.pref[t.r.n_preferred++] = tseg(&t, regions[k], zones[k]);
+            tc_seg(&pref, regions[k], zones[k]);
         }
-        t.r.requisite = t.req;
-        t.r.preferred = t.pref;
+        tc_topo_req(&tr, &req, &pref);
         Csi__V1__CreateVolumeResponse *r;
         snprintf(name, sizeof(name), "pvc-wffc-%s", regions[node]);
-        ASSERT_CODE(tc_create(&p, name, 8 << 20, 0, NULL, &t.r, id,
+        ASSERT_CODE(tc_create(&p, name, 8 << 20, 0, NULL, &tr, id,
                               sizeof(id), &r, msg, sizeof(msg)), RPC_OK, msg);
         /* Where it says it is, and where it really is. */
         ASSERT_STREQ(tc_vol_region(r->volume), regions[node]);
@@ -398,13 +319,12 @@ TEST(wait_for_first_consumer_placement)
     }
     /* Only unconfigured regions asked for: RESOURCE_EXHAUSTED naming the
      * asked and the configured regions. */
-    struct topo_req t = {0};
-    csi__v1__topology_requirement__init(&t.r);
-    t.req[t.r.n_requisite++] = tseg(&t, "x", NULL);
-    t.pref[t.r.n_preferred++] = tseg(&t, "x", NULL);
-    t.r.requisite = t.req;
-    t.r.preferred = t.pref;
-    ASSERT_CODE(tc_create(&p, "pvc-nowhere", 8 << 20, 0, NULL, &t.r, NULL, 0,
+    struct tc_topo req = {0}, pref = {0};
+    Csi__V1__TopologyRequirement tr;
+    tc_seg(&req, "x", NULL);
+    tc_seg(&pref, "x", NULL);
+    ASSERT_CODE(tc_create(&p, "pvc-nowhere", 8 << 20, 0, NULL,
+                          tc_topo_req(&tr, &req, &pref), NULL, 0,
                           NULL, msg, sizeof(msg)), RPC_RESOURCE_EXHAUSTED, msg);
     ASSERT(strstr(msg, "x") && strstr(msg, "a,b,c"));
     csi_proc_stop(&p);
@@ -416,22 +336,24 @@ TEST(wait_for_first_consumer_requisite0_trap)
     struct csi_proc p;
     char msg[1024], id[200];
     csi_proc_start(&p, NULL);
-    struct topo_req t = {0};
-    csi__v1__topology_requirement__init(&t.r);
-    t.req[t.r.n_requisite++] = tseg(&t, "a", NULL);
-    t.req[t.r.n_requisite++] = tseg(&t, "b", NULL);
-    t.pref[t.r.n_preferred++] = tseg(&t, "b", NULL);
-    t.pref[t.r.n_preferred++] = tseg(&t, "a", NULL);
-    t.r.requisite = t.req;
-    t.r.preferred = t.pref;
-    ASSERT_CODE(tc_create(&p, "pvc-trap", 8 << 20, 0, NULL, &t.r, id,
+    struct tc_topo req = {0}, pref = {0};
+    Csi__V1__TopologyRequirement tr;
+    tc_seg(&req, "a", NULL);
+    tc_seg(&req, "b", NULL);
+    tc_seg(&pref, "b", NULL);
+    tc_seg(&pref, "a", NULL);
+    tc_topo_req(&tr, &req, &pref);
+    ASSERT_CODE(tc_create(&p, "pvc-trap", 8 << 20, 0, NULL, &tr, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT(in_region(&p, "b", id));
     ASSERT(!in_region(&p, "a", id));
     /* Retried with another node preference, the volume stays (it is in a
      * requisite region): idempotent. */
-    t.pref[0] = tseg(&t, "a", NULL);
-    ASSERT_CODE(tc_create(&p, "pvc-trap", 8 << 20, 0, NULL, &t.r, NULL, 0,
+    pref.n = 0;
+    tc_seg(&pref, "a", NULL);
+    tc_seg(&pref, "b", NULL);
+    tc_topo_req(&tr, &req, &pref);
+    ASSERT_CODE(tc_create(&p, "pvc-trap", 8 << 20, 0, NULL, &tr, NULL, 0,
                           NULL, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT(!in_region(&p, "a", id));
     csi_proc_stop(&p);
@@ -455,7 +377,7 @@ TEST(delete_volume)
     ASSERT_CODE(tc_create(&p, "pvc-busy", 8 << 20, 0, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     struct rg_config *cfg;
-    st_store *st = region_store(&p, "a", &cfg);
+    st_store *st = tc_region_store(&p, "a", &cfg);
     jr_volume *v;
     ASSERT_EQ(jr_open(st, id, JR_OPEN_WRITE, "test-holder", &v), 0);
     ASSERT_CODE(tc_delete(&p, id), RPC_FAILED_PRECONDITION, "");
@@ -618,27 +540,6 @@ TEST(get_capacity_per_region)
     csi_proc_stop(&p);
 }
 
-static int expand(struct csi_proc *p, const char *id, int64_t req,
-                  int64_t lim, int block,
-                  Csi__V1__ControllerExpandVolumeResponse **out, char *msg,
-                  size_t len)
-{
-    Csi__V1__ControllerExpandVolumeRequest q =
-        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__INIT;
-    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
-    struct tc_cap cap;
-    q.volume_id = (char *)id;
-    if (req >= 0) {
-        cr.required_bytes = req;
-        cr.limit_bytes = lim;
-        q.capacity_range = &cr;
-    }
-    q.volume_capability = tc_cap(&cap, block, TC_SNW, NULL);
-    return tc_call(p, "/csi.v1.Controller/ControllerExpandVolume", &q.base,
-                   &csi__v1__controller_expand_volume_response__descriptor,
-                   out, msg, len);
-}
-
 TEST(controller_expand_volume)
 {
     struct csi_proc p;
@@ -647,48 +548,45 @@ TEST(controller_expand_volume)
     csi_proc_start(&p, NULL);
     ASSERT_CODE(tc_create(&p, "pvc-grow", 8 << 20, 0, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(expand(&p, "", 16 << 20, 0, 0, &r, msg, sizeof(msg)),
+    ASSERT_CODE(tc_expand(&p, "", 16 << 20, 0, 0, &r, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(expand(&p, id, -1, 0, 0, &r, msg, sizeof(msg)),
+    ASSERT_CODE(tc_expand(&p, id, -1, 0, 0, &r, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(expand(&p, "pvc-unknown", 16 << 20, 0, 0, &r, msg,
+    ASSERT_CODE(tc_expand(&p, "pvc-unknown", 16 << 20, 0, 0, &r, msg,
                        sizeof(msg)), RPC_NOT_FOUND, msg);
-    ASSERT_CODE(expand(&p, id, (16 << 20) + 1, 17 << 20, 0, &r, msg,
+    ASSERT_CODE(tc_expand(&p, id, (16 << 20) + 1, 17 << 20, 0, &r, msg,
                        sizeof(msg)), RPC_OUT_OF_RANGE, msg);
-    ASSERT_CODE(expand(&p, id, (16 << 20) + 1, 0, 0, &r, msg, sizeof(msg)),
+    ASSERT_CODE(tc_expand(&p, id, (16 << 20) + 1, 0, 0, &r, msg, sizeof(msg)),
                 RPC_OK, msg);
     ASSERT_EQ(r->capacity_bytes, 20 << 20);
     ASSERT(r->node_expansion_required); /* the filesystem must grow */
     tc_free(r);
     struct rg_config *cfg;
-    st_store *st = region_store(&p, "a", &cfg);
+    st_store *st = tc_region_store(&p, "a", &cfg);
     struct jr_info in;
     ASSERT_EQ(jr_volume_stat(st, id, &in), 0);
     ASSERT_UEQ(in.size, 20 << 20);
     /* Smaller than now: nothing to do, still OK. */
-    ASSERT_CODE(expand(&p, id, 8 << 20, 0, 0, &r, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_expand(&p, id, 8 << 20, 0, 0, &r, msg, sizeof(msg)), RPC_OK,
                 msg);
     ASSERT_EQ(r->capacity_bytes, 20 << 20);
     tc_free(r);
     /* Block volume not in use: done by the controller alone. */
     ASSERT_CODE(tc_create(&p, "pvc-growb", 8 << 20, 1, NULL, NULL, bid,
                           sizeof(bid), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(expand(&p, bid, 12 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_expand(&p, bid, 12 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
                 msg);
     ASSERT(!r->node_expansion_required);
     tc_free(r);
     /* Open on a node (writer lease held): recorded for the node. */
     jr_volume *v;
     ASSERT_EQ(jr_open(st, bid, JR_OPEN_WRITE, "test-holder", &v), 0);
-    ASSERT_CODE(expand(&p, bid, 16 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_expand(&p, bid, 16 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
                 msg);
     ASSERT(r->node_expansion_required);
     ASSERT_EQ(r->capacity_bytes, 16 << 20);
     tc_free(r);
-    char *val = NULL;
-    ASSERT_EQ(jr_meta_get(st, bid, "csi.requested_bytes", &val), 0);
-    ASSERT_STREQ(val, "16777216");
-    free(val);
+    ASSERT_META(st, bid, "csi.requested_bytes", "16777216");
     ASSERT_EQ(jr_close(v), 0);
     st_close(st);
     rg_free(cfg);
@@ -777,22 +675,6 @@ TEST(node_info_and_capabilities)
     csi_proc_stop(&p);
 }
 
-static int stage(struct csi_proc *p, const char *id, const char *path,
-                 int mode, char *msg, size_t len)
-{
-    Csi__V1__NodeStageVolumeRequest q = CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
-    struct tc_cap cap;
-    void *r;
-    q.volume_id = (char *)id;
-    q.staging_target_path = (char *)path;
-    if (mode) q.volume_capability = tc_cap(&cap, 0, mode, NULL);
-    int rc = tc_call(p, "/csi.v1.Node/NodeStageVolume", &q.base,
-                     &csi__v1__node_stage_volume_response__descriptor, &r,
-                     msg, len);
-    tc_free(r);
-    return rc;
-}
-
 TEST(node_argument_errors)
 {
     struct csi_proc p;
@@ -804,19 +686,19 @@ TEST(node_argument_errors)
     ASSERT_CODE(tc_create(&p, "pvc-node", 8 << 20, 0, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     /* Stage. */
-    ASSERT_CODE(stage(&p, "", sp, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "", sp, 0, TC_SNW, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(stage(&p, id, "", TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "", 0, TC_SNW, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(stage(&p, id, sp, 0, msg, sizeof(msg)), RPC_INVALID_ARGUMENT,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, 0, msg, sizeof(msg)), RPC_INVALID_ARGUMENT,
                 msg);
-    ASSERT_CODE(stage(&p, id, "relative/staging", TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "relative/staging", 0, TC_SNW, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(stage(&p, id, "/tmp/../etc", TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "/tmp/../etc", 0, TC_SNW, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(stage(&p, "pvc-unknown", sp, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "pvc-unknown", sp, 0, TC_SNW, msg, sizeof(msg)),
                 RPC_NOT_FOUND, msg);
-    ASSERT_CODE(stage(&p, id, sp, TC_MNMW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_MNMW, msg, sizeof(msg)),
                 RPC_FAILED_PRECONDITION, msg);
 
     /* Publish. */
@@ -917,20 +799,20 @@ TEST(node_secondary_is_read_only)
     csi_proc_start(&p, NULL);
     snprintf(sp, sizeof(sp), "%s/staging", p.dir);
     struct rg_config *cfg;
-    st_store *st = region_store(&p, "a", &cfg);
+    st_store *st = tc_region_store(&p, "a", &cfg);
     struct jr_create_opts o = {.size = 8 << 20, .role = JR_ROLE_SECONDARY,
                                .region = "a"};
     ASSERT_EQ(jr_volume_create(st, "pvc-replica", &o), 0);
     st_close(st);
     rg_free(cfg);
-    ASSERT_CODE(stage(&p, "pvc-replica", sp, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "pvc-replica", sp, 0, TC_SNW, msg, sizeof(msg)),
                 RPC_FAILED_PRECONDITION, msg);
     ASSERT(strstr(msg, "read-only"));
     /* And the controller neither deletes nor expands it. */
     ASSERT_CODE(tc_delete(&p, "pvc-replica"), RPC_OK, "");
     ASSERT(in_region(&p, "a", "pvc-replica"));
     Csi__V1__ControllerExpandVolumeResponse *r;
-    ASSERT_CODE(expand(&p, "pvc-replica", 16 << 20, 0, 0, &r, msg,
+    ASSERT_CODE(tc_expand(&p, "pvc-replica", 16 << 20, 0, 0, &r, msg,
                        sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
     csi_proc_stop(&p);
 }

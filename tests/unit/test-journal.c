@@ -782,6 +782,52 @@ TEST(journal_cap_dirty_fallback_rados)
 
 /* ---- the replicator's flows: catch-up past the cap, then failover ---- */
 
+static void write_mib(jr_volume *v, int mib, uint64_t seed);
+
+static int jsize_cb(const char *oid, void *arg)
+{
+    uint64_t sz = 0;
+    struct fx *f = arg;
+    ASSERT_EQ(st_stat(f->st, oid, &sz, NULL), 0);
+    ASSERT_LE(sz, 16 << 20);
+    return 0;
+}
+
+static void big_batch_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    mkvol(f.st, "p", 32 << 20, 0, 0, 0, 0);
+    mkvol(f.st, "s", 32 << 20, 0, JR_ROLE_SECONDARY, 1, 0);
+    jr_volume *v;
+    ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), 0);
+    for (int i = 0; i < 24; i++) write_mib(v, i, 50 + (uint64_t)i);
+    ASSERT_EQ(jr_close(v), 0);
+    struct jr_batch b;
+    ASSERT_EQ(jr_tail_read(f.st, "p", 1, 64 << 20, &b), 0);
+    ASSERT_EQ(b.n_entries, 24);
+    ASSERT_GT(b.len, 24 << 20);
+    uint64_t ap = 0;
+    ASSERT_EQ(jr_apply(f.st, "s", b.data, b.len, &ap), 0);
+    ASSERT_UEQ(ap, 24);
+    jr_batch_free(&b);
+    ASSERT_EQ(st_list(f.st, "vol/s/j/", jsize_cb, &f), 0);
+    same_image(f.st, "p", f.st, "s", 32 << 20);
+    fx_close(&f);
+}
+
+TEST(apply_big_batch_sqlite)
+{
+    big_batch_on("sqlite");
+}
+
+TEST(apply_big_batch_rados)
+{
+    big_batch_on("rados");
+}
+
+
+
 struct copyarg {
     st_store *st;
     int n;
