@@ -305,7 +305,8 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              size, (unsigned long long)CSI_MAX_SIZE);
 
     if (csi_volume_id(q->name, id, sizeof(id)) < 0)
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad name");
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "name %.64s: no "
+                             "volume id can be derived from it", q->name);
     if (csi_topology_select(s->cfg, q->accessibility_requirements, p.region,
                             region, sizeof(region), err, sizeof(err)) < 0)
         return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "%s", err);
@@ -366,15 +367,22 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (p.pvc_namespace[0])
         meta[nm++] = (struct jr_kv){"csi.pvc_namespace", p.pvc_namespace};
     if (p.pv_name[0]) meta[nm++] = (struct jr_kv){"csi.pv_name", p.pv_name};
-    for (size_t i = 0, k = 0; i < q->n_parameters && k < 32; i++) {
-        snprintf(keys[k], sizeof(keys[k]), "csi.param.%s",
-                 q->parameters[i]->key);
-        meta[nm++] = (struct jr_kv){keys[k++], q->parameters[i]->value};
-    }
     if (q->n_parameters > 32) {
         code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "more than 32 parameters");
         goto out;
+    }
+    for (size_t i = 0; i < q->n_parameters; i++) {
+        /* A truncated key would be stored as another parameter. */
+        if ((size_t)snprintf(keys[i], sizeof(keys[i]), "csi.param.%s",
+                             q->parameters[i]->key) >= sizeof(keys[i])) {
+            code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                                 "parameter %.64s...: key longer than %zu "
+                                 "bytes", q->parameters[i]->key,
+                                 sizeof(keys[i]) - sizeof("csi.param."));
+            goto out;
+        }
+        meta[nm++] = (struct jr_kv){keys[i], q->parameters[i]->value};
     }
     struct jr_create_opts co = {
         .size = size, .object_size = (uint32_t)obj, .role = JR_ROLE_PRIMARY,

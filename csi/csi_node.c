@@ -694,7 +694,8 @@ cleanup_path:
     /* The plugin made the target (directory or file): remove it. */
     if (rmdir(q->target_path) < 0 && errno == ENOTDIR)
         unlink(q->target_path);
-    *resp = csi__reply_new(&csi__v1__node_unpublish_volume_response__descriptor);
+    *resp =
+        csi__reply_new(&csi__v1__node_unpublish_volume_response__descriptor);
 out:
     csi__unlock(s, q->volume_id);
     return code;

@@ -113,7 +113,9 @@ struct jr_info {
     char region[JR_MAX_REGION + 1];
     int64_t created_s;        /* unix seconds */
     uint64_t head;            /* last durable journal entry (0: none) */
-    uint64_t applied;         /* last entry applied to the image */
+    uint64_t applied;         /* last entry applied to the image (as
+                                 recorded: lags an open writer by up to
+                                 ~1 s; never ahead of the image) */
     uint64_t tail;            /* oldest entry still kept (head+1: none) */
     uint64_t journal_bytes;   /* bytes of journal objects kept */
     int dirty_tracking;       /* 1: cap reached, regions tracked instead */

@@ -68,7 +68,7 @@ struct rep_opts {
     const char *metrics_addr; /* "host:port" (NULL: none) */
     uint64_t max_bandwidth;   /* bytes/s on the link (0: unlimited) */
     size_t batch_bytes;       /* max journal bytes per batch (0: 4 MiB) */
-    int scan_ms;              /* volume scan period (0: 300 ms) */
+    int scan_ms;              /* volume scan period (0: 500 ms) */
     int no_compress;          /* ship uncompressed (benchmarks) */
 };
 

@@ -574,7 +574,6 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         goto out;
     }
     pthread_mutex_lock(&v->mu);
-    v->wire_bytes += 0;
     rep__scpy(v->state, sizeof(v->state), req->finish ? "replica"
                                                             : "copying");
     pthread_mutex_unlock(&v->mu);

@@ -9,6 +9,9 @@
 #   need_exe FILE       fail unless FILE was built
 #   need_tools TOOL...  fail unless each TOOL is on PATH
 #   npm_install         tests/node/node_modules, once per machine
+#   sqlite_regions FILE REGION...
+#                       a region map of sqlite regions (dbs in $tmp), the
+#                       first one the default
 #   start_bg LOG CMD... run CMD in the background (stderr to LOG); $bgpid
 #   wait_ready PID LOG WHAT TEST...
 #                       poll `test TEST...` until true (fail if PID dies
@@ -74,6 +77,18 @@ npm_install() {
             fi
     ) 9>"${TMPDIR:-/tmp}/tandem-npm.lock" >"$tmp/npm.log" 2>&1 ||
         fail "npm install in tests/node: $(tail -3 "$tmp/npm.log")"
+}
+
+sqlite_regions() { # FILE REGION...
+    local f=$1 r
+    shift
+    {
+        printf '[tandem]\ndefault_region = %s\n' "$1"
+        for r in "$@"; do
+            printf '[region %s]\nbackend = sqlite\ndb_path = %s/%s.db\n' \
+                "$r" "$tmp" "$r"
+        done
+    } >"$f"
 }
 
 # The pid is recorded for the exit trap; a process stopped with stop_ok

@@ -16,16 +16,7 @@ e2e_scratch t0210
 npm_install
 ok "npm packages present"
 
-cat >"$tmp/regions.conf" <<CONF
-[tandem]
-default_region = a
-[region a]
-backend = sqlite
-db_path = $tmp/a.db
-[region b]
-backend = sqlite
-db_path = $tmp/b.db
-CONF
+sqlite_regions "$tmp/regions.conf" a b
 sock=$tmp/csi.sock
 start_bg "$tmp/csi.log" "$csi" --endpoint "unix://$sock" --mode all \
     --config "$tmp/regions.conf" --node-id n1 --region a --state-dir "$tmp/state"

@@ -187,11 +187,7 @@ ok "the ConfigMap's region map loads"
 # (a plugin on sqlite regions named like the ConfigMap's).
 if [ -d tests/node/node_modules/@grpc/grpc-js ] && command -v node >/dev/null; then
     regs=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(" ".join(sorted({r for k in c["classes"] for r in k["regions"]})))' "$tmp/classes.json")
-    {
-        echo "[tandem]"
-        echo "default_region = $(echo $regs | cut -d' ' -f1)"
-        for r in $regs; do printf '[region %s]\nbackend = sqlite\ndb_path = %s/%s.db\n' "$r" "$tmp" "$r"; done
-    } >"$tmp/sqlite.conf"
+    sqlite_regions "$tmp/sqlite.conf" $regs
     sock=$tmp/sc.sock
     start_bg "$tmp/sc.log" "$csi" --endpoint "unix://$sock" --mode controller \
         --config "$tmp/sqlite.conf"

@@ -57,16 +57,7 @@ done
 [ -n "$port" ] || fail "openssl s_server did not start: $(tail -2 "$tmp/s_server.log")"
 ok "fake API server on 127.0.0.1:$port"
 
-cat >"$tmp/regions.conf" <<CONF
-[tandem]
-default_region = a
-[region a]
-backend = sqlite
-db_path = $tmp/a.db
-[region b]
-backend = sqlite
-db_path = $tmp/b.db
-CONF
+sqlite_regions "$tmp/regions.conf" a b
 
 sock=$tmp/csi.sock
 NODE_NAME=worker-7 KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$port \

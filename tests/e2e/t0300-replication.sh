@@ -62,10 +62,21 @@ ok "compressible writes ship LZ4-compressed (ratio $ratio)"
 "$TOOL" wait-sync "$CONF" a b cap-$$ --timeout 30 >/dev/null || fail "cap volume first sync"
 stop_rep b
 "$TOOL" write "$CONF" a cap-$$ --log "$tmp/cap.wlog" --count 150 >/dev/null
+# A volume born while the peer is away, whose journal passes the cap before
+# the peer ever saw it: its replica is made by a full copy.
+"$TOOL" create "$CONF" a fresh-$$ 16M --peer b --object-size 1M --cap 256K
+"$TOOL" write "$CONF" a fresh-$$ --log "$tmp/fresh.wlog" --count 150 >/dev/null
 wait_for 20 "[ \"\$(stat_field a cap-$$ dirty)\" = 1 ]" ||
     fail "journal cap did not switch to dirty tracking: $("$TOOL" stat "$CONF" a cap-$$)"
+wait_for 20 "[ \"\$(stat_field a fresh-$$ tail)\" -gt 1 ]" ||
+    fail "fresh volume's journal not trimmed: $("$TOOL" stat "$CONF" a fresh-$$)"
 ok "past the journal cap the primary tracks dirty regions"
 start_rep b a
+"$TOOL" wait-sync "$CONF" a b fresh-$$ --timeout 60 >/dev/null ||
+    fail "full copy of a new volume: $("$TOOL" stat "$CONF" b fresh-$$)"
+out=$("$TOOL" verify "$CONF" b fresh-$$ --log "$tmp/fresh.wlog") || fail "$out"
+grep -q "rep.copy_done vol=fresh-$$ full=1" "$tmp/a.log" || fail "no full copy logged"
+ok "a volume whose journal was trimmed before the peer saw it: full copy, exact"
 "$TOOL" wait-sync "$CONF" a b cap-$$ --timeout 60 >/dev/null ||
     fail "dirty-region catch-up: $("$TOOL" stat "$CONF" b cap-$$)"
 out=$("$TOOL" cmp "$CONF" a b cap-$$) || fail "after catch-up: $out"

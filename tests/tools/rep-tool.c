@@ -350,8 +350,36 @@ static int cmd_verify(int argc, char **argv)
     uint8_t *got = malloc(info.size);
     uint64_t as_of = 0;
     if (!got) die("oom");
-    if ((rc = image_read_all(st, argv[4], got, info.size, &as_of)) < 0)
+    char *copy_id = NULL, *base_s = NULL;
+    jr_meta_get(st, argv[4], "rep.copy.id", &copy_id);
+    const char *view = "image";
+    if (copy_id) {
+        /* A region copy is in its window here: the replica's consistent
+         * state is what a promote would roll back to, the image with the
+         * saved undo blocks laid over it (replicator/rep_core.c), as of
+         * rep.copy.base. */
+        view = "rollback";
+        if (jr_meta_get(st, argv[4], "rep.copy.base", &base_s) < 0)
+            die("copy window without rep.copy.base");
+        as_of = strtoull(base_s, NULL, 10);
+        for (uint64_t off = 0; off < info.size; off += 4u << 20) {
+            size_t n = info.size - off < (4u << 20) ? info.size - off : (4u << 20);
+            if ((rc = jr_image_read(st, argv[4], off, got + off, n)) < 0)
+                die("read: %s", jr_strerror(rc));
+        }
+        const uint64_t blk = 256u << 10; /* UNDO_BLOCK */
+        for (uint64_t b = 0; b * blk < info.size; b++) {
+            char oid[256];
+            snprintf(oid, sizeof(oid), "rep.undo/%s/%016" PRIx64, argv[4], b);
+            uint64_t n = info.size - b * blk < blk ? info.size - b * blk : blk;
+            ssize_t k = st_read(st, oid, 0, got + b * blk, n);
+            if (k < 0 && k != -ENOENT) die("undo read: %s", strerror((int)-k));
+        }
+        free(base_s);
+        free(copy_id);
+    } else if ((rc = image_read_all(st, argv[4], got, info.size, &as_of)) < 0) {
         die("read: %s", jr_strerror(rc));
+    }
     uint64_t seq = opt(argc, argv, "--seq") ? num(opt(argc, argv, "--seq"))
                                             : as_of;
     struct oplog l;
@@ -378,12 +406,12 @@ static int cmd_verify(int argc, char **argv)
     for (uint64_t i = 0; i < info.size; i++)
         if (exp[i] != got[i]) {
             printf("MISMATCH vol=%s region=%s seq=%" PRIu64 " at byte %" PRIu64
-                   " expected %02x got %02x (ops<=seq: %" PRIu64 ")\n",
-                   argv[4], argv[3], seq, i, exp[i], got[i], nops);
+                   " expected %02x got %02x (ops<=seq: %" PRIu64 ", view %s)\n",
+                   argv[4], argv[3], seq, i, exp[i], got[i], nops, view);
             return 1;
         }
-    printf("prefix-ok vol=%s region=%s seq=%" PRIu64 " ops=%" PRIu64 "\n",
-           argv[4], argv[3], seq, nops);
+    printf("prefix-ok vol=%s region=%s seq=%" PRIu64 " ops=%" PRIu64
+           " view=%s\n", argv[4], argv[3], seq, nops, view);
     free(exp);
     free(got);
     free(l.a);
@@ -467,7 +495,12 @@ static int cmd_wait_sync(int argc, char **argv)
     while (now_s() - t0 < tmo) {
         int ra = jr_volume_stat(a, argv[5], &ia);
         int rb = jr_volume_stat(b, argv[5], &ib);
-        if (ra == 0 && rb == 0 && ib.applied == ia.head && !ib.dirty_tracking) {
+        /* Synced also means out of any copy window (consistent as is). */
+        char *cw = NULL;
+        int window = rb == 0 && jr_meta_get(b, argv[5], "rep.copy.id", &cw) == 0;
+        free(cw);
+        if (ra == 0 && rb == 0 && ib.applied == ia.head && !ia.dirty_tracking &&
+            !window) {
             /* The primary's head must be where it was: no write racing. */
             struct jr_info again;
             if (jr_volume_stat(a, argv[5], &again) == 0 && again.head == ia.head) {

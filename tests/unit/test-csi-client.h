@@ -36,7 +36,8 @@ struct csi_proc {
     rpc_client *cli;
 };
 
-static inline void tc_bin(const char *env, const char *name, char *out, size_t len)
+static inline void tc_bin(const char *env, const char *name, char *out,
+                          size_t len)
 {
     const char *e = getenv(env);
     if (e && e[0]) {
@@ -370,7 +371,8 @@ static inline const char *tc_vol_region(const Csi__V1__Volume *v)
 static inline int tc_stage(struct csi_proc *p, const char *id, const char *sp,
                            int block, int mode, char *msg, size_t len)
 {
-    Csi__V1__NodeStageVolumeRequest q = CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
+    Csi__V1__NodeStageVolumeRequest q =
+        CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
     struct tc_cap cap;
     q.volume_id = (char *)id;
     q.staging_target_path = (char *)sp;
@@ -526,6 +528,20 @@ static inline int tc_stat_in(struct csi_proc *p, const char *region,
     st_close(st);
     rg_free(cfg);
     return rc;
+}
+
+/* A replica (secondary) volume id of size bytes in region r, made
+ * directly in its store as the replicator would. */
+static inline void tc_make_replica(struct csi_proc *p, const char *r,
+                                   const char *id, uint64_t size)
+{
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(p, r, &cfg);
+    struct jr_create_opts o = {.size = size, .role = JR_ROLE_SECONDARY,
+                               .region = r};
+    ASSERT_EQ(jr_volume_create(st, id, &o), 0);
+    st_close(st);
+    rg_free(cfg);
 }
 
 /* Meta key of volume id in st is want. */

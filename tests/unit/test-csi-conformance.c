@@ -162,6 +162,13 @@ TEST(create_volume_errors)
     ASSERT_CODE(tc_create(&p, "v-param", 0, 0, &pr2, NULL, NULL, 0, NULL, msg,
                           sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
     ASSERT(strstr(msg, "peerRegion"));
+    /* A parameter key too long to store as it is: refused, not cut. */
+    struct tc_params pr4 = {0};
+    tc_param(&pr4, "csi.storage.k8s.io/a-key-so-long-that-csi.param.-plus-"
+                   "it-would-not-fit-the-meta-key-buffer-x", "v");
+    ASSERT_CODE(tc_create(&p, "v-param", 0, 0, &pr4, NULL, NULL, 0, NULL, msg,
+                          sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT(strstr(msg, "key longer"));
     /* async replica in the region the volume lands in. */
     struct tc_params pr3 = {0};
     tc_param(&pr3, "replication", "async");
@@ -574,15 +581,15 @@ TEST(controller_expand_volume)
     /* Block volume not in use: done by the controller alone. */
     ASSERT_CODE(tc_create(&p, "pvc-growb", 8 << 20, 1, NULL, NULL, bid,
                           sizeof(bid), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(tc_expand(&p, bid, 12 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
-                msg);
+    ASSERT_CODE(tc_expand(&p, bid, 12 << 20, 0, 1, &r, msg, sizeof(msg)),
+                RPC_OK, msg);
     ASSERT(!r->node_expansion_required);
     tc_free(r);
     /* Open on a node (writer lease held): recorded for the node. */
     jr_volume *v;
     ASSERT_EQ(jr_open(st, bid, JR_OPEN_WRITE, "test-holder", &v), 0);
-    ASSERT_CODE(tc_expand(&p, bid, 16 << 20, 0, 1, &r, msg, sizeof(msg)), RPC_OK,
-                msg);
+    ASSERT_CODE(tc_expand(&p, bid, 16 << 20, 0, 1, &r, msg, sizeof(msg)),
+                RPC_OK, msg);
     ASSERT(r->node_expansion_required);
     ASSERT_EQ(r->capacity_bytes, 16 << 20);
     tc_free(r);
@@ -679,115 +686,67 @@ TEST(node_argument_errors)
 {
     struct csi_proc p;
     char msg[1024], id[200], sp[400], tp[400];
-    void *r;
+    size_t ml = sizeof(msg);
     csi_proc_start(&p, NULL);
     snprintf(sp, sizeof(sp), "%s/staging", p.dir);
     snprintf(tp, sizeof(tp), "%s/target", p.dir);
     ASSERT_CODE(tc_create(&p, "pvc-node", 8 << 20, 0, NULL, NULL, id,
-                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+                          sizeof(id), NULL, msg, ml), RPC_OK, msg);
     /* Stage. */
-    ASSERT_CODE(tc_stage(&p, "", sp, 0, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "", sp, 0, TC_SNW, msg, ml),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(tc_stage(&p, id, "", 0, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "", 0, TC_SNW, msg, ml),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(tc_stage(&p, id, sp, 0, 0, msg, sizeof(msg)), RPC_INVALID_ARGUMENT,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, 0, msg, ml), RPC_INVALID_ARGUMENT,
                 msg);
-    ASSERT_CODE(tc_stage(&p, id, "relative/staging", 0, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "relative/staging", 0, TC_SNW, msg, ml),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(tc_stage(&p, id, "/tmp/../etc", 0, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, "/tmp/../etc", 0, TC_SNW, msg, ml),
                 RPC_INVALID_ARGUMENT, msg);
-    ASSERT_CODE(tc_stage(&p, "pvc-unknown", sp, 0, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "pvc-unknown", sp, 0, TC_SNW, msg, ml),
                 RPC_NOT_FOUND, msg);
-    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_MNMW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_MNMW, msg, ml),
                 RPC_FAILED_PRECONDITION, msg);
 
-    /* Publish. */
-    Csi__V1__NodePublishVolumeRequest pq =
-        CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__INIT;
-    struct tc_cap cap;
-    pq.volume_id = id;
-    pq.target_path = tp;
-    pq.volume_capability = tc_cap(&cap, 0, TC_SNW, NULL);
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodePublishVolume", &pq.base,
-                        &csi__v1__node_publish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
-    pq.staging_target_path = sp; /* not staged */
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodePublishVolume", &pq.base,
-                        &csi__v1__node_publish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
-    pq.volume_id = "pvc-unknown";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodePublishVolume", &pq.base,
-                        &csi__v1__node_publish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
-    pq.volume_id = id;
-    pq.target_path = "";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodePublishVolume", &pq.base,
-                        &csi__v1__node_publish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
-    pq.target_path = tp;
-    pq.volume_capability = NULL;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodePublishVolume", &pq.base,
-                        &csi__v1__node_publish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    /* Publish: no staging path (the spec's FAILED_PRECONDITION), not
+     * staged, unknown volume, no target, no capability. */
+    ASSERT_CODE(tc_publish(&p, id, "", tp, 0, TC_SNW, 0, msg, ml),
+                RPC_FAILED_PRECONDITION, msg);
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, ml),
+                RPC_FAILED_PRECONDITION, msg);
+    ASSERT_CODE(tc_publish(&p, "pvc-unknown", sp, tp, 0, TC_SNW, 0, msg, ml),
+                RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_publish(&p, id, sp, "", 0, TC_SNW, 0, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, 0, 0, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
 
     /* Unpublish / unstage: idempotent for known volumes, NOT_FOUND for
      * unknown ones, INVALID_ARGUMENT for missing fields. */
-    Csi__V1__NodeUnpublishVolumeRequest uq =
-        CSI__V1__NODE_UNPUBLISH_VOLUME_REQUEST__INIT;
-    uq.volume_id = id;
-    uq.target_path = tp;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnpublishVolume", &uq.base,
-                        &csi__v1__node_unpublish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_OK, msg);
-    tc_free(r);
-    uq.volume_id = "pvc-unknown";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnpublishVolume", &uq.base,
-                        &csi__v1__node_unpublish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
-    uq.target_path = "";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnpublishVolume", &uq.base,
-                        &csi__v1__node_unpublish_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
-    Csi__V1__NodeUnstageVolumeRequest sq =
-        CSI__V1__NODE_UNSTAGE_VOLUME_REQUEST__INIT;
-    sq.volume_id = id;
-    sq.staging_target_path = sp;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnstageVolume", &sq.base,
-                        &csi__v1__node_unstage_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_OK, msg);
-    tc_free(r);
-    sq.volume_id = "pvc-unknown";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnstageVolume", &sq.base,
-                        &csi__v1__node_unstage_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
-    sq.volume_id = "";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeUnstageVolume", &sq.base,
-                        &csi__v1__node_unstage_volume_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, ml), RPC_OK, msg);
+    ASSERT_CODE(tc_unpublish(&p, "pvc-unknown", tp, msg, ml), RPC_NOT_FOUND,
+                msg);
+    ASSERT_CODE(tc_unpublish(&p, "pvc-unknown", "", msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, ml), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, "pvc-unknown", sp, msg, ml), RPC_NOT_FOUND,
+                msg);
+    ASSERT_CODE(tc_unstage(&p, "", sp, msg, ml), RPC_INVALID_ARGUMENT, msg);
 
     /* Stats and expand of a volume that is not here: NOT_FOUND. */
-    Csi__V1__NodeGetVolumeStatsRequest gq =
-        CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
-    gq.volume_id = id;
-    gq.volume_path = tp;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeGetVolumeStats", &gq.base,
-                        &csi__v1__node_get_volume_stats_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
-    gq.volume_path = "";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeGetVolumeStats", &gq.base,
-                        &csi__v1__node_get_volume_stats_response__descriptor,
-                        &r, msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    Csi__V1__NodeGetVolumeStatsResponse *gr;
+    ASSERT_CODE(tc_stats(&p, id, tp, &gr, msg, ml), RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_stats(&p, id, "", &gr, msg, ml), RPC_INVALID_ARGUMENT,
+                msg);
     Csi__V1__NodeExpandVolumeRequest eq =
         CSI__V1__NODE_EXPAND_VOLUME_REQUEST__INIT;
     eq.volume_id = id;
     eq.volume_path = tp;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base,
-                        &csi__v1__node_expand_volume_response__descriptor, &r,
-                        msg, sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg, ml),
+                RPC_NOT_FOUND, msg);
     eq.volume_id = "";
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base,
-                        &csi__v1__node_expand_volume_response__descriptor, &r,
-                        msg, sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
     csi_proc_stop(&p);
 }
 
@@ -798,13 +757,7 @@ TEST(node_secondary_is_read_only)
     char msg[1024], sp[400];
     csi_proc_start(&p, NULL);
     snprintf(sp, sizeof(sp), "%s/staging", p.dir);
-    struct rg_config *cfg;
-    st_store *st = tc_region_store(&p, "a", &cfg);
-    struct jr_create_opts o = {.size = 8 << 20, .role = JR_ROLE_SECONDARY,
-                               .region = "a"};
-    ASSERT_EQ(jr_volume_create(st, "pvc-replica", &o), 0);
-    st_close(st);
-    rg_free(cfg);
+    tc_make_replica(&p, "a", "pvc-replica", 8 << 20);
     ASSERT_CODE(tc_stage(&p, "pvc-replica", sp, 0, TC_SNW, msg, sizeof(msg)),
                 RPC_FAILED_PRECONDITION, msg);
     ASSERT(strstr(msg, "read-only"));
@@ -814,6 +767,97 @@ TEST(node_secondary_is_read_only)
     Csi__V1__ControllerExpandVolumeResponse *r;
     ASSERT_CODE(tc_expand(&p, "pvc-replica", 16 << 20, 0, 0, &r, msg,
                        sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
+    csi_proc_stop(&p);
+}
+
+/* Fields named secrets reach neither the log nor an answer: CreateVolume,
+ * ControllerExpandVolume, NodeStageVolume and DeleteVolume carry one, on
+ * success and error paths. */
+#define SECRET "s3cr3t-Pa55-never-log-me"
+
+TEST(secrets_never_logged)
+{
+    struct csi_proc p;
+    char msg[1024], sp[400], path[400], line[4096];
+    csi_proc_start(&p, NULL);
+    snprintf(sp, sizeof(sp), "%s/staging", p.dir);
+    struct tc_cap cap;
+    tc_cap(&cap, 0, TC_SNW, NULL);
+
+    Csi__V1__CreateVolumeRequest cq = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
+    Csi__V1__CreateVolumeRequest__SecretsEntry ce =
+        CSI__V1__CREATE_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
+    Csi__V1__CreateVolumeRequest__SecretsEntry *cep = &ce;
+    ce.key = "password";
+    ce.value = SECRET;
+    cq.n_secrets = 1;
+    cq.secrets = &cep;
+    cq.n_volume_capabilities = 1;
+    cq.volume_capabilities = &cap.pc;
+    cq.name = "pvc-secret";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/CreateVolume", &cq.base, msg,
+                       sizeof(msg)), RPC_OK, msg);
+    ASSERT(!strstr(msg, SECRET));
+    cq.name = ""; /* error path */
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/CreateVolume", &cq.base, msg,
+                       sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT(!strstr(msg, SECRET));
+
+    Csi__V1__ControllerExpandVolumeRequest xq =
+        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__INIT;
+    Csi__V1__ControllerExpandVolumeRequest__SecretsEntry xe =
+        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
+    Csi__V1__ControllerExpandVolumeRequest__SecretsEntry *xep = &xe;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    xe.key = "password";
+    xe.value = SECRET;
+    xq.n_secrets = 1;
+    xq.secrets = &xep;
+    xq.volume_id = "pvc-secret";
+    cr.required_bytes = 2ll << 30;
+    xq.capacity_range = &cr;
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/ControllerExpandVolume",
+                       &xq.base, msg, sizeof(msg)), RPC_OK, msg);
+
+    Csi__V1__NodeStageVolumeRequest sq =
+        CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
+    Csi__V1__NodeStageVolumeRequest__SecretsEntry se =
+        CSI__V1__NODE_STAGE_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
+    Csi__V1__NodeStageVolumeRequest__SecretsEntry *sep = &se;
+    se.key = "password";
+    se.value = SECRET;
+    sq.n_secrets = 1;
+    sq.secrets = &sep;
+    sq.volume_id = "pvc-unknown";
+    sq.staging_target_path = sp;
+    sq.volume_capability = cap.pc;
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeStageVolume", &sq.base, msg,
+                       sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT(!strstr(msg, SECRET));
+
+    Csi__V1__DeleteVolumeRequest dq = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
+    Csi__V1__DeleteVolumeRequest__SecretsEntry de =
+        CSI__V1__DELETE_VOLUME_REQUEST__SECRETS_ENTRY__INIT;
+    Csi__V1__DeleteVolumeRequest__SecretsEntry *dep = &de;
+    de.key = "password";
+    de.value = SECRET;
+    dq.n_secrets = 1;
+    dq.secrets = &dep;
+    dq.volume_id = "pvc-secret";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/DeleteVolume", &dq.base, msg,
+                       sizeof(msg)), RPC_OK, msg);
+
+    /* The log has the volume's events, and no secret. */
+    snprintf(path, sizeof(path), "%s/csi.log", p.dir);
+    FILE *f = fopen(path, "r");
+    ASSERT(f != NULL);
+    int events = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strstr(line, SECRET)) TT_FAIL("secret logged: %s", line);
+        events += strstr(line, "vol=pvc-secret") != NULL;
+    }
+    fclose(f);
+    ASSERT_GE(events, 3); /* created, expanded, deleted */
     csi_proc_stop(&p);
 }
 

@@ -16,8 +16,6 @@
 #include "test-csi-client.h"
 
 #include "csi/mounter.h"
-#include "jr.h"
-#include "regions.h"
 
 static void need_node(void)
 {
@@ -26,74 +24,6 @@ static void need_node(void)
         TT_SKIP("/dev/fuse not usable: %s", strerror(errno));
     if (access("/dev/loop-control", R_OK | W_OK) != 0)
         TT_SKIP("/dev/loop-control not usable: %s", strerror(errno));
-}
-
-static int stage_ex(struct csi_proc *p, const char *id, const char *sp,
-                    int block, int mode, char *msg, size_t len)
-{
-    Csi__V1__NodeStageVolumeRequest q = CSI__V1__NODE_STAGE_VOLUME_REQUEST__INIT;
-    struct tc_cap cap;
-    void *r;
-    q.volume_id = (char *)id;
-    q.staging_target_path = (char *)sp;
-    q.volume_capability = tc_cap(&cap, block, mode, NULL);
-    int rc = tc_call(p, "/csi.v1.Node/NodeStageVolume", &q.base,
-                     &csi__v1__node_stage_volume_response__descriptor, &r,
-                     msg, len);
-    tc_free(r);
-    return rc;
-}
-
-static int publish(struct csi_proc *p, const char *id, const char *sp,
-                   const char *tp, int block, int mode, int ro, char *msg,
-                   size_t len)
-{
-    Csi__V1__NodePublishVolumeRequest q =
-        CSI__V1__NODE_PUBLISH_VOLUME_REQUEST__INIT;
-    struct tc_cap cap;
-    void *r;
-    q.volume_id = (char *)id;
-    q.staging_target_path = (char *)sp;
-    q.target_path = (char *)tp;
-    q.readonly = ro;
-    q.volume_capability = tc_cap(&cap, block, mode, NULL);
-    int rc = tc_call(p, "/csi.v1.Node/NodePublishVolume", &q.base,
-                     &csi__v1__node_publish_volume_response__descriptor, &r,
-                     msg, len);
-    tc_free(r);
-    return rc;
-}
-
-static int unpublish(struct csi_proc *p, const char *id, const char *tp)
-{
-    Csi__V1__NodeUnpublishVolumeRequest q =
-        CSI__V1__NODE_UNPUBLISH_VOLUME_REQUEST__INIT;
-    void *r;
-    char msg[512];
-    q.volume_id = (char *)id;
-    q.target_path = (char *)tp;
-    int rc = tc_call(p, "/csi.v1.Node/NodeUnpublishVolume", &q.base,
-                     &csi__v1__node_unpublish_volume_response__descriptor, &r,
-                     msg, sizeof(msg));
-    if (rc) fprintf(stderr, "  unpublish: %s\n", msg);
-    tc_free(r);
-    return rc;
-}
-
-static int unstage(struct csi_proc *p, const char *id, const char *sp)
-{
-    Csi__V1__NodeUnstageVolumeRequest q =
-        CSI__V1__NODE_UNSTAGE_VOLUME_REQUEST__INIT;
-    void *r;
-    char msg[512];
-    q.volume_id = (char *)id;
-    q.staging_target_path = (char *)sp;
-    int rc = tc_call(p, "/csi.v1.Node/NodeUnstageVolume", &q.base,
-                     &csi__v1__node_unstage_volume_response__descriptor, &r,
-                     msg, sizeof(msg));
-    if (rc) fprintf(stderr, "  unstage: %s\n", msg);
-    tc_free(r);
-    return rc;
 }
 
 static void write_file(const char *path, const char *text)
@@ -133,15 +63,8 @@ static void assert_clean(struct csi_proc *p, const char *id, const char *sp,
 static uint64_t journal_head(struct csi_proc *p, const char *region,
                              const char *id)
 {
-    struct rg_config *cfg;
-    st_store *st = NULL;
-    char err[256];
     struct jr_info in;
-    ASSERT_EQ(rg_load(p->cfg, &cfg, err, sizeof(err)), 0);
-    ASSERT_EQ(rg_open_store(rg_find(cfg, region), &st), 0);
-    ASSERT_EQ(jr_volume_stat(st, id, &in), 0);
-    st_close(st);
-    rg_free(cfg);
+    ASSERT_EQ(tc_stat_in(p, region, id, &in), 0);
     return in.head;
 }
 
@@ -158,21 +81,21 @@ static void mount_roundtrip(struct csi_proc *p, const char *region)
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     uint64_t head0 = journal_head(p, region, id);
 
-    ASSERT_CODE(stage_ex(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_stage(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_EQ(mnt_is_mounted(sp), 1);
     /* Idempotent; another capability at the same path: ALREADY_EXISTS. */
-    ASSERT_CODE(stage_ex(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(stage_ex(p, id, sp, 1, TC_SNW, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_stage(p, id, sp, 1, TC_SNW, msg, sizeof(msg)),
                 RPC_ALREADY_EXISTS, msg);
 
-    ASSERT_CODE(publish(p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
-    ASSERT_CODE(publish(p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
-    ASSERT_CODE(publish(p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
                 RPC_ALREADY_EXISTS, msg);
     /* SINGLE_NODE_WRITER: one target only. */
-    ASSERT_CODE(publish(p, id, sp, tp2, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(p, id, sp, tp2, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_FAILED_PRECONDITION, msg);
     snprintf(f, sizeof(f), "%s/hello.txt", tp);
     write_file(f, "written through the journal\n");
@@ -188,14 +111,8 @@ static void mount_roundtrip(struct csi_proc *p, const char *region)
     ASSERT_GT(journal_head(p, region, id), head0);
 
     /* Stats: bytes and inodes of the mounted filesystem. */
-    Csi__V1__NodeGetVolumeStatsRequest gq =
-        CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
     Csi__V1__NodeGetVolumeStatsResponse *gr;
-    gq.volume_id = id;
-    gq.volume_path = tp;
-    ASSERT_CODE(tc_call(p, "/csi.v1.Node/NodeGetVolumeStats", &gq.base,
-                        &csi__v1__node_get_volume_stats_response__descriptor,
-                        &gr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_stats(p, id, tp, &gr, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_EQ(gr->n_usage, 2);
     int bytes = 0, inodes = 0;
     for (size_t i = 0; i < gr->n_usage; i++) {
@@ -216,15 +133,15 @@ static void mount_roundtrip(struct csi_proc *p, const char *region)
     ASSERT_CODE(tc_delete(p, id), RPC_FAILED_PRECONDITION, "");
 
     /* Undo everything, twice (idempotent). */
-    ASSERT_CODE(unpublish(p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unpublish(p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(p, id, sp), RPC_OK, "");
-    ASSERT_CODE(unstage(p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unpublish(p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(p, id, sp, tp);
 
     /* Stage again (no reformat) and read back, read-only. */
-    ASSERT_CODE(stage_ex(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(publish(p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_publish(p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
                 RPC_OK, msg);
     snprintf(f, sizeof(f), "%s/hello.txt", tp);
     read_file(f, buf, sizeof(buf));
@@ -234,8 +151,8 @@ static void mount_roundtrip(struct csi_proc *p, const char *region)
     ASSERT_STREQ(buf, "second file\n");
     snprintf(f, sizeof(f), "%s/new", tp);
     ASSERT(open(f, O_WRONLY | O_CREAT, 0644) < 0 && errno == EROFS);
-    ASSERT_CODE(unpublish(p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(p, id, sp, tp);
     ASSERT_CODE(tc_delete(p, id), RPC_OK, "");
 }
@@ -286,9 +203,9 @@ TEST(block_mode)
     snprintf(tp, sizeof(tp), "%s/pod-dev", p.dir);
     ASSERT_CODE(tc_create(&p, "pvc-blk", 16 << 20, 1, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(stage_ex(&p, id, sp, 1, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 1, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 1, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 1, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
     struct stat stt;
     ASSERT_EQ(stat(tp, &stt), 0);
@@ -303,25 +220,19 @@ TEST(block_mode)
               (ssize_t)sizeof(pat));
     ASSERT_EQ(fsync(fd), 0);
     close(fd);
-    Csi__V1__NodeGetVolumeStatsRequest gq =
-        CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
     Csi__V1__NodeGetVolumeStatsResponse *gr;
-    gq.volume_id = id;
-    gq.volume_path = tp;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeGetVolumeStats", &gq.base,
-                        &csi__v1__node_get_volume_stats_response__descriptor,
-                        &gr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_stats(&p, id, tp, &gr, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_EQ(gr->n_usage, 1);
     ASSERT_EQ(gr->usage[0]->unit, CSI__V1__VOLUME_USAGE__UNIT__BYTES);
     ASSERT_EQ(gr->usage[0]->total, 16 << 20);
     tc_free(gr);
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
     /* Again, read-only, and read it back. */
-    ASSERT_CODE(stage_ex(&p, id, sp, 1, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 1, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 1, TC_SNW, 1, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 1, TC_SNW, 1, msg, sizeof(msg)),
                 RPC_OK, msg);
     fd = open(tp, O_RDONLY);
     ASSERT(fd >= 0);
@@ -335,8 +246,8 @@ TEST(block_mode)
     fd = open(tp, O_WRONLY);
     ASSERT(fd < 0 || pwrite(fd, pat, 4096, 0) < 0);
     if (fd >= 0) close(fd);
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
     csi_proc_stop(&p);
 }
@@ -367,24 +278,16 @@ static void expand_case(const char *fs, int64_t size0, int64_t size1)
     tc_param(&pr, "fsType", fs);
     ASSERT_CODE(tc_create(&p, "pvc-grow", size0, 0, &pr, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
     struct statvfs before, after;
     ASSERT_EQ(statvfs(tp, &before), 0);
 
-    Csi__V1__ControllerExpandVolumeRequest cq =
-        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__INIT;
-    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
     Csi__V1__ControllerExpandVolumeResponse *crr;
-    cr.required_bytes = size1;
-    cq.volume_id = id;
-    cq.capacity_range = &cr;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/ControllerExpandVolume",
-                        &cq.base,
-                        &csi__v1__controller_expand_volume_response__descriptor,
-                        &crr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_expand(&p, id, size1, 0, -1, &crr, msg, sizeof(msg)),
+                RPC_OK, msg);
     ASSERT(crr->node_expansion_required);
     ASSERT_EQ(crr->capacity_bytes, size1);
     tc_free(crr);
@@ -395,6 +298,8 @@ static void expand_case(const char *fs, int64_t size0, int64_t size1)
     nq.volume_id = id;
     nq.volume_path = tp;
     nq.staging_target_path = sp;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    cr.required_bytes = size1;
     nq.capacity_range = &cr;
     ASSERT_CODE(tc_call(&p, "/csi.v1.Node/NodeExpandVolume", &nq.base,
                         &csi__v1__node_expand_volume_response__descriptor,
@@ -407,18 +312,11 @@ static void expand_case(const char *fs, int64_t size0, int64_t size1)
     if (!(b1 > b0 + (uint64_t)(size1 - size0) * 3 / 4))
         TT_FAIL("filesystem did not grow: %" PRIu64 " -> %" PRIu64, b0, b1);
     /* The header says so too. */
-    struct rg_config *cfg;
-    st_store *st = NULL;
-    char err[256];
     struct jr_info in;
-    ASSERT_EQ(rg_load(p.cfg, &cfg, err, sizeof(err)), 0);
-    ASSERT_EQ(rg_open_store(rg_find(cfg, "a"), &st), 0);
-    ASSERT_EQ(jr_volume_stat(st, id, &in), 0);
+    ASSERT_EQ(tc_stat_in(&p, "a", id, &in), 0);
     ASSERT_UEQ(in.size, size1);
-    st_close(st);
-    rg_free(cfg);
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
     csi_proc_stop(&p);
 }
@@ -446,24 +344,16 @@ TEST(replica_read_only)
 {
     need_node();
     struct csi_proc p;
-    char msg[1024], sp[400], tp[400], err[256];
+    char msg[1024], sp[400], tp[400];
     csi_proc_start(&p, NULL);
     snprintf(sp, sizeof(sp), "%s/staging", p.dir);
     snprintf(tp, sizeof(tp), "%s/dev", p.dir);
-    struct rg_config *cfg;
-    st_store *st = NULL;
-    ASSERT_EQ(rg_load(p.cfg, &cfg, err, sizeof(err)), 0);
-    ASSERT_EQ(rg_open_store(rg_find(cfg, "a"), &st), 0);
-    struct jr_create_opts o = {.size = 8 << 20, .role = JR_ROLE_SECONDARY,
-                               .region = "a"};
-    ASSERT_EQ(jr_volume_create(st, "pvc-replica", &o), 0);
-    st_close(st);
-    rg_free(cfg);
-    ASSERT_CODE(stage_ex(&p, "pvc-replica", sp, 1, TC_SNW, msg, sizeof(msg)),
+    tc_make_replica(&p, "a", "pvc-replica", 8 << 20);
+    ASSERT_CODE(tc_stage(&p, "pvc-replica", sp, 1, TC_SNW, msg, sizeof(msg)),
                 RPC_FAILED_PRECONDITION, msg);
-    ASSERT_CODE(stage_ex(&p, "pvc-replica", sp, 1, TC_SNRO, msg, sizeof(msg)),
+    ASSERT_CODE(tc_stage(&p, "pvc-replica", sp, 1, TC_SNRO, msg, sizeof(msg)),
                 RPC_OK, msg);
-    ASSERT_CODE(publish(&p, "pvc-replica", sp, tp, 1, TC_SNRO, 0, msg,
+    ASSERT_CODE(tc_publish(&p, "pvc-replica", sp, tp, 1, TC_SNRO, 0, msg,
                         sizeof(msg)), RPC_OK, msg);
     int fd = open(tp, O_RDONLY);
     ASSERT(fd >= 0);
@@ -473,8 +363,10 @@ TEST(replica_read_only)
     fd = open(tp, O_WRONLY);
     ASSERT(fd < 0 || pwrite(fd, b, sizeof(b), 0) < 0);
     if (fd >= 0) close(fd);
-    ASSERT_CODE(unpublish(&p, "pvc-replica", tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, "pvc-replica", sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, "pvc-replica", tp, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, "pvc-replica", sp, msg, sizeof(msg)), RPC_OK,
+                msg);
     assert_clean(&p, "pvc-replica", sp, tp);
     csi_proc_stop(&p);
 }
@@ -492,26 +384,26 @@ TEST(plugin_restart_keeps_volumes)
     snprintf(tp, sizeof(tp), "%s/target", p.dir);
     ASSERT_CODE(tc_create(&p, "pvc-rst", 32 << 20, 0, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
     csi_proc_crash_restart(&p);
     snprintf(f, sizeof(f), "%s/after-crash", tp);
     write_file(f, "still here\n");
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
                 RPC_OK, msg);
     read_file(f, buf, sizeof(buf));
     ASSERT_STREQ(buf, "still here\n");
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     csi_proc_stop(&p);
 }
 
@@ -521,7 +413,7 @@ TEST(pending_expansion_applied_at_stage)
 {
     need_node();
     struct csi_proc p;
-    char msg[1024], id[200], sp[400], tp[400], err[256];
+    char msg[1024], id[200], sp[400], tp[400];
     csi_proc_start(&p, NULL);
     snprintf(sp, sizeof(sp), "%s/staging", p.dir);
     snprintf(tp, sizeof(tp), "%s/target", p.dir);
@@ -530,30 +422,20 @@ TEST(pending_expansion_applied_at_stage)
     ASSERT_CODE(tc_create(&p, "pvc-later", 320 << 20, 0, &pr, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
     /* Format it once (stage, unstage). */
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     struct rg_config *cfg;
-    st_store *st = NULL;
+    st_store *st = tc_region_store(&p, "a", &cfg);
     jr_volume *v = NULL;
-    ASSERT_EQ(rg_load(p.cfg, &cfg, err, sizeof(err)), 0);
-    ASSERT_EQ(rg_open_store(rg_find(cfg, "a"), &st), 0);
     ASSERT_EQ(jr_open(st, id, JR_OPEN_WRITE, "elsewhere", &v), 0);
-    Csi__V1__ControllerExpandVolumeRequest cq =
-        CSI__V1__CONTROLLER_EXPAND_VOLUME_REQUEST__INIT;
-    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
     Csi__V1__ControllerExpandVolumeResponse *crr;
-    cr.required_bytes = 512 << 20;
-    cq.volume_id = id;
-    cq.capacity_range = &cr;
-    ASSERT_CODE(tc_call(&p, "/csi.v1.Controller/ControllerExpandVolume",
-                        &cq.base,
-                        &csi__v1__controller_expand_volume_response__descriptor,
-                        &crr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_expand(&p, id, 512 << 20, 0, -1, &crr, msg, sizeof(msg)),
+                RPC_OK, msg);
     ASSERT(crr->node_expansion_required);
     tc_free(crr);
     ASSERT_EQ(jr_close(v), 0);
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
     struct statvfs sv;
     ASSERT_EQ(statvfs(sp, &sv), 0);
@@ -563,7 +445,7 @@ TEST(pending_expansion_applied_at_stage)
     ASSERT_UEQ(in.size, 512 << 20);
     st_close(st);
     rg_free(cfg);
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
     csi_proc_stop(&p);
 }
@@ -581,9 +463,9 @@ TEST(exporter_death_repaired_by_stage)
     snprintf(tp, sizeof(tp), "%s/target", p.dir);
     ASSERT_CODE(tc_create(&p, "pvc-dead", 32 << 20, 0, NULL, NULL, id,
                           sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 0, msg, sizeof(msg)),
                 RPC_OK, msg);
     snprintf(f, sizeof(f), "%s/kept", tp);
     write_file(f, "acknowledged\n");
@@ -591,7 +473,7 @@ TEST(exporter_death_repaired_by_stage)
     ASSERT(dfd >= 0);
     ASSERT_EQ(syncfs(dfd), 0);
     close(dfd);
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
 
     snprintf(path, sizeof(path), "%s/vols/%s/pid", p.state, id);
     read_file(path, buf, sizeof(buf));
@@ -600,27 +482,20 @@ TEST(exporter_death_repaired_by_stage)
     ASSERT_EQ(kill(ex, SIGKILL), 0);
     for (int i = 0; i < 500 && kill(ex, 0) == 0; i++) usleep(10000);
 
-    Csi__V1__NodeGetVolumeStatsRequest gq =
-        CSI__V1__NODE_GET_VOLUME_STATS_REQUEST__INIT;
     Csi__V1__NodeGetVolumeStatsResponse *gr = NULL;
-    gq.volume_id = id;
-    gq.volume_path = sp;
-    int rc = tc_call(&p, "/csi.v1.Node/NodeGetVolumeStats", &gq.base,
-                     &csi__v1__node_get_volume_stats_response__descriptor,
-                     &gr, msg, sizeof(msg));
-    ASSERT_CODE(rc, RPC_OK, msg);
+    ASSERT_CODE(tc_stats(&p, id, sp, &gr, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT(gr->volume_condition && gr->volume_condition->abnormal);
     tc_free(gr);
 
-    ASSERT_CODE(stage_ex(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
+    ASSERT_CODE(tc_stage(&p, id, sp, 0, TC_SNW, msg, sizeof(msg)), RPC_OK,
                 msg);
     ASSERT_EQ(mnt_is_mounted(sp), 1);
-    ASSERT_CODE(publish(&p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
+    ASSERT_CODE(tc_publish(&p, id, sp, tp, 0, TC_SNW, 1, msg, sizeof(msg)),
                 RPC_OK, msg);
     read_file(f, buf, sizeof(buf));
     ASSERT_STREQ(buf, "acknowledged\n");
-    ASSERT_CODE(unpublish(&p, id, tp), RPC_OK, "");
-    ASSERT_CODE(unstage(&p, id, sp), RPC_OK, "");
+    ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
     csi_proc_stop(&p);
 }

@@ -9,6 +9,7 @@
 
 #include "csi/csi.h"
 #include "csi/csi_int.h"
+#include "test-csi-client.h"
 
 static const char *cfg_text =
     "[tandem]\n"
@@ -138,44 +139,12 @@ TEST(params_object_sizes)
 
 /* ---- topology ---- */
 
-struct topo {
-    Csi__V1__Topology t[8];
-    Csi__V1__Topology *tp[8];
-    Csi__V1__Topology__SegmentsEntry e[8][2];
-    Csi__V1__Topology__SegmentsEntry *ep[8][2];
-    size_t n;
-};
-
-static void seg(struct topo *t, const char *region, const char *zone)
-{
-    size_t i = t->n++;
-    csi__v1__topology__init(&t->t[i]);
-    csi__v1__topology__segments_entry__init(&t->e[i][0]);
-    t->e[i][0].key = "topology.tandem.csi.dev/region";
-    t->e[i][0].value = (char *)region;
-    t->ep[i][0] = &t->e[i][0];
-    t->t[i].n_segments = 1;
-    if (zone) {
-        csi__v1__topology__segments_entry__init(&t->e[i][1]);
-        t->e[i][1].key = "topology.tandem.csi.dev/zone";
-        t->e[i][1].value = (char *)zone;
-        t->ep[i][1] = &t->e[i][1];
-        t->t[i].n_segments = 2;
-    }
-    t->t[i].segments = t->ep[i];
-    t->tp[i] = &t->t[i];
-}
-
-static int pick(struct rg_config *c, struct topo *req, struct topo *pref,
-                const char *param, char *out, char *err)
+static int pick(struct rg_config *c, struct tc_topo *req,
+                struct tc_topo *pref, const char *param, char *out, char *err)
 {
     Csi__V1__TopologyRequirement r;
-    csi__v1__topology_requirement__init(&r);
-    r.n_requisite = req ? req->n : 0;
-    r.requisite = req ? req->tp : NULL;
-    r.n_preferred = pref ? pref->n : 0;
-    r.preferred = pref ? pref->tp : NULL;
-    return csi_topology_select(c, &r, param, out, 64, err, 512);
+    return csi_topology_select(c, tc_topo_req(&r, req, pref), param, out, 64,
+                               err, 512);
 }
 
 /* What the external-provisioner sends for a node in each region:
@@ -187,12 +156,12 @@ TEST(topology_wffc_each_region)
     const char *regions[] = {"a", "b", "c"};
     const char *zones[] = {NULL, NULL, "c1"};
     for (int n = 0; n < 3; n++) {
-        struct topo req = {0}, pref = {0};
+        struct tc_topo req = {0}, pref = {0};
         char out[64], err[512];
-        for (int i = 0; i < 3; i++) seg(&req, regions[i], zones[i]);
-        seg(&pref, regions[n], zones[n]);
+        for (int i = 0; i < 3; i++) tc_seg(&req, regions[i], zones[i]);
+        tc_seg(&pref, regions[n], zones[n]);
         for (int i = 0; i < 3; i++)
-            if (i != n) seg(&pref, regions[i], zones[i]);
+            if (i != n) tc_seg(&pref, regions[i], zones[i]);
         ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
         if (strcmp(out, regions[n]))
             TT_FAIL("node in %s: volume went to %s", regions[n], out);
@@ -204,12 +173,12 @@ TEST(topology_wffc_each_region)
 TEST(topology_requisite0_trap)
 {
     struct rg_config *c = cfg();
-    struct topo req = {0}, pref = {0};
+    struct tc_topo req = {0}, pref = {0};
     char out[64], err[512];
-    seg(&req, "a", NULL);
-    seg(&req, "b", NULL);
-    seg(&pref, "b", NULL);
-    seg(&pref, "a", NULL);
+    tc_seg(&req, "a", NULL);
+    tc_seg(&req, "b", NULL);
+    tc_seg(&pref, "b", NULL);
+    tc_seg(&pref, "a", NULL);
     ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
     ASSERT(!strcmp(out, "b"));
     rg_free(c);
@@ -221,28 +190,28 @@ TEST(topology_fallbacks)
     char out[64], err[512];
     /* Preferred names an unconfigured region: next preferred. */
     {
-        struct topo req = {0}, pref = {0};
-        seg(&req, "x", NULL);
-        seg(&req, "c", "c1");
-        seg(&pref, "x", NULL);
-        seg(&pref, "c", "c1");
+        struct tc_topo req = {0}, pref = {0};
+        tc_seg(&req, "x", NULL);
+        tc_seg(&req, "c", "c1");
+        tc_seg(&pref, "x", NULL);
+        tc_seg(&pref, "c", "c1");
         ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
         ASSERT(!strcmp(out, "c"));
     }
     /* Preferred not in requisite: skipped; a requisite region is used. */
     {
-        struct topo req = {0}, pref = {0};
-        seg(&req, "x", NULL);
-        seg(&req, "b", NULL);
-        seg(&pref, "a", NULL);
+        struct tc_topo req = {0}, pref = {0};
+        tc_seg(&req, "x", NULL);
+        tc_seg(&req, "b", NULL);
+        tc_seg(&pref, "a", NULL);
         ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), 0);
         ASSERT(!strcmp(out, "b"));
     }
     /* Zonal region c lives in c1 only: a node in c2 cannot use it. */
     {
-        struct topo req = {0}, pref = {0};
-        seg(&req, "c", "c2");
-        seg(&pref, "c", "c2");
+        struct tc_topo req = {0}, pref = {0};
+        tc_seg(&req, "c", "c2");
+        tc_seg(&pref, "c", "c2");
         ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), -ENOENT);
     }
     /* No requirement: parameter, else the default region. */
@@ -254,10 +223,10 @@ TEST(topology_fallbacks)
     ASSERT(!strcmp(out, "a"));
     /* Parameter pins the region among those allowed. */
     {
-        struct topo req = {0}, pref = {0};
-        seg(&req, "a", NULL);
-        seg(&req, "b", NULL);
-        seg(&pref, "a", NULL);
+        struct tc_topo req = {0}, pref = {0};
+        tc_seg(&req, "a", NULL);
+        tc_seg(&req, "b", NULL);
+        tc_seg(&pref, "a", NULL);
         ASSERT_EQ(pick(c, &req, &pref, "b", out, err), 0);
         ASSERT(!strcmp(out, "b"));
         ASSERT_EQ(pick(c, &req, &pref, "c", out, err), -ENOENT);
@@ -268,11 +237,11 @@ TEST(topology_fallbacks)
 TEST(topology_nothing_fits_names_regions)
 {
     struct rg_config *c = cfg();
-    struct topo req = {0}, pref = {0};
+    struct tc_topo req = {0}, pref = {0};
     char out[64], err[512];
-    seg(&req, "x", NULL);
-    seg(&req, "y", NULL);
-    seg(&pref, "y", NULL);
+    tc_seg(&req, "x", NULL);
+    tc_seg(&req, "y", NULL);
+    tc_seg(&pref, "y", NULL);
     ASSERT_EQ(pick(c, &req, &pref, NULL, out, err), -ENOENT);
     ASSERT(strstr(err, "x,y"));
     ASSERT(strstr(err, "a,b,c/c1"));

@@ -948,6 +948,57 @@ static void catch_up_then_failover_on(const char *backend)
     fx_close(&f);
 }
 
+static void divergence_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    mkvol(f.st, "p", 8 << 20, 0, 0, 0, 0);
+    mkvol(f.st, "s", 8 << 20, 0, JR_ROLE_SECONDARY, 1, 0);
+    jr_volume *v;
+    uint8_t buf[4096];
+    ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), 0);
+    for (int i = 0; i < 5; i++) {
+        fill(buf, sizeof buf, (uint64_t)i);
+        ASSERT_EQ(jr_write(v, (uint64_t)i * 4096, buf, sizeof buf), 0);
+    }
+    uint64_t ap = 0;
+    copy_volume(f.st, "p", f.st, "s", 1, &ap);
+    ASSERT_UEQ(ap, 5);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "p", "b", 5), 0);
+    fill(buf, sizeof buf, 99); /* written on p, never shipped */
+    ASSERT_EQ(jr_write(v, 0, buf, sizeof buf), 0);
+    ASSERT_EQ(jr_close(v), 0);
+    /* Region p is lost; s is promoted and writes its own entry 6. */
+    ASSERT_EQ(jr_role_set(f.st, "s", JR_ROLE_PRIMARY, 2), 0);
+    ASSERT_EQ(jr_open(f.st, "s", JR_OPEN_WRITE, "t", &v), 0);
+    fill(buf, sizeof buf, 100);
+    ASSERT_EQ(jr_write(v, 8192, buf, sizeof buf), 0);
+    ASSERT_EQ(jr_close(v), 0);
+    /* p comes back, is demoted: s's entry 6 must not be skipped as if p
+     * had it already. */
+    ASSERT_EQ(jr_role_set(f.st, "p", JR_ROLE_SECONDARY, 2), 0);
+    ASSERT_EQ(jr_trim(f.st, "p"), 0); /* keeps what b never acked */
+    struct jr_batch b;
+    ASSERT_EQ(jr_tail_read(f.st, "s", 6, 1 << 20, &b), 0);
+    ASSERT_EQ(jr_apply(f.st, "p", b.data, b.len, &ap), JR_EDIVERGED);
+    jr_batch_free(&b);
+    /* What p wrote on its own is still listed for the resync. */
+    uint8_t map[8] = {0};
+    ASSERT_EQ(jr_journal_regions(f.st, "p", 6, 6, dirty_cb, map), 0);
+    ASSERT_EQ(map[0], 1);
+    fx_close(&f);
+}
+
+TEST(divergence_detected_sqlite)
+{
+    divergence_on("sqlite");
+}
+
+TEST(divergence_detected_rados)
+{
+    divergence_on("rados");
+}
+
 TEST(catch_up_then_failover_sqlite)
 {
     catch_up_then_failover_on("sqlite");
