@@ -23,7 +23,7 @@ grep -q "tandem-csi" deploy/Dockerfile || fail "Dockerfile does not install tand
 
 # Every --flag given to tandem-csi in the manifests is in --help (grep
 # level: the args lines after the tandem-csi command).
-flags=$(awk '/command: \["\/usr\/local\/bin\/tandem-csi"\]/ {on=1; next}
+flags=$(awk '/command: \[.*"\/usr\/local\/bin\/tandem-csi"\]/ {on=1; next}
              on && /^ *args:/ {next}
              on && /^ *- --/ {sub(/^ *- /, ""); sub(/=.*/, ""); print; next}
              on {on=0}' "${files[@]}" | sort -u)
