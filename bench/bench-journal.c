@@ -3,7 +3,8 @@
  * store, measured in the same run on the same store (issue 3, item 8).
  *
  * Cases (each first raw: st_write to data objects striped like an image,
- * then journaled: jr_write on an open volume):
+ * then journaled: jr_write on an open volume; both start from nothing:
+ * the raw objects are removed after each raw run, the volume is new):
  *   randwrite4k_qd1, randwrite4k_qd32   4 KiB random writes, 1 / 32 threads
  *   seqwrite1m_incompressible           1 MiB sequential writes, qd 1
  *   seqwrite1m_compressible             the same with 2:1 compressible data
@@ -143,6 +144,28 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* I/O and CPU of this process (TANDEM_BENCH_VERBOSE): bytes passed to
+ * write(2)/read(2) and user+system seconds. */
+struct iocpu {
+    double wchar, rchar, cpu;
+};
+
+static void iocpu_now(struct iocpu *x)
+{
+    memset(x, 0, sizeof *x);
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long long v;
+        if (sscanf(line, "wchar: %llu", &v) == 1) x->wchar = (double)v;
+        if (sscanf(line, "rchar: %llu", &v) == 1) x->rchar = (double)v;
+    }
+    if (f) fclose(f);
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    x->cpu = t.tv_sec + t.tv_nsec / 1e9;
+}
+
 static int cmpd(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -161,6 +184,8 @@ static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
     pthread_mutex_init(&r.mu, NULL);
     pthread_t th[64];
     struct worker w[64];
+    struct iocpu io0, io1;
+    iocpu_now(&io0);
     double t0 = now_s();
     r.deadline = t0 + secs_per_case;
     for (int i = 0; i < c->threads; i++) {
@@ -184,6 +209,15 @@ static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
         if (rc < 0 && !r.err) r.err = rc;
     }
     double el = now_s() - t0;
+    iocpu_now(&io1);
+    if (getenv("TANDEM_BENCH_VERBOSE") && r.ops)
+        fprintf(stderr,
+                "  %s %s: ops=%" PRIu64 " per op: written=%.1f KiB"
+                " read=%.1f KiB cpu=%.0f us\n",
+                c->name, v ? "journal" : "raw", r.ops,
+                (io1.wchar - io0.wchar) / r.ops / 1024,
+                (io1.rchar - io0.rchar) / r.ops / 1024,
+                (io1.cpu - io0.cpu) / r.ops * 1e6);
     if (r.err) {
         fprintf(stderr, "bench-journal: %s: %s\n", c->name,
                 jr_strerror(r.err));
@@ -199,6 +233,19 @@ static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
     free(r.lat);
     (void)vol_id;
     return 0;
+}
+
+/* Drop the raw objects, so that each raw run starts from no objects, as
+ * each journaled run starts from a new volume (a raw run writing into
+ * rows an earlier case left behind would rewrite in place where the
+ * journaled one creates them). */
+static void drop_raw(st_store *st)
+{
+    for (uint64_t o = 0; o < VOL_SIZE / OBJ_SIZE; o++) {
+        char oid[64];
+        snprintf(oid, sizeof oid, "raw/%016" PRIx64, o);
+        st_remove(st, oid);
+    }
 }
 
 static void bench_backend(const struct st_config *cfg, const char *backend)
@@ -226,7 +273,9 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
         struct result raw = {0}, jr = {0};
         char vol[64];
         snprintf(vol, sizeof vol, "bench-%d-%zu", (int)getpid(), i);
-        if (run_case(c, st, NULL, NULL, &raw) < 0) continue;
+        rc = run_case(c, st, NULL, NULL, &raw);
+        drop_raw(st);
+        if (rc < 0) continue;
         struct jr_create_opts o = {.size = VOL_SIZE, .object_size = OBJ_SIZE,
                                    .region = "bench"};
         jr_volume *v = NULL;
@@ -264,12 +313,6 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
         snprintf(name, sizeof name, "ratio.journal_vs_raw.%s_p50_latency.%s",
                  c->name, backend);
         emit(name, p50x, "x (lower is better)");
-    }
-    /* Drop the raw objects. */
-    for (uint64_t o = 0; o < VOL_SIZE / OBJ_SIZE; o++) {
-        char oid[64];
-        snprintf(oid, sizeof oid, "raw/%016" PRIx64, o);
-        st_remove(st, oid);
     }
     st_close(st);
 }

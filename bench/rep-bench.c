@@ -23,7 +23,8 @@
  *                                   one volume / admin Failover of 100
  *                                   volumes (region a gone), via the
  *                                   replicator's admin socket
- * TANDEM_BENCH_SECS scales the timed phases (default 6 s).
+ * TANDEM_BENCH_SECS scales the timed phases (default 6 s); REP_BENCH_BATCH
+ * sets the replicators' --batch-bytes (default 4 MiB).
  */
 #include <errno.h>
 #include <inttypes.h>

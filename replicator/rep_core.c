@@ -445,19 +445,23 @@ static int undo_list(rep_ctx *r, const char *id, struct jlist *l)
     return st_list(r->st, pfx, jlist_oid_cb, l);
 }
 
+/* Close the copy window: the marker goes first, then the undo blocks, so
+ * a crash in between leaves only garbage (removed by the next copy's
+ * begin), never a window whose undo data is incomplete. */
 int rep__undo_drop(rep_ctx *r, const char *id)
 {
+    int rc = rep__meta_rm(r, id, REP_META_COPY_ID);
+    if (rc < 0) return rc;
+    rep__meta_rm(r, id, REP_META_COPY_UNTIL);
+    rep__meta_rm(r, id, REP_META_COPY_BASE);
     struct jlist l = {0};
-    int rc = undo_list(r, id, &l);
+    rc = undo_list(r, id, &l);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         int e = st_remove(r->st, l.k[i]);
         if (e < 0 && e != -ENOENT) rc = e;
     }
     jlist_free(&l);
-    if (rc < 0) return rc;
-    rep__meta_rm(r, id, REP_META_COPY_UNTIL);
-    rep__meta_rm(r, id, REP_META_COPY_BASE);
-    return rep__meta_rm(r, id, REP_META_COPY_ID);
+    return rc;
 }
 
 int rep__undo_rollback(rep_ctx *r, const char *id)
@@ -1058,6 +1062,31 @@ static int sender_copy(struct sender *s, int full)
      * dirty map at generation G, resume the journal at A + 1 only if the
      * map is still at G; then copy, then ship from A + 1 (those entries
      * overwrite, in order, whatever newer bytes the copy read). */
+    /* Open the session on the peer first: while it is unreachable nothing
+     * changes here (the dirty map stays as it is). */
+    if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
+    uint64_t begin_size = info.size;
+    snprintf(copy_id, sizeof(copy_id), "%016" PRIx64 "%08lx",
+             (uint64_t)rep__now_ns(), (unsigned long)random());
+    /* A replica created by this copy starts empty at seq 0, so that until
+     * the copy finishes its consistent state (the rollback target) is the
+     * empty volume, not a position it does not hold yet. */
+    if ((rc = spec_make(r, v->id, &info, 1, &sb)) < 0) goto out;
+    Tandem__Repl__V1__CopyRegionsRequest req =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    req.volume_id = v->id;
+    req.from_region = r->region;
+    req.epoch = info.epoch;
+    req.copy_id = copy_id;
+    req.begin = 1;
+    req.spec = &sb.spec;
+    rc = copy_call(s, &req, &resp, msg, sizeof(msg));
+    if (rc != RPC_OK) goto callfail;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    resp = NULL;
+    req.begin = 0;
+    req.spec = NULL;
+
     uint64_t resume = 0;
     for (int tries = 0;; tries++) {
         uint64_t gen = 0, saved_resume = 0;
@@ -1089,6 +1118,11 @@ static int sender_copy(struct sender *s, int full)
         resume = info.applied + 1;
         /* Durable before the dirty map is cleared (see copylist_load). */
         if ((rc = copylist_save(r, v->id, &g, resume)) < 0) goto out;
+        if (info.size != begin_size) {
+            /* Resized since the session began: start over later. */
+            rc = -EAGAIN;
+            goto out;
+        }
         if (!info.dirty_tracking) break;
         rc = jr_dirty_clear_gen(r->st, v->id, resume, gen);
         if (rc == 0) break;
@@ -1100,27 +1134,6 @@ static int sender_copy(struct sender *s, int full)
     jr_peer_ack_get(r->st, v->id, r->peer_region, &ack);
     if (!ack && resume > 1)
         jr_peer_ack_set(r->st, v->id, r->peer_region, resume - 1);
-
-    snprintf(copy_id, sizeof(copy_id), "%016" PRIx64 "%08lx",
-             (uint64_t)rep__now_ns(), (unsigned long)random());
-    /* A replica created by this copy starts empty at seq 0, so that until
-     * the copy finishes its consistent state (the rollback target) is the
-     * empty volume, not a position it does not hold yet. */
-    if ((rc = spec_make(r, v->id, &info, 1, &sb)) < 0) goto out;
-    Tandem__Repl__V1__CopyRegionsRequest req =
-        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
-    req.volume_id = v->id;
-    req.from_region = r->region;
-    req.epoch = info.epoch;
-    req.copy_id = copy_id;
-    req.begin = 1;
-    req.spec = &sb.spec;
-    rc = copy_call(s, &req, &resp, msg, sizeof(msg));
-    if (rc != RPC_OK) goto callfail;
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
-    resp = NULL;
-    req.begin = 0;
-    req.spec = NULL;
 
     buf = malloc(REP_COPY_CALL);
     Tandem__Repl__V1__Region rg[REP_COPY_CALL / 4096];
@@ -1255,6 +1268,40 @@ static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
                   jr_strerror(rc));
 }
 
+/* The byte ranges the entries of a batch touch, from the entries
+ * themselves (FORMAT.md section 3: a 64-byte header with kind at 5,
+ * offset at 24, length at 32, payload_len at 40, little-endian).  Not
+ * from the journal: entries may be trimmed between the read and now.  A
+ * resize touches everything from its new size on (a shrink drops those
+ * bytes; the receiver clamps to its size).  -EBADMSG on a malformed
+ * batch (jr_tail_read verified it, so that is a bug). */
+static int batch_regions(const uint8_t *p, size_t len, struct regs *g)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 64) return -EBADMSG;
+        const uint8_t *h = p + pos;
+        uint8_t kind = h[5];
+        uint64_t off = 0, l = 0;
+        uint32_t plen = 0;
+        for (int i = 7; i >= 0; i--) {
+            off = off << 8 | h[24 + i];
+            l = l << 8 | h[32 + i];
+        }
+        for (int i = 3; i >= 0; i--) plen = plen << 8 | h[40 + i];
+        if (plen > len - pos - 64) return -EBADMSG;
+        int rc = 0;
+        if ((kind == 1 || kind == 2) && l && off < (1ull << 60) &&
+            l <= (1ull << 60) - off)
+            rc = regs_add(g, off, l);
+        else if (kind == 3 && off < (1ull << 60))
+            rc = regs_add(g, off, (1ull << 60) - off);
+        if (rc < 0) return rc;
+        pos += 64 + plen;
+    }
+    return 0;
+}
+
 /* Ship one batch from s->next.  Returns 1 shipped, 0 nothing to ship,
  * 2 exit, <0 retry after backoff (JR_ETRIMMED: copy needed). */
 static int sender_step(struct sender *s, const struct jr_info *info)
@@ -1329,8 +1376,7 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     /* In the peer's copy window it needs the ranges to save (undo). */
     Tandem__Repl__V1__Region **tp = NULL;
     if (s->copy_until && b.first_seq <= s->copy_until) {
-        if (jr_journal_regions(r->st, v->id, b.first_seq, b.last_seq,
-                               regs_cb, &touched) == 0 &&
+        if (batch_regions(b.data, b.len, &touched) == 0 &&
             regs_normalize(&touched) == 0 &&
             (tp = calloc(touched.n + 1, sizeof(*tp)))) {
             for (size_t i = 0; i < touched.n; i++) tp[i] = &touched.a[i];

@@ -467,6 +467,20 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         goto out;
     }
     char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
+    if (req->begin && !cid) {
+        /* The base must be a state the image really holds: after a crash
+         * between journal and image (head > applied) part of the newer
+         * entries is in the image, so replay them first (an empty
+         * jr_apply does) and take the base after that. */
+        uint64_t ap = 0;
+        rc = jr_apply(r->st, req->volume_id, NULL, 0, &ap);
+        if (rc == 0) rc = jr_volume_stat(r->st, req->volume_id, &info);
+        if (rc < 0) {
+            rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, 0,
+                             jr_strerror(rc));
+            goto out;
+        }
+    }
     if (req->begin) {
         /* A copy that restarts keeps the first base and the undo blocks
          * already saved: they hold the last consistent bytes. */
