@@ -97,6 +97,17 @@ int csi__check_cap(rpc_ctx *ctx, const Csi__V1__VolumeCapability *c,
 /* 1 if the access mode is read-only. */
 int csi__cap_readonly(const Csi__V1__VolumeCapability *c);
 
+/* ---- Kubernetes API answer (csi_k8s.c; exposed for the fuzzer,
+ * tests/fuzz/fuzz-csi-k8s.c) ---- */
+/* Parse the HTTP answer to GET /api/v1/nodes/<node_name>: body holds len
+ * bytes plus a NUL at body[len].  Fills region/zone from the Node's
+ * topology labels ("" when absent); else a negative errno with err set
+ * (-ENOENT 404, -EACCES 401/403, -EIO other status, -EINVAL malformed). */
+int csi__k8s_parse_answer(const char *body, size_t len,
+                          const char *node_name, char *region,
+                          size_t regionlen, char *zone, size_t zonelen,
+                          char *err, size_t errlen);
+
 /* ---- handlers ---- */
 int csi__identity_info(void *, rpc_ctx *, const ProtobufCMessage *,
                        ProtobufCMessage **);

@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "csi.h"
+#include "csi_int.h"
 
 #define K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_MAX_BODY (4u << 20)
@@ -128,8 +129,7 @@ static int js_find(struct js *j, const char *key)
     }
 }
 
-/* Labels region/zone from a Node object. Exposed for tests through
- * csi_k8s_node_topology only; kept static. */
+/* Labels region/zone from a Node object (csi__k8s_parse_answer). */
 static int node_labels(const char *body, size_t len, char *region,
                        size_t rlen, char *zone, size_t zlen)
 {
@@ -145,6 +145,41 @@ static int node_labels(const char *body, size_t len, char *region,
     if (js_find(&l, LABEL_ZONE) == 0 && js_string(&l, zone, zlen) < 0)
         return -EINVAL;
     return 0;
+}
+
+int csi__k8s_parse_answer(const char *body, size_t len,
+                          const char *node_name, char *region,
+                          size_t regionlen, char *zone, size_t zonelen,
+                          char *err, size_t errlen)
+{
+    int rc;
+    int status = 0;
+    if (sscanf(body, "HTTP/%*s %d", &status) != 1 || status != 200) {
+        snprintf(err, errlen, "GET /api/v1/nodes/%s: HTTP status %d",
+                 node_name, status);
+        return status == 404 ? -ENOENT : status == 401 || status == 403
+                                             ? -EACCES : -EIO;
+    }
+    const char *b = strstr(body, "\r\n\r\n");
+    if (!b) {
+        snprintf(err, errlen, "malformed HTTP answer");
+        return -EINVAL;
+    }
+    b += 4;
+    rc = node_labels(b, len - (size_t)(b - body), region, regionlen, zone,
+                     zonelen);
+    if (rc < 0) {
+        /* Quote the start of the answer, printable bytes only (the message
+         * ends up in a one-line log). */
+        char head[49];
+        size_t k = 0;
+        for (const char *c = b; *c && k < sizeof(head) - 1; c++)
+            head[k++] = *c >= 0x20 && *c < 0x7f && *c != '"' ? *c : ' ';
+        head[k] = 0;
+        snprintf(err, errlen, "Node object: JSON not understood (answer "
+                 "starts: %s)", head);
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- HTTPS */
@@ -282,34 +317,8 @@ int csi_k8s_node_topology(const char *node_name, char *region,
         len += (size_t)got;
     }
     body[len] = 0;
-    int status = 0;
-    if (sscanf(body, "HTTP/%*s %d", &status) != 1 || status != 200) {
-        snprintf(err, errlen, "GET /api/v1/nodes/%s: HTTP status %d",
-                 node_name, status);
-        rc = status == 404 ? -ENOENT : status == 401 || status == 403
-                                           ? -EACCES : -EIO;
-        goto out;
-    }
-    char *b = strstr(body, "\r\n\r\n");
-    if (!b) {
-        snprintf(err, errlen, "malformed HTTP answer");
-        rc = -EINVAL;
-        goto out;
-    }
-    b += 4;
-    rc = node_labels(b, len - (size_t)(b - body), region, regionlen, zone,
-                     zonelen);
-    if (rc < 0) {
-        /* Quote the start of the answer, printable bytes only (the message
-         * ends up in a one-line log). */
-        char head[49];
-        size_t k = 0;
-        for (const char *c = b; *c && k < sizeof(head) - 1; c++)
-            head[k++] = *c >= 0x20 && *c < 0x7f && *c != '"' ? *c : ' ';
-        head[k] = 0;
-        snprintf(err, errlen, "Node object: JSON not understood (answer "
-                 "starts: %s)", head);
-    }
+    rc = csi__k8s_parse_answer(body, len, node_name, region, regionlen, zone,
+                               zonelen, err, errlen);
 out:
     /* The bearer token must not outlive the call, whatever the path. */
     OPENSSL_cleanse(token, sizeof(token));

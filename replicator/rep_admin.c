@@ -928,10 +928,17 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             goto out;
         }
         Tandem__Repl__V1__ReadRegionsResponse *rr = (void *)o;
+        /* The peer answers each asked region, in order: anything else
+         * would leave ranges uncopied (or write ones not asked for). */
+        if (rr->n_regions != k) rc = -EBADMSG;
         for (size_t j = 0; j < rr->n_regions && rc >= 0; j++) {
             Tandem__Repl__V1__Region *x = rr->regions[j];
             void *raw = NULL;
             const void *p = x->data.data;
+            if (x->offset != rg[j].offset || x->length != rg[j].length) {
+                rc = -EBADMSG;
+                break;
+            }
             if (x->compression ==
                 TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
                 rc = rep__unlz4(x->data.data, x->data.len, x->length, &raw);

@@ -75,6 +75,9 @@ int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out)
     /* Distrust the sender's length before allocating. */
     if (raw_len == 0 || raw_len > REP_MAX_RAW || len > (size_t)INT32_MAX)
         return -EINVAL;
+    /* An LZ4 block expands at most ~255:1: a longer claim cannot decode,
+     * so refuse it before allocating up to REP_MAX_RAW for a few bytes. */
+    if (raw_len / 255 > len + 64) return -EBADMSG;
     char *dst = malloc(raw_len);
     if (!dst) return -ENOMEM;
     int n = LZ4_decompress_safe(src, dst, (int)len, (int)raw_len);

@@ -175,6 +175,20 @@ int rep__peer_getvol(rep_ctx *r, const char *id,
                      Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
                      size_t msz);
 int rep__peer_hello(rep_ctx *r, char *msg, size_t msz);
+/* Receiver decoding of untrusted peer bytes (exposed for the fuzzer,
+ * tests/fuzz/fuzz-rep-link.c).  A ShipBatch's entries as sent, or LZ4
+ * decompressed to exactly raw_len: returns RESULT_OK with *data and *len set
+ * (*raw: the malloc'd buffer to free, or NULL), else the Result (CORRUPT,
+ * ERROR) with msg set. */
+int rep__ship_decode(const Tandem__Repl__V1__ShipBatchRequest *req,
+                     const void **data, size_t *len, void **raw, char *msg,
+                     size_t msz);
+/* One CopyRegions region of an image of size bytes: checks its range and
+ * yields its length bytes in *p (zeros, LZ4 decompressed or as sent;
+ * *raw: the malloc'd buffer to free, or NULL).  0, or -EINVAL/-EBADMSG
+ * with msg set, -ENOMEM. */
+int rep__copy_region_data(const Tandem__Repl__V1__Region *g, uint64_t size,
+                          const void **p, void **raw, char *msg, size_t msz);
 
 /* ---- rep_admin.c ---- */
 extern const struct rpc_method rep__admin_methods[];

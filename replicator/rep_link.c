@@ -284,6 +284,31 @@ static void copy_window_check(rep_ctx *r, const char *id, uint64_t applied)
               applied, rc);
 }
 
+int rep__ship_decode(const Tandem__Repl__V1__ShipBatchRequest *req,
+                     const void **data, size_t *len, void **raw, char *msg,
+                     size_t msz)
+{
+    *data = req->entries.data;
+    *len = req->entries.len;
+    *raw = NULL;
+    if (req->compression == TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+        if (rep__unlz4(req->entries.data, req->entries.len, req->raw_len,
+                       raw) < 0) {
+            snprintf(msg, msz, "batch %" PRIu64 "..%" PRIu64
+                     ": LZ4 block does not decode to %" PRIu64 " bytes",
+                     req->first_seq, req->last_seq, req->raw_len);
+            return R(CORRUPT);
+        }
+        *data = *raw;
+        *len = req->raw_len;
+    } else if (req->compression !=
+               TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE) {
+        snprintf(msg, msz, "unknown compression %d", req->compression);
+        return R(ERROR);
+    }
+    return R(OK);
+}
+
 static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                   ProtobufCMessage **respm)
 {
@@ -341,25 +366,12 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                          "duplicate");
         goto out;
     }
-    const void *data = req->entries.data;
-    size_t len = req->entries.len;
-    if (req->compression == TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
-        rc = rep__unlz4(req->entries.data, req->entries.len, req->raw_len,
-                        &raw);
-        if (rc < 0) {
-            rc = ship_answer(respm, R(CORRUPT), info.applied, info.epoch,
-                             role, 0, "batch %" PRIu64 "..%" PRIu64
-                             ": LZ4 block does not decode to %" PRIu64
-                             " bytes", req->first_seq, req->last_seq,
-                             req->raw_len);
-            goto out;
-        }
-        data = raw;
-        len = req->raw_len;
-    } else if (req->compression !=
-               TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE) {
-        rc = ship_answer(respm, R(ERROR), info.applied, info.epoch, role, 0,
-                         "unknown compression %d", req->compression);
+    const void *data;
+    size_t len;
+    res = rep__ship_decode(req, &data, &len, &raw, msg, sizeof(msg));
+    if (res != R(OK)) {
+        rc = ship_answer(respm, res, info.applied, info.epoch, role, 0, "%s",
+                         msg);
         goto out;
     }
     /* Copy window: save the old bytes of what these entries touch. */
@@ -439,6 +451,41 @@ static int copy_answer(ProtobufCMessage **respm, int result, uint64_t applied,
     return RPC_OK;
 }
 
+int rep__copy_region_data(const Tandem__Repl__V1__Region *g, uint64_t size,
+                          const void **p, void **raw, char *msg, size_t msz)
+{
+    int rc;
+    *p = NULL;
+    *raw = NULL;
+    if (g->length == 0 || g->length > REP_COPY_CHUNK * 4 ||
+        g->offset >= size || g->length > size - g->offset) {
+        snprintf(msg, msz, "region %" PRIu64 "+%" PRIu64
+                 " outside the image (%" PRIu64 " bytes)", g->offset,
+                 g->length, size);
+        return -EINVAL;
+    }
+    if (g->zero) {
+        *raw = calloc(1, g->length);
+        if (!*raw) return -ENOMEM;
+        *p = *raw;
+    } else if (g->compression ==
+               TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+        if ((rc = rep__unlz4(g->data.data, g->data.len, g->length, raw)) <
+            0) {
+            snprintf(msg, msz, "region %" PRIu64 ": bad LZ4", g->offset);
+            return rc;
+        }
+        *p = *raw;
+    } else if (g->data.len == g->length) {
+        *p = g->data.data;
+    } else {
+        snprintf(msg, msz, "region %" PRIu64 ": %zu bytes for %" PRIu64,
+                 g->offset, g->data.len, g->length);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                   ProtobufCMessage **respm)
 {
@@ -513,41 +560,12 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     free(cid);
     for (size_t i = 0; rc == 0 && i < req->n_regions; i++) {
         const Tandem__Repl__V1__Region *g = req->regions[i];
-        if (g->length == 0 || g->length > REP_COPY_CHUNK * 4 ||
-            g->offset >= info.size || g->length > info.size - g->offset) {
-            snprintf(msg, sizeof(msg), "region %" PRIu64 "+%" PRIu64
-                     " outside the image (%" PRIu64 " bytes)", g->offset,
-                     g->length, info.size);
-            rc = -EINVAL;
-            break;
-        }
         const void *p;
         free(raw);
         raw = NULL;
-        if (g->zero) {
-            raw = calloc(1, g->length);
-            if (!raw) {
-                rc = -ENOMEM;
-                break;
-            }
-            p = raw;
-        } else if (g->compression ==
-                   TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
-            if ((rc = rep__unlz4(g->data.data, g->data.len, g->length,
-                                 &raw)) < 0) {
-                snprintf(msg, sizeof(msg), "region %" PRIu64 ": bad LZ4",
-                         g->offset);
-                break;
-            }
-            p = raw;
-        } else if (g->data.len == g->length) {
-            p = g->data.data;
-        } else {
-            snprintf(msg, sizeof(msg), "region %" PRIu64 ": %zu bytes for %"
-                     PRIu64, g->offset, g->data.len, g->length);
-            rc = -EINVAL;
+        if ((rc = rep__copy_region_data(g, info.size, &p, &raw, msg,
+                                        sizeof(msg))) < 0)
             break;
-        }
         if ((rc = rep__undo_save(r, req->volume_id, req->copy_id, g->offset,
                                  g->length)) < 0) {
             snprintf(msg, sizeof(msg), "undo save: %s", jr_strerror(rc));
