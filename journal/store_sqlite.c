@@ -298,7 +298,7 @@ static int sq_conn_open(struct sq_store *s, struct sq_conn **out)
      * bytes until reused, as freed extents do on a disk or in RADOS. */
     rc = sqlite3_exec(c->db,
                       "PRAGMA synchronous=FULL; PRAGMA cache_size=-16384;"
-                      "PRAGMA wal_autocheckpoint=16384;"
+                      "PRAGMA wal_autocheckpoint=4096;"
                       "PRAGMA journal_size_limit=67108864;"
                       "PRAGMA secure_delete=OFF;",
                       NULL, NULL, NULL);
