@@ -174,12 +174,35 @@ int mnt_run(const char *const *argv, int timeout_ms, char *out,
             }
         }
     }
-    if (timed_out || rc < 0) kill(pid, SIGKILL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            if (rc == 0) rc = -errno;
+    int status = 0, reaped = 0;
+    /* The pipes can reach EOF long before the tool exits (it closed or
+     * redirected its stdout and stderr): the deadline holds for the exit
+     * too, or a hung tool would block this thread for ever. */
+    while (!timed_out && rc == 0) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            reaped = 1;
             break;
+        }
+        if (w < 0 && errno != EINTR) {
+            rc = -errno;
+            reaped = 1; /* not ours to wait for (or kill) any more */
+            break;
+        }
+        if (now_ms() >= deadline) {
+            timed_out = 1;
+            break;
+        }
+        struct timespec d = {0, 5 * 1000000};
+        nanosleep(&d, NULL); /* polling the exit with a deadline */
+    }
+    if (!reaped) {
+        if (timed_out || rc < 0) kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0) {
+            if (errno != EINTR) {
+                if (rc == 0) rc = -errno;
+                break;
+            }
         }
     }
     pid = -1;

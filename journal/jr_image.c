@@ -132,6 +132,9 @@ static int hdr_cb(const char *key, const char *val, size_t len, void *arg)
         struct jr__jobj j = {0};
         r = hex16(key + 5, &j.n);
         if (!r) r = jr__parse_u64(val, &j.first);
+        /* R-7: seqs start at base + 1 >= 1.  A first seq of 0 would make
+         * jr__head's "nothing appended yet" head (first - 1) wrap. */
+        if (!r && j.first == 0) r = -EINVAL;
         const char *sp = strchr(val, ' ');
         if (!r && sp) {
             j.closed = 1;
@@ -197,8 +200,9 @@ int jr__hdr_load(st_store *st, const char *vol, struct jr__hdr *h)
     if (r == 0 && !L.have_format) r = -ENOENT; /* object without a header */
     if (r == 0 && L.bad) r = L.bad;
     if (r == 0 && (h->objsz < (64u << 10) || (h->objsz & (h->objsz - 1)) ||
-                   !h->role || !h->epoch))
-        r = JR_ECORRUPT;
+                   !h->role || !h->epoch || h->size > JR_MAX_OFFSET ||
+                   h->applied_size > JR_MAX_OFFSET || h->grain > (1ull << 40)))
+        r = JR_ECORRUPT; /* sizes: R-17's bound, which range checks assume */
     if (r == 0 && !h->grain) h->grain = JR_DIRTY_GRAIN;
     if (r < 0) jr__hdr_free(h);
     return r;

@@ -102,7 +102,7 @@ struct jr_volume {
     char token[33];
     char owner[128];
     char lease_val[256];
-    time_t lease_renewed;
+    int64_t lease_renewed;    /* mono_s() of the last renewal */
     pthread_t applier;
     int applier_started;
     struct jr_stats stats; /* under mu */
@@ -154,6 +154,11 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+/* Scheduling (lease renewal, the applier's waits) runs on the monotonic
+ * clock: a wall clock stepped back would otherwise hold renewals (and
+ * timed waits) back by the size of the step, and the lease expire. */
+static int64_t mono_s(void) { return (int64_t)(mono_ns() / 1000000000u); }
+
 static int64_t now_ns(void)
 {
     struct timespec t;
@@ -186,7 +191,7 @@ static int lease_renew(jr_volume *v)
                         strlen(v->lease_val), nv, strlen(nv));
     if (r == 0) {
         snprintf(v->lease_val, sizeof v->lease_val, "%s", nv);
-        v->lease_renewed = time(NULL);
+        v->lease_renewed = mono_s();
     }
     pthread_mutex_unlock(&v->lease_mu);
     if (r == -ECANCELED) {
@@ -448,7 +453,7 @@ static void *applier_main(void *arg)
     for (;;) {
         for (;;) {
             if (v->stop || v->need_trim ||
-                time(NULL) - v->lease_renewed >= LEASE_RENEW_S)
+                mono_s() - v->lease_renewed >= LEASE_RENEW_S)
                 break;
             int64_t wait_ms = 1000;
             if (v->applied_seq < v->durable_seq) {
@@ -468,7 +473,7 @@ static void *applier_main(void *arg)
                 if (PERSIST_MS - since < wait_ms) wait_ms = PERSIST_MS - since;
             }
             struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
+            clock_gettime(CLOCK_MONOTONIC, &dl); /* apply_cv's clock */
             dl.tv_sec += wait_ms / 1000;
             dl.tv_nsec += (wait_ms % 1000) * 1000000;
             if (dl.tv_nsec >= 1000000000) {
@@ -477,12 +482,12 @@ static void *applier_main(void *arg)
             }
             pthread_cond_timedwait(&v->apply_cv, &v->mu, &dl);
         }
-        if (time(NULL) - v->lease_renewed >= LEASE_RENEW_S) {
+        if (mono_s() - v->lease_renewed >= LEASE_RENEW_S) {
             pthread_mutex_unlock(&v->mu);
             int r = lease_renew(v);
             pthread_mutex_lock(&v->mu);
             if (r < 0) {
-                v->lease_renewed = time(NULL); /* retry later, not busily */
+                v->lease_renewed = mono_s(); /* retry later, not busily */
                 if (r == JR_ELOCKED && !v->err) {
                     v->err = r;
                     pthread_cond_broadcast(&v->space_cv);
@@ -563,6 +568,16 @@ static void *applier_main(void *arg)
             v->stats.trim_ns += mono_ns() - t0;
             if (r == 0) v->persisted_seq = seq;
             last_persist = now;
+            if (r < 0) {
+                tlog_warn("journal.persist_applied_failed",
+                          "vol=%s seq=%" PRIu64 " err=\"%s\"", v->id, seq,
+                          jr_strerror(r));
+                /* Closing: retrying here would spin (the wait above
+                 * returns at once once stop is set) and keep jr_close
+                 * from returning while the store fails.  The entries are
+                 * durable in the journal: replay on open applies them. */
+                if (v->stop) break;
+            }
         } else if (v->need_trim && v->persisted_seq == v->applied_seq) {
             v->need_trim = 0;
             pthread_mutex_unlock(&v->mu);
@@ -661,7 +676,7 @@ static int take_lease(jr_volume *v, const struct jr__hdr *h, int force)
     int r = st_omap_cas(v->st, v->hoid, "lease", cur, cur ? strlen(cur) : 0,
                         v->lease_val, strlen(v->lease_val));
     if (r == -ECANCELED) return JR_ELOCKED; /* someone else just took it */
-    if (r == 0) v->lease_renewed = time(NULL);
+    if (r == 0) v->lease_renewed = mono_s();
     return r;
 }
 
@@ -753,7 +768,11 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
     pthread_mutex_init(&v->mu, NULL);
     pthread_mutex_init(&v->lease_mu, NULL);
     pthread_cond_init(&v->commit_cv, NULL);
-    pthread_cond_init(&v->apply_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->apply_cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&v->space_cv, NULL);
     struct jr__hdr h;
     int r = jr__hdr_load(st, vol_id, &h);
@@ -903,9 +922,19 @@ int jr_resize(jr_volume *v, uint64_t new_size)
      * jr_volume_stat shows it (replay would set it too). */
     char b[32];
     int n = snprintf(b, sizeof b, "%" PRIu64, new_size);
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    /* Guarded by the lease like every other header update of the writer:
+     * a writer that lost its lease meanwhile must not overwrite the size
+     * a newer holder recorded (which replay would not correct once that
+     * holder's applied position is past its own resize). */
     pthread_mutex_lock(&v->lease_mu);
-    r = st_omap_set(v->st, v->hoid, "size", b, (size_t)n);
+    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_set(op, "size", b, (size_t)n);
+    r = st_wop_operate(v->st, v->hoid, op);
     pthread_mutex_unlock(&v->lease_mu);
+    st_wop_destroy(op);
+    if (r == -ECANCELED) r = fence_reason(v);
     if (r == 0)
         tlog_info("volume.resized", "vol=%s size=%" PRIu64, v->id, new_size);
     return r;
@@ -933,6 +962,10 @@ int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len)
     }
     struct pent *scan = ov_maybe(v, off, end) ? v->q_head : NULL;
     for (struct pent *p = scan; p; p = p->next) {
+        /* Past durable on a failed volume: writes that failed (their
+         * callers got the error), never to be seen.  The queue is in seq
+         * order, so nothing later is durable either. */
+        if (v->err && p->seq > v->durable_seq) break;
         if (!overlaps(p, off, end)) continue;
         if (nh == cap) {
             struct pent **nhp = malloc(cap * 2 * sizeof *nhp);

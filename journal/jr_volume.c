@@ -604,6 +604,10 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
     /* Merge adjacent bits into ranges, clipped to the size. */
     uint64_t run_off = 0, run_len = 0;
     for (size_t i = 0; i < h.nch && r == 0; i++) {
+        /* A chunk wholly past the size (a corrupt or stale key) is
+         * skipped before its number is multiplied: c * bits * grain could
+         * wrap to an offset inside the image. */
+        if (h.ch[i].c > h.size / h.grain / JR_DIRTY_CHUNK_BITS) continue;
         for (uint32_t bit = 0; bit < JR_DIRTY_CHUNK_BITS && r == 0; bit++) {
             if (!h.ch[i].bits[bit / 8]) {
                 bit += 7;
@@ -613,7 +617,7 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
             uint64_t off = (h.ch[i].c * JR_DIRTY_CHUNK_BITS + bit) * h.grain;
             if (off >= h.size) continue;
             uint64_t len = h.grain;
-            if (off + len > h.size) len = h.size - off;
+            if (len > h.size - off) len = h.size - off; /* no wrap */
             if (run_len && run_off + run_len == off) {
                 run_len += len;
                 continue;

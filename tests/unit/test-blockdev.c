@@ -411,6 +411,12 @@ TEST(mounter_tools)
     ASSERT_STREQ(err, "reason");
     const char *slow[] = {"sleep", "10", NULL};
     ASSERT_EQ(mnt_run(slow, 200, NULL, 0, err, sizeof err), -ETIMEDOUT);
+    /* A tool that closes its stdout and stderr and then hangs: the
+     * deadline holds for its exit too (it used to block in waitpid). */
+    const char *mute[] = {"sh", "-c", "exec >&- 2>&-; sleep 10", NULL};
+    alarm(8);
+    ASSERT_EQ(mnt_run(mute, 300, out, sizeof out, err, sizeof err), -ETIMEDOUT);
+    alarm(0);
     const char *none[] = {"/nonexistent/tool", NULL};
     ASSERT_EQ(mnt_run(none, 1000, NULL, 0, err, sizeof err), -ENOENT);
     ASSERT_EQ(mnt_is_mounted("/proc"), 1);

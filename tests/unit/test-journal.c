@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "jr_int.h"
+#include "store_int.h"
 #include "tt.h"
 
 /* ---- fixture ---- */
@@ -1105,6 +1106,198 @@ TEST(model_random_ops_slow_applier_sqlite)
      * and every reopen replays a long tail. */
     setenv("TANDEM_JR_APPLY_DELAY_MS", "40", 1);
     model_run("sqlite", 1500, 777);
+}
+
+/* ---- close while the store refuses the applied position ---- */
+
+/* A store that forwards to a real one but fails every write of the
+ * header's "applied" key once armed: jr_close must still return (the
+ * entries are durable in the journal; replay on open applies them)
+ * instead of retrying the persist in a loop. */
+struct failst {
+    st_store base;
+    st_store *in;
+    int armed;
+};
+#define FS(st) ST_CONTAINER(st, struct failst, base)
+static int fs_open(const struct st_config *c, st_store **o) { return -ENOTSUP; }
+static void fs_close(st_store *st) { st_close(FS(st)->in); free(FS(st)); }
+static int fs_ping(st_store *st) { return st_ping(FS(st)->in); }
+static int fs_operate(st_store *st, const char *oid, const struct st_wop *op)
+{
+    int armed = __atomic_load_n(&FS(st)->armed, __ATOMIC_SEQ_CST);
+    for (size_t i = 0; armed && i < op->n; i++) {
+        /* 3: journal appends fail. */
+        if (armed == 3 && op->items[i].kind == ST_WOP_APPEND) return -EIO;
+        if (op->items[i].kind != ST_WOP_OMAP_SET) continue;
+        if (armed == 1 && strcmp(op->items[i].key, "applied") == 0)
+            return -EIO;
+        /* 2: another writer takes the lease just before the header's
+         * size is written. */
+        if (armed == 2 && strcmp(op->items[i].key, "size") == 0) {
+            const char *l = "0123456789abcdef0123456789abcdef 9999999999 other";
+            int r = st_omap_set(FS(st)->in, oid, "lease", l, strlen(l));
+            if (r) return r;
+        }
+    }
+    return FS(st)->in->ops->operate(FS(st)->in, oid, op);
+}
+static int fs_aio(st_store *st, const char *oid, st_wop *op, st_aio_cb cb,
+                  void *arg)
+{
+    return FS(st)->in->ops->aio_operate(FS(st)->in, oid, op, cb, arg);
+}
+static void fs_aio_wait(st_store *st) { st_aio_wait(FS(st)->in); }
+static ssize_t fs_read(st_store *st, const char *oid, uint64_t off, void *b,
+                       size_t len)
+{
+    return st_read(FS(st)->in, oid, off, b, len);
+}
+static int fs_stat(st_store *st, const char *oid, uint64_t *sz, int64_t *mt)
+{
+    return st_stat(FS(st)->in, oid, sz, mt);
+}
+static int fs_list(st_store *st, const char *pfx, st_list_cb cb, void *arg)
+{
+    return st_list(FS(st)->in, pfx, cb, arg);
+}
+static int fs_omap_get(st_store *st, const char *oid, const char *key,
+                       char **val, size_t *len)
+{
+    return st_omap_get(FS(st)->in, oid, key, val, len);
+}
+static int fs_omap_iter(st_store *st, const char *oid, const char *pfx,
+                        const char *after, unsigned max, st_omap_cb cb,
+                        void *arg)
+{
+    return st_omap_iter(FS(st)->in, oid, pfx, after, max, cb, arg);
+}
+static const struct st_ops fs_ops = {
+    "failwrap", fs_open, fs_close, fs_ping, fs_operate, fs_aio, fs_aio_wait,
+    fs_read, fs_stat, fs_list, fs_omap_get, fs_omap_iter};
+
+TEST(close_returns_when_applied_persist_fails)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    struct failst *w = calloc(1, sizeof *w);
+    ASSERT(w != NULL);
+    w->base.ops = &fs_ops;
+    w->in = f.st;
+    f.st = &w->base;
+    mkvol(f.st, "pf", 8 << 20, 1 << 20, JR_ROLE_PRIMARY, 1, 0);
+    jr_volume *v;
+    ASSERT_OK(jr_open(f.st, "pf", JR_OPEN_WRITE, "t", &v));
+    uint8_t b[8192];
+    fill(b, sizeof b, 7);
+    ASSERT_OK(jr_write(v, 4096, b, sizeof b));
+    __atomic_store_n(&w->armed, 1, __ATOMIC_SEQ_CST);
+    alarm(30); /* the bug this guards against is a hang in jr_close */
+    jr_close(v);
+    alarm(0);
+    __atomic_store_n(&w->armed, 0, __ATOMIC_SEQ_CST);
+    /* Nothing was lost: replay on open applies the entries. */
+    ASSERT_OK(jr_open(f.st, "pf", 0, "t", &v));
+    uint8_t r[8192];
+    ASSERT_OK(jr_read(v, 4096, r, sizeof r));
+    ASSERT(memcmp(r, b, sizeof b) == 0);
+    jr_close(v);
+    fx_close(&f);
+}
+
+/* Header values from the store are checked before use: a journal index
+ * entry starting at seq 0 (jr__head would wrap first - 1) and sizes past
+ * 2^60 (range checks assume R-17's bound) are corruption. */
+static int hb_count_cb(uint64_t off, uint64_t len, void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+TEST(header_values_bounded)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    mkvol(f.st, "hb", 8 << 20, 1 << 20, JR_ROLE_PRIMARY, 1, 0);
+    jr_volume *v;
+    ASSERT_OK(jr_open(f.st, "hb", JR_OPEN_WRITE, "t", &v));
+    ASSERT_OK(jr_close(v));
+    char hoid[JR_OID_MAX];
+    jr__oid_header(hoid, sizeof hoid, "hb");
+    ASSERT_OK(jr_open(f.st, "hb", 0, "t", &v));
+    jr_close(v);
+    ASSERT_OK(st_omap_set(f.st, hoid, "jidx.0000000000000000", "0", 1));
+    ASSERT_EQ(jr_open(f.st, "hb", 0, "t", &v), JR_ECORRUPT);
+    ASSERT_OK(st_omap_set(f.st, hoid, "jidx.0000000000000000", "1", 1));
+    ASSERT_OK(jr_open(f.st, "hb", 0, "t", &v));
+    jr_close(v);
+    /* A dirty chunk whose number times bits times grain wraps to 0 (2^29
+     * * 32768 * 1 MiB = 2^64) is past the image, not at its start. */
+    static uint8_t bits[JR_DIRTY_CHUNK_BYTES];
+    memset(bits, 0xff, sizeof bits);
+    ASSERT_OK(st_omap_set(f.st, hoid, "dirty.0000000020000000", bits,
+                          sizeof bits));
+    int n = 0;
+    ASSERT_OK(jr_dirty_iter(f.st, "hb", hb_count_cb, &n));
+    ASSERT_EQ(n, 0);
+    ASSERT_OK(st_omap_set(f.st, hoid, "dirty_grain", "2199023255552", 13));
+    ASSERT_EQ(jr_open(f.st, "hb", 0, "t", &v), JR_ECORRUPT);
+    ASSERT_OK(st_omap_set(f.st, hoid, "dirty_grain", "1048576", 7));
+    ASSERT_OK(st_omap_set(f.st, hoid, "size", "2305843009213693952", 19));
+    ASSERT_EQ(jr_open(f.st, "hb", 0, "t", &v), JR_ECORRUPT);
+    fx_close(&f);
+}
+
+/* The size a writer records in the header after a resize is guarded by
+ * its lease: once another writer holds the lease, it is not written. */
+TEST(resize_header_update_fenced)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    struct failst *w = calloc(1, sizeof *w);
+    ASSERT(w != NULL);
+    w->base.ops = &fs_ops;
+    w->in = f.st;
+    f.st = &w->base;
+    mkvol(f.st, "rz", 8 << 20, 1 << 20, JR_ROLE_PRIMARY, 1, 0);
+    jr_volume *v;
+    ASSERT_OK(jr_open(f.st, "rz", JR_OPEN_WRITE, "t", &v));
+    __atomic_store_n(&w->armed, 2, __ATOMIC_SEQ_CST);
+    ASSERT_EQ(jr_resize(v, 16 << 20), JR_ELOCKED);
+    __atomic_store_n(&w->armed, 0, __ATOMIC_SEQ_CST);
+    struct jr_info si;
+    ASSERT_OK(jr_volume_stat(f.st, "rz", &si));
+    ASSERT_EQ(si.size, (uint64_t)8 << 20);
+    jr_close(v);
+    fx_close(&f);
+}
+
+/* A write whose journal append failed is not acknowledged, and reads do
+ * not show it either (it stays queued, never durable). */
+TEST(failed_write_not_read_back)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    struct failst *w = calloc(1, sizeof *w);
+    ASSERT(w != NULL);
+    w->base.ops = &fs_ops;
+    w->in = f.st;
+    f.st = &w->base;
+    mkvol(f.st, "fw", 8 << 20, 1 << 20, JR_ROLE_PRIMARY, 1, 0);
+    jr_volume *v;
+    ASSERT_OK(jr_open(f.st, "fw", JR_OPEN_WRITE, "t", &v));
+    uint8_t a[4096], b[4096], r[4096];
+    fill(a, sizeof a, 1);
+    fill(b, sizeof b, 2);
+    ASSERT_OK(jr_write(v, 0, a, sizeof a));
+    __atomic_store_n(&w->armed, 3, __ATOMIC_SEQ_CST);
+    ASSERT(jr_write(v, 0, b, sizeof b) < 0);
+    ASSERT(jr_volume_error(v) < 0);
+    ASSERT_OK(jr_read(v, 0, r, sizeof r));
+    ASSERT(memcmp(r, a, sizeof a) == 0);
+    __atomic_store_n(&w->armed, 0, __ATOMIC_SEQ_CST);
+    jr_close(v);
+    fx_close(&f);
 }
 
 TT_MAIN()
