@@ -6,6 +6,7 @@
 #   make test         install missing packages, build, run the whole suite,
 #                     including an ASan+UBSan build of the unit tests
 #   make test-unit    unit tests only (fast)
+#   make test-faults  randomized fault tests still known to fail at times
 #   make asan         the unit tests under ASan+UBSan
 #   make fuzz         libFuzzer targets, short runs
 #   make bench        benchmarks, printed as ratios against a same-run baseline
@@ -60,6 +61,7 @@ PROTOS     := $(wildcard proto/*.proto)
 PROGS      :=   # programs built by `make`
 UNIT_TESTS :=   # test programs, each runs by itself and exits 0 on success
 E2E_TESTS  :=   # shell scripts (TAP), run by tests/run-e2e.sh
+FAULT_TESTS :=  # known-flaky fault tests, run by `make test-faults` only
 FUZZERS    :=   # libFuzzer targets: <name> built from tests/fuzz/<name>.c
 BENCHES    :=   # bench programs/scripts, run by `make bench`
 
@@ -147,6 +149,11 @@ test: deps
 test-e2e: programs
 	@tests/run-e2e.sh $(E2E_TESTS)
 
+# Randomized fault tests that still fail now and then (see the BUG note in
+# their fragment); not part of `make test` until fixed.
+test-faults: programs
+	@tests/run-e2e.sh $(FAULT_TESTS)
+
 fuzzers:
 	$(MAKE) B=build/fuzz FUZZ=1 OPT=-O1 $(addprefix build/fuzz/fuzz/,$(FUZZERS))
 
@@ -171,5 +178,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all programs deps test test-unit test-e2e asan fuzz fuzz-short fuzzers bench demo \
+.PHONY: all programs deps test test-unit test-e2e test-faults asan fuzz fuzz-short fuzzers bench demo \
         format clean
