@@ -20,11 +20,9 @@ $(B)/tests/rep-tool: $(call objs,tests/tools/rep-tool.c) $(B)/librep.a \
 	@mkdir -p $(@D)
 	$(LINK)
 
-E2E_TESTS += tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh
-# BUG: t0310 fails about one run in six: after random faults, the capped
-# volume's replica differs from the primary after two back-to-back
-# dirty-region catch-ups (or never catches up).  Until that is fixed it
-# runs in `make test-faults`, not in the gating `make test`.
+E2E_TESTS += tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
+             tests/e2e/t0310-replication-faults.sh
+# The same randomized fault test, for repeated runs: make test-faults.
 FAULT_TESTS += tests/e2e/t0310-replication-faults.sh
 
 # In-process engine tests (two regions, Link refusals); run under ASan too.

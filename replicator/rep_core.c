@@ -1060,11 +1060,12 @@ static int sender_copy(struct sender *s, int full)
     pthread_mutex_lock(&v->mu);
     v->copy_active = 1;
     pthread_mutex_unlock(&v->mu);
-    /* The catch-up protocol of jr.h: A = applied (every entry <= A is in
-     * the image and every entry > A is still in the journal), take the
-     * dirty map at generation G, resume the journal at A + 1 only if the
-     * map is still at G; then copy, then ship from A + 1 (those entries
-     * overwrite, in order, whatever newer bytes the copy read). */
+    /* The catch-up protocol of jr.h: T = tail (every entry >= T is still
+     * in the journal, every dropped entry the peer lacks is in the dirty
+     * map), take the map at generation G, resume the journal at T only if
+     * the map is still at G and nothing >= T was trimmed; then copy, then
+     * ship from T (those entries overwrite, in order, whatever newer bytes
+     * the copy read). */
     /* Open the session on the peer first: while it is unreachable nothing
      * changes here (the dirty map stays as it is). */
     if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
@@ -1118,7 +1119,10 @@ static int sender_copy(struct sender *s, int full)
         if ((rc = jr_dirty_iter_gen(r->st, v->id, &gen, regs_cb, &g)) < 0)
             goto out;
         if ((rc = regs_normalize(&g)) < 0) goto out;
-        resume = info.applied + 1;
+        /* T = tail (jr.h): entries in [tail, applied] are in the image
+         * but not in the dirty map (they were never trimmed), so resuming
+         * at applied + 1 would skip them for regions the map lacks. */
+        resume = info.tail;
         /* Durable before the dirty map is cleared (see copylist_load). */
         if ((rc = copylist_save(r, v->id, &g, resume)) < 0) goto out;
         if (info.size != begin_size) {
@@ -1129,7 +1133,8 @@ static int sender_copy(struct sender *s, int full)
         if (!info.dirty_tracking) break;
         rc = jr_dirty_clear_gen(r->st, v->id, resume, gen);
         if (rc == 0) break;
-        if (rc != -EAGAIN || tries > 20) goto out;
+        /* A trim ran since the stat: the map has grown, take it again. */
+        if ((rc != -EAGAIN && rc != JR_ETRIMMED) || tries > 20) goto out;
     }
     /* Pin the journal from resume on for a peer that never acked (R-8
      * keeps entries for registered peers only). */
