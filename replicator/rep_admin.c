@@ -152,33 +152,6 @@ void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
         snprintf(o->state, sizeof(o->state), "split-brain");
 }
 
-struct mcoll {
-    Tandem__Admin__V1__VolumeStatus__MetadataEntry **a;
-    size_t n, cap;
-};
-
-/* The volume's metadata for VolumeStatus (tandemctl writes PV manifests
- * from it); our own "rep." keys stay out. */
-static int mcoll_cb(const char *key, const char *val, void *arg)
-{
-    struct mcoll *m = arg;
-    if (!strncmp(key, REP_META_PREFIX, strlen(REP_META_PREFIX))) return 0;
-    if (m->n == m->cap) {
-        size_t c = m->cap ? 2 * m->cap : 16;
-        void *p = realloc(m->a, c * sizeof(*m->a));
-        if (!p) return -ENOMEM;
-        m->a = p;
-        m->cap = c;
-    }
-    Tandem__Admin__V1__VolumeStatus__MetadataEntry *e = malloc(sizeof(*e));
-    if (!e) return -ENOMEM;
-    tandem__admin__v1__volume_status__metadata_entry__init(e);
-    e->key = sdup(key);
-    e->value = sdup(val);
-    m->a[m->n++] = e;
-    return 0;
-}
-
 static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
                                                     const char *id)
 {
@@ -213,10 +186,16 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->raw_bytes = s.raw_bytes;
     m->batches = s.batches;
     m->copy_active = s.copy_active;
-    struct mcoll mc = {0};
-    jr_meta_iter(r->st, id, mcoll_cb, &mc);
-    m->n_metadata = mc.n;
-    m->metadata = mc.a;
+    /* For tandemctl's PV manifests; our own "rep." keys stay out.  Without
+     * metadata (an error here) the status is still worth sending. */
+    void **md;
+    size_t n_md;
+    if (rep__meta_entries(r, id,
+                          &tandem__admin__v1__volume_status__metadata_entry__descriptor,
+                          REP_META_PREFIX, &md, &n_md) == 0) {
+        m->n_metadata = n_md;
+        m->metadata = (Tandem__Admin__V1__VolumeStatus__MetadataEntry **)md;
+    }
     return m;
 }
 

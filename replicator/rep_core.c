@@ -519,41 +519,79 @@ void rep__mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
     tlog_error("rep.split_brain", "vol=%s why=\"%s\"", v->id, why);
 }
 
+/* The layout protobuf-c gives every map<string,string> entry. */
+struct kv_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+
+struct meta_coll {
+    const ProtobufCMessageDescriptor *desc;
+    const char *skip;
+    void **a;
+    size_t n, cap;
+};
+
+static int meta_coll_cb(const char *key, const char *val, void *arg)
+{
+    struct meta_coll *m = arg;
+    if (m->skip && !strncmp(key, m->skip, strlen(m->skip))) return 0;
+    if (m->n == m->cap) {
+        size_t c = m->cap ? 2 * m->cap : 16;
+        void *p = realloc(m->a, c * sizeof(*m->a));
+        if (!p) return -ENOMEM;
+        m->a = p;
+        m->cap = c;
+    }
+    struct kv_entry *e = malloc(sizeof(*e));
+    if (!e) return -ENOMEM;
+    protobuf_c_message_init(m->desc, e);
+    e->key = strdup(key);
+    e->value = strdup(val);
+    m->a[m->n++] = e; /* owned by the array even if a strdup failed */
+    return (e->key && e->value) ? 0 : -ENOMEM;
+}
+
+void rep__meta_entries_free(void **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked(a[i], NULL);
+    free(a);
+}
+
+int rep__meta_entries(rep_ctx *r, const char *id,
+                      const ProtobufCMessageDescriptor *desc,
+                      const char *skip_prefix, void ***out, size_t *n)
+{
+    struct meta_coll m = {.desc = desc, .skip = skip_prefix};
+    *out = NULL;
+    *n = 0;
+    /* The cast in meta_coll_cb is only right for a string map entry. */
+    if (desc->sizeof_message != sizeof(struct kv_entry) ||
+        desc->n_fields != 2)
+        return -EINVAL;
+    int rc = jr_meta_iter(r->st, id, meta_coll_cb, &m);
+    if (rc < 0) {
+        rep__meta_entries_free(m.a, m.n);
+        return rc;
+    }
+    *out = m.a;
+    *n = m.n;
+    return 0;
+}
+
 /* ------------------------------------------------------------- sender */
 
 struct spec_build {
     Tandem__Repl__V1__VolumeSpec spec;
-    Tandem__Repl__V1__VolumeSpec__MetaEntry *ents;
-    Tandem__Repl__V1__VolumeSpec__MetaEntry **ptrs;
-    size_t n, cap;
+    void **ents;
+    size_t n;
 };
-
-static int spec_cb(const char *key, const char *val, void *arg)
-{
-    struct spec_build *b = arg;
-    if (!strncmp(key, REP_META_PREFIX, strlen(REP_META_PREFIX))) return 0;
-    if (b->n == b->cap) {
-        size_t c = b->cap ? 2 * b->cap : 16;
-        void *e = realloc(b->ents, c * sizeof(*b->ents));
-        if (!e) return -ENOMEM;
-        b->ents = e;
-        b->cap = c;
-    }
-    Tandem__Repl__V1__VolumeSpec__MetaEntry *m = &b->ents[b->n++];
-    tandem__repl__v1__volume_spec__meta_entry__init(m);
-    m->key = strdup(key);
-    m->value = strdup(val);
-    return (m->key && m->value) ? 0 : -ENOMEM;
-}
 
 static void spec_free(struct spec_build *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        free(b->ents[i].key);
-        free(b->ents[i].value);
-    }
-    free(b->ents);
-    free(b->ptrs);
+    rep__meta_entries_free(b->ents, b->n);
     memset(b, 0, sizeof(*b));
 }
 
@@ -562,18 +600,14 @@ static int spec_make(rep_ctx *r, const char *id, const struct jr_info *info,
 {
     memset(b, 0, sizeof(*b));
     tandem__repl__v1__volume_spec__init(&b->spec);
-    int rc = jr_meta_iter(r->st, id, spec_cb, b);
+    /* Our own "rep." bookkeeping stays in this region. */
+    int rc = rep__meta_entries(r, id, &tandem__repl__v1__volume_spec__meta_entry__descriptor,
+                               REP_META_PREFIX, &b->ents, &b->n);
     if (rc < 0) goto fail;
-    b->ptrs = calloc(b->n + 1, sizeof(*b->ptrs));
-    if (!b->ptrs) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    for (size_t i = 0; i < b->n; i++) b->ptrs[i] = &b->ents[i];
     b->spec.size = info->size;
     b->spec.object_size = info->object_size;
     b->spec.n_meta = b->n;
-    b->spec.meta = b->ptrs;
+    b->spec.meta = (Tandem__Repl__V1__VolumeSpec__MetaEntry **)b->ents;
     b->spec.start_seq = start_seq;
     return 0;
 fail:

@@ -140,6 +140,15 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
 void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
 /* Meta helpers: get as string (malloc'd or NULL) / u64 (0 if absent). */
 char *rep__meta(rep_ctx *r, const char *id, const char *key);
+/* The volume's metadata as protobuf-c map entries of type desc (every
+ * map<string,string> entry has the layout {base, key, value}): a malloc'd
+ * array of *n malloc'd entries, as protobuf_c_message_free_unpacked frees
+ * them (or rep__meta_entries_free).  Keys starting with skip_prefix are
+ * left out (NULL: none).  0, or a negative errno with *out NULL, *n 0. */
+int rep__meta_entries(rep_ctx *r, const char *id,
+                      const ProtobufCMessageDescriptor *desc,
+                      const char *skip_prefix, void ***out, size_t *n);
+void rep__meta_entries_free(void **a, size_t n);
 uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
 int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
                       uint64_t v);

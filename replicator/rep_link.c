@@ -618,30 +618,6 @@ out:
 
 /* ------------------------------------------------------------ GetVolume */
 
-struct meta_collect {
-    Tandem__Repl__V1__GetVolumeResponse__MetaEntry **a;
-    size_t n, cap;
-};
-
-static int meta_collect_cb(const char *key, const char *val, void *arg)
-{
-    struct meta_collect *m = arg;
-    if (m->n == m->cap) {
-        size_t c = m->cap ? 2 * m->cap : 16;
-        void *p = realloc(m->a, c * sizeof(*m->a));
-        if (!p) return -ENOMEM;
-        m->a = p;
-        m->cap = c;
-    }
-    Tandem__Repl__V1__GetVolumeResponse__MetaEntry *e = malloc(sizeof(*e));
-    if (!e) return -ENOMEM;
-    tandem__repl__v1__get_volume_response__meta_entry__init(e);
-    e->key = sdup(key);
-    e->value = sdup(val);
-    m->a[m->n++] = e;
-    return 0;
-}
-
 static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                     ProtobufCMessage **respm)
 {
@@ -682,10 +658,14 @@ static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     free(s);
     resp->promoted_at_seq = rep__meta_u64(r, req->volume_id,
                                           REP_META_PROMOTED_AT);
-    struct meta_collect m = {0};
-    jr_meta_iter(r->st, req->volume_id, meta_collect_cb, &m);
-    resp->n_meta = m.n;
-    resp->meta = m.a;
+    void **md;
+    size_t n_md;
+    if (rep__meta_entries(r, req->volume_id,
+                          &tandem__repl__v1__get_volume_response__meta_entry__descriptor,
+                          NULL, &md, &n_md) == 0) {
+        resp->n_meta = n_md;
+        resp->meta = (Tandem__Repl__V1__GetVolumeResponse__MetaEntry **)md;
+    }
     *respm = &resp->base;
     return RPC_OK;
 }
