@@ -809,7 +809,7 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         c = rpc_client_call(r->peer, "/tandem.repl.v1.Link/JournalRegions",
                             &jq.base,
                             &tandem__repl__v1__journal_regions_response__descriptor,
-                            &o, REP_SHIP_TIMEOUT_MS, 0, m2, sizeof(m2));
+                            &o, REP_SHIP_TIMEOUT_MS, 1, m2, sizeof(m2));
         jr = (Tandem__Repl__V1__JournalRegionsResponse *)o;
         if (c != RPC_OK) {
             snprintf(msg, sizeof(msg), "JournalRegions from %s: %s: %s",
@@ -898,7 +898,7 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         c = rpc_client_call(r->peer, "/tandem.repl.v1.Link/ReadRegions",
                             &rq.base,
                             &tandem__repl__v1__read_regions_response__descriptor,
-                            &o, REP_SHIP_TIMEOUT_MS, 0, m2, sizeof(m2));
+                            &o, REP_SHIP_TIMEOUT_MS, 1, m2, sizeof(m2));
         if (c != RPC_OK) {
             snprintf(msg, sizeof(msg), "ReadRegions from %s: %s: %s (resync "
                      "interrupted: run it again)", r->peer_region,

@@ -670,6 +670,10 @@ static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     return RPC_OK;
 }
 
+/* Operator commands (promote, resync) ask the peer through this.  It
+ * waits for the link to be ready, up to its deadline: a channel still in
+ * reconnect backoff (the peer restarted a moment ago, or started after
+ * us) must not be reported as "peer unreachable". */
 int rep__peer_getvol(rep_ctx *r, const char *id,
                      Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
                      size_t msz)
@@ -682,7 +686,7 @@ int rep__peer_getvol(rep_ctx *r, const char *id,
     int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/GetVolume",
                                &req.base,
                                &tandem__repl__v1__get_volume_response__descriptor,
-                               &o, REP_PROBE_TIMEOUT_MS, 0, msg, msz);
+                               &o, REP_PROBE_TIMEOUT_MS, 1, msg, msz);
     *out = (Tandem__Repl__V1__GetVolumeResponse *)o;
     return code;
 }

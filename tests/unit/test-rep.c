@@ -203,7 +203,7 @@ TEST(replicates_byte_for_byte)
     free(m);
     /* The ack reaches the primary; status agrees. */
     uint64_t ack = 0;
-    for (int i = 0; i < 300 && ack < h1; i++) {
+    for (int i = 0; i < 3000 && ack < h1; i++) {
         jr_peer_ack_get(t.sa, "vol-1", "b", &ack);
         usleep(10000);
     }
@@ -230,6 +230,30 @@ TEST(replicates_byte_for_byte)
     ASSERT_EQ(changed, 0);
     ASSERT_EQ(rep__promote(t.b, "nope", 1, &changed, msg, sizeof(msg)),
               RPC_NOT_FOUND);
+    teardown(&t);
+}
+
+/* CI once saw a graceful promote refused as "peer unreachable" because
+ * b's channel to a was still in reconnect backoff from b's first Hello,
+ * sent before a listened.  An operator command must wait for the link
+ * (up to its deadline), not fail fast. */
+TEST(operator_probe_waits_out_reconnect_backoff)
+{
+    struct two t;
+    setup(&t, 0);
+    create_primary(t.sa, "v", 1u << 20);
+    struct jr_create_opts o = {.size = 1u << 20, .object_size = 64u << 10,
+                               .role = JR_ROLE_SECONDARY, .region = "b"};
+    ASSERT_OK(jr_volume_create(t.sb, "v", &o));
+    char msg[512];
+    /* a is not running: the Hello fails and the channel backs off. */
+    ASSERT(rep__peer_hello(t.b, msg, sizeof(msg)) != 0);
+    t.a = start(&t, "a", "b");
+    int changed = -1;
+    ASSERT_EQ(rep__promote(t.b, "v", 0, &changed, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT(strstr(msg, "still primary") != NULL);
+    ASSERT_EQ(changed, 0);
     teardown(&t);
 }
 
