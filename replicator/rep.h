@@ -7,7 +7,11 @@
  *    sender thread tails the journal from the peer's applied position and
  *    ships batches (LZ4-compressed as a whole) over the Link service
  *    (proto/tandem_repl.proto) to the peer's replicator; on each answer it
- *    records the peer's acknowledgement (jr_peer_ack_set) and trims;
+ *    records the peer's acknowledgement (jr_peer_ack_set) and trims.  With
+ *    a backlog two batches are in flight (the next travels while the peer
+ *    applies this one); the receiver holds a batch that overtook its
+ *    predecessor until that one is applied, so order never depends on
+ *    the transport;
  *  - receives: the Link service creates secondaries on first contact and
  *    applies batches in order (jr_apply); it refuses stale epochs and never
  *    overwrites a local primary (split-brain guard);
@@ -67,7 +71,7 @@ struct rep_opts {
     int insecure;             /* plaintext peer link / admin TCP */
     const char *metrics_addr; /* "host:port" (NULL: none) */
     uint64_t max_bandwidth;   /* bytes/s on the link (0: unlimited) */
-    size_t batch_bytes;       /* max journal bytes per batch (0: 4 MiB) */
+    size_t batch_bytes;       /* max journal bytes per batch (0: 16 MiB) */
     int scan_ms;              /* volume scan period (0: 500 ms) */
     int no_compress;          /* ship uncompressed (benchmarks) */
 };

@@ -756,6 +756,48 @@ static void prefetch_stop(struct prefetch *pf)
     pthread_cond_destroy(&pf->cv);
 }
 
+/* A ShipBatch call running on a thread of its own, so that the next
+ * batch travels while the peer applies this one (two in flight at most;
+ * the peer applies strictly in order and refuses a batch that does not
+ * follow its applied position).  The flight owns the batch bytes the
+ * request points at. */
+struct flight {
+    rep_ctx *r;
+    struct jr_batch b;
+    void *cbuf;
+    size_t clen;
+    Tandem__Repl__V1__ShipBatchRequest req;
+    pthread_t th;
+    int code;
+    Tandem__Repl__V1__ShipBatchResponse *resp;
+    char msg[256];
+};
+
+static void *flight_main(void *arg)
+{
+    struct flight *f = arg;
+    ProtobufCMessage *out = NULL;
+    f->code = rpc_client_call(f->r->peer, "/tandem.repl.v1.Link/ShipBatch",
+                              &f->req.base,
+                              &tandem__repl__v1__ship_batch_response__descriptor,
+                              &out, REP_SHIP_TIMEOUT_MS, 0, f->msg,
+                              sizeof(f->msg));
+    f->resp = (Tandem__Repl__V1__ShipBatchResponse *)out;
+    return NULL;
+}
+
+/* Wait for the call and free everything (its outcome is not needed: a
+ * batch the peer applied is simply acknowledged again later). */
+static void flight_drop(struct flight *f)
+{
+    if (!f) return;
+    pthread_join(f->th, NULL);
+    if (f->resp) protobuf_c_message_free_unpacked(&f->resp->base, NULL);
+    jr_batch_free(&f->b);
+    free(f->cbuf);
+    free(f);
+}
+
 /* Per-sender state while the thread runs. */
 struct sender {
     rep_ctx *r;
@@ -768,6 +810,7 @@ struct sender {
     uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
     int copy_again;         /* the peer holds an unfinished copy */
     struct prefetch pf;
+    struct flight *ahead;   /* the next batch, already on its way */
 };
 
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head);
@@ -1355,12 +1398,32 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     Tandem__Repl__V1__ShipBatchRequest req =
         TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
     struct regs touched = {0};
+    Tandem__Repl__V1__Region **tp = NULL;
     void *cbuf = NULL;
     char msg[256], e[400];
     int ret;
 
     size_t cl = 0;
-    int rc = 0;
+    int rc = 0, code;
+    struct flight *cur = NULL;
+    if (s->ahead && !s->copy_until && s->ahead->b.first_seq == s->next &&
+        s->ahead->req.epoch == info->epoch) {
+        /* Sent during the previous step: only its answer is awaited. */
+        cur = s->ahead;
+        s->ahead = NULL;
+        b = cur->b;
+        cbuf = cur->cbuf;
+        cl = cur->clen;
+        req = cur->req;
+        memset(&cur->b, 0, sizeof(cur->b));
+        cur->cbuf = NULL;
+        pthread_mutex_lock(&v->mu);
+        v->oldest_unacked_ns = b.oldest_ts_ns;
+        pthread_mutex_unlock(&v->mu);
+        goto send;
+    }
+    flight_drop(s->ahead);
+    s->ahead = NULL;
     if (!prefetch_take(&s->pf, s->next, &b, &cbuf, &cl)) {
         rc = jr_tail_read(r->st, v->id, s->next, r->o.batch_bytes, &b);
         if (rc == 0 && b.n_entries && !r->o.no_compress &&
@@ -1416,7 +1479,6 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         req.entries.len = b.len;
     }
     /* In the peer's copy window it needs the ranges to save (undo). */
-    Tandem__Repl__V1__Region **tp = NULL;
     if (s->copy_until && b.first_seq <= s->copy_until) {
         if (batch_regions(b.data, b.len, &touched) == 0 &&
             regs_normalize(&touched) == 0 &&
@@ -1437,8 +1499,69 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     bucket_take(r, req.entries.len);
     /* Read the next batch while the peer applies this one. */
     if (b.last_seq < info->head) prefetch_post(&s->pf, b.last_seq + 1);
-    int code = ship_call(s, &req, &resp, REP_SHIP_TIMEOUT_MS, msg,
+send:
+    if (!cur && !s->copy_until && b.last_seq < info->head &&
+        (cur = calloc(1, sizeof(*cur)))) {
+        /* This batch goes on a thread, so that the next one can follow
+         * it before its answer is back. */
+        cur->r = r;
+        cur->req = req;
+        if (pthread_create(&cur->th, NULL, flight_main, cur) != 0) {
+            free(cur);
+            cur = NULL;
+        }
+    }
+    if (cur && b.last_seq < info->head) {
+        /* The next batch, on its way while the peer applies this one
+         * (in the copy window batches carry undo ranges: one at a time). */
+        struct flight *n = calloc(1, sizeof(*n));
+        if (n && prefetch_take(&s->pf, b.last_seq + 1, &n->b, &n->cbuf,
+                               &n->clen)) {
+            n->r = r;
+            n->req = req;
+            n->req.first_seq = n->b.first_seq;
+            n->req.last_seq = n->b.last_seq;
+            n->req.n_entries = n->b.n_entries;
+            n->req.raw_len = n->b.len;
+            n->req.oldest_ts_ns = n->b.oldest_ts_ns;
+            if (n->cbuf) {
+                n->req.entries.data = n->cbuf;
+                n->req.entries.len = n->clen;
+                n->req.compression =
+                    TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
+            } else {
+                n->req.entries.data = n->b.data;
+                n->req.entries.len = n->b.len;
+                n->req.compression =
+                    TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE;
+            }
+            n->req.n_touched = 0;
+            n->req.touched = NULL;
+            bucket_take(r, n->req.entries.len);
+            if (n->b.last_seq < info->head)
+                prefetch_post(&s->pf, n->b.last_seq + 1);
+            if (pthread_create(&n->th, NULL, flight_main, n) == 0) {
+                s->ahead = n;
+                n = NULL;
+            }
+        }
+        if (n) {
+            jr_batch_free(&n->b);
+            free(n->cbuf);
+            free(n);
+        }
+    }
+    if (cur) {
+        pthread_join(cur->th, NULL);
+        code = cur->code;
+        resp = cur->resp;
+        cur->resp = NULL;
+        snprintf(msg, sizeof(msg), "%s", cur->msg);
+        free(cur);
+    } else {
+        code = ship_call(s, &req, &resp, REP_SHIP_TIMEOUT_MS, msg,
                          sizeof(msg));
+    }
     if (code != RPC_OK) {
         snprintf(e, sizeof(e), "ship: %s: %s", rpc_code_name(code), msg);
         vol_state(v, "down", NULL, e);
@@ -1542,6 +1665,9 @@ static void *sender_main(void *arg)
             s->promoted_at = rep__meta_u64(r, v->id, REP_META_PROMOTED_AT);
         }
         if (s->next == 0) {
+            /* Whatever is still on its way is stale now. */
+            flight_drop(s->ahead);
+            s->ahead = NULL;
             rc = sender_probe(s, &info);
             if (rc == 1) break;
             if (rc == -2) continue; /* peer primary: sender_refused waited */
@@ -1606,6 +1732,8 @@ static void *sender_main(void *arg)
         !strcmp(v->link_state, "down"))
         snprintf(v->link_state, sizeof(v->link_state), "stopped");
     pthread_mutex_unlock(&v->mu);
+    flight_drop(s->ahead);
+    s->ahead = NULL;
     prefetch_stop(&s->pf);
     tlog_info("rep.sender_stop", "vol=%s", v->id);
     free(s);
@@ -1704,7 +1832,11 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     r->o.region = r->region;
     r->o.peer_region = r->peer_region;
     r->o.peer_addr = r->peer_addr;
-    if (!r->o.batch_bytes) r->o.batch_bytes = 4u << 20;
+    /* 16 MiB: per-batch costs (a store commit each for the journal, the
+     * image and the header on the peer, one round trip) are then small
+     * next to the bytes; a caught-up sender ships what there is, so this
+     * only matters for a backlog. */
+    if (!r->o.batch_bytes) r->o.batch_bytes = 16u << 20;
     if (r->o.batch_bytes > 32u << 20) r->o.batch_bytes = 32u << 20;
     if (!r->o.scan_ms) r->o.scan_ms = 500;
     r->metrics_fd = -1;

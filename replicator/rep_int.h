@@ -59,6 +59,8 @@ struct rep_vol {
     int64_t insync_saved_ms;    /* last time insync_ms was persisted */
     int64_t rx_last_ms;         /* last batch received */
     int64_t rx_trim_ms;         /* last trim of the replica's journal */
+    int rx_calls;               /* ShipBatch calls in the handler now */
+    uint64_t rx_applied;        /* applied after the last batch (cv) */
     struct rep_vol *next;
 };
 

@@ -231,6 +231,8 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
     v->rx_last_ms = now;
     v->last_sync_ms = now;
     v->acked = applied;
+    if (applied > v->rx_applied) v->rx_applied = applied;
+    pthread_cond_broadcast(&v->cv); /* a batch waiting for its turn */
     v->wire_bytes += wire;
     v->raw_bytes += raw;
     if (wire) v->batches++;
@@ -327,6 +329,12 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                            r->region, r->peer_region, req->from_region);
     struct rep_vol *v = rep__vol_get(r, req->volume_id);
     if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->mu);
+    v->rx_calls++;
+    pthread_cond_broadcast(&v->cv); /* a later batch waiting for this one */
+    pthread_mutex_unlock(&v->mu);
+    int waited = 0;
+again:
     pthread_mutex_lock(&v->op_lock);
     res = receive_check(r, req->volume_id, req->from_region, req->epoch,
                         req->promoted_at_seq, req->spec, &info, &created, msg,
@@ -353,6 +361,34 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
         free(c);
         goto out;
+    }
+    if (req->first_seq > info.applied + 1 && req->last_seq >= req->first_seq &&
+        !waited) {
+        /* The sender keeps two batches in flight: this one may have
+         * overtaken the one before it.  Wait for that one to be applied
+         * (batches apply strictly in order): briefly while it is not here
+         * (a real gap then costs a second), long while it is
+         * being received or applied (rx_calls counts this call too).
+         * Whatever happens, the order check below decides. */
+        pthread_mutex_unlock(&v->op_lock);
+        waited = 1;
+        pthread_mutex_lock(&v->mu);
+        if (info.applied > v->rx_applied) v->rx_applied = info.applied;
+        int64_t t0 = rep__now_ms();
+        while (v->rx_applied + 1 < req->first_seq &&
+               !__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
+            int64_t until = t0 + (v->rx_calls > 1 ? REP_SHIP_TIMEOUT_MS / 2
+                                                  : 1000);
+            if (rep__now_ms() >= until) break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (until - rep__now_ms()) * 1000000;
+            ts.tv_sec += ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&v->cv, &v->mu, &ts);
+        }
+        pthread_mutex_unlock(&v->mu);
+        goto again;
     }
     if (req->first_seq > info.applied + 1 || req->last_seq < req->first_seq) {
         rc = ship_answer(respm, R(GAP), info.applied, info.epoch, role, 0,
@@ -430,6 +466,9 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
 out:
     pthread_mutex_unlock(&v->op_lock);
+    pthread_mutex_lock(&v->mu);
+    v->rx_calls--;
+    pthread_mutex_unlock(&v->mu);
     free(raw);
     return rc;
 }

@@ -272,6 +272,88 @@ static Tandem__Repl__V1__ShipBatchResponse *ship(rpc_client *c,
 
 #define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x
 
+/* The sender keeps two batches in flight; the second may reach the peer
+ * first.  The peer holds it until the first is applied, then applies it:
+ * strictly in order, and no gap refusal for a batch that merely
+ * overtook its predecessor. */
+struct overtaker {
+    rpc_client *c;
+    Tandem__Repl__V1__ShipBatchRequest q;
+    Tandem__Repl__V1__ShipBatchResponse *r;
+};
+
+static void *overtake_main(void *arg)
+{
+    struct overtaker *o = arg;
+    o->r = ship(o->c, &o->q);
+    return NULL;
+}
+
+TEST(batches_in_flight_apply_in_order)
+{
+    struct two t;
+    setup(&t, 0); /* only b runs: we play a's sender */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.pb);
+    rpc_client *c;
+    ASSERT_OK(rpc_client_create(addr, NULL, &c));
+    create_primary(t.sa, "v", 1u << 20);
+    uint64_t head = write_some(t.sa, "v", 12, 5);
+    struct jr_batch b1 = {0}, b2 = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "v", 1, 40000, &b1)); /* a few entries */
+    ASSERT_LT(b1.last_seq, head);
+    ASSERT_OK(jr_tail_read(t.sa, "v", b1.last_seq + 1, 1u << 20, &b2));
+    ASSERT_UEQ(b2.last_seq, head);
+
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__ShipBatchRequest q = TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    q.volume_id = "v";
+    q.from_region = "a";
+    q.epoch = 1;
+    q.spec = &spec;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q); /* creates it */
+    ASSERT_EQ(r->result, RES(OK));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    q.spec = NULL;
+
+    struct overtaker o = {.c = c, .q = q};
+    o.q.first_seq = b2.first_seq;
+    o.q.last_seq = b2.last_seq;
+    o.q.n_entries = b2.n_entries;
+    o.q.entries.data = b2.data;
+    o.q.entries.len = b2.len;
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, overtake_main, &o), 0);
+    /* Wait until the second batch is in b's handler. */
+    struct rep_vol *v = rep__vol_get(t.b, "v");
+    ASSERT(v != NULL);
+    pthread_mutex_lock(&v->mu);
+    while (v->rx_calls < 1) pthread_cond_wait(&v->cv, &v->mu);
+    pthread_mutex_unlock(&v->mu);
+
+    q.first_seq = b1.first_seq;
+    q.last_seq = b1.last_seq;
+    q.n_entries = b1.n_entries;
+    q.entries.data = b1.data;
+    q.entries.len = b1.len;
+    r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(OK));
+    ASSERT_UEQ(r->applied, b1.last_seq);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    ASSERT_EQ(o.r->result, RES(OK));
+    ASSERT_UEQ(o.r->applied, head);
+    protobuf_c_message_free_unpacked(&o.r->base, NULL);
+    images_equal(t.sa, t.sb, "v");
+    jr_batch_free(&b1);
+    jr_batch_free(&b2);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
 TEST(link_refusals)
 {
     struct two t;
