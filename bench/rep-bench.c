@@ -35,12 +35,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +49,7 @@
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
 #include "tlog.h"
+#include "tests/unit/tt-port.h"
 
 static FILE *out;
 static double secs = 6;
@@ -75,14 +74,12 @@ static void emit(const char *name, const char *backend, double v,
 
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = tt_free_port();
+    if (port < 0) {
+        fprintf(stderr, "rep-bench: no free TCP port in 20000-32000\n");
+        exit(1);
+    }
+    return port;
 }
 
 struct bench {

@@ -110,12 +110,25 @@ static void reattach_cb(const char *run_dir, const char *vol_id,
                   vol_id, run_dir, rc);
 }
 
+/* A whole decimal number in [min, max]; 0 or -EINVAL. */
+static int parse_count(const char *s, long long min, long long max,
+                       long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *endpoint = getenv("CSI_ENDPOINT");
     const char *node_name = getenv("NODE_NAME");
     struct csi_opts o = {.mode = CSI_MODE_ALL};
     int from_k8s = 0, threads = 4, c;
+    long long n;
     enum tlog_level level = TLOG_INFO;
     char host[256] = "", k8s_region[RG_MAX_NAME + 1], k8s_zone[RG_MAX_NAME + 1];
     char err[1024], ep[1100], sockdir[1024], runs[1100];
@@ -141,8 +154,22 @@ int main(int argc, char **argv)
         case O_K8S: from_k8s = 1; break;
         case O_STATE: o.state_dir = optarg; break;
         case O_EXPORTER: o.exporter_path = optarg; break;
-        case O_MAXVOL: o.max_volumes_per_node = atoll(optarg); break;
-        case O_THREADS: threads = atoi(optarg); break;
+        case O_MAXVOL:
+            if (parse_count(optarg, 0, 1000000, &n) < 0) {
+                fprintf(stderr, "tandem-csi: --max-volumes-per-node %s: not "
+                        "a number from 0 (no limit) to 1000000\n", optarg);
+                return 2;
+            }
+            o.max_volumes_per_node = n;
+            break;
+        case O_THREADS:
+            if (parse_count(optarg, 1, 64, &n) < 0) {
+                fprintf(stderr, "tandem-csi: --threads %s: not a number from "
+                        "1 to 64\n", optarg);
+                return 2;
+            }
+            threads = (int)n;
+            break;
         case O_LOGLEVEL:
             if (!strcmp(optarg, "debug")) level = TLOG_DEBUG;
             else if (!strcmp(optarg, "info")) level = TLOG_INFO;
@@ -172,7 +199,6 @@ int main(int argc, char **argv)
                 "host:port\n", endpoint);
         return 2;
     }
-    if (threads < 1 || threads > 64) threads = 4;
     if (!o.node_id || !o.node_id[0]) {
         if (node_name && node_name[0]) o.node_id = node_name;
         else if (gethostname(host, sizeof(host) - 1) == 0) o.node_id = host;

@@ -283,9 +283,11 @@ int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
                    const void *buf, size_t len);
 /* Set a secondary's size directly (region copy); JR_EROLE on a primary. */
 int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size);
-/* After a region copy: the secondary's image now stands for the primary's
- * position seq (with the given size), so jr_apply continues at seq + 1.
- * Drops the secondary's own journal; JR_EROLE on a primary. */
+/* After a region copy (or a rollback to a copy's base): the secondary's
+ * image now stands for the primary's position seq (with the given size),
+ * so jr_apply continues at seq + 1.  Drops the secondary's own journal
+ * and any dirty map (R-9); JR_EROLE on a primary (checked atomically with
+ * the change).  The caller keeps writers away meanwhile. */
 int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
                       uint64_t size);
 

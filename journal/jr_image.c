@@ -499,21 +499,50 @@ static int ext_insert(struct objx *o, uint64_t off, uint64_t len,
     return 0;
 }
 
-struct aio_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int pending;
-    int err;
-};
+void jr__aio_init(struct jr__aio *g, int ignore)
+{
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->pending = 0;
+    g->err = 0;
+    g->ignore = ignore;
+}
 
 static void aio_done(int result, void *arg)
 {
-    struct aio_wait *w = arg;
-    pthread_mutex_lock(&w->mu);
-    if (result < 0 && !w->err) w->err = result;
-    w->pending--;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    struct jr__aio *g = arg;
+    pthread_mutex_lock(&g->mu);
+    if (result < 0 && result != g->ignore && !g->err) g->err = result;
+    g->pending--;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+int jr__aio_submit(struct jr__aio *g, st_store *st, const char *oid,
+                   st_wop *op)
+{
+    /* Counted before the call: the callback may run before it returns. */
+    pthread_mutex_lock(&g->mu);
+    g->pending++;
+    pthread_mutex_unlock(&g->mu);
+    int r = st_aio_operate(st, oid, op, aio_done, g);
+    if (r < 0) {
+        pthread_mutex_lock(&g->mu);
+        g->pending--;
+        pthread_mutex_unlock(&g->mu);
+    }
+    return r;
+}
+
+int jr__aio_wait(struct jr__aio *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (g->pending > 0) pthread_cond_wait(&g->cv, &g->mu);
+    int r = g->err;
+    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    return r;
 }
 
 static int cmp_objx(const void *a, const void *b)
@@ -578,8 +607,8 @@ static int issue_all(st_store *st, struct objop *ops, size_t n)
             if (ops[i].result < 0 && !r) r = ops[i].result;
         return r;
     }
-    struct aio_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                         0, 0};
+    struct jr__aio w;
+    jr__aio_init(&w, 0);
     for (size_t i = 0; i < n; i++) {
         struct objop *o = &ops[i];
         if (!o->op) {
@@ -587,24 +616,16 @@ static int issue_all(st_store *st, struct objop *ops, size_t n)
             if (rr < 0 && rr != -ENOENT && !r) r = rr;
             continue;
         }
-        pthread_mutex_lock(&w.mu);
-        w.pending++;
-        pthread_mutex_unlock(&w.mu);
         st_wop *op = o->op;
         o->op = NULL; /* consumed by st_aio_operate */
-        int rr = st_aio_operate(st, o->oid, op, aio_done, &w);
+        int rr = jr__aio_submit(&w, st, o->oid, op);
         if (rr < 0) {
-            pthread_mutex_lock(&w.mu);
-            w.pending--;
-            pthread_mutex_unlock(&w.mu);
             if (!r) r = rr;
             break;
         }
     }
-    pthread_mutex_lock(&w.mu);
-    while (w.pending > 0) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    return r ? r : w.err;
+    int rw = jr__aio_wait(&w);
+    return r ? r : rw;
 }
 
 static int flush_objs(st_store *st, const char *vol, uint32_t objsz,

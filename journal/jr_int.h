@@ -117,6 +117,26 @@ int jr__head(st_store *st, const char *vol, const struct jr__hdr *h,
              uint64_t *head, int64_t *ts);
 int jr__parse_u64(const char *s, uint64_t *v);
 
+/* ---- a group of asynchronous store operations, waited for together ----
+ * jr__aio_submit issues one (st_aio_operate; the op is consumed either
+ * way) and counts it; jr__aio_wait waits for every counted one and
+ * returns the first failure (`ignore`, e.g. -ENOENT for removals, is not
+ * one) or 0.  One thread submits and waits; callbacks may run on any
+ * thread, including the submitter's (rados guard ops). */
+struct jr__aio {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending;
+    int err;
+    int ignore;
+};
+void jr__aio_init(struct jr__aio *g, int ignore);
+/* 0 when submitted; a negative errno when st_aio_operate refused it (not
+ * counted: the caller decides what to do instead). */
+int jr__aio_submit(struct jr__aio *g, st_store *st, const char *oid,
+                   st_wop *op);
+int jr__aio_wait(struct jr__aio *g);
+
 /* ---- journal objects ---- */
 int jr__jobj_load(st_store *st, const char *vol, uint64_t jno, uint8_t **buf,
                   size_t *len);

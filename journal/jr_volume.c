@@ -441,28 +441,11 @@ static int mark_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
  * rados instead of one per object; one group commit on sqlite), then
  * wait.  The index entries are gone already, so an object left behind by
  * a failure is only garbage (R-8). */
-struct rm_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int pending;
-    int err;
-};
-
-static void rm_done(int result, void *arg)
-{
-    struct rm_wait *w = arg;
-    pthread_mutex_lock(&w->mu);
-    if (result < 0 && result != -ENOENT && !w->err) w->err = result;
-    w->pending--;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 static int remove_jobjs(st_store *st, const char *vol, const struct jr__hdr *h,
                         size_t k)
 {
-    struct rm_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                        0, 0};
+    struct jr__aio w;
+    jr__aio_init(&w, -ENOENT);
     int r = 0;
     for (size_t i = 0; i < k; i++) {
         char joid[JR_OID_MAX];
@@ -470,23 +453,13 @@ static int remove_jobjs(st_store *st, const char *vol, const struct jr__hdr *h,
         st_wop *op = st_wop_create();
         if (op) {
             st_wop_remove(op);
-            pthread_mutex_lock(&w.mu);
-            w.pending++;
-            pthread_mutex_unlock(&w.mu);
-            if (st_aio_operate(st, joid, op, rm_done, &w) == 0) continue;
-            pthread_mutex_lock(&w.mu);
-            w.pending--;
-            pthread_mutex_unlock(&w.mu);
+            if (jr__aio_submit(&w, st, joid, op) == 0) continue;
         }
         int rr = st_remove(st, joid); /* could not go async: do it here */
         if (rr < 0 && rr != -ENOENT && !r) r = rr;
     }
-    pthread_mutex_lock(&w.mu);
-    while (w.pending > 0) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    return r ? r : w.err;
+    int rw = jr__aio_wait(&w);
+    return r ? r : rw;
 }
 
 int jr__trim(st_store *st, const char *vol)
@@ -822,6 +795,14 @@ int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
         snprintf(key, sizeof key, "jidx.%016" PRIx64, h.j[i].n);
         st_wop_omap_rm(op, key);
     }
+    /* Dirty tracking left from days as a primary describes an older state
+     * (R-9). */
+    for (size_t i = 0; i < h.nch; i++) {
+        snprintf(key, sizeof key, "dirty.%016" PRIx64, h.ch[i].c);
+        st_wop_omap_rm(op, key);
+    }
+    st_wop_omap_set(op, "dirty", "0", 1);
+    set_u64(op, "dirty.gen", h.dirty_gen + 1);
     set_u64(op, "base", seq);
     set_u64(op, "tail", seq + 1);
     int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
@@ -830,15 +811,12 @@ int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
     r = st_wop_operate(st, oid, op);
     st_wop_destroy(op);
     if (r == -ECANCELED) r = JR_EROLE;
-    for (size_t i = 0; r == 0 && i < h.nj; i++) {
-        char joid[JR_OID_MAX];
-        jr__oid_journal(joid, sizeof joid, vol_id, h.j[i].n);
-        int rr = st_remove(st, joid);
-        if (rr < 0 && rr != -ENOENT) r = rr;
-    }
+    /* The index no longer names them: a crash from here leaves garbage
+     * only (R-8). */
+    if (r == 0) r = remove_jobjs(st, vol_id, &h, h.nj);
     if (r == 0)
-        tlog_info("volume.rebased", "vol=%s seq=%" PRIu64 " size=%" PRIu64,
-                  vol_id, seq, size);
+        tlog_info("volume.rebased", "vol=%s seq=%" PRIu64 " size=%" PRIu64
+                  " journal_objects=%zu", vol_id, seq, size, h.nj);
     jr__hdr_free(&h);
     return r;
 }

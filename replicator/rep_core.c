@@ -344,62 +344,14 @@ static int jlist_oid_cb(const char *oid, void *arg)
     return jlist_add(arg, oid);
 }
 
-static int jlist_key_cb(const char *key, const char *val, size_t len,
-                        void *arg)
-{
-    (void)val;
-    (void)len;
-    return jlist_add(arg, key);
-}
-
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
 {
-    char hdr[JR_MAX_ID + 8], pfx[JR_MAX_ID + 16], num[32];
-    struct jlist objs = {0}, keys = {0};
     struct jr_info info;
     int rc = jr_volume_stat(r->st, id, &info);
     if (rc < 0) return rc;
     if (info.role != JR_ROLE_SECONDARY) return JR_EROLE;
-    snprintf(hdr, sizeof(hdr), "vol/%s", id);
-    snprintf(pfx, sizeof(pfx), "vol/%s/j/", id);
-    if ((rc = st_list(r->st, pfx, jlist_oid_cb, &objs)) < 0) goto out;
-    for (size_t i = 0; i < objs.n; i++) {
-        rc = st_remove(r->st, objs.k[i]);
-        if (rc < 0 && rc != -ENOENT) goto out;
-    }
-    if ((rc = st_omap_iter(r->st, hdr, "jidx.", NULL, 0, jlist_key_cb,
-                           &keys)) < 0)
-        goto out;
-    if ((rc = st_omap_iter(r->st, hdr, "dirty.", NULL, 0, jlist_key_cb,
-                           &keys)) < 0)
-        goto out;
-    st_wop *op = st_wop_create();
-    if (!op) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    st_wop_assert_exists(op);
-    st_wop_omap_cmp(op, "role", "secondary", 9);
-    for (size_t i = 0; i < keys.n; i++)
-        if (strcmp(keys.k[i], "dirty.gen")) st_wop_omap_rm(op, keys.k[i]);
-    snprintf(num, sizeof(num), "%" PRIu64, seq);
-    st_wop_omap_set(op, "base", num, strlen(num));
-    /* jr_volume.c stores applied as "<seq> <image size at seq>". */
-    char ap[64];
-    snprintf(ap, sizeof(ap), "%" PRIu64 " %" PRIu64, seq, info.size);
-    st_wop_omap_set(op, "applied", ap, strlen(ap));
-    snprintf(num, sizeof(num), "%" PRIu64, seq + 1);
-    st_wop_omap_set(op, "tail", num, strlen(num));
-    st_wop_omap_set(op, "dirty", "0", 1);
-    rc = st_wop_operate(r->st, hdr, op);
-    st_wop_destroy(op);
-    if (rc == -ECANCELED) rc = JR_EROLE;
-    if (rc == 0)
-        tlog_info("rep.position_set", "vol=%s seq=%" PRIu64
-                  " journal_objects=%zu", id, seq, objs.n);
-out:
-    jlist_free(&objs);
-    jlist_free(&keys);
+    rc = jr_replica_rebase(r->st, id, seq, info.size);
+    if (rc == 0) tlog_info("rep.position_set", "vol=%s seq=%" PRIu64, id, seq);
     return rc;
 }
 

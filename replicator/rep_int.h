@@ -155,7 +155,8 @@ uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
 int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
                       uint64_t v);
 int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
-/* Set a secondary's positions: head = applied = seq, journal emptied. */
+/* Set a secondary's positions: head = applied = seq, journal and dirty map
+ * emptied (jr_replica_rebase at its current size). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
 /* Receiver side of a region copy: undo objects. */
 int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,

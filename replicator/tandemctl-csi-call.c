@@ -284,9 +284,14 @@ int main(int argc, char **argv)
         case O_EP:
             endpoint = optarg;
             break;
-        case O_TMO:
-            timeout_s = atoi(optarg);
+        case O_TMO: {
+            errno = 0;
+            long t = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || t < 1 || t > 86400)
+                die_usage("bad --timeout '%s' (seconds, 1 to 86400)", optarg);
+            timeout_s = (int)t;
             break;
+        }
         case O_NAME:
             o.name = optarg;
             break;

@@ -16,6 +16,14 @@ e2e_scratch t0220
 "$csi" --help >"$tmp/help" || fail "tandem-csi --help failed"
 "$csi" --version | grep -q '^tandem-csi ' || fail "tandem-csi --version"
 ok "tandem-csi --help and --version"
+# Bad flag values: one line naming the flag, exit 2, nothing started.
+for bad in "--threads -3" "--threads 4x" "--max-volumes-per-node -1" "--mode nodes"; do
+    out=$("$csi" --config /dev/null $bad 2>&1 >/dev/null); rc=$?
+    [ $rc -eq 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] &&
+        printf '%s' "$out" | grep -q -- "${bad%% *}" ||
+        fail "tandem-csi $bad: want exit 2 and one line naming the flag, got $rc: $out"
+done
+ok "bad flag values: one line naming the flag, exit 2"
 files=(deploy/csi/*.yaml)
 [ ${#files[@]} -ge 6 ] || fail "expected the CSI manifests in deploy/csi/"
 [ -f deploy/Dockerfile ] || fail "deploy/Dockerfile missing"

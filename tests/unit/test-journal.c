@@ -767,6 +767,35 @@ static void journal_cap_dirty_fallback_on(const char *backend)
     memset(map, 0, sizeof map);
     ASSERT_EQ(jr_dirty_iter(f.st, "p", dirty_cb, map), 0);
     for (int m = 0; m < 64; m++) ASSERT_EQ(map[m], 0);
+
+    /* A demoted primary that is dirty again, rebased as a replica (R-9):
+     * journal and dirty map gone, positions at seq, in one update. */
+    ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), 0);
+    for (int i = 0; i < 24; i++) {
+        fill(buf, 1 << 20, 100 + (uint64_t)i);
+        ASSERT_EQ(jr_write(v, (uint64_t)((i * 5) % 64) << 20, buf, 1 << 20),
+                  0);
+    }
+    ASSERT_EQ(jr_close(v), 0);
+    ASSERT_EQ(jr_trim(f.st, "p"), 0);
+    ASSERT_EQ(jr_volume_stat(f.st, "p", &in), 0);
+    ASSERT_EQ(in.dirty_tracking, 1);
+    ASSERT_EQ(jr_replica_rebase(f.st, "p", in.head, in.size), JR_EROLE);
+    ASSERT_EQ(jr_role_set(f.st, "p", JR_ROLE_SECONDARY, 2), 0);
+    ASSERT_EQ(jr_replica_rebase(f.st, "p", in.head + 7, in.size), 0);
+    struct jr_info rb;
+    ASSERT_EQ(jr_volume_stat(f.st, "p", &rb), 0);
+    ASSERT_EQ(rb.dirty_tracking, 0);
+    ASSERT_UEQ(rb.applied, in.head + 7);
+    ASSERT_UEQ(rb.head, in.head + 7);
+    ASSERT_UEQ(rb.tail, in.head + 8);
+    ASSERT_UEQ(rb.journal_bytes, 0);
+    memset(map, 0, sizeof map);
+    ASSERT_EQ(jr_dirty_iter(f.st, "p", dirty_cb, map), 0);
+    for (int m = 0; m < 64; m++) ASSERT_EQ(map[m], 0);
+    int left = 0;
+    ASSERT_EQ(st_list(f.st, "vol/p/j/", count_cb, &left), 0);
+    ASSERT_EQ(left, 0);
     free(buf);
     fx_close(&f);
 }

@@ -7,9 +7,6 @@
  * bad LZ4, gap, local primary, stale epoch, copy without a session).
  * Runs under ASan+UBSan in `make asan`.
  */
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "jr.h"
 #include "regions.h"
 #include "replicator/rep.h"
@@ -17,28 +14,13 @@
 #include "rpc.h"
 #include "tlog.h"
 #include "tt.h"
+#include "tt-port.h"
 
-/* A free TCP port BELOW the kernel's ephemeral range (32768+): a port
- * taken from that range and released can be grabbed again by an outgoing
- * connection (even a replicator's own connect to the not yet listening
- * peer), and then the listener fails.  Ports handed out once are not
- * handed out again by this process. */
 static int free_port(void)
 {
-    static int next;
-    if (!next) next = 20000 + (getpid() % 400) * 30;
-    for (int tries = 0; tries < 2000; tries++) {
-        int port = next++;
-        if (next >= 32000) next = 20000;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (fd >= 0) close(fd);
-        if (ok) return port;
-    }
-    TT_FAIL("no free TCP port in 20000-32000");
+    int port = tt_free_port();
+    if (port < 0) TT_FAIL("no free TCP port in 20000-32000");
+    return port;
 }
 
 struct two {
