@@ -98,8 +98,31 @@ struct jr_create_opts {
 int jr_volume_create(st_store *st, const char *vol_id,
                      const struct jr_create_opts *o);
 /* Remove every object of the volume.  -ENOENT if it does not exist;
- * JR_ELOCKED if open for writing elsewhere. */
+ * JR_ELOCKED if open for writing elsewhere.  A primary with peers (it
+ * keeps journal for a replica: an acknowledged position per peer) leaves
+ * a tombstone first (R-35), so the replicas can be deleted too. */
 int jr_volume_delete(st_store *st, const char *vol_id);
+
+/* Tombstones of deleted primaries (R-35), for the replicator: it asks
+ * each peer to delete its replica, then removes the tombstone.  A volume
+ * created again under the same id is not replicated while its tombstone
+ * is pending (the old replica goes first). */
+#define JR_TOMB_MAX_PEERS 4
+struct jr_tomb {
+    char vol_id[JR_MAX_ID + 1];
+    uint64_t epoch;               /* the deleted primary's epoch */
+    int64_t deleted_at;           /* unix seconds */
+    int n_peers;
+    char peers[JR_TOMB_MAX_PEERS][JR_MAX_REGION + 1];
+};
+/* Visit every tombstone (cb != 0 stops and is returned).  Unreadable
+ * ones are skipped with a log line (never a reason to delete anything). */
+int jr_tomb_list(st_store *st, int (*cb)(const struct jr_tomb *t, void *arg),
+                 void *arg);
+/* 0 and *t filled, or -ENOENT. */
+int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t);
+/* 0, or -ENOENT if there is none. */
+int jr_tomb_remove(st_store *st, const char *vol_id);
 /* Visit every volume id in the store (cb != 0 stops and is returned). */
 int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
                    void *arg);
@@ -223,8 +246,11 @@ int jr_batch_verify(const void *data, size_t len, uint64_t *first,
  * Decode and verify every entry (CRC, lengths, kind, version) before
  * applying any; skip entries <= applied (already applied: idempotent);
  * JR_EGAP if the first new entry is not applied+1; JR_EROLE if the volume
- * is primary; JR_ESTALE if an entry's epoch is below the volume's epoch.
- * Applies in order and records applied (and head) durably; *applied_out
+ * is primary; JR_ESTALE if an entry past `history_seq` has an epoch below
+ * the volume's (R-22; entries up to history_seq are history written before
+ * the primary's last promotion and may carry older epochs: the replicator
+ * passes the primary's promoted-at position, a fresh replica of a
+ * promoted volume receives them).  Applies in order and records applied (and head) durably; *applied_out
  * is the new applied position.  The new entries are first appended to the
  * secondary's own journal (so a crash half way through is replayed by the
  * next jr_apply, and the replica can be promoted with its journal), then
@@ -235,6 +261,10 @@ int jr_batch_verify(const void *data, size_t len, uint64_t *first,
  * entries also set the replica's size. */
 int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
              uint64_t *applied_out);
+/* The same with history_seq: entries at or below it are exempt from the
+ * epoch check (jr_apply is jr_apply_history with 0). */
+int jr_apply_history(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t *applied_out);
 
 /* ---- dirty regions (journal cap fallback and resync) ---- */
 /* Visit the dirty regions (byte ranges, merged, in offset order). */

@@ -282,6 +282,12 @@ struct verify {
 int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
              uint64_t *applied_out)
 {
+    return jr_apply_history(st, vol_id, data, len, 0, applied_out);
+}
+
+int jr_apply_history(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t *applied_out)
+{
     if (!st || (!data && len)) return -EINVAL;
     for (int tries = 0; tries < 5; tries++) {
         struct jr__hdr h;
@@ -319,7 +325,8 @@ int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
                 why = "first new entry is not applied+1 (R-21)";
                 r = JR_EGAP;
             }
-            if (r == 0 && e.seq > v.head && e.epoch < h.epoch) {
+            if (r == 0 && e.seq > v.head && e.seq > history_seq &&
+                e.epoch < h.epoch) {
                 why = "entry epoch below the volume's (R-22)";
                 r = JR_ESTALE;
             }

@@ -115,6 +115,147 @@ static void namelist_free(struct namelist *l)
     free(l->v);
 }
 
+/* ---- tombstones (R-35) ---- */
+
+#define TOMB_PREFIX "tomb/"
+
+struct peer_names {
+    char s[JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1) + 1];
+    int n;
+};
+
+static int ack_name_cb(const char *key, const char *val, size_t len,
+                       void *arg)
+{
+    (void)val;
+    (void)len;
+    struct peer_names *p = arg;
+    const char *name = key + 4; /* "ack." */
+    if (p->n >= JR_TOMB_MAX_PEERS || !*name || strlen(name) > JR_MAX_REGION)
+        return 0;
+    size_t used = strlen(p->s);
+    snprintf(p->s + used, sizeof p->s - used, "%s%s", p->n ? " " : "", name);
+    p->n++;
+    return 0;
+}
+
+/* The tombstone for a primary with peers; 0 when there is nothing to
+ * record. */
+static int tomb_write(st_store *st, const char *vol_id, uint64_t epoch)
+{
+    HDR_OID(hoid, vol_id);
+    struct peer_names p = {.n = 0};
+    p.s[0] = 0;
+    int r = st_omap_iter(st, hoid, "ack.", NULL, 0, ack_name_cb, &p);
+    if (r < 0 || p.n == 0) return r;
+    char oid[JR_OID_MAX];
+    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    set_u64(op, "epoch", epoch);
+    set_u64(op, "deleted_at", (uint64_t)time(NULL));
+    st_wop_omap_set(op, "peers", p.s, strlen(p.s));
+    r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    if (r == 0)
+        tlog_info("volume.tombstone", "vol=%s epoch=%" PRIu64 " peers=\"%s\"",
+                  vol_id, epoch, p.s);
+    return r;
+}
+
+struct tomb_parse {
+    struct jr_tomb *t;
+    int have_epoch, have_peers, bad;
+};
+
+static int tomb_key_cb(const char *key, const char *val, size_t len,
+                       void *arg)
+{
+    struct tomb_parse *tp = arg;
+    char buf[JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1) + 1];
+    if (len >= sizeof buf || memchr(val, 0, len)) {
+        tp->bad = 1;
+        return 0;
+    }
+    memcpy(buf, val, len);
+    buf[len] = 0;
+    uint64_t v;
+    if (!strcmp(key, "epoch")) {
+        if (jr__parse_u64(buf, &v) < 0 || v == 0) tp->bad = 1;
+        tp->t->epoch = v;
+        tp->have_epoch = 1;
+    } else if (!strcmp(key, "deleted_at")) {
+        if (jr__parse_u64(buf, &v) < 0) tp->bad = 1;
+        tp->t->deleted_at = (int64_t)v;
+    } else if (!strcmp(key, "peers")) {
+        tp->have_peers = 1;
+        char *save = NULL;
+        for (char *w = strtok_r(buf, " ", &save); w;
+             w = strtok_r(NULL, " ", &save)) {
+            if (tp->t->n_peers >= JR_TOMB_MAX_PEERS ||
+                strlen(w) > JR_MAX_REGION) {
+                tp->bad = 1;
+                break;
+            }
+            snprintf(tp->t->peers[tp->t->n_peers++], JR_MAX_REGION + 1, "%s",
+                     w);
+        }
+    }
+    return 0;
+}
+
+int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t)
+{
+    if (!st || !t || !jr__valid_id(vol_id)) return -EINVAL;
+    memset(t, 0, sizeof *t);
+    snprintf(t->vol_id, sizeof t->vol_id, "%s", vol_id);
+    char oid[JR_OID_MAX];
+    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
+    struct tomb_parse tp = {.t = t};
+    int r = st_omap_iter(st, oid, NULL, NULL, 0, tomb_key_cb, &tp);
+    if (r < 0) return r;
+    if (!tp.bad && !tp.have_epoch && !tp.have_peers) return -ENOENT;
+    if (tp.bad || !tp.have_epoch || !tp.have_peers || t->n_peers == 0) {
+        tlog_warn("volume.tombstone_unreadable", "object=%s", oid);
+        return JR_ECORRUPT;
+    }
+    return 0;
+}
+
+struct tomb_list_arg {
+    st_store *st;
+    int (*cb)(const struct jr_tomb *t, void *arg);
+    void *arg;
+};
+
+static int tomb_list_cb(const char *oid, void *arg)
+{
+    struct tomb_list_arg *a = arg;
+    const char *id = oid + strlen(TOMB_PREFIX);
+    if (!jr__valid_id(id)) return 0;
+    struct jr_tomb t;
+    if (jr_tomb_get(a->st, id, &t) < 0) return 0; /* gone, or logged */
+    return a->cb(&t, a->arg);
+}
+
+int jr_tomb_list(st_store *st, int (*cb)(const struct jr_tomb *t, void *arg),
+                 void *arg)
+{
+    if (!st || !cb) return -EINVAL;
+    struct tomb_list_arg a = {st, cb, arg};
+    return st_list(st, TOMB_PREFIX, tomb_list_cb, &a);
+}
+
+int jr_tomb_remove(st_store *st, const char *vol_id)
+{
+    if (!st || !jr__valid_id(vol_id)) return -EINVAL;
+    char oid[JR_OID_MAX];
+    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
+    int r = st_remove(st, oid);
+    if (r == 0) tlog_info("volume.tombstone_removed", "vol=%s", vol_id);
+    return r;
+}
+
 int jr_volume_delete(st_store *st, const char *vol_id)
 {
     struct jr__hdr h;
@@ -122,8 +263,12 @@ int jr_volume_delete(st_store *st, const char *vol_id)
     if (r == JR_ECORRUPT || r == JR_EVERSION) r = 0; /* delete anyway */
     else if (r < 0) return r;
     int locked = lease_live(h.lease);
+    int primary = h.role == JR_ROLE_PRIMARY;
+    uint64_t epoch = h.epoch;
     jr__hdr_free(&h);
     if (locked) return JR_ELOCKED;
+    /* Before anything is removed: a crash mid-delete still leaves it. */
+    if (primary && (r = tomb_write(st, vol_id, epoch)) < 0) return r;
     char prefix[JR_OID_MAX];
     snprintf(prefix, sizeof prefix, "vol/%s/", vol_id);
     struct namelist l = {0};

@@ -188,6 +188,10 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
     vmeta_load(r, id, &m);
     vmeta_peer(r, &m, peer, sizeof(peer));
     if (strcmp(peer, r->peer_region) || m.split) return 0;
+    /* Created again under the id of a deleted primary whose replica is
+     * still to be deleted (R-35): the old replica goes first. */
+    struct jr_tomb t;
+    if (jr_tomb_get(r->st, id, &t) == 0) return 0;
     if (info->role == JR_ROLE_PRIMARY) return 1;
     return m.draining;
 }
@@ -1035,7 +1039,7 @@ static int copylist_save(rep_ctx *r, const char *id, const struct regs *g,
     return rc;
 }
 
-static void copylist_drop(rep_ctx *r, const char *id)
+void rep__copylist_drop(rep_ctx *r, const char *id)
 {
     char oid[JR_MAX_ID + 16];
     snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
@@ -1254,7 +1258,7 @@ static int sender_copy(struct sender *s, int full)
     req.consistent_at = info.head;
     rc = copy_call(s, &req, &resp, msg, sizeof(msg));
     if (rc != RPC_OK) goto callfail;
-    copylist_drop(r, v->id);
+    rep__copylist_drop(r, v->id);
     s->next = resume;
     s->copy_until = info.head;
     note_ack(s, resume - 1, 0, 0);
@@ -1735,9 +1739,15 @@ static int scan_cb(const char *id, void *arg)
 static void *scan_main(void *arg)
 {
     rep_ctx *r = arg;
-    int64_t last_hello = 0;
+    int64_t last_hello = 0, last_tombs = 0;
     while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
         jr_volume_list(r->st, scan_cb, r);
+        /* Deleted primaries' replicas: only while the link is up (a call
+         * to a silent peer could hold the scanner for its deadline). */
+        if (r->peer_up && rep__now_ms() - last_tombs >= 1000) {
+            rep__tombs_process(r);
+            last_tombs = rep__now_ms();
+        }
         if (rep__now_ms() - last_hello > 5000) {
             char msg[256];
             int up = rep__peer_hello(r, msg, sizeof(msg)) == 0;

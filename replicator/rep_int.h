@@ -187,6 +187,11 @@ int rep__peer_getvol(rep_ctx *r, const char *id,
                      Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
                      size_t msz);
 int rep__peer_hello(rep_ctx *r, char *msg, size_t msz);
+/* One pass over the tombstones of deleted primaries (R-35): ask the peer
+ * to delete each replica; drop the tombstone on a final answer. */
+void rep__tombs_process(rep_ctx *r);
+/* Forget a volume's region-copy list ("rep.copylist/<vol>"). */
+void rep__copylist_drop(rep_ctx *r, const char *id);
 /* Receiver decoding of untrusted peer bytes (exposed for the fuzzer,
  * tests/fuzz/fuzz-rep-link.c).  A ShipBatch's entries as sent, or LZ4
  * decompressed to exactly raw_len: returns RESULT_OK with *data and *len set

@@ -444,7 +444,8 @@ again:
         }
     }
     uint64_t applied = info.applied;
-    rc = jr_apply(r->st, req->volume_id, data, len, &applied);
+    rc = jr_apply_history(r->st, req->volume_id, data, len,
+                          req->promoted_at_seq, &applied);
     if (rc < 0) {
         int res2 = rc == JR_EGAP       ? R(GAP)
                    : rc == JR_ESTALE   ? R(STALE_EPOCH)
@@ -858,6 +859,137 @@ nomem:
     return RPC_RESOURCE_EXHAUSTED;
 }
 
+/* ------------------------------------------------------ DeleteReplica */
+
+static int delrep_answer(ProtobufCMessage **respm, int result, int deleted,
+                         const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int delrep_answer(ProtobufCMessage **respm, int result, int deleted,
+                         const char *fmt, ...)
+{
+    Tandem__Repl__V1__DeleteReplicaResponse *a = malloc(sizeof(*a));
+    if (!a) return RPC_RESOURCE_EXHAUSTED;
+    tandem__repl__v1__delete_replica_response__init(a);
+    char m[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m, sizeof(m), fmt, ap);
+    va_end(ap);
+    a->result = result;
+    a->deleted = deleted;
+    a->message = sdup(m);
+    *respm = &a->base;
+    return RPC_OK;
+}
+
+/* The peer's primary was deleted (R-35 tombstone there): delete our
+ * replica unless it has become something of its own since. */
+static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                    ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    const Tandem__Repl__V1__DeleteReplicaRequest *req = (const void *)reqm;
+    const char *id = req->volume_id;
+    struct jr_info info;
+    int rc;
+    if (!valid_id(id) || req->epoch == 0)
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "bad volume id or epoch");
+    if (strcmp(req->from_region, r->peer_region))
+        return delrep_answer(respm, R(WRONG_PEER), 0, "region %s takes "
+                             "deletions from %s, not %s", r->region,
+                             r->peer_region, req->from_region);
+    struct rep_vol *v = rep__vol_get(r, id);
+    if (!v) return RPC_RESOURCE_EXHAUSTED;
+    pthread_mutex_lock(&v->op_lock);
+    rc = jr_volume_stat(r->st, id, &info);
+    if (rc == -ENOENT) {
+        rc = delrep_answer(respm, R(OK), 0, "no replica of %s here", id);
+    } else if (rc < 0) {
+        rc = delrep_answer(respm, R(ERROR), 0, "stat %s: %s", id,
+                           jr_strerror(rc));
+    } else if (info.role != JR_ROLE_SECONDARY) {
+        rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s is %s in %s at "
+                           "epoch %" PRIu64 ": kept", id,
+                           jr_role_name(info.role), r->region, info.epoch);
+    } else if (info.epoch > req->epoch) {
+        rc = delrep_answer(respm, R(STALE_EPOCH), 0, "%s in %s is at epoch %"
+                           PRIu64 ", newer than the deleted primary's %"
+                           PRIu64 ": kept", id, r->region, info.epoch,
+                           req->epoch);
+    } else {
+        rep__undo_drop(r, id);
+        rc = jr_volume_delete(r->st, id);
+        if (rc == 0 || rc == -ENOENT) {
+            tlog_info("rep.replica_deleted", "vol=%s epoch=%" PRIu64
+                      " from=%s", id, info.epoch, req->from_region);
+            rc = delrep_answer(respm, R(OK), rc == 0, "replica of %s "
+                               "deleted in %s", id, r->region);
+        } else {
+            rc = delrep_answer(respm, rc == JR_ELOCKED ? R(BUSY) : R(ERROR),
+                               0, "deleting %s: %s", id, jr_strerror(rc));
+        }
+    }
+    pthread_mutex_unlock(&v->op_lock);
+    return rc;
+}
+
+/* Sender side: one pass over this region's tombstones (R-35) whose peer
+ * is ours.  Fail-fast calls (the scanner must not stall on a dead link);
+ * a tombstone stays until the peer gave a final answer. */
+static int tomb_cb(const struct jr_tomb *t, void *arg)
+{
+    rep_ctx *r = arg;
+    int ours = 0;
+    for (int i = 0; i < t->n_peers; i++)
+        if (!strcmp(t->peers[i], r->peer_region)) ours = 1;
+    if (!ours) return 0;
+    Tandem__Repl__V1__DeleteReplicaRequest req =
+        TANDEM__REPL__V1__DELETE_REPLICA_REQUEST__INIT;
+    req.volume_id = (char *)t->vol_id;
+    req.from_region = r->region;
+    req.epoch = t->epoch;
+    ProtobufCMessage *o = NULL;
+    char msg[256];
+    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/DeleteReplica",
+                               &req.base,
+                               &tandem__repl__v1__delete_replica_response__descriptor,
+                               &o, REP_PROBE_TIMEOUT_MS, 0, msg, sizeof(msg));
+    if (code != RPC_OK) {
+        tlog_debug("rep.replica_delete_retry", "vol=%s code=%s msg=\"%s\"",
+                   t->vol_id, rpc_code_name(code), msg);
+        return 0;
+    }
+    Tandem__Repl__V1__DeleteReplicaResponse *a = (void *)o;
+    int final = 1;
+    switch (a->result) {
+    case R(OK):
+        tlog_info("rep.replica_delete", "vol=%s peer=%s deleted=%d msg=\"%s\"",
+                  t->vol_id, r->peer_region, a->deleted, a->message);
+        break;
+    case R(SPLIT_BRAIN):
+    case R(STALE_EPOCH):
+        /* Promoted since: the peer's copy is its own now. */
+        tlog_warn("rep.replica_kept", "vol=%s peer=%s msg=\"%s\"", t->vol_id,
+                  r->peer_region, a->message);
+        break;
+    default:
+        final = 0;
+        tlog_warn("rep.replica_delete_failed", "vol=%s peer=%s result=%d "
+                  "msg=\"%s\"", t->vol_id, r->peer_region, a->result,
+                  a->message);
+    }
+    protobuf_c_message_free_unpacked(o, NULL);
+    if (final) {
+        rep__copylist_drop(r, t->vol_id);
+        jr_tomb_remove(r->st, t->vol_id);
+    }
+    return 0;
+}
+
+void rep__tombs_process(rep_ctx *r) { jr_tomb_list(r->st, tomb_cb, r); }
+
 #define M(name, req, resp, fn)                                              \
     {"/tandem.repl.v1.Link/" name, &tandem__repl__v1__##req##__descriptor, \
      &tandem__repl__v1__##resp##__descriptor, fn}
@@ -869,6 +1001,8 @@ const struct rpc_method rep__link_methods[] = {
     M("JournalRegions", journal_regions_request, journal_regions_response,
       h_jregions),
     M("ReadRegions", read_regions_request, read_regions_response, h_rregions),
+    M("DeleteReplica", delete_replica_request, delete_replica_response,
+      h_delrep),
 };
 const size_t rep__n_link_methods =
     sizeof(rep__link_methods) / sizeof(rep__link_methods[0]);

@@ -617,6 +617,15 @@ static void tail_apply_idempotent_and_refusals_on(const char *backend)
     /* Stale epoch: the replica moved to epoch 5, entries carry 1. */
     ASSERT_EQ(jr_role_set(f.st, "s2", JR_ROLE_SECONDARY, 5), 0);
     ASSERT_EQ(jr_apply(f.st, "s2", b.data, b.len, &applied), JR_ESTALE);
+    /* ... unless they are history from before the primary's promotion
+     * (R-22): a history position one short still refuses the last. */
+    ASSERT_EQ(jr_apply_history(f.st, "s2", b.data, b.len, b.last_seq - 1,
+                               &applied), JR_ESTALE);
+    ASSERT_EQ(jr_volume_stat(f.st, "s2", &si), 0);
+    ASSERT_UEQ(si.head, 0);
+    ASSERT_EQ(jr_apply_history(f.st, "s2", b.data, b.len, b.last_seq,
+                               &applied), 0);
+    ASSERT_UEQ(applied, b.last_seq);
     free(bad);
     jr_batch_free(&b);
     fx_close(&f);

@@ -215,6 +215,105 @@ TEST(replicates_byte_for_byte)
     teardown(&t);
 }
 
+/* A volume promoted after history at an older epoch replicates to an
+ * empty peer (its region rebuilt): the history entries carry epoch 1, the
+ * new replica is at epoch 2.  This once made the replica refuse them
+ * (R-22) and the primary demote itself as if split-brained. */
+TEST(promoted_volume_replicates_to_an_empty_peer)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "h", 1u << 20);
+    uint64_t h1 = write_some(t.sa, "h", 10, 9);
+    ASSERT(wait_applied(t.sb, "h", h1));
+    char msg[512];
+    int changed;
+    /* Region a is lost: b takes over and writes on. */
+    rep_destroy(t.a);
+    t.a = NULL;
+    ASSERT_EQ(rep__promote(t.b, "h", 1, &changed, msg, sizeof(msg)),
+              RPC_OK);
+    uint64_t h2 = write_some(t.sb, "h", 6, 10);
+    ASSERT_GT(h2, h1);
+    /* Region a comes back empty. */
+    ASSERT_OK(jr_role_set(t.sa, "h", JR_ROLE_SECONDARY, 2));
+    ASSERT_OK(jr_volume_delete(t.sa, "h"));
+    t.a = start(&t, "a", "b");
+    ASSERT(wait_applied(t.sa, "h", h2));
+    images_equal(t.sb, t.sa, "h");
+    struct jr_info ib, ia;
+    ASSERT_OK(jr_volume_stat(t.sb, "h", &ib));
+    ASSERT_EQ(ib.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ib.epoch, 2);
+    ASSERT_OK(jr_volume_stat(t.sa, "h", &ia));
+    ASSERT_EQ(ia.role, JR_ROLE_SECONDARY);
+    ASSERT_UEQ(ia.epoch, 2);
+    teardown(&t);
+}
+
+static int gone_within(st_store *st, const char *id, int tomb, int secs)
+{
+    for (int i = 0; i < secs * 100; i++) {
+        struct jr_info x;
+        struct jr_tomb tb;
+        int rc = tomb ? jr_tomb_get(st, id, &tb) : jr_volume_stat(st, id, &x);
+        if (rc == -ENOENT) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* Deleting a replicated primary leaves a tombstone (R-35); the sender's
+ * replicator has the replica deleted, then drops the tombstone.  A
+ * replica promoted meanwhile is kept. */
+TEST(deleting_a_primary_deletes_its_replica)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "gone", 1u << 20);
+    create_primary(t.sa, "kept", 1u << 20);
+    struct jr_create_opts lo = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_PRIMARY, .region = "a"};
+    ASSERT_OK(jr_volume_create(t.sa, "local", &lo)); /* not replicated */
+    uint64_t hg = write_some(t.sa, "gone", 10, 7);
+    uint64_t hk = write_some(t.sa, "kept", 10, 8);
+    ASSERT(wait_applied(t.sb, "gone", hg));
+    ASSERT(wait_applied(t.sb, "kept", hk));
+    uint64_t ack = 0;
+    for (int i = 0; i < 3000 && ack < hg; i++) {
+        jr_peer_ack_get(t.sa, "gone", "b", &ack);
+        usleep(10000);
+    }
+    ASSERT_UEQ(ack, hg);
+
+    struct jr_tomb tb;
+    ASSERT_OK(jr_volume_delete(t.sa, "local"));
+    ASSERT_EQ(jr_tomb_get(t.sa, "local", &tb), -ENOENT);
+
+    /* b's copy of "kept" is promoted before a deletes its primary. */
+    char msg[512];
+    int changed;
+    ASSERT_EQ(rep__promote(t.b, "kept", 1, &changed, msg, sizeof(msg)),
+              RPC_OK);
+    ASSERT_OK(jr_volume_delete(t.sa, "gone"));
+    ASSERT_OK(jr_volume_delete(t.sa, "kept"));
+    /* The tombstone may already be processed; if it is still there it
+     * says what it must. */
+    if (jr_tomb_get(t.sa, "gone", &tb) == 0) {
+        ASSERT_EQ(tb.n_peers, 1);
+        ASSERT_STREQ(tb.peers[0], "b");
+        ASSERT_UEQ(tb.epoch, 1);
+    }
+    ASSERT(gone_within(t.sb, "gone", 0, 30));
+    ASSERT(gone_within(t.sa, "gone", 1, 30));
+    ASSERT(gone_within(t.sa, "kept", 1, 30));
+    struct jr_info ik;
+    ASSERT_OK(jr_volume_stat(t.sb, "kept", &ik));
+    ASSERT_EQ(ik.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ik.epoch, 2);
+    teardown(&t);
+}
+
 /* CI once saw a graceful promote refused as "peer unreachable" because
  * b's channel to a was still in reconnect backoff from b's first Hello,
  * sent before a listened.  An operator command must wait for the link
