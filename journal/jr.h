@@ -123,7 +123,11 @@ int jr_tomb_list(st_store *st, int (*cb)(const struct jr_tomb *t, void *arg),
 int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t);
 /* 0, or -ENOENT if there is none. */
 int jr_tomb_remove(st_store *st, const char *vol_id);
-/* Visit every volume id in the store (cb != 0 stops and is returned). */
+/* Visit every volume id in the store's directory (R-2), in id order (cb
+ * != 0 stops and is returned).  Cost: the number of volumes, not of
+ * objects.  An id whose create or delete was interrupted by a crash may
+ * be listed without a volume (jr_volume_stat: -ENOENT; jr_volume_delete
+ * then removes it from the directory). */
 int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
                    void *arg);
 

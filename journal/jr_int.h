@@ -62,6 +62,8 @@ size_t jr__compress(const uint8_t *src, size_t len, uint8_t *dst);
 /* Volume ids. */
 int jr__valid_id(const char *id);
 /* Object names. */
+/* The volume directory: one omap key per volume id. */
+#define JR_DIR_OID "vols"
 void jr__oid_header(char *buf, size_t n, const char *vol);
 void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno);
 void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);

@@ -40,6 +40,10 @@ int jr_volume_create(st_store *st, const char *vol_id,
     if (role != JR_ROLE_PRIMARY && role != JR_ROLE_SECONDARY) return -EINVAL;
     if (o->region && strlen(o->region) > JR_MAX_REGION) return -EINVAL;
     uint64_t base = o->start_seq ? o->start_seq - 1 : 0;
+    /* Directory first (R-2): a crash before the header leaves a key that
+     * names no volume, never a volume that no listing finds. */
+    int r = st_omap_set(st, JR_DIR_OID, vol_id, "", 0);
+    if (r < 0) return r;
     HDR_OID(oid, vol_id);
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
@@ -70,8 +74,9 @@ int jr_volume_create(st_store *st, const char *vol_id,
         }
         st_wop_omap_set(op, key, o->meta[i].value, strlen(o->meta[i].value));
     }
-    int r = st_wop_operate(st, oid, op);
+    r = st_wop_operate(st, oid, op);
     st_wop_destroy(op);
+    if (r < 0 && r != -EEXIST) st_omap_rm(st, JR_DIR_OID, vol_id);
     if (r == 0)
         tlog_info("volume.created",
                   "vol=%s size=%" PRIu64 " object_size=%u role=%s epoch=%"
@@ -260,8 +265,14 @@ int jr_volume_delete(st_store *st, const char *vol_id)
 {
     struct jr__hdr h;
     int r = jr__hdr_load(st, vol_id, &h);
-    if (r == JR_ECORRUPT || r == JR_EVERSION) r = 0; /* delete anyway */
-    else if (r < 0) return r;
+    if (r == JR_ECORRUPT || r == JR_EVERSION) {
+        r = 0; /* delete anyway */
+    } else if (r == -ENOENT) {
+        st_omap_rm(st, JR_DIR_OID, vol_id); /* an interrupted delete */
+        return r;
+    } else if (r < 0) {
+        return r;
+    }
     int locked = lease_live(h.lease);
     int primary = h.role == JR_ROLE_PRIMARY;
     uint64_t epoch = h.epoch;
@@ -281,6 +292,10 @@ int jr_volume_delete(st_store *st, const char *vol_id)
     if (r < 0) return r;
     HDR_OID(oid, vol_id);
     r = st_remove(st, oid);
+    if (r == 0 || r == -ENOENT) {
+        int rr = st_omap_rm(st, JR_DIR_OID, vol_id);
+        if (rr < 0 && rr != -ENOENT && r == 0) r = rr;
+    }
     if (r == 0) tlog_info("volume.deleted", "vol=%s", vol_id);
     return r;
 }
@@ -290,12 +305,13 @@ struct listarg {
     void *arg;
 };
 
-static int list_cb(const char *oid, void *arg)
+static int list_cb(const char *key, const char *val, size_t len, void *arg)
 {
+    (void)val;
+    (void)len;
     struct listarg *a = arg;
-    const char *id = oid + 4; /* "vol/<id>" with no further '/' */
-    if (strchr(id, '/') || !jr__valid_id(id)) return 0;
-    return a->cb(id, a->arg);
+    if (!jr__valid_id(key)) return 0;
+    return a->cb(key, a->arg);
 }
 
 int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
@@ -303,7 +319,8 @@ int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
 {
     if (!st || !cb) return -EINVAL;
     struct listarg a = {cb, arg};
-    return st_list(st, "vol/", list_cb, &a);
+    int r = st_omap_iter(st, JR_DIR_OID, NULL, NULL, 0, list_cb, &a);
+    return r == -ENOENT ? 0 : r; /* no volume was ever created */
 }
 
 static int journal_bytes(st_store *st, const char *vol,

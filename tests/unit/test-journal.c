@@ -181,6 +181,18 @@ static void volume_lifecycle_on(const char *backend)
     int left = 0;
     ASSERT_EQ(st_list(f.st, "vol/v1/", (st_list_cb)count_cb, &left), 0);
     ASSERT_EQ(left, 0);
+
+    /* The directory (R-2): a create interrupted after its key is listed
+     * but absent, and the delete a caller then tries tidies it up. */
+    ASSERT_EQ(st_omap_set(f.st, "vols", "half", "", 0), 0);
+    n = 0;
+    ASSERT_EQ(jr_volume_list(f.st, count_cb, &n), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(jr_volume_stat(f.st, "half", &in), -ENOENT);
+    ASSERT_EQ(jr_volume_delete(f.st, "half"), -ENOENT);
+    n = 0;
+    ASSERT_EQ(jr_volume_list(f.st, count_cb, &n), 0);
+    ASSERT_EQ(n, 1);
     fx_close(&f);
 }
 
