@@ -1586,6 +1586,41 @@ out:
     return ret;
 }
 
+/* The dirty map only ever names what dropped entries touched, and every
+ * dropped entry lies below the tail.  A trim (journal cap) can drop
+ * entries the peer already applied but has not acknowledged yet (the ack
+ * is recorded after the answer): then the map names nothing the peer
+ * lacks, this sender keeps shipping without meeting JR_ETRIMMED, and
+ * nothing would clear the map; once the writes stop the volume would stay
+ * in dirty tracking for good (wait-sync, status and trims all see it).
+ * So when the peer's applied position (s->next - 1) is at or past
+ * tail - 1, clear the map without a copy, under jr.h's guards: if a trim
+ * ran since the stat (tail moved or the map grew) the clear is refused
+ * and the next round looks again. */
+static int count_cb(uint64_t off, uint64_t len, void *arg)
+{
+    (void)off;
+    (void)len;
+    (*(uint64_t *)arg)++;
+    return 0;
+}
+
+static void sender_dirty_drop(struct sender *s, const struct jr_info *info)
+{
+    uint64_t gen = 0, nreg = 0;
+    int rc = jr_dirty_iter_gen(s->r->st, s->v->id, &gen, count_cb, &nreg);
+    if (rc == 0)
+        rc = jr_dirty_clear_gen(s->r->st, s->v->id, info->tail, gen);
+    if (rc == 0)
+        tlog_info("rep.dirty_dropped", "vol=%s tail=%" PRIu64
+                  " peer_applied=%" PRIu64 " regions=%" PRIu64
+                  " msg=\"the peer has every trimmed entry\"", s->v->id,
+                  info->tail, s->next - 1, nreg);
+    else if (rc != -EAGAIN && rc != JR_ETRIMMED)
+        tlog_warn("rep.dirty_drop_failed", "vol=%s err=%d (%s)", s->v->id,
+                  rc, jr_strerror(rc));
+}
+
 static void *sender_main(void *arg)
 {
     struct sender *s = arg;
@@ -1649,6 +1684,8 @@ static void *sender_main(void *arg)
             }
             continue;
         }
+        if (info.dirty_tracking && s->next >= info.tail)
+            sender_dirty_drop(s, &info);
         /* Nothing past what the peer has: no journal read needed. */
         rc = info.head >= s->next ? sender_step(s, &info) : 0;
         if (rc == 2) break;

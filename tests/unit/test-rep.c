@@ -583,4 +583,75 @@ TEST(link_refusals)
     teardown(&t);
 }
 
+/* t0310 once timed out in wait-sync with the replica at the primary's
+ * head: the primary's dirty flag stayed set.  A journal trim (cap
+ * reached) can drop entries the peer already applied but has not yet
+ * acknowledged (the ack is recorded after the answer): the dirty map then
+ * only names bytes the peer has, the sender never meets JR_ETRIMMED, and
+ * nothing else cleared the map, so the volume stayed in dirty tracking
+ * (wait-sync and the status report it) once the writes stopped.  Here the
+ * race is played by hand: a is down, b applies a full journal object it
+ * read itself (no ack on a), then a roll trims that object on a. */
+TEST(dirty_map_of_entries_the_peer_has_is_cleared)
+{
+    struct two t;
+    setup(&t, 1);
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"}};
+    struct jr_create_opts o = {.size = 8u << 20, .object_size = 256u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a",
+                               .meta = kv, .n_meta = 2,
+                               .journal_cap = 64u << 10};
+    ASSERT_OK(jr_volume_create(t.sa, "cv", &o));
+    /* b holds the (empty) replica, then a's replicator goes away. */
+    struct jr_info ia, ib;
+    int i;
+    for (i = 0; i < 1000 && jr_volume_stat(t.sb, "cv", &ib) != 0; i++)
+        usleep(10000);
+    ASSERT_LT(i, 1000);
+    rep_destroy(t.a);
+    t.a = NULL;
+    /* Fill the first journal object to just below its 4 MiB roll point
+     * (255 entries of 16 KiB + 64 bytes): no roll, so no trim yet. */
+    uint64_t h1 = write_some(t.sa, "cv", 255, 11);
+    ASSERT_OK(jr_volume_stat(t.sa, "cv", &ia));
+    ASSERT_UEQ(ia.tail, 1);
+    ASSERT_EQ(ia.dirty_tracking, 0);
+    ASSERT(ia.journal_bytes + 16384 + 64 > (4u << 20));
+    /* b applies all of it; a's ack for b stays unset. */
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "cv", 1, 16u << 20, &b));
+    ASSERT_UEQ(b.last_seq, h1);
+    uint64_t ap = 0;
+    ASSERT_OK(jr_apply(t.sb, "cv", b.data, b.len, &ap));
+    ASSERT_UEQ(ap, h1);
+    jr_batch_free(&b);
+    /* One more write rolls the journal; the trim drops the full object
+     * (past the cap) and records its regions: dirty tracking, though the
+     * peer has every dropped entry. */
+    uint64_t h2 = write_some(t.sa, "cv", 1, 12);
+    for (i = 0; i < 1000; i++) {
+        ASSERT_OK(jr_volume_stat(t.sa, "cv", &ia));
+        if (ia.tail > 1) break;
+        usleep(10000);
+    }
+    ASSERT_UEQ(ia.tail, h1 + 1);
+    ASSERT_EQ(ia.dirty_tracking, 1);
+    /* a comes back: the peer needs entry h2 only.  It must end in sync,
+     * out of dirty tracking, with equal images. */
+    t.a = start(&t, "a", "b");
+    for (i = 0; i < 1500; i++) {
+        ASSERT_OK(jr_volume_stat(t.sa, "cv", &ia));
+        ASSERT_OK(jr_volume_stat(t.sb, "cv", &ib));
+        if (ib.applied == h2 && !ia.dirty_tracking) break;
+        usleep(10000);
+    }
+    ASSERT_UEQ(ib.applied, h2);
+    ASSERT_EQ(ia.dirty_tracking, 0);
+    char *cw = NULL;
+    ASSERT_EQ(jr_meta_get(t.sb, "cv", "rep.copy.id", &cw), -ENOENT);
+    images_equal(t.sa, t.sb, "cv");
+    teardown(&t);
+}
+
 TT_MAIN()
