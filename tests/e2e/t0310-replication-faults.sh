@@ -151,7 +151,7 @@ wait "$PID_writer" "$PID_cwriter" 2>/dev/null
 for x in "$v:w" "$cv:c"; do
     vol=${x%%:*}
     "$TOOL" wait-sync "$CONF" a b $vol --timeout 90 >/dev/null ||
-        fail "no catch-up after faults: $("$TOOL" stat "$CONF" b $vol)"
+        fail "no catch-up after faults: b: $("$TOOL" stat "$CONF" b $vol) a: $("$TOOL" stat "$CONF" a $vol --peer b)"
     out=$("$TOOL" cmp "$CONF" a b $vol) || fail "after faults: $out"
     out=$("$TOOL" verify "$CONF" b $vol --log "$tmp/${x##*:}.log") || fail "after faults: $out"
 done
