@@ -300,7 +300,11 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
  *   6. ship entries from T on with jr_tail_read / jr_apply: they rewrite,
  *      in order, whatever newer bytes step 3 copied.
  * The secondary is not crash-consistent from 3 until 6 reached the
- * primary's head as of 3 (DESIGN.md: the copy is not write-ordered). */
+ * primary's head as of 3 (DESIGN.md: the copy is not write-ordered).
+ * A trim can also drop entries a peer has applied but not acknowledged
+ * yet (the ack is recorded after the peer's answer): a peer whose applied
+ * position is >= T - 1 lacks nothing the map names, and the map is
+ * cleared without a copy (steps 2 and 4 only). */
 int jr_dirty_clear_gen(st_store *st, const char *vol_id, uint64_t resume_seq,
                        uint64_t gen);
 /* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
