@@ -30,7 +30,7 @@
  *                                   volumes (region a gone), via the
  *                                   replicator's admin socket
  * TANDEM_BENCH_SECS scales the timed phases (default 6 s); REP_BENCH_BATCH
- * sets the replicators' --batch-bytes (default 16 MiB).
+ * sets the replicators' --batch-bytes (default 8 MiB).
  */
 #include <errno.h>
 #include <inttypes.h>

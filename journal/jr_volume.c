@@ -40,10 +40,7 @@ int jr_volume_create(st_store *st, const char *vol_id,
     if (role != JR_ROLE_PRIMARY && role != JR_ROLE_SECONDARY) return -EINVAL;
     if (o->region && strlen(o->region) > JR_MAX_REGION) return -EINVAL;
     uint64_t base = o->start_seq ? o->start_seq - 1 : 0;
-    /* Directory first (R-2): a crash before the header leaves a key that
-     * names no volume, never a volume that no listing finds. */
-    int r = st_omap_set(st, JR_DIR_OID, vol_id, "", 0);
-    if (r < 0) return r;
+    int r;
     HDR_OID(oid, vol_id);
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
@@ -73,6 +70,12 @@ int jr_volume_create(st_store *st, const char *vol_id,
             return -EINVAL;
         }
         st_wop_omap_set(op, key, o->meta[i].value, strlen(o->meta[i].value));
+    }
+    /* Directory first (R-2): a crash before the header leaves a key that
+     * names no volume, never a volume that no listing finds. */
+    if ((r = st_omap_set(st, JR_DIR_OID, vol_id, "", 0)) < 0) {
+        st_wop_destroy(op);
+        return r;
     }
     r = st_wop_operate(st, oid, op);
     st_wop_destroy(op);
@@ -120,9 +123,9 @@ static void namelist_free(struct namelist *l)
     free(l->v);
 }
 
-/* ---- tombstones (R-35) ---- */
+static int valid_peer(const char *peer);
 
-#define TOMB_PREFIX "tomb/"
+/* ---- tombstones: one omap key per deleted id in JR_TOMBS_OID ---- */
 
 struct peer_names {
     char s[JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1) + 1];
@@ -136,8 +139,7 @@ static int ack_name_cb(const char *key, const char *val, size_t len,
     (void)len;
     struct peer_names *p = arg;
     const char *name = key + 4; /* "ack." */
-    if (p->n >= JR_TOMB_MAX_PEERS || !*name || strlen(name) > JR_MAX_REGION)
-        return 0;
+    if (p->n >= JR_TOMB_MAX_PEERS || !valid_peer(name)) return 0;
     size_t used = strlen(p->s);
     snprintf(p->s + used, sizeof p->s - used, "%s%s", p->n ? " " : "", name);
     p->n++;
@@ -153,93 +155,70 @@ static int tomb_write(st_store *st, const char *vol_id, uint64_t epoch)
     p.s[0] = 0;
     int r = st_omap_iter(st, hoid, "ack.", NULL, 0, ack_name_cb, &p);
     if (r < 0 || p.n == 0) return r;
-    char oid[JR_OID_MAX];
-    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
-    st_wop *op = st_wop_create();
-    if (!op) return -ENOMEM;
-    set_u64(op, "epoch", epoch);
-    set_u64(op, "deleted_at", (uint64_t)time(NULL));
-    st_wop_omap_set(op, "peers", p.s, strlen(p.s));
-    r = st_wop_operate(st, oid, op);
-    st_wop_destroy(op);
+    char val[32 + 24 + sizeof p.s];
+    int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %s", epoch,
+                     (uint64_t)time(NULL), p.s);
+    r = st_omap_set(st, JR_TOMBS_OID, vol_id, val, (size_t)n);
     if (r == 0)
         tlog_info("volume.tombstone", "vol=%s epoch=%" PRIu64 " peers=\"%s\"",
                   vol_id, epoch, p.s);
     return r;
 }
 
-struct tomb_parse {
-    struct jr_tomb *t;
-    int have_epoch, have_peers, bad;
-};
-
-static int tomb_key_cb(const char *key, const char *val, size_t len,
-                       void *arg)
+/* "<epoch> <deleted_at> <peer>[ <peer>...]"; JR_ECORRUPT if not. */
+static int tomb_parse(const char *id, const char *val, size_t len,
+                      struct jr_tomb *t)
 {
-    struct tomb_parse *tp = arg;
-    char buf[JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1) + 1];
-    if (len >= sizeof buf || memchr(val, 0, len)) {
-        tp->bad = 1;
-        return 0;
-    }
+    char buf[64 + JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1)];
+    memset(t, 0, sizeof *t);
+    if (len >= sizeof buf || memchr(val, 0, len)) goto bad;
     memcpy(buf, val, len);
     buf[len] = 0;
-    uint64_t v;
-    if (!strcmp(key, "epoch")) {
-        if (jr__parse_u64(buf, &v) < 0 || v == 0) tp->bad = 1;
-        tp->t->epoch = v;
-        tp->have_epoch = 1;
-    } else if (!strcmp(key, "deleted_at")) {
-        if (jr__parse_u64(buf, &v) < 0) tp->bad = 1;
-        tp->t->deleted_at = (int64_t)v;
-    } else if (!strcmp(key, "peers")) {
-        tp->have_peers = 1;
-        char *save = NULL;
-        for (char *w = strtok_r(buf, " ", &save); w;
-             w = strtok_r(NULL, " ", &save)) {
-            if (tp->t->n_peers >= JR_TOMB_MAX_PEERS ||
-                strlen(w) > JR_MAX_REGION) {
-                tp->bad = 1;
-                break;
-            }
-            snprintf(tp->t->peers[tp->t->n_peers++], JR_MAX_REGION + 1, "%s",
-                     w);
-        }
+    snprintf(t->vol_id, sizeof t->vol_id, "%s", id);
+    char *save = NULL, *w;
+    uint64_t x;
+    if (!(w = strtok_r(buf, " ", &save)) || jr__parse_u64(w, &t->epoch) < 0 ||
+        t->epoch == 0)
+        goto bad;
+    if (!(w = strtok_r(NULL, " ", &save)) || jr__parse_u64(w, &x) < 0)
+        goto bad;
+    t->deleted_at = (int64_t)x;
+    while ((w = strtok_r(NULL, " ", &save))) {
+        if (t->n_peers >= JR_TOMB_MAX_PEERS || !valid_peer(w)) goto bad;
+        snprintf(t->peers[t->n_peers++], JR_MAX_REGION + 1, "%s", w);
     }
+    if (t->n_peers == 0) goto bad;
     return 0;
+bad:
+    tlog_warn("volume.tombstone_unreadable", "object=%s key=%s", JR_TOMBS_OID,
+              id);
+    return JR_ECORRUPT;
 }
 
 int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t)
 {
     if (!st || !t || !jr__valid_id(vol_id)) return -EINVAL;
-    memset(t, 0, sizeof *t);
-    snprintf(t->vol_id, sizeof t->vol_id, "%s", vol_id);
-    char oid[JR_OID_MAX];
-    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
-    struct tomb_parse tp = {.t = t};
-    int r = st_omap_iter(st, oid, NULL, NULL, 0, tomb_key_cb, &tp);
+    char *val = NULL;
+    size_t len = 0;
+    int r = st_omap_get(st, JR_TOMBS_OID, vol_id, &val, &len);
     if (r < 0) return r;
-    if (!tp.bad && !tp.have_epoch && !tp.have_peers) return -ENOENT;
-    if (tp.bad || !tp.have_epoch || !tp.have_peers || t->n_peers == 0) {
-        tlog_warn("volume.tombstone_unreadable", "object=%s", oid);
-        return JR_ECORRUPT;
-    }
-    return 0;
+    r = tomb_parse(vol_id, val, len, t);
+    free(val);
+    return r;
 }
 
 struct tomb_list_arg {
-    st_store *st;
     int (*cb)(const struct jr_tomb *t, void *arg);
     void *arg;
 };
 
-static int tomb_list_cb(const char *oid, void *arg)
+static int tomb_list_cb(const char *key, const char *val, size_t len,
+                        void *arg)
 {
     struct tomb_list_arg *a = arg;
-    const char *id = oid + strlen(TOMB_PREFIX);
-    if (!jr__valid_id(id)) return 0;
     struct jr_tomb t;
-    if (jr_tomb_get(a->st, id, &t) < 0) return 0; /* gone, or logged */
+    if (!jr__valid_id(key) || tomb_parse(key, val, len, &t) < 0)
+        return 0; /* reported; never a reason to delete anything */
     return a->cb(&t, a->arg);
 }
 
@@ -247,16 +226,18 @@ int jr_tomb_list(st_store *st, int (*cb)(const struct jr_tomb *t, void *arg),
                  void *arg)
 {
     if (!st || !cb) return -EINVAL;
-    struct tomb_list_arg a = {st, cb, arg};
-    return st_list(st, TOMB_PREFIX, tomb_list_cb, &a);
+    struct tomb_list_arg a = {cb, arg};
+    int r = st_omap_iter(st, JR_TOMBS_OID, NULL, NULL, 0, tomb_list_cb, &a);
+    return r == -ENOENT ? 0 : r; /* no tombstone was ever written */
 }
 
 int jr_tomb_remove(st_store *st, const char *vol_id)
 {
     if (!st || !jr__valid_id(vol_id)) return -EINVAL;
-    char oid[JR_OID_MAX];
-    snprintf(oid, sizeof oid, TOMB_PREFIX "%s", vol_id);
-    int r = st_remove(st, oid);
+    struct jr_tomb t;
+    int r = jr_tomb_get(st, vol_id, &t);
+    if (r == -ENOENT) return r;
+    r = st_omap_rm(st, JR_TOMBS_OID, vol_id);
     if (r == 0) tlog_info("volume.tombstone_removed", "vol=%s", vol_id);
     return r;
 }
@@ -936,49 +917,61 @@ int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
                       uint64_t size)
 {
     if (!st || size == 0 || size > JR_MAX_OFFSET) return -EINVAL;
-    struct jr__hdr h;
-    int r = jr__hdr_load(st, vol_id, &h);
-    if (r < 0) return r;
-    if (h.role != JR_ROLE_SECONDARY) {
-        jr__hdr_free(&h);
-        return JR_EROLE;
-    }
     HDR_OID(oid, vol_id);
-    /* Drop the old journal first (index keys and base in one update), so
-     * no replay can run old entries over the copied regions. */
-    st_wop *op = st_wop_create();
-    if (!op) {
+    for (int tries = 0; tries < 10; tries++) {
+        struct jr__hdr h;
+        int r = jr__hdr_load(st, vol_id, &h);
+        if (r < 0) return r;
+        if (h.role != JR_ROLE_SECONDARY) {
+            jr__hdr_free(&h);
+            return JR_EROLE;
+        }
+        /* Drop the old journal first (index keys and base in one update),
+         * so no replay can run old entries over the copied regions.  The
+         * guards make a trim that ran since the load retry with what it
+         * left (R-9). */
+        st_wop *op = st_wop_create();
+        if (!op) {
+            jr__hdr_free(&h);
+            return -ENOMEM;
+        }
+        st_wop_omap_cmp(op, "role", "secondary", 9);
+        st_wop_omap_cmp(op, "tail", h.tail_raw,
+                        h.tail_raw ? strlen(h.tail_raw) : 0);
+        st_wop_omap_cmp(op, "dirty.gen", h.gen_raw,
+                        h.gen_raw ? strlen(h.gen_raw) : 0);
+        char key[64], b[64];
+        for (size_t i = 0; i < h.nj; i++) {
+            snprintf(key, sizeof key, "jidx.%016" PRIx64, h.j[i].n);
+            st_wop_omap_rm(op, key);
+        }
+        /* Dirty tracking left from days as a primary describes an older
+         * state (R-9). */
+        for (size_t i = 0; i < h.nch; i++) {
+            snprintf(key, sizeof key, "dirty.%016" PRIx64, h.ch[i].c);
+            st_wop_omap_rm(op, key);
+        }
+        st_wop_omap_set(op, "dirty", "0", 1);
+        set_u64(op, "dirty.gen", h.dirty_gen + 1);
+        set_u64(op, "base", seq);
+        set_u64(op, "tail", seq + 1);
+        int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
+        st_wop_omap_set(op, "applied", b, (size_t)n);
+        set_u64(op, "size", size);
+        r = st_wop_operate(st, oid, op);
+        st_wop_destroy(op);
+        if (r == -ECANCELED) { /* role, tail or dirty map moved: again */
+            jr__hdr_free(&h);
+            continue;
+        }
+        /* The index no longer names them: a crash from here leaves
+         * garbage only (R-8). */
+        if (r == 0) r = remove_jobjs(st, vol_id, &h, h.nj);
+        if (r == 0)
+            tlog_info("volume.rebased", "vol=%s seq=%" PRIu64 " size=%" PRIu64
+                      " journal_objects=%zu", vol_id, seq, size, h.nj);
         jr__hdr_free(&h);
-        return -ENOMEM;
+        return r;
     }
-    st_wop_omap_cmp(op, "role", "secondary", 9);
-    char key[64], b[64];
-    for (size_t i = 0; i < h.nj; i++) {
-        snprintf(key, sizeof key, "jidx.%016" PRIx64, h.j[i].n);
-        st_wop_omap_rm(op, key);
-    }
-    /* Dirty tracking left from days as a primary describes an older state
-     * (R-9). */
-    for (size_t i = 0; i < h.nch; i++) {
-        snprintf(key, sizeof key, "dirty.%016" PRIx64, h.ch[i].c);
-        st_wop_omap_rm(op, key);
-    }
-    st_wop_omap_set(op, "dirty", "0", 1);
-    set_u64(op, "dirty.gen", h.dirty_gen + 1);
-    set_u64(op, "base", seq);
-    set_u64(op, "tail", seq + 1);
-    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
-    st_wop_omap_set(op, "applied", b, (size_t)n);
-    set_u64(op, "size", size);
-    r = st_wop_operate(st, oid, op);
-    st_wop_destroy(op);
-    if (r == -ECANCELED) r = JR_EROLE;
-    /* The index no longer names them: a crash from here leaves garbage
-     * only (R-8). */
-    if (r == 0) r = remove_jobjs(st, vol_id, &h, h.nj);
-    if (r == 0)
-        tlog_info("volume.rebased", "vol=%s seq=%" PRIu64 " size=%" PRIu64
-                  " journal_objects=%zu", vol_id, seq, size, h.nj);
-    jr__hdr_free(&h);
-    return r;
+    return -EAGAIN;
 }

@@ -71,7 +71,7 @@ struct rep_opts {
     int insecure;             /* plaintext peer link / admin TCP */
     const char *metrics_addr; /* "host:port" (NULL: none) */
     uint64_t max_bandwidth;   /* bytes/s on the link (0: unlimited) */
-    size_t batch_bytes;       /* max journal bytes per batch (0: 16 MiB) */
+    size_t batch_bytes;       /* max journal bytes per batch (0: 8 MiB) */
     int scan_ms;              /* volume scan period (0: 500 ms) */
     int no_compress;          /* ship uncompressed (benchmarks) */
 };

@@ -767,9 +767,29 @@ struct sender {
     int copy_again;         /* the peer holds an unfinished copy */
     struct prefetch pf;
     struct flight *ahead;   /* the next batch, already on its way */
+    int pipe_slot;          /* holds one of REP_PIPE_SLOTS */
 };
 
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head);
+
+/* Take (want) or give back a pipelining slot; returns whether held. */
+static int pipe_slot(struct sender *s, int want)
+{
+    rep_ctx *r = s->r;
+    if (want && !s->pipe_slot) {
+        int cur = __atomic_load_n(&r->pipe_used, __ATOMIC_RELAXED);
+        while (cur < REP_PIPE_SLOTS &&
+               !__atomic_compare_exchange_n(&r->pipe_used, &cur, cur + 1, 0,
+                                            __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+            ;
+        if (cur < REP_PIPE_SLOTS) s->pipe_slot = 1;
+    } else if (!want && s->pipe_slot) {
+        __atomic_fetch_sub(&r->pipe_used, 1, __ATOMIC_ACQ_REL);
+        s->pipe_slot = 0;
+    }
+    return s->pipe_slot;
+}
 
 static void sender_backoff(struct sender *s, const char *why)
 {
@@ -914,6 +934,11 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
         s->copy_until = resp->copy_until;
         s->copy_again = resp->copy_unfinished;
         note_ack(s, resp->applied, 0, 0);
+        /* Register the peer even before its first ack: a primary with a
+         * peer leaves a tombstone when deleted (R-35), so a replica made
+         * by this probe is never orphaned. */
+        if (resp->applied == 0)
+            jr_peer_ack_set(r->st, s->v->id, r->peer_region, 0);
         if (resp->created)
             tlog_info("rep.replica_created", "vol=%s peer=%s", s->v->id,
                       r->peer_region);
@@ -1453,10 +1478,13 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         s->copy_until = 0;
     }
     bucket_take(r, req.entries.len);
-    /* Read the next batch while the peer applies this one. */
-    if (b.last_seq < info->head) prefetch_post(&s->pf, b.last_seq + 1);
+    /* Read the next batch while the peer applies this one (with a slot:
+     * a backlog, and not in backoff). */
+    if (pipe_slot(s, b.last_seq < info->head && !s->backoff_ms) &&
+        b.last_seq < info->head)
+        prefetch_post(&s->pf, b.last_seq + 1);
 send:
-    if (!cur && !s->copy_until && b.last_seq < info->head &&
+    if (!cur && !s->copy_until && s->pipe_slot && b.last_seq < info->head &&
         (cur = calloc(1, sizeof(*cur)))) {
         /* This batch goes on a thread, so that the next one can follow
          * it before its answer is back. */
@@ -1467,7 +1495,7 @@ send:
             cur = NULL;
         }
     }
-    if (cur && b.last_seq < info->head) {
+    if (cur && s->pipe_slot && b.last_seq < info->head) {
         /* The next batch, on its way while the peer applies this one
          * (in the copy window batches carry undo ranges: one at a time). */
         struct flight *n = calloc(1, sizeof(*n));
@@ -1541,7 +1569,11 @@ send:
     case TANDEM__REPL__V1__RESULT__RESULT_GAP:
         tlog_warn("rep.gap", "vol=%s sent=%" PRIu64 " peer_applied=%" PRIu64,
                   v->id, b.first_seq, resp->applied);
-        s->next = resp->applied + 1;
+        /* With two batches in flight this answer may predate the OK of
+         * the batch before it (already counted): never rewind past what
+         * the peer acknowledged (the journal may be trimmed there); ask
+         * the peer where it is instead. */
+        s->next = resp->applied + 1 < s->next ? 0 : resp->applied + 1;
         ret = 1;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH:
@@ -1727,6 +1759,7 @@ static void *sender_main(void *arg)
     pthread_mutex_unlock(&v->mu);
     flight_drop(s->ahead);
     s->ahead = NULL;
+    pipe_slot(s, 0);
     prefetch_stop(&s->pf);
     tlog_info("rep.sender_stop", "vol=%s", v->id);
     free(s);
@@ -1831,11 +1864,12 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     r->o.region = r->region;
     r->o.peer_region = r->peer_region;
     r->o.peer_addr = r->peer_addr;
-    /* 16 MiB: per-batch costs (a store commit each for the journal, the
+    /* 8 MiB: per-batch costs (a store commit each for the journal, the
      * image and the header on the peer, one round trip) are then small
-     * next to the bytes; a caught-up sender ships what there is, so this
-     * only matters for a backlog. */
-    if (!r->o.batch_bytes) r->o.batch_bytes = 16u << 20;
+     * next to the bytes, and memory stays bounded (REP_PIPE_SLOTS); a
+     * caught-up sender ships what there is, so this only matters for a
+     * backlog. */
+    if (!r->o.batch_bytes) r->o.batch_bytes = 8u << 20;
     if (r->o.batch_bytes > 32u << 20) r->o.batch_bytes = 32u << 20;
     if (!r->o.scan_ms) r->o.scan_ms = 500;
     r->metrics_fd = -1;

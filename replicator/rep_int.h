@@ -25,6 +25,11 @@
 #define REP_COPY_CALL (8u << 20)  /* bytes of regions per CopyRegions call */
 #define REP_SHIP_TIMEOUT_MS 30000
 #define REP_PROBE_TIMEOUT_MS 5000
+/* Senders with a backlog that may read ahead and keep a second batch in
+ * flight at once (each holds up to ~6 batches of memory then: current,
+ * next, read-ahead, raw and LZ4); the others ship one batch at a time.
+ * Bounds the replicator's memory when many volumes catch up together. */
+#define REP_PIPE_SLOTS 2
 
 /* Per-volume state.  Entries are created on first sight and freed only by
  * rep_destroy, so a pointer from the table stays valid for the process.
@@ -60,7 +65,9 @@ struct rep_vol {
     int64_t rx_last_ms;         /* last batch received */
     int64_t rx_trim_ms;         /* last trim of the replica's journal */
     int rx_calls;               /* ShipBatch calls in the handler now */
-    uint64_t rx_applied;        /* applied after the last batch (cv) */
+    int rx_waiting;             /* ... of which wait for a predecessor */
+    uint64_t rx_gen;            /* bumped (and cv broadcast) whenever a
+                                   waiting batch should look again */
     struct rep_vol *next;
 };
 
@@ -92,6 +99,8 @@ struct rep_ctx {
     pthread_cond_t stop_cv;
     int stopping;
     struct rep_bucket bucket;
+    /* senders holding a read-ahead/pipelining slot (REP_PIPE_SLOTS) */
+    int pipe_used;
     /* peer link health (Hello) */
     int peer_up;
     int64_t peer_seen_ms;

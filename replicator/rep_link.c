@@ -231,7 +231,7 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
     v->rx_last_ms = now;
     v->last_sync_ms = now;
     v->acked = applied;
-    if (applied > v->rx_applied) v->rx_applied = applied;
+    v->rx_gen++;
     pthread_cond_broadcast(&v->cv); /* a batch waiting for its turn */
     v->wire_bytes += wire;
     v->raw_bytes += raw;
@@ -333,7 +333,7 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     v->rx_calls++;
     pthread_cond_broadcast(&v->cv); /* a later batch waiting for this one */
     pthread_mutex_unlock(&v->mu);
-    int waited = 0;
+    int64_t wait_t0 = 0;
 again:
     pthread_mutex_lock(&v->op_lock);
     res = receive_check(r, req->volume_id, req->from_region, req->epoch,
@@ -362,33 +362,51 @@ again:
         free(c);
         goto out;
     }
-    if (req->first_seq > info.applied + 1 && req->last_seq >= req->first_seq &&
-        !waited) {
+    if (req->first_seq > info.applied + 1 && req->last_seq >= req->first_seq) {
         /* The sender keeps two batches in flight: this one may have
-         * overtaken the one before it.  Wait for that one to be applied
-         * (batches apply strictly in order): briefly while it is not here
-         * (a real gap then costs a second), long while it is
-         * being received or applied (rx_calls counts this call too).
-         * Whatever happens, the order check below decides. */
-        pthread_mutex_unlock(&v->op_lock);
-        waited = 1;
+         * overtaken the one before it.  Wait for that one (batches apply
+         * strictly in order): briefly while no other call of this volume
+         * is active (it may still be on its way: a real gap then costs a
+         * second), long while one is being received or applied.  After an
+         * apply (rx_gen moved; read while op_lock is still held, so none
+         * is missed) the position is read again under op_lock.  Whatever
+         * happens, the order check below decides. */
+        if (!wait_t0) wait_t0 = rep__now_ms();
         pthread_mutex_lock(&v->mu);
-        if (info.applied > v->rx_applied) v->rx_applied = info.applied;
-        int64_t t0 = rep__now_ms();
-        while (v->rx_applied + 1 < req->first_seq &&
-               !__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
-            int64_t until = t0 + (v->rx_calls > 1 ? REP_SHIP_TIMEOUT_MS / 2
+        uint64_t gen = v->rx_gen;
+        int waiting = 0;
+        for (;;) {
+            /* Other calls that are neither this one nor waiting. */
+            int active = v->rx_calls - v->rx_waiting - (waiting ? 0 : 1);
+            int64_t until = wait_t0 + (active > 0 ? REP_SHIP_TIMEOUT_MS / 2
                                                   : 1000);
-            if (rep__now_ms() >= until) break;
+            int64_t now = rep__now_ms();
+            if (now >= until || v->rx_gen != gen ||
+                __atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
+                break;
+            if (!waiting) {
+                pthread_mutex_unlock(&v->mu);
+                pthread_mutex_unlock(&v->op_lock);
+                pthread_mutex_lock(&v->mu);
+                waiting = 1;
+                v->rx_waiting++;
+                /* Others may now count one active call less. */
+                pthread_cond_broadcast(&v->cv);
+                continue;
+            }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = ts.tv_nsec + (until - rep__now_ms()) * 1000000;
+            int64_t ns = ts.tv_nsec + (until - now) * 1000000;
             ts.tv_sec += ns / 1000000000;
             ts.tv_nsec = ns % 1000000000;
             pthread_cond_timedwait(&v->cv, &v->mu, &ts);
         }
+        if (waiting) {
+            v->rx_waiting--;
+            pthread_mutex_unlock(&v->mu);
+            goto again;
+        }
         pthread_mutex_unlock(&v->mu);
-        goto again;
     }
     if (req->first_seq > info.applied + 1 || req->last_seq < req->first_seq) {
         rc = ship_answer(respm, R(GAP), info.applied, info.epoch, role, 0,
@@ -469,6 +487,10 @@ out:
     pthread_mutex_unlock(&v->op_lock);
     pthread_mutex_lock(&v->mu);
     v->rx_calls--;
+    /* A later batch waiting for this one re-decides (this one may have
+     * left without applying anything). */
+    v->rx_gen++;
+    pthread_cond_broadcast(&v->cv);
     pthread_mutex_unlock(&v->mu);
     free(raw);
     return rc;
@@ -902,8 +924,15 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                              r->peer_region, req->from_region);
     struct rep_vol *v = rep__vol_get(r, id);
     if (!v) return RPC_RESOURCE_EXHAUSTED;
-    pthread_mutex_lock(&v->op_lock);
+    /* A delete of a large replica can outlast the caller's deadline; its
+     * retries must not pile up handler threads behind it. */
+    if (pthread_mutex_trylock(&v->op_lock) != 0)
+        return delrep_answer(respm, R(BUSY), 0, "%s is busy in %s (an "
+                             "operation or a delete is running)", id,
+                             r->region);
+    char *split = NULL;
     rc = jr_volume_stat(r->st, id, &info);
+    if (rc == 0) split = rep__meta(r, id, REP_META_SPLIT);
     if (rc == -ENOENT) {
         rc = delrep_answer(respm, R(OK), 0, "no replica of %s here", id);
     } else if (rc < 0) {
@@ -913,15 +942,19 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s is %s in %s at "
                            "epoch %" PRIu64 ": kept", id,
                            jr_role_name(info.role), r->region, info.epoch);
+    } else if (split) {
+        /* Fenced: it holds writes the deleted primary never had. */
+        rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s in %s was fenced "
+                           "(split brain): kept", id, r->region);
     } else if (info.epoch > req->epoch) {
         rc = delrep_answer(respm, R(STALE_EPOCH), 0, "%s in %s is at epoch %"
                            PRIu64 ", newer than the deleted primary's %"
                            PRIu64 ": kept", id, r->region, info.epoch,
                            req->epoch);
     } else {
-        rep__undo_drop(r, id);
         rc = jr_volume_delete(r->st, id);
         if (rc == 0 || rc == -ENOENT) {
+            rep__undo_drop(r, id); /* only now: they kept it consistent */
             tlog_info("rep.replica_deleted", "vol=%s epoch=%" PRIu64
                       " from=%s", id, info.epoch, req->from_region);
             rc = delrep_answer(respm, R(OK), rc == 0, "replica of %s "
@@ -932,15 +965,25 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
     }
     pthread_mutex_unlock(&v->op_lock);
+    free(split);
     return rc;
 }
 
 /* Sender side: one pass over this region's tombstones (R-35) whose peer
  * is ours.  Fail-fast calls (the scanner must not stall on a dead link);
  * a tombstone stays until the peer gave a final answer. */
+struct tomb_pass {
+    rep_ctx *r;
+    int64_t until_ms; /* the scanner has other work: a bounded pass */
+};
+
 static int tomb_cb(const struct jr_tomb *t, void *arg)
 {
-    rep_ctx *r = arg;
+    struct tomb_pass *tp = arg;
+    rep_ctx *r = tp->r;
+    if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) ||
+        rep__now_ms() >= tp->until_ms)
+        return 1; /* the rest next time */
     int ours = 0;
     for (int i = 0; i < t->n_peers; i++)
         if (!strcmp(t->peers[i], r->peer_region)) ours = 1;
@@ -988,7 +1031,11 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
     return 0;
 }
 
-void rep__tombs_process(rep_ctx *r) { jr_tomb_list(r->st, tomb_cb, r); }
+void rep__tombs_process(rep_ctx *r)
+{
+    struct tomb_pass tp = {r, rep__now_ms() + 2000};
+    jr_tomb_list(r->st, tomb_cb, &tp);
+}
 
 #define M(name, req, resp, fn)                                              \
     {"/tandem.repl.v1.Link/" name, &tandem__repl__v1__##req##__descriptor, \

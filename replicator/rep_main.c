@@ -37,7 +37,7 @@ static void usage(FILE *f)
 "  --insecure             plaintext peer link and admin TCP (tests only)\n"
 "  --metrics HOST:PORT    Prometheus text endpoint (GET /metrics)\n"
 "  --max-bandwidth N      link budget in bytes/s (suffixes K M G; 0: none)\n"
-"  --batch-bytes N        journal bytes per batch (default 16M)\n"
+"  --batch-bytes N        journal bytes per batch (default 8M)\n"
 "  --no-compress          ship batches uncompressed\n"
 "  --log-level LEVEL      debug, info, warn, error (default info)\n"
 "  --help                 this text\n");

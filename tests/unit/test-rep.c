@@ -290,6 +290,21 @@ TEST(deleting_a_primary_deletes_its_replica)
     ASSERT_OK(jr_volume_delete(t.sa, "local"));
     ASSERT_EQ(jr_tomb_get(t.sa, "local", &tb), -ENOENT);
 
+    /* Replicated but never written: the replica made by the first probe
+     * goes too (the probe registered the peer). */
+    create_primary(t.sa, "empty", 1u << 20);
+    struct jr_info ie;
+    uint64_t a0 = 1;
+    for (int i = 0; i < 3000 && jr_peer_ack_get(t.sa, "empty", "b", &a0) < 0;
+         i++)
+        usleep(10000);
+    ASSERT_OK(jr_peer_ack_get(t.sa, "empty", "b", &a0)); /* registered */
+    ASSERT_UEQ(a0, 0);
+    ASSERT_OK(jr_volume_stat(t.sb, "empty", &ie));
+    ASSERT_OK(jr_volume_delete(t.sa, "empty"));
+    ASSERT(gone_within(t.sb, "empty", 0, 30));
+    ASSERT(gone_within(t.sa, "empty", 1, 30));
+
     /* b's copy of "kept" is promoted before a deletes its primary. */
     char msg[512];
     int changed;
@@ -353,6 +368,17 @@ static Tandem__Repl__V1__ShipBatchResponse *ship(rpc_client *c,
 
 #define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x
 
+/* Only b runs; the test plays a's sender through a client of b's Link. */
+static rpc_client *as_sender(struct two *t)
+{
+    setup(t, 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->pb);
+    rpc_client *c;
+    ASSERT_OK(rpc_client_create(addr, NULL, &c));
+    return c;
+}
+
 /* The sender keeps two batches in flight; the second may reach the peer
  * first.  The peer holds it until the first is applied, then applies it:
  * strictly in order, and no gap refusal for a batch that merely
@@ -373,11 +399,7 @@ static void *overtake_main(void *arg)
 TEST(batches_in_flight_apply_in_order)
 {
     struct two t;
-    setup(&t, 0); /* only b runs: we play a's sender */
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.pb);
-    rpc_client *c;
-    ASSERT_OK(rpc_client_create(addr, NULL, &c));
+    rpc_client *c = as_sender(&t);
     create_primary(t.sa, "v", 1u << 20);
     uint64_t head = write_some(t.sa, "v", 12, 5);
     struct jr_batch b1 = {0}, b2 = {0};
@@ -435,14 +457,63 @@ TEST(batches_in_flight_apply_in_order)
     teardown(&t);
 }
 
+/* Two batches that both lie past the peer's position (the one before
+ * them was lost): each is refused as a gap after about a second, not
+ * after the long wait meant for a predecessor that is being applied. */
+TEST(real_gap_with_two_batches_waiting_is_refused_soon)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    create_primary(t.sa, "v", 1u << 20);
+    uint64_t head = write_some(t.sa, "v", 12, 5);
+    struct jr_batch b1 = {0}, b2 = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "v", 1, 40000, &b1));
+    ASSERT_OK(jr_tail_read(t.sa, "v", b1.last_seq + 1, 1u << 20, &b2));
+    ASSERT_UEQ(b2.last_seq, head);
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__ShipBatchRequest q = TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    q.volume_id = "v";
+    q.from_region = "a";
+    q.epoch = 1;
+    q.spec = &spec;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(OK));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    q.spec = NULL;
+    q.first_seq = b2.first_seq;
+    q.last_seq = b2.last_seq;
+    q.n_entries = b2.n_entries;
+    q.entries.data = b2.data;
+    q.entries.len = b2.len;
+    struct overtaker o = {.c = c, .q = q};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, overtake_main, &o), 0);
+    r = ship(c, &q);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ASSERT_EQ(r->result, RES(GAP));
+    ASSERT_EQ(o.r->result, RES(GAP));
+    ASSERT_UEQ(r->applied, 0);
+    double s_el = (double)(t1.tv_sec - t0.tv_sec) +
+                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ASSERT(s_el < 5.0); /* the long wait would be 15 s */
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    protobuf_c_message_free_unpacked(&o.r->base, NULL);
+    jr_batch_free(&b1);
+    jr_batch_free(&b2);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
 TEST(link_refusals)
 {
     struct two t;
-    setup(&t, 0); /* only b runs: we play a's sender */
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.pb);
-    rpc_client *c;
-    ASSERT_OK(rpc_client_create(addr, NULL, &c));
+    rpc_client *c = as_sender(&t);
     create_primary(t.sa, "v", 1u << 20);
     uint64_t head = write_some(t.sa, "v", 5, 3);
     struct jr_batch b = {0};
