@@ -64,6 +64,8 @@ int jr__valid_id(const char *id);
 /* Object names. */
 /* The volume directory: one omap key per volume id. */
 #define JR_DIR_OID "vols"
+/* Present once the directory is complete (not a valid volume id). */
+#define JR_DIR_MARKER "=directory"
 /* Tombstones of deleted replicated primaries: key = volume id. */
 #define JR_TOMBS_OID "tombs"
 void jr__oid_header(char *buf, size_t n, const char *vol);

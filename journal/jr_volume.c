@@ -284,6 +284,7 @@ int jr_volume_delete(st_store *st, const char *vol_id)
 struct listarg {
     int (*cb)(const char *, void *);
     void *arg;
+    size_t keys; /* every key seen, the marker included */
 };
 
 static int list_cb(const char *key, const char *val, size_t len, void *arg)
@@ -291,17 +292,41 @@ static int list_cb(const char *key, const char *val, size_t len, void *arg)
     (void)val;
     (void)len;
     struct listarg *a = arg;
-    if (!jr__valid_id(key)) return 0;
+    a->keys++;
+    if (!jr__valid_id(key)) return 0; /* JR_DIR_MARKER */
     return a->cb(key, a->arg);
+}
+
+/* A store from before the directory (R-2): index its headers once (a
+ * prefix listing: on RADOS a walk of the pool), then leave the marker so
+ * this never runs again, even in a store without volumes. */
+static int dir_add_cb(const char *oid, void *arg)
+{
+    st_store *st = arg;
+    const char *id = oid + 4; /* "vol/<id>" with no further '/' */
+    if (strchr(id, '/') || !jr__valid_id(id)) return 0;
+    return st_omap_set(st, JR_DIR_OID, id, "", 0);
+}
+
+static int dir_build(st_store *st)
+{
+    int r = st_list(st, "vol/", dir_add_cb, st);
+    if (r == 0) r = st_omap_set(st, JR_DIR_OID, JR_DIR_MARKER, "", 0);
+    if (r == 0) tlog_info("volume.directory_built", "object=%s", JR_DIR_OID);
+    return r;
 }
 
 int jr_volume_list(st_store *st, int (*cb)(const char *vol_id, void *arg),
                    void *arg)
 {
     if (!st || !cb) return -EINVAL;
-    struct listarg a = {cb, arg};
+    struct listarg a = {cb, arg, 0};
     int r = st_omap_iter(st, JR_DIR_OID, NULL, NULL, 0, list_cb, &a);
-    return r == -ENOENT ? 0 : r; /* no volume was ever created */
+    if (r == -ENOENT) r = 0;
+    if (r != 0 || a.keys) return r;
+    if ((r = st_stat(st, JR_DIR_OID, NULL, NULL)) != -ENOENT) return r;
+    if ((r = dir_build(st)) < 0) return r;
+    return st_omap_iter(st, JR_DIR_OID, NULL, NULL, 0, list_cb, &a);
 }
 
 static int journal_bytes(st_store *st, const char *vol,

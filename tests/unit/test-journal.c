@@ -193,6 +193,20 @@ static void volume_lifecycle_on(const char *backend)
     n = 0;
     ASSERT_EQ(jr_volume_list(f.st, count_cb, &n), 0);
     ASSERT_EQ(n, 1);
+    /* A store from before the directory: built once by listing. */
+    ASSERT_EQ(st_remove(f.st, "vols"), 0);
+    ASSERT_EQ(st_stat(f.st, "vols", NULL, NULL), -ENOENT);
+    n = 0;
+    ASSERT_EQ(jr_volume_list(f.st, count_cb, &n), 0);
+    ASSERT_EQ(n, 1);
+    char *mk = NULL;
+    size_t mkl;
+    ASSERT_EQ(st_omap_get(f.st, "vols", "=directory", &mk, &mkl), 0);
+    free(mk);
+    ASSERT_EQ(jr_volume_delete(f.st, "v1.d"), 0);
+    n = 0;
+    ASSERT_EQ(jr_volume_list(f.st, count_cb, &n), 0);
+    ASSERT_EQ(n, 0);
     fx_close(&f);
 }
 
