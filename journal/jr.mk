@@ -9,3 +9,7 @@ UNIT_TESTS += $(B)/tests/test-journal-format $(B)/tests/test-journal
 
 FUZZERS += fuzz-entry
 $(B)/fuzz/fuzz-entry: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+
+# Tombstone values (R-35), read back from the store.
+FUZZERS += fuzz-tomb
+$(B)/fuzz/fuzz-tomb: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a

@@ -68,6 +68,10 @@ int jr__valid_id(const char *id);
 #define JR_DIR_MARKER "=directory"
 /* Tombstones of deleted replicated primaries: key = volume id. */
 #define JR_TOMBS_OID "tombs"
+/* Parse one tombstone value (bytes from the store, not trusted): 0 and *t
+ * filled, or JR_ECORRUPT (logged). */
+int jr__tomb_parse(const char *id, const char *val, size_t len,
+                   struct jr_tomb *t);
 void jr__oid_header(char *buf, size_t n, const char *vol);
 void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno);
 void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);

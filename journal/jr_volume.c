@@ -166,8 +166,8 @@ static int tomb_write(st_store *st, const char *vol_id, uint64_t epoch)
 }
 
 /* "<epoch> <deleted_at> <peer>[ <peer>...]"; JR_ECORRUPT if not. */
-static int tomb_parse(const char *id, const char *val, size_t len,
-                      struct jr_tomb *t)
+int jr__tomb_parse(const char *id, const char *val, size_t len,
+                   struct jr_tomb *t)
 {
     char buf[64 + JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1)];
     memset(t, 0, sizeof *t);
@@ -202,7 +202,7 @@ int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t)
     size_t len = 0;
     int r = st_omap_get(st, JR_TOMBS_OID, vol_id, &val, &len);
     if (r < 0) return r;
-    r = tomb_parse(vol_id, val, len, t);
+    r = jr__tomb_parse(vol_id, val, len, t);
     free(val);
     return r;
 }
@@ -217,7 +217,7 @@ static int tomb_list_cb(const char *key, const char *val, size_t len,
 {
     struct tomb_list_arg *a = arg;
     struct jr_tomb t;
-    if (!jr__valid_id(key) || tomb_parse(key, val, len, &t) < 0)
+    if (!jr__valid_id(key) || jr__tomb_parse(key, val, len, &t) < 0)
         return 0; /* reported; never a reason to delete anything */
     return a->cb(&t, a->arg);
 }

@@ -1521,6 +1521,7 @@ send:
             }
             n->req.n_touched = 0;
             n->req.touched = NULL;
+            n->req.follows_in_flight = 1;
             bucket_take(r, n->req.entries.len);
             if (n->b.last_seq < info->head)
                 prefetch_post(&s->pf, n->b.last_seq + 1);

@@ -362,7 +362,8 @@ again:
         free(c);
         goto out;
     }
-    if (req->first_seq > info.applied + 1 && req->last_seq >= req->first_seq) {
+    if (req->follows_in_flight && req->first_seq > info.applied + 1 &&
+        req->last_seq >= req->first_seq) {
         /* The sender keeps two batches in flight: this one may have
          * overtaken the one before it.  Wait for that one (batches apply
          * strictly in order): briefly while no other call of this volume

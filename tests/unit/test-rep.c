@@ -423,6 +423,7 @@ TEST(batches_in_flight_apply_in_order)
     q.spec = NULL;
 
     struct overtaker o = {.c = c, .q = q};
+    o.q.follows_in_flight = 1;
     o.q.first_seq = b2.first_seq;
     o.q.last_seq = b2.last_seq;
     o.q.n_entries = b2.n_entries;
@@ -488,6 +489,7 @@ TEST(real_gap_with_two_batches_waiting_is_refused_soon)
     q.n_entries = b2.n_entries;
     q.entries.data = b2.data;
     q.entries.len = b2.len;
+    q.follows_in_flight = 1;
     struct overtaker o = {.c = c, .q = q};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
