@@ -310,6 +310,15 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (csi_topology_select(s->cfg, q->accessibility_requirements, p.region,
                             region, sizeof(region), err, sizeof(err)) < 0)
         return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "%s", err);
+    if (p.async && !p.peer_region[0]) {
+        const char *dp = rg_default_peer(s->cfg, region);
+        if (!dp)
+            return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                                 "parameter peerRegion: required with "
+                                 "replication=async (region %s has no peer "
+                                 "in the region map)", region);
+        snprintf(p.peer_region, sizeof(p.peer_region), "%s", dp);
+    }
     if (p.async && !strcmp(region, p.peer_region))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "parameter peerRegion: %s is the region the "

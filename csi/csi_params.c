@@ -132,11 +132,8 @@ int csi_params_parse(const struct rg_config *cfg, size_t n,
         }
         if (rc < 0) return rc;
     }
-    if (p->async && !p->peer_region[0]) {
-        snprintf(err, errlen, "parameter peerRegion: required with "
-                 "replication=async");
-        return -EINVAL;
-    }
+    /* replication=async without peerRegion: the landing region's default
+     * peer (rg_default_peer), resolved once topology picked the region. */
     if (!p->async && p->peer_region[0]) {
         snprintf(err, errlen, "parameter peerRegion: only meaningful with "
                  "replication=async (replication is %s)",

@@ -79,6 +79,10 @@ static int rg_region_key(struct rg_region *r, const char *k, const char *v)
     }
     if (!strcmp(k, "replicator"))
         return rg_set(r->replicator, sizeof r->replicator, v);
+    if (!strcmp(k, "peer")) {
+        if (!rg_name_valid(v)) return -EINVAL;
+        return rg_set(r->peer, sizeof r->peer, v);
+    }
     if (!strcmp(k, "capacity_bytes")) {
         if (rg_parse_u64(v, &x)) return -EINVAL;
         r->capacity_bytes = x;
@@ -240,6 +244,13 @@ int rg_parse(const char *text, const char *name, struct rg_config **out,
                          r->name);
             goto out;
         }
+        if (r->peer[0] && (!rg_find(c, r->peer) || !strcmp(r->peer, r->name))) {
+            rc = rg_fail(err, errlen, "%s: region %s: peer %s is %s", name,
+                         r->name, r->peer,
+                         strcmp(r->peer, r->name) ? "not configured"
+                                                  : "the region itself");
+            goto out;
+        }
         rg_bind_store(r);
     }
     if (!c->default_region[0])
@@ -310,6 +321,17 @@ const struct rg_region *rg_find(const struct rg_config *c, const char *name)
 {
     for (size_t i = 0; c && name && i < c->n; i++)
         if (!strcmp(c->regions[i].name, name)) return &c->regions[i];
+    return NULL;
+}
+
+const char *rg_default_peer(const struct rg_config *c, const char *name)
+{
+    const struct rg_region *r = rg_find(c, name);
+    if (!r) return NULL;
+    if (r->peer[0]) return r->peer;
+    if (c->n == 2)
+        return strcmp(c->regions[0].name, name) ? c->regions[0].name
+                                                : c->regions[1].name;
     return NULL;
 }
 

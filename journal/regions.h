@@ -14,6 +14,10 @@
  *   db_path = /var/lib/tandem/a.db   # sqlite
  *   zone = a1                        # optional: the region's store is zonal
  *   replicator = 10.0.0.5:7001       # peer-link address of a's replicator
+ *   peer = b                         # optional: where a's volumes replicate
+ *                                    # when the StorageClass names no
+ *                                    # peerRegion (with exactly two
+ *                                    # regions: the other one)
  *   capacity_bytes = 1099511627776   # optional, reported by GetCapacity
  *
  *   [region b]
@@ -50,6 +54,8 @@ struct rg_region {
     char name[RG_MAX_NAME + 1];
     char zone[RG_MAX_NAME + 1];        /* "" unless the store is zonal */
     char replicator[256];              /* "" if not set */
+    char peer[RG_MAX_NAME + 1];        /* "" if not set; else configured
+                                          and not this region */
     uint64_t capacity_bytes;           /* 0 if not set */
     char backend[16];                  /* "sqlite" or "rados" */
     char db_path[RG_MAX_PATH];
@@ -82,6 +88,9 @@ int rg_parse(const char *text, const char *name, struct rg_config **out,
 void rg_free(struct rg_config *c);
 /* NULL if no such region. */
 const struct rg_region *rg_find(const struct rg_config *c, const char *name);
+/* The region a volume of `name` replicates to when nothing else says:
+ * its `peer`, else with exactly two regions the other one, else NULL. */
+const char *rg_default_peer(const struct rg_config *c, const char *name);
 /* Open the region's store (st_open of r->store). */
 int rg_open_store(const struct rg_region *r, st_store **out);
 /* 1 if name is a valid region name. */

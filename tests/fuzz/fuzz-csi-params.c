@@ -98,7 +98,8 @@ static void params(char **lines, size_t n)
     char err[256] = "";
     int rc = csi_params_parse(cfg, n, pe, &p, err, sizeof(err));
     if (rc == 0) {
-        if (p.async && (!p.peer_region[0] || !rg_find(cfg, p.peer_region)))
+        /* async without peerRegion is resolved later from the region map */
+        if (p.async && p.peer_region[0] && !rg_find(cfg, p.peer_region))
             abort();
         if (!p.async && p.peer_region[0]) abort();
         if (p.region[0] && !rg_find(cfg, p.region)) abort();

@@ -25,6 +25,10 @@ static void check(const struct rg_config *c)
         const struct rg_region *r = &c->regions[i];
         if (!rg_name_valid(r->name) || rg_find(c, r->name) != r) abort();
         if (r->zone[0] && !rg_name_valid(r->zone)) abort();
+        if (r->peer[0] && (!rg_find(c, r->peer) || !strcmp(r->peer, r->name)))
+            abort();
+        const char *dp = rg_default_peer(c, r->name);
+        if (dp && (!rg_find(c, dp) || !strcmp(dp, r->name))) abort();
         if (r->store.backend != r->backend) abort();
         if (!strcmp(r->backend, "sqlite")) {
             if (!r->db_path[0] || r->store.db_path != r->db_path) abort();

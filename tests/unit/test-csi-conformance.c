@@ -283,6 +283,32 @@ TEST(create_volume_async_replication)
     csi_proc_stop(&p);
 }
 
+/* One replicated StorageClass for every region: without peerRegion the
+ * landing region's `peer` from the region map is used; a region without
+ * one (and more than two regions) is refused naming the parameter. */
+TEST(create_volume_async_default_peer)
+{
+    struct csi_proc p;
+    char msg[1024], id[200];
+    csi_proc_start(&p, "peer = a\n"); /* appended to [region c] */
+    struct tc_params pr = {0};
+    tc_param(&pr, "replication", "async");
+    ASSERT_CODE(tc_create(&p, "pvc-nopeer", 8 << 20, 0, &pr, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT(strstr(msg, "peerRegion") && strstr(msg, "no peer"));
+    tc_param(&pr, "region", "c");
+    ASSERT_CODE(tc_create(&p, "pvc-peer", 8 << 20, 0, &pr, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(&p, "c", &cfg);
+    ASSERT_META(st, id, "csi.replication", "async");
+    ASSERT_META(st, id, "csi.peer_region", "a");
+    st_close(st);
+    rg_free(cfg);
+    csi_proc_stop(&p);
+}
+
 /* The external-provisioner's requests for a node in each region (with
  * --feature-gates=Topology=true, WaitForFirstConsumer): requisite lists
  * every allowed segment (sorted), preferred starts with the node's. */

@@ -65,6 +65,27 @@ TEST(errors_name_the_problem)
     expect_error("[region a\n", "malformed section");
     expect_error("[region a]\ndb_path\n", "expected key = value");
     expect_error("[region b]\nbackend = rados\n", "rados needs pool");
+    expect_error("[region a]\ndb_path=/x\npeer = a\n", "peer a is the region itself");
+    expect_error("[region a]\ndb_path=/x\npeer = z\n", "peer z is not configured");
+    expect_error("[region a]\ndb_path=/x\npeer = Z\n", "bad value for peer");
+}
+
+TEST(default_peer)
+{
+    char err[256];
+    struct rg_config *c;
+    ASSERT_EQ(rg_parse("[region a]\ndb_path=/a\n[region b]\ndb_path=/b\n",
+                       "cfg", &c, err, sizeof err), 0);
+    ASSERT_STREQ(rg_default_peer(c, "a"), "b"); /* two regions: the other */
+    ASSERT_STREQ(rg_default_peer(c, "b"), "a");
+    ASSERT(rg_default_peer(c, "z") == NULL);
+    rg_free(c);
+    ASSERT_EQ(rg_parse("[region a]\ndb_path=/a\npeer = c\n[region b]\n"
+                       "db_path=/b\n[region c]\ndb_path=/c\n",
+                       "cfg", &c, err, sizeof err), 0);
+    ASSERT_STREQ(rg_default_peer(c, "a"), "c");
+    ASSERT(rg_default_peer(c, "b") == NULL); /* three regions, none set */
+    rg_free(c);
 }
 
 TEST(load_missing_file)
