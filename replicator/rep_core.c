@@ -918,6 +918,16 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     if (with_spec) req.spec = &sb.spec;
     req.primary_head = info->head;
     req.head_ts_ns = info->head_ts_ns;
+    /* Register the peer before anything can create a replica there: a
+     * primary with a peer leaves a tombstone when deleted (R-35), so no
+     * replica is orphaned, not even one that never got an entry
+     * (monotonic: a no-op once the peer has acknowledged). */
+    int rr = jr_peer_ack_set(r->st, s->v->id, r->peer_region, 0);
+    if (rr < 0) {
+        spec_free(&sb);
+        vol_state(s->v, NULL, NULL, "cannot register the peer");
+        return -1;
+    }
     int code = ship_call(s, &req, &resp, REP_PROBE_TIMEOUT_MS, msg,
                          sizeof(msg));
     spec_free(&sb);
@@ -934,11 +944,6 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
         s->copy_until = resp->copy_until;
         s->copy_again = resp->copy_unfinished;
         note_ack(s, resp->applied, 0, 0);
-        /* Register the peer even before its first ack: a primary with a
-         * peer leaves a tombstone when deleted (R-35), so a replica made
-         * by this probe is never orphaned. */
-        if (resp->applied == 0)
-            jr_peer_ack_set(r->st, s->v->id, r->peer_region, 0);
         if (resp->created)
             tlog_info("rep.replica_created", "vol=%s peer=%s", s->v->id,
                       r->peer_region);

@@ -294,13 +294,12 @@ TEST(deleting_a_primary_deletes_its_replica)
      * goes too (the probe registered the peer). */
     create_primary(t.sa, "empty", 1u << 20);
     struct jr_info ie;
-    uint64_t a0 = 1;
-    for (int i = 0; i < 3000 && jr_peer_ack_get(t.sa, "empty", "b", &a0) < 0;
-         i++)
+    for (int i = 0; i < 3000 && jr_volume_stat(t.sb, "empty", &ie) < 0; i++)
         usleep(10000);
-    ASSERT_OK(jr_peer_ack_get(t.sa, "empty", "b", &a0)); /* registered */
-    ASSERT_UEQ(a0, 0);
     ASSERT_OK(jr_volume_stat(t.sb, "empty", &ie));
+    uint64_t a0 = 1;
+    ASSERT_OK(jr_peer_ack_get(t.sa, "empty", "b", &a0)); /* registered first */
+    ASSERT_UEQ(a0, 0);
     ASSERT_OK(jr_volume_delete(t.sa, "empty"));
     ASSERT(gone_within(t.sb, "empty", 0, 30));
     ASSERT(gone_within(t.sa, "empty", 1, 30));
