@@ -220,6 +220,60 @@ TEST(volume_lifecycle_rados)
     volume_lifecycle_on("rados");
 }
 
+/* Tombstones (R-35): a deleted primary with a peer leaves one, a volume
+ * without peers or a secondary does not; listing skips values that do
+ * not parse; removal is final. */
+static int tomb_cb(const struct jr_tomb *t, void *arg)
+{
+    struct jr_tomb *out = arg;
+    if (!strcmp(t->vol_id, "rep")) *out = *t;
+    return 0;
+}
+
+static void tombstones_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    struct jr_tomb t, seen = {0};
+    ASSERT_EQ(jr_tomb_list(f.st, tomb_cb, &seen), 0); /* none yet */
+    mkvol(f.st, "rep", 1 << 20, 0, JR_ROLE_PRIMARY, 0, 0);
+    mkvol(f.st, "solo", 1 << 20, 0, JR_ROLE_PRIMARY, 0, 0);
+    mkvol(f.st, "sec", 1 << 20, 0, JR_ROLE_SECONDARY, 0, 0);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "rep", "b", 0), 0);
+    ASSERT_EQ(jr_peer_ack_set(f.st, "sec", "b", 3), 0);
+    ASSERT_EQ(jr_role_set(f.st, "rep", JR_ROLE_PRIMARY, 4), 0);
+    ASSERT_EQ(jr_volume_delete(f.st, "rep"), 0);
+    ASSERT_EQ(jr_volume_delete(f.st, "solo"), 0);
+    ASSERT_EQ(jr_volume_delete(f.st, "sec"), 0);
+    ASSERT_EQ(jr_tomb_get(f.st, "rep", &t), 0);
+    ASSERT_UEQ(t.epoch, 4);
+    ASSERT_EQ(t.n_peers, 1);
+    ASSERT_STREQ(t.peers[0], "b");
+    ASSERT_GT(t.deleted_at, 0);
+    ASSERT_EQ(jr_tomb_get(f.st, "solo", &t), -ENOENT);
+    ASSERT_EQ(jr_tomb_get(f.st, "sec", &t), -ENOENT);
+    /* A value that does not parse is reported, skipped, never acted on. */
+    ASSERT_EQ(st_omap_set(f.st, "tombs", "junk", "x y", 3), 0);
+    ASSERT_EQ(jr_tomb_get(f.st, "junk", &t), JR_ECORRUPT);
+    ASSERT_EQ(jr_tomb_list(f.st, tomb_cb, &seen), 0);
+    ASSERT_STREQ(seen.vol_id, "rep");
+    ASSERT_UEQ(seen.epoch, 4);
+    ASSERT_EQ(jr_tomb_remove(f.st, "rep"), 0);
+    ASSERT_EQ(jr_tomb_remove(f.st, "rep"), -ENOENT);
+    ASSERT_EQ(jr_tomb_get(f.st, "rep", &t), -ENOENT);
+    fx_close(&f);
+}
+
+TEST(tombstones_sqlite)
+{
+    tombstones_on("sqlite");
+}
+
+TEST(tombstones_rados)
+{
+    tombstones_on("rados");
+}
+
 TEST(write_read_reopen_sparse)
 {
     struct fx f;
