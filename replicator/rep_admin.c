@@ -399,6 +399,16 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         jr_volume_stat(r->st, id, &info);
     }
     uint64_t epoch = (info.epoch > peer_epoch ? info.epoch : peer_epoch) + 1;
+    /* Where this epoch starts, recorded before the role changes: a sender
+     * that sees the new epoch must find it (its history before this
+     * position carries older epochs, R-22). */
+    rc = rep__meta_set_u64(r, id, REP_META_PROMOTED_AT, info.applied);
+    if (rc < 0) {
+        snprintf(msg, msz, "%s: recording the promotion point: %s", id,
+                 jr_strerror(rc));
+        code = RPC_INTERNAL;
+        goto out;
+    }
     rc = jr_role_set(r->st, id, JR_ROLE_PRIMARY, epoch);
     if (rc < 0) {
         snprintf(msg, msz, "%s: role change: %s", id, jr_strerror(rc));
@@ -406,7 +416,6 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         goto out;
     }
     *changed = 1;
-    rep__meta_set_u64(r, id, REP_META_PROMOTED_AT, info.applied);
     rep__meta_rm(r, id, REP_META_SPLIT);
     rep__meta_rm(r, id, REP_META_DRAINING);
     /* Keep our journal from here on for the old primary (resync needs the

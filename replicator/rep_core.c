@@ -850,6 +850,19 @@ static int sender_refused(struct sender *s,
                           const Tandem__Repl__V1__ShipBatchResponse *resp)
 {
     char why[320];
+    if (resp->epoch <= s->epoch &&
+        resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH) {
+        /* The peer refused entries as stale but holds no newer epoch:
+         * not a fencing decision about us (never step down or fence for
+         * it); report and retry. */
+        snprintf(why, sizeof(why), "peer %s refused entries as stale at "
+                 "epoch %" PRIu64 " (ours %" PRIu64 "): %s", s->r->peer_region,
+                 resp->epoch, s->epoch, resp->message);
+        vol_state(s->v, NULL, "error", why);
+        tlog_error("rep.refused_stale", "vol=%s why=\"%s\"", s->v->id, why);
+        vol_wait(s->r, s->v, 2000);
+        return 0;
+    }
     if (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
         (resp->result == TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN &&
          resp->epoch > s->epoch)) {
