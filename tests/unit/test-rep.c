@@ -251,6 +251,44 @@ TEST(promoted_volume_replicates_to_an_empty_peer)
     teardown(&t);
 }
 
+/* A peer that refuses entries as stale while holding no newer epoch did
+ * not decide anything about us: the primary keeps its role (it once
+ * fenced and demoted itself for this).  Forced here by a primary that
+ * lost its promotion point, so it ships old-epoch history unexempted. */
+TEST(stale_refusal_at_equal_epoch_never_demotes_the_primary)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "q", 1u << 20);
+    uint64_t h1 = write_some(t.sa, "q", 6, 11);
+    ASSERT(wait_applied(t.sb, "q", h1));
+    rep_destroy(t.a);
+    t.a = NULL;
+    rep_destroy(t.b);
+    t.b = NULL;
+    /* b takes over at epoch 2 by hand, without the promotion point. */
+    ASSERT_OK(jr_role_set(t.sb, "q", JR_ROLE_PRIMARY, 2));
+    ASSERT_OK(jr_role_set(t.sa, "q", JR_ROLE_SECONDARY, 2));
+    ASSERT_OK(jr_volume_delete(t.sa, "q")); /* a comes back empty */
+    t.b = start(&t, "b", "a");
+    t.a = start(&t, "a", "b");
+    struct rep_vstat st;
+    int seen = 0;
+    for (int i = 0; i < 3000 && !seen; i++) {
+        rep__stat_fill(t.b, "q", &st);
+        seen = strstr(st.last_error, "refused entries as stale") != NULL;
+        if (!seen) usleep(10000);
+    }
+    ASSERT(seen);
+    struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(t.sb, "q", &ib));
+    ASSERT_EQ(ib.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ib.epoch, 2);
+    char *split = NULL;
+    ASSERT_EQ(jr_meta_get(t.sb, "q", "rep.split_brain", &split), -ENOENT);
+    teardown(&t);
+}
+
 static int gone_within(st_store *st, const char *id, int tomb, int secs)
 {
     for (int i = 0; i < secs * 100; i++) {
