@@ -313,6 +313,13 @@ int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
                        uint64_t to_seq,
                        int (*cb)(uint64_t off, uint64_t len, void *arg),
                        void *arg);
+/* The same for the entries of a batch (jr_tail_read's bytes, verified
+ * again here): a resize touches everything from its new size on, since
+ * the size before it is not in the batch.  JR_ECORRUPT on bytes that are
+ * not whole, valid entries; cb != 0 stops and is returned. */
+int jr_batch_regions(const void *data, size_t len,
+                     int (*cb)(uint64_t off, uint64_t len, void *arg),
+                     void *arg);
 /* Direct image access for region copies (bypasses the journal; the caller
  * knows the volume is not being written, or re-applies entries after). */
 int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,

@@ -882,6 +882,25 @@ int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
     return r;
 }
 
+int jr_batch_regions(const void *data, size_t len,
+                     int (*cb)(uint64_t off, uint64_t len, void *arg),
+                     void *arg)
+{
+    if ((!data && len) || !cb) return -EINVAL;
+    struct regarg a = {cb, arg, JR_MAX_OFFSET};
+    const uint8_t *p = data;
+    size_t pos = 0;
+    while (pos < len) {
+        struct jr_entry e;
+        size_t used;
+        int r = jr__entry_decode(p + pos, len - pos, &e, &used, NULL);
+        if (r < 0) return r;
+        if ((r = region_cb(&e, p + pos, used, &a))) return r;
+        pos += used;
+    }
+    return 0;
+}
+
 /* ---- direct image access ---- */
 
 int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,

@@ -8,9 +8,10 @@
  * One thread per shipping volume keeps a slow or broken volume from
  * stalling the others: each sender has its own backoff and its own calls
  * in flight; they share only the gRPC channel and the bandwidth bucket.
- * A sender ships one batch at a time and waits for the answer (the
- * receiver's applied position is authoritative); a read-ahead thread per
- * sender reads and compresses the next batch meanwhile.  jr.h has no
+ * A sender ships a batch and waits for the answer (the receiver's
+ * applied position is authoritative); with a backlog, up to
+ * REP_PIPE_SLOTS senders at once read the next batch ahead and keep it in
+ * flight too (struct flight; the receiver applies strictly in order).  jr.h has no
  * change notification, so an idle sender polls the header: 1 ms doubling
  * to 50 ms, 200 ms after 10 s without writes.
  *
@@ -188,10 +189,6 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
     vmeta_load(r, id, &m);
     vmeta_peer(r, &m, peer, sizeof(peer));
     if (strcmp(peer, r->peer_region) || m.split) return 0;
-    /* Created again under the id of a deleted primary whose replica is
-     * still to be deleted (R-35): the old replica goes first. */
-    struct jr_tomb t;
-    if (jr_tomb_get(r->st, id, &t) == 0) return 0;
     if (info->role == JR_ROLE_PRIMARY) return 1;
     return m.draining;
 }
@@ -740,6 +737,22 @@ static void *flight_main(void *arg)
                               sizeof(f->msg));
     f->resp = (Tandem__Repl__V1__ShipBatchResponse *)out;
     return NULL;
+}
+
+/* Point a ShipBatch request at batch b (shipped as cbuf, its LZ4 form
+ * of cl bytes, when there is one). */
+static void req_set_batch(Tandem__Repl__V1__ShipBatchRequest *req,
+                          const struct jr_batch *b, void *cbuf, size_t cl)
+{
+    req->first_seq = b->first_seq;
+    req->last_seq = b->last_seq;
+    req->n_entries = b->n_entries;
+    req->raw_len = b->len;
+    req->oldest_ts_ns = b->oldest_ts_ns;
+    req->entries.data = cbuf ? cbuf : b->data;
+    req->entries.len = cbuf ? cl : b->len;
+    req->compression = cbuf ? TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4
+                            : TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE;
 }
 
 /* Wait for the call and free everything (its outcome is not needed: a
@@ -1352,40 +1365,6 @@ static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
                   jr_strerror(rc));
 }
 
-/* The byte ranges the entries of a batch touch, from the entries
- * themselves (FORMAT.md section 3: a 64-byte header with kind at 5,
- * offset at 24, length at 32, payload_len at 40, little-endian).  Not
- * from the journal: entries may be trimmed between the read and now.  A
- * resize touches everything from its new size on (a shrink drops those
- * bytes; the receiver clamps to its size).  -EBADMSG on a malformed
- * batch (jr_tail_read verified it, so that is a bug). */
-static int batch_regions(const uint8_t *p, size_t len, struct regs *g)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        if (len - pos < 64) return -EBADMSG;
-        const uint8_t *h = p + pos;
-        uint8_t kind = h[5];
-        uint64_t off = 0, l = 0;
-        uint32_t plen = 0;
-        for (int i = 7; i >= 0; i--) {
-            off = off << 8 | h[24 + i];
-            l = l << 8 | h[32 + i];
-        }
-        for (int i = 3; i >= 0; i--) plen = plen << 8 | h[40 + i];
-        if (plen > len - pos - 64) return -EBADMSG;
-        int rc = 0;
-        if ((kind == 1 || kind == 2) && l && off < (1ull << 60) &&
-            l <= (1ull << 60) - off)
-            rc = regs_add(g, off, l);
-        else if (kind == 3 && off < (1ull << 60))
-            rc = regs_add(g, off, (1ull << 60) - off);
-        if (rc < 0) return rc;
-        pos += 64 + plen;
-    }
-    return 0;
-}
-
 /* Ship one batch from s->next.  Returns 1 shipped, 0 nothing to ship,
  * 2 exit, <0 retry after backoff (JR_ETRIMMED: copy needed). */
 static int sender_step(struct sender *s, const struct jr_info *info)
@@ -1462,24 +1441,14 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     req.from_region = r->region;
     req.epoch = info->epoch;
     req.promoted_at_seq = s->promoted_at;
-    req.first_seq = b.first_seq;
-    req.last_seq = b.last_seq;
-    req.n_entries = b.n_entries;
-    req.raw_len = b.len;
-    req.oldest_ts_ns = b.oldest_ts_ns;
     req.primary_head = info->head;
     req.head_ts_ns = info->head_ts_ns;
-    if (cbuf) {
-        req.entries.data = cbuf;
-        req.entries.len = cl;
-        req.compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
-    } else {
-        req.entries.data = b.data;
-        req.entries.len = b.len;
-    }
+    req_set_batch(&req, &b, cbuf, cl);
     /* In the peer's copy window it needs the ranges to save (undo). */
     if (s->copy_until && b.first_seq <= s->copy_until) {
-        if (batch_regions(b.data, b.len, &touched) == 0 &&
+        /* From the batch itself, not the journal: its entries may be
+         * trimmed between the read and now. */
+        if (jr_batch_regions(b.data, b.len, regs_cb, &touched) == 0 &&
             regs_normalize(&touched) == 0 &&
             (tp = calloc(touched.n + 1, sizeof(*tp)))) {
             for (size_t i = 0; i < touched.n; i++) tp[i] = &touched.a[i];
@@ -1521,22 +1490,7 @@ send:
                                &n->clen)) {
             n->r = r;
             n->req = req;
-            n->req.first_seq = n->b.first_seq;
-            n->req.last_seq = n->b.last_seq;
-            n->req.n_entries = n->b.n_entries;
-            n->req.raw_len = n->b.len;
-            n->req.oldest_ts_ns = n->b.oldest_ts_ns;
-            if (n->cbuf) {
-                n->req.entries.data = n->cbuf;
-                n->req.entries.len = n->clen;
-                n->req.compression =
-                    TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
-            } else {
-                n->req.entries.data = n->b.data;
-                n->req.entries.len = n->b.len;
-                n->req.compression =
-                    TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE;
-            }
+            req_set_batch(&n->req, &n->b, n->cbuf, n->clen);
             n->req.n_touched = 0;
             n->req.touched = NULL;
             n->req.follows_in_flight = 1;
@@ -1796,6 +1750,11 @@ static void sender_ensure(rep_ctx *r, struct rep_vol *v)
     v->thr_joinable = 0;
     pthread_mutex_unlock(&v->mu);
     if (join) pthread_join(v->thr, NULL);
+    /* Created again under the id of a deleted primary whose replica is
+     * still to be deleted (R-35): the old replica goes first.  Checked
+     * here, when a sender would start, not on every eligibility check. */
+    struct jr_tomb t;
+    if (jr_tomb_get(r->st, v->id, &t) == 0) return;
     struct sender *s = calloc(1, sizeof(*s));
     if (!s) return;
     s->r = r;

@@ -635,6 +635,22 @@ static void same_image(st_store *a, const char *ia, st_store *b,
     free(y);
 }
 
+struct ranges {
+    uint64_t off[256], len[256];
+    int n;
+};
+
+static int range_cb(uint64_t off, uint64_t len, void *arg)
+{
+    struct ranges *r = arg;
+    if (r->n < 256) {
+        r->off[r->n] = off;
+        r->len[r->n] = len;
+    }
+    r->n++;
+    return 0;
+}
+
 static void tail_apply_idempotent_and_refusals_on(const char *backend)
 {
     struct fx f;
@@ -675,6 +691,20 @@ static void tail_apply_idempotent_and_refusals_on(const char *backend)
     jr_batch_free(&b);
     ASSERT_EQ(jr_tail_read(f.st, "p", 1, 1 << 20, &b), 0);
     ASSERT_GT(b.n_entries, 3);
+    /* The ranges a batch touches, from its own bytes: the first entry is
+     * the first write; a flipped byte is refused, nothing reported. */
+    struct ranges rg = {0};
+    ASSERT_EQ(jr_batch_regions(b.data, b.len, range_cb, &rg), 0);
+    ASSERT_GT(rg.n, 1);
+    ASSERT_UEQ(rg.off[0], 1000);
+    ASSERT_UEQ(rg.len[0], 65536);
+    uint8_t *flip = malloc(b.len);
+    memcpy(flip, b.data, b.len);
+    flip[70] ^= 1;
+    struct ranges rg2 = {0};
+    ASSERT_EQ(jr_batch_regions(flip, b.len, range_cb, &rg2), JR_ECORRUPT);
+    ASSERT_EQ(rg2.n, 0);
+    free(flip);
     uint8_t *bad = malloc(b.len);
     memcpy(bad, b.data, b.len);
     bad[b.len - 5] ^= 1; /* last entry's payload or header */
