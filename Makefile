@@ -1,6 +1,7 @@
-# tandem: one top-level Makefile.  Each part contributes a fragment,
-# <part>/module.mk, which appends to the variables below; nothing in a
-# fragment may assume another fragment's internals.
+# tandem: one top-level Makefile.  Each source folder contributes one
+# fragment, <folder>/module.mk, included below in layer order (bottom
+# first); a fragment appends to the variables below and declares its
+# module library with the external libraries that library needs.
 #
 #   make              build every program (-Wall -Wextra -Werror)
 #   make test         install missing packages, build, run the whole suite,
@@ -22,13 +23,13 @@ CC       ?= cc
 OPT      ?= -O2
 SANITIZE ?=
 
-CPPFLAGS += -D_GNU_SOURCE -I. -Ijournal -Iproto -I$(B)/gen
+CPPFLAGS += -D_GNU_SOURCE -I. -Ijournal/base -Ijournal/store -Ijournal \
+            -Iproto -I$(B)/gen
 CFLAGS   += -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -Wstrict-prototypes \
             -Wno-unused-parameter -Wno-missing-field-initializers \
             -fno-strict-aliasing -pthread
 LDFLAGS  += -pthread
-LDLIBS   += -lgrpc -lgpr -lprotobuf-c -lrados -llz4 -lsqlite3 -lfuse3 \
-            -lcrypto -lssl -lm
+LDLIBS   +=
 
 ifeq ($(FUZZ),1)
 CC      := clang
@@ -44,19 +45,29 @@ endif
 
 # Object files of sources: $(call objs,a.c b.c)
 objs = $(patsubst %.c,$(B)/obj/%.o,$(1))
+# The external libraries of the module libraries in a list: a fragment
+# sets LIBS_libNAME next to $(B)/libNAME.a, so a program links exactly the
+# system libraries of the modules it uses (check with ldd).
+extlibs = $(sort $(foreach a,$(filter %.a,$(1)),$(LIBS_$(basename $(notdir $(a))))))
 # Link a program or test: objects first, then the module libraries the
-# target depends on (grouped, so their order does not matter).
-LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) \
-       -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+# target depends on (grouped, so their order does not matter), then their
+# external libraries.
+MODLIBS = -Wl,--start-group $(filter %.a,$^) -Wl,--end-group \
+          $(call extlibs,$^) $(LDLIBS)
+LINK = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(MODLIBS)
 
 # Module libraries: a fragment declares `$(B)/libNAME.a: $(call objs,...)`
 # and targets depend on the libraries they need, so one module's work in
 # progress never breaks another module's build.
-#   libgen   protobuf-c code of proto/*.proto and the well-known types
-#   libbase  logging and small shared helpers (journal/tlog.c, ...)
-#   libstore object store: interface + sqlite + rados backends
-#   libjr    volume image and change journal
-#   librpc   the gRPC C core layer
+#   libbase    logging and small shared helpers    journal/base/
+#   libstore   object store: sqlite + rados         journal/store/
+#   libjr      volume image and change journal     journal/
+#   libregions the region map                      journal/
+#   libgen     protobuf-c code of proto/*.proto and the well-known types
+#   librpc     the gRPC C core layer               proto/
+#   libnode    the node data path                  csi/datapath/
+#   libcsi     the CSI services                    csi/
+#   librep     the replicator engine               replicator/
 PROTOS     := $(wildcard proto/*.proto)
 PROGS      :=   # programs built by `make`
 UNIT_TESTS :=   # test programs, each runs by itself and exits 0 on success
@@ -67,10 +78,14 @@ BENCHES    :=   # bench programs/scripts, run by `make bench`
 
 all: programs
 
-include proto/module.mk
+include journal/base/module.mk
+include journal/store/module.mk
 include journal/module.mk
+include proto/module.mk
+include csi/datapath/module.mk
 include csi/module.mk
 include replicator/module.mk
+include replicator/ctl/module.mk
 include tests/module.mk
 include bench/module.mk
 
@@ -113,15 +128,13 @@ $(B)/obj/%.o: %.c $(GEN_H)
 # the libraries: `$(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a`.
 $(B)/tests/%: tests/unit/%.c tests/unit/tt.h $(GEN_H)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< \
-	  -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODLIBS)
 
 # libFuzzer targets: $(B)/fuzz/<name> from tests/fuzz/<name>.c (FUZZ=1);
 # libraries added by fragments as for unit tests.
 $(B)/fuzz/%: tests/fuzz/%.c $(GEN_H)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< \
-	  -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(MODLIBS)
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 

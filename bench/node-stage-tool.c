@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "csi/blockdev.h"
-#include "csi/mounter.h"
+#include "csi/datapath/blockdev.h"
+#include "csi/datapath/mounter.h"
 #include "jr.h"
 #include "regions.h"
 #include "tlog.h"

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blockdev.h"
+#include "csi/datapath/blockdev.h"
 #include "csi.h"
 #include "rpc.h"
 #include "tlog.h"

@@ -1,6 +1,6 @@
 /*
- * csi_node.c: the Node service.  The data path itself is csi/blockdev.h
- * (journaled volume -> FUSE image -> loop device) and csi/mounter.h
+ * csi_node.c: the Node service.  The data path itself is csi/datapath/blockdev.h
+ * (journaled volume -> FUSE image -> loop device) and csi/datapath/mounter.h
  * (mkfs, mount, bind); this file holds the CSI rules around them.
  *
  * State on the node, under --state-dir (default /run/tandem):
@@ -23,9 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blockdev.h"
+#include "csi/datapath/blockdev.h"
 #include "csi_int.h"
-#include "mounter.h"
+#include "csi/datapath/mounter.h"
 #include "tlog.h"
 
 #define MAX_PUB 16

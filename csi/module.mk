@@ -1,3 +1,12 @@
-# csi: fragment of the top-level Makefile. Sub-fragments per owner.
--include csi/csi.mk
--include csi/node.mk
+# csi: the CSI plugin.  libcsi holds the Identity, Controller and Node
+# services so tests can link them; tandem-csi is the process around them.
+$(B)/libcsi.a: $(call objs,csi/csi_util.c csi/csi_params.c csi/csi_ctrl.c \
+    csi/csi_node.c csi/csi_k8s.c)
+LIBS_libcsi := -lssl -lcrypto
+
+CSI_LIBS := $(B)/libcsi.a $(B)/libnode.a $(B)/librpc.a $(B)/libjr.a \
+            $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a $(B)/libgen.a
+
+PROGS += $(B)/tandem-csi
+$(B)/tandem-csi: $(call objs,csi/csi_main.c) $(CSI_LIBS)
+	$(LINK)

@@ -1,7 +1,6 @@
-# journal: fragment of the top-level Makefile (see its header).
-# The object store (store helper) and the journal engine (journal helper)
-# each keep their own sub-fragment so they never edit the same file.
-$(B)/libbase.a: $(call objs,journal/tlog.c)
--include journal/store.mk
--include journal/jr.mk
--include journal/regions.mk
+# journal: the volume image and change journal (jr.h) on top of the store,
+# and the region map (regions.h).
+$(B)/libjr.a: $(call objs,journal/jr_format.c journal/jr_image.c \
+    journal/jr_volume.c journal/jr_tail.c journal/jr_io.c)
+LIBS_libjr := -llz4
+$(B)/libregions.a: $(call objs,journal/regions.c)

@@ -1,3 +1,11 @@
-# replicator: fragment of the top-level Makefile. Sub-fragments per owner.
--include replicator/daemon.mk
--include replicator/ctl.mk
+# replicator: the daemon that ships journals to the peer region.  The
+# engine is librep.a so tests and benches link it.
+$(B)/librep.a: $(call objs,replicator/rep_core.c replicator/rep_link.c \
+    replicator/rep_admin.c replicator/rep_metrics.c)
+
+REP_LIBS := $(B)/librep.a $(B)/libregions.a $(B)/libjr.a $(B)/libstore.a \
+            $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
+
+PROGS += $(B)/tandem-replicator
+$(B)/tandem-replicator: $(call objs,replicator/rep_main.c) $(REP_LIBS)
+	$(LINK)

@@ -9,7 +9,7 @@ libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 libprotobuf-dev librados-dev liblz4-dev libsqlite3-dev libfuse3-dev fuse3
 libssl-dev openssl ceph-mon ceph-osd ceph-common uuid-runtime
 e2fsprogs xfsprogs util-linux mount fio nodejs npm iproute2 procps psmisc
-kmod python3 python3-yaml"
+kmod python3 python3-yaml libcurl4-openssl-dev libjson-c-dev libmount-dev libblkid-dev"
 
 missing=""
 for p in $PKGS; do

@@ -1,2 +1,74 @@
-# tests: fragment of the top-level Makefile.  Owners may add tests/<name>.mk.
--include $(filter-out tests/module.mk,$(wildcard tests/*.mk))
+# tests: every unit test, fuzz target, tool and end-to-end script, with the
+# module libraries each links (their external libraries follow from those).
+#
+# Unit tests: $(B)/tests/<name> from tests/unit/<name>.c (rule in Makefile).
+UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
+    $(B)/tests/test-journal-format $(B)/tests/test-journal \
+    $(B)/tests/test-regions $(B)/tests/test-csi \
+    $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
+    $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
+
+$(B)/tests/test-rpc: $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
+$(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-journal-format: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-journal: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-csi: $(CSI_LIBS)
+# Conformance and the node data path run the real programs from $(B).
+$(B)/tests/test-csi-conformance: tests/unit/test-csi-client.h $(CSI_LIBS) \
+    | $(B)/tandem-csi $(B)/tandem-volfuse
+$(B)/tests/test-csi-node: tests/unit/test-csi-client.h $(CSI_LIBS) \
+    | $(B)/tandem-csi $(B)/tandem-volfuse
+$(B)/tests/test-blockdev: $(B)/libnode.a $(B)/libjr.a $(B)/libregions.a \
+    $(B)/libstore.a $(B)/libbase.a | $(B)/tandem-volfuse
+$(B)/tests/test-rep: $(REP_LIBS)
+# The CLI contract against a scripted admin API (no daemon needed).
+$(B)/tests/test-tandemctl: $(B)/librpc.a $(B)/libgen.a $(B)/libregions.a \
+    $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a | $(B)/tandemctl
+
+# Tools the e2e scripts drive.  rep-tool: volumes through jr.h, a workload
+# with a seq log, the prefix-consistency check, admin calls; built with the
+# programs so `make test` has it.  The echo server is the peer of the
+# Node.js interop script (t0100).
+PROGS += $(B)/tests/rep-tool
+$(B)/tests/rep-tool: $(call objs,tests/tools/rep-tool.c) $(REP_LIBS)
+	@mkdir -p $(@D)
+	$(LINK)
+$(B)/tests/rpc-echo-server: $(call objs,tests/rpc/echo-server.c) \
+    $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
+	@mkdir -p $(@D)
+	$(LINK)
+test-e2e: $(B)/tests/rpc-echo-server
+
+E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
+    tests/e2e/t0200-csi-proto-compat.sh tests/e2e/t0210-csi-node-client.sh \
+    tests/e2e/t0220-deploy-manifests.sh tests/e2e/t0230-csi-k8s-topology.sh \
+    tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
+    tests/e2e/t0310-replication-faults.sh tests/e2e/t0400-demo.sh \
+    tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
+# The randomized fault test, also alone and repeated: make test-faults.
+FAULT_TESTS += tests/e2e/t0310-replication-faults.sh
+
+# libFuzzer targets for every decoder of bytes from outside the process:
+# $(B)/fuzz/<name> from tests/fuzz/<name>.c (FUZZ=1), seeded from
+# tests/fuzz/corpus/<name>/.
+#   fuzz-entry      journal entries             fuzz-tomb  tombstone values
+#   fuzz-rep-link   ShipBatch / CopyRegions decoding
+#   fuzz-rep-apply  the whole ShipBatch handler on a sqlite region
+#   fuzz-csi-k8s    the Kubernetes API server's answer (topology labels)
+#   fuzz-csi-params CSI parameter / id / path checks
+#   fuzz-regions    the region map          fuzz-bd-state  node state files
+FUZZERS += fuzz-entry fuzz-tomb fuzz-rep-link fuzz-rep-apply fuzz-csi-k8s \
+    fuzz-csi-params fuzz-regions fuzz-bd-state
+$(B)/fuzz/fuzz-entry: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/fuzz/fuzz-tomb: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/fuzz/fuzz-rep-link: $(REP_LIBS)
+$(B)/fuzz/fuzz-rep-apply: $(REP_LIBS)
+$(B)/fuzz/fuzz-csi-k8s: $(CSI_LIBS)
+$(B)/fuzz/fuzz-csi-params: $(CSI_LIBS)
+$(B)/fuzz/fuzz-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
+# blockdev.c is compiled into the target (its parsers are static): link
+# mounter.c (libfuzzmnt.a) but not libnode.a, whose blockdev.o would clash.
+$(B)/libfuzzmnt.a: $(call objs,csi/datapath/mounter.c)
+$(B)/fuzz/fuzz-bd-state: csi/datapath/blockdev.c $(B)/libfuzzmnt.a \
+    $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a

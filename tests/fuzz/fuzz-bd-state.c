@@ -1,5 +1,5 @@
 /*
- * fuzz-bd-state.c: libFuzzer target for what csi/blockdev.c reads back from
+ * fuzz-bd-state.c: libFuzzer target for what csi/datapath/blockdev.c reads back from
  * a volume's run_dir (see blockdev.h): the attach record that
  * bd_reattach_all replays after a plugin restart (rec_load), the exporter
  * pid file (read_pid) and the recorded loop device (loop_number, and
@@ -13,7 +13,7 @@
  *
  * Input: "attach\0pid\0dev" (missing parts: the file is absent).
  */
-#include "csi/blockdev.c"
+#include "csi/datapath/blockdev.c"
 
 static char run_dir[64];
 

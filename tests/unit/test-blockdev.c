@@ -1,7 +1,7 @@
 /*
  * test-blockdev.c: the node data path end to end on a sqlite region:
- * tandem-volfuse + loop device (csi/blockdev.c) and mkfs/mount/bind/grow
- * (csi/mounter.c) over volumes created with jr_volume_create.
+ * tandem-volfuse + loop device (csi/datapath/blockdev.c) and mkfs/mount/bind/grow
+ * (csi/datapath/mounter.c) over volumes created with jr_volume_create.
  *
  * Needs root, /dev/fuse and /dev/loop-control (skips with the reason
  * otherwise) and the exporter: $TANDEM_VOLFUSE, else tandem-volfuse in the
@@ -29,8 +29,8 @@
 #include <sys/statvfs.h>
 #include <linux/fs.h>
 
-#include "csi/blockdev.h"
-#include "csi/mounter.h"
+#include "csi/datapath/blockdev.h"
+#include "csi/datapath/mounter.h"
 #include "jr.h"
 #include "regions.h"
 #include "tlog.h"

@@ -15,7 +15,7 @@
 
 #include "test-csi-client.h"
 
-#include "csi/mounter.h"
+#include "csi/datapath/mounter.h"
 
 static void need_node(void)
 {

@@ -2,7 +2,7 @@
  * blockdev.h: a journaled volume exposed as a local block device.
  *
  * bd_attach starts one exporter process per volume (tandem-volfuse, see
- * csi/volfuse.c).  The exporter opens the volume through the journal
+ * csi/datapath/volfuse.c).  The exporter opens the volume through the journal
  * engine (jr_open) and serves a FUSE filesystem holding one file, `image`,
  * whose bytes are the volume's bytes; a loop device is then attached to
  * that file.  Every write that reaches the loop device is therefore a

@@ -7,7 +7,7 @@
  * liveness, waiting for exit through a pidfd), loop devices (configure,
  * clear, wait until really free), then the public functions.
  */
-#include "csi/blockdev.h"
+#include "csi/datapath/blockdev.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,7 +31,7 @@
 #include <linux/fs.h>
 #include <linux/loop.h>
 
-#include "csi/mounter.h"
+#include "csi/datapath/mounter.h"
 #include "tlog.h"
 
 extern char **environ;

@@ -4,7 +4,7 @@
  * Divisions: running external tools (mnt_run), /proc/self/mountinfo,
  * probing and formatting, mount/bind/umount, growing and stats.
  */
-#include "csi/mounter.h"
+#include "csi/datapath/mounter.h"
 
 #include <ctype.h>
 #include <errno.h>

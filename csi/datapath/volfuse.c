@@ -2,7 +2,7 @@
  * volfuse.c: tandem-volfuse, the per-volume exporter of the node data
  * path.  It opens one volume through the journal engine and serves a FUSE
  * filesystem holding a single regular file, `image`, whose bytes are the
- * volume's; csi/blockdev.c puts a loop device on that file.
+ * volume's; csi/datapath/blockdev.c puts a loop device on that file.
  *
  *   tandem-volfuse --config FILE --region R --volume ID --mountpoint DIR
  *                  [--read-only | --overlay] [--foreground] [--force]

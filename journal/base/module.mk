@@ -1,0 +1,4 @@
+# journal/base: the bottom layer.  Logging and the small helpers every
+# other layer shares; depends on libc only.
+$(B)/libbase.a: $(call objs,journal/base/tlog.c)
+LIBS_libbase := -lm
