@@ -140,11 +140,15 @@ int csi_volume_id_valid(const char *id);
 int csi_path_valid(const char *path);
 
 /* Kubernetes: read the Node's topology labels through the API server
- * (in-cluster service account).  Fills region/zone from
- * topology.kubernetes.io/region and .../zone ("" when a label is absent).
- * Environment: KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT; token
- * and CA in $TANDEM_K8S_SA_DIR (default
- * /var/run/secrets/kubernetes.io/serviceaccount). */
+ * (in-cluster service account; HTTPS through libcurl, 30 s deadline).
+ * Fills region/zone from topology.kubernetes.io/region and .../zone (""
+ * when a label is absent).  Environment: KUBERNETES_SERVICE_HOST,
+ * KUBERNETES_SERVICE_PORT; token and CA in $TANDEM_K8S_SA_DIR (default
+ * /var/run/secrets/kubernetes.io/serviceaccount).  Errors (err says
+ * which step failed): -EINVAL bad environment, node name, token or
+ * answer; -ECONNREFUSED connection or TLS (server certificate not signed
+ * by the CA) failed; -ETIMEDOUT; -ENOENT no such Node; -EACCES token
+ * refused; -EIO other HTTP status or transfer error. */
 int csi_k8s_node_topology(const char *node_name, char *region,
                           size_t regionlen, char *zone, size_t zonelen,
                           char *err, size_t errlen);

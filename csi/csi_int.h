@@ -97,16 +97,21 @@ int csi__check_cap(rpc_ctx *ctx, const Csi__V1__VolumeCapability *c,
 /* 1 if the access mode is read-only. */
 int csi__cap_readonly(const Csi__V1__VolumeCapability *c);
 
-/* ---- Kubernetes API answer (csi_k8s.c; exposed for the fuzzer,
- * tests/fuzz/fuzz-csi-k8s.c) ---- */
-/* Parse the HTTP answer to GET /api/v1/nodes/<node_name>: body holds len
- * bytes plus a NUL at body[len].  Fills region/zone from the Node's
- * topology labels ("" when absent); else a negative errno with err set
- * (-ENOENT 404, -EACCES 401/403, -EIO other status, -EINVAL malformed). */
-int csi__k8s_parse_answer(const char *body, size_t len,
-                          const char *node_name, char *region,
-                          size_t regionlen, char *zone, size_t zonelen,
-                          char *err, size_t errlen);
+/* ---- Kubernetes API answer (csi_k8s.c; exposed for the tests and the
+ * fuzzer, tests/fuzz/fuzz-csi-k8s.c) ---- */
+/* Read the answer to GET /api/v1/nodes/<node_name>: status is the HTTP
+ * status, body the len bytes of the answer's body (JSON, decoded by
+ * json-c; no NUL needed).  On 200 fills region/zone from the Node's
+ * topology.kubernetes.io/region and .../zone labels ("" when absent; a
+ * label longer than its buffer is refused, never cut).  Else a negative
+ * errno with err set: -ENOENT 404, -EACCES 401/403, -EIO other status
+ * (err quotes the Status object's message when there is one), -EINVAL
+ * not a Node object (not one JSON object, no metadata, labels or label
+ * values of the wrong type), -EFBIG over 16 MiB. */
+int csi__k8s_parse_node(long status, const char *body, size_t len,
+                        const char *node_name, char *region,
+                        size_t regionlen, char *zone, size_t zonelen,
+                        char *err, size_t errlen);
 
 /* ---- handlers ---- */
 int csi__identity_info(void *, rpc_ctx *, const ProtobufCMessage *,

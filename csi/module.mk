@@ -2,7 +2,9 @@
 # services so tests can link them; tandem-csi is the process around them.
 $(B)/libcsi.a: $(call objs,csi/csi_util.c csi/csi_params.c csi/csi_ctrl.c \
     csi/csi_node.c csi/csi_k8s.c)
-LIBS_libcsi := -lssl -lcrypto
+# OpenSSL's libcrypto: SHA-256 of volume names (csi_params.c); libcurl and
+# json-c: the Kubernetes API (csi_k8s.c).
+LIBS_libcsi := -lcurl -ljson-c -lcrypto
 
 CSI_LIBS := $(B)/libcsi.a $(B)/libnode.a $(B)/librpc.a $(B)/libjr.a \
             $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a $(B)/libgen.a

@@ -1,10 +1,10 @@
 #!/bin/bash
 # t0230-csi-k8s-topology: tandem-csi --topology-from-k8s-node reads the
 # Node's topology.kubernetes.io/region|zone labels from the Kubernetes API
-# (HTTPS with the service account's token and CA) and reports them in
-# NodeGetInfo under the driver's own keys.  The API server is played by
-# `openssl s_server -WWW` serving a Node object; a server certificate from
-# another CA is refused (the plugin exits non-zero).
+# (HTTPS through libcurl with the service account's token and CA) and
+# reports them in NodeGetInfo under the driver's own keys.  The API server
+# is played by `openssl s_server -WWW` serving a Node object; a server
+# certificate from another CA is refused (the plugin exits non-zero).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -101,7 +101,7 @@ NODE_NAME=worker-7 KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$po
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "untrusted API server accepted (exit $rc)"
 grep -q "TLS" "$tmp/csi2.log" || fail "no TLS error in: $(tail -2 "$tmp/csi2.log")"
-ok "API server certificate from another CA refused (exit $rc)"
+ok "API server certificate from another CA refused (exit $rc: $(grep -o "TLS[^\"]*" "$tmp/csi2.log" | head -1))"
 # A Node that does not exist: refused with the status.
 NODE_NAME=worker-404 KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$port \
     TANDEM_K8S_SA_DIR=$tmp/sa timeout 30 "$csi" --endpoint "unix://$sock" \

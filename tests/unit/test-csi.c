@@ -335,4 +335,155 @@ TEST(inflight_lock)
     unlink(path);
 }
 
+/* ---- the Kubernetes API answer (csi_k8s.c) ---- */
+
+static int k8s(long status, const char *body, char *region, size_t rlen,
+               char *zone, size_t zlen, char *err, size_t errlen)
+{
+    /* An exact-size heap copy without a NUL, so ASan sees any over-read. */
+    size_t n = strlen(body);
+    char *b = malloc(n ? n : 1);
+    ASSERT(b != NULL);
+    memcpy(b, body, n);
+    int rc = csi__k8s_parse_node(status, b, n, "node-1", region, rlen, zone,
+                                 zlen, err, errlen);
+    free(b);
+    return rc;
+}
+
+TEST(k8s_node_labels)
+{
+    char r[64], z[64], err[256];
+#define K8S(st, body) k8s(st, body, r, sizeof(r), z, sizeof(z), err, sizeof(err))
+    /* Labels found past decoys: a JSON string holding "labels" inside an
+     * annotation, escapes, nested arrays. */
+    ASSERT_OK(K8S(200, "{\"kind\":\"Node\",\"metadata\":{\"annotations\":"
+                  "{\"x\":\"{\\\"labels\\\":{\\\"topology.kubernetes.io/"
+                  "region\\\":\\\"a\\\"}}\"},\"labels\":{\"topology."
+                  "kubernetes.io/region\":\"b\",\"topology.kubernetes.io/"
+                  "zone\":\"b\\u0032\"}},\"status\":{\"a\":[[1,2],{}]}}\n"));
+    ASSERT_STREQ(r, "b");
+    ASSERT_STREQ(z, "b2");
+    /* No labels, empty labels, null labels: no topology, no error. */
+    ASSERT_OK(K8S(200, "{\"metadata\":{\"name\":\"n\"}}"));
+    ASSERT_STREQ(r, "");
+    ASSERT_STREQ(z, "");
+    ASSERT_OK(K8S(200, "{\"metadata\":{\"labels\":{}}}"));
+    ASSERT_OK(K8S(200, "{\"metadata\":{\"labels\":null}}"));
+    ASSERT_OK(K8S(200, "{\"metadata\":{\"labels\":{\"topology.kubernetes.io/"
+                  "zone\":\"z1\"}}}"));
+    ASSERT_STREQ(r, "");
+    ASSERT_STREQ(z, "z1");
+
+    /* Error statuses name the status and quote the Status message. */
+    ASSERT_EQ(K8S(404, "{\"kind\":\"Status\",\"message\":\"nodes \\\"node-1"
+                  "\\\" not found\",\"code\":404}"), -ENOENT);
+    ASSERT(strstr(err, "HTTP status 404"));
+    ASSERT(strstr(err, "not found"));
+    ASSERT_EQ(K8S(401, "Unauthorized"), -EACCES);
+    ASSERT(strstr(err, "HTTP status 401"));
+    ASSERT_EQ(K8S(403, ""), -EACCES);
+    ASSERT_EQ(K8S(500, "{}"), -EIO);
+    ASSERT(strstr(err, "500"));
+
+    /* Not a Node object. */
+    const char *bad[] = {
+        "", "   ", "{\"metadata\":{}", "{\"metadata\":{}} x", "[1,2]",
+        "\"metadata\"", "{}", "{\"metadata\":7}", "{\"metadata\":{\"labels\""
+        ":[]}}", "{\"metadata\":{\"labels\":{\"topology.kubernetes.io/"
+        "region\":7}}}", "{\"metadata\":{\"labels\":{\"topology.kubernetes."
+        "io/zone\":\"a\\u0000b\"}}}", "{\"metadata\":{\"labels\":{\"x\":\""
+        "\xff\"}}}", "{\"metadata\":{,}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        int rc = K8S(200, bad[i]);
+        if (rc != -EINVAL) TT_FAIL("answer %zu (%s): %d", i, bad[i], rc);
+        ASSERT(err[0]);
+        ASSERT_STREQ(r, "");
+    }
+    ASSERT_EQ(K8S(200, "{\"metadata\":{\"labels\":[]}}"), -EINVAL);
+    ASSERT(strstr(err, "labels"));
+    ASSERT_EQ(K8S(200, "{\"metadata\":{} } trailing"), -EINVAL);
+    ASSERT(strstr(err, "answer starts: {"));
+    /* Nesting deeper than the parser's limit is refused, not recursed. */
+    char deep[4096];
+    size_t k = 0;
+    k += (size_t)snprintf(deep, sizeof(deep), "{\"metadata\":");
+    for (int i = 0; i < 1000; i++) deep[k++] = '[';
+    deep[k] = 0;
+    ASSERT_EQ(K8S(200, deep), -EINVAL);
+#undef K8S
+    /* A label longer than its buffer is refused, not cut. */
+    ASSERT_EQ(k8s(200, "{\"metadata\":{\"labels\":{\"topology.kubernetes.io/"
+                  "region\":\"abcd\"}}}", r, 4, z, sizeof(z), err,
+                  sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "topology.kubernetes.io/region"));
+    ASSERT_OK(k8s(200, "{\"metadata\":{\"labels\":{\"topology.kubernetes.io/"
+                  "region\":\"abc\"}}}", r, 4, z, sizeof(z), err,
+                  sizeof(err)));
+    ASSERT_STREQ(r, "abc");
+}
+
+/* The request's own checks, before any connection. */
+TEST(k8s_request_checks)
+{
+    char r[64], z[64], err[256], dir[] = "/tmp/test-csi-k8s-XXXXXX", p[128];
+    ASSERT(mkdtemp(dir) != NULL);
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    setenv("TANDEM_K8S_SA_DIR", dir, 1);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "KUBERNETES_SERVICE_HOST"));
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "0x50", 1);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "KUBERNETES_SERVICE_PORT"));
+    setenv("KUBERNETES_SERVICE_PORT", "1", 1);
+    ASSERT_EQ(csi_k8s_node_topology("n/1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "node name"));
+    /* No CA, then a CA but no token, an empty token, a token that would
+     * split the header. */
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -ENOENT);
+    ASSERT(strstr(err, "ca.crt"));
+    snprintf(p, sizeof(p), "%s/ca.crt", dir);
+    FILE *f = fopen(p, "w");
+    ASSERT(f != NULL);
+    fclose(f);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -ENOENT);
+    ASSERT(strstr(err, "token"));
+    snprintf(p, sizeof(p), "%s/token", dir);
+    f = fopen(p, "w");
+    ASSERT(f != NULL);
+    fputs("\n", f);
+    fclose(f);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "empty"));
+    f = fopen(p, "w");
+    ASSERT(f != NULL);
+    fputs("abc\r\nX-Evil: 1\n", f);
+    fclose(f);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "HTTP header"));
+    /* A good token, nobody listening on port 1. */
+    f = fopen(p, "w");
+    ASSERT(f != NULL);
+    fputs("tok\n", f);
+    fclose(f);
+    ASSERT_EQ(csi_k8s_node_topology("n1", r, sizeof(r), z, sizeof(z), err,
+                                    sizeof(err)), -ECONNREFUSED);
+    ASSERT(strstr(err, "127.0.0.1:1"));
+    ASSERT(!strstr(err, "tok"));
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/ca.crt", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
 TT_MAIN()
