@@ -1,6 +1,8 @@
 # replicator: the daemon that ships journals to the peer region.  The
 # engine is librep.a so tests and benches link it.
-$(B)/librep.a: $(call objs,replicator/rep_core.c replicator/rep_link.c \
+$(B)/librep.a: $(call objs,replicator/rep_core.c replicator/rep_vol.c \
+    replicator/rep_meta.c replicator/rep_lz4.c replicator/rep_send.c \
+    replicator/rep_copy.c replicator/rep_link.c \
     replicator/rep_admin.c replicator/rep_metrics.c)
 
 REP_LIBS := $(B)/librep.a $(B)/libregions.a $(B)/libjr.a $(B)/libstore.a \

@@ -1,8 +1,10 @@
 /*
  * rep_int.h: private declarations shared by the replicator's files
- * (rep_core.c: context, volume table, senders, catch-up; rep_link.c: the
- * peer-link service; rep_admin.c: the admin service and status;
- * rep_metrics.c: /metrics).  Not a contract: see rep.h.
+ * (rep_core.c: context and scanner; rep_vol.c: the volume table;
+ * rep_meta.c: volume metadata; rep_lz4.c: LZ4 helpers; rep_send.c: the
+ * senders; rep_copy.c: the region-copy catch-up and its undo store;
+ * rep_link.c: the peer-link service; rep_admin.c: the admin service and
+ * status; rep_metrics.c: /metrics).  Not a contract: see rep.h.
  */
 #ifndef TANDEM_REP_INT_H
 #define TANDEM_REP_INT_H
@@ -140,11 +142,25 @@ static inline void rep__scpy(char *d, size_t size, const char *s)
     d[n] = 0;
 }
 
-/* ---- rep_core.c ---- */
+/* ---- rep_core.c: context, scanner ---- */
 int64_t rep__now_ms(void);
 int64_t rep__now_ns(void);
+
+/* ---- rep_vol.c: the volume table ---- */
 /* Find or create the table entry of a volume. */
 struct rep_vol *rep__vol_get(rep_ctx *r, const char *id);
+/* Copy the table's ids (malloc'd array of malloc'd strings). */
+int rep__list_ids(rep_ctx *r, char ***ids, size_t *n);
+void rep__free_ids(char **ids, size_t n);
+/* Set a volume's link state, state and last error (NULL: unchanged). */
+void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
+                    const char *err);
+/* Wake a volume's sender (after a role change). */
+void rep__kick(rep_ctx *r, struct rep_vol *v);
+/* Sleep up to ms unless stopping or kicked.  Returns 1 if stopping. */
+int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms);
+
+/* ---- rep_meta.c: volume metadata ---- */
 /* 1 if the volume should be shipped by this replicator now. */
 int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
 /* The peer region of a volume copy ("" if not replicated). */
@@ -167,6 +183,25 @@ int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
 /* Set a secondary's positions: head = applied = seq, journal and dirty map
  * emptied (jr_replica_rebase at its current size). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
+/* A VolumeSpec of a volume (size, object size, metadata without our own
+ * "rep." keys) for creating its replica; free with rep__spec_free. */
+struct rep_spec {
+    Tandem__Repl__V1__VolumeSpec spec;
+    void **ents;
+    size_t n;
+};
+int rep__spec_make(rep_ctx *r, const char *id, const struct jr_info *info,
+                   uint64_t start_seq, struct rep_spec *b);
+void rep__spec_free(struct rep_spec *b);
+
+/* ---- rep_lz4.c ---- */
+/* LZ4: compress src into a malloc'd buffer if it saves >= 1/8;
+ * returns 1 compressed, 0 not worth it, <0 error. */
+int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
+/* Decompress exactly raw_len bytes (malloc'd). */
+int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
+
+/* ---- rep_copy.c: region-copy catch-up ---- */
 /* Receiver side of a region copy: undo objects. */
 int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
                    uint64_t off, uint64_t len);
@@ -174,19 +209,14 @@ int rep__undo_drop(rep_ctx *r, const char *id);
 /* Roll back an unfinished copy (promote mid-copy): restore saved bytes
  * and the base position.  0 if nothing to roll back. */
 int rep__undo_rollback(rep_ctx *r, const char *id);
+/* Forget a volume's region-copy list ("rep.copylist/<vol>"). */
+void rep__copylist_drop(rep_ctx *r, const char *id);
+
+/* ---- rep_send.c: the senders ---- */
+/* Start the volume's sender unless it runs. */
+void rep__sender_ensure(rep_ctx *r, struct rep_vol *v);
 /* Mark a local copy split-brain (persistent) and fence it (secondary). */
 void rep__mark_split(rep_ctx *r, struct rep_vol *v, const char *why);
-/* Wake a volume's sender (after a role change). */
-void rep__kick(rep_ctx *r, struct rep_vol *v);
-void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *out);
-/* LZ4: compress src into a malloc'd buffer if it saves >= 1/8;
- * returns 1 compressed, 0 not worth it, <0 error. */
-int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
-/* Decompress exactly raw_len bytes (malloc'd). */
-int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
-/* Copy the table's ids (malloc'd array of malloc'd strings). */
-int rep__list_ids(rep_ctx *r, char ***ids, size_t *n);
-void rep__free_ids(char **ids, size_t n);
 
 /* ---- rep_link.c ---- */
 extern const struct rpc_method rep__link_methods[];
@@ -199,8 +229,6 @@ int rep__peer_hello(rep_ctx *r, char *msg, size_t msz);
 /* One pass over the tombstones of deleted primaries (R-35): ask the peer
  * to delete each replica; drop the tombstone on a final answer. */
 void rep__tombs_process(rep_ctx *r);
-/* Forget a volume's region-copy list ("rep.copylist/<vol>"). */
-void rep__copylist_drop(rep_ctx *r, const char *id);
 /* Receiver decoding of untrusted peer bytes (exposed for the fuzzer,
  * tests/fuzz/fuzz-rep-link.c).  A ShipBatch's entries as sent, or LZ4
  * decompressed to exactly raw_len: returns RESULT_OK with *data and *len set
@@ -219,6 +247,7 @@ int rep__copy_region_data(const Tandem__Repl__V1__Region *g, uint64_t size,
 /* ---- rep_admin.c ---- */
 extern const struct rpc_method rep__admin_methods[];
 extern const size_t rep__n_admin_methods;
+void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *out);
 int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
                  char *msg, size_t msz);
 

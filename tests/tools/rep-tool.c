@@ -356,7 +356,7 @@ static int cmd_verify(int argc, char **argv)
     if (copy_id) {
         /* A region copy is in its window here: the replica's consistent
          * state is what a promote would roll back to, the image with the
-         * saved undo blocks laid over it (replicator/rep_core.c), as of
+         * saved undo blocks laid over it (replicator/rep_copy.c), as of
          * rep.copy.base. */
         view = "rollback";
         if (jr_meta_get(st, argv[4], "rep.copy.base", &base_s) < 0)

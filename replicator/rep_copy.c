@@ -1,0 +1,510 @@
+/*
+ * rep_copy.c: the region-copy catch-up.  Sender side: a volume whose
+ * journal passed its cap (JR_ETRIMMED), or a replica that must be made
+ * from scratch, is brought current by copying image regions (the dirty
+ * map, or everything) over CopyRegions, following jr.h's catch-up
+ * protocol; the region list of an unfinished copy is kept durably so a
+ * failed copy forgets nothing.  Receiver side: the undo store of the
+ * copy window, which keeps the secondary's last consistent state
+ * recoverable until it applied the primary's head as of the copy's end
+ * (a promote in the middle rolls back to it).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rep_int.h"
+#include "rep_send.h"
+#include "tlog.h"
+
+/* ------------------------------------------------ receiver: undo store */
+
+/* A list of object names (the undo blocks of a volume). */
+struct jlist {
+    char **k;
+    size_t n, cap;
+};
+
+static int jlist_add(struct jlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t c = l->cap ? 2 * l->cap : 16;
+        char **k = realloc(l->k, c * sizeof(*k));
+        if (!k) return -ENOMEM;
+        l->k = k;
+        l->cap = c;
+    }
+    if (!(l->k[l->n] = strdup(s))) return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void jlist_free(struct jlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->k[i]);
+    free(l->k);
+    memset(l, 0, sizeof(*l));
+}
+
+static int jlist_oid_cb(const char *oid, void *arg)
+{
+    return jlist_add(arg, oid);
+}
+/* Undo blocks: before a region copy overwrites image bytes on the
+ * secondary, the old bytes of each aligned block are saved once per copy
+ * window in "rep.undo/<vol>/<block index, 16 hex>".  Rolling back writes
+ * them back and resets the position to the base of the copy, the last
+ * write-order-consistent state. */
+#define UNDO_BLOCK (256u << 10)
+
+static void undo_oid(char *buf, size_t n, const char *id, uint64_t blk)
+{
+    snprintf(buf, n, "rep.undo/%s/%016" PRIx64, id, blk);
+}
+
+int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
+                   uint64_t off, uint64_t len)
+{
+    (void)copy_id;
+    struct jr_info info;
+    int rc = jr_volume_stat(r->st, id, &info);
+    if (rc < 0) return rc;
+    if (len == 0) return 0;
+    uint8_t *buf = malloc(UNDO_BLOCK);
+    if (!buf) return -ENOMEM;
+    for (uint64_t b = off / UNDO_BLOCK; b <= (off + len - 1) / UNDO_BLOCK;
+         b++) {
+        char oid[JR_MAX_ID + 64];
+        uint64_t start = b * UNDO_BLOCK, sz = UNDO_BLOCK, osz;
+        if (start >= info.size) break;
+        if (start + sz > info.size) sz = info.size - start;
+        undo_oid(oid, sizeof(oid), id, b);
+        /* Saved already in this window: keep the oldest bytes. */
+        if (st_stat(r->st, oid, &osz, NULL) == 0) continue;
+        if ((rc = jr_image_read(r->st, id, start, buf, sz)) < 0) break;
+        if ((rc = st_write_full(r->st, oid, buf, sz)) < 0) break;
+    }
+    free(buf);
+    return rc < 0 ? rc : 0;
+}
+
+static int undo_list(rep_ctx *r, const char *id, struct jlist *l)
+{
+    char pfx[JR_MAX_ID + 16];
+    snprintf(pfx, sizeof(pfx), "rep.undo/%s/", id);
+    return st_list(r->st, pfx, jlist_oid_cb, l);
+}
+
+/* Close the copy window: the marker goes first, then the undo blocks, so
+ * a crash in between leaves only garbage (removed by the next copy's
+ * begin), never a window whose undo data is incomplete. */
+int rep__undo_drop(rep_ctx *r, const char *id)
+{
+    int rc = rep__meta_rm(r, id, REP_META_COPY_ID);
+    if (rc < 0) return rc;
+    rep__meta_rm(r, id, REP_META_COPY_UNTIL);
+    rep__meta_rm(r, id, REP_META_COPY_BASE);
+    struct jlist l = {0};
+    rc = undo_list(r, id, &l);
+    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        int e = st_remove(r->st, l.k[i]);
+        if (e < 0 && e != -ENOENT) rc = e;
+    }
+    jlist_free(&l);
+    return rc;
+}
+
+int rep__undo_rollback(rep_ctx *r, const char *id)
+{
+    char *cid = rep__meta(r, id, REP_META_COPY_ID);
+    if (!cid) return 0;
+    free(cid);
+    uint64_t base = rep__meta_u64(r, id, REP_META_COPY_BASE);
+    struct jlist l = {0};
+    uint8_t *buf = malloc(UNDO_BLOCK);
+    int rc = buf ? undo_list(r, id, &l) : -ENOMEM;
+    size_t restored = 0;
+    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        const char *p = strrchr(l.k[i], '/');
+        uint64_t blk = p ? strtoull(p + 1, NULL, 16) : 0;
+        ssize_t n = st_read(r->st, l.k[i], 0, buf, UNDO_BLOCK);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        if (n > 0 &&
+            (rc = jr_image_write(r->st, id, blk * UNDO_BLOCK, buf,
+                                 (size_t)n)) < 0)
+            break;
+        restored++;
+    }
+    free(buf);
+    jlist_free(&l);
+    if (rc >= 0) rc = rep__position_set(r, id, base);
+    if (rc >= 0) rc = rep__undo_drop(r, id);
+    if (rc < 0)
+        tlog_error("rep.rollback_failed", "vol=%s err=%d (%s)", id, rc,
+                   jr_strerror(rc));
+    else
+        tlog_warn("rep.rollback", "vol=%s base=%" PRIu64 " blocks=%zu "
+                  "msg=\"unfinished region copy rolled back\"", id, base,
+                  restored);
+    return rc < 0 ? rc : 1;
+}
+
+int rep__regs_add(struct rep_regs *g, uint64_t off, uint64_t len)
+{
+    /* Merge with the previous range when adjacent (callers add in
+     * offset order). */
+    if (g->n && off >= g->a[g->n - 1].offset &&
+        g->a[g->n - 1].offset + g->a[g->n - 1].length >= off) {
+        uint64_t end = off + len, pend = g->a[g->n - 1].offset +
+                                          g->a[g->n - 1].length;
+        if (end > pend) g->a[g->n - 1].length = end - g->a[g->n - 1].offset;
+        return 0;
+    }
+    if (g->n == g->cap) {
+        size_t c = g->cap ? 2 * g->cap : 64;
+        void *p = realloc(g->a, c * sizeof(*g->a));
+        if (!p) return -ENOMEM;
+        g->a = p;
+        g->cap = c;
+    }
+    Tandem__Repl__V1__Region *x = &g->a[g->n++];
+    tandem__repl__v1__region__init(x);
+    x->offset = off;
+    x->length = len;
+    return 0;
+}
+
+int rep__regs_cb(uint64_t off, uint64_t len, void *arg)
+{
+    return rep__regs_add(arg, off, len);
+}
+
+static int cmp_reg(const void *a, const void *b)
+{
+    const Tandem__Repl__V1__Region *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Sort and merge overlapping ranges. */
+int rep__regs_normalize(struct rep_regs *g)
+{
+    if (g->n < 2) return 0;
+    qsort(g->a, g->n, sizeof(*g->a), cmp_reg);
+    struct rep_regs m = {0};
+    int rc = 0;
+    for (size_t i = 0; i < g->n && !rc; i++)
+        rc = rep__regs_add(&m, g->a[i].offset, g->a[i].length);
+    free(g->a);
+    *g = m;
+    return rc;
+}
+
+/* The region list of an unfinished copy is kept durably on the sender
+ * ("rep.copylist/<vol>": the resume position, then pairs of offset and
+ * length, little-endian u64), because the dirty map is cleared when the
+ * copy starts: a failed copy must not forget its regions, nor the
+ * position whose entries it relies on being shipped afterwards. */
+static int copylist_load(rep_ctx *r, const char *id, struct rep_regs *g,
+                         uint64_t *resume)
+{
+    char oid[JR_MAX_ID + 16];
+    uint64_t size;
+    *resume = 0;
+    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
+    if (st_stat(r->st, oid, &size, NULL) < 0) return 0;
+    if (size < 8 || (size - 8) % 16 || size > (256u << 20)) return -EBADMSG;
+    uint8_t *buf = malloc(size);
+    if (!buf) return -ENOMEM;
+    ssize_t n = st_read(r->st, oid, 0, buf, size);
+    int rc = n == (ssize_t)size ? 0 : -EIO;
+    if (!rc) memcpy(resume, buf, 8);
+    for (uint64_t i = 8; !rc && i < size; i += 16) {
+        uint64_t o, l;
+        memcpy(&o, buf + i, 8);
+        memcpy(&l, buf + i + 8, 8);
+        rc = rep__regs_add(g, o, l);
+    }
+    free(buf);
+    return rc;
+}
+
+static int copylist_save(rep_ctx *r, const char *id, const struct rep_regs *g,
+                         uint64_t resume)
+{
+    char oid[JR_MAX_ID + 16];
+    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
+    uint8_t *buf = malloc(8 + g->n * 16);
+    if (!buf) return -ENOMEM;
+    memcpy(buf, &resume, 8);
+    for (size_t i = 0; i < g->n; i++) {
+        memcpy(buf + 8 + i * 16, &g->a[i].offset, 8);
+        memcpy(buf + 8 + i * 16 + 8, &g->a[i].length, 8);
+    }
+    int rc = st_write_full(r->st, oid, buf, 8 + g->n * 16);
+    free(buf);
+    return rc;
+}
+
+void rep__copylist_drop(rep_ctx *r, const char *id)
+{
+    char oid[JR_MAX_ID + 16];
+    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
+    st_remove(r->st, oid);
+}
+
+static int copy_call(struct sender *s, Tandem__Repl__V1__CopyRegionsRequest *req,
+                     Tandem__Repl__V1__CopyRegionsResponse **resp, char *msg,
+                     size_t msz)
+{
+    ProtobufCMessage *out = NULL;
+    int code = rpc_client_call(
+        s->r->peer, "/tandem.repl.v1.Link/CopyRegions", &req->base,
+        &tandem__repl__v1__copy_regions_response__descriptor, &out,
+        REP_SHIP_TIMEOUT_MS, 0, msg, msz);
+    *resp = (Tandem__Repl__V1__CopyRegionsResponse *)out;
+    if (code == RPC_OK &&
+        (*resp)->result != TANDEM__REPL__V1__RESULT__RESULT_OK) {
+        snprintf(msg, msz, "%s", (*resp)->message);
+        return -(int)(*resp)->result;
+    }
+    return code;
+}
+
+static int is_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+/* Bring the peer current by copying image regions: the dirty map (journal
+ * cap) or, for a replica that does not exist or whose journal position we
+ * no longer hold, the whole image.  Returns 0 (shipping resumes), 1 (exit
+ * sender), -1 (retry later). */
+int rep__sender_copy(struct sender *s, int full)
+{
+    rep_ctx *r = s->r;
+    struct rep_vol *v = s->v;
+    struct jr_info info;
+    struct rep_regs g = {0};
+    struct rep_spec sb = {0};
+    Tandem__Repl__V1__CopyRegionsResponse *resp = NULL;
+    uint8_t *buf = NULL;
+    char msg[256], copy_id[40], e[400];
+    int ret = -1, rc;
+    uint64_t bytes = 0, nreg = 0;
+    int64_t t0 = rep__now_ms();
+
+    rep__vol_state(v, "catching-up", "catching-up", NULL);
+    pthread_mutex_lock(&v->mu);
+    v->copy_active = 1;
+    pthread_mutex_unlock(&v->mu);
+    /* The catch-up protocol of jr.h: T = tail (every entry >= T is still
+     * in the journal, every dropped entry the peer lacks is in the dirty
+     * map), take the map at generation G, resume the journal at T only if
+     * the map is still at G and nothing >= T was trimmed; then copy, then
+     * ship from T (those entries overwrite, in order, whatever newer bytes
+     * the copy read). */
+    /* Open the session on the peer first: while it is unreachable nothing
+     * changes here (the dirty map stays as it is). */
+    if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
+    uint64_t begin_size = info.size;
+    snprintf(copy_id, sizeof(copy_id), "%016" PRIx64 "%08lx",
+             (uint64_t)rep__now_ns(), (unsigned long)random());
+    /* A replica created by this copy starts empty at seq 0, so that until
+     * the copy finishes its consistent state (the rollback target) is the
+     * empty volume, not a position it does not hold yet. */
+    if ((rc = rep__spec_make(r, v->id, &info, 1, &sb)) < 0) goto out;
+    Tandem__Repl__V1__CopyRegionsRequest req =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    req.volume_id = v->id;
+    req.from_region = r->region;
+    req.epoch = info.epoch;
+    req.copy_id = copy_id;
+    req.begin = 1;
+    req.spec = &sb.spec;
+    rc = copy_call(s, &req, &resp, msg, sizeof(msg));
+    if (rc != RPC_OK) goto callfail;
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    resp = NULL;
+    req.begin = 0;
+    req.spec = NULL;
+
+    uint64_t resume = 0;
+    for (int tries = 0;; tries++) {
+        uint64_t gen = 0, saved_resume = 0;
+        g.n = 0;
+        if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
+        if ((rc = copylist_load(r, v->id, &g, &saved_resume)) < 0) goto out;
+        if (saved_resume && !info.dirty_tracking &&
+            info.tail <= saved_resume) {
+            /* A copy that failed before: its regions, plus the entries
+             * from its resume position, which the journal still holds,
+             * bring the peer current.  No full copy needed. */
+            resume = saved_resume;
+            full = 0;
+            break;
+        }
+        if (full && !g.n) {
+            for (uint64_t o = 0; o < info.size; o += REP_COPY_CHUNK) {
+                uint64_t l = info.size - o < REP_COPY_CHUNK ? info.size - o
+                                                             : REP_COPY_CHUNK;
+                if ((rc = rep__regs_add(&g, o, l)) < 0) goto out;
+            }
+        }
+        /* The dirty map covers every entry dropped since the peer's ack
+         * (R-8), so with it the saved regions stay sufficient even when
+         * the journal passed the cap again. */
+        if ((rc = jr_dirty_iter_gen(r->st, v->id, &gen, rep__regs_cb, &g)) < 0)
+            goto out;
+        if ((rc = rep__regs_normalize(&g)) < 0) goto out;
+        /* T = tail (jr.h): entries in [tail, applied] are in the image
+         * but not in the dirty map (they were never trimmed), so resuming
+         * at applied + 1 would skip them for regions the map lacks. */
+        resume = info.tail;
+        /* Durable before the dirty map is cleared (see copylist_load). */
+        if ((rc = copylist_save(r, v->id, &g, resume)) < 0) goto out;
+        if (info.size != begin_size) {
+            /* Resized since the session began: start over later. */
+            rc = -EAGAIN;
+            goto out;
+        }
+        if (!info.dirty_tracking) break;
+        rc = jr_dirty_clear_gen(r->st, v->id, resume, gen);
+        if (rc == 0) break;
+        /* A trim ran since the stat: the map has grown, take it again. */
+        if ((rc != -EAGAIN && rc != JR_ETRIMMED) || tries > 20) goto out;
+    }
+    /* Pin the journal from resume on for a peer that never acked (R-8
+     * keeps entries for registered peers only). */
+    uint64_t ack = 0;
+    jr_peer_ack_get(r->st, v->id, r->peer_region, &ack);
+    if (!ack && resume > 1)
+        jr_peer_ack_set(r->st, v->id, r->peer_region, resume - 1);
+
+    buf = malloc(REP_COPY_CALL);
+    Tandem__Repl__V1__Region rg[REP_COPY_CALL / 4096];
+    Tandem__Repl__V1__Region *rp[REP_COPY_CALL / 4096];
+    void *cbufs[REP_COPY_CALL / 4096];
+    if (!buf) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    size_t gi = 0;
+    uint64_t goff = g.n ? g.a[0].offset : 0;
+    /* Under --max-bandwidth, calls of about half a second of budget, so
+     * the throttle stays smooth (the bucket lets one call into debt). */
+    size_t call_max = REP_COPY_CALL;
+    if (r->bucket.rate && r->bucket.rate / 2 < call_max)
+        call_max = r->bucket.rate / 2 > 65536 ? r->bucket.rate / 2 : 65536;
+    while (gi < g.n) {
+        size_t used = 0, k = 0;
+        while (gi < g.n && k < sizeof(rg) / sizeof(rg[0]) &&
+               used < call_max) {
+            uint64_t end = g.a[gi].offset + g.a[gi].length;
+            if (end > info.size) end = info.size;
+            if (goff >= end) {
+                if (++gi < g.n) goff = g.a[gi].offset;
+                continue;
+            }
+            uint64_t l = end - goff;
+            if (l > REP_COPY_CHUNK) l = REP_COPY_CHUNK;
+            if (l > call_max - used) l = call_max - used;
+            uint8_t *p = buf + used;
+            if ((rc = jr_image_read(r->st, v->id, goff, p, l)) < 0) goto out;
+            Tandem__Repl__V1__Region *x = &rg[k];
+            tandem__repl__v1__region__init(x);
+            cbufs[k] = NULL;
+            x->offset = goff;
+            x->length = l;
+            if (is_zero(p, l)) {
+                x->zero = 1;
+            } else {
+                size_t cl;
+                int c = rep__lz4(p, l, &cbufs[k], &cl);
+                if (c == 1) {
+                    x->data.data = cbufs[k];
+                    x->data.len = cl;
+                    x->compression =
+                        TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
+                } else {
+                    x->data.data = p;
+                    x->data.len = l;
+                }
+            }
+            rp[k] = x;
+            used += l;
+            goff += l;
+            k++;
+            nreg++;
+        }
+        if (!k) break;
+        size_t wire = 0;
+        for (size_t i = 0; i < k; i++) wire += rg[i].data.len;
+        rep__bucket_take(r, wire);
+        req.n_regions = k;
+        req.regions = rp;
+        rc = copy_call(s, &req, &resp, msg, sizeof(msg));
+        for (size_t i = 0; i < k; i++) free(cbufs[i]);
+        if (rc != RPC_OK) goto callfail;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        resp = NULL;
+        bytes += used;
+        pthread_mutex_lock(&v->mu);
+        v->wire_bytes += wire;
+        v->raw_bytes += used;
+        pthread_mutex_unlock(&v->mu);
+        if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) goto out;
+    }
+    if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
+    req.n_regions = 0;
+    req.regions = NULL;
+    req.finish = 1;
+    req.resume_seq = resume;
+    req.consistent_at = info.head;
+    rc = copy_call(s, &req, &resp, msg, sizeof(msg));
+    if (rc != RPC_OK) goto callfail;
+    rep__copylist_drop(r, v->id);
+    s->next = resume;
+    s->copy_until = info.head;
+    rep__note_ack(s, resume - 1, 0, 0);
+    tlog_info("rep.copy_done", "vol=%s full=%d regions=%" PRIu64
+              " bytes=%" PRIu64 " resume=%" PRIu64 " consistent_at=%" PRIu64
+              " ms=%" PRId64, v->id, full, nreg, bytes, resume, info.head,
+              rep__now_ms() - t0);
+    ret = 0;
+    goto out;
+callfail:
+    if (resp && (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
+                 resp->result == TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN)) {
+        Tandem__Repl__V1__ShipBatchResponse sr =
+            TANDEM__REPL__V1__SHIP_BATCH_RESPONSE__INIT;
+        sr.result = resp->result;
+        sr.epoch = resp->epoch;
+        sr.role = "primary";
+        sr.message = resp->message;
+        s->epoch = info.epoch;
+        ret = rep__sender_refused(s, &sr) ? 1 : -1;
+    }
+    snprintf(e, sizeof(e), "copy: %s: %s",
+             rc > 0 ? rpc_code_name(rc) : "refused", msg);
+    rep__vol_state(v, "down", NULL, e);
+    tlog_warn("rep.copy_failed", "vol=%s msg=\"%s\"", v->id, e);
+out:
+    if (rc < 0 && ret == -1 && !resp)
+        tlog_warn("rep.copy_failed", "vol=%s err=%d (%s)", v->id, rc,
+                  jr_strerror(rc));
+    if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL);
+    pthread_mutex_lock(&v->mu);
+    v->copy_active = 0;
+    pthread_mutex_unlock(&v->mu);
+    free(buf);
+    free(g.a);
+    rep__spec_free(&sb);
+    return ret;
+}

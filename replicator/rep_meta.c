@@ -1,0 +1,219 @@
+/*
+ * rep_meta.c: a volume's metadata as the replicator reads and writes it
+ * (jr.h "meta." keys): typed get/set/remove, the eligibility rule (which
+ * volumes this replicator ships, and to whom), a secondary's position
+ * reset, and the metadata as protobuf-c map entries (the VolumeSpec a
+ * replica is created from, GetVolume and the admin status).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rep_int.h"
+#include "tlog.h"
+
+/* ---------------------------------------------------------------- meta */
+
+char *rep__meta(rep_ctx *r, const char *id, const char *key)
+{
+    char *v = NULL;
+    if (jr_meta_get(r->st, id, key, &v) < 0) return NULL;
+    return v;
+}
+
+uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key)
+{
+    char *v = rep__meta(r, id, key);
+    uint64_t x = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return x;
+}
+
+int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
+                      uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    return jr_meta_set(r->st, id, key, buf);
+}
+
+/* jr.h has no meta delete: the header omap key is "meta.<key>"
+ * (FORMAT.md section 2), so remove it through the store. */
+int rep__meta_rm(rep_ctx *r, const char *id, const char *key)
+{
+    char oid[JR_MAX_ID + 8], k[256];
+    snprintf(oid, sizeof(oid), "vol/%s", id);
+    snprintf(k, sizeof(k), "meta.%s", key);
+    int rc = st_omap_rm(r->st, oid, k);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* The few keys a scan needs, collected in one pass. */
+struct vmeta {
+    char replication[32];
+    char replication_alt[32];
+    char peer[RG_MAX_NAME + 1];
+    char peer_alt[RG_MAX_NAME + 1];
+    char from[RG_MAX_NAME + 1];
+    int split, draining;
+};
+
+static int vmeta_cb(const char *key, const char *val, void *arg)
+{
+    struct vmeta *m = arg;
+    if (!strcmp(key, REP_META_REPLICATION))
+        rep__scpy(m->replication, sizeof(m->replication), val);
+    else if (!strcmp(key, REP_META_REPLICATION_ALT))
+        rep__scpy(m->replication_alt, sizeof(m->replication_alt), val);
+    else if (!strcmp(key, REP_META_PEER_REGION))
+        rep__scpy(m->peer, sizeof(m->peer), val);
+    else if (!strcmp(key, REP_META_PEER_REGION_ALT))
+        rep__scpy(m->peer_alt, sizeof(m->peer_alt), val);
+    else if (!strcmp(key, REP_META_PEER))
+        rep__scpy(m->from, sizeof(m->from), val);
+    else if (!strcmp(key, REP_META_SPLIT))
+        m->split = 1;
+    else if (!strcmp(key, REP_META_DRAINING))
+        m->draining = 1;
+    return 0;
+}
+
+static void vmeta_load(rep_ctx *r, const char *id, struct vmeta *m)
+{
+    memset(m, 0, sizeof(*m));
+    jr_meta_iter(r->st, id, vmeta_cb, m);
+}
+
+static void vmeta_peer(rep_ctx *r, const struct vmeta *m, char *out,
+                       size_t size)
+{
+    const char *rep = m->replication[0] ? m->replication : m->replication_alt;
+    const char *peer = m->peer[0] ? m->peer : m->peer_alt;
+    out[0] = 0;
+    if (strcmp(rep, "async")) return;
+    /* The replica carries the primary's metadata unchanged: its peer is the
+     * region it came from. */
+    if (!strcmp(peer, r->region)) peer = m->from;
+    snprintf(out, size, "%s", peer);
+}
+
+void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size)
+{
+    struct vmeta m;
+    vmeta_load(r, id, &m);
+    vmeta_peer(r, &m, out, size);
+}
+
+int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
+{
+    struct vmeta m;
+    char peer[RG_MAX_NAME + 1];
+    vmeta_load(r, id, &m);
+    vmeta_peer(r, &m, peer, sizeof(peer));
+    if (strcmp(peer, r->peer_region) || m.split) return 0;
+    if (info->role == JR_ROLE_PRIMARY) return 1;
+    return m.draining;
+}
+
+/* A secondary's position reset after a region copy or a rollback: the
+ * journal's jr_replica_rebase at the replica's current size. */
+int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
+{
+    struct jr_info info;
+    int rc = jr_volume_stat(r->st, id, &info);
+    if (rc < 0) return rc;
+    if (info.role != JR_ROLE_SECONDARY) return JR_EROLE;
+    rc = jr_replica_rebase(r->st, id, seq, info.size);
+    if (rc == 0) tlog_info("rep.position_set", "vol=%s seq=%" PRIu64, id, seq);
+    return rc;
+}
+
+/* The layout protobuf-c gives every map<string,string> entry. */
+struct kv_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+
+struct meta_coll {
+    const ProtobufCMessageDescriptor *desc;
+    const char *skip;
+    void **a;
+    size_t n, cap;
+};
+
+static int meta_coll_cb(const char *key, const char *val, void *arg)
+{
+    struct meta_coll *m = arg;
+    if (m->skip && !strncmp(key, m->skip, strlen(m->skip))) return 0;
+    if (m->n == m->cap) {
+        size_t c = m->cap ? 2 * m->cap : 16;
+        void *p = realloc(m->a, c * sizeof(*m->a));
+        if (!p) return -ENOMEM;
+        m->a = p;
+        m->cap = c;
+    }
+    struct kv_entry *e = malloc(sizeof(*e));
+    if (!e) return -ENOMEM;
+    protobuf_c_message_init(m->desc, e);
+    e->key = strdup(key);
+    e->value = strdup(val);
+    m->a[m->n++] = e; /* owned by the array even if a strdup failed */
+    return (e->key && e->value) ? 0 : -ENOMEM;
+}
+
+void rep__meta_entries_free(void **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked(a[i], NULL);
+    free(a);
+}
+
+int rep__meta_entries(rep_ctx *r, const char *id,
+                      const ProtobufCMessageDescriptor *desc,
+                      const char *skip_prefix, void ***out, size_t *n)
+{
+    struct meta_coll m = {.desc = desc, .skip = skip_prefix};
+    *out = NULL;
+    *n = 0;
+    /* The cast in meta_coll_cb is only right for a string map entry. */
+    if (desc->sizeof_message != sizeof(struct kv_entry) ||
+        desc->n_fields != 2)
+        return -EINVAL;
+    int rc = jr_meta_iter(r->st, id, meta_coll_cb, &m);
+    if (rc < 0) {
+        rep__meta_entries_free(m.a, m.n);
+        return rc;
+    }
+    *out = m.a;
+    *n = m.n;
+    return 0;
+}
+
+void rep__spec_free(struct rep_spec *b)
+{
+    rep__meta_entries_free(b->ents, b->n);
+    memset(b, 0, sizeof(*b));
+}
+
+int rep__spec_make(rep_ctx *r, const char *id, const struct jr_info *info,
+                     uint64_t start_seq, struct rep_spec *b)
+{
+    memset(b, 0, sizeof(*b));
+    tandem__repl__v1__volume_spec__init(&b->spec);
+    /* Our own "rep." bookkeeping stays in this region. */
+    int rc = rep__meta_entries(r, id, &tandem__repl__v1__volume_spec__meta_entry__descriptor,
+                               REP_META_PREFIX, &b->ents, &b->n);
+    if (rc < 0) goto fail;
+    b->spec.size = info->size;
+    b->spec.object_size = info->object_size;
+    b->spec.n_meta = b->n;
+    b->spec.meta = (Tandem__Repl__V1__VolumeSpec__MetaEntry **)b->ents;
+    b->spec.start_seq = start_seq;
+    return 0;
+fail:
+    rep__spec_free(b);
+    return rc;
+}

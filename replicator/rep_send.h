@@ -1,0 +1,76 @@
+/*
+ * rep_send.h: what the sender's two files share (rep_send.c: the sender
+ * thread and its pipelining; rep_copy.c: its region-copy step).  Nothing
+ * else includes this.
+ */
+#ifndef TANDEM_REP_SEND_H
+#define TANDEM_REP_SEND_H
+
+#include "rep_int.h"
+
+/* Read-ahead: while batch k is in flight (the peer applying it), a helper
+ * thread reads and compresses batch k+1, so journal reads overlap the
+ * remote apply.  Only reads are overlapped: batches are still shipped one
+ * at a time, in order, each after the previous answer. */
+struct prefetch {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    int pending;            /* a read of `from` is queued or running */
+    int ready;              /* its result is below */
+    uint64_t from;
+    int rc;
+    struct jr_batch b;
+    void *cbuf;             /* LZ4 of b.data (NULL: not worth it) */
+    size_t clen;
+};
+
+struct flight;              /* a ShipBatch call on its own thread */
+
+/* Per-sender state while the thread runs. */
+struct sender {
+    rep_ctx *r;
+    struct rep_vol *v;
+    uint64_t next;          /* next seq to ship (0: ask the peer) */
+    uint64_t epoch;
+    int backoff_ms;
+    int64_t last_trim_ms;
+    uint64_t copy_until;    /* peer is in a copy window until this seq */
+    uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
+    int copy_again;         /* the peer holds an unfinished copy */
+    struct prefetch pf;
+    struct flight *ahead;   /* the next batch, already on its way */
+    int pipe_slot;          /* holds one of REP_PIPE_SLOTS */
+};
+
+/* Byte ranges as protobuf Regions (a copy's list, a batch's touched
+ * ranges).  rep__regs_add merges with the previous range when adjacent
+ * (add in offset order); rep__regs_normalize sorts and merges any. */
+struct rep_regs {
+    Tandem__Repl__V1__Region *a;
+    size_t n, cap;
+};
+int rep__regs_add(struct rep_regs *g, uint64_t off, uint64_t len);
+int rep__regs_cb(uint64_t off, uint64_t len, void *arg); /* arg: regs */
+int rep__regs_normalize(struct rep_regs *g);
+
+/* ---- rep_send.c ---- */
+/* Take n bytes from the link budget (--max-bandwidth), sleeping as
+ * needed. */
+void rep__bucket_take(rep_ctx *r, size_t n);
+/* Record the peer's applied position (and the bytes of the exchange). */
+void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
+                   uint64_t raw);
+/* Handle a refusal that fences this volume.  Returns 1 if the sender
+ * must exit. */
+int rep__sender_refused(struct sender *s,
+                        const Tandem__Repl__V1__ShipBatchResponse *resp);
+
+/* ---- rep_copy.c ---- */
+/* Bring the peer current by copying image regions: the dirty map, or
+ * (full) the whole image.  Returns 0 (shipping resumes at s->next), 1
+ * (exit sender), -1 (retry later). */
+int rep__sender_copy(struct sender *s, int full);
+
+#endif /* TANDEM_REP_SEND_H */
