@@ -28,6 +28,7 @@
 
 #include "csi.pb-c.h"
 #include "rpc.h"
+#include "tsig.h"
 
 static double now_ms(void)
 {
@@ -218,7 +219,7 @@ int main(void)
     const char *o = getenv("TANDEM_BENCH_OUT");
     const char *ns = getenv("TANDEM_BENCH_CSI_N");
     int n = ns && atoi(ns) > 0 ? atoi(ns) : 1000, rc = 0;
-    rpc_signals_block();
+    tb_signals_block();
     out = fopen(o && o[0] ? o : "build/bench.jsonl", "a");
     if (!out) fprintf(stderr, "csi-bench: cannot append figures: %s\n",
                       strerror(errno));

@@ -49,6 +49,7 @@
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
 #include "tlog.h"
+#include "tsig.h"
 #include "tests/unit/tt-port.h"
 
 static FILE *out;
@@ -529,7 +530,7 @@ done:
 
 int main(void)
 {
-    rpc_signals_block();
+    tb_signals_block();
     tlog_init("rep-bench", getenv("REP_TIMING") ? TLOG_INFO : TLOG_ERROR);
     const char *e = getenv("TANDEM_BENCH_SECS");
     if (e && atof(e) > 0) secs = atof(e);

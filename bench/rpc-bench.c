@@ -21,6 +21,7 @@
 
 #include "tests/rpc/echo-svc.h"
 #include "tlog.h"
+#include "tsig.h"
 
 static double now_us(void)
 {
@@ -122,7 +123,7 @@ static double big_mibs(rpc_client *cli, int n, int64_t size)
 
 int main(void)
 {
-    rpc_signals_block();
+    tb_signals_block();
     tlog_init("rpc-bench", TLOG_WARN);
     const char *outp = getenv("TANDEM_BENCH_OUT");
     g_out = fopen(outp ? outp : "build/bench.jsonl", "a");

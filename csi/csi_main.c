@@ -15,6 +15,7 @@
 #include "csi.h"
 #include "rpc.h"
 #include "tlog.h"
+#include "tsig.h"
 
 static void usage(FILE *f)
 {
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
         else if (gethostname(host, sizeof(host) - 1) == 0) o.node_id = host;
     }
 
-    rpc_signals_block();
+    tb_signals_block();
     tlog_init("csi", level);
 
     if (from_k8s && (o.mode & CSI_MODE_NODE)) {
@@ -261,7 +262,7 @@ int main(int argc, char **argv)
               : o.mode == CSI_MODE_NODE ? "node" : "controller",
               o.driver_name ? o.driver_name : CSI_DEFAULT_DRIVER, CSI_VERSION,
               o.node_id ? o.node_id : "-");
-    int sig = rpc_signals_wait(0);
+    int sig = tb_signals_wait(0);
     tlog_info("csi.stopping", "signal=%d", sig);
     rpc_server_destroy(srv, 5000);
     csi_service_destroy(svc);

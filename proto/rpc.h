@@ -1,7 +1,9 @@
 /*
  * rpc.h: tandem's only door to gRPC.  A unary-call server and client over
  * the gRPC C core (grpc/grpc.h) with protobuf-c messages.  No other module
- * includes a grpc header.
+ * includes a grpc header.  (Implementation: proto/rpc_server.c,
+ * rpc_client.c, rpc_tls.c, rpc_common.c; their shared internals in
+ * rpc_int.h.)
  *
  * Server: methods are dispatched by full name ("/csi.v1.Identity/Probe")
  * to handlers that run on a pool of worker threads.  The layer unpacks the
@@ -9,7 +11,19 @@
  * handler not called), calls the handler, packs the response and sends the
  * status.  Unknown methods get UNIMPLEMENTED.  Listeners: "unix:///path"
  * and "host:port" (TCP), each plaintext or mutual TLS (client certificate
- * required and verified against the CA).
+ * required and verified against the CA).  A unix socket file may be given
+ * its permission bits at bind time (rpc_server_listen_mode), which is how
+ * a plaintext admin socket is kept to its owner.
+ *
+ * Peer identity: on a mutual-TLS listener a handler can read its client's
+ * verified certificate: the subject CN (rpc_ctx_peer_identity, a name for
+ * logs) and the URI subjectAltName (rpc_ctx_peer_uri, the SPIFFE-style
+ * identity to authorize on, e.g. "spiffe://tandem.local/tandem/region/a"
+ * for a region's replicator, "spiffe://tandem.local/tandem/admin" for an
+ * operator; scripts/gen-certs.sh issues such certificates).  gRPC's C core
+ * does not expose the credentials (SO_PEERCRED) of a unix-socket client,
+ * so on a plaintext unix socket the socket file's mode is the access
+ * control.
  *
  * Threads: two completion-queue threads only move calls along and never run
  * handlers.  Handlers run on a pool that starts with n_threads workers and
@@ -59,9 +73,11 @@
  * grpc_shutdown() are counted inside: every server and client holds one
  * reference on the library.
  *
- * Threads and signals: call rpc_signals_block() first thing in main()
- * (before any thread exists), then rpc_signals_wait() to wait for SIGTERM
- * or SIGINT; gRPC's own threads inherit the blocked mask.
+ * Signals: a program blocks SIGTERM, SIGINT and SIGPIPE first thing in
+ * main(), before creating any server or client, with tb_signals_block()
+ * (journal/base/tsig.h), so that gRPC's own threads inherit the mask and
+ * never take them; a write to a socket the peer closed must give EPIPE,
+ * not kill the process.
  *
  * fork/exec: every descriptor gRPC opens is close-on-exec; a child must
  * exec (or _exit) without calling into this module.
@@ -72,6 +88,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* gRPC status codes (same numbers as grpc_status_code). */
 enum rpc_code {
@@ -142,6 +159,24 @@ int rpc_ctx_cancelled(const rpc_ctx *ctx);
  * else its first subjectAltName), copied into buf; returns 0, or -ENOENT
  * on a plaintext listener, -ERANGE if buf is too small. */
 int rpc_ctx_peer_identity(const rpc_ctx *ctx, char *buf, size_t size);
+/* The URI subjectAltName of a mutual-TLS client's verified certificate
+ * that starts with prefix (byte for byte, e.g. "spiffe://" or
+ * "spiffe://tandem.local/tandem/"; NULL or "" matches any URI), copied
+ * into buf.  Read from the certificate the handshake verified (gRPC's
+ * x509_pem_cert auth property, parsed with OpenSSL), so a DNS name that
+ * looks like a URI never passes for one.  Returns 0, or:
+ *   -ENOENT    plaintext listener (no certificate), or no URI SAN with
+ *              that prefix;
+ *   -ENOTUNIQ  more than one URI SAN has that prefix (or the certificate
+ *              has two subjectAltName extensions): the identity is
+ *              ambiguous, authorize nothing (SPIFFE: exactly one URI);
+ *   -EINVAL    the matching URI contains a NUL byte, or the certificate
+ *              does not parse;
+ *   -ERANGE    buf is too small (size must exceed the URI's length);
+ *   -ENOMEM.
+ * buf is unchanged on failure. */
+int rpc_ctx_peer_uri(const rpc_ctx *ctx, const char *prefix, char *buf,
+                     size_t size);
 
 /* ---- server ---- */
 struct rpc_server_opts {
@@ -163,6 +198,21 @@ int rpc_server_create(const struct rpc_server_opts *opts, rpc_server **out);
  * or the server already started).  Call before rpc_server_start. */
 int rpc_server_listen(rpc_server *srv, const char *addr,
                       const struct rpc_tls *tls);
+/* rpc_server_listen with the socket file's permission bits: for
+ * "unix:///path", mode (e.g. 0600: its owner only; 0660: owner and group)
+ * is set before the socket can be reached under path (it is bound in a
+ * private directory next to path, chmod'ed there, then renamed into
+ * place), so no client ever connects through wider bits.  The process
+ * umask does not apply.  Connecting needs write permission on the file;
+ * root passes regardless.  mode 0 is rpc_server_listen (the file gets
+ * gRPC's default, 0777 & ~umask).  Further errors: -EINVAL (mode with
+ * bits outside 0777, or a nonzero mode on a TCP address),
+ * -ENAMETOOLONG (the directory of path leaves no room in sun_path for
+ * the temporary name DIR/.rpc-XXXXXX/s), or the errno of mkdtemp, chmod or
+ * rename (after one of the last two the server keeps an unreachable
+ * listener: destroy it). */
+int rpc_server_listen_mode(rpc_server *srv, const char *addr,
+                           const struct rpc_tls *tls, mode_t mode);
 int rpc_server_start(rpc_server *srv);
 /* Stop accepting, let in-flight calls finish for up to grace_ms, cancel
  * the rest (their handlers see rpc_ctx_cancelled() and the clients get
@@ -202,14 +252,5 @@ int rpc_client_call_raw(rpc_client *cli, const char *method,
                         const void *req, size_t req_len, void **resp,
                         size_t *resp_len, int timeout_ms, char *msg,
                         size_t msg_size);
-
-/* ---- process ---- */
-/* Block SIGTERM, SIGINT (and SIGPIPE) in the calling thread; threads made
- * afterwards inherit it.  Call before creating servers or clients. */
-void rpc_signals_block(void);
-/* Wait for SIGTERM or SIGINT (or timeout_ms > 0 elapsed: returns 0;
- * timeout_ms <= 0 waits forever).  Returns the signal number.  The
- * signals must have been blocked with rpc_signals_block(). */
-int rpc_signals_wait(int timeout_ms);
 
 #endif /* TANDEM_RPC_H */

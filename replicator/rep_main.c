@@ -13,6 +13,7 @@
 #include "rep.h"
 #include "rpc.h"
 #include "tlog.h"
+#include "tsig.h"
 
 static void usage(FILE *f)
 {
@@ -138,7 +139,7 @@ int main(int argc, char **argv)
                 argv[optind]);
         return 2;
     }
-    rpc_signals_block();
+    tb_signals_block();
     tlog_init("replicator", lvl);
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     char err[512] = "";
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
     printf("link_port=%d metrics_port=%d\n", rep_link_port(r),
            rep_metrics_port(r));
     fflush(stdout);
-    int sig = rpc_signals_wait(0);
+    int sig = tb_signals_wait(0);
     tlog_info("rep.stopping", "signal=%d", sig);
     rep_destroy(r);
     tlog_info("rep.stopped", "region=%s", o.region);

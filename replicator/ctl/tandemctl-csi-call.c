@@ -21,6 +21,7 @@
 
 #include "csi.pb-c.h"
 #include "rpc.h"
+#include "tsig.h"
 
 #define PROG "tandem-csi-call"
 
@@ -352,7 +353,7 @@ int main(int argc, char **argv)
     need(endpoint, "--endpoint (or CSI_ENDPOINT)");
     if (!o.fs_type && !o.block) o.fs_type = "ext4";
 
-    rpc_signals_block();
+    tb_signals_block();
     rpc_client *cli = NULL;
     int rc = rpc_client_create(endpoint, NULL, &cli);
     if (rc < 0) {

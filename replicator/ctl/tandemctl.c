@@ -34,6 +34,7 @@
 #include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
+#include "tsig.h"
 
 #define PROG "tandemctl"
 #define ADMIN_SVC "/tandem.admin.v1.Admin/"
@@ -1310,7 +1311,7 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
 
-    rpc_signals_block();
+    tb_signals_block();
     int ret;
     if (!strcmp(cmd, "status"))
         ret = cmd_status(&c, args, nargs);

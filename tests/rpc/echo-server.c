@@ -17,6 +17,7 @@
 
 #include "tests/rpc/echo-svc.h"
 #include "tlog.h"
+#include "tsig.h"
 
 static void usage(const char *p)
 {
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
     if (!uaddr || (taddr && !cdir) || workers < 1)
         usage(argv[0]);
 
-    rpc_signals_block();
+    tb_signals_block();
     tlog_init("echo-server", TLOG_INFO);
 
     struct echo_stats st = {0};
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
         }
     }
     tlog_info("echo.ready", "unix=%s tcp_port=%d", uaddr, port);
-    int sig = rpc_signals_wait(0);
+    int sig = tb_signals_wait(0);
     tlog_info("echo.stopping", "signal=%d calls=%d", sig,
               atomic_load(&st.calls));
     rpc_server_destroy(srv, 2000);

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "tbase.h"
+#include "tsig.h"
 #include "tt.h"
 
 #include "tests/rpc/echo-svc.h"
@@ -64,13 +66,6 @@ static void scratch_rm(void)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     ASSERT_EQ(system(cmd), 0);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static rpc_server *start_server(struct echo_stats *st, int threads,
@@ -160,9 +155,9 @@ static int call_sleep(rpc_client *cli, int64_t ms, int timeout_ms,
 /* Poll a condition with a deadline (no sleeps as synchronisation). */
 #define WAIT_FOR(cond, ms)                                                   \
     do {                                                                     \
-        int64_t wf_end_ = now_ms() + (ms);                                   \
+        int64_t wf_end_ = tb_mono_ms() + (ms);                               \
         while (!(cond)) {                                                    \
-            if (now_ms() > wf_end_)                                          \
+            if (tb_mono_ms() > wf_end_)                                      \
                 TT_FAIL("timed out waiting for %s", #cond);                  \
             echo_sleep_ms(5);                                                \
         }                                                                    \
@@ -390,10 +385,10 @@ RPC_TEST(deadline)
 
     /* A slow handler: DEADLINE_EXCEEDED near the deadline, and the
      * handler notices (rpc_ctx_cancelled) and stops early. */
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     ASSERT_EQ(call_sleep(cli, 20000, 300, NULL, msg, sizeof msg),
               RPC_DEADLINE_EXCEEDED);
-    int64_t took = now_ms() - t0;
+    int64_t took = tb_mono_ms() - t0;
     ASSERT_GE(took, 250);
     ASSERT_LT(took, 5000);
     ASSERT_GT(atomic_load(&st.last_remaining_ms), 0);
@@ -428,10 +423,10 @@ RPC_TEST(wait_for_ready)
     ASSERT_OK(rpc_client_create(a.addr, NULL, &cli));
     char out[64], msg[256];
     /* Nobody listens: fail fast without wait_for_ready. */
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     ASSERT_EQ(echo(cli, "x", out, sizeof out, msg, sizeof msg, 5000, 0),
               RPC_UNAVAILABLE);
-    ASSERT_LT(now_ms() - t0, 4000);
+    ASSERT_LT(tb_mono_ms() - t0, 4000);
     /* With it, the call waits for the server and succeeds. */
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, start_later, &a), 0);
@@ -444,10 +439,10 @@ RPC_TEST(wait_for_ready)
     rpc_server_destroy(a.srv, 1000);
     /* And with no server at all it gives up at the deadline. */
     ASSERT_OK(rpc_client_create(a.addr, NULL, &cli));
-    t0 = now_ms();
+    t0 = tb_mono_ms();
     ASSERT_EQ(echo(cli, "x", out, sizeof out, msg, sizeof msg, 300, 1),
               RPC_DEADLINE_EXCEEDED);
-    ASSERT_GE(now_ms() - t0, 250);
+    ASSERT_GE(tb_mono_ms() - t0, 250);
     rpc_client_destroy(cli);
     scratch_rm();
 }
@@ -506,7 +501,7 @@ RPC_TEST(concurrent_calls)
     enum { T = 8, N = 250 };
     struct conc_arg a[T];
     pthread_t th[T];
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     for (int i = 0; i < T; i++) {
         a[i] = (struct conc_arg){.cli = cli, .id = i, .n = N};
         ASSERT_EQ(pthread_create(&th[i], NULL, conc_thread, &a[i]), 0);
@@ -516,7 +511,7 @@ RPC_TEST(concurrent_calls)
         pthread_join(th[i], NULL);
         ok += a[i].ok;
     }
-    int64_t ms = now_ms() - t0;
+    int64_t ms = tb_mono_ms() - t0;
     ASSERT_EQ(ok, T * N);
     ASSERT_EQ(atomic_load(&st.calls), T * N);
     printf("  %d calls from %d threads in %lld ms (%.0f calls/s)\n", T * N, T,
@@ -858,9 +853,9 @@ static void *inflight_thread(void *p)
 {
     struct inflight *f = p;
     char msg[128];
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     f->code = call_sleep(f->cli, f->ms, 60000, NULL, msg, sizeof msg);
-    f->took = now_ms() - t0;
+    f->took = tb_mono_ms() - t0;
     return NULL;
 }
 
@@ -876,9 +871,9 @@ RPC_TEST(shutdown_cancels_in_flight)
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, inflight_thread, &f), 0);
     WAIT_FOR(atomic_load(&st.sleeping) == 1, 5000);
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     rpc_server_destroy(srv, 200); /* grace shorter than the handler */
-    int64_t took = now_ms() - t0;
+    int64_t took = tb_mono_ms() - t0;
     ASSERT_GE(took, 150);
     ASSERT_LT(took, 10000);
     ASSERT_EQ(atomic_load(&st.sleep_cancelled), 1); /* handler was told */
@@ -915,14 +910,14 @@ RPC_TEST(shutdown_lets_calls_finish)
 
 RPC_TEST(signals)
 {
-    rpc_signals_block();
-    int64_t t0 = now_ms();
-    ASSERT_EQ(rpc_signals_wait(100), 0);
-    ASSERT_GE(now_ms() - t0, 90);
+    tb_signals_block();
+    int64_t t0 = tb_mono_ms();
+    ASSERT_EQ(tb_signals_wait(100), 0);
+    ASSERT_GE(tb_mono_ms() - t0, 90);
     ASSERT_EQ(kill(getpid(), SIGTERM), 0);
-    ASSERT_EQ(rpc_signals_wait(5000), SIGTERM);
+    ASSERT_EQ(tb_signals_wait(5000), SIGTERM);
     ASSERT_EQ(kill(getpid(), SIGINT), 0);
-    ASSERT_EQ(rpc_signals_wait(0), SIGINT);
+    ASSERT_EQ(tb_signals_wait(0), SIGINT);
     ASSERT_EQ(kill(getpid(), SIGPIPE), 0); /* blocked: harmless */
 }
 

@@ -18,6 +18,7 @@
 #include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
+#include "tsig.h"
 #include "tt.h"
 
 /* ------------------------------------------------------- fake server -- */
@@ -305,7 +306,7 @@ static void setup(void)
     memcpy(g_vols, init, sizeof init);
     g_nvols = 3;
 
-    rpc_signals_block();
+    tb_signals_block();
     struct rpc_server_opts o = {.methods = g_methods,
                                 .n_methods =
                                     sizeof g_methods / sizeof g_methods[0]};

@@ -1,16 +1,9 @@
 /*
- * rpc.c: the unary RPC server and client of rpc.h over the gRPC C core.
+ * rpc_server.c: the unary RPC server of rpc.h over the gRPC C core: the
+ * per-call state machine on the completion-queue (CQ) threads, the
+ * handler pool, listeners (TCP and unix sockets) and shutdown.
  *
- * Organisation:
- *   1. library reference counting and gRPC log routing into tlog
- *   2. PEM loading and checking (OpenSSL, so bad files fail at listen time
- *      and not at the first handshake)
- *   3. server: per-call state machine on the completion-queue (CQ)
- *      threads, handler pool, listeners, shutdown
- *   4. client: one channel per client, one pluck CQ per call
- *   5. signals
- *
- * Server call life (tags are small structs inside the call's rpc_ctx, so a
+ * Call life (tags are small structs inside the call's rpc_ctx, so a
  * completion names both the call and the step):
  *
  *   request_call --arrives--> start RECV_CLOSE_ON_SERVER (TAG_CLOSE: tells
@@ -25,13 +18,11 @@
  * last of the two completions frees it.  Only one batch of the chain is in
  * flight at a time, so the chain itself needs no lock.
  */
-#include "rpc.h"
+#include "rpc_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,269 +36,17 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
-#include <grpc/support/log.h>
-#include <grpc/support/time.h>
 
-#include <openssl/bio.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
+#include "tbase.h"
 #include "tlog.h"
 
-#define RPC_DEFAULT_MAX_MSG (64u << 20)
 #define RPC_DEFAULT_THREADS 4
 #define RPC_DEFAULT_MAX_THREADS 64
 #define RPC_NCQ 2        /* completion-queue threads per server */
 #define RPC_PREPOST 8    /* request_call kept outstanding per CQ */
 #define RPC_ERRMSG 1024  /* status message limit (rpc_ctx_error) */
-#define RPC_PEM_MAX (1u << 20)
-
-/* ------------------------------------------------------------------ */
-/* 1. library references and logs                                      */
-/* ------------------------------------------------------------------ */
-
-static pthread_once_t rpc_log_once = PTHREAD_ONCE_INIT;
-
-/* gRPC calls this from any of its threads; tlog is thread-safe and never
- * calls back into gRPC. */
-static void rpc_grpc_log(gpr_log_func_args *a)
-{
-    enum tlog_level lv = TLOG_ERROR;
-    if (a->severity == GPR_LOG_SEVERITY_DEBUG)
-        lv = TLOG_DEBUG;
-    else if (a->severity == GPR_LOG_SEVERITY_INFO)
-        lv = TLOG_INFO;
-    const char *file = a->file ? a->file : "?";
-    const char *slash = strrchr(file, '/');
-    char q[2048];
-    tlog_emit(lv, "grpc.log", "src=%s:%d msg=%s", slash ? slash + 1 : file,
-              a->line, tlog_q(q, sizeof q, a->message));
-}
-
-static void rpc_log_setup(void)
-{
-    gpr_set_log_function(rpc_grpc_log);
-}
-
-/* grpc_init/grpc_shutdown are counted by gRPC itself; each server and
- * client takes one reference, so the library lives exactly as long as the
- * last of them. */
-static void rpc_lib_ref(void)
-{
-    pthread_once(&rpc_log_once, rpc_log_setup);
-    grpc_init();
-}
-
-static void rpc_lib_unref(void)
-{
-    grpc_shutdown();
-}
-
-const char *rpc_code_name(int code)
-{
-    static const char *const names[] = {
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    };
-    if (code >= 0 && (size_t)code < sizeof names / sizeof names[0])
-        return names[code];
-    return "INVALID_CODE";
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static gpr_timespec deadline_after_ms(int ms)
-{
-    if (ms <= 0)
-        return gpr_inf_future(GPR_CLOCK_REALTIME);
-    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                        gpr_time_from_millis(ms, GPR_TIMESPAN));
-}
-
-/* ------------------------------------------------------------------ */
-/* 2. PEM files                                                        */
-/* ------------------------------------------------------------------ */
-
-/* Read a whole PEM file into a NUL-terminated malloc'd string.  Any
- * failure to read is -ENOENT (the contract of rpc.h); an empty or huge
- * file is -EINVAL. */
-static int pem_read(const char *path, char **out)
-{
-    *out = NULL;
-    if (!path || !*path)
-        return -EINVAL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        tlog_error("rpc.pem_unreadable", "path=%s err=%s", path,
-                   strerror(errno));
-        return -ENOENT;
-    }
-    int rc = 0;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap >= RPC_PEM_MAX) {
-                rc = -EINVAL;
-                goto out;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            tlog_error("rpc.pem_unreadable", "path=%s err=%s", path,
-                       strerror(errno));
-            rc = -ENOENT;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = 0;
-    if (len == 0) {
-        tlog_error("rpc.pem_empty", "path=%s", path);
-        rc = -EINVAL;
-        goto out;
-    }
-    *out = buf;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
-    return rc;
-}
-
-/* Check with OpenSSL what gRPC would only discover at the first handshake:
- * the certificate parses and the key belongs to it (cert may be NULL to
- * check a CA bundle only). */
-static int pem_check(const char *ca, const char *cert, const char *key,
-                     const char *what)
-{
-    int rc = -EINVAL;
-    X509 *x = NULL, *c = NULL;
-    EVP_PKEY *k = NULL;
-    BIO *b = NULL;
-
-    if (ca) {
-        b = BIO_new_mem_buf(ca, -1);
-        if (!b || !(c = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-            tlog_error("rpc.pem_bad", "what=%s file=ca", what);
-            goto out;
-        }
-        BIO_free(b);
-        b = NULL;
-    }
-    if (cert) {
-        b = BIO_new_mem_buf(cert, -1);
-        if (!b || !(x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-            tlog_error("rpc.pem_bad", "what=%s file=cert", what);
-            goto out;
-        }
-        BIO_free(b);
-        b = BIO_new_mem_buf(key, -1);
-        if (!b || !(k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL))) {
-            tlog_error("rpc.pem_bad", "what=%s file=key", what);
-            goto out;
-        }
-        if (X509_check_private_key(x, k) != 1) {
-            tlog_error("rpc.pem_bad", "what=%s reason=%s", what,
-                       "\"key does not match certificate\"");
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    ERR_clear_error(); /* never leave OpenSSL errors for gRPC to find */
-    BIO_free(b);
-    X509_free(x);
-    X509_free(c);
-    EVP_PKEY_free(k);
-    return rc;
-}
-
-struct pem_set {
-    char *ca, *cert, *key;
-};
-
-static void pem_set_free(struct pem_set *p)
-{
-    free(p->ca);
-    if (p->key) /* wipe the private key before giving the memory back */
-        explicit_bzero(p->key, strlen(p->key));
-    free(p->key);
-    free(p->cert);
-    memset(p, 0, sizeof *p);
-}
-
-/* need_pair: the server side (its own cert and key are mandatory). */
-static int pem_load(const struct rpc_tls *tls, int need_pair,
-                    struct pem_set *p, const char *what)
-{
-    int rc;
-    memset(p, 0, sizeof *p);
-    if (!tls->ca_file)
-        return -EINVAL;
-    if (!tls->cert_file != !tls->key_file)
-        return -EINVAL;
-    if (need_pair && !tls->cert_file)
-        return -EINVAL;
-    if ((rc = pem_read(tls->ca_file, &p->ca)) < 0)
-        goto fail;
-    if (tls->cert_file) {
-        if ((rc = pem_read(tls->cert_file, &p->cert)) < 0)
-            goto fail;
-        if ((rc = pem_read(tls->key_file, &p->key)) < 0)
-            goto fail;
-    }
-    if ((rc = pem_check(p->ca, p->cert, p->key, what)) < 0)
-        goto fail;
-    return 0;
-fail:
-    pem_set_free(p);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* 3. server                                                           */
-/* ------------------------------------------------------------------ */
 
 enum tag_kind { TAG_NEW_CALL, TAG_RECV, TAG_CLOSE, TAG_FINISH, TAG_SHUTDOWN };
 
@@ -494,7 +233,7 @@ static void on_new_call(rpc_ctx *ctx, int ok)
     }
     /* Re-arm first so the number of outstanding requests stays constant. */
     request_new_call(ctx->q);
-    ctx->t0_ms = mono_ms();
+    ctx->t0_ms = tb_mono_ms();
     ctx->method = slice_strdup(ctx->details.method);
     if (!ctx->method) {
         ctx_unref(ctx); /* the call gets cancelled by the unref */
@@ -553,7 +292,7 @@ static void on_recv(rpc_ctx *ctx, int ok)
 
 static void on_finish(rpc_ctx *ctx, int ok)
 {
-    int64_t ms = mono_ms() - ctx->t0_ms;
+    int64_t ms = tb_mono_ms() - ctx->t0_ms;
     if (!ok)
         tlog_debug("rpc.status_undelivered", "method=%s code=%s ms=%lld",
                    ctx->method, rpc_code_name(ctx->code), (long long)ms);
@@ -662,7 +401,7 @@ static void run_call(rpc_ctx *ctx)
          * the answer. */
         tlog_debug("rpc.answer_dropped", "method=%s code=%s ms=%lld",
                    ctx->method, rpc_code_name(code),
-                   (long long)(mono_ms() - ctx->t0_ms));
+                   (long long)(tb_mono_ms() - ctx->t0_ms));
         if (resp)
             protobuf_c_message_free_unpacked(resp, NULL);
         ctx_unref(ctx);
@@ -811,6 +550,11 @@ const char *rpc_ctx_peer(const rpc_ctx *ctx)
     return c->peer ? c->peer : "";
 }
 
+grpc_call *rpc__ctx_call(const rpc_ctx *ctx)
+{
+    return ctx->call;
+}
+
 const char *rpc_ctx_method(const rpc_ctx *ctx)
 {
     return ctx->method ? ctx->method : "";
@@ -819,38 +563,6 @@ const char *rpc_ctx_method(const rpc_ctx *ctx)
 int rpc_ctx_cancelled(const rpc_ctx *ctx)
 {
     return ctx_gone(ctx) || rpc_ctx_remaining_ms(ctx) <= 0;
-}
-
-int rpc_ctx_peer_identity(const rpc_ctx *ctx, char *buf, size_t size)
-{
-    int rc = -ENOENT;
-    grpc_auth_context *auth = grpc_call_auth_context(ctx->call);
-    if (!auth)
-        return -ENOENT;
-    if (grpc_auth_context_peer_is_authenticated(auth)) {
-        /* The subject CN names the peer (gen-certs.sh puts the name there);
-         * the first subjectAltName only when there is no CN. */
-        const grpc_auth_property *p = NULL;
-        grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(
-            auth, GRPC_X509_CN_PROPERTY_NAME);
-        p = grpc_auth_property_iterator_next(&it);
-        if (!p) {
-            it = grpc_auth_context_find_properties_by_name(
-                auth, GRPC_X509_SAN_PROPERTY_NAME);
-            p = grpc_auth_property_iterator_next(&it);
-        }
-        if (p) {
-            if (p->value_length + 1 > size) {
-                rc = -ERANGE;
-            } else {
-                memcpy(buf, p->value, p->value_length);
-                buf[p->value_length] = 0;
-                rc = 0;
-            }
-        }
-    }
-    grpc_auth_context_release(auth);
-    return rc;
 }
 
 /* ---- server lifecycle ---- */
@@ -891,15 +603,11 @@ int rpc_server_create(const struct rpc_server_opts *opts, rpc_server **out)
     }
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->work_cv, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&srv->state_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tb_cond_init_mono(&srv->state_cv); /* wait_state's timed waits */
     atomic_init(&srv->hard_cancel, 0);
     srv->t_shutdown = (struct rpc_tag){TAG_SHUTDOWN, NULL};
 
-    rpc_lib_ref();
+    rpc__lib_ref();
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -979,11 +687,56 @@ static int tcp_addr_check(const char *addr)
     return 0;
 }
 
+/* Bind the unix socket at path with permission bits mode, never
+ * reachable with other bits: gRPC binds it in a fresh private directory
+ * next to path (mkdtemp: 0700), the socket file gets its mode there, and
+ * rename() puts it in place (replacing a stale socket file as gRPC's own
+ * unlink would).  chmod after binding at path instead would leave a window
+ * in which anyone the umask lets through could connect, and the kernel
+ * queues such connections for the server to accept once it starts.
+ * Returns 0 or a negative errno; after a failure past the bind, gRPC keeps
+ * an unreachable listener on the removed name until the server is
+ * destroyed. */
+static int unix_bind_mode(rpc_server *srv, const char *path,
+                          grpc_server_credentials *creds, mode_t mode)
+{
+    struct sockaddr_un sa;
+    char dir[sizeof sa.sun_path + 16], tmp[sizeof dir + 2];
+    char addr[sizeof tmp + 8];
+    const char *slash = strrchr(path, '/'); /* path is absolute */
+    snprintf(dir, sizeof dir, "%.*s/.rpc-XXXXXX", (int)(slash - path), path);
+    snprintf(tmp, sizeof tmp, "%s/s", dir);
+    if (strlen(tmp) >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    if (!mkdtemp(dir))
+        return -errno;
+    snprintf(tmp, sizeof tmp, "%s/s", dir);
+    snprintf(addr, sizeof addr, "unix://%s", tmp);
+    int rc = 0;
+    if (grpc_server_add_http2_port(srv->server, addr, creds) <= 0) {
+        tlog_error("rpc.listen_failed", "addr=unix://%s", path);
+        rc = -EADDRINUSE; /* gRPC logged why (see grpc.log) */
+    } else if (chmod(tmp, mode) < 0 || rename(tmp, path) < 0) {
+        rc = -errno;
+        tlog_error("rpc.listen_failed", "addr=unix://%s err=%s", path,
+                   strerror(-rc));
+    }
+    unlink(tmp); /* gone after the rename; else a failure's leftover */
+    rmdir(dir);
+    return rc;
+}
+
 int rpc_server_listen(rpc_server *srv, const char *addr,
                       const struct rpc_tls *tls)
 {
+    return rpc_server_listen_mode(srv, addr, tls, 0);
+}
+
+int rpc_server_listen_mode(rpc_server *srv, const char *addr,
+                           const struct rpc_tls *tls, mode_t mode)
+{
     int rc;
-    if (!srv || !addr || srv->started)
+    if (!srv || !addr || srv->started || (mode & ~(mode_t)0777))
         return -EINVAL;
     const char *upath = NULL;
     if (strncmp(addr, "unix://", 7) == 0) {
@@ -992,34 +745,32 @@ int rpc_server_listen(rpc_server *srv, const char *addr,
             return rc;
     } else if (strncmp(addr, "unix:", 5) == 0) {
         return -EINVAL; /* relative unix paths: not in the contract */
-    } else if ((rc = tcp_addr_check(addr)) < 0) {
-        return rc;
+    } else if (mode || (rc = tcp_addr_check(addr)) < 0) {
+        return mode ? -EINVAL : rc; /* modes are for socket files */
     }
 
-    grpc_server_credentials *creds;
-    if (tls) {
-        struct pem_set p;
-        if ((rc = pem_load(tls, 1, &p, "server")) < 0)
-            return rc;
-        grpc_ssl_pem_key_cert_pair pair = {.private_key = p.key,
-                                           .cert_chain = p.cert};
-        /* Mutual TLS: the client must present a certificate signed by
-         * ca_file.  gRPC copies the strings. */
-        creds = grpc_ssl_server_credentials_create_ex(
-            p.ca, &pair, 1,
-            GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
-        pem_set_free(&p);
-    } else {
-        creds = grpc_insecure_server_credentials_create();
-    }
+    struct rpc__pem p;
+    if (tls && (rc = rpc__pem_load(tls, 1, &p, "server")) < 0)
+        return rc;
+    grpc_server_credentials *creds = rpc__server_creds(tls ? &p : NULL);
+    if (tls)
+        rpc__pem_free(&p);
     if (!creds)
         return -EINVAL;
-    int port = grpc_server_add_http2_port(srv->server, addr, creds);
-    grpc_server_credentials_release(creds);
-    if (port <= 0) {
-        tlog_error("rpc.listen_failed", "addr=%s", addr);
-        return -EADDRINUSE; /* gRPC logged why (see grpc.log) */
+    int port;
+    if (upath && mode) {
+        rc = unix_bind_mode(srv, upath, creds, mode);
+        port = rc < 0 ? rc : 0;
+    } else {
+        port = grpc_server_add_http2_port(srv->server, addr, creds);
+        if (port <= 0) {
+            tlog_error("rpc.listen_failed", "addr=%s", addr);
+            port = -EADDRINUSE; /* gRPC logged why (see grpc.log) */
+        }
     }
+    grpc_server_credentials_release(creds);
+    if (port < 0)
+        return port;
     if (upath) {
         char **np = realloc(srv->unix_paths,
                             (srv->n_unix + 1) * sizeof *srv->unix_paths);
@@ -1030,8 +781,12 @@ int rpc_server_listen(rpc_server *srv, const char *addr,
         }
         port = 0;
     }
-    tlog_info("rpc.listen", "addr=%s tls=%s port=%d", addr,
-              tls ? "mutual" : "none", port);
+    if (mode)
+        tlog_info("rpc.listen", "addr=%s tls=%s port=%d mode=%04o", addr,
+                  tls ? "mutual" : "none", port, (unsigned)mode);
+    else
+        tlog_info("rpc.listen", "addr=%s tls=%s port=%d", addr,
+                  tls ? "mutual" : "none", port);
     return port;
 }
 
@@ -1065,16 +820,7 @@ int rpc_server_start(rpc_server *srv)
 
 static void wait_state(rpc_server *srv, int *flag_or_null, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (ms >= 0) {
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
-    }
+    struct timespec until = tb_deadline(CLOCK_MONOTONIC, ms);
     pthread_mutex_lock(&srv->mu);
     while (flag_or_null ? !*flag_or_null : srv->live > 0) {
         if (ms < 0)
@@ -1090,7 +836,7 @@ void rpc_server_destroy(rpc_server *srv, int grace_ms)
 {
     if (!srv)
         return;
-    int64_t t0 = mono_ms();
+    int64_t t0 = tb_mono_ms();
     int all_cq_threads = 1;
     for (int i = 0; i < RPC_NCQ; i++)
         all_cq_threads &= srv->cqs[i].running;
@@ -1134,7 +880,7 @@ void rpc_server_destroy(rpc_server *srv, int grace_ms)
                 if (srv->cqs[i].running)
                     continue;
                 grpc_event ev = grpc_completion_queue_next(
-                    srv->cqs[i].cq, deadline_after_ms(20), NULL);
+                    srv->cqs[i].cq, rpc__deadline_after_ms(20), NULL);
                 if (ev.type != GRPC_OP_COMPLETE)
                     continue;
                 struct rpc_tag *t = ev.tag;
@@ -1178,345 +924,11 @@ void rpc_server_destroy(rpc_server *srv, int grace_ms)
     }
     free(srv->unix_paths);
     tlog_info("rpc.server_stopped", "ms=%lld cancelled=%d",
-              (long long)(mono_ms() - t0), atomic_load(&srv->hard_cancel));
+              (long long)(tb_mono_ms() - t0), atomic_load(&srv->hard_cancel));
     pthread_cond_destroy(&srv->work_cv);
     pthread_cond_destroy(&srv->state_cv);
     pthread_mutex_destroy(&srv->mu);
     free(srv->workers);
     free(srv);
-    rpc_lib_unref();
-}
-
-/* ------------------------------------------------------------------ */
-/* 4. client                                                           */
-/* ------------------------------------------------------------------ */
-
-#define RPC_CQ_CACHE 16
-
-struct rpc_client {
-    grpc_channel *ch;
-    char *target;
-    /* Idle pluck CQs kept for reuse: making one per call costs ~20% of a
-     * small call.  A CQ is used by one call at a time. */
-    pthread_mutex_t mu;
-    grpc_completion_queue *idle_cq[RPC_CQ_CACHE];
-    int n_idle;
-};
-
-static grpc_completion_queue *client_cq_get(rpc_client *cli)
-{
-    grpc_completion_queue *cq = NULL;
-    pthread_mutex_lock(&cli->mu);
-    if (cli->n_idle > 0)
-        cq = cli->idle_cq[--cli->n_idle];
-    pthread_mutex_unlock(&cli->mu);
-    return cq ? cq : grpc_completion_queue_create_for_pluck(NULL);
-}
-
-static void cq_destroy(grpc_completion_queue *cq)
-{
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_destroy(cq);
-}
-
-static void client_cq_put(rpc_client *cli, grpc_completion_queue *cq)
-{
-    pthread_mutex_lock(&cli->mu);
-    if (cli->n_idle < RPC_CQ_CACHE) {
-        cli->idle_cq[cli->n_idle++] = cq;
-        cq = NULL;
-    }
-    pthread_mutex_unlock(&cli->mu);
-    if (cq)
-        cq_destroy(cq);
-}
-
-int rpc_client_create(const char *target, const struct rpc_tls *tls,
-                      rpc_client **out)
-{
-    int rc;
-    *out = NULL;
-    if (!target || !*target)
-        return -EINVAL;
-    struct pem_set p = {0};
-    if (tls && (rc = pem_load(tls, 0, &p, "client")) < 0)
-        return rc;
-    rpc_client *cli = calloc(1, sizeof *cli);
-    if (!cli || !(cli->target = strdup(target))) {
-        free(cli);
-        pem_set_free(&p);
-        return -ENOMEM;
-    }
-    pthread_mutex_init(&cli->mu, NULL);
-
-    rpc_lib_ref();
-    grpc_channel_credentials *creds;
-    if (tls) {
-        grpc_ssl_pem_key_cert_pair pair = {.private_key = p.key,
-                                           .cert_chain = p.cert};
-        creds = grpc_ssl_credentials_create(p.ca, p.cert ? &pair : NULL, NULL,
-                                            NULL);
-    } else {
-        creds = grpc_insecure_credentials_create();
-    }
-    pem_set_free(&p);
-
-    grpc_arg args[8];
-    size_t n = 0;
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                           .value.integer = (int)RPC_DEFAULT_MAX_MSG};
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-                           .value.integer = (int)RPC_DEFAULT_MAX_MSG};
-    /* Reconnect soon after a peer restarts (default: 1 s doubling to
-     * 120 s, far too slow for a replication link or a test). */
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                           .value.integer = 200};
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                           .value.integer = 5000};
-    /* Keepalive while calls are active: a peer that vanished without a
-     * FIN/RST (cut link, dead host) is detected within ~15 s instead of
-     * the kernel's retransmission timeout, and the next call reconnects.
-     * Idle connections send nothing. */
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_KEEPALIVE_TIME_MS,
-                           .value.integer = 10000};
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                           .value.integer = 5000};
-    args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                           .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
-                           .value.integer = 0};
-    if (tls && tls->server_name)
-        args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
-                               .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
-                               .value.string = (char *)tls->server_name};
-    grpc_channel_args chargs = {.num_args = n, .args = args};
-    cli->ch = grpc_channel_create(target, creds, &chargs);
-    grpc_channel_credentials_release(creds);
-    *out = cli;
-    return 0;
-}
-
-void rpc_client_destroy(rpc_client *cli)
-{
-    if (!cli)
-        return;
-    grpc_channel_destroy(cli->ch);
-    for (int i = 0; i < cli->n_idle; i++)
-        cq_destroy(cli->idle_cq[i]);
-    pthread_mutex_destroy(&cli->mu);
-    free(cli->target);
-    free(cli);
-    rpc_lib_unref();
-}
-
-static void copy_msg(char *msg, size_t size, const char *s, size_t len)
-{
-    if (!msg || !size)
-        return;
-    if (len >= size)
-        len = size - 1;
-    memcpy(msg, s, len);
-    msg[len] = 0;
-}
-
-/* The unary call itself: req slice in (consumed), response slice out
- * (only on RPC_OK; caller unrefs). */
-static int client_call(rpc_client *cli, const char *method, grpc_slice req,
-                       grpc_slice *resp, int timeout_ms, int wait_for_ready,
-                       char *msg, size_t msg_size)
-{
-    copy_msg(msg, msg_size, "", 0);
-    *resp = grpc_empty_slice();
-    if (!cli || !method || method[0] != '/') {
-        grpc_slice_unref(req);
-        copy_msg(msg, msg_size, "bad method name", 15);
-        return RPC_INVALID_ARGUMENT;
-    }
-    grpc_completion_queue *cq = client_cq_get(cli);
-    grpc_slice mslice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(
-        cli->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, mslice, NULL,
-        deadline_after_ms(timeout_ms), NULL);
-    grpc_slice_unref(mslice); /* the call holds its own reference */
-
-    grpc_byte_buffer *req_bb = grpc_raw_byte_buffer_create(&req, 1);
-    grpc_slice_unref(req);
-    grpc_byte_buffer *resp_bb = NULL;
-    grpc_metadata_array init_md, trail_md;
-    grpc_metadata_array_init(&init_md);
-    grpc_metadata_array_init(&trail_md);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (wait_for_ready)
-        ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = req_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &resp_bb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-
-    int tag;
-    int code;
-    grpc_call_error e = grpc_call_start_batch(call, ops, 6, &tag, NULL);
-    if (e != GRPC_CALL_OK) {
-        code = RPC_INTERNAL;
-        char m[64];
-        int n = snprintf(m, sizeof m, "grpc_call_start_batch: %d", (int)e);
-        copy_msg(msg, msg_size, m, (size_t)n);
-    } else {
-        /* RECV_STATUS_ON_CLIENT always completes; the outcome, including
-         * locally made DEADLINE_EXCEEDED/UNAVAILABLE, is in status. */
-        grpc_completion_queue_pluck(cq, &tag,
-                                    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        code = (int)status;
-        if (code < 0 || code > RPC_UNAUTHENTICATED)
-            code = RPC_UNKNOWN;
-        copy_msg(msg, msg_size, (const char *)GRPC_SLICE_START_PTR(details),
-                 GRPC_SLICE_LENGTH(details));
-        if (code == RPC_OK) {
-            grpc_byte_buffer_reader rd;
-            if (!resp_bb) {
-                code = RPC_INTERNAL;
-                copy_msg(msg, msg_size, "no response message", 19);
-            } else if (!grpc_byte_buffer_reader_init(&rd, resp_bb)) {
-                code = RPC_INTERNAL;
-                copy_msg(msg, msg_size, "cannot read response", 20);
-            } else {
-                *resp = grpc_byte_buffer_reader_readall(&rd);
-                grpc_byte_buffer_reader_destroy(&rd);
-            }
-        }
-    }
-
-    grpc_byte_buffer_destroy(req_bb);
-    if (resp_bb)
-        grpc_byte_buffer_destroy(resp_bb);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&init_md);
-    grpc_metadata_array_destroy(&trail_md);
-    grpc_call_unref(call);
-    client_cq_put(cli, cq); /* empty again: the only batch completed */
-    return code;
-}
-
-int rpc_client_call(rpc_client *cli, const char *method,
-                    const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *resp_desc,
-                    ProtobufCMessage **resp, int timeout_ms,
-                    int wait_for_ready, char *msg, size_t msg_size)
-{
-    *resp = NULL;
-    if (!req || !resp_desc) {
-        copy_msg(msg, msg_size, "no request or response type", 28);
-        return RPC_INVALID_ARGUMENT;
-    }
-    size_t len = protobuf_c_message_get_packed_size(req);
-    if (len > RPC_DEFAULT_MAX_MSG) {
-        copy_msg(msg, msg_size, "request too large", 17);
-        return RPC_RESOURCE_EXHAUSTED;
-    }
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
-    grpc_slice out;
-    int code = client_call(cli, method, s, &out, timeout_ms, wait_for_ready,
-                           msg, msg_size);
-    if (code == RPC_OK) {
-        *resp = protobuf_c_message_unpack(resp_desc, NULL,
-                                          GRPC_SLICE_LENGTH(out),
-                                          GRPC_SLICE_START_PTR(out));
-        if (!*resp) {
-            code = RPC_INTERNAL;
-            char m[256];
-            int n = snprintf(m, sizeof m, "response does not decode as %s",
-                             resp_desc->name);
-            copy_msg(msg, msg_size, m, (size_t)n < sizeof m ? (size_t)n
-                                                           : sizeof m - 1);
-        }
-    }
-    grpc_slice_unref(out);
-    return code;
-}
-
-int rpc_client_call_raw(rpc_client *cli, const char *method, const void *req,
-                        size_t req_len, void **resp, size_t *resp_len,
-                        int timeout_ms, char *msg, size_t msg_size)
-{
-    *resp = NULL;
-    *resp_len = 0;
-    if (req_len > RPC_DEFAULT_MAX_MSG || (req_len && !req)) {
-        copy_msg(msg, msg_size, "bad request buffer", 18);
-        return RPC_INVALID_ARGUMENT;
-    }
-    grpc_slice s = grpc_slice_from_copied_buffer(req, req_len);
-    grpc_slice out;
-    int code = client_call(cli, method, s, &out, timeout_ms, 0, msg, msg_size);
-    if (code == RPC_OK) {
-        size_t n = GRPC_SLICE_LENGTH(out);
-        *resp = malloc(n ? n : 1);
-        if (!*resp) {
-            code = RPC_RESOURCE_EXHAUSTED;
-            copy_msg(msg, msg_size, "out of memory", 13);
-        } else {
-            memcpy(*resp, GRPC_SLICE_START_PTR(out), n);
-            *resp_len = n;
-        }
-    }
-    grpc_slice_unref(out);
-    return code;
-}
-
-/* ------------------------------------------------------------------ */
-/* 5. signals                                                          */
-/* ------------------------------------------------------------------ */
-
-void rpc_signals_block(void)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGINT);
-    sigaddset(&s, SIGPIPE); /* a peer closing a socket must not kill us */
-    pthread_sigmask(SIG_BLOCK, &s, NULL);
-}
-
-int rpc_signals_wait(int timeout_ms)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGINT);
-    int64_t until = mono_ms() + timeout_ms;
-    for (;;) {
-        int sig;
-        if (timeout_ms <= 0) {
-            sig = sigwaitinfo(&s, NULL);
-        } else {
-            int64_t left = until - mono_ms();
-            if (left <= 0)
-                return 0;
-            struct timespec ts = {.tv_sec = left / 1000,
-                                  .tv_nsec = (left % 1000) * 1000000};
-            sig = sigtimedwait(&s, NULL, &ts);
-            if (sig < 0 && errno == EAGAIN)
-                return 0;
-        }
-        if (sig > 0)
-            return sig;
-        /* EINTR: another signal's handler ran; wait again. */
-    }
+    rpc__lib_unref();
 }
