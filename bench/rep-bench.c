@@ -436,7 +436,7 @@ static int run_backend(const char *backend)
                          &el, &head, 0, 0, NULL, NULL);
     wait_applied(&x, "comp", head, 60);
     struct rep_vstat vs;
-    rep__stat_fill(x.a, "comp", &vs);
+    rep__vol_status(x.a, "comp", &vs);
     emit("wire_bytes_per_written_byte.compressible", backend,
          (double)vs.wire_bytes / (double)cb, "ratio");
 

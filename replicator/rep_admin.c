@@ -1,6 +1,7 @@
 /*
  * rep_admin.c: the admin service (proto/tandem_admin.proto) that tandemctl
- * talks to, and the per-volume status snapshot shared with /metrics.
+ * talks to: status (from snapshots, rep__snapshot), list, promote,
+ * demote, failover and resync.
  *
  * Role changes take the volume's op_lock, so they never interleave with a
  * batch or a region copy being applied to the same copy.  Everything is
@@ -15,188 +16,66 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rep_int.h"
+#include "rep_admin.h"
+#include "rep_link.h"
 #include "tlog.h"
 
 static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* ---------------------------------------------------------- status */
 
-void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *o)
-{
-    memset(o, 0, sizeof(*o));
-    rep__scpy(o->id, sizeof(o->id), id);
-    o->applied_age_s = -1;
-    if (jr_volume_stat(r->st, id, &o->info) < 0) {
-        snprintf(o->state, sizeof(o->state), "error");
-        snprintf(o->last_error, sizeof(o->last_error), "stat failed");
-        return;
-    }
-    rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
-    char *s = rep__meta(r, id, REP_META_REPLICATION);
-    if (!s) s = rep__meta(r, id, REP_META_REPLICATION_ALT);
-    rep__scpy(o->replication, sizeof(o->replication), s ? s : "");
-    free(s);
-    s = rep__meta(r, id, REP_META_SPLIT);
-    o->split_brain = s != NULL;
-    if (s) rep__scpy(o->last_error, sizeof(o->last_error), s);
-    free(s);
-    s = rep__meta(r, id, REP_META_COPY_ID);
-    o->copy_active = s != NULL;
-    free(s);
-    s = rep__meta(r, id, REP_META_RESYNC);
-    if (s) o->copy_active = 1;
-    int resync = s != NULL;
-    free(s);
-
-    struct rep_vol *v = rep__vol_get(r, id);
-    int64_t now = rep__now_ms();
-    uint64_t vacked = 0, primary_head = 0;
-    int64_t oldest_ns = 0, insync = 0;
-    if (v) {
-        pthread_mutex_lock(&v->mu);
-        rep__scpy(o->link_state, sizeof(o->link_state), v->link_state);
-        rep__scpy(o->state, sizeof(o->state), v->state);
-        if (!o->last_error[0])
-            rep__scpy(o->last_error, sizeof(o->last_error), v->last_error);
-        o->last_sync_ms = v->last_sync_ms;
-        o->wire_bytes = v->wire_bytes;
-        o->raw_bytes = v->raw_bytes;
-        o->batches = v->batches;
-        o->rate = v->rate;
-        /* A rate window with no traffic for a while means 0. */
-        if (now - v->last_sync_ms > 3000) o->rate = 0;
-        if (v->peer_split) o->split_brain = 1;
-        if (v->copy_active) o->copy_active = 1;
-        vacked = v->acked;
-        oldest_ns = v->oldest_unacked_ns;
-        primary_head = v->primary_head;
-        insync = v->insync_ms;
-        pthread_mutex_unlock(&v->mu);
-    }
-    o->ratio = o->wire_bytes ? (double)o->raw_bytes / (double)o->wire_bytes
-                             : 1.0;
-    if (!o->peer_region[0]) {
-        snprintf(o->state, sizeof(o->state), "not-replicated");
-        snprintf(o->link_state, sizeof(o->link_state), "none");
-        return;
-    }
-    if (o->info.role == JR_ROLE_PRIMARY) {
-        uint64_t a = 0;
-        jr_peer_ack_get(r->st, id, o->peer_region, &a);
-        o->acked = a > vacked ? a : vacked;
-        if (o->acked > o->info.head) o->acked = o->info.head;
-        o->lag_entries = o->info.head - o->acked;
-        if (o->lag_entries && o->info.head >= o->info.tail)
-            o->lag_bytes = (uint64_t)((double)o->info.journal_bytes *
-                                      (double)o->lag_entries /
-                                      (double)(o->info.head - o->info.tail + 1));
-        if (o->lag_entries) {
-            if (!oldest_ns) {
-                struct jr_batch b = {0};
-                if (jr_tail_read(r->st, id, o->acked + 1, 1, &b) == 0 &&
-                    b.n_entries)
-                    oldest_ns = b.oldest_ts_ns;
-                jr_batch_free(&b);
-            }
-            if (oldest_ns)
-                o->lag_s = (double)(rep__now_ns() - oldest_ns) / 1e9;
-            if (o->lag_s < 0) o->lag_s = 0;
-        }
-        if (o->info.dirty_tracking && !o->copy_active)
-            snprintf(o->state, sizeof(o->state), "dirty-tracking");
-        if (!o->state[0] || !strcmp(o->state, "replica") ||
-            !strcmp(o->state, "copying"))
-            snprintf(o->state, sizeof(o->state), "pending");
-        if (!strcmp(o->link_state, "receiving"))
-            snprintf(o->link_state, sizeof(o->link_state), "idle");
-    } else {
-        o->acked = o->info.applied;
-        if (primary_head > o->info.applied)
-            o->lag_entries = primary_head - o->info.applied;
-        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
-        if (insync) {
-            o->applied_age_s = (double)(now - insync) / 1000.0;
-            /* In sync as of the last batch, which was just now. */
-            if (!o->lag_entries && now - o->last_sync_ms < 2000)
-                o->applied_age_s = 0;
-            if (o->applied_age_s < 0) o->applied_age_s = 0;
-            if (o->lag_entries) o->lag_s = o->applied_age_s;
-        }
-        char *d = rep__meta(r, id, REP_META_DRAINING);
-        if (d) {
-            snprintf(o->state, sizeof(o->state), "draining");
-            uint64_t a = 0;
-            jr_peer_ack_get(r->st, id, o->peer_region, &a);
-            o->acked = a;
-            o->lag_entries = o->info.head > a ? o->info.head - a : 0;
-        } else if (resync) {
-            snprintf(o->state, sizeof(o->state), "resyncing");
-        } else if (o->split_brain) {
-            snprintf(o->state, sizeof(o->state), "split-brain");
-            snprintf(o->link_state, sizeof(o->link_state), "split-brain");
-        } else if (o->copy_active) {
-            snprintf(o->state, sizeof(o->state), "copying");
-        } else {
-            snprintf(o->state, sizeof(o->state), "replica");
-        }
-        free(d);
-        if (!strcmp(o->link_state, "none") || !o->link_state[0] ||
-            !strcmp(o->link_state, "stopped"))
-            rep__scpy(o->link_state, sizeof(o->link_state), now - o->last_sync_ms < 10000 ? "receiving" : "idle");
-        else if (!strcmp(o->link_state, "receiving") &&
-                 now - o->last_sync_ms >= 10000)
-            snprintf(o->link_state, sizeof(o->link_state), "idle");
-    }
-    if (o->split_brain && o->info.role == JR_ROLE_PRIMARY)
-        snprintf(o->state, sizeof(o->state), "split-brain");
-}
-
+/* The VolumeStatus message of one volume's figures. */
 static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
-                                                    const char *id)
+                                                    const struct rep_vstat *s)
 {
-    struct rep_vstat s;
-    rep__stat_fill(r, id, &s);
     Tandem__Admin__V1__VolumeStatus *m = malloc(sizeof(*m));
     if (!m) return NULL;
     tandem__admin__v1__volume_status__init(m);
-    m->volume_id = sdup(id);
-    m->region = sdup(s.info.region[0] ? s.info.region : r->region);
-    m->peer_region = sdup(s.peer_region);
-    m->role = sdup(s.info.role ? jr_role_name(s.info.role) : "");
-    m->epoch = s.info.epoch;
-    m->head = s.info.head;
-    m->applied = s.info.applied;
-    m->acked = s.acked;
-    m->lag_entries = s.lag_entries;
-    m->lag_bytes = s.lag_bytes;
-    m->lag_seconds = s.lag_s;
-    m->last_sync_unix_ms = s.last_sync_ms;
-    m->throughput_bytes_per_s = s.rate;
-    m->compression_ratio = s.ratio;
-    m->link_state = sdup(s.link_state);
-    m->state = sdup(s.state);
-    m->split_brain = s.split_brain;
-    m->dirty_tracking = s.info.dirty_tracking;
-    m->size_bytes = s.info.size;
-    m->replication = sdup(s.replication);
-    m->last_error = sdup(s.last_error);
-    m->applied_age_seconds = s.applied_age_s;
-    m->wire_bytes = s.wire_bytes;
-    m->raw_bytes = s.raw_bytes;
-    m->batches = s.batches;
-    m->copy_active = s.copy_active;
+    m->volume_id = sdup(s->id);
+    m->region = sdup(s->info.region[0] ? s->info.region : r->region);
+    m->peer_region = sdup(s->peer_region);
+    m->role = sdup(s->info.role ? jr_role_name(s->info.role) : "");
+    m->epoch = s->info.epoch;
+    m->head = s->info.head;
+    m->applied = s->info.applied;
+    m->acked = s->acked;
+    m->lag_entries = s->lag_entries;
+    m->lag_bytes = s->lag_bytes;
+    m->lag_seconds = s->lag_s;
+    m->last_sync_unix_ms = s->last_sync_ms;
+    m->throughput_bytes_per_s = s->rate;
+    m->compression_ratio = s->ratio;
+    m->link_state = sdup(s->link_state);
+    m->state = sdup(s->state);
+    m->split_brain = s->split_brain;
+    m->dirty_tracking = s->info.dirty_tracking;
+    m->size_bytes = s->info.size;
+    m->replication = sdup(s->replication);
+    m->last_error = sdup(s->last_error);
+    m->applied_age_seconds = s->applied_age_s;
+    m->wire_bytes = s->wire_bytes;
+    m->raw_bytes = s->raw_bytes;
+    m->batches = s->batches;
+    m->copy_active = s->copy_active;
     /* For tandemctl's PV manifests; our own "rep." keys stay out.  Without
      * metadata (an error here) the status is still worth sending. */
     void **md;
     size_t n_md;
-    if (rep__meta_entries(r, id,
+    if (rep__meta_entries(r, s->id,
                           &tandem__admin__v1__volume_status__metadata_entry__descriptor,
                           REP_META_PREFIX, &md, &n_md) == 0) {
         m->n_metadata = n_md;
         m->metadata = (Tandem__Admin__V1__VolumeStatus__MetadataEntry **)md;
     }
     return m;
+}
+
+/* The VolumeStatus message of one volume, as it is now. */
+static Tandem__Admin__V1__VolumeStatus *vstatus_of(rep_ctx *r, const char *id)
+{
+    struct rep_vstat s;
+    rep__vol_status(r, id, &s);
+    return vstatus_msg(r, &s);
 }
 
 struct idlist {
@@ -243,46 +122,43 @@ static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 {
     rep_ctx *r = svc;
     const Tandem__Admin__V1__StatusRequest *req = (const void *)reqm;
-    struct idlist l = {0};
-    if (req->n_volume_ids) {
-        for (size_t i = 0; i < req->n_volume_ids; i++) {
-            struct jr_info info;
-            int rc = jr_volume_stat(r->st, req->volume_ids[i], &info);
-            if (rc < 0) {
-                idlist_free(&l);
-                return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND
-                                                        : RPC_UNAVAILABLE,
-                                     "volume %s: %s", req->volume_ids[i],
-                                     rc == -ENOENT ? "not found in this region"
-                                                   : jr_strerror(rc));
-            }
-            idlist_cb(req->volume_ids[i], &l);
-        }
-    } else if (list_all(r, &l) < 0) {
-        idlist_free(&l);
-        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing volumes failed");
+    struct rep_snap snap;
+    for (size_t i = 0; i < req->n_volume_ids; i++) {
+        struct jr_info info;
+        int rc = jr_volume_stat(r->st, req->volume_ids[i], &info);
+        if (rc < 0)
+            return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND
+                                                    : RPC_UNAVAILABLE,
+                                 "volume %s: %s", req->volume_ids[i],
+                                 rc == -ENOENT ? "not found in this region"
+                                               : jr_strerror(rc));
     }
+    int rc = rep__snapshot(r, req->n_volume_ids ? req->volume_ids : NULL,
+                           req->n_volume_ids, &snap);
+    if (rc == -ENOMEM) return RPC_RESOURCE_EXHAUSTED;
+    if (rc < 0)
+        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing volumes failed");
     Tandem__Admin__V1__StatusResponse *resp = malloc(sizeof(*resp));
     if (!resp) goto nomem;
     tandem__admin__v1__status_response__init(resp);
-    resp->region = sdup(r->region);
-    resp->peer_region = sdup(r->peer_region);
-    resp->peer_link_state = sdup(r->peer_up ? "up" : "down");
-    resp->now_unix_ms = rep__now_ms();
-    resp->volumes = calloc(l.n + 1, sizeof(*resp->volumes));
+    resp->region = sdup(snap.region);
+    resp->peer_region = sdup(snap.peer_region);
+    resp->peer_link_state = sdup(snap.peer_up ? "up" : "down");
+    resp->now_unix_ms = snap.now_ms;
+    resp->volumes = calloc(snap.n + 1, sizeof(*resp->volumes));
     if (!resp->volumes) {
         protobuf_c_message_free_unpacked(&resp->base, NULL);
         goto nomem;
     }
-    for (size_t i = 0; i < l.n; i++) {
-        Tandem__Admin__V1__VolumeStatus *m = vstatus_msg(r, l.a[i]);
+    for (size_t i = 0; i < snap.n; i++) {
+        Tandem__Admin__V1__VolumeStatus *m = vstatus_msg(r, &snap.vols[i]);
         if (m) resp->volumes[resp->n_volumes++] = m;
     }
-    idlist_free(&l);
+    rep__snapshot_free(&snap);
     *respm = &resp->base;
     return RPC_OK;
 nomem:
-    idlist_free(&l);
+    rep__snapshot_free(&snap);
     return RPC_RESOURCE_EXHAUSTED;
 }
 
@@ -424,11 +300,7 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
     char peer[RG_MAX_NAME + 1];
     rep__vol_peer(r, id, peer, sizeof(peer));
     if (peer[0]) jr_peer_ack_set(r->st, id, peer, info.applied);
-    pthread_mutex_lock(&v->mu);
-    v->peer_split = 0;
-    v->acked = info.applied;
-    v->last_error[0] = 0;
-    pthread_mutex_unlock(&v->mu);
+    rep__vol_promoted(v, info.applied);
     snprintf(msg, msz, "%s promoted in %s: epoch %" PRIu64 ", applied %"
              PRIu64 "%s", id, r->region, epoch, info.applied,
              force ? " (forced)" : "");
@@ -458,7 +330,7 @@ static int h_promote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     tandem__admin__v1__promote_response__init(resp);
     resp->changed = changed;
     resp->message = sdup(msg);
-    resp->volume = vstatus_msg(r, req->volume_id);
+    resp->volume = vstatus_of(r, req->volume_id);
     *respm = &resp->base;
     return RPC_OK;
 }
@@ -520,18 +392,18 @@ static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     pthread_mutex_unlock(&v->op_lock);
     rep__kick(r, v);
     /* Wait until the peer acknowledged everything. */
-    int64_t deadline = rep__now_ms() + (req->timeout_ms ? req->timeout_ms
+    int64_t deadline = tb_wall_ms() + (req->timeout_ms ? req->timeout_ms
                                                         : 30000);
     int64_t left = rpc_ctx_remaining_ms(ctx);
-    if (left != INT64_MAX && rep__now_ms() + left - 200 < deadline)
-        deadline = rep__now_ms() + left - 200;
+    if (left != INT64_MAX && tb_wall_ms() + left - 200 < deadline)
+        deadline = tb_wall_ms() + left - 200;
     uint64_t ack = 0;
     for (;;) {
         if (jr_volume_stat(r->st, id, &info) < 0) break;
         ack = 0;
         jr_peer_ack_get(r->st, id, r->peer_region, &ack);
         if (ack >= info.head) break;
-        if (rep__now_ms() >= deadline) {
+        if (tb_wall_ms() >= deadline) {
             return rpc_ctx_error(ctx, RPC_DEADLINE_EXCEEDED,
                                  "%s demoted, but %s acknowledged %" PRIu64
                                  " of %" PRIu64 ": still draining (run demote "
@@ -553,7 +425,7 @@ answer:;
                                        : "%s is already secondary in %s%.0s",
              id, r->region, r->peer_region);
     resp->message = sdup(msg);
-    resp->volume = vstatus_msg(r, id);
+    resp->volume = vstatus_of(r, id);
     *respm = &resp->base;
     return RPC_OK;
 }
@@ -586,23 +458,19 @@ static void *fo_worker(void *arg)
         fr->ok = code == RPC_OK;
         fr->changed = changed;
         fr->message = sdup(msg);
-        fr->volume = vstatus_msg(r, id);
+        struct rep_vstat s;
+        rep__vol_status(r, id, &s);
+        fr->volume = vstatus_msg(r, &s);
         if (fr->volume) {
             fr->applied = fr->volume->applied;
             fr->epoch = fr->volume->epoch;
         }
         /* How current the promoted copy is: when it was last known to hold
          * everything the old primary had. */
-        struct rep_vol *v = rep__vol_get(r, id);
-        int64_t insync = 0;
-        if (v) {
-            pthread_mutex_lock(&v->mu);
-            insync = v->insync_ms;
-            pthread_mutex_unlock(&v->mu);
-        }
+        int64_t insync = s.insync_ms;
         if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
         fr->applied_age_seconds =
-            insync ? (double)(rep__now_ms() - insync) / 1000.0 : -1;
+            insync ? (double)(tb_wall_ms() - insync) / 1000.0 : -1;
         j->out[i] = fr;
         tlog_info("rep.failover", "vol=%s ok=%d changed=%d applied=%" PRIu64
                   " age_s=%.3f", id, fr->ok, changed, fr->applied,
@@ -855,10 +723,7 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     rep__meta_rm(r, id, REP_META_DRAINING);
     rep__meta_rm(r, id, REP_META_SPLIT);
     rep__undo_drop(r, id);
-    pthread_mutex_lock(&v->mu);
-    v->stop = 1;
-    pthread_cond_broadcast(&v->cv);
-    pthread_mutex_unlock(&v->mu);
+    rep__vol_stop(v);
     tlog_info("rep.resync_start", "vol=%s common=%" PRIu64 " full=%d "
               "ranges=%zu peer_epoch=%" PRIu64, id, common, full, g.n,
               pv->epoch);
@@ -978,7 +843,7 @@ out:
     resp->regions = nreg;
     resp->bytes_copied = bytes;
     resp->message = sdup(msg);
-    resp->volume = vstatus_msg(r, id);
+    resp->volume = vstatus_of(r, id);
     *respm = &resp->base;
     return RPC_OK;
 }

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rep_int.h"
 #include "rep_send.h"
 #include "tlog.h"
 
@@ -298,7 +297,7 @@ int rep__sender_copy(struct sender *s, int full)
     char msg[256], copy_id[40], e[400];
     int ret = -1, rc;
     uint64_t bytes = 0, nreg = 0;
-    int64_t t0 = rep__now_ms();
+    int64_t t0 = tb_wall_ms();
 
     rep__vol_state(v, "catching-up", "catching-up", NULL);
     pthread_mutex_lock(&v->mu);
@@ -315,7 +314,7 @@ int rep__sender_copy(struct sender *s, int full)
     if ((rc = jr_volume_stat(r->st, v->id, &info)) < 0) goto out;
     uint64_t begin_size = info.size;
     snprintf(copy_id, sizeof(copy_id), "%016" PRIx64 "%08lx",
-             (uint64_t)rep__now_ns(), (unsigned long)random());
+             (uint64_t)tb_wall_ns(), (unsigned long)random());
     /* A replica created by this copy starts empty at seq 0, so that until
      * the copy finishes its consistent state (the rollback target) is the
      * empty volume, not a position it does not hold yet. */
@@ -476,7 +475,7 @@ int rep__sender_copy(struct sender *s, int full)
     tlog_info("rep.copy_done", "vol=%s full=%d regions=%" PRIu64
               " bytes=%" PRIu64 " resume=%" PRIu64 " consistent_at=%" PRIu64
               " ms=%" PRId64, v->id, full, nreg, bytes, resume, info.head,
-              rep__now_ms() - t0);
+              tb_wall_ms() - t0);
     ret = 0;
     goto out;
 callfail:

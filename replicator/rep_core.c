@@ -15,20 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rep_admin.h"
 #include "rep_int.h"
+#include "rep_link.h"
+#include "rep_metrics.h"
+#include "rep_send.h"
 #include "tbase.h"
 #include "tlog.h"
-
-/* ------------------------------------------------------------- helpers */
-
-int64_t rep__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t rep__now_ms(void) { return rep__now_ns() / 1000000; }
 
 /* ------------------------------------------------------------- scanner */
 
@@ -51,19 +44,20 @@ static void *scan_main(void *arg)
         jr_volume_list(r->st, scan_cb, r);
         /* Deleted primaries' replicas: only while the link is up (a call
          * to a silent peer could hold the scanner for its deadline). */
-        if (r->peer_up && rep__now_ms() - last_tombs >= 1000) {
+        int was_up = __atomic_load_n(&r->peer_up, __ATOMIC_ACQUIRE);
+        if (was_up && tb_wall_ms() - last_tombs >= 1000) {
             rep__tombs_process(r);
-            last_tombs = rep__now_ms();
+            last_tombs = tb_wall_ms();
         }
-        if (rep__now_ms() - last_hello > 5000) {
+        if (tb_wall_ms() - last_hello > 5000) {
             char msg[256];
             int up = rep__peer_hello(r, msg, sizeof(msg)) == 0;
-            if (up != r->peer_up)
+            if (up != was_up)
                 tlog_info("rep.peer_link", "peer=%s addr=%s state=%s msg=\"%s\"",
                           r->peer_region, r->peer_addr, up ? "up" : "down",
                           up ? "" : msg);
-            r->peer_up = up;
-            last_hello = rep__now_ms();
+            __atomic_store_n(&r->peer_up, up, __ATOMIC_RELEASE);
+            last_hello = tb_wall_ms();
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

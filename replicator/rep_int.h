@@ -1,10 +1,26 @@
 /*
- * rep_int.h: private declarations shared by the replicator's files
- * (rep_core.c: context and scanner; rep_vol.c: the volume table;
- * rep_meta.c: volume metadata; rep_lz4.c: LZ4 helpers; rep_send.c: the
- * senders; rep_copy.c: the region-copy catch-up and its undo store;
- * rep_link.c: the peer-link service; rep_admin.c: the admin service and
- * status; rep_metrics.c: /metrics).  Not a contract: see rep.h.
+ * rep_int.h: the replicator's base layer, which every file of it may use:
+ * the context, the volume table and status snapshot (rep_vol.c), volume
+ * metadata (rep_meta.c) and the LZ4 helpers (rep_lz4.c).  It declares
+ * nothing of the files above it.  Not a contract: see rep.h.
+ *
+ * The files and who may call whom (an arrow: includes the header of):
+ *
+ *   rep_core.c     context, scanner, create/start/destroy: wires the
+ *        |         services below and calls nothing but their entry
+ *        |         points; nothing calls into it
+ *        +--> rep_metrics.c (rep_metrics.h)  /metrics: reads a snapshot
+ *        +--> rep_admin.c   (rep_admin.h)    admin service: reads
+ *        |         snapshots, changes roles  --> rep_link.h (peer calls)
+ *        +--> rep_send.c, rep_copy.c (rep_send.h)  senders, catch-up
+ *        |                                   --> rep_link.h (peer calls)
+ *        +--> rep_link.c    (rep_link.h)     link service, peer calls
+ *   all of them --> rep_int.h (this: rep_vol.c, rep_meta.c, rep_lz4.c)
+ *               --> journal/jr.h (the volumes themselves)
+ *
+ * Status and /metrics never read the volume table or the context's
+ * fields themselves: they take a snapshot (rep__snapshot), copied under
+ * each volume's lock.
  */
 #ifndef TANDEM_REP_INT_H
 #define TANDEM_REP_INT_H
@@ -20,6 +36,7 @@
 #include "store.h"
 #include "tandem_admin.pb-c.h"
 #include "tandem_repl.pb-c.h"
+#include "tbase.h"
 
 #define REP_MAX_MSG (64u << 20)   /* largest gRPC message we send */
 #define REP_MAX_RAW (64u << 20)   /* largest decompressed batch accepted */
@@ -103,9 +120,9 @@ struct rep_ctx {
     struct rep_bucket bucket;
     /* senders holding a read-ahead/pipelining slot (REP_PIPE_SLOTS) */
     int pipe_used;
-    /* peer link health (Hello) */
+    /* peer link health: written by the scanner (Hello), read by the
+     * snapshot; atomic (__atomic_*) */
     int peer_up;
-    int64_t peer_seen_ms;
     /* metrics */
     int metrics_fd;
     int metrics_port;
@@ -130,7 +147,21 @@ struct rep_vstat {
     int split_brain;
     int copy_active;
     double applied_age_s;
+    int64_t insync_ms;          /* last time known in sync (this run; 0:
+                                   unknown) */
     uint64_t wire_bytes, raw_bytes, batches;
+};
+
+/* A snapshot of the replicator for the admin status and /metrics: what
+ * they show, copied by rep__snapshot (each volume's figures under its
+ * lock), so neither reads the context or the volume table itself. */
+struct rep_snap {
+    char region[RG_MAX_NAME + 1];
+    char peer_region[RG_MAX_NAME + 1];
+    int peer_up;                /* the peer answered the last Hello */
+    int64_t now_ms;             /* wall clock when it was taken */
+    struct rep_vstat *vols;     /* n volumes (malloc'd) */
+    size_t n;
 };
 
 /* Copy a string, truncating to size (always NUL-terminated). */
@@ -142,16 +173,9 @@ static inline void rep__scpy(char *d, size_t size, const char *s)
     d[n] = 0;
 }
 
-/* ---- rep_core.c: context, scanner ---- */
-int64_t rep__now_ms(void);
-int64_t rep__now_ns(void);
-
-/* ---- rep_vol.c: the volume table ---- */
-/* Find or create the table entry of a volume. */
+/* ---- rep_vol.c: the volume table and status snapshots ---- */
+/* Find or create the table entry of a volume (NULL: out of memory). */
 struct rep_vol *rep__vol_get(rep_ctx *r, const char *id);
-/* Copy the table's ids (malloc'd array of malloc'd strings). */
-int rep__list_ids(rep_ctx *r, char ***ids, size_t *n);
-void rep__free_ids(char **ids, size_t n);
 /* Set a volume's link state, state and last error (NULL: unchanged). */
 void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
                     const char *err);
@@ -159,6 +183,20 @@ void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
 void rep__kick(rep_ctx *r, struct rep_vol *v);
 /* Sleep up to ms unless stopping or kicked.  Returns 1 if stopping. */
 int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms);
+/* Ask the volume's sender to exit (the copy is not ours to ship now). */
+void rep__vol_stop(struct rep_vol *v);
+/* The copy became primary here with the peer at acked: forget the
+ * sender's refusals and errors. */
+void rep__vol_promoted(struct rep_vol *v, uint64_t acked);
+/* One volume's figures, as in a snapshot. */
+void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *out);
+/* A snapshot of the n volumes named by ids, in that order, or (ids NULL)
+ * of every volume of the region, in id order.  0, or a negative errno
+ * (listing failed, out of memory) with *out empty.  Free with
+ * rep__snapshot_free. */
+int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
+                  struct rep_snap *out);
+void rep__snapshot_free(struct rep_snap *s);
 
 /* ---- rep_meta.c: volume metadata ---- */
 /* 1 if the volume should be shipped by this replicator now. */
@@ -167,6 +205,10 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
 void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
 /* Meta helpers: get as string (malloc'd or NULL) / u64 (0 if absent). */
 char *rep__meta(rep_ctx *r, const char *id, const char *key);
+uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
+int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
+                      uint64_t v);
+int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
 /* The volume's metadata as protobuf-c map entries of type desc (every
  * map<string,string> entry has the layout {base, key, value}): a malloc'd
  * array of *n malloc'd entries, as protobuf_c_message_free_unpacked frees
@@ -176,10 +218,6 @@ int rep__meta_entries(rep_ctx *r, const char *id,
                       const ProtobufCMessageDescriptor *desc,
                       const char *skip_prefix, void ***out, size_t *n);
 void rep__meta_entries_free(void **a, size_t n);
-uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
-int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
-                      uint64_t v);
-int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
 /* Set a secondary's positions: head = applied = seq, journal and dirty map
  * emptied (jr_replica_rebase at its current size). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
@@ -201,8 +239,7 @@ int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
 /* Decompress exactly raw_len bytes (malloc'd). */
 int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
 
-/* ---- rep_copy.c: region-copy catch-up ---- */
-/* Receiver side of a region copy: undo objects. */
+/* ---- rep_copy.c: the copy window's undo store (receiver side) ---- */
 int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
                    uint64_t off, uint64_t len);
 int rep__undo_drop(rep_ctx *r, const char *id);
@@ -211,48 +248,5 @@ int rep__undo_drop(rep_ctx *r, const char *id);
 int rep__undo_rollback(rep_ctx *r, const char *id);
 /* Forget a volume's region-copy list ("rep.copylist/<vol>"). */
 void rep__copylist_drop(rep_ctx *r, const char *id);
-
-/* ---- rep_send.c: the senders ---- */
-/* Start the volume's sender unless it runs. */
-void rep__sender_ensure(rep_ctx *r, struct rep_vol *v);
-/* Mark a local copy split-brain (persistent) and fence it (secondary). */
-void rep__mark_split(rep_ctx *r, struct rep_vol *v, const char *why);
-
-/* ---- rep_link.c ---- */
-extern const struct rpc_method rep__link_methods[];
-extern const size_t rep__n_link_methods;
-/* Peer calls (client side). */
-int rep__peer_getvol(rep_ctx *r, const char *id,
-                     Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
-                     size_t msz);
-int rep__peer_hello(rep_ctx *r, char *msg, size_t msz);
-/* One pass over the tombstones of deleted primaries (R-35): ask the peer
- * to delete each replica; drop the tombstone on a final answer. */
-void rep__tombs_process(rep_ctx *r);
-/* Receiver decoding of untrusted peer bytes (exposed for the fuzzer,
- * tests/fuzz/fuzz-rep-link.c).  A ShipBatch's entries as sent, or LZ4
- * decompressed to exactly raw_len: returns RESULT_OK with *data and *len set
- * (*raw: the malloc'd buffer to free, or NULL), else the Result (CORRUPT,
- * ERROR) with msg set. */
-int rep__ship_decode(const Tandem__Repl__V1__ShipBatchRequest *req,
-                     const void **data, size_t *len, void **raw, char *msg,
-                     size_t msz);
-/* One CopyRegions region of an image of size bytes: checks its range and
- * yields its length bytes in *p (zeros, LZ4 decompressed or as sent;
- * *raw: the malloc'd buffer to free, or NULL).  0, or -EINVAL/-EBADMSG
- * with msg set, -ENOMEM. */
-int rep__copy_region_data(const Tandem__Repl__V1__Region *g, uint64_t size,
-                          const void **p, void **raw, char *msg, size_t msz);
-
-/* ---- rep_admin.c ---- */
-extern const struct rpc_method rep__admin_methods[];
-extern const size_t rep__n_admin_methods;
-void rep__stat_fill(rep_ctx *r, const char *id, struct rep_vstat *out);
-int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
-                 char *msg, size_t msz);
-
-/* ---- rep_metrics.c ---- */
-int rep__metrics_start(rep_ctx *r, const char *addr);
-void rep__metrics_stop(rep_ctx *r);
 
 #endif /* TANDEM_REP_INT_H */

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rep_int.h"
+#include "rep_link.h"
 #include "tlog.h"
 
 #define R(x) TANDEM__REPL__V1__RESULT__RESULT_##x
@@ -42,7 +42,7 @@ static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     tandem__repl__v1__hello_response__init(resp);
     resp->region = sdup(r->region);
     resp->version = sdup("tandem-replicator 0.1");
-    resp->now_unix_ms = rep__now_ms();
+    resp->now_unix_ms = tb_wall_ms();
     *respm = &resp->base;
     return RPC_OK;
 }
@@ -59,7 +59,6 @@ int rep__peer_hello(rep_ctx *r, char *msg, size_t msz)
                                &tandem__repl__v1__hello_response__descriptor,
                                &out, REP_PROBE_TIMEOUT_MS, 0, msg, msz);
     if (out) protobuf_c_message_free_unpacked(out, NULL);
-    if (code == RPC_OK) r->peer_seen_ms = rep__now_ms();
     return code == RPC_OK ? 0 : -ENOTCONN;
 }
 
@@ -224,7 +223,7 @@ static int receive_check(rep_ctx *r, const char *id, const char *from,
 static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
                     uint64_t primary_head, size_t wire, uint64_t raw)
 {
-    int64_t now = rep__now_ms();
+    int64_t now = tb_wall_ms();
     int persist = 0;
     pthread_mutex_lock(&v->mu);
     if (primary_head) v->primary_head = primary_head;
@@ -372,7 +371,7 @@ again:
          * apply (rx_gen moved; read while op_lock is still held, so none
          * is missed) the position is read again under op_lock.  Whatever
          * happens, the order check below decides. */
-        if (!wait_t0) wait_t0 = rep__now_ms();
+        if (!wait_t0) wait_t0 = tb_wall_ms();
         pthread_mutex_lock(&v->mu);
         uint64_t gen = v->rx_gen;
         int waiting = 0;
@@ -381,7 +380,7 @@ again:
             int active = v->rx_calls - v->rx_waiting - (waiting ? 0 : 1);
             int64_t until = wait_t0 + (active > 0 ? REP_SHIP_TIMEOUT_MS / 2
                                                   : 1000);
-            int64_t now = rep__now_ms();
+            int64_t now = tb_wall_ms();
             if (now >= until || v->rx_gen != gen ||
                 __atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
                 break;
@@ -983,7 +982,7 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
     struct tomb_pass *tp = arg;
     rep_ctx *r = tp->r;
     if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) ||
-        rep__now_ms() >= tp->until_ms)
+        tb_wall_ms() >= tp->until_ms)
         return 1; /* the rest next time */
     int ours = 0;
     for (int i = 0; i < t->n_peers; i++)
@@ -1034,7 +1033,7 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
 
 void rep__tombs_process(rep_ctx *r)
 {
-    struct tomb_pass tp = {r, rep__now_ms() + 2000};
+    struct tomb_pass tp = {r, tb_wall_ms() + 2000};
     jr_tomb_list(r->st, tomb_cb, &tp);
 }
 

@@ -2,7 +2,9 @@
  * rep_metrics.c: a tiny HTTP/1.0 server on one thread that answers
  * GET /metrics with the Prometheus text format (version 0.0.4) and 404
  * for anything else.  One request per connection, read with a deadline,
- * so a stuck scraper cannot hold the thread for long.
+ * so a stuck scraper cannot hold the thread for long.  What it shows
+ * comes from a snapshot (rep__snapshot): it reads nothing else of the
+ * replicator.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rep_int.h"
+#include "rep_metrics.h"
 #include "tlog.h"
 
 struct sbuf {
@@ -50,34 +52,16 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     }
 }
 
-static const char *role_num(int role) { return role == JR_ROLE_PRIMARY ? "1" : "2"; }
-
 static int link_up(const char *s)
 {
     return !strcmp(s, "up") || !strcmp(s, "receiving") || !strcmp(s, "idle");
 }
 
-static int ids_cb(const char *id, void *arg)
-{
-    struct sbuf *b = arg; /* reused as a list of NUL-separated ids */
-    size_t l = strlen(id) + 1;
-    if (b->n + l > b->cap) {
-        size_t c = b->cap ? b->cap * 2 : 4096;
-        while (c < b->n + l) c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) return -ENOMEM;
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, id, l);
-    b->n += l;
-    return 0;
-}
-
 static void render(rep_ctx *r, struct sbuf *out)
 {
-    struct sbuf ids = {0};
-    jr_volume_list(r->st, ids_cb, &ids);
+    struct rep_snap snap;
+    /* A failed listing still reports the peer link (and no volumes). */
+    rep__snapshot(r, NULL, 0, &snap);
     static const struct {
         const char *name, *type, *help;
     } defs[] = {
@@ -99,24 +83,18 @@ static void render(rep_ctx *r, struct sbuf *out)
         {"tandem_volume_batches_total", "counter", "batches shipped or applied"},
     };
     size_t nd = sizeof(defs) / sizeof(defs[0]);
-    size_t nv = 0;
-    for (size_t off = 0; off < ids.n; off += strlen(ids.p + off) + 1) nv++;
-    struct rep_vstat *st = calloc(nv + 1, sizeof(*st));
-    size_t k = 0;
-    for (size_t off = 0; st && off < ids.n; off += strlen(ids.p + off) + 1)
-        rep__stat_fill(r, ids.p + off, &st[k++]);
     sb_printf(out, "# HELP tandem_peer_link_up 1 if the peer answered the "
               "last Hello\n# TYPE tandem_peer_link_up gauge\n"
               "tandem_peer_link_up{region=\"%s\",peer=\"%s\"} %d\n",
-              r->region, r->peer_region, r->peer_up);
+              snap.region, snap.peer_region, snap.peer_up);
     for (size_t d = 0; d < nd; d++) {
         sb_printf(out, "# HELP %s %s\n# TYPE %s %s\n", defs[d].name,
                   defs[d].help, defs[d].name, defs[d].type);
-        for (size_t i = 0; i < k; i++) {
-            struct rep_vstat *s = &st[i];
+        for (size_t i = 0; i < snap.n; i++) {
+            const struct rep_vstat *s = &snap.vols[i];
             double val = 0;
             switch (d) {
-            case 0: val = atoi(role_num(s->info.role)); break;
+            case 0: val = s->info.role == JR_ROLE_PRIMARY ? 1 : 2; break;
             case 1: val = (double)s->info.epoch; break;
             case 2: val = (double)s->info.head; break;
             case 3: val = (double)s->info.applied; break;
@@ -135,13 +113,12 @@ static void render(rep_ctx *r, struct sbuf *out)
             }
             /* Volume ids are [A-Za-z0-9._-]: no label escaping needed. */
             sb_printf(out, "%s{volume=\"%s\",region=\"%s\",role=\"%s\"} %.6g\n",
-                      defs[d].name, s->id, r->region,
+                      defs[d].name, s->id, snap.region,
                       s->info.role ? jr_role_name(s->info.role) : "",
                       val);
         }
     }
-    free(st);
-    free(ids.p);
+    rep__snapshot_free(&snap);
 }
 
 static void serve_one(rep_ctx *r, int fd)

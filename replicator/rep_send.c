@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rep_int.h"
+#include "rep_link.h"
 #include "rep_send.h"
 #include "tbase.h"
 #include "tlog.h"
@@ -59,7 +59,8 @@ void rep__bucket_take(rep_ctx *r, size_t n)
     }
 }
 
-void rep__mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
+/* Mark a local copy split-brain (persistent) and fence it (secondary). */
+static void mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
 {
     struct jr_info info;
     jr_meta_set(r->st, v->id, REP_META_SPLIT, why);
@@ -293,7 +294,7 @@ void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
                      uint64_t raw)
 {
     struct rep_vol *v = s->v;
-    int64_t now = rep__now_ms();
+    int64_t now = tb_wall_ms();
     pthread_mutex_lock(&v->mu);
     if (applied > v->acked) v->acked = applied;
     v->last_sync_ms = now;
@@ -376,7 +377,7 @@ int rep__sender_refused(struct sender *s,
         snprintf(why, sizeof(why), "peer %s holds epoch %" PRIu64
                  " (role %s) above ours %" PRIu64 ": %s", s->r->peer_region,
                  resp->epoch, resp->role, s->epoch, resp->message);
-        rep__mark_split(s->r, s->v, why);
+        mark_split(s->r, s->v, why);
         return 1;
     }
     /* The peer's copy is primary at an epoch not above ours: it must be
@@ -467,7 +468,7 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
 
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
 {
-    int64_t now = rep__now_ms();
+    int64_t now = tb_wall_ms();
     if (acked < head && now - s->last_trim_ms < 1000) return;
     s->last_trim_ms = now;
     int rc = jr_trim(s->r->st, s->v->id);
@@ -760,7 +761,7 @@ static void *sender_main(void *arg)
         }
         /* The metadata check costs a store round trip or two: once a
          * second, or at once when the role or epoch moved. */
-        int64_t now = rep__now_ms();
+        int64_t now = tb_wall_ms();
         if (s->epoch != info.epoch || info.role != JR_ROLE_PRIMARY ||
             now - elig_ms >= 1000) {
             if (!rep__eligible(r, v->id, &info)) break;

@@ -1,12 +1,17 @@
 /*
- * rep_send.h: what the sender's two files share (rep_send.c: the sender
- * thread and its pipelining; rep_copy.c: its region-copy step).  Nothing
- * else includes this.
+ * rep_send.h: the senders (rep_send.c: the sender thread and its
+ * pipelining; rep_copy.c: its region-copy step).  rep_core.c's scanner
+ * starts them (rep__sender_ensure); everything else here is shared by
+ * the two files only.
  */
 #ifndef TANDEM_REP_SEND_H
 #define TANDEM_REP_SEND_H
 
 #include "rep_int.h"
+
+/* Start the volume's sender thread unless one runs (the scanner calls it
+ * for every volume rep__eligible says this replicator ships). */
+void rep__sender_ensure(rep_ctx *r, struct rep_vol *v);
 
 /* Read-ahead: while batch k is in flight (the peer applying it), a helper
  * thread reads and compresses batch k+1, so journal reads overlap the

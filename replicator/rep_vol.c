@@ -34,34 +34,6 @@ out:
     return v;
 }
 
-int rep__list_ids(rep_ctx *r, char ***ids, size_t *n)
-{
-    size_t cap = 16, k = 0;
-    char **a = malloc(cap * sizeof(*a));
-    if (!a) return -ENOMEM;
-    pthread_mutex_lock(&r->vol_mu);
-    for (struct rep_vol *v = r->vols; v; v = v->next) {
-        if (k == cap) {
-            char **b = realloc(a, 2 * cap * sizeof(*a));
-            if (!b) break;
-            a = b;
-            cap *= 2;
-        }
-        a[k] = strdup(v->id);
-        if (a[k]) k++;
-    }
-    pthread_mutex_unlock(&r->vol_mu);
-    *ids = a;
-    *n = k;
-    return 0;
-}
-
-void rep__free_ids(char **ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids);
-}
-
 void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
                       const char *err)
 {
@@ -77,6 +49,23 @@ void rep__kick(rep_ctx *r, struct rep_vol *v)
     (void)r;
     pthread_mutex_lock(&v->mu);
     pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void rep__vol_stop(struct rep_vol *v)
+{
+    pthread_mutex_lock(&v->mu);
+    v->stop = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void rep__vol_promoted(struct rep_vol *v, uint64_t acked)
+{
+    pthread_mutex_lock(&v->mu);
+    v->peer_split = 0;
+    v->acked = acked;
+    v->last_error[0] = 0;
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -96,3 +85,199 @@ int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms)
     return s;
 }
 
+
+/* ------------------------------------------------------ status snapshot */
+
+/* One volume's figures: the header and metadata from the store, the
+ * volume's own figures copied under its lock, and what they mean (state,
+ * link state, lag). */
+void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
+{
+    memset(o, 0, sizeof(*o));
+    rep__scpy(o->id, sizeof(o->id), id);
+    o->applied_age_s = -1;
+    if (jr_volume_stat(r->st, id, &o->info) < 0) {
+        snprintf(o->state, sizeof(o->state), "error");
+        snprintf(o->last_error, sizeof(o->last_error), "stat failed");
+        return;
+    }
+    rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
+    char *s = rep__meta(r, id, REP_META_REPLICATION);
+    if (!s) s = rep__meta(r, id, REP_META_REPLICATION_ALT);
+    rep__scpy(o->replication, sizeof(o->replication), s ? s : "");
+    free(s);
+    s = rep__meta(r, id, REP_META_SPLIT);
+    o->split_brain = s != NULL;
+    if (s) rep__scpy(o->last_error, sizeof(o->last_error), s);
+    free(s);
+    s = rep__meta(r, id, REP_META_COPY_ID);
+    o->copy_active = s != NULL;
+    free(s);
+    s = rep__meta(r, id, REP_META_RESYNC);
+    if (s) o->copy_active = 1;
+    int resync = s != NULL;
+    free(s);
+
+    struct rep_vol *v = rep__vol_get(r, id);
+    int64_t now = tb_wall_ms();
+    uint64_t vacked = 0, primary_head = 0;
+    int64_t oldest_ns = 0, insync = 0;
+    if (v) {
+        pthread_mutex_lock(&v->mu);
+        rep__scpy(o->link_state, sizeof(o->link_state), v->link_state);
+        rep__scpy(o->state, sizeof(o->state), v->state);
+        if (!o->last_error[0])
+            rep__scpy(o->last_error, sizeof(o->last_error), v->last_error);
+        o->last_sync_ms = v->last_sync_ms;
+        o->wire_bytes = v->wire_bytes;
+        o->raw_bytes = v->raw_bytes;
+        o->batches = v->batches;
+        o->rate = v->rate;
+        /* A rate window with no traffic for a while means 0. */
+        if (now - v->last_sync_ms > 3000) o->rate = 0;
+        if (v->peer_split) o->split_brain = 1;
+        if (v->copy_active) o->copy_active = 1;
+        vacked = v->acked;
+        oldest_ns = v->oldest_unacked_ns;
+        primary_head = v->primary_head;
+        insync = o->insync_ms = v->insync_ms;
+        pthread_mutex_unlock(&v->mu);
+    }
+    o->ratio = o->wire_bytes ? (double)o->raw_bytes / (double)o->wire_bytes
+                             : 1.0;
+    if (!o->peer_region[0]) {
+        snprintf(o->state, sizeof(o->state), "not-replicated");
+        snprintf(o->link_state, sizeof(o->link_state), "none");
+        return;
+    }
+    if (o->info.role == JR_ROLE_PRIMARY) {
+        uint64_t a = 0;
+        jr_peer_ack_get(r->st, id, o->peer_region, &a);
+        o->acked = a > vacked ? a : vacked;
+        if (o->acked > o->info.head) o->acked = o->info.head;
+        o->lag_entries = o->info.head - o->acked;
+        if (o->lag_entries && o->info.head >= o->info.tail)
+            o->lag_bytes = (uint64_t)((double)o->info.journal_bytes *
+                                      (double)o->lag_entries /
+                                      (double)(o->info.head - o->info.tail + 1));
+        if (o->lag_entries) {
+            if (!oldest_ns) {
+                struct jr_batch b = {0};
+                if (jr_tail_read(r->st, id, o->acked + 1, 1, &b) == 0 &&
+                    b.n_entries)
+                    oldest_ns = b.oldest_ts_ns;
+                jr_batch_free(&b);
+            }
+            if (oldest_ns)
+                o->lag_s = (double)(tb_wall_ns() - oldest_ns) / 1e9;
+            if (o->lag_s < 0) o->lag_s = 0;
+        }
+        if (o->info.dirty_tracking && !o->copy_active)
+            snprintf(o->state, sizeof(o->state), "dirty-tracking");
+        if (!o->state[0] || !strcmp(o->state, "replica") ||
+            !strcmp(o->state, "copying"))
+            snprintf(o->state, sizeof(o->state), "pending");
+        if (!strcmp(o->link_state, "receiving"))
+            snprintf(o->link_state, sizeof(o->link_state), "idle");
+    } else {
+        o->acked = o->info.applied;
+        if (primary_head > o->info.applied)
+            o->lag_entries = primary_head - o->info.applied;
+        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
+        if (insync) {
+            o->applied_age_s = (double)(now - insync) / 1000.0;
+            /* In sync as of the last batch, which was just now. */
+            if (!o->lag_entries && now - o->last_sync_ms < 2000)
+                o->applied_age_s = 0;
+            if (o->applied_age_s < 0) o->applied_age_s = 0;
+            if (o->lag_entries) o->lag_s = o->applied_age_s;
+        }
+        char *d = rep__meta(r, id, REP_META_DRAINING);
+        if (d) {
+            snprintf(o->state, sizeof(o->state), "draining");
+            uint64_t a = 0;
+            jr_peer_ack_get(r->st, id, o->peer_region, &a);
+            o->acked = a;
+            o->lag_entries = o->info.head > a ? o->info.head - a : 0;
+        } else if (resync) {
+            snprintf(o->state, sizeof(o->state), "resyncing");
+        } else if (o->split_brain) {
+            snprintf(o->state, sizeof(o->state), "split-brain");
+            snprintf(o->link_state, sizeof(o->link_state), "split-brain");
+        } else if (o->copy_active) {
+            snprintf(o->state, sizeof(o->state), "copying");
+        } else {
+            snprintf(o->state, sizeof(o->state), "replica");
+        }
+        free(d);
+        if (!strcmp(o->link_state, "none") || !o->link_state[0] ||
+            !strcmp(o->link_state, "stopped"))
+            rep__scpy(o->link_state, sizeof(o->link_state), now - o->last_sync_ms < 10000 ? "receiving" : "idle");
+        else if (!strcmp(o->link_state, "receiving") &&
+                 now - o->last_sync_ms >= 10000)
+            snprintf(o->link_state, sizeof(o->link_state), "idle");
+    }
+    if (o->split_brain && o->info.role == JR_ROLE_PRIMARY)
+        snprintf(o->state, sizeof(o->state), "split-brain");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct snap_ids {
+    char **a;
+    size_t n, cap;
+};
+
+static int snap_ids_cb(const char *id, void *arg)
+{
+    struct snap_ids *l = arg;
+    if (l->n == l->cap) {
+        size_t c = l->cap ? 2 * l->cap : 32;
+        void *p = realloc(l->a, c * sizeof(*l->a));
+        if (!p) return -ENOMEM;
+        l->a = p;
+        l->cap = c;
+    }
+    if (!(l->a[l->n] = strdup(id))) return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
+                  struct rep_snap *out)
+{
+    struct snap_ids l = {0};
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    rep__scpy(out->region, sizeof(out->region), r->region);
+    rep__scpy(out->peer_region, sizeof(out->peer_region), r->peer_region);
+    out->peer_up = __atomic_load_n(&r->peer_up, __ATOMIC_ACQUIRE);
+    out->now_ms = tb_wall_ms();
+    if (!ids) {
+        rc = jr_volume_list(r->st, snap_ids_cb, &l);
+        if (rc < 0) goto out;
+        if (l.n > 1) qsort(l.a, l.n, sizeof(*l.a), cmp_str);
+        ids = l.a;
+        n = l.n;
+    }
+    out->vols = calloc(n + 1, sizeof(*out->vols));
+    if (!out->vols) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) rep__vol_status(r, ids[i], &out->vols[i]);
+    out->n = n;
+out:
+    for (size_t i = 0; i < l.n; i++) free(l.a[i]);
+    free(l.a);
+    return rc;
+}
+
+void rep__snapshot_free(struct rep_snap *s)
+{
+    free(s->vols);
+    memset(s, 0, sizeof(*s));
+}

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "jr_int.h"
-#include "replicator/rep_int.h"
+#include "replicator/rep_link.h"
 #include "tlog.h"
 
 #define VOL "fz"

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replicator/rep_int.h"
+#include "replicator/rep_link.h"
 #include "tlog.h"
 
 #define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x

@@ -10,7 +10,9 @@
 #include "jr.h"
 #include "regions.h"
 #include "replicator/rep.h"
+#include "replicator/rep_admin.h"
 #include "replicator/rep_int.h"
+#include "replicator/rep_link.h"
 #include "rpc.h"
 #include "tlog.h"
 #include "tt.h"
@@ -191,7 +193,7 @@ TEST(replicates_byte_for_byte)
     }
     ASSERT_UEQ(ack, h1);
     struct rep_vstat s;
-    rep__stat_fill(t.a, "vol-1", &s);
+    rep__vol_status(t.a, "vol-1", &s);
     ASSERT_UEQ(s.lag_entries, 0);
     ASSERT_UEQ(s.acked, h1);
     /* Graceful promote is refused while a is primary; force works and
@@ -275,7 +277,7 @@ TEST(stale_refusal_at_equal_epoch_never_demotes_the_primary)
     struct rep_vstat st;
     int seen = 0;
     for (int i = 0; i < 3000 && !seen; i++) {
-        rep__stat_fill(t.b, "q", &st);
+        rep__vol_status(t.b, "q", &st);
         seen = strstr(st.last_error, "refused entries as stale") != NULL;
         if (!seen) usleep(10000);
     }
