@@ -14,6 +14,7 @@
 #include "csi/datapath/blockdev.h"
 #include "csi.h"
 #include "rpc.h"
+#include "tbase.h"
 #include "tlog.h"
 #include "tsig.h"
 
@@ -88,17 +89,13 @@ static int norm_endpoint(const char *ep, char *out, size_t len, char *dir,
     return 0;
 }
 
+/* mkdir -p (0755); a failure is logged, and the step that needs the
+ * directory then fails with its own message. */
 static void mkdirs(const char *path)
 {
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
+    int rc = tb_mkdir_p(path, 0755);
+    if (rc < 0)
+        tlog_warn("csi.mkdir_failed", "path=%s err=%d", path, rc);
 }
 
 static void reattach_cb(const char *run_dir, const char *vol_id,

@@ -26,6 +26,7 @@
 #include "csi/datapath/blockdev.h"
 #include "csi_int.h"
 #include "csi/datapath/mounter.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define MAX_PUB 16
@@ -57,20 +58,6 @@ static void rec_path(const csi_service *s, const char *id, char *buf,
                      size_t len)
 {
     snprintf(buf, len, "%s/staged/%s", s->state_dir, id);
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[CSI_MAX_PATH];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0700) < 0 && errno != EEXIST) return -errno;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0700) < 0 && errno != EEXIST) return -errno;
-    return 0;
 }
 
 /* 0 and *r filled, -ENOENT if no record, -EINVAL if it is corrupt. */
@@ -117,7 +104,7 @@ static int rec_write(const csi_service *s, const char *id,
     char path[CSI_MAX_PATH], tmp[CSI_MAX_PATH + 8], dir[CSI_MAX_PATH];
     int rc;
     snprintf(dir, sizeof(dir), "%s/staged", s->state_dir);
-    if ((rc = mkdir_p(dir)) < 0) return rc;
+    if ((rc = tb_mkdir_p(dir, 0700)) < 0) return rc;
     rec_path(s, id, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "we");

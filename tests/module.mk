@@ -70,5 +70,6 @@ $(B)/fuzz/fuzz-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
 # blockdev.c is compiled into the target (its parsers are static): link
 # mounter.c (libfuzzmnt.a) but not libnode.a, whose blockdev.o would clash.
 $(B)/libfuzzmnt.a: $(call objs,csi/datapath/mounter.c)
+LIBS_libfuzzmnt := $(LIBS_libnode)
 $(B)/fuzz/fuzz-bd-state: csi/datapath/blockdev.c $(B)/libfuzzmnt.a \
     $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a

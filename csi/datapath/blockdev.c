@@ -32,6 +32,7 @@
 #include <linux/loop.h>
 
 #include "csi/datapath/mounter.h"
+#include "tbase.h"
 #include "tlog.h"
 
 extern char **environ;
@@ -52,13 +53,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Sleep a little while polling a condition that has no event to wait on
@@ -127,21 +121,6 @@ static void remove_in(const char *dir, const char *name)
 {
     char p[PATH_MAX];
     if (path_join(p, sizeof p, dir, name) == 0) unlink(p);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    if (strlen(path) >= sizeof tmp) return -ENAMETOOLONG;
-    strcpy(tmp, path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -errno;
-    return 0;
 }
 
 /* The attach record: what bd_reattach_all needs to attach again. */
@@ -262,9 +241,9 @@ static int pidfd_signal_(int pfd, int sig)
  * -ETIMEDOUT still there. */
 static int wait_pidfd(int pfd, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = tb_mono_ms() + ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - tb_mono_ms();
         if (left < 0) left = 0;
         struct pollfd p = {.fd = pfd, .events = POLLIN};
         int r = poll(&p, 1, (int)left);
@@ -283,8 +262,8 @@ static void stop_exporter(pid_t pid, const char *run, int grace_ms)
     int pfd = pidfd_open_(pid);
     if (pfd < 0) {
         /* No pidfd (old kernel): poll liveness, signal by pid. */
-        int64_t deadline = now_ms() + grace_ms;
-        while (exporter_alive_for(pid, run) && now_ms() < deadline)
+        int64_t deadline = tb_mono_ms() + grace_ms;
+        while (exporter_alive_for(pid, run) && tb_mono_ms() < deadline)
             poll_pause();
         if (exporter_alive_for(pid, run)) kill(pid, SIGKILL);
         return;
@@ -424,12 +403,12 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *run,
 
     /* Readiness: one line, then EOF.  EOF without a line: it died. */
     int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_READY_MS;
-    int64_t deadline = now_ms() + timeout;
+    int64_t deadline = tb_mono_ms() + timeout;
     char line[512];
     size_t len = 0;
     line[0] = 0;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - tb_mono_ms();
         if (left <= 0) {
             rc = -ETIMEDOUT;
             break;
@@ -464,8 +443,8 @@ static int spawn_exporter(const struct bd_attach_opts *o, const char *run,
         do w = waitpid(child, &st, WNOHANG);
         while (w < 0 && errno == EINTR);
         if (w == 0) {
-            int64_t until = now_ms() + 1000;
-            while ((w = waitpid(child, &st, WNOHANG)) == 0 && now_ms() < until)
+            int64_t until = tb_mono_ms() + 1000;
+            while ((w = waitpid(child, &st, WNOHANG)) == 0 && tb_mono_ms() < until)
                 poll_pause();
             if (w == 0) {
                 kill(child, SIGKILL);
@@ -615,25 +594,6 @@ out:
     return rc;
 }
 
-/* 1 if block device maj:min is the source of some mount here. */
-static int dev_mounted(dev_t rdev)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f) return 0;
-    char line[4096];
-    int found = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned id, parent, ma, mi;
-        if (sscanf(line, "%u %u %u:%u", &id, &parent, &ma, &mi) == 4 &&
-            ma == major(rdev) && mi == minor(rdev)) {
-            found = 1;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
 /* Clear loop device n if (and only if) it is backed by image; wait until
  * the kernel really let go of it.  recorded: n is the device our record
  * names, so a backing path of exactly "/image" is ours too (the path the
@@ -661,7 +621,7 @@ static int loop_detach(int n, const char *image, int recorded, char *err,
     int fd = open_loop(n, O_RDONLY);
     if (fd < 0) return fd;
     struct stat st;
-    if (fstat(fd, &st) == 0 && dev_mounted(st.st_rdev)) {
+    if (fstat(fd, &st) == 0 && mnt_dev_is_mounted(st.st_rdev) == 1) {
         close(fd);
         seterr(err, errlen, "/dev/loop%d is still mounted", n);
         return -EBUSY;
@@ -677,12 +637,12 @@ static int loop_detach(int n, const char *image, int recorded, char *err,
     }
     /* When someone else still has the device open the kernel only marks
      * it autoclear; wait for the backing file to be really gone. */
-    int64_t deadline = now_ms() + LOOP_FREE_WAIT_MS;
+    int64_t deadline = tb_mono_ms() + LOOP_FREE_WAIT_MS;
     for (;;) {
         if ((rc = loop_backing(n, back, sizeof back)) < 0) return rc;
         /* Free, or already taken by someone else: either way not ours. */
         if (!back[0] || strncmp(back, image, strlen(image)) != 0) return 0;
-        if (now_ms() >= deadline) {
+        if (tb_mono_ms() >= deadline) {
             seterr(err, errlen, "/dev/loop%d still busy after clear", n);
             return -EBUSY;
         }
@@ -834,7 +794,7 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
         !dev || devlen == 0)
         return -EINVAL;
     if ((rc = make_paths(o->run_dir, &p)) < 0) return rc;
-    if ((rc = mkdir_p(p.run, 0700)) < 0) {
+    if ((rc = tb_mkdir_p(p.run, 0700)) < 0) {
         seterr(err, errlen, "mkdir %s: %s", p.run, strerror(-rc));
         return rc;
     }
@@ -877,7 +837,7 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
         seterr(err, errlen, "mkdir %s: %s", p.mnt, strerror(-rc));
         goto fail;
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     pid_t pid;
     if ((rc = spawn_exporter(o, p.run, p.mnt, force, &pid, err, errlen)) < 0)
         goto fail;
@@ -896,7 +856,7 @@ int bd_attach(const struct bd_attach_opts *o, char *dev, size_t devlen,
     tlog_info("bd.attached",
               "vol=%s dev=%s pid=%ld ro=%d overlay=%d dio=%d force=%d ms=%lld",
               o->vol_id, dev, (long)pid, o->read_only ? 1 : 0,
-              o->overlay ? 1 : 0, dio, force, (long long)(now_ms() - t0));
+              o->overlay ? 1 : 0, dio, force, (long long)(tb_mono_ms() - t0));
     return 0;
 
 fail:
@@ -994,7 +954,7 @@ int bd_reattach_all(const char *runs_root, const char *config_path,
              * the device back: the caller must unmount and stage again. */
             int n = dev[0] ? loop_number(dev) : -1;
             struct stat st;
-            if (n >= 0 && stat(dev, &st) == 0 && dev_mounted(st.st_rdev)) {
+            if (n >= 0 && stat(dev, &st) == 0 && mnt_dev_is_mounted(st.st_rdev) == 1) {
                 rc = -EBUSY;
             } else {
                 struct bd_attach_opts o = {

@@ -1,8 +1,9 @@
 /*
  * mounter.c: filesystems on the node (see mounter.h for the contract).
  *
- * Divisions: running external tools (mnt_run), /proc/self/mountinfo,
- * probing and formatting, mount/bind/umount, growing and stats.
+ * Divisions: running external tools (mnt_run), the mount table
+ * (libmount), probing (libblkid) and formatting, mount/bind/umount,
+ * growing and stats.
  */
 #include "csi/datapath/mounter.h"
 
@@ -21,12 +22,15 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
 
+#include <blkid/blkid.h>
+#include <libmount/libmount.h>
+
+#include "tbase.h"
 #include "tlog.h"
 
 extern char **environ;
@@ -40,13 +44,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------------ mnt_run -- */
@@ -123,14 +120,14 @@ int mnt_run(const char *const *argv, int timeout_ms, char *out,
         opipe[1] = -1;
     }
 
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = tb_mono_ms() + timeout_ms;
     int timed_out = 0;
     while (epipe[0] >= 0 || opipe[0] >= 0) {
         struct pollfd p[2];
         int n = 0;
         if (epipe[0] >= 0) p[n++] = (struct pollfd){.fd = epipe[0], .events = POLLIN};
         if (opipe[0] >= 0) p[n++] = (struct pollfd){.fd = opipe[0], .events = POLLIN};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - tb_mono_ms();
         if (left <= 0) {
             timed_out = 1;
             break;
@@ -189,7 +186,7 @@ int mnt_run(const char *const *argv, int timeout_ms, char *out,
             reaped = 1; /* not ours to wait for (or kill) any more */
             break;
         }
-        if (now_ms() >= deadline) {
+        if (tb_mono_ms() >= deadline) {
             timed_out = 1;
             break;
         }
@@ -242,23 +239,7 @@ static int run_tool(const char *const *argv, int timeout_ms, char *out,
     return rc;
 }
 
-/* ---------------------------------------------------------- mountinfo -- */
-
-/* Decode the octal escapes (\040 etc.) of a mountinfo field in place. */
-static void unescape(char *s)
-{
-    char *d = s;
-    while (*s) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
-            s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-            *d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-            s += 4;
-        } else {
-            *d++ = *s++;
-        }
-    }
-    *d = 0;
-}
+/* -------------------------------------------------------- mount table -- */
 
 /* Canonical absolute path for comparing with mount points.  A path on a
  * dead FUSE mount cannot be resolved (ENOTCONN): resolve its parent and
@@ -293,63 +274,56 @@ static int canon_path(const char *path, char *out, size_t outlen)
 }
 
 struct mi_entry {
-    char mountpoint[PATH_MAX];
     char fstype[64];
     char source[PATH_MAX];
-    unsigned maj, min;
 };
 
-/* Find the last (topmost) mountinfo entry whose mount point is mp.
+/* Find the topmost mount (the last one in the table) whose mount point is
+ * mp, a canonical path (canon_path: a dead FUSE mount cannot be resolved,
+ * so libmount's own canonicalisation is not used).  The table is the one
+ * libmount reads (/proc/self/mountinfo), parsed afresh on every call.
  * 1 found, 0 not, negative errno. */
 static int mi_lookup(const char *mp, struct mi_entry *res)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f) return -errno;
-    char *line = NULL;
-    size_t cap = 0;
-    int found = 0;
-    while (getline(&line, &cap, f) > 0) {
-        /* id parent maj:min root mountpoint opts [optional...] - type src super */
-        char *save = NULL, *tok;
-        char *fields[6] = {0};
-        int i = 0;
-        /* Exactly six tokens: one more would eat the "-" separator. */
-        for (tok = strtok_r(line, " \n", &save); tok;) {
-            fields[i++] = tok;
-            if (i == 6) break;
-            tok = strtok_r(NULL, " \n", &save);
-        }
-        if (i < 6) continue;
-        unescape(fields[4]);
-        if (strcmp(fields[4], mp) != 0) continue;
-        /* Skip optional fields up to the "-" separator. */
-        while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-") != 0) {
-        }
-        if (!tok) continue;
-        char *type = strtok_r(NULL, " \n", &save);
-        char *src = strtok_r(NULL, " \n", &save);
-        found = 1;
-        snprintf(res->mountpoint, sizeof res->mountpoint, "%s", fields[4]);
-        snprintf(res->fstype, sizeof res->fstype, "%s", type ? type : "");
-        if (src) unescape(src);
-        snprintf(res->source, sizeof res->source, "%s", src ? src : "");
-        if (sscanf(fields[2], "%u:%u", &res->maj, &res->min) != 2)
-            res->maj = res->min = 0;
+    struct libmnt_table *tb = mnt_new_table();
+    if (!tb) return -ENOMEM;
+    int rc = mnt_table_parse_mtab(tb, NULL);
+    if (rc < 0) {
+        tlog_warn("mnt.table_failed", "err=%d", rc);
+        mnt_unref_table(tb);
+        return rc < -1 ? rc : -EIO;
     }
-    free(line);
-    fclose(f);
-    return found;
+    struct libmnt_fs *fs = mnt_table_find_target(tb, mp, MNT_ITER_BACKWARD);
+    if (fs && res) {
+        const char *src = mnt_fs_get_source(fs);
+        const char *type = mnt_fs_get_fstype(fs);
+        snprintf(res->source, sizeof res->source, "%s", src ? src : "");
+        snprintf(res->fstype, sizeof res->fstype, "%s", type ? type : "");
+    }
+    mnt_unref_table(tb);
+    return fs != NULL;
 }
 
 int mnt_is_mounted(const char *path)
 {
     char cp[PATH_MAX];
-    struct mi_entry e;
     if (!path || !*path) return -EINVAL;
     int rc = canon_path(path, cp, sizeof cp);
     if (rc == -ENOENT) return 0;
     if (rc < 0) return rc;
-    rc = mi_lookup(cp, &e);
+    return mi_lookup(cp, NULL);
+}
+
+int mnt_dev_is_mounted(dev_t rdev)
+{
+    struct libmnt_table *tb = mnt_new_table();
+    if (!tb) return -ENOMEM;
+    int rc = mnt_table_parse_mtab(tb, NULL);
+    if (rc == 0)
+        rc = mnt_table_find_devno(tb, rdev, MNT_ITER_FORWARD) != NULL;
+    else
+        rc = rc < -1 ? rc : -EIO;
+    mnt_unref_table(tb);
     return rc;
 }
 
@@ -373,43 +347,52 @@ int mnt_find_source(const char *path, char *src, size_t srclen,
 int mnt_probe(const char *dev, char *fstype, size_t fslen, char *err,
               size_t errlen)
 {
-    char out[2048], e[512];
     struct stat st;
+    int rc;
     if (!dev || !fstype || fslen == 0) return -EINVAL;
     fstype[0] = 0;
     if (stat(dev, &st) < 0) {
-        seterr(err, errlen, "stat %s: %s", dev, strerror(errno));
-        return -errno;
-    }
-    /* -p: low-level probe of the device itself (no cache, partition
-     * tables too); exit 2 means no signature at all. */
-    const char *argv[] = {"blkid", "-p", "-o", "export", dev, NULL};
-    int rc = mnt_run(argv, 30000, out, sizeof out, e, sizeof e);
-    if (rc < 0) {
-        seterr(err, errlen, "%s", e);
+        rc = -errno;
+        seterr(err, errlen, "stat %s: %s", dev, strerror(-rc));
         return rc;
     }
-    if (rc == 2) return 0;
-    if (rc == 8) {
-        /* Ambivalent: several signatures.  Not blank, whatever it is. */
+    /* A low-level probe of the device itself (what `blkid -p` does: no
+     * cache, superblocks and partition tables).  Like mount(2), it reads
+     * the device in this process: bd_find has checked its exporter. */
+    errno = 0;
+    blkid_probe pr = blkid_new_probe_from_filename(dev);
+    if (!pr) {
+        rc = errno ? -errno : -EIO;
+        seterr(err, errlen, "probing %s: %s", dev, strerror(-rc));
+        return rc;
+    }
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE |
+                                              BLKID_SUBLKS_USAGE);
+    blkid_probe_enable_partitions(pr, 1);
+    /* 0 found one signature, 1 none, -2 several (ambivalent), -1 error. */
+    errno = 0;
+    rc = blkid_do_safeprobe(pr);
+    if (rc == 0) {
+        const char *type = NULL, *pttype = NULL, *usage = NULL;
+        blkid_probe_lookup_value(pr, "TYPE", &type, NULL);
+        blkid_probe_lookup_value(pr, "PTTYPE", &pttype, NULL);
+        blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+        if (type && *type) snprintf(fstype, fslen, "%s", type);
+        else if (pttype && *pttype) snprintf(fstype, fslen, "%s", pttype);
+        else snprintf(fstype, fslen, "%s", usage && *usage ? usage : "unknown");
+    } else if (rc == -2) {
+        /* Several signatures: not blank, whatever it is. */
         snprintf(fstype, fslen, "ambivalent");
-        return 0;
+        rc = 0;
+    } else if (rc == 1) {
+        rc = 0; /* blank */
+    } else {
+        rc = errno ? -errno : -EIO;
+        seterr(err, errlen, "probing %s: %s", dev, strerror(-rc));
     }
-    if (rc != 0) {
-        seterr(err, errlen, "blkid -p %s: exit %d: %s", dev, rc, e);
-        return -EIO;
-    }
-    char *save = NULL;
-    const char *type = NULL, *pttype = NULL, *usage = NULL;
-    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        if (strncmp(l, "TYPE=", 5) == 0) type = l + 5;
-        else if (strncmp(l, "PTTYPE=", 7) == 0) pttype = l + 7;
-        else if (strncmp(l, "USAGE=", 6) == 0) usage = l + 6;
-    }
-    if (type && *type) snprintf(fstype, fslen, "%s", type);
-    else if (pttype && *pttype) snprintf(fstype, fslen, "%s", pttype);
-    else snprintf(fstype, fslen, "%s", usage && *usage ? usage : "unknown");
-    return 0;
+    blkid_free_probe(pr);
+    return rc;
 }
 
 #define MAX_MKFS_ARGS 32
@@ -461,12 +444,12 @@ int mnt_format_if_blank(const char *dev, const char *fstype,
     }
     argv[n++] = dev;
     argv[n] = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = tb_mono_ms();
     rc = run_tool(argv, 300000, NULL, 0, err, errlen);
     if (rc < 0) return rc;
     if (formatted) *formatted = 1;
     tlog_info("mnt.formatted", "dev=%s fstype=%s ms=%lld", dev, fstype,
-              (long long)(now_ms() - t0));
+              (long long)(tb_mono_ms() - t0));
     return 0;
 }
 
@@ -558,21 +541,6 @@ static int parse_flags(const char *const *flags, size_t nflags,
     return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[PATH_MAX];
-    if (strlen(path) >= sizeof tmp) return -ENAMETOOLONG;
-    strcpy(tmp, path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -errno;
-    return 0;
-}
-
 /* 1 if the mount source names the same block device as dev. */
 static int same_blockdev(const char *source, const char *dev)
 {
@@ -605,7 +573,7 @@ int mnt_mount(const char *dev, const char *target, const char *fstype,
         return -EBUSY;
     }
     if (rc != -ENOENT) return rc;
-    if ((rc = mkdir_p(target, 0750)) < 0) {
+    if ((rc = tb_mkdir_p(target, 0750)) < 0) {
         seterr(err, errlen, "mkdir %s: %s", target, strerror(-rc));
         return rc;
     }
@@ -661,7 +629,7 @@ int mnt_bind(const char *src, const char *target, int ro,
         return -EBUSY;
     }
     if (S_ISDIR(ss.st_mode)) {
-        if ((rc = mkdir_p(target, 0750)) < 0) {
+        if ((rc = tb_mkdir_p(target, 0750)) < 0) {
             seterr(err, errlen, "mkdir %s: %s", target, strerror(-rc));
             return rc;
         }
@@ -671,7 +639,7 @@ int mnt_bind(const char *src, const char *target, int ro,
         char *sl = strrchr(parent, '/');
         if (sl && sl != parent) {
             *sl = 0;
-            if ((rc = mkdir_p(parent, 0750)) < 0) return rc;
+            if ((rc = tb_mkdir_p(parent, 0750)) < 0) return rc;
         }
         int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0) {

@@ -2,10 +2,12 @@
  * mounter.h: filesystems on the node: probe, format, mount, bind, unmount,
  * grow, stats.
  *
- * External tools (blkid, mkfs.ext4, mkfs.xfs, resize2fs, xfs_growfs) run
- * through fork+exec with an argv (never a shell), a deadline (killed when
- * it passes: -ETIMEDOUT) and their stderr captured into err.  Mounts use
- * mount(2)/umount2(2) directly.
+ * The mount table is read with libmount (mnt_table_parse_mtab), and
+ * filesystem signatures with libblkid (a low-level probe, as `blkid -p`).
+ * External tools (mkfs.ext4, mkfs.xfs, e2fsck, resize2fs, xfs_growfs)
+ * run through posix_spawn with an argv (never a shell), a deadline (killed
+ * when it passes: -ETIMEDOUT) and their stderr captured into err.  Mounts
+ * use mount(2)/umount2(2) directly.
  *
  * Errors: 0 or a negative errno; an optional err buffer (may be NULL)
  * gets a one-line reason (a tool's last stderr line, or the syscall).
@@ -24,20 +26,28 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-/* 1 if path is a mount point (some entry of /proc/self/mountinfo has it
- * as its mount point), 0 if not (also when path does not exist), or a
- * negative errno. */
+/* 1 if path is a mount point (some entry of the mount table has it as
+ * its mount point, compared after resolving symlinks; a dead FUSE mount
+ * counts), 0 if not (also when path does not exist), or a negative
+ * errno. */
 int mnt_is_mounted(const char *path);
+
+/* 1 if block device rdev (a stat's st_rdev) is the source of some mount
+ * in the mount table, 0 if not, or a negative errno. */
+int mnt_dev_is_mounted(dev_t rdev);
 
 /* Source device of the topmost mount at path (e.g. "/dev/loop3") and its
  * fstype (may be NULL).  -ENOENT if path is not a mount point. */
 int mnt_find_source(const char *path, char *src, size_t srclen,
                     char *fstype, size_t fslen);
 
-/* Probe dev for a filesystem or partition-table signature (blkid -p).
- * 0: fstype holds the type found ("ext4", "xfs", "dos", ...) or "" when
- * the device is blank. */
+/* Probe dev for a filesystem or partition-table signature (libblkid,
+ * superblocks and partition tables, no cache).  0: fstype holds the type
+ * found ("ext4", "xfs", "dos", ...; "ambivalent" for several signatures)
+ * or "" when the device is blank.  Reads the device in the calling
+ * thread, without a deadline (as mount(2) does). */
 int mnt_probe(const char *dev, char *fstype, size_t fslen, char *err,
               size_t errlen);
 

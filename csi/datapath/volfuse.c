@@ -57,6 +57,7 @@
 #include "jr.h"
 #include "regions.h"
 #include "store.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define IMAGE_INO 2
@@ -318,6 +319,22 @@ static void vf_getattr(fuse_req_t req, fuse_ino_t ino,
     fuse_reply_attr(req, &st, 1.0);
 }
 
+/* The one rule for turning an error into an errno, for the kernel (FUSE
+ * replies) and for --ready-fd alike.  A negative errno (-1 .. -4095, the
+ * kernel's MAX_ERRNO range) goes on as is.  The journal's own codes
+ * (JR_E*, a reserved range far below it, from -30500) have no errno:
+ * JR_EROLE (the volume is a secondary) becomes EROFS, JR_ELOCKED
+ * (another writer holds the lease) EBUSY, and any other EIO; the log
+ * line written before each reply keeps the original code. */
+#define VF_MAX_ERRNO 4095
+static int kerr(int rc)
+{
+    if (rc < 0 && rc >= -VF_MAX_ERRNO) return -rc;
+    if (rc == JR_EROLE) return EROFS;
+    if (rc == JR_ELOCKED) return EBUSY;
+    return EIO;
+}
+
 static void vf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                        int to_set, struct fuse_file_info *fi)
 {
@@ -348,7 +365,7 @@ static void vf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                       "vol=%s from=%llu to=%llu err=%d msg=\"%s\"", c->vol_id,
                       (unsigned long long)cur, (unsigned long long)want, rc,
                       jr_strerror(rc));
-            fuse_reply_err(req, rc > -30000 ? -rc : EIO);
+            fuse_reply_err(req, kerr(rc));
             return;
         }
         if (want != cur)
@@ -378,13 +395,6 @@ static void vf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         .open_flags = VF_FOPEN_DIRECT_IO | VF_FOPEN_PARALLEL_DIRECT_WRITES,
     };
     fuse_reply_buf(req, (const char *)&out, sizeof out);
-}
-
-/* Map an engine error to an errno for the kernel. */
-static int kerr(int rc)
-{
-    if (rc > -4096) return -rc;
-    return EIO;
 }
 
 static void vf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -649,8 +659,7 @@ static void *ready_thread(void *p)
 {
     struct ready_arg *a = p;
     char msg[256];
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t deadline = tb_mono_ms() + 30000;
     for (;;) {
         struct stat st;
         if (stat(a->image, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -661,8 +670,7 @@ static void *ready_thread(void *p)
                       (unsigned long long)a->size);
             break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if (t.tv_sec - t0.tv_sec > 30 || atomic_load(&a->loop_done)) {
+        if (tb_mono_ms() > deadline || atomic_load(&a->loop_done)) {
             snprintf(msg, sizeof msg, "err %d mount did not answer\n",
                      ETIMEDOUT);
             ready_send(a->fd, msg);
@@ -691,6 +699,21 @@ static int write_pidfile(const char *run_dir)
     close(fd);
     if (rc == 0 && rename(tmp, path) < 0) rc = -errno;
     return rc;
+}
+
+/* A whole decimal number in [min, max] for --flag, or exit 2 with one
+ * line naming the flag (atoi would turn "x" into 0, i.e. stdin). */
+static int int_arg(const char *flag, const char *v, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long n = v[0] >= '0' && v[0] <= '9' ? strtol(v, &end, 10) : -1;
+    if (n < 0 || errno || *end || n < min || n > max) {
+        fprintf(stderr, "tandem-volfuse: --%s %s: not a number from %ld to "
+                "%ld\n", flag, v, min, max);
+        exit(2);
+    }
+    return (int)n;
 }
 
 static void usage(void)
@@ -737,18 +760,23 @@ int main(int argc, char **argv)
         case 'F': force = 1; break;
         case 'o': owner_opt = optarg; break;
         case 'd': run_dir = optarg; break;
-        case 'p': ready_fd = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
+        /* 0-2 are replaced by /dev/null and the log below. */
+        case 'p': ready_fd = int_arg("ready-fd", optarg, 3, INT_MAX); break;
+        case 't': threads = int_arg("threads", optarg, 1, 1024); break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
         }
     }
     if (!config || !region || !vol_id || !mnt || optind != argc ||
-        threads < 1 || threads > 1024 || (read_only && overlay)) {
+        (read_only && overlay)) {
         usage();
         return 2;
     }
-    if (ready_fd >= 0) fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0) {
+        fprintf(stderr, "tandem-volfuse: --ready-fd %d: not an open "
+                "descriptor\n", ready_fd);
+        return 2;
+    }
 
     /* Logs go to RUN_DIR/log when a run dir is given. */
     if (run_dir) {
@@ -804,14 +832,14 @@ int main(int argc, char **argv)
     ctx.start = time(NULL);
 
     if ((rc = write_pidfile(run_dir)) < 0) {
-        snprintf(msg, sizeof msg, "err %d cannot write pid file\n", -rc);
+        snprintf(msg, sizeof msg, "err %d cannot write pid file\n", kerr(rc));
         goto fail;
     }
     tlog_info("volfuse.start", "vol=%s region=%s mnt=%s ro=%d overlay=%d pid=%ld",
               vol_id, region, mnt, read_only, overlay, (long)getpid());
     errbuf[0] = 0;
     if ((rc = rg_load(config, &cfg, errbuf, sizeof errbuf)) < 0) {
-        snprintf(msg, sizeof msg, "err %d config: %s\n", -rc, errbuf);
+        snprintf(msg, sizeof msg, "err %d config: %s\n", kerr(rc), errbuf);
         goto fail;
     }
     const struct rg_region *rg = rg_find(cfg, region);
@@ -822,7 +850,7 @@ int main(int argc, char **argv)
     }
     if ((rc = rg_open_store(rg, &st)) < 0) {
         snprintf(msg, sizeof msg, "err %d cannot open store of region %s: %s\n",
-                 -rc, region, st_strerror(rc));
+                 kerr(rc), region, st_strerror(rc));
         goto fail;
     }
     if (owner_opt) {
@@ -835,25 +863,20 @@ int main(int argc, char **argv)
     int flags = (read_only || overlay ? 0 : JR_OPEN_WRITE) |
                 (force ? JR_OPEN_FORCE : 0);
     if ((rc = jr_open(st, vol_id, flags, owner, &ctx.vol)) < 0) {
-        /* Engine codes go back as EIO/EROFS/EBUSY with the text. */
-        int e = rc > -4096 ? -rc
-                : rc == JR_EROLE ? EROFS
-                : rc == JR_ELOCKED ? EBUSY
-                : EIO;
-        snprintf(msg, sizeof msg, "err %d jr_open %s: %s\n", e, vol_id,
-                 jr_strerror(rc));
+        snprintf(msg, sizeof msg, "err %d jr_open %s: %s\n", kerr(rc),
+                 vol_id, jr_strerror(rc));
         goto fail;
     }
     struct jr_info info;
     if ((rc = jr_get_info(ctx.vol, &info)) < 0) {
         snprintf(msg, sizeof msg, "err %d jr_get_info: %s\n",
-                 rc > -4096 ? -rc : EIO, jr_strerror(rc));
+                 kerr(rc), jr_strerror(rc));
         goto fail;
     }
     atomic_store(&ctx.size, info.size);
     if (overlay && (rc = ov_init(&ctx.ov, run_dir, info.size)) < 0) {
-        snprintf(msg, sizeof msg, "err %d overlay scratch file: %s\n", -rc,
-                 strerror(-rc));
+        snprintf(msg, sizeof msg, "err %d overlay scratch file: %s\n",
+                 kerr(rc), strerror(-rc));
         goto fail;
     }
     tlog_info("volfuse.opened", "vol=%s size=%llu role=%s head=%llu",
@@ -879,8 +902,8 @@ int main(int argc, char **argv)
      * so that we also unmount ourselves: libfuse would detach lazily
      * (see the exit path). */
     if ((rc = vf_mount(mnt, vol_id, read_only, &fuse_fd)) < 0) {
-        snprintf(msg, sizeof msg, "err %d cannot mount FUSE at %s: %s\n", -rc,
-                 mnt, strerror(-rc));
+        snprintf(msg, sizeof msg, "err %d cannot mount FUSE at %s: %s\n",
+                 kerr(rc), mnt, strerror(-rc));
         goto fail;
     }
     mounted = 1;

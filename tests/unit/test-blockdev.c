@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <linux/fs.h>
 
 #include "csi/datapath/blockdev.h"
@@ -439,6 +440,79 @@ TEST(mounter_tools)
                         sizeof err), -EINVAL);
     ASSERT_EQ(mnt_format_if_blank("/dev/null", "btrfs", NULL, NULL, err,
                                   sizeof err), -EINVAL);
+}
+
+/* The mount table through libmount: a mount point whose name the kernel
+ * escapes in mountinfo (a space, a backslash), stacked mounts, devices. */
+TEST(mounter_table)
+{
+    char dir[] = "/tmp/test-mnt-XXXXXX", mp[PATH_MAX], src[64], fs[32];
+    char err[256];
+    struct stat st;
+    if (geteuid() != 0) TT_SKIP("needs root (mount)");
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(mp, sizeof mp, "%s/a b\\c", dir);
+    ASSERT_EQ(mkdir(mp, 0700), 0);
+    ASSERT_EQ(mnt_is_mounted(mp), 0);
+    ASSERT_EQ(mnt_find_source(mp, src, sizeof src, fs, sizeof fs), -ENOENT);
+    ASSERT_EQ(mount("tnd-one", mp, "tmpfs", 0, "size=1m"), 0);
+    ASSERT_EQ(mount("tnd-two", mp, "tmpfs", 0, "size=1m"), 0);
+    ASSERT_EQ(mnt_is_mounted(mp), 1);
+    /* The topmost of the two stacked mounts. */
+    ASSERT_OK(mnt_find_source(mp, src, sizeof src, fs, sizeof fs));
+    ASSERT_STREQ(src, "tnd-two");
+    ASSERT_STREQ(fs, "tmpfs");
+    /* Its device (anonymous for tmpfs) is found in the table; a loop
+     * device number nobody mounted is not. */
+    ASSERT_EQ(stat(mp, &st), 0);
+    ASSERT_EQ(mnt_dev_is_mounted(st.st_dev), 1);
+    ASSERT_EQ(mnt_dev_is_mounted(makedev(7, 1000123)), 0);
+    ASSERT_OK(mnt_umount(mp, err, sizeof err));
+    ASSERT_EQ(mnt_is_mounted(mp), 0);
+    ASSERT_EQ(mnt_dev_is_mounted(st.st_dev), 0);
+    ASSERT_EQ(rmdir(mp), 0);
+
+    /* Probing a file (libblkid): blank, then ext4. */
+    char img[PATH_MAX];
+    snprintf(img, sizeof img, "%s/img", dir);
+    int fd = open(img, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(ftruncate(fd, 8 << 20), 0);
+    close(fd);
+    ASSERT_OK(mnt_probe(img, fs, sizeof fs, err, sizeof err));
+    ASSERT_STREQ(fs, "");
+    const char *mkfs[] = {"mkfs.ext4", "-q", "-F", img, NULL};
+    ASSERT_EQ(mnt_run(mkfs, 60000, NULL, 0, err, sizeof err), 0);
+    ASSERT_OK(mnt_probe(img, fs, sizeof fs, err, sizeof err));
+    ASSERT_STREQ(fs, "ext4");
+    ASSERT_EQ(mnt_probe("/nonexistent/dev", fs, sizeof fs, err, sizeof err),
+              -ENOENT);
+    ASSERT(strstr(err, "/nonexistent/dev"));
+    unlink(img);
+    ASSERT_EQ(rmdir(dir), 0);
+}
+
+/* tandem-volfuse refuses a bad --ready-fd or --threads in one line
+ * naming the flag, exit 2 (atoi used to turn "x" into fd 0). */
+TEST(volfuse_flags)
+{
+    char err[256];
+    need_env();
+    const char *bad[][2] = {
+        {"--ready-fd", "x"}, {"--ready-fd", "0"}, {"--ready-fd", "-1"},
+        {"--ready-fd", "3x"}, {"--ready-fd", "99999999999"},
+        {"--ready-fd", "987"}, {"--threads", "0"}, {"--threads", "many"},
+        {"--threads", "2000"}, {"--threads", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = {g_exe, "--config", "/nonexistent", "--region",
+                              "a", "--volume", "v", "--mountpoint",
+                              "/nonexistent", bad[i][0], bad[i][1], NULL};
+        int rc = mnt_run(argv, 10000, NULL, 0, err, sizeof err);
+        if (rc != 2 || !strstr(err, bad[i][0]) || strchr(err, '\n'))
+            TT_FAIL("%s %s: exit %d, stderr \"%s\"", bad[i][0], bad[i][1],
+                    rc, err);
+    }
 }
 
 static void sc_ext4_roundtrip(void)
