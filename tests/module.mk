@@ -8,6 +8,9 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
 
+# The threaded ones also run under ThreadSanitizer (make tsan, build/tsan).
+TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc
+
 $(B)/tests/test-rpc: $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 $(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal-format: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a

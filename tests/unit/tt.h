@@ -10,16 +10,31 @@
  *   ./test-foo name...    run the named tests only
  *
  * A test may call TT_SKIP("reason") to report SKIPPED with the reason; the
- * program then exits 77 if every test skipped.  The child's exit status is
- * the only channel back to the parent, so tests must not rely on state
- * left by another test.
+ * program then exits 77 if every test skipped.  A skip is never a pass:
+ * each one is counted and listed with its reason in the summary
+ * ("name: reason" lines after "N passed, S skipped, F failed"), and when
+ * $TT_REPORT names a file, one line per program and per skip is appended
+ * to it for tests/run-unit.sh:
+ *
+ *   tests <program> <passed> <skipped> <failed>
+ *   skip <program> <test>: <reason>
+ *
+ * With TANDEM_REQUIRE_CEPH=1 (CI, .ci/run) a skip of the Ceph backend
+ * FAILS instead: a test whose name contains "rados" or "ceph", or whose
+ * reason mentions Ceph/RADOS/$TANDEM_CEPH_SKIP, must not skip there.
+ *
+ * The child's exit status (and the skip reason, through a pipe) is the
+ * only channel back to the parent, so tests must not rely on state left
+ * by another test.
  */
 #ifndef TT_H
 #define TT_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,14 +78,59 @@ static int tt_ncases;
     static void tt_test_##name(void)
 
 #define TT_SKIP_EXIT 77
-#define TT_SKIP(...)                                                          \
-    do {                                                                      \
-        printf("  SKIPPED: ");                                                \
-        printf(__VA_ARGS__);                                                  \
-        printf("\n");                                                         \
-        fflush(stdout);                                                       \
-        _exit(TT_SKIP_EXIT);                                                  \
-    } while (0)
+#define TT_SKIP(...) tt_skip(__VA_ARGS__)
+
+/* In a test child: the test's name, and the pipe its skip reason goes to. */
+static const char *tt_current = "";
+static int tt_skip_fd = -1;
+
+static inline int tt_has(const char *s, const char *word)
+{
+    return s && *s && word && *word && strcasestr(s, word) != NULL;
+}
+
+/* A skip that TANDEM_REQUIRE_CEPH=1 turns into a failure: the Ceph backend
+ * did not run. */
+static inline int tt_ceph_skip(const char *name, const char *reason)
+{
+    return tt_has(name, "rados") || tt_has(name, "ceph") ||
+           tt_has(reason, "ceph") || tt_has(reason, "rados") ||
+           tt_has(reason, getenv("TANDEM_CEPH_SKIP"));
+}
+
+static inline int tt_require_ceph(void)
+{
+    const char *r = getenv("TANDEM_REQUIRE_CEPH");
+    return r && strcmp(r, "1") == 0;
+}
+
+static void tt_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn, unused));
+static void tt_skip(const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    for (char *p = reason; *p; p++)
+        if (*p == '\n' || *p == '\t') *p = ' ';
+    fflush(stdout);
+    if (tt_require_ceph() && tt_ceph_skip(tt_current, reason)) {
+        fprintf(stderr, "  %s: TANDEM_REQUIRE_CEPH=1 but the Ceph backend "
+                "would be skipped: %s\n", tt_current, reason);
+        abort();
+    }
+    printf("  SKIPPED: %s\n", reason);
+    fflush(stdout);
+    if (tt_skip_fd >= 0) {
+        /* One write below PIPE_BUF: atomic, read by the parent after the
+         * child exited. */
+        ssize_t w = write(tt_skip_fd, reason, strlen(reason));
+        (void)w;
+    }
+    _exit(TT_SKIP_EXIT);
+}
 
 #define TT_FAIL(...)                                                          \
     do {                                                                      \
@@ -131,14 +191,23 @@ static int tt_run_all(int argc, char **argv)
 {
     int failed = 0, passed = 0, skipped = 0;
     int timeout = getenv("TT_TIMEOUT") ? atoi(getenv("TT_TIMEOUT")) : 120;
+    const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1
+                                             : argv[0];
+    static char skips[TT_MAX_CASES][600];
+    int nskips = 0;
     for (int i = 0; i < tt_ncases; i++) {
         if (!tt_selected(tt_cases[i].name, argc, argv)) continue;
         printf("  %-40s ", tt_cases[i].name);
         fflush(stdout);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        int sp[2] = {-1, -1};
+        if (pipe2(sp, O_CLOEXEC) < 0) sp[0] = sp[1] = -1;
         pid_t pid = fork();
         if (pid == 0) {
+            if (sp[0] >= 0) close(sp[0]);
+            tt_skip_fd = sp[1];
+            tt_current = tt_cases[i].name;
             printf("\n");
             fflush(stdout);
             alarm((unsigned)timeout);
@@ -150,8 +219,17 @@ static int tt_run_all(int argc, char **argv)
             }
             _exit(0);
         }
+        if (sp[1] >= 0) close(sp[1]);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        char reason[512] = "";
+        if (sp[0] >= 0) {
+            /* Non-blocking: a grandchild may still hold the write end. */
+            fcntl(sp[0], F_SETFL, O_NONBLOCK);
+            ssize_t k = read(sp[0], reason, sizeof(reason) - 1);
+            reason[k > 0 ? k : 0] = 0;
+            close(sp[0]);
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (t1.tv_sec - t0.tv_sec) * 1e3 +
@@ -160,7 +238,10 @@ static int tt_run_all(int argc, char **argv)
             printf("  ok %s (%.0f ms)\n", tt_cases[i].name, ms);
             passed++;
         } else if (WIFEXITED(status) && WEXITSTATUS(status) == TT_SKIP_EXIT) {
-            printf("  skip %s\n", tt_cases[i].name);
+            if (!reason[0]) snprintf(reason, sizeof(reason), "no reason given");
+            printf("  skip %s: %s\n", tt_cases[i].name, reason);
+            snprintf(skips[nskips++], sizeof(skips[0]), "%s: %s",
+                     tt_cases[i].name, reason);
             skipped++;
         } else {
             if (WIFSIGNALED(status))
@@ -176,6 +257,14 @@ static int tt_run_all(int argc, char **argv)
     }
     printf("%s: %d passed, %d skipped, %d failed\n", argv[0], passed,
            skipped, failed);
+    for (int i = 0; i < nskips; i++) printf("  skipped %s\n", skips[i]);
+    const char *rep = getenv("TT_REPORT");
+    FILE *f = rep && *rep ? fopen(rep, "a") : NULL;
+    if (f) {
+        fprintf(f, "tests %s %d %d %d\n", prog, passed, skipped, failed);
+        for (int i = 0; i < nskips; i++) fprintf(f, "skip %s %s\n", prog, skips[i]);
+        fclose(f);
+    }
     if (failed) return 1;
     if (passed == 0 && skipped > 0) return TT_SKIP_EXIT;
     return 0;
