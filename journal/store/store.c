@@ -269,6 +269,7 @@ void st_wop_destroy(st_wop *op)
     if (op->owned) {
         for (size_t i = 0; i < op->n; i++) {
             free((void *)op->items[i].key);
+            free((void *)op->items[i].goid);
             free((void *)op->items[i].data);
         }
     }
@@ -347,6 +348,37 @@ void st_wop_omap_cmp(st_wop *op, const char *key, const void *expect,
     }
     wop_add(op, ST_WOP_OMAP_CMP, 0, 0, key, expect, expect ? expect_len : 0,
             !expect);
+}
+
+void st_wop_fence_guard(st_wop *op, const char *oid, const char *key,
+                        const void *expect, size_t expect_len)
+{
+    int r;
+    if (!op || op->err) return;
+    if (!expect || !key) {
+        wop_fail(op, -EINVAL);
+        return;
+    }
+    if ((r = check_oid(oid))) {
+        wop_fail(op, r);
+        return;
+    }
+    if (expect_len > ST_MAX_VALUE) {
+        wop_fail(op, -EFBIG);
+        return;
+    }
+    char *g = strdup(oid);
+    if (!g) {
+        wop_fail(op, -ENOMEM);
+        return;
+    }
+    size_t n = op->n;
+    wop_add(op, ST_WOP_FENCE_GUARD, 0, 0, key, expect, expect_len, 0);
+    if (op->n == n) { /* not added: wop_add recorded why */
+        free(g);
+        return;
+    }
+    op->items[n].goid = g;
 }
 
 void st_wop_write(st_wop *op, uint64_t off, const void *buf, size_t len)
@@ -466,6 +498,27 @@ void st_aio_wait(st_store *st)
     if (st) st->ops->aio_wait(st);
 }
 
+/* ----------------------------------------------------------- fencing -- */
+
+int st_fence_id(st_store *st, char *buf, size_t n)
+{
+    if (!st || !buf || n == 0) return -EINVAL;
+    if (!st->ops->fence_id) {
+        if (n < 2) return -ERANGE;
+        memcpy(buf, "-", 2);
+        return 0;
+    }
+    return st->ops->fence_id(st, buf, n);
+}
+
+int st_fence(st_store *st, const char *id, uint32_t expire_s)
+{
+    if (!st || !id || !*id || !strcmp(id, "-") || strchr(id, ' '))
+        return -EINVAL;
+    if (!st->ops->fence) return -EOPNOTSUPP;
+    return st->ops->fence(st, id, expire_s);
+}
+
 /* ------------------------------------------------------------ errors -- */
 
 const char *st_strerror(int err)
@@ -497,6 +550,8 @@ const char *st_strerror(int err)
         return "store busy";
     case -ENOSPC:
         return "store full";
+    case -ESHUTDOWN:
+        return "store client fenced (blocklisted): reopen the store";
     default:
         return err < 0 ? strerror(-err) : "unknown store result";
     }

@@ -29,7 +29,9 @@
  *   -ENOENT missing object/key, -EEXIST exclusive create of an existing
  *   object, -ECANCELED compare-and-set mismatch, -ENAMETOOLONG oid or key
  *   too long, -EFBIG object or value too large, -EINVAL bad argument,
- *   -EIO/-ETIMEDOUT/-ENOTCONN backend trouble (message logged via tlog).
+ *   -EIO/-ETIMEDOUT/-ENOTCONN backend trouble (message logged via tlog),
+ *   -ESHUTDOWN this handle was fenced (st_fence: rados blocklisted its
+ *   client); every later operation fails the same way.
  *
  * Threads: an st_store is safe to use from many threads at once, and many
  * processes may open the same namespace concurrently (sqlite: WAL and a
@@ -153,6 +155,18 @@ void st_wop_create_excl(st_wop *op); /* -EEXIST if it exists */
  * value guard fails with -ECANCELED. */
 void st_wop_omap_cmp(st_wop *op, const char *key, const void *expect,
                      size_t expect_len);
+/* The fencing guard: -ECANCELED (nothing applied) unless key of ANOTHER
+ * object, oid (e.g. a volume header holding a writer's lease generation),
+ * is exactly expect (a value is required).  A writer puts it in every op
+ * on objects whose updates must stop once it has been fenced (jr.h's
+ * writer lease, DESIGN.md "Fencing").  Backends fence differently:
+ *  - sqlite: checked inside the op's own transaction (atomic with it; a
+ *    missing oid fails the guard);
+ *  - rados: NOT evaluated (RADOS has no atomic compare across objects);
+ *    there the new writer fences the old one with st_fence (blocklist),
+ *    after which none of the old client's ops reach an OSD at all. */
+void st_wop_fence_guard(st_wop *op, const char *oid, const char *key,
+                        const void *expect, size_t expect_len);
 /* Mutations, applied in order.  Buffers are copied into the op.  Any
  * item may fail alone (a missing object for omap_rm/remove: -ENOENT),
  * which cancels the whole op.  A builder given a bad argument (key too
@@ -191,6 +205,25 @@ typedef void (*st_aio_cb)(int result, void *arg);
 int st_aio_operate(st_store *st, const char *oid, st_wop *op, st_aio_cb cb,
                    void *arg);
 void st_aio_wait(st_store *st);
+
+/* ---- fencing a client (writer leases, jr.h) ----
+ * st_fence_id: the identity under which this handle's operations reach
+ * the store, for a writer to publish with its lease: rados: the client's
+ * address (rados_getaddrs, e.g. "127.0.0.1:0/3257952049", unique per
+ * st_open); sqlite: "-" (no fencing by identity: writers there guard
+ * their ops with st_wop_fence_guard).  The text has no spaces.  0, or
+ * -ERANGE when n is too small.
+ * st_fence: make sure that no operation of the client `id` (another
+ * handle's st_fence_id) is applied after this returns.  rados: blocklists
+ * the address for expire_s seconds (0: the cluster's default,
+ * mon_osd_blocklist_default_expire, 1 hour), then waits for the latest
+ * OSD map, so this handle's later ops reach OSDs that refuse the fenced
+ * client; the fenced handle's ops then fail with -ESHUTDOWN (for good:
+ * that process must st_open a new handle).  Needs the mon capability
+ * to blocklist (`profile rbd` has it).  -EINVAL when id is this
+ * handle's own identity or "-"; sqlite: -EOPNOTSUPP. */
+int st_fence_id(st_store *st, char *buf, size_t n);
+int st_fence(st_store *st, const char *id, uint32_t expire_s);
 
 /* Human text for a store error code (negative errno). */
 const char *st_strerror(int err);

@@ -29,6 +29,8 @@ enum st_wop_kind {
     ST_WOP_ASSERT_EXISTS, /* guard: -ENOENT if the object is missing */
     ST_WOP_CREATE_EXCL,   /* guard: -EEXIST if it exists; else create it */
     ST_WOP_OMAP_CMP,      /* guard: key == data (absent: key absent) */
+    ST_WOP_FENCE_GUARD,   /* guard: key of object goid == data (sqlite
+                             only; store.h st_wop_fence_guard) */
     ST_WOP_WRITE,         /* data at off */
     ST_WOP_WRITE_FULL,    /* replace the content with data */
     ST_WOP_APPEND,        /* data at the current end */
@@ -43,8 +45,9 @@ struct st_wop_item {
     enum st_wop_kind kind;
     uint64_t off;     /* WRITE, ZERO: offset; TRUNCATE: the new size */
     uint64_t len;     /* ZERO: length */
-    const char *key;  /* OMAP_*: NUL-terminated key */
-    const void *data; /* WRITE*, APPEND, OMAP_SET, OMAP_CMP: bytes */
+    const char *key;  /* OMAP_*, FENCE_GUARD: NUL-terminated key */
+    const char *goid; /* FENCE_GUARD: the object holding key */
+    const void *data; /* WRITE*, APPEND, OMAP_SET, *_CMP, FENCE_GUARD */
     size_t dlen;      /* length of data */
     int absent;       /* OMAP_CMP: expect the key to be absent */
 };
@@ -82,6 +85,10 @@ struct st_ops {
                     size_t *len);
     int (*omap_iter)(st_store *st, const char *oid, const char *prefix,
                      const char *after, unsigned max, st_omap_cb cb, void *arg);
+    /* Fencing (store.h).  NULL: the backend has no identity ("-") and
+     * st_fence is -EOPNOTSUPP. */
+    int (*fence_id)(st_store *st, char *buf, size_t n);
+    int (*fence)(st_store *st, const char *id, uint32_t expire_s);
 };
 
 extern const struct st_ops st__sqlite_ops;

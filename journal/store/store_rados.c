@@ -130,6 +130,10 @@ static int ra_build(rados_write_op_t w, const struct st_wop *op,
                                     it->dlen + 1, &prvals[i]);
             free(t);
             break;
+        case ST_WOP_FENCE_GUARD:
+            /* Not evaluated here (store.h): a fenced client is stopped
+             * by st_fence's blocklist, before its ops reach an OSD. */
+            break;
         case ST_WOP_WRITE:
             rados_write_op_write(w, it->data, it->dlen, it->off);
             break;
@@ -208,7 +212,8 @@ static ssize_t missing_walk(const struct st_wop *op)
             break;
         case ST_WOP_ZERO:
         case ST_WOP_TRUNCATE:
-            break; /* no-ops on a missing object */
+        case ST_WOP_FENCE_GUARD:
+            break; /* no-ops on a missing object (the guard: not here) */
         }
     }
     return -ENOENT;
@@ -479,6 +484,45 @@ static int ra_ping(st_store *st)
     return r == -ENOENT ? 0 : ra_err("ping", NULL, r);
 }
 
+/* --------------------------------------------------------- fencing -- */
+
+static int ra_fence_id(st_store *st, char *buf, size_t n)
+{
+    char *addrs = NULL;
+    int r = rados_getaddrs(RA(st)->cluster, &addrs);
+    if (r < 0) return ra_err("getaddrs", NULL, r);
+    size_t len = strlen(addrs);
+    if (len + 1 > n) r = -ERANGE;
+    else if (len == 0 || strchr(addrs, ' ')) r = -EIO; /* not an address */
+    else memcpy(buf, addrs, len + 1);
+    free(addrs); /* strdup'ed by librados */
+    return r;
+}
+
+/* Blocklist the client at id, then wait until this client has the OSD map
+ * holding that entry: our later ops carry its epoch, and an OSD processes
+ * them only once it has that map too, when it already refuses the fenced
+ * client (how librbd breaks an exclusive lock). */
+static int ra_fence(st_store *st, const char *id, uint32_t expire_s)
+{
+    struct ra_store *s = RA(st);
+    char own[512], q[600], *a;
+    if (ra_fence_id(st, own, sizeof own) == 0 && strcmp(own, id) == 0)
+        return -EINVAL; /* that would fence ourselves */
+    if (!(a = strdup(id))) return -ENOMEM;
+    int r = rados_blocklist_add(s->cluster, a, expire_s);
+    free(a);
+    if (r == 0) r = rados_wait_for_latest_osdmap(s->cluster);
+    if (r < 0) {
+        tlog_error("store.rados.fence_failed", "client=%s err=%d msg=\"%s\"",
+                   tlog_q(q, sizeof q, id), r, strerror(-r));
+        return r;
+    }
+    tlog_info("store.rados.fenced", "client=%s expire_s=%u",
+              tlog_q(q, sizeof q, id), expire_s);
+    return 0;
+}
+
 /* ------------------------------------------------------ open/close -- */
 
 static void ra_close(st_store *st)
@@ -567,4 +611,6 @@ const struct st_ops st__rados_ops = {
     .list = ra_list,
     .omap_get = ra_omap_get,
     .omap_iter = ra_omap_iter,
+    .fence_id = ra_fence_id,
+    .fence = ra_fence,
 };

@@ -705,6 +705,22 @@ static int do_operate(struct sq_conn *c, void *arg)
             if (!ok) return -ECANCELED;
             break;
         }
+        case ST_WOP_FENCE_GUARD: {
+            /* Another object's key, read in this same transaction: the
+             * op and the guard are one atomic step (store.h). */
+            struct sq_obj g;
+            char *v = NULL;
+            size_t n = 0;
+            if ((r = obj_load(c, it->goid, &g, NULL))) return r;
+            if (!g.exists) return -ECANCELED;
+            r = omap_get1(c, g.id, it->key, &v, &n);
+            if (r && r != -ENOENT) return r;
+            int ok = r == 0 && n == it->dlen &&
+                     (n == 0 || !memcmp(v, it->data, n));
+            free(v);
+            if (!ok) return -ECANCELED;
+            break;
+        }
         case ST_WOP_WRITE:
         case ST_WOP_APPEND:
             if (!o.exists && (r = obj_create(c, x->oid, &o))) return r;

@@ -870,6 +870,90 @@ STORE_TEST(cas_race)
     free(v);
 }
 
+/* Fencing (store.h): the guard on another object's key (sqlite: atomic
+ * with the op; rados: not evaluated, st_fence stops the client instead),
+ * and st_fence itself (rados: the fenced handle's every later op fails
+ * with -ESHUTDOWN, the fencer goes on; sqlite: no identity to fence). */
+struct fence_aio {
+    int result;
+};
+static void fence_aio_cb(int result, void *arg)
+{
+    ((struct fence_aio *)arg)->result = result;
+}
+
+STORE_TEST(fence)
+{
+    char id[512], id2[512], r[8];
+    ASSERT_OK(st_fence_id(st, id, sizeof id));
+    ASSERT_EQ(st_fence_id(st, id, 1), -ERANGE);
+    ASSERT_OK(st_fence_id(st, id, sizeof id));
+    ASSERT(strchr(id, ' ') == NULL);
+    ASSERT_OK(st_omap_set(st, "hdr", "gen", "7", 1));
+    st_wop *op = st_wop_create();
+    st_wop_fence_guard(op, "hdr", "gen", "6", 1);
+    st_wop_write(op, 0, "stale", 5);
+    int rc = st_wop_operate(st, "data", op);
+    st_wop_destroy(op);
+    if (T.rados) {
+        ASSERT_EQ(rc, 0); /* not evaluated there (store.h) */
+        ASSERT_OK(st_remove(st, "data"));
+    } else {
+        ASSERT_EQ(rc, -ECANCELED);
+        ASSERT_EQ(st_stat(st, "data", NULL, NULL), -ENOENT);
+        /* A missing guard object or key fails the guard as well. */
+        op = st_wop_create();
+        st_wop_fence_guard(op, "nohdr", "gen", "7", 1);
+        st_wop_write(op, 0, "x", 1);
+        ASSERT_EQ(st_wop_operate(st, "data", op), -ECANCELED);
+        st_wop_destroy(op);
+        op = st_wop_create();
+        st_wop_fence_guard(op, "hdr", "nokey", "7", 1);
+        st_wop_write(op, 0, "x", 1);
+        ASSERT_EQ(st_wop_operate(st, "data", op), -ECANCELED);
+        st_wop_destroy(op);
+    }
+    op = st_wop_create();
+    st_wop_fence_guard(op, "hdr", "gen", "7", 1);
+    st_wop_write(op, 0, "fresh", 5);
+    ASSERT_OK(st_wop_operate(st, "data", op));
+    /* The same op through aio. */
+    ASSERT_OK(st_omap_set(st, "hdr", "gen", "8", 1));
+    struct fence_aio ar = {1};
+    ASSERT_OK(st_aio_operate(st, "data", op, fence_aio_cb, &ar)); /* consumed */
+    st_aio_wait(st);
+    ASSERT_EQ(ar.result, T.rados ? 0 : -ECANCELED);
+    ASSERT_EQ(st_read(st, "data", 0, r, 5), 5);
+    ASSERT_MEMEQ(r, "fresh", 5);
+    /* Bad arguments are the op's error. */
+    op = st_wop_create();
+    st_wop_fence_guard(op, "hdr", "gen", NULL, 0);
+    ASSERT_EQ(st_wop_operate(st, "data", op), -EINVAL);
+    st_wop_destroy(op);
+
+    ASSERT_EQ(st_fence(st, "-", 0), -EINVAL);
+    ASSERT_EQ(st_fence(st, "a b", 0), -EINVAL);
+    if (!T.rados) {
+        ASSERT_STREQ(id, "-");
+        ASSERT_EQ(st_fence(st, "127.0.0.1:0/1", 0), -EOPNOTSUPP);
+        return;
+    }
+    ASSERT_EQ(st_fence(st, id, 0), -EINVAL); /* never ourselves */
+    st_store *st2 = NULL;
+    ASSERT_OK(open_store(&st2));
+    ASSERT_OK(st_fence_id(st2, id2, sizeof id2));
+    ASSERT(strcmp(id, id2) != 0); /* one identity per handle */
+    ASSERT_OK(st_write(st2, "victim", 0, "ok", 2));
+    ASSERT_OK(st_fence(st, id2, 60));
+    ASSERT_EQ(st_write(st2, "victim", 0, "no", 2), -ESHUTDOWN);
+    ASSERT_EQ(st_read(st2, "victim", 0, r, 2), -ESHUTDOWN);
+    ASSERT_EQ(st_omap_set(st2, "hdr", "gen", "9", 1), -ESHUTDOWN);
+    st_close(st2); /* closing a fenced handle works */
+    ASSERT_OK(st_write(st, "victim", 0, "go", 2));
+    ASSERT_EQ(st_read(st, "victim", 0, r, 2), 2);
+    ASSERT_MEMEQ(r, "go", 2);
+}
+
 /* ------------------------------------------------------- concurrency -- */
 
 /* Two processes write interleaved 4 KiB blocks of one object and append
