@@ -721,10 +721,18 @@ int csi__node_stats(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     struct mnt_stats ms;
     int code;
     if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
-        (code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        (code = csi__need(ctx, "volume_path", q->volume_path)))
         return code;
+    /* The volume first, then its path: a volume that is not here is
+     * NOT_FOUND whatever the path looks like (the spec's answer for
+     * "volume does not exist"; csi-sanity asks with a relative path). */
     if (!csi_volume_id_valid(q->volume_id) ||
-        rec_read(s, q->volume_id, &r) < 0 || !rec_has_path(&r, q->volume_path))
+        rec_read(s, q->volume_id, &r) < 0)
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s is not staged "
+                             "on this node", q->volume_id);
+    if ((code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        return code;
+    if (!rec_has_path(&r, q->volume_path))
         return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s is not staged "
                              "or published at %.256s", q->volume_id,
                              q->volume_path);
@@ -780,7 +788,7 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     struct stage_rec r;
     int code = RPC_OK, rc;
     if ((code = csi__need(ctx, "volume_id", q->volume_id)) ||
-        (code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        (code = csi__need(ctx, "volume_path", q->volume_path)))
         return code;
     if (q->capacity_range && (q->capacity_range->required_bytes < 0 ||
                               q->capacity_range->limit_bytes < 0))
@@ -792,8 +800,15 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         (code = csi__lock_volume(s, ctx, q->volume_id)))
         return code;
     run_dir(s, q->volume_id, rd, sizeof(rd));
-    if (rec_read(s, q->volume_id, &r) < 0 || !rec_has_path(&r, q->volume_path) ||
-        bd_find(rd, dev, sizeof(dev)) < 0) {
+    /* The volume first, then its path (as NodeGetVolumeStats). */
+    if (rec_read(s, q->volume_id, &r) < 0) {
+        code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s is not staged on "
+                             "this node", q->volume_id);
+        goto out;
+    }
+    if ((code = csi__need_path(ctx, "volume_path", q->volume_path)))
+        goto out;
+    if (!rec_has_path(&r, q->volume_path) || bd_find(rd, dev, sizeof(dev)) < 0) {
         code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s is not staged or "
                              "published at %s on this node", q->volume_id,
                              q->volume_path);

@@ -773,6 +773,50 @@ TEST(node_argument_errors)
     eq.volume_id = "";
     ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg, ml),
                 RPC_INVALID_ARGUMENT, msg);
+    eq.volume_id = id;
+    eq.volume_path = "";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
+    csi_proc_stop(&p);
+}
+
+/* A volume that does not exist (or is not on this node) is NOT_FOUND for
+ * NodeGetVolumeStats and NodeExpandVolume whatever volume_path looks like:
+ * the volume is looked up before the path is judged (csi-sanity sends
+ * "some/path").  A missing path stays INVALID_ARGUMENT. */
+TEST(node_stats_expand_unknown_volume)
+{
+    struct csi_proc p;
+    char msg[1024], id[200];
+    size_t ml = sizeof(msg);
+    csi_proc_start(&p, NULL);
+    ASSERT_CODE(tc_create(&p, "pvc-here", 8 << 20, 0, NULL, NULL, id,
+                          sizeof(id), NULL, msg, ml), RPC_OK, msg);
+    const char *paths[] = {"some/path", "/tmp/../etc", "//x", "rel",
+                           "/nonexistent/target"};
+    const char *ids[] = {"pvc-unknown", "not a valid id!", id};
+    Csi__V1__NodeGetVolumeStatsResponse *gr = NULL;
+    Csi__V1__NodeExpandVolumeRequest eq =
+        CSI__V1__NODE_EXPAND_VOLUME_REQUEST__INIT;
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+        for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++) {
+            ASSERT_CODE(tc_stats(&p, ids[i], paths[k], &gr, msg, ml),
+                        RPC_NOT_FOUND, msg);
+            ASSERT(strstr(msg, "not staged"));
+            eq.volume_id = (char *)ids[i];
+            eq.volume_path = (char *)paths[k];
+            ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base,
+                               msg, ml), RPC_NOT_FOUND, msg);
+        }
+    /* Missing fields are still INVALID_ARGUMENT, volume known or not. */
+    ASSERT_CODE(tc_stats(&p, "pvc-unknown", "", &gr, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_stats(&p, "", "some/path", &gr, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
+    eq.volume_id = "pvc-unknown";
+    eq.volume_path = "";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg, ml),
+                RPC_INVALID_ARGUMENT, msg);
     csi_proc_stop(&p);
 }
 

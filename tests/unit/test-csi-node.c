@@ -226,6 +226,23 @@ TEST(block_mode)
     ASSERT_EQ(gr->usage[0]->unit, CSI__V1__VOLUME_USAGE__UNIT__BYTES);
     ASSERT_EQ(gr->usage[0]->total, 16 << 20);
     tc_free(gr);
+    /* The volume is here: a bad path is INVALID_ARGUMENT, another
+     * absolute one NOT_FOUND (stats and expand alike). */
+    ASSERT_CODE(tc_stats(&p, id, "pod-dev", &gr, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_stats(&p, id, "/tmp/../pod-dev", &gr, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_stats(&p, id, "/nonexistent/pod-dev", &gr, msg,
+                         sizeof(msg)), RPC_NOT_FOUND, msg);
+    Csi__V1__NodeExpandVolumeRequest eq =
+        CSI__V1__NODE_EXPAND_VOLUME_REQUEST__INIT;
+    eq.volume_id = id;
+    eq.volume_path = "pod-dev";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg,
+                       sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    eq.volume_path = "/nonexistent/pod-dev";
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg,
+                       sizeof(msg)), RPC_NOT_FOUND, msg);
     ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);
