@@ -70,7 +70,9 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* "unix:///a/b", "unix:/a/b" or "unix://a/b" -> "unix:///a/b"; TCP as is. */
+/* Hand-written: only the unix: prefix forms CSI sidecars use are told
+ * apart; anything else goes to gRPC as is.
+ * "unix:///a/b", "unix:/a/b" or "unix://a/b" -> "unix:///a/b"; TCP as is. */
 static int norm_endpoint(const char *ep, char *out, size_t len, char *dir,
                          size_t dirlen)
 {

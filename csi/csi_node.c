@@ -60,7 +60,9 @@ static void rec_path(const csi_service *s, const char *id, char *buf,
     snprintf(buf, len, "%s/staged/%s", s->state_dir, id);
 }
 
-/* 0 and *r filled, -ENOENT if no record, -EINVAL if it is corrupt. */
+/* Hand-written: the stage record is tandem's own key=value file (written
+ * by rec_write below).
+ * 0 and *r filled, -ENOENT if no record, -EINVAL if it is corrupt. */
 static int rec_read(const csi_service *s, const char *id, struct stage_rec *r)
 {
     char path[CSI_MAX_PATH], line[CSI_MAX_PATH + 64];

@@ -27,7 +27,8 @@ static int set_str(char *dst, size_t n, const char *key, const char *v,
     return 0;
 }
 
-/* "65536", "64Ki", "64K", "4Mi", "4M" -> bytes (binary units). */
+/* Hand-written: the objectSize grammar below is the whole of it.
+ * "65536", "64Ki", "64K", "4Mi", "4M" -> bytes (binary units). */
 static int parse_size(const char *v, uint64_t *out)
 {
     char *end;

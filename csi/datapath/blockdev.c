@@ -65,6 +65,9 @@ static void poll_pause(void)
 
 /* ------------------------------------------------------- file helpers -- */
 
+/* Hand-written on purpose: the run-dir files (attach, pid, dev) and the
+ * exporter's readiness line are tandem's own one-line formats. */
+
 /* Copy src into out (size outlen), truncating; always NUL-terminated. */
 static void scpy(char *out, size_t outlen, const char *src)
 {
@@ -163,7 +166,10 @@ static int rec_save(const char *run_dir, const struct bd_attach_opts *o)
 
 /* ------------------------------------------------------------ exporter -- */
 
-/* 1 if pid's command line has "--run-dir RUN" (a pid file can outlive
+/* /proc/PID/cmdline and /proc/PID/stat are read by hand: two fields, which
+ * no library (libprocps) is worth a dependency for.
+ *
+ * 1 if pid's command line has "--run-dir RUN" (a pid file can outlive
  * its process, and the pid be reused by another volume's exporter), or is
  * empty (exiting). */
 static int cmdline_has_run_dir(pid_t pid, const char *run)

@@ -429,6 +429,8 @@ int mnt_format_if_blank(const char *dev, const char *fstype,
         argv[n++] = "mkfs.xfs";
         argv[n++] = "-q";
     }
+    /* mkfsOptions is documented as space-separated argv words (no shell,
+     * no quoting), so a plain split is the whole grammar. */
     if (mkfs_options && *mkfs_options) {
         if (strlen(mkfs_options) >= sizeof opts) return -EINVAL;
         strcpy(opts, mkfs_options);
@@ -483,7 +485,9 @@ static const struct flag_map flag_table[] = {
     {"dirsync", MS_DIRSYNC, 0},
 };
 
-/* Split CSI mount flags (each may hold several comma-separated words)
+/* Hand-written rather than libmount's option map: an explicit allow-list,
+ * so bind/remount/move/propagation words never reach mount(2).
+ * Split CSI mount flags (each may hold several comma-separated words)
  * into MS_* bits and a filesystem data string.  allow_data 0: only MS_*
  * words are accepted (bind mounts). */
 static int parse_flags(const char *const *flags, size_t nflags,
