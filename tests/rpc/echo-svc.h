@@ -13,6 +13,13 @@
  *                                        rpc_ctx_cancelled() first
  *   Big   (Int64Value n) -> BytesValue   n bytes of a known pattern
  *   Peer  (StringValue) -> StringValue   the client's verified identity
+ *   PeerUri (StringValue prefix) -> StringValue   the client certificate's
+ *                                        URI SAN with that prefix; errors:
+ *                                        NOT_FOUND (-ENOENT), FAILED_
+ *                                        PRECONDITION (-ENOTUNIQ),
+ *                                        OUT_OF_RANGE (-ERANGE), INTERNAL
+ *                                        (other), message "rc=N peer=..."
+ *   PeerUriSmall: PeerUri into a 16-byte buffer
  *   Empty (StringValue) -> StringValue   OK with no response (defaults)
  *   BadCode (StringValue) -> StringValue handler returns -EIO (a bug)
  *   WrongType (StringValue) -> StringValue handler returns an Int64Value
@@ -182,6 +189,45 @@ static inline int echo_peer(void *svc, rpc_ctx *ctx,
     return RPC_OK;
 }
 
+static inline int echo_peer_uri_into(rpc_ctx *ctx,
+                                     const ProtobufCMessage *req,
+                                     ProtobufCMessage **resp, char *buf,
+                                     size_t size)
+{
+    const Google__Protobuf__StringValue *in =
+        (const Google__Protobuf__StringValue *)req;
+    int rc = rpc_ctx_peer_uri(ctx, in->value, buf, size);
+    if (rc < 0) {
+        int code = rc == -ENOENT     ? RPC_NOT_FOUND
+                   : rc == -ENOTUNIQ ? RPC_FAILED_PRECONDITION
+                   : rc == -ERANGE   ? RPC_OUT_OF_RANGE
+                                     : RPC_INTERNAL;
+        return rpc_ctx_error(ctx, code, "rc=%d peer=%s", rc,
+                             rpc_ctx_peer(ctx));
+    }
+    Google__Protobuf__StringValue *out = echo_new_string(buf);
+    if (!out)
+        return RPC_RESOURCE_EXHAUSTED;
+    *resp = &out->base;
+    return RPC_OK;
+}
+
+static inline int echo_peer_uri(void *svc, rpc_ctx *ctx,
+                                const ProtobufCMessage *req,
+                                ProtobufCMessage **resp)
+{
+    char uri[2048];
+    return echo_peer_uri_into(ctx, req, resp, uri, sizeof uri);
+}
+
+static inline int echo_peer_uri_small(void *svc, rpc_ctx *ctx,
+                                      const ProtobufCMessage *req,
+                                      ProtobufCMessage **resp)
+{
+    char uri[16];
+    return echo_peer_uri_into(ctx, req, resp, uri, sizeof uri);
+}
+
 static inline int echo_empty(void *svc, rpc_ctx *ctx,
                              const ProtobufCMessage *req,
                              ProtobufCMessage **resp)
@@ -219,6 +265,8 @@ static const struct rpc_method echo_methods[] = {
     {ECHO_SVC "Sleep", ECHO_I64, ECHO_I64, echo_sleep},
     {ECHO_SVC "Big", ECHO_I64, ECHO_BYTES, echo_big},
     {ECHO_SVC "Peer", ECHO_STR, ECHO_STR, echo_peer},
+    {ECHO_SVC "PeerUri", ECHO_STR, ECHO_STR, echo_peer_uri},
+    {ECHO_SVC "PeerUriSmall", ECHO_STR, ECHO_STR, echo_peer_uri_small},
     {ECHO_SVC "Empty", ECHO_STR, ECHO_STR, echo_empty},
     {ECHO_SVC "BadCode", ECHO_STR, ECHO_STR, echo_bad_code},
     {ECHO_SVC "WrongType", ECHO_STR, ECHO_STR, echo_wrong_type},

@@ -7,11 +7,14 @@
  * messages).  TLS tests make throw-away CAs with scripts/gen-certs.sh (run
  * from the repository root, as `make test` does).
  */
+#include <dirent.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include "tbase.h"
 #include "tsig.h"
@@ -776,6 +779,299 @@ RPC_TEST(mtls)
     cbad = (struct rpc_tls){cli_p.ca, cli_p.cert, NULL, NULL};
     ASSERT_EQ(rpc_client_create(target, &cbad, &cli), -EINVAL);
     ASSERT_EQ(rpc_client_create("", NULL, &cli), -EINVAL);
+    scratch_rm();
+}
+
+/* A leaf certificate signed by dir's CA (gen-certs.sh made it) with
+ * subjectAltName san (NULL: no such extension), as dir/name.pem and .key:
+ * what gen-certs.sh does not issue. */
+static void custom_cert(const char *dir, const char *name, const char *san)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd '%s'; "
+             "printf '%%s\\n' basicConstraints=critical,CA:FALSE "
+             "keyUsage=critical,digitalSignature "
+             "extendedKeyUsage=serverAuth,clientAuth %s%s%s >%s.ext; "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+             "-nodes -subj /CN=%s -keyout %s.key -out %s.csr 2>/dev/null; "
+             "openssl x509 -req -in %s.csr -CA ca.pem -CAkey ca.key "
+             "-set_serial 0x$(openssl rand -hex 16) -days 1 -extfile %s.ext "
+             "-out %s.pem 2>/dev/null",
+             dir, san ? "'subjectAltName=" : "", san ? san : "",
+             san ? "'" : "", name, name, name, name, name, name, name);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+/* PeerUri as client `name` of pki; returns the code, the URI in out. */
+static int peer_uri_as(const char *target, const char *pki, const char *name,
+                       const char *method, const char *prefix, char *out,
+                       size_t outn, char *msg, size_t msgn)
+{
+    struct pki p;
+    pki_of(&p, pki, name);
+    struct rpc_tls tls = {p.ca, p.cert, p.key, NULL};
+    rpc_client *cli;
+    ASSERT_OK(rpc_client_create(target, &tls, &cli));
+    out[0] = 0;
+    int code = call_str(cli, method, prefix, out, outn, msg, msgn);
+    rpc_client_destroy(cli);
+    return code;
+}
+
+RPC_TEST(peer_uri)
+{
+    const char *d = scratch();
+    char pki[300], cmd[1024];
+    snprintf(pki, sizeof pki, "%s/pki", d);
+    snprintf(cmd, sizeof cmd,
+             "TANDEM_TRUST_DOMAIN=x scripts/gen-certs.sh '%s' server a "
+             "replicator-b tandemctl",
+             pki);
+    ASSERT(access("scripts/gen-certs.sh", X_OK) == 0); /* run from the root */
+    ASSERT_EQ(system(cmd), 0);
+    /* A DNS name and an email that look like the identity, no URI. */
+    custom_cert(pki, "nouri",
+                "DNS:localhost,DNS:spiffe://x/tandem/admin,"
+                "email:spiffe://x/tandem/admin");
+    custom_cert(pki, "nosan", NULL);
+    custom_cert(pki, "two",
+                "URI:spiffe://x/tandem/region/a,URI:spiffe://x/tandem/admin,"
+                "URI:https://example.org/a");
+
+    struct pki sp;
+    pki_of(&sp, pki, "server");
+    struct rpc_tls stls = {sp.ca, sp.cert, sp.key, NULL};
+    int port;
+    rpc_server *srv = start_server(NULL, 2, "127.0.0.1:0", &stls, &port);
+    char target[64], out[256], msg[256];
+    tcp_target(target, sizeof target, port);
+
+    static const struct {
+        const char *name, *prefix;
+        int code;
+        const char *want;
+    } cases[] = {
+        {"a", "spiffe://", RPC_OK, "spiffe://x/tandem/region/a"},
+        {"a", "spiffe://x/tandem/", RPC_OK, "spiffe://x/tandem/region/a"},
+        {"a", "", RPC_OK, "spiffe://x/tandem/region/a"},
+        {"a", "spiffe://x/tandem/region/a", RPC_OK,
+         "spiffe://x/tandem/region/a"},
+        {"a", "spiffe://y/", RPC_NOT_FOUND, NULL},
+        {"a", "spiffe://x/tandem/region/ab", RPC_NOT_FOUND, NULL},
+        {"a", "SPIFFE://", RPC_NOT_FOUND, NULL}, /* byte for byte */
+        {"replicator-b", "spiffe://", RPC_OK, "spiffe://x/tandem/region/b"},
+        {"tandemctl", "spiffe://", RPC_OK, "spiffe://x/tandem/admin"},
+        {"admin", "spiffe://", RPC_OK, "spiffe://x/tandem/admin"},
+        {"nouri", "spiffe://", RPC_NOT_FOUND, NULL},
+        {"nouri", "", RPC_NOT_FOUND, NULL},
+        {"nosan", "", RPC_NOT_FOUND, NULL},
+        {"two", "spiffe://", RPC_FAILED_PRECONDITION, NULL},
+        {"two", "", RPC_FAILED_PRECONDITION, NULL},
+        {"two", "spiffe://x/tandem/admin", RPC_OK, "spiffe://x/tandem/admin"},
+        {"two", "https://", RPC_OK, "https://example.org/a"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int code = peer_uri_as(target, pki, cases[i].name, ECHO_SVC "PeerUri",
+                               cases[i].prefix, out, sizeof out, msg,
+                               sizeof msg);
+        if (code != cases[i].code)
+            TT_FAIL("%s prefix \"%s\": %s \"%s\", want %s", cases[i].name,
+                    cases[i].prefix, rpc_code_name(code), msg,
+                    rpc_code_name(cases[i].code));
+        if (cases[i].want)
+            ASSERT_STREQ(out, cases[i].want);
+    }
+    /* The errnos behind the codes. */
+    ASSERT_EQ(peer_uri_as(target, pki, "nosan", ECHO_SVC "PeerUri", "", out,
+                          sizeof out, msg, sizeof msg),
+              RPC_NOT_FOUND);
+    ASSERT(strncmp(msg, "rc=-2 ", 6) == 0); /* -ENOENT */
+    ASSERT_EQ(peer_uri_as(target, pki, "two", ECHO_SVC "PeerUri", "", out,
+                          sizeof out, msg, sizeof msg),
+              RPC_FAILED_PRECONDITION);
+    snprintf(cmd, sizeof cmd, "rc=%d ", -ENOTUNIQ);
+    ASSERT(strncmp(msg, cmd, strlen(cmd)) == 0);
+    /* 26 bytes and a NUL do not fit in 16. */
+    ASSERT_EQ(peer_uri_as(target, pki, "a", ECHO_SVC "PeerUriSmall",
+                          "spiffe://", out, sizeof out, msg, sizeof msg),
+              RPC_OUT_OF_RANGE);
+    /* The CN is still the name rpc_ctx_peer_identity gives. */
+    ASSERT_EQ(peer_uri_as(target, pki, "a", ECHO_SVC "Peer", "", out,
+                          sizeof out, msg, sizeof msg),
+              RPC_OK);
+    ASSERT_STREQ(out, "a");
+    ASSERT_EQ(peer_uri_as(target, pki, "nosan", ECHO_SVC "Peer", "", out,
+                          sizeof out, msg, sizeof msg),
+              RPC_OK);
+    ASSERT_STREQ(out, "nosan");
+    rpc_server_destroy(srv, 1000);
+
+    /* Plaintext: no certificate, no URI (TCP and unix socket). */
+    srv = start_server(NULL, 1, "127.0.0.1:0", NULL, &port);
+    tcp_target(target, sizeof target, port);
+    rpc_client *cli;
+    ASSERT_OK(rpc_client_create(target, NULL, &cli));
+    ASSERT_EQ(call_str(cli, ECHO_SVC "PeerUri", "", out, sizeof out, msg,
+                       sizeof msg),
+              RPC_NOT_FOUND);
+    ASSERT(strncmp(msg, "rc=-2 ", 6) == 0);
+    rpc_client_destroy(cli);
+    rpc_server_destroy(srv, 1000);
+    char addr[300];
+    snprintf(addr, sizeof addr, "unix://%s/plain.sock", d);
+    srv = start_server(NULL, 1, addr, NULL, NULL);
+    ASSERT_OK(rpc_client_create(addr, NULL, &cli));
+    ASSERT_EQ(call_str(cli, ECHO_SVC "PeerUri", "spiffe://", out, sizeof out,
+                       msg, sizeof msg),
+              RPC_NOT_FOUND);
+    /* What gRPC tells about a unix-socket client: no process, no uid
+     * (hence the socket file's mode as access control). */
+    printf("  (unix-socket peer as gRPC names it: \"%s\")\n",
+           strstr(msg, "peer=") ? strstr(msg, "peer=") + 5 : msg);
+    rpc_client_destroy(cli);
+    rpc_server_destroy(srv, 1000);
+    scratch_rm();
+}
+
+/* connect(2) to a unix socket path; 0 or -errno. */
+static int raw_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *dh = opendir(dir);
+    ASSERT(dh != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dh)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(dh);
+    return n;
+}
+
+RPC_TEST(listen_mode)
+{
+    const char *d = scratch();
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/run", d);
+    ASSERT_EQ(mkdir(dir, 0755), 0);
+    ASSERT_EQ(chmod(dir, 0755), 0); /* only the sockets' modes decide */
+    struct rpc_server_opts o = {.methods = echo_methods,
+                                .n_methods = ECHO_N_METHODS};
+    rpc_server *srv, *b;
+    ASSERT_OK(rpc_server_create(&o, &srv));
+    ASSERT_OK(rpc_server_create(&o, &b));
+
+    static const struct {
+        const char *file;
+        mode_t mode;
+    } socks[] = {{"admin.sock", 0600}, {"group.sock", 0660},
+                 {"open.sock", 0666}};
+    char path[3][300], addr[3][320];
+    for (int i = 0; i < 3; i++) {
+        ASSERT_LT(snprintf(path[i], sizeof path[i], "%s/%s", dir,
+                           socks[i].file),
+                  (int)sizeof path[i]);
+        ASSERT_LT(snprintf(addr[i], sizeof addr[i], "unix://%s", path[i]),
+                  (int)sizeof addr[i]);
+    }
+    /* A stale socket file is replaced, as by rpc_server_listen. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ASSERT_LT(snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path[2]),
+              (int)sizeof sa.sun_path);
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd);
+
+    mode_t old_umask = umask(0); /* the mode does not depend on it */
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(rpc_server_listen_mode(srv, addr[i], NULL, socks[i].mode),
+                  0);
+    umask(old_umask);
+    /* Bound (not started yet) with exactly the mode, and the private
+     * directory it was bound in is gone. */
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        ASSERT_EQ(lstat(path[i], &st), 0);
+        ASSERT(S_ISSOCK(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, socks[i].mode);
+    }
+    ASSERT_EQ(count_entries(dir), 3);
+
+    /* Refusals. */
+    ASSERT_EQ(rpc_server_listen_mode(b, "127.0.0.1:0", NULL, 0600), -EINVAL);
+    char x[360];
+    snprintf(x, sizeof x, "unix://%s/x.sock", dir);
+    ASSERT_EQ(rpc_server_listen_mode(b, x, NULL, 01600), -EINVAL);
+    ASSERT_EQ(rpc_server_listen_mode(b, x, NULL, 0200000), -EINVAL);
+    /* A path that fits sun_path when the temporary name would not. */
+    struct sockaddr_un sun;
+    char longdir[sizeof sun.sun_path + 32];
+    int n = snprintf(longdir, sizeof longdir, "%s/", d);
+    while (n < (int)sizeof sun.sun_path - 12)
+        longdir[n++] = 'd';
+    longdir[n] = 0;
+    ASSERT_EQ(mkdir(longdir, 0755), 0);
+    snprintf(x, sizeof x, "unix://%s/s.sock", longdir);
+    ASSERT_LT(strlen(x) - 7, sizeof sun.sun_path);
+    ASSERT_EQ(rpc_server_listen_mode(b, x, NULL, 0600), -ENAMETOOLONG);
+    ASSERT_EQ(count_entries(longdir), 0);
+    /* ...while mode 0 (rpc_server_listen) takes it. */
+    ASSERT_EQ(rpc_server_listen_mode(b, x, NULL, 0), 0);
+
+    ASSERT_OK(rpc_server_start(srv));
+    ASSERT_EQ(rpc_server_listen_mode(b, addr[0], NULL, 0600), -EADDRINUSE);
+    rpc_server_destroy(b, 0);
+    for (int i = 0; i < 3; i++) {
+        rpc_client *cli;
+        ASSERT_OK(rpc_client_create(addr[i], NULL, &cli));
+        assert_echo_ok(cli, socks[i].file);
+        rpc_client_destroy(cli);
+    }
+
+    /* Who may connect: another user only through 0666 (root passes any
+     * mode, so this part needs root to become someone else). */
+    if (geteuid() == 0) {
+        pid_t pid = fork();
+        ASSERT(pid >= 0);
+        if (pid == 0) {
+            /* Relative names from inside dir: the scratch directories
+             * above it may be 0700 (mkdtemp), which is not under test. */
+            if (chdir(dir) < 0 || setgroups(0, NULL) < 0 ||
+                setgid(65534) < 0 || setuid(65534) < 0)
+                _exit(10);
+            int bad = 0;
+            if (raw_connect(socks[0].file) != -EACCES)
+                bad |= 1;
+            if (raw_connect(socks[1].file) != -EACCES) /* group root */
+                bad |= 2;
+            if (raw_connect(socks[2].file) != 0)
+                bad |= 4;
+            _exit(bad);
+        }
+        int status = 0;
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        ASSERT(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+    } else {
+        printf("  (not root: the other-user connect checks are skipped)\n");
+    }
+    rpc_server_destroy(srv, 1000);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        ASSERT(lstat(path[i], &st) < 0 && errno == ENOENT);
+    }
     scratch_rm();
 }
 
