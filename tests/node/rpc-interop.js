@@ -1,5 +1,5 @@
 // rpc-interop.js: an independent gRPC implementation (@grpc/grpc-js) calls
-// the C core server of proto/rpc.c (tests/rpc/echo-server.c).
+// tandem's C core server (proto/rpc_server.c) in tests/rpc/echo-server.c.
 //
 //   node rpc-interop.js UNIX_TARGET TLS_TARGET CERT_DIR
 //
