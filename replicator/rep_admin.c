@@ -45,8 +45,8 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->last_sync_unix_ms = s->last_sync_ms;
     m->throughput_bytes_per_s = s->rate;
     m->compression_ratio = s->ratio;
-    m->link_state = sdup(s->link_state);
-    m->state = sdup(s->state);
+    m->link_state = sdup(rep__link_name(s->link_state));
+    m->state = sdup(rep__state_name(s->state));
     m->split_brain = s->split_brain;
     m->dirty_tracking = s->info.dirty_tracking;
     m->size_bytes = s->info.size;
@@ -143,7 +143,8 @@ static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     tandem__admin__v1__status_response__init(resp);
     resp->region = sdup(snap.region);
     resp->peer_region = sdup(snap.peer_region);
-    resp->peer_link_state = sdup(snap.peer_up ? "up" : "down");
+    resp->peer_link_state =
+        sdup(rep__link_name(snap.peer_up ? REP_LINK_UP : REP_LINK_DOWN));
     resp->now_unix_ms = snap.now_ms;
     resp->volumes = calloc(snap.n + 1, sizeof(*resp->volumes));
     if (!resp->volumes) {

@@ -283,9 +283,9 @@ static int is_zero(const uint8_t *p, size_t n)
 
 /* Bring the peer current by copying image regions: the dirty map (journal
  * cap) or, for a replica that does not exist or whose journal position we
- * no longer hold, the whole image.  Returns 0 (shipping resumes), 1 (exit
- * sender), -1 (retry later). */
-int rep__sender_copy(struct sender *s, int full)
+ * no longer hold, the whole image.  Returns SEND_READY (shipping resumes
+ * at s->next), SEND_EXIT or SEND_RETRY. */
+enum send_res rep__sender_copy(struct sender *s, int full)
 {
     rep_ctx *r = s->r;
     struct rep_vol *v = s->v;
@@ -295,11 +295,12 @@ int rep__sender_copy(struct sender *s, int full)
     Tandem__Repl__V1__CopyRegionsResponse *resp = NULL;
     uint8_t *buf = NULL;
     char msg[256], copy_id[40], e[400];
-    int ret = -1, rc;
+    enum send_res ret = SEND_RETRY;
+    int rc;
     uint64_t bytes = 0, nreg = 0;
     int64_t t0 = tb_wall_ms();
 
-    rep__vol_state(v, "catching-up", "catching-up", NULL);
+    rep__vol_state(v, REP_LINK_CATCHING_UP, REP_ST_CATCHING_UP, NULL);
     pthread_mutex_lock(&v->mu);
     v->copy_active = 1;
     pthread_mutex_unlock(&v->mu);
@@ -476,7 +477,7 @@ int rep__sender_copy(struct sender *s, int full)
               " bytes=%" PRIu64 " resume=%" PRIu64 " consistent_at=%" PRIu64
               " ms=%" PRId64, v->id, full, nreg, bytes, resume, info.head,
               tb_wall_ms() - t0);
-    ret = 0;
+    ret = SEND_READY;
     goto out;
 callfail:
     if (resp && (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
@@ -488,14 +489,14 @@ callfail:
         sr.role = "primary";
         sr.message = resp->message;
         s->epoch = info.epoch;
-        ret = rep__sender_refused(s, &sr) ? 1 : -1;
+        ret = rep__sender_refused(s, &sr) ? SEND_EXIT : SEND_RETRY;
     }
     snprintf(e, sizeof(e), "copy: %s: %s",
              rc > 0 ? rpc_code_name(rc) : "refused", msg);
-    rep__vol_state(v, "down", NULL, e);
+    rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
     tlog_warn("rep.copy_failed", "vol=%s msg=\"%s\"", v->id, e);
 out:
-    if (rc < 0 && ret == -1 && !resp)
+    if (rc < 0 && ret == SEND_RETRY && !resp)
         tlog_warn("rep.copy_failed", "vol=%s err=%d (%s)", v->id, rc,
                   jr_strerror(rc));
     if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL);

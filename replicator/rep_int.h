@@ -50,6 +50,43 @@
  * Bounds the replicator's memory when many volumes catch up together. */
 #define REP_PIPE_SLOTS 2
 
+/* A volume's link state, as status and /metrics show it: rep__link_name
+ * gives the text they print (tandemctl, the tests and dashboards read
+ * it).  Senders set the first ones, the receiver RECEIVING; status turns
+ * a replica's into RECEIVING or IDLE by the time since the last batch. */
+enum rep_link {
+    REP_LINK_KEEP = -1,         /* rep__vol_state: leave it unchanged */
+    REP_LINK_NONE = 0,          /* "none": nothing exchanged yet */
+    REP_LINK_UP,                /* "up": the last exchange worked */
+    REP_LINK_DOWN,              /* "down": the last call failed */
+    REP_LINK_BACKOFF,           /* "backoff": waiting to try again */
+    REP_LINK_CATCHING_UP,       /* "catching-up": a region copy runs */
+    REP_LINK_SPLIT_BRAIN,       /* "split-brain": fenced, not shipping */
+    REP_LINK_STOPPED,           /* "stopped": the sender exited */
+    REP_LINK_RECEIVING,         /* "receiving": batches came in lately */
+    REP_LINK_IDLE,              /* "idle": nothing came in for a while */
+};
+
+/* What a volume copy is doing, as status shows it (rep__state_name: the
+ * text printed).  Senders and the receiver set what they do; status adds
+ * what it reads from the store (dirty tracking, draining, resync, fenced,
+ * not replicated). */
+enum rep_state {
+    REP_ST_KEEP = -1,           /* rep__vol_state: leave it unchanged */
+    REP_ST_NONE = 0,            /* nothing yet (status: "pending") */
+    REP_ST_REPLICATING,         /* "replicating": a primary that ships */
+    REP_ST_DRAINING,            /* "draining": demoted, shipping the rest */
+    REP_ST_CATCHING_UP,         /* "catching-up": a region copy runs */
+    REP_ST_SPLIT_BRAIN,         /* "split-brain": fenced */
+    REP_ST_ERROR,               /* "error": see the last error */
+    REP_ST_REPLICA,             /* "replica": a secondary, applying */
+    REP_ST_COPYING,             /* "copying": a secondary in a region copy */
+    REP_ST_PENDING,             /* "pending": a primary not shipping yet */
+    REP_ST_DIRTY_TRACKING,      /* "dirty-tracking": journal cap reached */
+    REP_ST_NOT_REPLICATED,      /* "not-replicated" */
+    REP_ST_RESYNCING,           /* "resyncing": a resync is unfinished */
+};
+
 /* Per-volume state.  Entries are created on first sight and freed only by
  * rep_destroy, so a pointer from the table stays valid for the process.
  * op_lock serialises operations that change the local copy (apply, copy
@@ -65,8 +102,8 @@ struct rep_vol {
     int thr_running;            /* cleared by the thread when it exits */
     int stop;                   /* ask the sender to exit */
     /* figures (primary side) */
-    char link_state[16];        /* up, down, backoff, idle, ... */
-    char state[24];             /* replicating, catching-up, split-brain */
+    enum rep_link link_state;
+    enum rep_state state;
     char last_error[256];
     uint64_t acked;             /* peer's applied, as last answered */
     int64_t oldest_unacked_ns;  /* ts of entry acked+1 (0: unknown) */
@@ -141,8 +178,8 @@ struct rep_vstat {
     double lag_s;
     int64_t last_sync_ms;
     double rate, ratio;
-    char link_state[16];
-    char state[24];
+    enum rep_link link_state;
+    enum rep_state state;
     char last_error[256];
     int split_brain;
     int copy_active;
@@ -176,9 +213,13 @@ static inline void rep__scpy(char *d, size_t size, const char *s)
 /* ---- rep_vol.c: the volume table and status snapshots ---- */
 /* Find or create the table entry of a volume (NULL: out of memory). */
 struct rep_vol *rep__vol_get(rep_ctx *r, const char *id);
-/* Set a volume's link state, state and last error (NULL: unchanged). */
-void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
-                    const char *err);
+/* The text of a link state ("?" for none of them). */
+const char *rep__link_name(enum rep_link l);
+const char *rep__state_name(enum rep_state st);
+/* Set a volume's link state (REP_LINK_KEEP: unchanged), state
+ * (REP_ST_KEEP: unchanged) and last error (NULL: unchanged). */
+void rep__vol_state(struct rep_vol *v, enum rep_link link,
+                    enum rep_state state, const char *err);
 /* Wake a volume's sender (after a role change). */
 void rep__kick(rep_ctx *r, struct rep_vol *v);
 /* Sleep up to ms unless stopping or kicked.  Returns 1 if stopping. */

@@ -255,8 +255,8 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
     }
     v->last_error[0] = 0;
     v->peer_split = 0;
-    snprintf(v->link_state, sizeof(v->link_state), "receiving");
-    snprintf(v->state, sizeof(v->state), "replica");
+    v->link_state = REP_LINK_RECEIVING;
+    v->state = REP_ST_REPLICA;
     pthread_mutex_unlock(&v->mu);
     if (persist)
         rep__meta_set_u64(r, v->id, REP_META_INSYNC_MS, (uint64_t)now);
@@ -668,8 +668,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         goto out;
     }
     pthread_mutex_lock(&v->mu);
-    rep__scpy(v->state, sizeof(v->state), req->finish ? "replica"
-                                                            : "copying");
+    v->state = req->finish ? REP_ST_REPLICA : REP_ST_COPYING;
     pthread_mutex_unlock(&v->mu);
     rc = copy_answer(respm, R(OK), info.applied, info.epoch, written, "ok");
 out:

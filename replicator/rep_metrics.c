@@ -52,9 +52,9 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     }
 }
 
-static int link_up(const char *s)
+static int link_up(enum rep_link l)
 {
-    return !strcmp(s, "up") || !strcmp(s, "receiving") || !strcmp(s, "idle");
+    return l == REP_LINK_UP || l == REP_LINK_RECEIVING || l == REP_LINK_IDLE;
 }
 
 static void render(rep_ctx *r, struct sbuf *out)

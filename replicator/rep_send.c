@@ -70,7 +70,7 @@ static void mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
     if (jr_volume_stat(r->st, v->id, &info) == 0 &&
         info.role == JR_ROLE_PRIMARY)
         jr_role_set(r->st, v->id, JR_ROLE_SECONDARY, info.epoch);
-    rep__vol_state(v, "split-brain", "split-brain", why);
+    rep__vol_state(v, REP_LINK_SPLIT_BRAIN, REP_ST_SPLIT_BRAIN, why);
     tlog_error("rep.split_brain", "vol=%s why=\"%s\"", v->id, why);
 }
 
@@ -286,7 +286,7 @@ static void sender_backoff(struct sender *s, const char *why)
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
     if (s->backoff_ms > 2000) s->backoff_ms = 2000;
     int ms = s->backoff_ms / 2 + (int)(random() % (s->backoff_ms / 2 + 1));
-    rep__vol_state(s->v, "backoff", NULL, why);
+    rep__vol_state(s->v, REP_LINK_BACKOFF, REP_ST_KEEP, why);
     rep__vol_wait(s->r, s->v, ms);
 }
 
@@ -343,7 +343,7 @@ int rep__sender_refused(struct sender *s,
         snprintf(why, sizeof(why), "peer %s refused entries as stale at "
                  "epoch %" PRIu64 " (ours %" PRIu64 "): %s", s->r->peer_region,
                  resp->epoch, s->epoch, resp->message);
-        rep__vol_state(s->v, NULL, "error", why);
+        rep__vol_state(s->v, REP_LINK_KEEP, REP_ST_ERROR, why);
         tlog_error("rep.refused_stale", "vol=%s why=\"%s\"", s->v->id, why);
         rep__vol_wait(s->r, s->v, 2000);
         return 0;
@@ -369,7 +369,7 @@ int rep__sender_refused(struct sender *s,
                       " msg=\"peer was promoted; nothing diverged\"",
                       s->v->id, li.head, s->r->peer_region, pv->epoch,
                       pv->promoted_at_seq);
-            rep__vol_state(s->v, "stopped", "replica", "");
+            rep__vol_state(s->v, REP_LINK_STOPPED, REP_ST_REPLICA, "");
             protobuf_c_message_free_unpacked(&pv->base, NULL);
             return 1;
         }
@@ -389,17 +389,17 @@ int rep__sender_refused(struct sender *s,
     int first = !s->v->peer_split;
     s->v->peer_split = 1;
     pthread_mutex_unlock(&s->v->mu);
-    rep__vol_state(s->v, "split-brain", "split-brain", why);
+    rep__vol_state(s->v, REP_LINK_SPLIT_BRAIN, REP_ST_SPLIT_BRAIN, why);
     if (first) tlog_error("rep.split_brain", "vol=%s why=\"%s\"", s->v->id, why);
     rep__vol_wait(s->r, s->v, 2000);
     return 0;
 }
 
 /* Ask the peer where it is; create the secondary there when our journal
- * still starts at seq 1.  Sets s->next.  Returns 0, 1 (exit sender),
- * 2 (needs a full copy: no replica and our journal is incomplete) or
- * -1 (retry after backoff). */
-static int sender_probe(struct sender *s, const struct jr_info *info)
+ * still starts at seq 1.  Sets s->next.  Returns SEND_READY, SEND_EXIT,
+ * SEND_NO_REPLICA (needs a full copy: no replica and our journal is
+ * incomplete), SEND_REFUSED or SEND_RETRY. */
+static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
 {
     rep_ctx *r = s->r;
     Tandem__Repl__V1__ShipBatchRequest req =
@@ -408,7 +408,7 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     struct rep_spec sb;
     int with_spec = info->tail <= 1 && !info->dirty_tracking;
     char msg[256];
-    if (rep__spec_make(r, s->v->id, info, 1, &sb) < 0) return -1;
+    if (rep__spec_make(r, s->v->id, info, 1, &sb) < 0) return SEND_RETRY;
     req.volume_id = s->v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;
@@ -423,8 +423,8 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     int rr = jr_peer_ack_set(r->st, s->v->id, r->peer_region, 0);
     if (rr < 0) {
         rep__spec_free(&sb);
-        rep__vol_state(s->v, NULL, NULL, "cannot register the peer");
-        return -1;
+        rep__vol_state(s->v, REP_LINK_KEEP, REP_ST_KEEP, "cannot register the peer");
+        return SEND_RETRY;
     }
     int code = ship_call(s, &req, &resp, REP_PROBE_TIMEOUT_MS, msg,
                          sizeof(msg));
@@ -432,10 +432,10 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
     if (code != RPC_OK) {
         char e[320];
         snprintf(e, sizeof(e), "probe: %s: %s", rpc_code_name(code), msg);
-        rep__vol_state(s->v, "down", NULL, e);
-        return -1;
+        rep__vol_state(s->v, REP_LINK_DOWN, REP_ST_KEEP, e);
+        return SEND_RETRY;
     }
-    int ret;
+    enum send_res ret;
     switch (resp->result) {
     case TANDEM__REPL__V1__RESULT__RESULT_OK:
         s->next = resp->applied + 1;
@@ -449,18 +449,18 @@ static int sender_probe(struct sender *s, const struct jr_info *info)
         s->v->peer_split = 0;
         s->v->last_error[0] = 0;
         pthread_mutex_unlock(&s->v->mu);
-        ret = 0;
+        ret = SEND_READY;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_NO_VOLUME:
-        ret = 2;
+        ret = SEND_NO_REPLICA;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH:
     case TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN:
-        ret = rep__sender_refused(s, resp) ? 1 : -2;
+        ret = rep__sender_refused(s, resp) ? SEND_EXIT : SEND_REFUSED;
         break;
     default:
-        rep__vol_state(s->v, "down", NULL, resp->message);
-        ret = -1;
+        rep__vol_state(s->v, REP_LINK_DOWN, REP_ST_KEEP, resp->message);
+        ret = SEND_RETRY;
     }
     protobuf_c_message_free_unpacked(&resp->base, NULL);
     return ret;
@@ -477,9 +477,9 @@ static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
                   jr_strerror(rc));
 }
 
-/* Ship one batch from s->next.  Returns 1 shipped, 0 nothing to ship,
- * 2 exit, <0 retry after backoff (JR_ETRIMMED: copy needed). */
-static int sender_step(struct sender *s, const struct jr_info *info)
+/* Ship one batch from s->next.  Returns SEND_SHIPPED, SEND_IDLE (nothing
+ * to ship), SEND_EXIT, SEND_TRIMMED (region copy needed) or SEND_RETRY. */
+static enum send_res sender_step(struct sender *s, const struct jr_info *info)
 {
     rep_ctx *r = s->r;
     struct rep_vol *v = s->v;
@@ -491,7 +491,7 @@ static int sender_step(struct sender *s, const struct jr_info *info)
     Tandem__Repl__V1__Region **tp = NULL;
     void *cbuf = NULL;
     char msg[256], e[400];
-    int ret;
+    enum send_res ret;
 
     size_t cl = 0;
     int rc = 0, code;
@@ -524,18 +524,18 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         if (rc != JR_ETRIMMED) {
             snprintf(e, sizeof(e), "journal read from %" PRIu64 ": %s",
                      s->next, jr_strerror(rc));
-            rep__vol_state(v, NULL, "error", e);
+            rep__vol_state(v, REP_LINK_KEEP, REP_ST_ERROR, e);
             tlog_error("rep.tail_failed", "vol=%s from=%" PRIu64
                        " err=%d (%s)", v->id, s->next, rc, jr_strerror(rc));
         }
-        return rc;
+        return rc == JR_ETRIMMED ? SEND_TRIMMED : SEND_RETRY;
     }
     if (b.n_entries == 0) {
         jr_batch_free(&b);
         pthread_mutex_lock(&v->mu);
         v->oldest_unacked_ns = 0;
         pthread_mutex_unlock(&v->mu);
-        return 0;
+        return SEND_IDLE;
     }
     pthread_mutex_lock(&v->mu);
     v->oldest_unacked_ns = b.oldest_ts_ns;
@@ -544,10 +544,10 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         /* The journal answered from elsewhere: never ship a gap. */
         snprintf(e, sizeof(e), "journal returned seq %" PRIu64 " for %" PRIu64,
                  b.first_seq, s->next);
-        rep__vol_state(v, NULL, "error", e);
+        rep__vol_state(v, REP_LINK_KEEP, REP_ST_ERROR, e);
         jr_batch_free(&b);
         free(cbuf);
-        return -EIO;
+        return SEND_RETRY;
     }
     req.volume_id = v->id;
     req.from_region = r->region;
@@ -569,8 +569,8 @@ static int sender_step(struct sender *s, const struct jr_info *info)
         } else {
             /* Without the ranges the peer could not keep its undo: ship
              * nothing rather than break the rollback guarantee. */
-            ret = -EIO;
-            rep__vol_state(v, NULL, NULL, "cannot list journal regions");
+            ret = SEND_RETRY;
+            rep__vol_state(v, REP_LINK_KEEP, REP_ST_KEEP, "cannot list journal regions");
             goto out;
         }
     } else {
@@ -633,9 +633,9 @@ send:
     }
     if (code != RPC_OK) {
         snprintf(e, sizeof(e), "ship: %s: %s", rpc_code_name(code), msg);
-        rep__vol_state(v, "down", NULL, e);
+        rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
         s->next = 0; /* ask the peer where to resume */
-        ret = -ENOTCONN;
+        ret = SEND_RETRY;
         goto out;
     }
     switch (resp->result) {
@@ -646,10 +646,10 @@ send:
                  b.raw_bytes ? b.raw_bytes : b.len);
         s->next = resp->applied + 1;
         if (resp->applied < b.last_seq) s->next = 0;
-        rep__vol_state(v, "up", "replicating", "");
+        rep__vol_state(v, REP_LINK_UP, REP_ST_REPLICATING, "");
         sender_trim(s, resp->applied, info->head);
         s->backoff_ms = 0;
-        ret = 1;
+        ret = SEND_SHIPPED;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_GAP:
         tlog_warn("rep.gap", "vol=%s sent=%" PRIu64 " peer_applied=%" PRIu64,
@@ -659,40 +659,40 @@ send:
          * the peer acknowledged (the journal may be trimmed there); ask
          * the peer where it is instead. */
         s->next = resp->applied + 1 < s->next ? 0 : resp->applied + 1;
-        ret = 1;
+        ret = SEND_SHIPPED;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH:
     case TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN:
-        ret = rep__sender_refused(s, resp) ? 2 : -EAGAIN;
+        ret = rep__sender_refused(s, resp) ? SEND_EXIT : SEND_RETRY;
         s->next = 0;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_NO_VOLUME:
         s->next = 0;
-        ret = -EAGAIN;
+        ret = SEND_RETRY;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_BUSY:
         if (resp->copy_until) {
             s->copy_until = resp->copy_until;
-            ret = 1; /* again, now with the touched ranges */
+            ret = SEND_SHIPPED; /* again, now with the touched ranges */
         } else if (resp->copy_unfinished) {
             s->copy_again = 1;
-            ret = 1;
+            ret = SEND_SHIPPED;
         } else {
-            ret = -EAGAIN;
+            ret = SEND_RETRY;
         }
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_CORRUPT:
         snprintf(e, sizeof(e), "peer refused batch %" PRIu64 "..%" PRIu64
                  " as corrupt: %s", b.first_seq, b.last_seq, resp->message);
-        rep__vol_state(v, NULL, "error", e);
+        rep__vol_state(v, REP_LINK_KEEP, REP_ST_ERROR, e);
         tlog_error("rep.corrupt", "vol=%s msg=\"%s\"", v->id, e);
-        ret = -EBADMSG;
+        ret = SEND_RETRY;
         break;
     default:
         snprintf(e, sizeof(e), "peer: %s", resp->message);
-        rep__vol_state(v, "down", NULL, e);
+        rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
         s->next = 0;
-        ret = -EAGAIN;
+        ret = SEND_RETRY;
     }
 out:
     if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -776,26 +776,26 @@ static void *sender_main(void *arg)
             /* Whatever is still on its way is stale now. */
             flight_drop(s->ahead);
             s->ahead = NULL;
-            rc = sender_probe(s, &info);
-            if (rc == 1) break;
-            if (rc == -2) continue; /* peer primary: sender_refused waited */
-            if (rc < 0) {
-                sender_backoff(s, NULL);
+            enum send_res pr = sender_probe(s, &info);
+            if (pr == SEND_EXIT) break;
+            if (pr == SEND_REFUSED) continue; /* rep__sender_refused waited */
+            if (pr == SEND_NO_REPLICA) {
+                enum send_res cr = rep__sender_copy(s, 1);
+                if (cr == SEND_EXIT) break;
+                if (cr != SEND_READY) sender_backoff(s, NULL);
                 continue;
             }
-            if (rc == 2) {
-                rc = rep__sender_copy(s, 1);
-                if (rc == 1) break;
-                if (rc < 0) sender_backoff(s, NULL);
+            if (pr != SEND_READY) {
+                sender_backoff(s, NULL);
                 continue;
             }
             s->backoff_ms = 0;
         }
         if (s->copy_again) {
             s->copy_again = 0;
-            rc = rep__sender_copy(s, 0);
-            if (rc == 1) break;
-            if (rc < 0) {
+            enum send_res cr = rep__sender_copy(s, 0);
+            if (cr == SEND_EXIT) break;
+            if (cr != SEND_READY) {
                 s->copy_again = 1;
                 sender_backoff(s, NULL);
             }
@@ -804,20 +804,17 @@ static void *sender_main(void *arg)
         if (info.dirty_tracking && s->next >= info.tail)
             sender_dirty_drop(s, &info);
         /* Nothing past what the peer has: no journal read needed. */
-        rc = info.head >= s->next ? sender_step(s, &info) : 0;
-        if (rc == 2) break;
-        if (rc == 1) {
+        enum send_res sr =
+            info.head >= s->next ? sender_step(s, &info) : SEND_IDLE;
+        if (sr == SEND_TRIMMED) sr = rep__sender_copy(s, !info.dirty_tracking);
+        if (sr == SEND_EXIT) break;
+        if (sr == SEND_SHIPPED) {
             idle_ms = 1;
             idle_since = 0;
             continue;
         }
-        if (rc == JR_ETRIMMED) {
-            rc = rep__sender_copy(s, !info.dirty_tracking);
-            if (rc == 1) break;
-            if (rc < 0) sender_backoff(s, NULL);
-            continue;
-        }
-        if (rc < 0) {
+        if (sr == SEND_READY) continue; /* after a copy */
+        if (sr != SEND_IDLE) {
             sender_backoff(s, NULL);
             continue;
         }
@@ -825,8 +822,9 @@ static void *sender_main(void *arg)
          * after activity, slowing to 50 ms when idle (lag stays well under
          * the 0.5 s goal), and to 200 ms after 10 s without writes, so
          * many idle volumes cost the store little. */
-        rep__vol_state(v, "up", info.role == JR_ROLE_PRIMARY ? "replicating"
-                                                        : "draining", NULL);
+        rep__vol_state(v, REP_LINK_UP,
+                       info.role == JR_ROLE_PRIMARY ? REP_ST_REPLICATING
+                                                    : REP_ST_DRAINING, NULL);
         pthread_mutex_lock(&v->mu);
         v->oldest_unacked_ns = 0;
         pthread_mutex_unlock(&v->mu);
@@ -835,12 +833,11 @@ static void *sender_main(void *arg)
         if (idle_ms < 50) idle_ms *= 2;
         else if (now - idle_since > 10000) idle_ms = 200;
     }
-    rep__vol_state(v, NULL, NULL, NULL);
     pthread_mutex_lock(&v->mu);
     v->thr_running = 0;
-    if (!strcmp(v->link_state, "up") || !strcmp(v->link_state, "backoff") ||
-        !strcmp(v->link_state, "down"))
-        snprintf(v->link_state, sizeof(v->link_state), "stopped");
+    if (v->link_state == REP_LINK_UP || v->link_state == REP_LINK_BACKOFF ||
+        v->link_state == REP_LINK_DOWN)
+        v->link_state = REP_LINK_STOPPED;
     pthread_mutex_unlock(&v->mu);
     flight_drop(s->ahead);
     s->ahead = NULL;

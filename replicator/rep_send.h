@@ -33,6 +33,25 @@ struct prefetch {
 
 struct flight;              /* a ShipBatch call on its own thread */
 
+/* What one move of a sender came to.  sender_probe, sender_step and
+ * rep__sender_copy each return some of these (as said at each);
+ * sender_main decides what follows. */
+enum send_res {
+    SEND_READY,         /* probe, copy: the peer's position is known
+                           (s->next): ship from there */
+    SEND_IDLE,          /* step: nothing new to ship */
+    SEND_SHIPPED,       /* step: a batch was answered (or is to be sent
+                           again at once): step again */
+    SEND_EXIT,          /* the sender must exit (fenced, stepped down) */
+    SEND_RETRY,         /* failed: back off, then try again */
+    SEND_REFUSED,       /* probe: a refusal was handled and waited out:
+                           probe again without backing off */
+    SEND_NO_REPLICA,    /* probe: no replica, and the journal no longer
+                           starts at seq 1: full copy */
+    SEND_TRIMMED,       /* step: the journal no longer holds s->next:
+                           region copy */
+};
+
 /* Per-sender state while the thread runs. */
 struct sender {
     rep_ctx *r;
@@ -74,8 +93,8 @@ int rep__sender_refused(struct sender *s,
 
 /* ---- rep_copy.c ---- */
 /* Bring the peer current by copying image regions: the dirty map, or
- * (full) the whole image.  Returns 0 (shipping resumes at s->next), 1
- * (exit sender), -1 (retry later). */
-int rep__sender_copy(struct sender *s, int full);
+ * (full) the whole image.  Returns SEND_READY (shipping resumes at
+ * s->next), SEND_EXIT or SEND_RETRY. */
+enum send_res rep__sender_copy(struct sender *s, int full);
 
 #endif /* TANDEM_REP_SEND_H */

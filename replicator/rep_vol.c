@@ -26,7 +26,7 @@ struct rep_vol *rep__vol_get(rep_ctx *r, const char *id)
     pthread_mutex_init(&v->op_lock, NULL);
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
-    snprintf(v->link_state, sizeof(v->link_state), "none");
+    v->link_state = REP_LINK_NONE;
     v->next = r->vols;
     r->vols = v;
 out:
@@ -34,12 +34,49 @@ out:
     return v;
 }
 
-void rep__vol_state(struct rep_vol *v, const char *link, const char *state,
-                      const char *err)
+const char *rep__link_name(enum rep_link l)
+{
+    switch (l) {
+    case REP_LINK_NONE: return "none";
+    case REP_LINK_UP: return "up";
+    case REP_LINK_DOWN: return "down";
+    case REP_LINK_BACKOFF: return "backoff";
+    case REP_LINK_CATCHING_UP: return "catching-up";
+    case REP_LINK_SPLIT_BRAIN: return "split-brain";
+    case REP_LINK_STOPPED: return "stopped";
+    case REP_LINK_RECEIVING: return "receiving";
+    case REP_LINK_IDLE: return "idle";
+    case REP_LINK_KEEP: break;
+    }
+    return "?";
+}
+
+const char *rep__state_name(enum rep_state st)
+{
+    switch (st) {
+    case REP_ST_NONE: return "";
+    case REP_ST_REPLICATING: return "replicating";
+    case REP_ST_DRAINING: return "draining";
+    case REP_ST_CATCHING_UP: return "catching-up";
+    case REP_ST_SPLIT_BRAIN: return "split-brain";
+    case REP_ST_ERROR: return "error";
+    case REP_ST_REPLICA: return "replica";
+    case REP_ST_COPYING: return "copying";
+    case REP_ST_PENDING: return "pending";
+    case REP_ST_DIRTY_TRACKING: return "dirty-tracking";
+    case REP_ST_NOT_REPLICATED: return "not-replicated";
+    case REP_ST_RESYNCING: return "resyncing";
+    case REP_ST_KEEP: break;
+    }
+    return "?";
+}
+
+void rep__vol_state(struct rep_vol *v, enum rep_link link,
+                    enum rep_state state, const char *err)
 {
     pthread_mutex_lock(&v->mu);
-    if (link) rep__scpy(v->link_state, sizeof(v->link_state), link);
-    if (state) rep__scpy(v->state, sizeof(v->state), state);
+    if (link != REP_LINK_KEEP) v->link_state = link;
+    if (state != REP_ST_KEEP) v->state = state;
     if (err) rep__scpy(v->last_error, sizeof(v->last_error), err);
     pthread_mutex_unlock(&v->mu);
 }
@@ -97,7 +134,7 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     rep__scpy(o->id, sizeof(o->id), id);
     o->applied_age_s = -1;
     if (jr_volume_stat(r->st, id, &o->info) < 0) {
-        snprintf(o->state, sizeof(o->state), "error");
+        o->state = REP_ST_ERROR;
         snprintf(o->last_error, sizeof(o->last_error), "stat failed");
         return;
     }
@@ -124,8 +161,8 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     int64_t oldest_ns = 0, insync = 0;
     if (v) {
         pthread_mutex_lock(&v->mu);
-        rep__scpy(o->link_state, sizeof(o->link_state), v->link_state);
-        rep__scpy(o->state, sizeof(o->state), v->state);
+        o->link_state = v->link_state;
+        o->state = v->state;
         if (!o->last_error[0])
             rep__scpy(o->last_error, sizeof(o->last_error), v->last_error);
         o->last_sync_ms = v->last_sync_ms;
@@ -146,8 +183,8 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     o->ratio = o->wire_bytes ? (double)o->raw_bytes / (double)o->wire_bytes
                              : 1.0;
     if (!o->peer_region[0]) {
-        snprintf(o->state, sizeof(o->state), "not-replicated");
-        snprintf(o->link_state, sizeof(o->link_state), "none");
+        o->state = REP_ST_NOT_REPLICATED;
+        o->link_state = REP_LINK_NONE;
         return;
     }
     if (o->info.role == JR_ROLE_PRIMARY) {
@@ -173,12 +210,12 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
             if (o->lag_s < 0) o->lag_s = 0;
         }
         if (o->info.dirty_tracking && !o->copy_active)
-            snprintf(o->state, sizeof(o->state), "dirty-tracking");
-        if (!o->state[0] || !strcmp(o->state, "replica") ||
-            !strcmp(o->state, "copying"))
-            snprintf(o->state, sizeof(o->state), "pending");
-        if (!strcmp(o->link_state, "receiving"))
-            snprintf(o->link_state, sizeof(o->link_state), "idle");
+            o->state = REP_ST_DIRTY_TRACKING;
+        if (o->state == REP_ST_NONE || o->state == REP_ST_REPLICA ||
+            o->state == REP_ST_COPYING)
+            o->state = REP_ST_PENDING;
+        if (o->link_state == REP_LINK_RECEIVING)
+            o->link_state = REP_LINK_IDLE;
     } else {
         o->acked = o->info.applied;
         if (primary_head > o->info.applied)
@@ -194,31 +231,32 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
         }
         char *d = rep__meta(r, id, REP_META_DRAINING);
         if (d) {
-            snprintf(o->state, sizeof(o->state), "draining");
+            o->state = REP_ST_DRAINING;
             uint64_t a = 0;
             jr_peer_ack_get(r->st, id, o->peer_region, &a);
             o->acked = a;
             o->lag_entries = o->info.head > a ? o->info.head - a : 0;
         } else if (resync) {
-            snprintf(o->state, sizeof(o->state), "resyncing");
+            o->state = REP_ST_RESYNCING;
         } else if (o->split_brain) {
-            snprintf(o->state, sizeof(o->state), "split-brain");
-            snprintf(o->link_state, sizeof(o->link_state), "split-brain");
+            o->state = REP_ST_SPLIT_BRAIN;
+            o->link_state = REP_LINK_SPLIT_BRAIN;
         } else if (o->copy_active) {
-            snprintf(o->state, sizeof(o->state), "copying");
+            o->state = REP_ST_COPYING;
         } else {
-            snprintf(o->state, sizeof(o->state), "replica");
+            o->state = REP_ST_REPLICA;
         }
         free(d);
-        if (!strcmp(o->link_state, "none") || !o->link_state[0] ||
-            !strcmp(o->link_state, "stopped"))
-            rep__scpy(o->link_state, sizeof(o->link_state), now - o->last_sync_ms < 10000 ? "receiving" : "idle");
-        else if (!strcmp(o->link_state, "receiving") &&
+        if (o->link_state == REP_LINK_NONE ||
+            o->link_state == REP_LINK_STOPPED)
+            o->link_state = now - o->last_sync_ms < 10000 ? REP_LINK_RECEIVING
+                                                          : REP_LINK_IDLE;
+        else if (o->link_state == REP_LINK_RECEIVING &&
                  now - o->last_sync_ms >= 10000)
-            snprintf(o->link_state, sizeof(o->link_state), "idle");
+            o->link_state = REP_LINK_IDLE;
     }
     if (o->split_brain && o->info.role == JR_ROLE_PRIMARY)
-        snprintf(o->state, sizeof(o->state), "split-brain");
+        o->state = REP_ST_SPLIT_BRAIN;
 }
 
 static int cmp_str(const void *a, const void *b)
