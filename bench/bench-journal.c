@@ -32,6 +32,7 @@
 
 #include "jr.h"
 #include "store.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define VOL_SIZE (256ull << 20)
@@ -41,13 +42,6 @@
 static double secs_per_case = 3;
 static uint8_t *pool_rand, *pool_comp;
 static FILE *out;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static void emit(const char *name, double value, const char *unit)
 {
@@ -111,7 +105,7 @@ static void *worker_main(void *arg)
     size_t nlat = 0;
     uint64_t ops = 0;
     int err = 0;
-    while (!err && now_s() < r->deadline) {
+    while (!err && tb_mono_s() < r->deadline) {
         uint64_t off;
         if (c->seq) {
             pthread_mutex_lock(&r->mu);
@@ -123,10 +117,10 @@ static void *worker_main(void *arg)
                   (VOL_SIZE / c->bs) * c->bs;
         }
         size_t po = ((size_t)rand_r(&w->seed) % (POOL_SIZE / c->bs - 1)) * c->bs;
-        double t0 = now_s();
+        double t0 = tb_mono_s();
         err = r->v ? jr_write(r->v, off, pool + po, c->bs)
                    : raw_write(r->st, off, pool + po, c->bs);
-        double dt = now_s() - t0;
+        double dt = tb_mono_s() - t0;
         if (nlat < 65536) lat[nlat++] = dt;
         ops++;
     }
@@ -186,7 +180,7 @@ static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
     struct worker w[64];
     struct iocpu io0, io1;
     iocpu_now(&io0);
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     r.deadline = t0 + secs_per_case;
     for (int i = 0; i < c->threads; i++) {
         w[i] = (struct worker){&r, (unsigned)(i * 7919 + 17)};
@@ -208,7 +202,7 @@ static int run_case(const struct ccase *c, st_store *st, jr_volume *v,
         int rc = jr_close(v);
         if (rc < 0 && !r.err) r.err = rc;
     }
-    double el = now_s() - t0;
+    double el = tb_mono_s() - t0;
     iocpu_now(&io1);
     if (getenv("TANDEM_BENCH_VERBOSE") && r.ops)
         fprintf(stderr,

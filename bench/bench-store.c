@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define KIB 1024u
@@ -45,13 +46,6 @@ static double g_secs = 2.0;
 static FILE *g_out;
 static char g_tmp[512];      /* scratch directory */
 static char g_ceph_dir[600]; /* a cluster we started, or "" */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static unsigned rnd(unsigned *seed)
 {
@@ -169,10 +163,10 @@ static int one_op(struct job *j, uint64_t i)
 static void *sync_loop(void *arg)
 {
     struct job *j = arg;
-    for (uint64_t i = 0; now_s() < j->deadline; i++) {
-        double t0 = now_s();
+    for (uint64_t i = 0; tb_mono_s() < j->deadline; i++) {
+        double t0 = tb_mono_s();
         int r = one_op(j, i);
-        sample_add(j->s, now_s() - t0, r < 0);
+        sample_add(j->s, tb_mono_s() - t0, r < 0);
         if (r < 0 && j->s->errors == 1)
             fprintf(stderr, "bench-store: %s: %s\n", j->kind, st_strerror(r));
     }
@@ -188,7 +182,7 @@ static void run_sync(st_store *st, const char *be, const char *cs,
                         malloc(MAX_SAMPLES * sizeof(double)), 0, 0, 0};
     struct job j[QD];
     pthread_t th[QD];
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     for (int i = 0; i < threads; i++) {
         j[i] = (struct job){
             st,          &s,  kind,           777u + (unsigned)i * 31u,
@@ -199,7 +193,7 @@ static void run_sync(st_store *st, const char *be, const char *cs,
         pthread_join(th[i], NULL);
         free(j[i].rbuf);
     }
-    report(cs, be, threads > 1 ? "32thr" : "qd1", &s, now_s() - t0, op_bytes);
+    report(cs, be, threads > 1 ? "32thr" : "qd1", &s, tb_mono_s() - t0, op_bytes);
     free(s.v);
 }
 
@@ -222,7 +216,7 @@ static void aio_done(int result, void *arg)
 {
     struct aio_slot *sl = arg;
     struct aio_state *a = sl->a;
-    sample_add(a->s, now_s() - sl->t0, result < 0);
+    sample_add(a->s, tb_mono_s() - sl->t0, result < 0);
     pthread_mutex_lock(&a->mu);
     a->free_slots[a->nfree++] = (int)(sl - a->slots);
     a->inflight--;
@@ -247,8 +241,8 @@ static void run_aio(st_store *st, const char *be, const char *buf)
         a.slots[i].a = &a;
         a.free_slots[i] = i;
     }
-    double t0 = now_s(), deadline = t0 + g_secs;
-    while (now_s() < deadline) {
+    double t0 = tb_mono_s(), deadline = t0 + g_secs;
+    while (tb_mono_s() < deadline) {
         pthread_mutex_lock(&a.mu);
         while (a.nfree == 0)
             pthread_cond_wait(&a.cv, &a.mu);
@@ -258,12 +252,12 @@ static void run_aio(st_store *st, const char *be, const char *buf)
         st_wop *op = st_wop_create();
         st_wop_write(op, (uint64_t)(rnd(&seed) % 1024) * 4 * KIB, buf, 4 * KIB);
         snprintf(oid, sizeof oid, "w4k-%u", rnd(&seed) % NOBJ);
-        sl->t0 = now_s();
+        sl->t0 = tb_mono_s();
         int r = st_aio_operate(st, oid, op, aio_done, sl);
         if (r < 0) aio_done(r, sl);
     }
     st_aio_wait(st);
-    report("write_4k_qd32", be, "aio32", &s, now_s() - t0, 4 * KIB);
+    report("write_4k_qd32", be, "aio32", &s, tb_mono_s() - t0, 4 * KIB);
     free(s.v);
 }
 

@@ -28,14 +28,8 @@
 
 #include "csi.pb-c.h"
 #include "rpc.h"
+#include "tbase.h"
 #include "tsig.h"
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -137,11 +131,11 @@ static int run(const char *backend, const char *backend_cfg, int n)
     for (int i = 0; i < n; i++) {
         Csi__V1__GetPluginInfoRequest q = CSI__V1__GET_PLUGIN_INFO_REQUEST__INIT;
         ProtobufCMessage *r = NULL;
-        double t0 = now_ms();
+        double t0 = tb_mono_s() * 1e3;
         rc = rpc_client_call(p.cli, "/csi.v1.Identity/GetPluginInfo", &q.base,
                              &csi__v1__get_plugin_info_response__descriptor,
                              &r, 10000, 0, msg, sizeof(msg));
-        lat[i] = now_ms() - t0;
+        lat[i] = tb_mono_s() * 1e3 - t0;
         if (r) protobuf_c_message_free_unpacked(r, NULL);
         if (rc != RPC_OK) goto fail;
     }
@@ -159,7 +153,7 @@ static int run(const char *backend, const char *backend_cfg, int n)
     cap.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT;
     cap.mount = &mv;
     cr.required_bytes = 1ll << 30;
-    double t_all = now_ms();
+    double t_all = tb_mono_s() * 1e3;
     for (int i = 0; i < n; i++) {
         Csi__V1__CreateVolumeRequest q = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
         ProtobufCMessage *r = NULL;
@@ -168,15 +162,15 @@ static int run(const char *backend, const char *backend_cfg, int n)
         q.capacity_range = &cr;
         q.n_volume_capabilities = 1;
         q.volume_capabilities = &pc;
-        double t0 = now_ms();
+        double t0 = tb_mono_s() * 1e3;
         rc = rpc_client_call(p.cli, "/csi.v1.Controller/CreateVolume", &q.base,
                              &csi__v1__create_volume_response__descriptor, &r,
                              30000, 0, msg, sizeof(msg));
-        lat[i] = now_ms() - t0;
+        lat[i] = tb_mono_s() * 1e3 - t0;
         if (r) protobuf_c_message_free_unpacked(r, NULL);
         if (rc != RPC_OK) goto fail;
     }
-    double create_s = (now_ms() - t_all) / 1e3;
+    double create_s = (tb_mono_s() * 1e3 - t_all) / 1e3;
     printf("%s: %d volumes\n", backend, n);
     emit("csi.createvolume_per_s", backend, n / create_s, "ops/s");
     double c50 = pct(lat, n, 0.5);
@@ -185,21 +179,21 @@ static int run(const char *backend, const char *backend_cfg, int n)
     emit("csi.rpc_floor_p50_ms", backend, floor50, "ms");
     emit("ratio.createvolume_vs_rpc_p50", backend, c50 / floor50, "x");
 
-    t_all = now_ms();
+    t_all = tb_mono_s() * 1e3;
     for (int i = 0; i < n; i++) {
         Csi__V1__DeleteVolumeRequest q = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
         ProtobufCMessage *r = NULL;
         snprintf(name, sizeof(name), "pvc-bench-%06d", i);
         q.volume_id = name;
-        double t0 = now_ms();
+        double t0 = tb_mono_s() * 1e3;
         rc = rpc_client_call(p.cli, "/csi.v1.Controller/DeleteVolume", &q.base,
                              &csi__v1__delete_volume_response__descriptor, &r,
                              30000, 0, msg, sizeof(msg));
-        lat[i] = now_ms() - t0;
+        lat[i] = tb_mono_s() * 1e3 - t0;
         if (r) protobuf_c_message_free_unpacked(r, NULL);
         if (rc != RPC_OK) goto fail;
     }
-    double del_s = (now_ms() - t_all) / 1e3;
+    double del_s = (tb_mono_s() * 1e3 - t_all) / 1e3;
     emit("csi.deletevolume_per_s", backend, n / del_s, "ops/s");
     emit("csi.deletevolume_p50_ms", backend, pct(lat, n, 0.5), "ms");
     emit("csi.deletevolume_p99_ms", backend, pct(lat, n, 0.99), "ms");

@@ -26,14 +26,8 @@
 #include "csi/datapath/mounter.h"
 #include "jr.h"
 #include "regions.h"
+#include "tbase.h"
 #include "tlog.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void exporter_path(char *out, size_t len)
 {
@@ -80,13 +74,13 @@ static int do_attach(char **a, int ro, char *dev, size_t devlen)
         .config_path = a[0], .region = a[1], .vol_id = a[2], .run_dir = a[3],
         .read_only = ro, .exporter_path = exe,
     };
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     int rc = bd_attach(&o, dev, devlen, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "attach: %d %s\n", rc, err);
         return rc;
     }
-    fprintf(stderr, "attach: %s %.3f s\n", dev, now_s() - t0);
+    fprintf(stderr, "attach: %s %.3f s\n", dev, tb_mono_s() - t0);
     return 0;
 }
 
@@ -131,7 +125,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "stage") && (n == 6 || n == 7)) {
         if (do_attach(a, 0, dev, sizeof dev) < 0) return 1;
-        double t0 = now_s();
+        double t0 = tb_mono_s();
         int formatted = 0;
         rc = mnt_format_if_blank(dev, a[5], n == 7 ? a[6] : NULL, &formatted,
                                  err, sizeof err);
@@ -139,30 +133,30 @@ int main(int argc, char **argv)
             fprintf(stderr, "format: %d %s\n", rc, err);
             return 1;
         }
-        fprintf(stderr, "format: formatted=%d %.3f s\n", formatted, now_s() - t0);
-        t0 = now_s();
+        fprintf(stderr, "format: formatted=%d %.3f s\n", formatted, tb_mono_s() - t0);
+        t0 = tb_mono_s();
         rc = mnt_mount(dev, a[4], a[5], 0, NULL, 0, err, sizeof err);
         if (rc < 0) {
             fprintf(stderr, "mount: %d %s\n", rc, err);
             return 1;
         }
-        fprintf(stderr, "mount: %.3f s\n", now_s() - t0);
+        fprintf(stderr, "mount: %.3f s\n", tb_mono_s() - t0);
         printf("%s\n", dev);
         return 0;
     }
     if (!strcmp(cmd, "unstage") && (n == 1 || n == 2)) {
-        double t0 = now_s();
+        double t0 = tb_mono_s();
         if (n == 2 && (rc = mnt_umount(a[1], err, sizeof err)) < 0) {
             fprintf(stderr, "umount: %d %s\n", rc, err);
             return 1;
         }
-        fprintf(stderr, "umount: %.3f s\n", now_s() - t0);
-        t0 = now_s();
+        fprintf(stderr, "umount: %.3f s\n", tb_mono_s() - t0);
+        t0 = tb_mono_s();
         if ((rc = bd_detach(a[0], err, sizeof err)) < 0) {
             fprintf(stderr, "detach: %d %s\n", rc, err);
             return 1;
         }
-        fprintf(stderr, "detach: %.3f s\n", now_s() - t0);
+        fprintf(stderr, "detach: %.3f s\n", tb_mono_s() - t0);
         return 0;
     }
     if (!strcmp(cmd, "find") && n == 1) {

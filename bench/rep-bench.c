@@ -48,19 +48,13 @@
 #include "replicator/rep_int.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
+#include "tbase.h"
 #include "tlog.h"
 #include "tsig.h"
 #include "tests/unit/tt-port.h"
 
 static FILE *out;
 static double secs = 6;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void emit(const char *name, const char *backend, double v,
                  const char *unit)
@@ -183,11 +177,11 @@ static void create(struct bench *x, const char *vol, uint64_t size,
 static double wait_applied(struct bench *x, const char *vol, uint64_t seq,
                            double timeout)
 {
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     struct jr_info i;
-    while (now_s() - t0 < timeout) {
+    while (tb_mono_s() - t0 < timeout) {
         if (jr_volume_stat(x->sb, vol, &i) == 0 && i.applied >= seq)
-            return now_s();
+            return tb_mono_s();
         usleep(1000);
     }
     return -1;
@@ -228,7 +222,7 @@ static void *sampler_main(void *arg)
         struct jr_info i;
         if (jr_volume_stat(s->x->sb, s->vol, &i) == 0 && i.applied > last) {
             last = i.applied;
-            lag_add(&s->applied, last, now_s());
+            lag_add(&s->applied, last, tb_mono_s());
         }
         usleep(500);
     }
@@ -256,9 +250,9 @@ static uint64_t writer(struct bench *x, const char *vol, double dur,
     struct jr_info info;
     jr_get_info(v, &info);
     uint64_t bytes = 0, off = 0, n = 0;
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     int down = 0;
-    while ((dur > 0 && now_s() - t0 < dur) || (total && bytes < total)) {
+    while ((dur > 0 && tb_mono_s() - t0 < dur) || (total && bytes < total)) {
         if (off + wsz > info.size) off = 0;
         const uint8_t *src = (comp ? pool_comp : pool_rand) +
                              (n * 4096 * 7) % (POOL - wsz);
@@ -266,7 +260,7 @@ static uint64_t writer(struct bench *x, const char *vol, double dur,
             fprintf(stderr, "rep-bench: write: %s\n", jr_strerror(rc));
             exit(1);
         }
-        double t = now_s();
+        double t = tb_mono_s();
         if (rec || head) {
             struct jr_info i;
             jr_get_info(v, &i);
@@ -285,17 +279,17 @@ static uint64_t writer(struct bench *x, const char *vol, double dur,
             x->b = start(x, "b", "a");
             struct jr_info i;
             jr_get_info(v, &i);
-            *restored_at = now_s();
+            *restored_at = tb_mono_s();
             *head_at_restore = i.head;
             down = 2;
         }
         if (rate > 0) {
             double due = t0 + (double)bytes / rate;
-            double d = due - now_s();
+            double d = due - tb_mono_s();
             if (d > 0) usleep((useconds_t)(d * 1e6));
         }
     }
-    *el = now_s() - t0;
+    *el = tb_mono_s() - t0;
     jr_close(v);
     return bytes;
 }
@@ -337,10 +331,10 @@ static int run_backend(const char *backend)
     struct sampler sp = {.x = &x, .vol = "tput"};
     pthread_t spt;
     pthread_create(&spt, NULL, sampler_main, &sp);
-    double t0 = now_s();
+    double t0 = tb_mono_s();
     uint64_t bytes = writer(&x, "tput", secs, 0, 0, 1u << 20, 0, NULL, &el,
                             &head, 0, 0, NULL, NULL);
-    double tw = now_s() - t0;
+    double tw = tb_mono_s() - t0;
     double ts = wait_applied(&x, "tput", head, 120);
     sp.stop = 1;
     pthread_join(spt, NULL);
@@ -472,11 +466,11 @@ static int run_backend(const char *backend)
     pq.volume_id = "fo-one";
     pq.force = 1;
     ProtobufCMessage *o = NULL;
-    t0 = now_s();
+    t0 = tb_mono_s();
     int code = rpc_client_call(c, "/tandem.admin.v1.Admin/Promote", &pq.base,
                                &tandem__admin__v1__promote_response__descriptor,
                                &o, 60000, 1, msg, sizeof(msg));
-    double t1 = now_s();
+    double t1 = tb_mono_s();
     if (o) protobuf_c_message_free_unpacked(o, NULL);
     if (code == RPC_OK) emit("failover_s.1vol", backend, t1 - t0, "s");
     else fprintf(stderr, "rep-bench: promote: %s\n", msg);
@@ -487,11 +481,11 @@ static int run_backend(const char *backend)
     fq.n_volume_ids = 100;
     fq.to_region = "b";
     o = NULL;
-    t0 = now_s();
+    t0 = tb_mono_s();
     code = rpc_client_call(c, "/tandem.admin.v1.Admin/Failover", &fq.base,
                            &tandem__admin__v1__failover_response__descriptor,
                            &o, 120000, 1, msg, sizeof(msg));
-    t1 = now_s();
+    t1 = tb_mono_s();
     size_t okn = 0;
     if (code == RPC_OK) {
         Tandem__Admin__V1__FailoverResponse *fr = (void *)o;

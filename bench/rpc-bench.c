@@ -19,16 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tbase.h"
 #include "tests/rpc/echo-svc.h"
 #include "tlog.h"
 #include "tsig.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static FILE *g_out;
 
@@ -73,16 +67,16 @@ static double seq_calls(rpc_client *cli, int n, double *p50, double *p99)
         exit(1);
     for (int i = 0; i < 200; i++) /* warm-up: connect, handshake */
         echo_once(cli);
-    double t0 = now_us();
+    double t0 = tb_mono_s() * 1e6;
     for (int i = 0; i < n; i++) {
-        double t = now_us();
+        double t = tb_mono_s() * 1e6;
         if (echo_once(cli) != RPC_OK) {
             fprintf(stderr, "rpc-bench: call failed\n");
             exit(1);
         }
-        lat[i] = now_us() - t;
+        lat[i] = tb_mono_s() * 1e6 - t;
     }
-    double el = now_us() - t0;
+    double el = tb_mono_s() * 1e6 - t0;
     qsort(lat, (size_t)n, sizeof *lat, cmp_d);
     *p50 = lat[n / 2];
     *p99 = lat[n * 99 / 100];
@@ -108,7 +102,7 @@ static double big_mibs(rpc_client *cli, int n, int64_t size)
 {
     Google__Protobuf__Int64Value req = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
     req.value = size;
-    double t0 = now_us();
+    double t0 = tb_mono_s() * 1e6;
     for (int i = 0; i < n; i++) {
         ProtobufCMessage *resp = NULL;
         if (rpc_client_call(cli, ECHO_SVC "Big", &req.base, ECHO_BYTES, &resp,
@@ -118,7 +112,7 @@ static double big_mibs(rpc_client *cli, int n, int64_t size)
         }
         protobuf_c_message_free_unpacked(resp, NULL);
     }
-    return (double)n * (double)size / (1 << 20) / ((now_us() - t0) / 1e6);
+    return (double)n * (double)size / (1 << 20) / ((tb_mono_s() * 1e6 - t0) / 1e6);
 }
 
 int main(void)
@@ -190,7 +184,7 @@ int main(void)
     enum { T = 4 };
     struct par a[T];
     pthread_t th[T];
-    double t0 = now_us();
+    double t0 = tb_mono_s() * 1e6;
     for (int i = 0; i < T; i++) {
         a[i] = (struct par){.cli = cu, .n = N / 2};
         pthread_create(&th[i], NULL, par_thread, &a[i]);
@@ -202,7 +196,7 @@ int main(void)
     }
     if (bad)
         fprintf(stderr, "rpc-bench: %d parallel calls failed\n", bad);
-    emit("rpc_unix_4threads_calls_per_s", T * (N / 2) / ((now_us() - t0) / 1e6),
+    emit("rpc_unix_4threads_calls_per_s", T * (N / 2) / ((tb_mono_s() * 1e6 - t0) / 1e6),
          "calls/s", base);
 
     emit("rpc_unix_4MiB_response_MiB_per_s", big_mibs(cu, 50, 4 << 20),

@@ -15,6 +15,7 @@ static int64_t clock_ns(clockid_t clk)
 
 int64_t tb_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 int64_t tb_mono_ms(void) { return clock_ns(CLOCK_MONOTONIC) / 1000000; }
+double tb_mono_s(void) { return (double)clock_ns(CLOCK_MONOTONIC) / 1e9; }
 int64_t tb_wall_ns(void) { return clock_ns(CLOCK_REALTIME); }
 int64_t tb_wall_ms(void) { return clock_ns(CLOCK_REALTIME) / 1000000; }
 

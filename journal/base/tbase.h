@@ -33,6 +33,10 @@
 
 int64_t tb_mono_ns(void);
 int64_t tb_mono_ms(void);
+/* Monotonic seconds as a double (sub-microsecond resolution for a
+ * century of uptime), for durations and rates that are printed:
+ * benchmarks, reports. */
+double tb_mono_s(void);
 int64_t tb_wall_ns(void);
 int64_t tb_wall_ms(void);
 struct timespec tb_deadline(clockid_t clk, int64_t ms);

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "store_int.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define ST_SQ_CHUNK (64u * 1024)                   /* bytes per row */
@@ -352,16 +353,10 @@ static void sq_put(struct sq_store *s, struct sq_conn *c)
     sq_conn_close(c);
 }
 
+/* Wall-clock seconds since the epoch, for the objects' mtime column. */
 static int64_t now_s(void)
 {
-    return (int64_t)time(NULL);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return tb_wall_ms() / 1000;
 }
 
 /* Run fn(c, ctx) in a transaction (write: BEGIN IMMEDIATE), retrying on
@@ -371,7 +366,7 @@ typedef int (*sq_txn_fn)(struct sq_conn *c, void *ctx);
 static int sq_txn(struct sq_store *s, int write, sq_txn_fn fn, void *ctx)
 {
     struct sq_conn *c = NULL;
-    uint64_t deadline = mono_ms() + ST_SQ_BUSY_MS;
+    int64_t deadline = tb_mono_ms() + ST_SQ_BUSY_MS;
     unsigned backoff_us = 1000;
     int r = sq_get(s, &c);
     if (r < 0) return r;
@@ -385,7 +380,7 @@ static int sq_txn(struct sq_store *s, int write, sq_txn_fn fn, void *ctx)
             }
             if (r < 0) sq_simple(c, Q_ROLLBACK);
         }
-        if (r != SQ_BUSY || mono_ms() >= deadline) break;
+        if (r != SQ_BUSY || tb_mono_ms() >= deadline) break;
         usleep(backoff_us);
         if (backoff_us < 50000) backoff_us *= 2;
     }
@@ -1313,7 +1308,7 @@ static int sq_open(const struct st_config *cfg, st_store **out)
      * Switching needs a moment without other connections, so retry while
      * another process holds the file. */
     if ((r = sq_conn_open(s, &c))) goto fail;
-    uint64_t deadline = mono_ms() + ST_SQ_BUSY_MS;
+    int64_t deadline = tb_mono_ms() + ST_SQ_BUSY_MS;
     for (;;) {
         sqlite3_stmt *q = NULL;
         int rc =
@@ -1327,7 +1322,7 @@ static int sq_open(const struct st_config *cfg, st_store **out)
         if (rc == SQLITE_ROW) rc = SQLITE_BUSY; /* mode not switched yet */
         r = sq_map(c->db, rc, "journal_mode");
         if (r != SQ_BUSY) goto fail;
-        if (mono_ms() >= deadline) {
+        if (tb_mono_ms() >= deadline) {
             r = -ETIMEDOUT;
             goto fail;
         }
