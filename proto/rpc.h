@@ -12,8 +12,8 @@
  * status.  Unknown methods get UNIMPLEMENTED.  Listeners: "unix:///path"
  * and "host:port" (TCP), each plaintext or mutual TLS (client certificate
  * required and verified against the CA).  A unix socket file may be given
- * its permission bits at bind time (rpc_server_listen_mode), which is how
- * a plaintext admin socket is kept to its owner.
+ * its permission bits at bind time (rpc_server_listen_mode; e.g. 0600 for
+ * an admin socket that only its owner may use).
  *
  * Peer identity: on a mutual-TLS listener a handler can read its client's
  * verified certificate: the subject CN (rpc_ctx_peer_identity, a name for
@@ -21,9 +21,9 @@
  * identity to authorize on, e.g. "spiffe://tandem.local/tandem/region/a"
  * for a region's replicator, "spiffe://tandem.local/tandem/admin" for an
  * operator; scripts/gen-certs.sh issues such certificates).  gRPC's C core
- * does not expose the credentials (SO_PEERCRED) of a unix-socket client,
- * so on a plaintext unix socket the socket file's mode is the access
- * control.
+ * does not expose the credentials (SO_PEERCRED) of a unix-socket client
+ * (its peer string is just "unix:"), so on a plaintext unix socket the
+ * socket file's mode is the access control.
  *
  * Threads: two completion-queue threads only move calls along and never run
  * handlers.  Handlers run on a pool that starts with n_threads workers and
