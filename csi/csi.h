@@ -145,10 +145,11 @@ int csi_path_valid(const char *path);
  * when a label is absent).  Environment: KUBERNETES_SERVICE_HOST,
  * KUBERNETES_SERVICE_PORT; token and CA in $TANDEM_K8S_SA_DIR (default
  * /var/run/secrets/kubernetes.io/serviceaccount).  Errors (err says
- * which step failed): -EINVAL bad environment, node name, token or
- * answer; -ECONNREFUSED connection or TLS (server certificate not signed
+ * which step failed): -EINVAL bad environment, node name, CA file, token
+ * or answer; the errno of reading the token file (-ENOENT: none); -ECONNREFUSED connection or TLS (server certificate not signed
  * by the CA) failed; -ETIMEDOUT; -ENOENT no such Node; -EACCES token
- * refused; -EIO other HTTP status or transfer error. */
+ * refused; -EFBIG token file or answer too large (64 KiB, 16 MiB); -EIO
+ * other HTTP status or transfer error. */
 int csi_k8s_node_topology(const char *node_name, char *region,
                           size_t regionlen, char *zone, size_t zonelen,
                           char *err, size_t errlen);

@@ -321,9 +321,8 @@ int csi_k8s_node_topology(const char *node_name, char *region,
     }
     snprintf(ca, sizeof(ca), "%s/ca.crt", sa);
     if (access(ca, R_OK) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "loading CA %s failed: %s", ca, strerror(-rc));
-        return rc;
+        snprintf(err, errlen, "loading CA %s failed: %s", ca, strerror(errno));
+        return -EINVAL;
     }
     snprintf(path, sizeof(path), "%s/token", sa);
     if ((rc = read_token(path, &token, err, errlen)) < 0) return rc;
