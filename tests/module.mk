@@ -10,6 +10,21 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
 
 # The threaded ones also run under ThreadSanitizer (make tsan, build/tsan).
 TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc
+# Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
+# happens-before edges of gRPC's completion queue (start of an operation
+# -> its event) and of librados's asynchronous operations (submit -> its
+# callback), which those uninstrumented libraries hide from TSan; only our
+# own objects' references to these functions are wrapped.
+ifeq ($(SANITIZE),thread)
+tt_comma := ,
+TSAN_WRAP_FNS := grpc_call_start_batch grpc_server_request_call \
+    grpc_server_shutdown_and_notify grpc_completion_queue_next \
+    grpc_completion_queue_pluck \
+    rados_aio_create_completion2 rados_aio_write_op_operate
+LDFLAGS += $(foreach f,$(TSAN_WRAP_FNS),-Wl$(tt_comma)--wrap=$(f))
+$(B)/libtsanshim.a: $(call objs,tests/tsan-grpc.c tests/tsan-rados.c)
+$(TSAN_TESTS): $(B)/libtsanshim.a
+endif
 
 $(B)/tests/test-rpc: $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 $(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a

@@ -20,6 +20,25 @@ fail() {
     exit 1
 }
 
+# need_ceph: the cluster of the TANDEM_CEPH_* variables, or the whole
+# script is skipped ("1..0 # SKIP reason", exit 77) -- except with
+# TANDEM_REQUIRE_CEPH=1 (CI), where a missing cluster is a failure.
+need_ceph() {
+    local why=""
+    if [ -n "${TANDEM_CEPH_SKIP:-}" ]; then
+        why=$TANDEM_CEPH_SKIP
+    elif [ -z "${TANDEM_CEPH_CONF:-}" ]; then
+        why="TANDEM_CEPH_CONF not set"
+    fi
+    [ -z "$why" ] && return 0
+    if [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
+        echo "not ok 1 - TANDEM_REQUIRE_CEPH=1 but no Ceph cluster: $why"
+        exit 1
+    fi
+    echo "1..0 # SKIP $why"
+    exit 77
+}
+
 rep_setup() { # NAME
     for f in "$REP" "$TOOL"; do
         [ -x "$f" ] || { echo "not ok 1 - $f not built (make programs)"; exit 1; }

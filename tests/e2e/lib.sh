@@ -3,7 +3,11 @@
 # own, lib-rep.sh.)
 #
 # After `. "$(dirname "$0")/lib.sh"` the working directory is the repo root,
-# B the build dir (default build), and ok/fail print TAP lines.  Then:
+# B the build dir (default build), and ok/fail/skip print TAP lines
+# (skip REASON: "ok N # SKIP REASON", a check that did not run, counted as
+# skipped by tests/run-e2e.sh, never as passed).  Then:
+#   skip_all REASON     the whole script cannot run here: "1..0 # SKIP
+#                       REASON", exit 77
 #   e2e_scratch NAME    $tmp = a fresh dir under ${TANDEM_TEST_TMP:-/tmp};
 #                       on exit every pid in PIDS is killed and $tmp removed
 #   need_exe FILE       fail unless FILE was built
@@ -31,6 +35,8 @@ tmp=""
 
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 fail() { n=$((n + 1)); echo "not ok $n - $*"; exit 1; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 77; }
 done_testing() { echo "1..$n"; }
 
 e2e_cleanup() {

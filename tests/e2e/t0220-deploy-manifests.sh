@@ -44,7 +44,7 @@ ok "tandem-csi flags in the manifests are all in --help: $(echo $flags)"
 if ! python3 -c 'import yaml' 2>/dev/null; then
     grep -q 'kind: CSIDriver' deploy/csi/*.yaml || fail "no CSIDriver"
     grep -q 'volumeBindingMode: WaitForFirstConsumer' deploy/csi/*.yaml || fail "no WFFC"
-    ok "SKIPPED the YAML checks: python3-yaml missing (scripts/install-deps.sh installs it)"
+    skip "the YAML checks: python3-yaml missing (scripts/install-deps.sh installs it)"
     done_testing
     exit 0
 fi
@@ -230,6 +230,6 @@ const cfg = JSON.parse(fs.readFileSync(process.argv[2]));
     stop_ok "$pid" "$tmp/sc.log" tandem-csi
     ok "every StorageClass's parameters and topology accepted by CreateVolume"
 else
-    ok "SKIPPED CreateVolume with the StorageClass parameters: no node_modules (t0210 installs them)"
+    skip "CreateVolume with the StorageClass parameters: no node_modules (t0210 installs them)"
 fi
 done_testing

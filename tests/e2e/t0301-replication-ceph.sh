@@ -4,15 +4,8 @@
 # namespace per run), a tandem-replicator each over mutual TLS.
 set -u
 cd "$(dirname "$0")/../.."
-if [ -n "${TANDEM_CEPH_SKIP:-}" ]; then
-    echo "SKIPPED: $TANDEM_CEPH_SKIP"
-    exit 77
-fi
-if [ -z "${TANDEM_CEPH_CONF:-}" ]; then
-    echo "SKIPPED: TANDEM_CEPH_CONF not set"
-    exit 77
-fi
 . tests/e2e/lib-rep.sh
+need_ceph
 rep_setup t0301
 write_config rados
 start_rep a b
