@@ -280,6 +280,8 @@ int jr__valid_id(const char *id)
     if (!id) return 0;
     size_t n = strlen(id);
     if (n < 1 || n > JR_MAX_ID) return 0;
+    /* "." and "..": path components wherever an id names a file */
+    if (strspn(id, ".") == n) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

@@ -131,16 +131,34 @@ static int create_replica(rep_ctx *r, const char *id, const char *from,
     return rc;
 }
 
+/* A volume id as the journal takes it (jr.h: 1..JR_MAX_ID bytes of
+ * [A-Za-z0-9._-]), and never one made of dots only ("." and ".." are
+ * path components wherever an id becomes a file or directory name). */
 static int valid_id(const char *id)
 {
     size_t n = strlen(id);
-    if (n == 0 || n > JR_MAX_ID) return 0;
+    if (n == 0 || n > JR_MAX_ID || strspn(id, ".") == n) return 0;
     for (const char *p = id; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
               (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
               *p == '-'))
             return 0;
     return 1;
+}
+
+/* The largest journal position the link takes from a peer (a resume
+ * point, a replica's first entry, a copy's consistent_at): 2^63 - 1, so
+ * that seq + 1 (next entry, tail) and the sums senders make never wrap;
+ * a journal gets there after 2^63 entries, i.e. never. */
+#define REP_MAX_SEQ ((uint64_t)INT64_MAX)
+
+/* A VolumeSpec whose start_seq is outside that space: its message, else
+ * NULL. */
+static const char *spec_bad(const Tandem__Repl__V1__VolumeSpec *sp)
+{
+    return sp && sp->start_seq > REP_MAX_SEQ
+               ? "spec start_seq beyond the journal's seq space (2^63-1)"
+               : NULL;
 }
 
 /* Common checks of a copy or batch against the local copy: creates it if
@@ -322,6 +340,9 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    if (spec_bad(req->spec))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%s",
+                             spec_bad(req->spec));
     if (strcmp(req->from_region, r->peer_region))
         return ship_answer(respm, R(WRONG_PEER), 0, 0, "", 0,
                            "region %s takes batches from %s, not %s",
@@ -563,6 +584,22 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         strlen(req->copy_id) > 64)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "bad volume id or copy id");
+    if (req->begin && spec_bad(req->spec))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%s",
+                             spec_bad(req->spec));
+    /* Finish sets the position to resume_seq - 1: only to one a journal
+     * can hold, and never past the sender's own head (consistent_at; 0
+     * from a sender that does not say). */
+    if (req->finish &&
+        (req->resume_seq > REP_MAX_SEQ || req->consistent_at > REP_MAX_SEQ ||
+         (req->consistent_at && req->resume_seq &&
+          req->consistent_at < req->resume_seq - 1)))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "finish with resume_seq %" PRIu64
+                             " consistent_at %" PRIu64 ": beyond the "
+                             "journal's seq space (2^63-1) or past the "
+                             "sender's head", req->resume_seq,
+                             req->consistent_at);
     if (strcmp(req->from_region, r->peer_region))
         return copy_answer(respm, R(WRONG_PEER), 0, 0, 0, "wrong peer");
     struct rep_vol *v = rep__vol_get(r, req->volume_id);
@@ -754,6 +791,11 @@ int rep__peer_getvol(rep_ctx *r, const char *id,
 
 /* ------------------------------------------ JournalRegions / ReadRegions */
 
+/* ReadRegions: bytes and regions per call, the least a region costs. */
+#define REP_READ_MAX_BYTES (16u << 20)
+#define REP_READ_MAX_REGIONS 1024u
+#define REP_READ_MIN_COST (16u << 10)
+
 struct jreg {
     Tandem__Repl__V1__Region **a;
     size_t n, cap;
@@ -822,6 +864,15 @@ static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     uint64_t total = 0;
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
+    /* Bounded cost per call: every region is a store read, an allocation
+     * and an LZ4 pass however short it is, so besides the bytes the
+     * number of regions is capped, and each counts as at least
+     * REP_READ_MIN_COST against the byte budget (a resync asks for <= 64
+     * regions of <= 1 MiB, < 9 MiB, per call). */
+    if (req->n_regions > REP_READ_MAX_REGIONS)
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%zu regions: at "
+                             "most %u per call", req->n_regions,
+                             REP_READ_MAX_REGIONS);
     int rc = jr_volume_stat(r->st, req->volume_id, &info);
     if (rc < 0)
         return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
@@ -833,11 +884,14 @@ static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             return rpc_ctx_error(ctx, RPC_OUT_OF_RANGE, "region %" PRIu64
                                  "+%" PRIu64 " outside the image", g->offset,
                                  g->length);
-        total += g->length;
+        total += g->length > REP_READ_MIN_COST ? g->length
+                                               : REP_READ_MIN_COST;
+        if (total > REP_READ_MAX_BYTES)
+            return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                                 "at most 16 MiB per call (a region "
+                                 "counts as %u bytes at least)",
+                                 REP_READ_MIN_COST);
     }
-    if (total > (16u << 20))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "at most 16 MiB per call");
     Tandem__Repl__V1__ReadRegionsResponse *resp = malloc(sizeof(*resp));
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
     tandem__repl__v1__read_regions_response__init(resp);

@@ -1,15 +1,19 @@
 /*
  * rep_metrics.c: a tiny HTTP/1.0 server on one thread that answers
- * GET /metrics with the Prometheus text format (version 0.0.4) and 404
- * for anything else.  One request per connection, read with a deadline,
- * so a stuck scraper cannot hold the thread for long.  What it shows
+ * GET /metrics with the Prometheus text format (version 0.0.4), 404 for
+ * any other request and 400 for what is none.  One request per
+ * connection; several connections at once on non-blocking sockets
+ * (poll), each with a deadline for its whole request counted from accept
+ * and a bounded number of them (rep_metrics.h), so neither a slow nor an
+ * idle client holds up a scrape or the liveness probe.  What it shows
  * comes from a snapshot (rep__snapshot): it reads nothing else of the
  * replicator.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -121,55 +125,240 @@ static void render(rep_ctx *r, struct sbuf *out)
     rep__snapshot_free(&snap);
 }
 
-static void serve_one(rep_ctx *r, int fd)
+/* ---- the request reader ---- */
+
+enum rep_http_req rep__metrics_request(const char *buf, size_t len)
 {
-    char req[2048];
-    size_t n = 0;
-    while (n < sizeof(req) - 1) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 2000) <= 0) return;
-        ssize_t k = read(fd, req + n, sizeof(req) - 1 - n);
-        if (k <= 0) break;
-        n += (size_t)k;
-        req[n] = 0;
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n")) break;
+    const unsigned char *b = (const unsigned char *)buf;
+    if (len > REP_METRICS_REQ_MAX) len = REP_METRICS_REQ_MAX;
+    size_t head = 0; /* bytes of the head, its empty line included */
+    for (size_t i = 0; i < len && !head; i++) {
+        unsigned char c = b[i];
+        if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
+            return REP_HTTP_BAD;
+        if (c == '\n' && i >= 1 &&
+            (b[i - 1] == '\n' || (i >= 2 && b[i - 1] == '\r' &&
+                                  b[i - 2] == '\n')))
+            head = i + 1;
     }
-    req[n] = 0;
+    if (!head)
+        return len >= REP_METRICS_REQ_MAX ? REP_HTTP_BAD : REP_HTTP_MORE;
+    /* The request line: METHOD SP TARGET SP HTTP/1.x */
+    size_t e = 0;
+    while (b[e] != '\n') e++;
+    if (e && b[e - 1] == '\r') e--;
+    size_t m = 0;
+    while (m < e && m < 16 && b[m] >= 'A' && b[m] <= 'Z') m++;
+    if (m == 0 || m >= e || b[m] != ' ') return REP_HTTP_BAD;
+    size_t t0 = m + 1, t = t0;
+    while (t < e && b[t] > 0x20 && b[t] < 0x7f) t++;
+    if (t == t0 || b[t0] != '/' || t >= e || b[t] != ' ') return REP_HTTP_BAD;
+    size_t v = t + 1;
+    if (e - v != 8 || memcmp(b + v, "HTTP/1.", 7) || b[v + 7] < '0' ||
+        b[v + 7] > '9')
+        return REP_HTTP_BAD;
+    size_t path = t0;
+    while (path < t && b[path] != '?') path++;
+    if (m == 3 && !memcmp(b, "GET", 3) && path - t0 == 8 &&
+        !memcmp(b + t0, "/metrics", 8))
+        return REP_HTTP_METRICS;
+    return REP_HTTP_NOT_FOUND;
+}
+
+/* ---- the server: one thread, poll, non-blocking connections ---- */
+
+struct mconn {
+    int fd;                 /* -1: free slot */
+    int64_t t0;             /* accepted (monotonic ms) */
+    size_t n;               /* request bytes read */
+    char *out;              /* the response being written (NULL: reading) */
+    size_t out_len, out_off;
+    char req[REP_METRICS_REQ_MAX];
+};
+
+/* drain: the answer went out; read what the client may still send. */
+static void conn_close(struct mconn *c, int drain)
+{
+    if (c->fd < 0) return;
+    if (drain) {
+        /* Answer sent: read what the client may still have sent (a
+         * close with unread bytes resets the connection, which can cost
+         * the client the answer), then close. */
+        char sink[4096];
+        shutdown(c->fd, SHUT_WR);
+        for (int i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++)
+            ;
+    }
+    close(c->fd);
+    free(c->out);
+    c->fd = -1;
+    c->out = NULL;
+    c->n = c->out_len = c->out_off = 0;
+}
+
+static void conn_respond(rep_ctx *r, struct mconn *c, enum rep_http_req q)
+{
     struct sbuf body = {0};
     const char *status = "200 OK";
-    if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET /metrics?", 13)) {
+    if (q == REP_HTTP_METRICS) {
         render(r, &body);
-    } else {
+    } else if (q == REP_HTTP_NOT_FOUND) {
         status = "404 Not Found";
         sb_printf(&body, "only /metrics here\n");
+    } else {
+        status = "400 Bad Request";
+        sb_printf(&body, "bad request\n");
     }
-    char hdr[256];
-    int hl = snprintf(hdr, sizeof(hdr),
-                      "HTTP/1.0 %s\r\nContent-Type: text/plain; "
-                      "version=0.0.4\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n", status, body.n);
-    if (write(fd, hdr, (size_t)hl) == hl) {
-        size_t off = 0;
-        while (off < body.n) {
-            ssize_t k = write(fd, body.p + off, body.n - off);
-            if (k <= 0) break;
-            off += (size_t)k;
+    struct sbuf out = {0};
+    sb_printf(&out, "HTTP/1.0 %s\r\nContent-Type: text/plain; "
+              "version=0.0.4\r\nContent-Length: %zu\r\n"
+              "Connection: close\r\n\r\n", status, body.n);
+    if (out.p && body.n && out.cap - out.n < body.n) {
+        char *q = realloc(out.p, out.n + body.n);
+        if (!q) {
+            free(out.p);
+            out.p = NULL;
+        } else {
+            out.p = q;
+            out.cap = out.n + body.n;
         }
     }
+    if (out.p && body.n) {
+        memcpy(out.p + out.n, body.p, body.n);
+        out.n += body.n;
+    }
     free(body.p);
+    if (!out.p) { /* out of memory: nothing to say */
+        conn_close(c, 0);
+        return;
+    }
+    c->out = out.p;
+    c->out_len = out.n;
+    c->out_off = 0;
+}
+
+static void conn_write(struct mconn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t k = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (k <= 0) {
+            conn_close(c, 0);
+            return;
+        }
+        c->out_off += (size_t)k;
+    }
+    conn_close(c, 1);
+}
+
+static void conn_read(rep_ctx *r, struct mconn *c)
+{
+    ssize_t k = read(c->fd, c->req + c->n, sizeof(c->req) - c->n);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (k <= 0) { /* gone before a whole request */
+        conn_close(c, 0);
+        return;
+    }
+    c->n += (size_t)k;
+    enum rep_http_req q = rep__metrics_request(c->req, c->n);
+    if (q == REP_HTTP_MORE && c->n < sizeof(c->req)) return;
+    if (q == REP_HTTP_MORE) q = REP_HTTP_BAD; /* cannot happen */
+    conn_respond(r, c, q);
+    if (c->fd >= 0) conn_write(c);
+}
+
+/* A slot for a new connection: a free one, else the oldest one still
+ * sending its request (a slow or idle client), else the oldest. */
+static struct mconn *conn_slot(struct mconn *cs, size_t n)
+{
+    struct mconn *old_rd = NULL, *old = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (cs[i].fd < 0) return &cs[i];
+        if (!cs[i].out && (!old_rd || cs[i].t0 < old_rd->t0)) old_rd = &cs[i];
+        if (!old || cs[i].t0 < old->t0) old = &cs[i];
+    }
+    struct mconn *c = old_rd ? old_rd : old;
+    tlog_debug("rep.metrics_evict", "reading=%d age_ms=%" PRId64,
+               c->out == NULL, tb_mono_ms() - c->t0);
+    conn_close(c, 0);
+    return c;
 }
 
 static void *metrics_main(void *arg)
 {
     rep_ctx *r = arg;
-    while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
-        struct pollfd p = {r->metrics_fd, POLLIN, 0};
-        if (poll(&p, 1, 200) <= 0) continue;
-        int fd = accept4(r->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        serve_one(r, fd);
-        close(fd);
+    struct mconn cs[REP_METRICS_CONNS];
+    struct pollfd p[REP_METRICS_CONNS + 1];
+    size_t idx[REP_METRICS_CONNS + 1];
+    int64_t accept_pause = 0;
+    for (size_t i = 0; i < REP_METRICS_CONNS; i++) {
+        cs[i].fd = -1;
+        cs[i].out = NULL;
+        cs[i].n = cs[i].out_len = cs[i].out_off = 0;
     }
+    while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
+        int64_t now = tb_mono_ms();
+        int64_t wait = 200;
+        nfds_t np = 0;
+        if (now >= accept_pause) {
+            p[np].fd = r->metrics_fd;
+            p[np].events = POLLIN;
+            p[np].revents = 0;
+            idx[np++] = SIZE_MAX;
+        } else if (accept_pause - now < wait) {
+            wait = accept_pause - now;
+        }
+        for (size_t i = 0; i < REP_METRICS_CONNS; i++) {
+            struct mconn *c = &cs[i];
+            if (c->fd < 0) continue;
+            int64_t dl = c->t0 + (c->out ? REP_METRICS_CONN_MS
+                                         : REP_METRICS_READ_MS);
+            if (now >= dl) {
+                tlog_debug("rep.metrics_timeout", "writing=%d bytes=%zu",
+                           c->out != NULL, c->out ? c->out_off : c->n);
+                conn_close(c, 0);
+                continue;
+            }
+            if (dl - now < wait) wait = dl - now;
+            p[np].fd = c->fd;
+            p[np].events = c->out ? POLLOUT : POLLIN;
+            p[np].revents = 0;
+            idx[np++] = i;
+        }
+        int k = poll(p, np, (int)wait);
+        if (k <= 0) continue;
+        for (nfds_t j = 0; j < np; j++) {
+            if (!p[j].revents || idx[j] == SIZE_MAX) continue;
+            struct mconn *c = &cs[idx[j]];
+            if (c->fd != p[j].fd) continue;
+            if (c->out)
+                conn_write(c);
+            else
+                conn_read(r, c);
+        }
+        if (np && idx[0] == SIZE_MAX && (p[0].revents & POLLIN)) {
+            for (int n = 0; n < REP_METRICS_CONNS; n++) {
+                int fd = accept4(r->metrics_fd, NULL, NULL,
+                                 SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0) {
+                    /* Out of descriptors or memory: the listener stays
+                     * readable, so look again a little later. */
+                    if (errno == EMFILE || errno == ENFILE ||
+                        errno == ENOBUFS || errno == ENOMEM)
+                        accept_pause = tb_mono_ms() + 100;
+                    break;
+                }
+                struct mconn *c = conn_slot(cs, REP_METRICS_CONNS);
+                c->fd = fd;
+                c->t0 = tb_mono_ms();
+                c->n = 0;
+            }
+        }
+    }
+    for (size_t i = 0; i < REP_METRICS_CONNS; i++) conn_close(&cs[i], 0);
     return NULL;
 }
 
@@ -186,14 +375,15 @@ int rep__metrics_start(rep_ctx *r, const char *addr)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
     if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai) return -EINVAL;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
     int one = 1, rc = 0;
     if (fd < 0) {
         rc = -errno;
         goto out;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
         rc = -errno;
         close(fd);
         goto out;

@@ -7,12 +7,17 @@
  * bad LZ4, gap, local primary, stale epoch, copy without a session).
  * Runs under ASan+UBSan in `make asan`.
  */
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/time.h>
+
 #include "jr.h"
 #include "regions.h"
 #include "replicator/rep.h"
 #include "replicator/rep_admin.h"
 #include "replicator/rep_int.h"
 #include "replicator/rep_link.h"
+#include "replicator/rep_metrics.h"
 #include "rpc.h"
 #include "tlog.h"
 #include "tt.h"
@@ -763,6 +768,516 @@ TEST(dirty_map_of_entries_the_peer_has_is_cleared)
     char *cw = NULL;
     ASSERT_EQ(jr_meta_get(t.sb, "cv", "rep.copy.id", &cw), -ENOENT);
     images_equal(t.sa, t.sb, "cv");
+    teardown(&t);
+}
+
+/* ---- bounds found by probing (issue 8) ---- */
+
+static int copy_call(rpc_client *c, Tandem__Repl__V1__CopyRegionsRequest *q,
+                     Tandem__Repl__V1__CopyRegionsResponse **out, char *msg,
+                     size_t msz)
+{
+    ProtobufCMessage *o = NULL;
+    int code = rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &q->base,
+                               &tandem__repl__v1__copy_regions_response__descriptor,
+                               &o, 10000, 1, msg, msz);
+    *out = (Tandem__Repl__V1__CopyRegionsResponse *)o;
+    return code;
+}
+
+/* The replica answers as a volume should: stat, image, peer ack, and
+ * GetVolume on the link. */
+static void replica_readable(rpc_client *c, st_store *st, const char *id,
+                             uint64_t applied)
+{
+    struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(st, id, &ib));
+    ASSERT_UEQ(ib.applied, applied);
+    ASSERT(ib.head >= ib.applied);
+    uint8_t buf[4096];
+    ASSERT_OK(jr_image_read(st, id, 0, buf, sizeof(buf)));
+    uint64_t ack = 0;
+    int rc = jr_peer_ack_get(st, id, "a", &ack);
+    ASSERT(rc == 0 || rc == -ENOENT); /* it parses */
+    jr_volume *v = NULL;
+    ASSERT_OK(jr_open(st, id, 0, "test", &v));
+    ASSERT_OK(jr_close(v));
+    Tandem__Repl__V1__GetVolumeRequest g =
+        TANDEM__REPL__V1__GET_VOLUME_REQUEST__INIT;
+    g.volume_id = (char *)id;
+    g.from_region = "a";
+    ProtobufCMessage *o = NULL;
+    char msg[256];
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/GetVolume", &g.base,
+                              &tandem__repl__v1__get_volume_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    Tandem__Repl__V1__GetVolumeResponse *gv = (void *)o;
+    ASSERT_EQ(gv->exists, 1);
+    ASSERT_UEQ(gv->applied, applied);
+    protobuf_c_message_free_unpacked(o, NULL);
+}
+
+/* CopyRegions finish with resume_seq 2^64-1 was answered OK and left the
+ * replica unreadable (header_bad key=ack.a).  Seqs past the journal's
+ * seq space (above REP_MAX_SEQ = 2^63-1, so that seq + 1 never wraps),
+ * a resume past the sender's own head (consistent_at), and a replica
+ * created at such a start_seq are refused with INVALID_ARGUMENT, and the
+ * replica stays as it was. */
+TEST(copy_finish_refuses_impossible_resume_seq)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__CopyRegionsRequest q =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    q.volume_id = "v";
+    q.from_region = "a";
+    q.epoch = 1;
+    q.copy_id = "c1";
+    q.begin = 1;
+    q.spec = &spec;
+    Tandem__Repl__V1__CopyRegionsResponse *cr = NULL;
+    char msg[256];
+    ASSERT_EQ(copy_call(c, &q, &cr, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(cr->result, RES(OK));
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
+    q.begin = 0;
+    q.spec = NULL;
+    q.finish = 1;
+    const struct {
+        uint64_t resume, consistent;
+    } bad[] = {
+        {UINT64_MAX, 0},
+        {UINT64_MAX, UINT64_MAX},
+        {UINT64_MAX - 1, 0},
+        {(1ull << 63) + 1, 0},
+        {(1ull << 63), (1ull << 63)},
+        {5, UINT64_MAX},
+        {5, 1ull << 63},
+        {10, 3}, /* resumes past the sender's head */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        q.resume_seq = bad[i].resume;
+        q.consistent_at = bad[i].consistent;
+        msg[0] = 0;
+        cr = NULL;
+        int code = copy_call(c, &q, &cr, msg, sizeof(msg));
+        if (code != RPC_INVALID_ARGUMENT)
+            fprintf(stderr, "case %zu: code %d result %d msg %s\n", i, code,
+                    cr ? (int)cr->result : -1, cr ? cr->message : msg);
+        ASSERT_EQ(code, RPC_INVALID_ARGUMENT);
+        ASSERT(strstr(msg, "resume_seq") || strstr(msg, "consistent_at"));
+        replica_readable(c, t.sb, "v", 0);
+    }
+    /* The largest acceptable position still works, and so does an
+     * ordinary finish after it (a copy may move a replica back). */
+    q.resume_seq = (1ull << 63) - 1; /* position 2^63 - 2 */
+    q.consistent_at = 0;
+    ASSERT_EQ(copy_call(c, &q, &cr, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(cr->result, RES(OK));
+    ASSERT_UEQ(cr->applied, (1ull << 63) - 2);
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
+    replica_readable(c, t.sb, "v", (1ull << 63) - 2);
+    q.begin = 1;
+    q.resume_seq = 4;
+    q.consistent_at = 7;
+    ASSERT_EQ(copy_call(c, &q, &cr, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(cr->result, RES(OK));
+    ASSERT_UEQ(cr->applied, 3);
+    protobuf_c_message_free_unpacked(&cr->base, NULL);
+    replica_readable(c, t.sb, "v", 3);
+
+    /* A replica is never created at such a position either. */
+    spec.start_seq = UINT64_MAX;
+    Tandem__Repl__V1__ShipBatchRequest s =
+        TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    s.volume_id = "w";
+    s.from_region = "a";
+    s.epoch = 1;
+    s.spec = &spec;
+    ProtobufCMessage *o = NULL;
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/ShipBatch", &s.base,
+                              &tandem__repl__v1__ship_batch_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)),
+              RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "start_seq") != NULL);
+    q.volume_id = "w";
+    q.begin = 1;
+    q.finish = 0;
+    q.spec = &spec;
+    ASSERT_EQ(copy_call(c, &q, &cr, msg, sizeof(msg)), RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "start_seq") != NULL);
+    struct jr_info ib;
+    ASSERT_EQ(jr_volume_stat(t.sb, "w", &ib), -ENOENT);
+
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
+/* Volume ids made of dots ("." and "..": path components) were taken on
+ * the link.  Every Link RPC refuses them with INVALID_ARGUMENT, and the
+ * journal refuses to create them at all. */
+TEST(dot_volume_ids_are_refused)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    struct jr_create_opts co = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_SECONDARY, .region = "b"};
+    const char *ids[] = {".", "..", "...", "...."};
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__Region g = TANDEM__REPL__V1__REGION__INIT, *gp = &g;
+    g.length = 4096;
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        char *id = (char *)ids[i];
+        ASSERT_EQ(jr_volume_create(t.sb, id, &co), -EINVAL);
+        Tandem__Repl__V1__ShipBatchRequest sb =
+            TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+        sb.volume_id = id;
+        sb.from_region = "a";
+        sb.epoch = 1;
+        sb.spec = &spec;
+        Tandem__Repl__V1__CopyRegionsRequest cp =
+            TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+        cp.volume_id = id;
+        cp.from_region = "a";
+        cp.epoch = 1;
+        cp.copy_id = "c1";
+        cp.begin = 1;
+        cp.spec = &spec;
+        Tandem__Repl__V1__GetVolumeRequest gv =
+            TANDEM__REPL__V1__GET_VOLUME_REQUEST__INIT;
+        gv.volume_id = id;
+        gv.from_region = "a";
+        Tandem__Repl__V1__JournalRegionsRequest jq =
+            TANDEM__REPL__V1__JOURNAL_REGIONS_REQUEST__INIT;
+        jq.volume_id = id;
+        jq.from_seq = 1;
+        Tandem__Repl__V1__ReadRegionsRequest rq =
+            TANDEM__REPL__V1__READ_REGIONS_REQUEST__INIT;
+        rq.volume_id = id;
+        rq.n_regions = 1;
+        rq.regions = &gp;
+        Tandem__Repl__V1__DeleteReplicaRequest dq =
+            TANDEM__REPL__V1__DELETE_REPLICA_REQUEST__INIT;
+        dq.volume_id = id;
+        dq.from_region = "a";
+        dq.epoch = 1;
+        const struct {
+            const char *m;
+            ProtobufCMessage *q;
+            const ProtobufCMessageDescriptor *d;
+        } calls[] = {
+            {"ShipBatch", &sb.base,
+             &tandem__repl__v1__ship_batch_response__descriptor},
+            {"CopyRegions", &cp.base,
+             &tandem__repl__v1__copy_regions_response__descriptor},
+            {"GetVolume", &gv.base,
+             &tandem__repl__v1__get_volume_response__descriptor},
+            {"JournalRegions", &jq.base,
+             &tandem__repl__v1__journal_regions_response__descriptor},
+            {"ReadRegions", &rq.base,
+             &tandem__repl__v1__read_regions_response__descriptor},
+            {"DeleteReplica", &dq.base,
+             &tandem__repl__v1__delete_replica_response__descriptor},
+        };
+        for (size_t k = 0; k < sizeof(calls) / sizeof(calls[0]); k++) {
+            char m[128], msg[256] = "";
+            snprintf(m, sizeof(m), "/tandem.repl.v1.Link/%s", calls[k].m);
+            ProtobufCMessage *o = NULL;
+            int code = rpc_client_call(c, m, calls[k].q, calls[k].d, &o,
+                                       10000, 1, msg, sizeof(msg));
+            if (code != RPC_INVALID_ARGUMENT)
+                fprintf(stderr, "id \"%s\" %s: %s \"%s\"\n", id, calls[k].m,
+                        rpc_code_name(code), msg);
+            ASSERT_EQ(code, RPC_INVALID_ARGUMENT);
+            ASSERT(strstr(msg, "volume id") != NULL);
+        }
+    }
+    /* Dots inside an id stay fine, on the link and in the journal. */
+    ASSERT_OK(jr_volume_create(t.sb, "a..b", &co));
+    ASSERT_OK(jr_volume_create(t.sb, ".x", &co));
+    struct jr_info ib;
+    ASSERT_EQ(jr_volume_stat(t.sb, "..", &ib), -EINVAL);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
+/* ---- /metrics under slow and idle clients ---- */
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    return fd;
+}
+
+/* One request; the whole answer in out (NUL-terminated).  Fails the test
+ * unless it came within limit_ms. */
+static void http_get(int port, const char *req, char *out, size_t osz,
+                     int limit_ms)
+{
+    int64_t t0 = tb_mono_ms();
+    int fd = connect_port(port);
+    struct timeval tv = {.tv_sec = limit_ms / 1000,
+                         .tv_usec = (limit_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ASSERT_EQ(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = recv(fd, out + n, osz - 1 - n, 0);
+        if (k <= 0) {
+            if (k < 0)
+                fprintf(stderr, "recv after %" PRId64 " ms: %s\n",
+                        tb_mono_ms() - t0, strerror(errno));
+            ASSERT_EQ(k, 0);
+            break;
+        }
+        n += (size_t)k;
+        if (n == osz - 1) break;
+    }
+    out[n] = 0;
+    close(fd);
+    ASSERT_LT(tb_mono_ms() - t0, limit_ms);
+}
+
+/* /metrics was served by one thread reading each connection with a 2 s
+ * poll per read: a client sending a byte every 1.5 s held it, and every
+ * scrape and liveness probe behind it failed.  Now: scrapes are answered
+ * promptly while slow clients dribble and while idle connections fill
+ * every slot, and a slow client is cut off REP_METRICS_READ_MS after it
+ * connected, however it dribbles. */
+TEST(metrics_survive_slow_and_idle_clients)
+{
+    struct two t;
+    setup(&t, 0);
+    char err[512];
+    struct rep_opts o = {.config_path = t.conf, .region = "a",
+                         .peer_region = "b", .insecure = 1, .scan_ms = 50,
+                         .metrics_addr = "127.0.0.1:0"};
+    ASSERT_OK(rep_create(&o, &t.a, err, sizeof(err)));
+    ASSERT_OK(rep_start(t.a, err, sizeof(err)));
+    int port = rep_metrics_port(t.a);
+    ASSERT_GT(port, 0);
+    static char out[1 << 16];
+    const char *get = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    http_get(port, get, out, sizeof(out), 1000);
+    ASSERT(!strncmp(out, "HTTP/1.0 200 OK\r\n", 17));
+    ASSERT(strstr(out, "tandem_peer_link_up{region=\"a\",peer=\"b\"}"));
+    http_get(port, "GET /other HTTP/1.0\r\n\r\n", out, sizeof(out), 1000);
+    ASSERT(!strncmp(out, "HTTP/1.0 404 ", 13));
+    http_get(port, "\x16\x03\x01\x02", out, sizeof(out), 1000);
+    ASSERT(!strncmp(out, "HTTP/1.0 400 ", 13));
+
+    /* Three slow clients, a byte every 1.5 s, while scrapes go on. */
+    const char *slow = "GET /metrics HTTP/1.0\r\n\r\n";
+    int sfd[3];
+    int64_t t0 = tb_mono_ms(), next = t0;
+    size_t sent = 0;
+    for (int i = 0; i < 3; i++) sfd[i] = connect_port(port);
+    int scrapes = 0, cut = 0;
+    while (tb_mono_ms() - t0 < 5000) {
+        if (tb_mono_ms() >= next && sent < strlen(slow)) {
+            for (int i = 0; i < 3; i++)
+                send(sfd[i], slow + sent, 1, MSG_NOSIGNAL);
+            sent++;
+            next += 1500;
+        }
+        http_get(port, get, out, sizeof(out), 1000);
+        ASSERT(!strncmp(out, "HTTP/1.0 200 OK\r\n", 17));
+        scrapes++;
+        /* Cut off by the deadline from accept: EOF, or a reset for the
+         * bytes it sent after that. */
+        struct pollfd p = {sfd[0], POLLIN, 0};
+        if (!cut && poll(&p, 1, 0) == 1) {
+            char b[64];
+            ssize_t k = recv(sfd[0], b, sizeof(b), MSG_DONTWAIT);
+            ASSERT(k <= 0);
+            int64_t at = tb_mono_ms() - t0;
+            ASSERT_GE(at, REP_METRICS_READ_MS - 100);
+            ASSERT_LT(at, REP_METRICS_READ_MS + 1000);
+            cut = 1;
+        }
+        usleep(200000);
+    }
+    ASSERT(cut);
+    ASSERT_GE(scrapes, 10);
+    for (int i = 0; i < 3; i++) close(sfd[i]);
+
+    /* More idle connections than slots: a scrape still gets in (it takes
+     * the slot of the oldest idle one). */
+    int idle[REP_METRICS_CONNS * 2];
+    for (int i = 0; i < REP_METRICS_CONNS * 2; i++) {
+        idle[i] = connect_port(port);
+        send(idle[i], "G", 1, MSG_NOSIGNAL);
+    }
+    usleep(100000);
+    for (int k = 0; k < 3; k++) {
+        http_get(port, get, out, sizeof(out), 1000);
+        ASSERT(!strncmp(out, "HTTP/1.0 200 OK\r\n", 17));
+    }
+    for (int i = 0; i < REP_METRICS_CONNS * 2; i++) close(idle[i]);
+    teardown(&t);
+}
+
+/* The request reader on its own (fuzzed by fuzz-metrics-http). */
+TEST(metrics_request_reader)
+{
+    const struct {
+        const char *in;
+        enum rep_http_req want;
+    } cases[] = {
+        {"", REP_HTTP_MORE},
+        {"GET /metrics HTTP/1.1\r\n", REP_HTTP_MORE},
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", REP_HTTP_METRICS},
+        {"GET /metrics HTTP/1.0\n\n", REP_HTTP_METRICS},
+        {"GET /metrics?x=1 HTTP/1.0\r\n\r\n", REP_HTTP_METRICS},
+        {"GET /metricsx HTTP/1.0\r\n\r\n", REP_HTTP_NOT_FOUND},
+        {"GET / HTTP/1.0\r\n\r\n", REP_HTTP_NOT_FOUND},
+        {"POST /metrics HTTP/1.0\r\n\r\n", REP_HTTP_NOT_FOUND},
+        {"GET /metrics\r\n\r\n", REP_HTTP_BAD},
+        {"GET /metrics HTTP/2.0\r\n\r\n", REP_HTTP_BAD},
+        {"GET metrics HTTP/1.0\r\n\r\n", REP_HTTP_BAD},
+        {"get /metrics HTTP/1.0\r\n\r\n", REP_HTTP_BAD},
+        {"GET  /metrics HTTP/1.0\r\n\r\n", REP_HTTP_BAD},
+        {"\r\n\r\n", REP_HTTP_BAD},
+        {"GET /met\x01rics", REP_HTTP_BAD},
+        {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", REP_HTTP_BAD},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum rep_http_req got =
+            rep__metrics_request(cases[i].in, strlen(cases[i].in));
+        if (got != cases[i].want)
+            fprintf(stderr, "case %zu: %d, want %d\n", i, got, cases[i].want);
+        ASSERT_EQ(got, cases[i].want);
+    }
+    /* A NUL byte, and no end of the head within the limit. */
+    ASSERT_EQ(rep__metrics_request("GET /\0", 6), REP_HTTP_BAD);
+    static char big[REP_METRICS_REQ_MAX + 10];
+    memset(big, 'a', sizeof(big));
+    ASSERT_EQ(rep__metrics_request(big, REP_METRICS_REQ_MAX - 1),
+              REP_HTTP_MORE);
+    ASSERT_EQ(rep__metrics_request(big, REP_METRICS_REQ_MAX), REP_HTTP_BAD);
+    ASSERT_EQ(rep__metrics_request(big, sizeof(big)), REP_HTTP_BAD);
+}
+
+/* n regions of len bytes, step apart (the last one len_last long). */
+static int read_regions2(rpc_client *c, const char *id, size_t n,
+                         uint64_t len, uint64_t step, uint64_t len_last,
+                         char *msg, size_t msz,
+                         Tandem__Repl__V1__ReadRegionsResponse **out)
+{
+    Tandem__Repl__V1__Region *g = calloc(n, sizeof(*g));
+    Tandem__Repl__V1__Region **gp = calloc(n, sizeof(*gp));
+    ASSERT(g && gp);
+    for (size_t i = 0; i < n; i++) {
+        tandem__repl__v1__region__init(&g[i]);
+        g[i].offset = i * step;
+        g[i].length = i + 1 < n ? len : len_last;
+        gp[i] = &g[i];
+    }
+    Tandem__Repl__V1__ReadRegionsRequest q =
+        TANDEM__REPL__V1__READ_REGIONS_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.regions = gp;
+    q.n_regions = n;
+    q.compress = 1;
+    ProtobufCMessage *o = NULL;
+    msg[0] = 0;
+    int code = rpc_client_call(c, "/tandem.repl.v1.Link/ReadRegions", &q.base,
+                               &tandem__repl__v1__read_regions_response__descriptor,
+                               &o, 30000, 1, msg, msz);
+    free(g);
+    free(gp);
+    if (out)
+        *out = (Tandem__Repl__V1__ReadRegionsResponse *)o;
+    else if (o)
+        protobuf_c_message_free_unpacked(o, NULL);
+    return code;
+}
+
+static int read_regions(rpc_client *c, const char *id, size_t n,
+                        uint64_t len, uint64_t step, char *msg, size_t msz,
+                        Tandem__Repl__V1__ReadRegionsResponse **out)
+{
+    return read_regions2(c, id, n, len, step, len, msg, msz, out);
+}
+
+/* ReadRegions capped the bytes but not the regions: 300k one-byte
+ * regions held a link worker for 12 s.  At most REP_READ_MAX_REGIONS
+ * (1024) regions per call, each counting as 16 KiB at least against the
+ * 16 MiB budget; refusals are INVALID_ARGUMENT and come at once. */
+TEST(read_regions_cost_is_bounded)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "a"}};
+    struct jr_create_opts co = {.size = 64u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_PRIMARY, .region = "b",
+                                .meta = kv, .n_meta = 2};
+    ASSERT_OK(jr_volume_create(t.sb, "v", &co));
+    uint64_t head = write_some(t.sb, "v", 8, 5);
+    ASSERT_GT(head, 0);
+    char msg[256];
+    Tandem__Repl__V1__ReadRegionsResponse *rr = NULL;
+
+    int64_t t0 = tb_mono_ms();
+    ASSERT_EQ(read_regions(c, "v", 300000, 1, 64, msg, sizeof(msg), NULL),
+              RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "300000 regions: at most 1024") != NULL);
+    ASSERT_LT(tb_mono_ms() - t0, 3000);
+    ASSERT_EQ(read_regions(c, "v", 1025, 1, 64, msg, sizeof(msg), NULL),
+              RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "1025 regions") != NULL);
+    /* Short regions count as 16 KiB: 1000 of them and 1 MiB more is over
+     * the budget, though only 1 MiB + 999 bytes are asked for. */
+    ASSERT_EQ(read_regions2(c, "v", 1000, 1, 64 << 10, 1u << 20, msg,
+                            sizeof(msg), NULL), RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "counts as 16384 bytes at least") != NULL);
+    ASSERT_EQ(read_regions2(c, "v", 900, 1, 64 << 10, 1u << 20, msg,
+                            sizeof(msg), NULL), RPC_OK);
+    ASSERT_EQ(read_regions(c, "v", 1024, 1, 64 << 10, msg, sizeof(msg), NULL),
+              RPC_OK);
+    /* 17 x 1 MiB: over 16 MiB. */
+    ASSERT_EQ(read_regions(c, "v", 17, 1u << 20, 1u << 20, msg, sizeof(msg),
+                           NULL), RPC_INVALID_ARGUMENT);
+    ASSERT(strstr(msg, "16 MiB") != NULL);
+    /* The largest calls allowed are answered in full, and soon. */
+    t0 = tb_mono_ms();
+    ASSERT_EQ(read_regions(c, "v", 16, 1u << 20, 1u << 20, msg, sizeof(msg),
+                           &rr), RPC_OK);
+    ASSERT_UEQ(rr->n_regions, 16);
+    protobuf_c_message_free_unpacked(&rr->base, NULL);
+    ASSERT_EQ(read_regions(c, "v", 1024, 16u << 10, 64u << 10, msg,
+                           sizeof(msg), &rr), RPC_OK);
+    ASSERT_UEQ(rr->n_regions, 1024);
+    uint8_t buf[16384];
+    ASSERT_OK(jr_image_read(t.sb, "v", 5 * (64u << 10), buf, sizeof(buf)));
+    Tandem__Repl__V1__Region *x = rr->regions[5];
+    ASSERT_UEQ(x->offset, 5 * (64u << 10));
+    void *raw = NULL;
+    const void *p = x->data.data;
+    if (x->compression == TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4) {
+        ASSERT_OK(rep__unlz4(x->data.data, x->data.len, x->length, &raw));
+        p = raw;
+    }
+    ASSERT_MEMEQ(p, buf, sizeof(buf));
+    free(raw);
+    protobuf_c_message_free_unpacked(&rr->base, NULL);
+    ASSERT_LT(tb_mono_ms() - t0, 5000);
+    rpc_client_destroy(c);
     teardown(&t);
 }
 
