@@ -68,7 +68,18 @@ struct rep_opts {
     const char *admin_tcp;    /* "host:port" with mTLS (NULL: none) */
     const char *tls_ca, *tls_cert, *tls_key;
     const char *tls_server_name; /* name checked in the peer's cert */
-    int insecure;             /* plaintext peer link / admin TCP */
+    int insecure;             /* plaintext peer link (tests only) */
+    /* Identities (URI SANs): spiffe://TD/tandem/region/NAME for a
+     * region's replicator, spiffe://TD/tandem/admin for operators.  NULL:
+     * "tandem.local". */
+    const char *trust_domain;
+    /* Admin TCP's mutual TLS (NULL: the link's tls_ca / tls_cert /
+     * tls_key); always TLS, whatever `insecure` says.  Every call there
+     * must come from the admin identity. */
+    const char *admin_tls_ca, *admin_tls_cert, *admin_tls_key;
+    /* Permission bits of the admin unix socket (0: 0600).  The file mode
+     * is its only access control (no peer credentials through gRPC). */
+    unsigned admin_socket_mode;
     const char *metrics_addr; /* "host:port" (NULL: none) */
     uint64_t max_bandwidth;   /* bytes/s on the link (0: unlimited) */
     size_t batch_bytes;       /* max journal bytes per batch (0: 8 MiB) */

@@ -862,3 +862,48 @@ const struct rpc_method rep__admin_methods[] = {
 };
 const size_t rep__n_admin_methods =
     sizeof(rep__admin_methods) / sizeof(rep__admin_methods[0]);
+
+/* Admin TCP: the caller's verified certificate must name the admin
+ * identity (its URI SAN), exactly; a replicator's certificate from the
+ * same CA is not an admin credential.  Then the call goes to the method's
+ * own handler. */
+static int admin_tcp_gate(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                          ProtobufCMessage **respm)
+{
+    rep_ctx *r = svc;
+    char uri[REP_MAX_ID_URI], q[REP_MAX_ID_URI + 8];
+    int rc = rpc_ctx_peer_uri(ctx, NULL, uri, sizeof(uri));
+    if (rc < 0 || strcmp(uri, r->id_admin)) {
+        const char *why = rc == -ENOENT     ? "no URI identity"
+                          : rc == -ENOTUNIQ ? "more than one URI identity"
+                          : rc < 0          ? "unreadable identity"
+                                            : "not the admin identity";
+        tlog_warn("rep.admin_denied", "method=%s identity=%s peer=%s "
+                  "why=\"%s\"", rpc_ctx_method(ctx),
+                  tlog_q(q, sizeof(q), rc < 0 ? "" : uri), rpc_ctx_peer(ctx),
+                  why);
+        return rpc_ctx_error(ctx, RPC_PERMISSION_DENIED,
+                             "the admin API over TCP takes only %s (%s%s%s)",
+                             r->id_admin, why, rc < 0 ? "" : ": ",
+                             rc < 0 ? "" : uri);
+    }
+    const char *m = rpc_ctx_method(ctx);
+    for (size_t i = 0; i < rep__n_admin_methods; i++)
+        if (!strcmp(rep__admin_methods[i].name, m))
+            return rep__admin_methods[i].fn(svc, ctx, reqm, respm);
+    return RPC_UNIMPLEMENTED;
+}
+
+#define G(name, req, resp)                                                    \
+    {"/tandem.admin.v1.Admin/" name, &tandem__admin__v1__##req##__descriptor, \
+     &tandem__admin__v1__##resp##__descriptor, admin_tcp_gate}
+const struct rpc_method rep__admin_tcp_methods[] = {
+    G("Status", status_request, status_response),
+    G("ListVolumes", list_volumes_request, list_volumes_response),
+    G("Promote", promote_request, promote_response),
+    G("Demote", demote_request, demote_response),
+    G("Failover", failover_request, failover_response),
+    G("Resync", resync_request, resync_response),
+};
+const size_t rep__n_admin_tcp_methods =
+    sizeof(rep__admin_tcp_methods) / sizeof(rep__admin_tcp_methods[0]);

@@ -7,8 +7,15 @@
 
 #include "rep_int.h"
 
+/* The admin methods as served on the unix socket (whose file mode is
+ * the access control: rep_core.c creates it 0600)... */
 extern const struct rpc_method rep__admin_methods[];
 extern const size_t rep__n_admin_methods;
+/* ...and on TCP (mutual TLS): the same methods behind a gate that lets
+ * only the admin identity (r->id_admin, the caller certificate's URI
+ * SAN) through; anyone else gets PERMISSION_DENIED. */
+extern const struct rpc_method rep__admin_tcp_methods[];
+extern const size_t rep__n_admin_tcp_methods;
 /* Promote a volume's local copy (force: without the peer's consent).
  * Returns an RPC code; msg says why (refusals) or what happened;
  * *changed is 1 if the role changed. */

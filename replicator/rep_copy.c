@@ -325,6 +325,7 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     req.volume_id = v->id;
     req.from_region = r->region;
     req.epoch = info.epoch;
+    req.from_primary = 1; /* a sender's copy is primary or draining */
     req.copy_id = copy_id;
     req.begin = 1;
     req.spec = &sb.spec;
@@ -486,7 +487,7 @@ callfail:
             TANDEM__REPL__V1__SHIP_BATCH_RESPONSE__INIT;
         sr.result = resp->result;
         sr.epoch = resp->epoch;
-        sr.role = "primary";
+        sr.role = resp->role; /* only a primary at a higher epoch fences */
         sr.message = resp->message;
         s->epoch = info.epoch;
         ret = rep__sender_refused(s, &sr) ? SEND_EXIT : SEND_RETRY;

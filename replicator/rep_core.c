@@ -91,6 +91,10 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     r->o.tls_cert = dupz(o->tls_cert);
     r->o.tls_key = dupz(o->tls_key);
     r->o.tls_server_name = dupz(o->tls_server_name);
+    r->o.trust_domain = dupz(o->trust_domain);
+    r->o.admin_tls_ca = dupz(o->admin_tls_ca);
+    r->o.admin_tls_cert = dupz(o->admin_tls_cert);
+    r->o.admin_tls_key = dupz(o->admin_tls_key);
     r->o.metrics_addr = dupz(o->metrics_addr);
     r->o.region = r->region;
     r->o.peer_region = r->peer_region;
@@ -120,6 +124,42 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     if (!o->insecure && !(o->tls_ca && o->tls_cert && o->tls_key)) {
         snprintf(err, errlen, "--tls-ca, --tls-cert and --tls-key are "
                  "required (or --insecure for a plaintext link)");
+        rc = -EINVAL;
+        goto fail;
+    }
+    /* Identities: the trust domain as gen-certs.sh accepts it (a SPIFFE
+     * trust domain: lower-case letters, digits, '.', '-', '_'). */
+    const char *td = o->trust_domain ? o->trust_domain : "tandem.local";
+    if (!*td || strlen(td) > REP_MAX_TRUST_DOMAIN ||
+        strspn(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(td)) {
+        snprintf(err, errlen, "--trust-domain '%.64s': lower-case letters, "
+                 "digits, '.', '-' and '_' only (at most %d)", td,
+                 REP_MAX_TRUST_DOMAIN);
+        rc = -EINVAL;
+        goto fail;
+    }
+    snprintf(r->id_region_prefix, sizeof(r->id_region_prefix),
+             "spiffe://%s/tandem/region/", td);
+    snprintf(r->id_admin, sizeof(r->id_admin), "spiffe://%s/tandem/admin", td);
+    if (o->admin_tcp) {
+        /* Admin TCP is always mutual TLS: its access control is the
+         * caller's certificate (the admin identity), so it has no
+         * plaintext form, not even with --insecure. */
+        const char *ca = o->admin_tls_ca ? o->admin_tls_ca : o->tls_ca;
+        const char *ce = o->admin_tls_cert ? o->admin_tls_cert : o->tls_cert;
+        const char *k = o->admin_tls_key ? o->admin_tls_key : o->tls_key;
+        if (!ca || !ce || !k) {
+            snprintf(err, errlen, "--admin-tcp needs mutual TLS: "
+                     "--admin-tls-ca, --admin-tls-cert and --admin-tls-key "
+                     "(or the link's --tls-*); it has no plaintext mode");
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+    if (o->admin_socket_mode & ~0770u) {
+        snprintf(err, errlen, "--admin-socket-mode %04o: the socket's mode is "
+                 "the admin API's only access control; owner and group bits "
+                 "only (0600, 0660)", o->admin_socket_mode);
         rc = -EINVAL;
         goto fail;
     }
@@ -194,23 +234,46 @@ int rep_start(rep_ctx *r, char *err, size_t errlen)
     }
     r->link_port = rc;
     if ((rc = rpc_server_start(r->link_srv)) < 0) goto fail_msg;
-    if (r->o.admin_addr || r->o.admin_tcp) {
+    if (r->o.insecure)
+        tlog_warn("rep.link_unauthenticated", "listen=%s peer_addr=%s "
+                  "msg=\"--insecure: plaintext peer link without identities; "
+                  "any client is taken for region %s (tests only)\"",
+                  r->o.listen_addr, r->peer_addr, r->peer_region);
+    /* The admin API: on the unix socket, whose file mode (0600 unless
+     * --admin-socket-mode) is the access control, since gRPC cannot tell
+     * who a unix-socket client is; on TCP, a server of its own whose every
+     * method first checks the caller's certificate for the admin identity
+     * (rep__admin_tcp_methods), never the link's server or its rules. */
+    if (r->o.admin_addr) {
         struct rpc_server_opts ao = {rep__admin_methods, rep__n_admin_methods,
                                      r, 4, REP_MAX_MSG};
+        mode_t mode = r->o.admin_socket_mode ? r->o.admin_socket_mode : 0600;
         if ((rc = rpc_server_create(&ao, &r->admin_srv)) < 0) goto fail_msg;
-        if (r->o.admin_addr &&
-            (rc = rpc_server_listen(r->admin_srv, r->o.admin_addr, NULL)) < 0) {
+        if ((rc = rpc_server_listen_mode(r->admin_srv, r->o.admin_addr, NULL,
+                                         mode)) < 0) {
             snprintf(err, errlen, "admin listen %s: %s", r->o.admin_addr,
                      strerror(-rc));
             return rc;
         }
-        if (r->o.admin_tcp &&
-            (rc = rpc_server_listen(r->admin_srv, r->o.admin_tcp, t)) < 0) {
+        if ((rc = rpc_server_start(r->admin_srv)) < 0) goto fail_msg;
+    }
+    if (r->o.admin_tcp) {
+        struct rpc_tls atls = {
+            r->o.admin_tls_ca ? r->o.admin_tls_ca : r->o.tls_ca,
+            r->o.admin_tls_cert ? r->o.admin_tls_cert : r->o.tls_cert,
+            r->o.admin_tls_key ? r->o.admin_tls_key : r->o.tls_key, NULL};
+        struct rpc_server_opts ao = {rep__admin_tcp_methods,
+                                     rep__n_admin_tcp_methods, r, 4,
+                                     REP_MAX_MSG};
+        if ((rc = rpc_server_create(&ao, &r->admin_tcp_srv)) < 0)
+            goto fail_msg;
+        if ((rc = rpc_server_listen(r->admin_tcp_srv, r->o.admin_tcp,
+                                    &atls)) < 0) {
             snprintf(err, errlen, "admin listen %s: %s", r->o.admin_tcp,
                      strerror(-rc));
             return rc;
         }
-        if ((rc = rpc_server_start(r->admin_srv)) < 0) goto fail_msg;
+        if ((rc = rpc_server_start(r->admin_tcp_srv)) < 0) goto fail_msg;
     }
     if (r->o.metrics_addr && (rc = rep__metrics_start(r, r->o.metrics_addr)) < 0) {
         snprintf(err, errlen, "metrics listen %s: %s", r->o.metrics_addr,
@@ -221,10 +284,14 @@ int rep_start(rep_ctx *r, char *err, size_t errlen)
         goto fail_msg;
     r->scan_started = 1;
     tlog_info("rep.started", "region=%s peer=%s peer_addr=%s listen=%s "
-              "link_port=%d admin=%s tls=%s", r->region, r->peer_region,
+              "link_port=%d admin=%s admin_tcp=%s tls=%s peer_identity=%s%s "
+              "admin_identity=%s", r->region, r->peer_region,
               r->peer_addr, r->o.listen_addr, r->link_port,
               r->o.admin_addr ? r->o.admin_addr : "-",
-              r->o.insecure ? "off" : "mtls");
+              r->o.admin_tcp ? r->o.admin_tcp : "-",
+              r->o.insecure ? "off" : "mtls",
+              r->o.insecure ? "" : r->id_region_prefix,
+              r->o.insecure ? "none" : r->peer_region, r->id_admin);
     return 0;
 fail_msg:
     snprintf(err, errlen, "start: %s", strerror(-rc));
@@ -252,6 +319,7 @@ void rep_destroy(rep_ctx *r)
         if (v->thr_joinable) pthread_join(v->thr, NULL);
     rep__metrics_stop(r);
     rpc_server_destroy(r->admin_srv, 2000);
+    rpc_server_destroy(r->admin_tcp_srv, 2000);
     rpc_server_destroy(r->link_srv, 2000);
     rpc_client_destroy(r->peer);
     struct rep_vol *v = r->vols;
@@ -276,6 +344,10 @@ void rep_destroy(rep_ctx *r)
     free((char *)r->o.tls_cert);
     free((char *)r->o.tls_key);
     free((char *)r->o.tls_server_name);
+    free((char *)r->o.trust_domain);
+    free((char *)r->o.admin_tls_ca);
+    free((char *)r->o.admin_tls_cert);
+    free((char *)r->o.admin_tls_key);
     free((char *)r->o.metrics_addr);
     pthread_mutex_destroy(&r->vol_mu);
     pthread_mutex_destroy(&r->stop_mu);

@@ -49,6 +49,9 @@
  * next, read-ahead, raw and LZ4); the others ship one batch at a time.
  * Bounds the replicator's memory when many volumes catch up together. */
 #define REP_PIPE_SLOTS 2
+/* Longest identity URI (spiffe://TD/tandem/...) the replicator handles. */
+#define REP_MAX_ID_URI 320
+#define REP_MAX_TRUST_DOMAIN 200
 
 /* A volume's link state, as status and /metrics show it: rep__link_name
  * gives the text they print (tandemctl, the tests and dashboards read
@@ -143,7 +146,12 @@ struct rep_ctx {
     st_store *st;
     rpc_client *peer;           /* link client (shared by senders) */
     rpc_server *link_srv;
-    rpc_server *admin_srv;
+    rpc_server *admin_srv;      /* admin API on the unix socket */
+    rpc_server *admin_tcp_srv;  /* admin API on TCP (mTLS, admin identity) */
+    /* Identities (URI SANs) from --trust-domain: a region's replicator is
+     * id_region_prefix + its region name, an operator id_admin. */
+    char id_region_prefix[REP_MAX_ID_URI];
+    char id_admin[REP_MAX_ID_URI];
     int link_port;
     /* volume table */
     pthread_mutex_t vol_mu;

@@ -9,6 +9,17 @@
  * Refusals are answers (Result), never overwrites: a local PRIMARY is not
  * touched by anything the peer ships; a batch below the local epoch is
  * refused (split-brain guard).
+ *
+ * Authorization, on every call before anything else (link_admit): the
+ * caller is the region its verified certificate names (URI SAN
+ * spiffe://TD/tandem/region/NAME), and only the configured peer region
+ * is served; request fields that name a region must name that one.  Then
+ * per volume (vol_authz, spec_authz): a call acts only on a volume whose
+ * peer is the caller.  Refusals are PERMISSION_DENIED with one log line
+ * (event=rep.link_denied) quoting the identity.  A higher epoch is adopted
+ * only from a sender whose copy is primary (from_primary).  With
+ * --insecure there is no identity: the caller is taken for the peer
+ * region (the per-volume rules still apply).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +35,131 @@
 
 static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
+/* -------------------------------------------------------- authorization */
+
+/* Who calls: the identity URI of its certificate ("" with --insecure) and
+ * the region it is admitted as (always r->peer_region). */
+struct caller {
+    char uri[REP_MAX_ID_URI];
+    const char *region;
+};
+
+/* Not a Result: receive_check's "refused: not this caller's volume". */
+#define R_DENIED (-1)
+
+static int link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Refuse the call: PERMISSION_DENIED with why, and one log line naming the
+ * caller's identity (quoted: it comes from a certificate). */
+static int link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
+                     const char *fmt, ...)
+{
+    char why[400], q1[REP_MAX_ID_URI + 8], q2[sizeof(why) + 8];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    tlog_warn("rep.link_denied", "method=%s identity=%s peer=%s why=%s",
+              rpc_ctx_method(ctx), tlog_q(q1, sizeof(q1), uri),
+              rpc_ctx_peer(ctx), tlog_q(q2, sizeof(q2), why));
+    return rpc_ctx_error(ctx, RPC_PERMISSION_DENIED, "region %s: %s",
+                         r->region, why);
+}
+
+/* Admit a caller of the link: its certificate must carry exactly one URI
+ * identity, and that identity must be the peer region's replicator.  The
+ * admin identity, other regions, other trust domains and certificates
+ * without a URI are refused.  Returns RPC_OK or the refusal (sent). */
+static int link_admit(rep_ctx *r, rpc_ctx *ctx, struct caller *c)
+{
+    c->uri[0] = 0;
+    c->region = r->peer_region;
+    if (r->o.insecure) return RPC_OK; /* no identity: logged at start */
+    int rc = rpc_ctx_peer_uri(ctx, NULL, c->uri, sizeof(c->uri));
+    if (rc < 0) {
+        c->uri[0] = 0;
+        return link_deny(r, ctx, "", "%s",
+                         rc == -ENOENT     ? "the client certificate names "
+                                             "no identity (no URI SAN)"
+                         : rc == -ENOTUNIQ ? "the client certificate names "
+                                             "more than one identity"
+                         : rc == -ERANGE   ? "the client identity is too long"
+                                           : "the client identity is "
+                                             "unreadable");
+    }
+    if (!strcmp(c->uri, r->id_admin))
+        return link_deny(r, ctx, c->uri, "the admin identity may not use "
+                         "the peer link");
+    size_t pl = strlen(r->id_region_prefix);
+    if (strncmp(c->uri, r->id_region_prefix, pl))
+        return link_deny(r, ctx, c->uri, "not a region identity of this "
+                         "trust domain (%s...)", r->id_region_prefix);
+    if (strcmp(c->uri + pl, r->peer_region))
+        return link_deny(r, ctx, c->uri, "region %.64s is not the peer of "
+                         "region %s (its peer is %s)", c->uri + pl,
+                         r->region, r->peer_region);
+    return RPC_OK;
+}
+
+/* A request field that names the caller's region must name the region of
+ * its identity.  RPC_OK, or the refusal (sent).  No identity (--insecure):
+ * the field is checked by the handler as before. */
+static int link_field(rep_ctx *r, rpc_ctx *ctx, const struct caller *c,
+                      const char *field, const char *value)
+{
+    if (!c->uri[0] || !strcmp(value, c->region)) return RPC_OK;
+    char q[80];
+    return link_deny(r, ctx, c->uri, "%s %s does not match the caller's "
+                     "identity (region %s)", field,
+                     tlog_q(q, sizeof(q), value), c->region);
+}
+
+/* A local volume may be acted on by the caller only if the caller is its
+ * peer: the region a replica came from, or the peerRegion of a copy that
+ * replicates from here.  0, or R_DENIED with msg set. */
+static int vol_authz(rep_ctx *r, const struct caller *c, const char *id,
+                     char *msg, size_t msz)
+{
+    char peer[RG_MAX_NAME + 1];
+    rep__vol_peer(r, id, peer, sizeof(peer));
+    if (!strcmp(peer, c->region)) return 0;
+    snprintf(msg, msz, "volume %s in region %s is not replicated with "
+             "region %s (%s%s)", id, r->region, c->region,
+             peer[0] ? "its peer is " : "not replicated", peer);
+    return R_DENIED;
+}
+
+/* A replica is created only from a spec whose metadata says the volume
+ * replicates (async) between the caller and this region: its peerRegion
+ * is this region (the primary's first replica), or the caller itself (a
+ * promoted replica that replicates back to where it came from).  0, or
+ * R_DENIED with msg set. */
+static int spec_authz(rep_ctx *r, const struct caller *c, const char *id,
+                      const Tandem__Repl__V1__VolumeSpec *sp, char *msg,
+                      size_t msz)
+{
+    const char *rep = "", *rep_alt = "", *peer = "", *peer_alt = "";
+    for (size_t i = 0; i < sp->n_meta; i++) {
+        const char *k = sp->meta[i]->key, *v = sp->meta[i]->value;
+        if (!k || !v) continue;
+        if (!strcmp(k, REP_META_REPLICATION)) rep = v;
+        else if (!strcmp(k, REP_META_REPLICATION_ALT)) rep_alt = v;
+        else if (!strcmp(k, REP_META_PEER_REGION)) peer = v;
+        else if (!strcmp(k, REP_META_PEER_REGION_ALT)) peer_alt = v;
+    }
+    if (!rep[0]) rep = rep_alt;
+    if (!peer[0]) peer = peer_alt;
+    if (!strcmp(rep, "async") &&
+        (!strcmp(peer, r->region) || !strcmp(peer, c->region)))
+        return 0;
+    snprintf(msg, msz, "volume %s does not replicate between region %s and "
+             "region %s (replication %.32s, peer region %.64s): no replica "
+             "made", id, c->region, r->region, rep[0] ? rep : "none",
+             peer[0] ? peer : "none");
+    return R_DENIED;
+}
+
 /* ---------------------------------------------------------------- Hello */
 
 static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
@@ -31,6 +167,11 @@ static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 {
     rep_ctx *r = svc;
     const Tandem__Repl__V1__HelloRequest *req = (const void *)reqm;
+    struct caller c;
+    int code;
+    if ((code = link_admit(r, ctx, &c)) != RPC_OK ||
+        (code = link_field(r, ctx, &c, "region", req->region)) != RPC_OK)
+        return code;
     if (strcmp(req->region, r->peer_region) ||
         (req->peer_region[0] && strcmp(req->peer_region, r->region)))
         return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
@@ -164,12 +305,14 @@ static const char *spec_bad(const Tandem__Repl__V1__VolumeSpec *sp)
 /* Common checks of a copy or batch against the local copy: creates it if
  * absent and a spec is given, adopts a newer epoch.  Returns a Result;
  * fills info. */
-static int receive_check(rep_ctx *r, const char *id, const char *from,
-                         uint64_t epoch, uint64_t promoted_at,
+static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
+                         uint64_t epoch, int from_primary,
+                         uint64_t promoted_at,
                          const Tandem__Repl__V1__VolumeSpec *sp,
                          struct jr_info *info, int *created, char *msg,
                          size_t msz)
 {
+    const char *from = c->region;
     *created = 0;
     int rc = jr_volume_stat(r->st, id, info);
     if (rc == -ENOENT) {
@@ -181,6 +324,7 @@ static int receive_check(rep_ctx *r, const char *id, const char *from,
             snprintf(msg, msz, "spec without size");
             return R(ERROR);
         }
+        if (spec_authz(r, c, id, sp, msg, msz) < 0) return R_DENIED;
         rc = create_replica(r, id, from, epoch, sp);
         if (rc < 0 && rc != -EEXIST) {
             snprintf(msg, msz, "create replica: %s", jr_strerror(rc));
@@ -193,6 +337,8 @@ static int receive_check(rep_ctx *r, const char *id, const char *from,
         snprintf(msg, msz, "stat: %s", jr_strerror(rc));
         return R(ERROR);
     }
+    /* Only the volume's own peer ships or copies into it. */
+    if (vol_authz(r, c, id, msg, msz) < 0) return R_DENIED;
     if (info->role == JR_ROLE_PRIMARY) {
         snprintf(msg, msz, "volume %s is primary in region %s at epoch %"
                  PRIu64 ": not overwritten", id, r->region, info->epoch);
@@ -209,6 +355,15 @@ static int receive_check(rep_ctx *r, const char *id, const char *from,
         snprintf(msg, msz, "epoch %" PRIu64 " is below region %s's epoch %"
                  PRIu64 " for %s (fenced)", epoch, r->region, info->epoch, id);
         return R(STALE_EPOCH);
+    }
+    if (epoch > info->epoch && !from_primary) {
+        /* Only a promotion raises an epoch, and a promoted copy is a
+         * primary: a higher epoch from any other copy decides nothing
+         * here (neither fences this copy nor is adopted). */
+        snprintf(msg, msz, "epoch %" PRIu64 " above region %s's %" PRIu64
+                 " for %s from a copy that is not primary: not adopted",
+                 epoch, r->region, info->epoch, id);
+        return R(ERROR);
     }
     if (epoch > info->epoch && promoted_at && info->head > promoted_at) {
         /* We hold entries past the point where the peer took over: two
@@ -337,7 +492,12 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     char msg[400];
     int created = 0, res, rc;
     void *raw = NULL;
+    struct caller c;
 
+    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+            RPC_OK)
+        return rc;
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
     if (spec_bad(req->spec))
@@ -356,10 +516,14 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     int64_t wait_t0 = 0;
 again:
     pthread_mutex_lock(&v->op_lock);
-    res = receive_check(r, req->volume_id, req->from_region, req->epoch,
+    res = receive_check(r, &c, req->volume_id, req->epoch, req->from_primary,
                         req->promoted_at_seq, req->spec, &info, &created, msg,
                         sizeof(msg));
     const char *role = info.role ? jr_role_name(info.role) : "";
+    if (res == R_DENIED) {
+        rc = link_deny(r, ctx, c.uri, "%s", msg);
+        goto out;
+    }
     if (res != R(OK)) {
         if (res != R(NO_VOLUME))
             tlog_warn("rep.refused", "vol=%s result=%d msg=\"%s\"",
@@ -579,7 +743,12 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     int created, res, rc = 0;
     uint64_t written = 0;
     void *raw = NULL;
+    struct caller c;
 
+    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+            RPC_OK)
+        return rc;
     if (!valid_id(req->volume_id) || !req->copy_id[0] ||
         strlen(req->copy_id) > 64)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
@@ -605,9 +774,13 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     struct rep_vol *v = rep__vol_get(r, req->volume_id);
     if (!v) return RPC_RESOURCE_EXHAUSTED;
     pthread_mutex_lock(&v->op_lock);
-    res = receive_check(r, req->volume_id, req->from_region, req->epoch, 0,
-                        req->begin ? req->spec : NULL, &info, &created, msg,
-                        sizeof(msg));
+    res = receive_check(r, &c, req->volume_id, req->epoch, req->from_primary,
+                        0, req->begin ? req->spec : NULL, &info, &created,
+                        msg, sizeof(msg));
+    if (res == R_DENIED) {
+        rc = link_deny(r, ctx, c.uri, "%s", msg);
+        goto out;
+    }
     if (res != R(OK)) {
         rc = copy_answer(respm, res, info.applied, info.epoch, 0, msg);
         goto out;
@@ -711,6 +884,11 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 out:
     pthread_mutex_unlock(&v->op_lock);
     free(raw);
+    if (rc == RPC_OK && *respm && info.role) {
+        /* The sender decides on refusals by our role (rep_copy.c). */
+        Tandem__Repl__V1__CopyRegionsResponse *a = (void *)*respm;
+        a->role = sdup(jr_role_name(info.role));
+    }
     return rc;
 }
 
@@ -721,13 +899,20 @@ static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 {
     rep_ctx *r = svc;
     const Tandem__Repl__V1__GetVolumeRequest *req = (const void *)reqm;
+    struct caller c;
+    char dmsg[400];
+    int rc;
+    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+            RPC_OK)
+        return rc;
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
     Tandem__Repl__V1__GetVolumeResponse *resp = malloc(sizeof(*resp));
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
     tandem__repl__v1__get_volume_response__init(resp);
     struct jr_info info;
-    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    rc = jr_volume_stat(r->st, req->volume_id, &info);
     if (rc == -ENOENT) {
         resp->role = sdup("");
         *respm = &resp->base;
@@ -737,6 +922,12 @@ static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         free(resp);
         return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "stat %s: %s",
                              req->volume_id, jr_strerror(rc));
+    }
+    /* Only a volume replicated with the caller: its state is the peer's
+     * business, no other region's. */
+    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0) {
+        free(resp);
+        return link_deny(r, ctx, c.uri, "%s", dmsg);
     }
     resp->exists = 1;
     resp->role = sdup(jr_role_name(info.role));
@@ -827,12 +1018,18 @@ static int h_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     rep_ctx *r = svc;
     const Tandem__Repl__V1__JournalRegionsRequest *req = (const void *)reqm;
     struct jr_info info;
+    struct caller c;
+    char dmsg[400];
+    int rc;
+    if ((rc = link_admit(r, ctx, &c)) != RPC_OK) return rc;
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
-    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    rc = jr_volume_stat(r->st, req->volume_id, &info);
     if (rc < 0)
         return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
                              "stat %s: %s", req->volume_id, jr_strerror(rc));
+    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
+        return link_deny(r, ctx, c.uri, "%s", dmsg);
     Tandem__Repl__V1__JournalRegionsResponse *resp = malloc(sizeof(*resp));
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
     tandem__repl__v1__journal_regions_response__init(resp);
@@ -862,6 +1059,10 @@ static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     const Tandem__Repl__V1__ReadRegionsRequest *req = (const void *)reqm;
     struct jr_info info;
     uint64_t total = 0;
+    struct caller c;
+    char dmsg[400];
+    int arc;
+    if ((arc = link_admit(r, ctx, &c)) != RPC_OK) return arc;
     if (!valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
     /* Bounded cost per call: every region is a store read, an allocation
@@ -877,6 +1078,10 @@ static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     if (rc < 0)
         return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
                              "stat %s: %s", req->volume_id, jr_strerror(rc));
+    /* Bytes of a volume only to the region it replicates with (which
+     * holds them anyway). */
+    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
+        return link_deny(r, ctx, c.uri, "%s", dmsg);
     for (size_t i = 0; i < req->n_regions; i++) {
         const Tandem__Repl__V1__Region *g = req->regions[i];
         if (g->offset >= info.size || g->length == 0 ||
@@ -967,7 +1172,13 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     const Tandem__Repl__V1__DeleteReplicaRequest *req = (const void *)reqm;
     const char *id = req->volume_id;
     struct jr_info info;
+    struct caller c;
+    char dmsg[400];
     int rc;
+    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+            RPC_OK)
+        return rc;
     if (!valid_id(id) || req->epoch == 0)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "bad volume id or epoch");
@@ -991,6 +1202,9 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     } else if (rc < 0) {
         rc = delrep_answer(respm, R(ERROR), 0, "stat %s: %s", id,
                            jr_strerror(rc));
+    } else if (vol_authz(r, &c, id, dmsg, sizeof(dmsg)) < 0) {
+        /* Only the region a replica came from deletes it. */
+        rc = link_deny(r, ctx, c.uri, "%s", dmsg);
     } else if (info.role != JR_ROLE_SECONDARY) {
         rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s is %s in %s at "
                            "epoch %" PRIu64 ": kept", id,

@@ -29,13 +29,28 @@ static void usage(FILE *f)
 "  --listen HOST:PORT     peer-link listener (default: replicator= of REGION)\n"
 "  --peer ADDR            peer's link address (default: replicator= of the\n"
 "                         peer region)\n"
-"  --admin unix:///PATH   admin API for tandemctl (plaintext unix socket)\n"
-"  --admin-tcp HOST:PORT  admin API over TCP with mutual TLS\n"
-"  --tls-ca FILE          CA verifying peers and admin clients\n"
-"  --tls-cert FILE        this replicator's certificate (server and client)\n"
+"  --admin unix:///PATH   admin API for tandemctl (plaintext unix socket,\n"
+"                         mode 0600: the file mode is its access control)\n"
+"  --admin-socket-mode M  the socket's mode instead (octal, owner and group\n"
+"                         bits only: 0660 lets an operators' group in)\n"
+"  --admin-tcp HOST:PORT  admin API over TCP with mutual TLS; only clients\n"
+"                         whose certificate names the admin identity\n"
+"                         (URI spiffe://TRUST-DOMAIN/tandem/admin); off\n"
+"                         unless given\n"
+"  --admin-tls-ca FILE    CA verifying admin clients (default: --tls-ca)\n"
+"  --admin-tls-cert FILE  the admin port's certificate (default: --tls-cert)\n"
+"  --admin-tls-key FILE   its key (default: --tls-key)\n"
+"  --tls-ca FILE          CA verifying the peer replicator\n"
+"  --tls-cert FILE        this replicator's certificate (server and client),\n"
+"                         naming its region: URI\n"
+"                         spiffe://TRUST-DOMAIN/tandem/region/REGION\n"
 "  --tls-key FILE         its key\n"
 "  --tls-server-name NAME name expected in the peer's certificate\n"
-"  --insecure             plaintext peer link and admin TCP (tests only)\n"
+"  --trust-domain TD      trust domain of the identities (default\n"
+"                         tandem.local); the link serves only the peer\n"
+"                         region's identity\n"
+"  --insecure             plaintext peer link without identities (tests\n"
+"                         only; admin TCP stays mutual TLS)\n"
 "  --metrics HOST:PORT    Prometheus text endpoint (GET /metrics)\n"
 "  --max-bandwidth N      link budget in bytes/s (suffixes K M G; 0: none)\n"
 "  --batch-bytes N        journal bytes per batch (default 8M)\n"
@@ -69,7 +84,8 @@ int main(int argc, char **argv)
     enum {
         O_CONFIG = 256, O_REGION, O_PEER_REGION, O_LISTEN, O_PEER, O_ADMIN,
         O_ADMIN_TCP, O_CA, O_CERT, O_KEY, O_SNI, O_INSECURE, O_METRICS,
-        O_BW, O_BATCH, O_NOCOMP, O_LOG, O_HELP
+        O_BW, O_BATCH, O_NOCOMP, O_LOG, O_HELP, O_TD, O_ACA, O_ACERT,
+        O_AKEY, O_AMODE
     };
     static const struct option lo[] = {
         {"config", 1, 0, O_CONFIG},       {"region", 1, 0, O_REGION},
@@ -81,6 +97,9 @@ int main(int argc, char **argv)
         {"metrics", 1, 0, O_METRICS},     {"max-bandwidth", 1, 0, O_BW},
         {"batch-bytes", 1, 0, O_BATCH},   {"no-compress", 0, 0, O_NOCOMP},
         {"log-level", 1, 0, O_LOG},       {"help", 0, 0, O_HELP},
+        {"trust-domain", 1, 0, O_TD},     {"admin-tls-ca", 1, 0, O_ACA},
+        {"admin-tls-cert", 1, 0, O_ACERT}, {"admin-tls-key", 1, 0, O_AKEY},
+        {"admin-socket-mode", 1, 0, O_AMODE},
         {0, 0, 0, 0},
     };
     int c;
@@ -106,6 +125,22 @@ int main(int argc, char **argv)
         case O_KEY: o.tls_key = optarg; break;
         case O_SNI: o.tls_server_name = optarg; break;
         case O_INSECURE: o.insecure = 1; break;
+        case O_TD: o.trust_domain = optarg; break;
+        case O_ACA: o.admin_tls_ca = optarg; break;
+        case O_ACERT: o.admin_tls_cert = optarg; break;
+        case O_AKEY: o.admin_tls_key = optarg; break;
+        case O_AMODE: {
+            char *end;
+            errno = 0;
+            unsigned long m = strtoul(optarg, &end, 8);
+            if (errno || end == optarg || *end || m == 0 || m > 0777) {
+                fprintf(stderr, "tandem-replicator: --admin-socket-mode: "
+                        "octal permission bits (0600, 0660): %s\n", optarg);
+                return 2;
+            }
+            o.admin_socket_mode = (unsigned)m;
+            break;
+        }
         case O_METRICS: o.metrics_addr = optarg; break;
         case O_BW:
         case O_BATCH:

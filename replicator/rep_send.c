@@ -335,6 +335,7 @@ int rep__sender_refused(struct sender *s,
                           const Tandem__Repl__V1__ShipBatchResponse *resp)
 {
     char why[320];
+    int peer_primary = resp->role && !strcmp(resp->role, "primary");
     if (resp->epoch <= s->epoch &&
         resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH) {
         /* The peer refused entries as stale but holds no newer epoch:
@@ -348,9 +349,26 @@ int rep__sender_refused(struct sender *s,
         rep__vol_wait(s->r, s->v, 2000);
         return 0;
     }
-    if (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
-        (resp->result == TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN &&
-         resp->epoch > s->epoch)) {
+    if (resp->epoch > s->epoch && !peer_primary) {
+        /* The peer's copy holds a higher epoch but is not primary.  Only a
+         * promotion raises an epoch, and only the promoted (primary) copy
+         * makes ours stale: a secondary's epoch, however it got there, is
+         * no reason to fence or demote this copy.  Report and retry; the
+         * operator resolves it (resync or promote there). */
+        snprintf(why, sizeof(why), "peer %s's copy is %s at epoch %" PRIu64
+                 ", above ours %" PRIu64 ", but not primary: this copy is "
+                 "not fenced for it (%s)", s->r->peer_region,
+                 resp->role && resp->role[0] ? resp->role : "of no role",
+                 resp->epoch, s->epoch, resp->message);
+        rep__vol_state(s->v, REP_LINK_KEEP, REP_ST_ERROR, why);
+        tlog_error("rep.refused_not_primary", "vol=%s why=\"%s\"", s->v->id,
+                   why);
+        rep__vol_wait(s->r, s->v, 2000);
+        return 0;
+    }
+    if (resp->epoch > s->epoch &&
+        (resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH ||
+         resp->result == TANDEM__REPL__V1__RESULT__RESULT_SPLIT_BRAIN)) {
         /* A newer promotion happened on the peer: we are the stale side.
          * If our journal ends at or before the point where the peer took
          * over, nothing diverged: step down to be its secondary.  Else
@@ -412,6 +430,9 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
     req.volume_id = s->v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;
+    /* A sender runs only for a primary or draining copy (rep__eligible):
+     * the copies whose epoch the peer may adopt. */
+    req.from_primary = 1;
     req.promoted_at_seq = s->promoted_at;
     if (with_spec) req.spec = &sb.spec;
     req.primary_head = info->head;
@@ -552,6 +573,9 @@ static enum send_res sender_step(struct sender *s, const struct jr_info *info)
     req.volume_id = v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;
+    /* A sender runs only for a primary or draining copy (rep__eligible):
+     * the copies whose epoch the peer may adopt. */
+    req.from_primary = 1;
     req.promoted_at_seq = s->promoted_at;
     req.primary_head = info->head;
     req.head_ts_ns = info->head_ts_ns;

@@ -86,8 +86,10 @@ void rep__bucket_take(rep_ctx *r, size_t n);
 /* Record the peer's applied position (and the bytes of the exchange). */
 void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
                    uint64_t raw);
-/* Handle a refusal that fences this volume.  Returns 1 if the sender
- * must exit. */
+/* Handle a STALE_EPOCH or SPLIT_BRAIN refusal.  It fences or steps down
+ * this copy only if the peer's copy is primary (resp->role) at a higher
+ * epoch; any other refusal is reported and retried.  Returns 1 if the
+ * sender must exit. */
 int rep__sender_refused(struct sender *s,
                         const Tandem__Repl__V1__ShipBatchResponse *resp);
 

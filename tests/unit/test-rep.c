@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "jr.h"
@@ -38,11 +39,33 @@ struct two {
     struct rg_config *cfg;
 };
 
+/* With g_pki set (tls_pki), replicators start with mutual TLS (their
+ * certificates g_pki/REGION.pem, identity spiffe://tandem.local/tandem/
+ * region/REGION), an admin socket g_pki/REGION.sock and admin TCP on
+ * g_admin_port[REGION]. */
+static char g_pki[300];
+static int g_admin_port[2];
+
 static rep_ctx *start(struct two *t, const char *r, const char *p)
 {
     char err[512];
     struct rep_opts o = {.config_path = t->conf, .region = r,
                          .peer_region = p, .insecure = 1, .scan_ms = 50};
+    char ca[400], cert[400], key[400], sock[400], atcp[64];
+    if (g_pki[0]) {
+        snprintf(ca, sizeof(ca), "%s/ca.pem", g_pki);
+        snprintf(cert, sizeof(cert), "%s/%s.pem", g_pki, r);
+        snprintf(key, sizeof(key), "%s/%s.key", g_pki, r);
+        snprintf(sock, sizeof(sock), "unix://%s/%s.sock", g_pki, r);
+        snprintf(atcp, sizeof(atcp), "127.0.0.1:%d",
+                 g_admin_port[r[0] == 'b']);
+        o.insecure = 0;
+        o.tls_ca = ca;
+        o.tls_cert = cert;
+        o.tls_key = key;
+        o.admin_addr = sock;
+        o.admin_tcp = atcp;
+    }
     rep_ctx *c = NULL;
     ASSERT_OK(rep_create(&o, &c, err, sizeof(err)));
     ASSERT_OK(rep_start(c, err, sizeof(err)));
@@ -412,6 +435,24 @@ static Tandem__Repl__V1__ShipBatchResponse *ship(rpc_client *c,
 
 #define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x
 
+/* The metadata a's sender puts in a spec: the volume replicates a -> b
+ * (the Link makes a replica only of such a volume). */
+static Tandem__Repl__V1__VolumeSpec__MetaEntry spec_kv[2] = {
+    TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT,
+    TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT};
+static Tandem__Repl__V1__VolumeSpec__MetaEntry *spec_kvp[2] = {&spec_kv[0],
+                                                               &spec_kv[1]};
+
+static void spec_replicated(Tandem__Repl__V1__VolumeSpec *sp)
+{
+    spec_kv[0].key = "csi.replication";
+    spec_kv[0].value = "async";
+    spec_kv[1].key = "csi.peer_region";
+    spec_kv[1].value = "b";
+    sp->n_meta = 2;
+    sp->meta = spec_kvp;
+}
+
 /* Only b runs; the test plays a's sender through a client of b's Link. */
 static rpc_client *as_sender(struct two *t)
 {
@@ -453,6 +494,7 @@ TEST(batches_in_flight_apply_in_order)
     ASSERT_UEQ(b2.last_seq, head);
 
     Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
     spec.size = 1u << 20;
     spec.object_size = 64u << 10;
     spec.start_seq = 1;
@@ -516,6 +558,7 @@ TEST(real_gap_with_two_batches_waiting_is_refused_soon)
     ASSERT_OK(jr_tail_read(t.sa, "v", b1.last_seq + 1, 1u << 20, &b2));
     ASSERT_UEQ(b2.last_seq, head);
     Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
     spec.size = 1u << 20;
     spec.object_size = 64u << 10;
     spec.start_seq = 1;
@@ -567,6 +610,7 @@ TEST(link_refusals)
     ASSERT_UEQ(b.last_seq, head);
 
     Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
     spec.size = 1u << 20;
     spec.object_size = 64u << 10;
     spec.start_seq = 1;
@@ -1279,6 +1323,676 @@ TEST(read_regions_cost_is_bounded)
     ASSERT_LT(tb_mono_ms() - t0, 5000);
     rpc_client_destroy(c);
     teardown(&t);
+}
+
+/* ------------------------------------------------------------- trust */
+
+/* Issue 8: the link authenticated (mTLS) but did not authorize.  These
+ * tests replay each attack over real mutual TLS on loopback, with
+ * certificates of one CA: regions a and b (b's peer is a), a third
+ * region c, the operators' admin, and hand-made ones gen-certs.sh does
+ * not issue (no URI SAN, two URIs, another trust domain). */
+
+/* A leaf certificate signed by g_pki's CA with subjectAltName san, as
+ * g_pki/name.pem and .key. */
+static void custom_cert(const char *name, const char *san)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd '%s'; "
+             "printf '%%s\\n' basicConstraints=critical,CA:FALSE "
+             "keyUsage=critical,digitalSignature "
+             "extendedKeyUsage=serverAuth,clientAuth "
+             "'subjectAltName=%s' >%s.ext; "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+             "-nodes -subj /CN=%s -keyout %s.key -out %s.csr 2>/dev/null; "
+             "openssl x509 -req -in %s.csr -CA ca.pem -CAkey ca.key "
+             "-set_serial 0x$(openssl rand -hex 16) -days 1 -extfile %s.ext "
+             "-out %s.pem 2>/dev/null",
+             g_pki, san, name, name, name, name, name, name, name);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+static void tls_pki(void)
+{
+    const char *tmp = getenv("TANDEM_TEST_TMP");
+    snprintf(g_pki, sizeof(g_pki), "%s/test-rep-pki.XXXXXX",
+             tmp ? tmp : "/tmp");
+    ASSERT(mkdtemp(g_pki) != NULL);
+    ASSERT(access("scripts/gen-certs.sh", X_OK) == 0); /* run from the root */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "scripts/gen-certs.sh '%s' a b c admin "
+             ">/dev/null", g_pki);
+    ASSERT_EQ(system(cmd), 0);
+    custom_cert("nouri", "IP:127.0.0.1,DNS:localhost,DNS:a");
+    custom_cert("twouri", "IP:127.0.0.1,URI:spiffe://tandem.local/tandem/"
+                "region/a,URI:spiffe://tandem.local/tandem/region/c");
+    custom_cert("xa", "IP:127.0.0.1,URI:spiffe://other.example/tandem/"
+                "region/a");
+    custom_cert("xadmin", "IP:127.0.0.1,URI:spiffe://other.example/tandem/"
+                "admin");
+    g_admin_port[0] = free_port();
+    g_admin_port[1] = free_port();
+}
+
+static void tls_pki_rm(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_pki);
+    ASSERT_EQ(system(cmd), 0);
+}
+
+/* A client of 127.0.0.1:port with certificate g_pki/name.pem. */
+static rpc_client *tls_client(const char *name, int port)
+{
+    char ca[400], cert[400], key[400], addr[64];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", g_pki);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", g_pki, name);
+    snprintf(key, sizeof(key), "%s/%s.key", g_pki, name);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    struct rpc_tls tls = {ca, cert, key, NULL};
+    rpc_client *c = NULL;
+    ASSERT_OK(rpc_client_create(addr, &tls, &c));
+    return c;
+}
+
+/* One Link call; the answer (if OK) is freed unless out. */
+static int link_call(rpc_client *c, const char *method,
+                     const ProtobufCMessage *q,
+                     const ProtobufCMessageDescriptor *d,
+                     ProtobufCMessage **out, char *msg, size_t msz)
+{
+    char path[128];
+    ProtobufCMessage *o = NULL;
+    snprintf(path, sizeof(path), "/tandem.repl.v1.Link/%s", method);
+    int code = rpc_client_call(c, path, q, d, &o, 10000, 1, msg, msz);
+    if (out)
+        *out = o;
+    else if (o)
+        protobuf_c_message_free_unpacked(o, NULL);
+    return code;
+}
+
+/* What a copy looks like: header figures, bytes, fencing mark.
+ * vsnap_same asserts nothing of it changed. */
+struct vsnap {
+    struct jr_info info;
+    uint8_t *img;
+    char *split;
+};
+
+static void vsnap_take(st_store *st, const char *id, struct vsnap *s)
+{
+    memset(s, 0, sizeof(*s));
+    ASSERT_OK(jr_volume_stat(st, id, &s->info));
+    s->img = malloc(s->info.size);
+    ASSERT(s->img != NULL);
+    ASSERT_OK(jr_image_read(st, id, 0, s->img, s->info.size));
+    if (jr_meta_get(st, id, REP_META_SPLIT, &s->split) < 0) s->split = NULL;
+}
+
+static void vsnap_same(st_store *st, const char *id, struct vsnap *s)
+{
+    struct vsnap n;
+    vsnap_take(st, id, &n);
+    ASSERT_EQ(n.info.role, s->info.role);
+    ASSERT_UEQ(n.info.epoch, s->info.epoch);
+    ASSERT_UEQ(n.info.head, s->info.head);
+    ASSERT_UEQ(n.info.applied, s->info.applied);
+    ASSERT_UEQ(n.info.size, s->info.size);
+    ASSERT_MEMEQ(n.img, s->img, s->info.size);
+    ASSERT_EQ(n.split != NULL, s->split != NULL);
+    free(n.img);
+    free(n.split);
+    free(s->img);
+    free(s->split);
+    s->img = NULL;
+    s->split = NULL;
+}
+
+/* Every Link method, with requests that name volume id and region from
+ * (the attacks of issue 8 among them: DeleteReplica at epoch 2^64-1,
+ * CopyRegions of 4 KiB of 'A' at epoch 1000, a ShipBatch probe at epoch
+ * 1000, ReadRegions of 1 MiB). */
+struct link_reqs {
+    Tandem__Repl__V1__HelloRequest hello;
+    Tandem__Repl__V1__ShipBatchRequest ship;
+    Tandem__Repl__V1__CopyRegionsRequest copy;
+    Tandem__Repl__V1__GetVolumeRequest getvol;
+    Tandem__Repl__V1__JournalRegionsRequest jregions;
+    Tandem__Repl__V1__ReadRegionsRequest rregions;
+    Tandem__Repl__V1__DeleteReplicaRequest delrep;
+    Tandem__Repl__V1__VolumeSpec spec;
+    Tandem__Repl__V1__Region cg, *cgp, rg, *rgp;
+    uint8_t aaaa[4096];
+};
+
+static void link_reqs_init(struct link_reqs *q, const char *id,
+                           const char *from, const char *to)
+{
+    memset(q, 0, sizeof(*q));
+    tandem__repl__v1__hello_request__init(&q->hello);
+    q->hello.region = (char *)from;
+    q->hello.peer_region = (char *)to;
+    tandem__repl__v1__volume_spec__init(&q->spec);
+    q->spec.size = 1u << 20;
+    q->spec.object_size = 64u << 10;
+    q->spec.start_seq = 1;
+    spec_replicated(&q->spec);
+    tandem__repl__v1__ship_batch_request__init(&q->ship);
+    q->ship.volume_id = (char *)id;
+    q->ship.from_region = (char *)from;
+    q->ship.epoch = 1000;
+    q->ship.from_primary = 1;
+    q->ship.spec = &q->spec;
+    memset(q->aaaa, 'A', sizeof(q->aaaa));
+    tandem__repl__v1__region__init(&q->cg);
+    q->cg.offset = 0;
+    q->cg.length = sizeof(q->aaaa);
+    q->cg.data.data = q->aaaa;
+    q->cg.data.len = sizeof(q->aaaa);
+    q->cgp = &q->cg;
+    tandem__repl__v1__copy_regions_request__init(&q->copy);
+    q->copy.volume_id = (char *)id;
+    q->copy.from_region = (char *)from;
+    q->copy.epoch = 1000;
+    q->copy.from_primary = 1;
+    q->copy.copy_id = "evil";
+    q->copy.begin = 1;
+    q->copy.spec = &q->spec;
+    q->copy.n_regions = 1;
+    q->copy.regions = &q->cgp;
+    tandem__repl__v1__get_volume_request__init(&q->getvol);
+    q->getvol.volume_id = (char *)id;
+    q->getvol.from_region = (char *)from;
+    tandem__repl__v1__journal_regions_request__init(&q->jregions);
+    q->jregions.volume_id = (char *)id;
+    q->jregions.from_seq = 1;
+    tandem__repl__v1__region__init(&q->rg);
+    q->rg.offset = 0;
+    q->rg.length = 1u << 20;
+    q->rgp = &q->rg;
+    tandem__repl__v1__read_regions_request__init(&q->rregions);
+    q->rregions.volume_id = (char *)id;
+    q->rregions.n_regions = 1;
+    q->rregions.regions = &q->rgp;
+    tandem__repl__v1__delete_replica_request__init(&q->delrep);
+    q->delrep.volume_id = (char *)id;
+    q->delrep.from_region = (char *)from;
+    q->delrep.epoch = UINT64_MAX;
+}
+
+/* Call every Link method of q as client c: each must be refused with
+ * PERMISSION_DENIED (and its message must contain want, if given). */
+static void link_all_denied(rpc_client *c, struct link_reqs *q,
+                            const char *who, const char *want)
+{
+    struct {
+        const char *m;
+        const ProtobufCMessage *q;
+        const ProtobufCMessageDescriptor *d;
+    } calls[] = {
+        {"Hello", &q->hello.base, &tandem__repl__v1__hello_response__descriptor},
+        {"ShipBatch", &q->ship.base,
+         &tandem__repl__v1__ship_batch_response__descriptor},
+        {"CopyRegions", &q->copy.base,
+         &tandem__repl__v1__copy_regions_response__descriptor},
+        {"GetVolume", &q->getvol.base,
+         &tandem__repl__v1__get_volume_response__descriptor},
+        {"JournalRegions", &q->jregions.base,
+         &tandem__repl__v1__journal_regions_response__descriptor},
+        {"ReadRegions", &q->rregions.base,
+         &tandem__repl__v1__read_regions_response__descriptor},
+        {"DeleteReplica", &q->delrep.base,
+         &tandem__repl__v1__delete_replica_response__descriptor},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        char msg[512] = "";
+        int code = link_call(c, calls[i].m, calls[i].q, calls[i].d, NULL, msg,
+                             sizeof(msg));
+        if (code != RPC_PERMISSION_DENIED ||
+            (want && !strstr(msg, want))) {
+            fprintf(stderr, "  %s as %s: %s \"%s\" (want PERMISSION_DENIED "
+                    "\"%s\")\n", calls[i].m, who, rpc_code_name(code), msg,
+                    want ? want : "");
+            TT_FAIL("a Link call was not refused");
+        }
+    }
+}
+
+/* Both regions over mTLS; a's volume v replicated to b, a's local-only
+ * volume priv (1 MiB written), b at rest. */
+static void trust_setup(struct two *t, uint64_t *head)
+{
+    tls_pki();
+    setup(t, 1);
+    create_primary(t->sa, "v", 1u << 20);
+    *head = write_some(t->sa, "v", 20, 21);
+    ASSERT(wait_applied(t->sb, "v", *head));
+    struct jr_create_opts lo = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_PRIMARY, .region = "a"};
+    ASSERT_OK(jr_volume_create(t->sa, "priv", &lo));
+    write_some(t->sa, "priv", 8, 22);
+    uint64_t ack = 0;
+    for (int i = 0; i < 3000 && ack < *head; i++) {
+        jr_peer_ack_get(t->sa, "v", "b", &ack);
+        usleep(10000);
+    }
+    ASSERT_UEQ(ack, *head);
+}
+
+/* Identity comes from the certificate: a third region's certificate of
+ * the same CA, the admin's, one without a URI, one with two, and region
+ * a of another trust domain are refused on every Link method of b (whose
+ * peer is a) and of a, whatever the request fields say; the real peer is
+ * refused when a field names another region.  Nothing changes on either
+ * side, and replication goes on. */
+TEST(link_identity_is_the_certificate)
+{
+    struct two t;
+    uint64_t head;
+    trust_setup(&t, &head);
+    struct vsnap sa, sb, sp;
+    vsnap_take(t.sa, "v", &sa);
+    vsnap_take(t.sb, "v", &sb);
+    vsnap_take(t.sa, "priv", &sp);
+    struct link_reqs q;
+    const char *who[] = {"c", "admin", "nouri", "twouri", "xa"};
+    const char *why[] = {"region c is not the peer of region b",
+                         "admin identity may not use the peer link",
+                         "no identity (no URI SAN)",
+                         "more than one identity",
+                         "not a region identity of this trust domain"};
+    for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++) {
+        /* Against b, claiming to be a, with b's replica of v. */
+        rpc_client *c = tls_client(who[i], t.pb);
+        link_reqs_init(&q, "v", "a", "b");
+        link_all_denied(c, &q, who[i], why[i]);
+        rpc_client_destroy(c);
+        /* Against a, claiming to be b: a's local volume. */
+        c = tls_client(who[i], t.pa);
+        link_reqs_init(&q, "priv", "b", "a");
+        link_all_denied(c, &q, who[i], NULL);
+        rpc_client_destroy(c);
+    }
+    /* The real peer's certificate, with a field naming another region. */
+    rpc_client *ca = tls_client("a", t.pb);
+    link_reqs_init(&q, "v", "c", "b");
+    q.hello.region = "c";
+    char msg[512];
+    struct {
+        const char *m;
+        const ProtobufCMessage *q;
+        const ProtobufCMessageDescriptor *d;
+    } f[] = {
+        {"Hello", &q.hello.base, &tandem__repl__v1__hello_response__descriptor},
+        {"ShipBatch", &q.ship.base,
+         &tandem__repl__v1__ship_batch_response__descriptor},
+        {"CopyRegions", &q.copy.base,
+         &tandem__repl__v1__copy_regions_response__descriptor},
+        {"GetVolume", &q.getvol.base,
+         &tandem__repl__v1__get_volume_response__descriptor},
+        {"DeleteReplica", &q.delrep.base,
+         &tandem__repl__v1__delete_replica_response__descriptor},
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        ASSERT_EQ(link_call(ca, f[i].m, f[i].q, f[i].d, NULL, msg,
+                            sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT(strstr(msg, "does not match the caller's identity") != NULL);
+    }
+    /* The same certificate with the right fields is served (the refusals
+     * above are about identity, not a broken client). */
+    link_reqs_init(&q, "v", "a", "b");
+    ASSERT_EQ(link_call(ca, "Hello", &q.hello.base,
+                        &tandem__repl__v1__hello_response__descriptor, NULL,
+                        msg, sizeof(msg)), RPC_OK);
+    ProtobufCMessage *o = NULL;
+    ASSERT_EQ(link_call(ca, "GetVolume", &q.getvol.base,
+                        &tandem__repl__v1__get_volume_response__descriptor,
+                        &o, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(((Tandem__Repl__V1__GetVolumeResponse *)o)->exists, 1);
+    /* No region copy was begun by the refused CopyRegions. */
+    ASSERT_EQ(((Tandem__Repl__V1__GetVolumeResponse *)o)->copy_active, 0);
+    ASSERT_UEQ(((Tandem__Repl__V1__GetVolumeResponse *)o)->epoch, 1);
+    protobuf_c_message_free_unpacked(o, NULL);
+    rpc_client_destroy(ca);
+    /* Nothing changed on either side... */
+    vsnap_same(t.sa, "v", &sa);
+    vsnap_same(t.sb, "v", &sb);
+    vsnap_same(t.sa, "priv", &sp);
+    /* ...and a keeps shipping to b. */
+    uint64_t h2 = write_some(t.sa, "v", 5, 23);
+    ASSERT(wait_applied(t.sb, "v", h2));
+    images_equal(t.sa, t.sb, "v");
+    struct jr_info ia;
+    ASSERT_OK(jr_volume_stat(t.sa, "v", &ia));
+    ASSERT_EQ(ia.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ia.epoch, 1);
+    teardown(&t);
+    tls_pki_rm();
+}
+
+/* The real peer acts only on volumes whose peer it is, in the direction
+ * the roles allow: b may not read, inspect or list the journal of a's
+ * volume that is not replicated (or replicates elsewhere); a may not
+ * delete, copy into or ship into b's secondary that did not come from
+ * it, nor have a replica made of a volume that does not replicate
+ * between them. */
+TEST(link_acts_only_on_the_callers_volumes)
+{
+    struct two t;
+    uint64_t head;
+    trust_setup(&t, &head);
+    /* a: "else" replicates to a region z, not to b. */
+    struct jr_kv zkv[] = {{"csi.replication", "async"},
+                          {"csi.peer_region", "z"}};
+    struct jr_create_opts zo = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_PRIMARY, .region = "a",
+                                .meta = zkv, .n_meta = 2};
+    ASSERT_OK(jr_volume_create(t.sa, "else", &zo));
+    write_some(t.sa, "else", 4, 24);
+    /* b: a secondary that is nobody's replica, with data. */
+    struct jr_create_opts so = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_SECONDARY, .region = "b"};
+    ASSERT_OK(jr_volume_create(t.sb, "bsec", &so));
+    uint8_t buf[65536];
+    fill(buf, sizeof(buf), 25);
+    ASSERT_OK(jr_image_write(t.sb, "bsec", 0, buf, sizeof(buf)));
+    struct vsnap s1, s2, s3;
+    vsnap_take(t.sa, "priv", &s1);
+    vsnap_take(t.sa, "else", &s2);
+    vsnap_take(t.sb, "bsec", &s3);
+    char msg[512];
+    struct link_reqs q;
+
+    /* b's identity against a. */
+    rpc_client *cb = tls_client("b", t.pa);
+    const char *ids[] = {"priv", "else"};
+    for (int i = 0; i < 2; i++) {
+        link_reqs_init(&q, ids[i], "b", "a");
+        ASSERT_EQ(link_call(cb, "ReadRegions", &q.rregions.base,
+                            &tandem__repl__v1__read_regions_response__descriptor,
+                            NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT(strstr(msg, "is not replicated with region b") != NULL);
+        ASSERT_EQ(link_call(cb, "GetVolume", &q.getvol.base,
+                            &tandem__repl__v1__get_volume_response__descriptor,
+                            NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT_EQ(link_call(cb, "JournalRegions", &q.jregions.base,
+                            &tandem__repl__v1__journal_regions_response__descriptor,
+                            NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    }
+    /* The replicated one is b's business: it reads it. */
+    link_reqs_init(&q, "v", "b", "a");
+    ProtobufCMessage *o = NULL;
+    ASSERT_EQ(link_call(cb, "ReadRegions", &q.rregions.base,
+                        &tandem__repl__v1__read_regions_response__descriptor,
+                        &o, msg, sizeof(msg)), RPC_OK);
+    ASSERT_UEQ(((Tandem__Repl__V1__ReadRegionsResponse *)o)->n_regions, 1);
+    protobuf_c_message_free_unpacked(o, NULL);
+    rpc_client_destroy(cb);
+
+    /* a's identity against b. */
+    rpc_client *ca = tls_client("a", t.pb);
+    link_reqs_init(&q, "bsec", "a", "b");
+    q.ship.epoch = 1;
+    q.copy.epoch = 1;
+    q.delrep.epoch = UINT64_MAX;
+    ASSERT_EQ(link_call(ca, "DeleteReplica", &q.delrep.base,
+                        &tandem__repl__v1__delete_replica_response__descriptor,
+                        NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    ASSERT(strstr(msg, "is not replicated with region a") != NULL);
+    ASSERT_EQ(link_call(ca, "CopyRegions", &q.copy.base,
+                        &tandem__repl__v1__copy_regions_response__descriptor,
+                        NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    ASSERT_EQ(link_call(ca, "ShipBatch", &q.ship.base,
+                        &tandem__repl__v1__ship_batch_response__descriptor,
+                        NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    ASSERT_EQ(link_call(ca, "GetVolume", &q.getvol.base,
+                        &tandem__repl__v1__get_volume_response__descriptor,
+                        NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    /* A replica of a volume that does not replicate between a and b is
+     * never made: peer region z, or no replication at all. */
+    Tandem__Repl__V1__VolumeSpec__MetaEntry e[2] = {
+        TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT,
+        TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT};
+    Tandem__Repl__V1__VolumeSpec__MetaEntry *ep[2] = {&e[0], &e[1]};
+    e[0].key = "csi.replication";
+    e[0].value = "async";
+    e[1].key = "csi.peer_region";
+    e[1].value = "z";
+    const char *news[] = {"new-z", "new-none"};
+    for (int i = 0; i < 2; i++) {
+        link_reqs_init(&q, news[i], "a", "b");
+        q.ship.epoch = 1;
+        q.copy.epoch = 1;
+        q.spec.meta = ep;
+        q.spec.n_meta = i == 0 ? 2 : 0;
+        ASSERT_EQ(link_call(ca, "ShipBatch", &q.ship.base,
+                            &tandem__repl__v1__ship_batch_response__descriptor,
+                            NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT(strstr(msg, "no replica made") != NULL);
+        ASSERT_EQ(link_call(ca, "CopyRegions", &q.copy.base,
+                            &tandem__repl__v1__copy_regions_response__descriptor,
+                            NULL, msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        struct jr_info x;
+        ASSERT_EQ(jr_volume_stat(t.sb, news[i], &x), -ENOENT);
+    }
+    rpc_client_destroy(ca);
+    vsnap_same(t.sa, "priv", &s1);
+    vsnap_same(t.sa, "else", &s2);
+    vsnap_same(t.sb, "bsec", &s3);
+    teardown(&t);
+    tls_pki_rm();
+}
+
+/* A higher epoch is adopted only from a sender whose copy is primary;
+ * and a primary is fenced or demoted only by a peer whose copy is
+ * primary at a higher epoch.  Once, a probe at epoch 1000 made b's
+ * secondary adopt it, and a's sender then fenced its own primary. */
+TEST(only_a_primary_at_a_higher_epoch_fences)
+{
+    struct two t;
+    uint64_t head;
+    trust_setup(&t, &head);
+    struct link_reqs q;
+    char msg[512];
+    rpc_client *ca = tls_client("a", t.pb);
+    /* A probe that does not say the sender's copy is primary. */
+    link_reqs_init(&q, "v", "a", "b");
+    q.ship.spec = NULL;
+    q.ship.from_primary = 0;
+    ProtobufCMessage *o = NULL;
+    ASSERT_EQ(link_call(ca, "ShipBatch", &q.ship.base,
+                        &tandem__repl__v1__ship_batch_response__descriptor,
+                        &o, msg, sizeof(msg)), RPC_OK);
+    Tandem__Repl__V1__ShipBatchResponse *sr = (void *)o;
+    ASSERT_EQ(sr->result, RES(ERROR));
+    ASSERT(strstr(sr->message, "not adopted") != NULL);
+    protobuf_c_message_free_unpacked(o, NULL);
+    struct jr_info ib, ia;
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.epoch, 1);
+    ASSERT_EQ(ib.role, JR_ROLE_SECONDARY);
+    /* Say b's secondary does hold epoch 1000 (adopted from a probe that
+     * claimed a primary).  a's sender then meets STALE_EPOCH answers
+     * from a secondary: no reason to fence its primary. */
+    q.ship.from_primary = 1;
+    ASSERT_EQ(link_call(ca, "ShipBatch", &q.ship.base,
+                        &tandem__repl__v1__ship_batch_response__descriptor,
+                        NULL, msg, sizeof(msg)), RPC_OK);
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.epoch, 1000);
+    rpc_client_destroy(ca);
+    write_some(t.sa, "v", 3, 26); /* a's sender ships, b refuses */
+    struct rep_vstat st;
+    int seen = 0;
+    for (int i = 0; i < 3000 && !seen; i++) {
+        rep__vol_status(t.a, "v", &st);
+        seen = strstr(st.last_error, "but not primary") != NULL;
+        ASSERT_OK(jr_volume_stat(t.sa, "v", &ia));
+        if (ia.role != JR_ROLE_PRIMARY) break; /* fenced: fails below */
+        if (!seen) usleep(10000);
+    }
+    ASSERT_OK(jr_volume_stat(t.sa, "v", &ia));
+    ASSERT_EQ(ia.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ia.epoch, 1);
+    char *split = NULL;
+    ASSERT_EQ(jr_meta_get(t.sa, "v", REP_META_SPLIT, &split), -ENOENT);
+    ASSERT(seen);
+    /* The copy path's refusals say the role too (rep_copy.c once called
+     * every refuser primary). */
+    Tandem__Repl__V1__CopyRegionsRequest cq =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    cq.volume_id = "v";
+    cq.from_region = "a";
+    cq.epoch = 1;
+    cq.from_primary = 1;
+    cq.copy_id = "c1";
+    cq.begin = 1;
+    ca = tls_client("a", t.pb);
+    ASSERT_EQ(link_call(ca, "CopyRegions", &cq.base,
+                        &tandem__repl__v1__copy_regions_response__descriptor,
+                        &o, msg, sizeof(msg)), RPC_OK);
+    Tandem__Repl__V1__CopyRegionsResponse *cr = (void *)o;
+    ASSERT_EQ(cr->result, RES(STALE_EPOCH));
+    ASSERT_STREQ(cr->role, "secondary");
+    protobuf_c_message_free_unpacked(o, NULL);
+    rpc_client_destroy(ca);
+    /* A primary at a higher epoch is a reason: b promoted (epoch 1001),
+     * a's sender steps down or fences. */
+    int changed;
+    ASSERT_EQ(rep__promote(t.b, "v", 1, &changed, msg, sizeof(msg)), RPC_OK);
+    for (int i = 0; i < 3000; i++) {
+        ASSERT_OK(jr_volume_stat(t.sa, "v", &ia));
+        if (ia.role != JR_ROLE_PRIMARY) break;
+        usleep(10000);
+    }
+    ASSERT_EQ(ia.role, JR_ROLE_SECONDARY);
+    teardown(&t);
+    tls_pki_rm();
+}
+
+/* Admin call over TCP as client name; returns the code. */
+static int admin_tcp_call(int port, const char *name, const char *method,
+                          const ProtobufCMessage *q,
+                          const ProtobufCMessageDescriptor *d, char *msg,
+                          size_t msz)
+{
+    rpc_client *c = tls_client(name, port);
+    char path[128];
+    ProtobufCMessage *o = NULL;
+    snprintf(path, sizeof(path), "/tandem.admin.v1.Admin/%s", method);
+    int code = rpc_client_call(c, path, q, d, &o, 10000, 1, msg, msz);
+    if (o) protobuf_c_message_free_unpacked(o, NULL);
+    rpc_client_destroy(c);
+    return code;
+}
+
+/* The admin API over TCP takes only the admin identity: the peer
+ * replicator's certificate (same CA) cannot run Status, a third region's
+ * cannot Promote --force, nor can certificates without a URI or of
+ * another trust domain; the admin certificate can.  The unix socket is
+ * created 0600. */
+TEST(admin_tcp_takes_only_the_admin_identity)
+{
+    struct two t;
+    tls_pki();
+    setup(&t, 0); /* b only */
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"},
+                         {REP_META_PEER, "a"}};
+    struct jr_create_opts so = {.size = 1u << 20, .object_size = 64u << 10,
+                                .role = JR_ROLE_SECONDARY, .region = "b",
+                                .meta = kv, .n_meta = 3};
+    ASSERT_OK(jr_volume_create(t.sb, "v", &so));
+    int port = g_admin_port[1];
+    char msg[512];
+    Tandem__Admin__V1__StatusRequest sq = TANDEM__ADMIN__V1__STATUS_REQUEST__INIT;
+    Tandem__Admin__V1__PromoteRequest pq =
+        TANDEM__ADMIN__V1__PROMOTE_REQUEST__INIT;
+    pq.volume_id = "v";
+    pq.force = 1;
+    const char *who[] = {"a", "b", "c", "nouri", "twouri", "xadmin"};
+    for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++) {
+        ASSERT_EQ(admin_tcp_call(port, who[i], "Status", &sq.base,
+                                 &tandem__admin__v1__status_response__descriptor,
+                                 msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT(strstr(msg, "takes only spiffe://tandem.local/tandem/admin"));
+        ASSERT_EQ(admin_tcp_call(port, who[i], "Promote", &pq.base,
+                                 &tandem__admin__v1__promote_response__descriptor,
+                                 msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    }
+    struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_EQ(ib.role, JR_ROLE_SECONDARY);
+    ASSERT_UEQ(ib.epoch, 1);
+    ASSERT_EQ(admin_tcp_call(port, "admin", "Status", &sq.base,
+                             &tandem__admin__v1__status_response__descriptor,
+                             msg, sizeof(msg)), RPC_OK);
+    /* The unix socket: mode 0600, and served. */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/b.sock", g_pki);
+    struct stat sb;
+    ASSERT_OK(stat(path, &sb));
+    ASSERT_EQ(sb.st_mode & 07777, 0600);
+    char target[420];
+    snprintf(target, sizeof(target), "unix://%s", path);
+    rpc_client *u;
+    ASSERT_OK(rpc_client_create(target, NULL, &u));
+    ProtobufCMessage *o = NULL;
+    ASSERT_EQ(rpc_client_call(u, "/tandem.admin.v1.Admin/Status", &sq.base,
+                              &tandem__admin__v1__status_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    protobuf_c_message_free_unpacked(o, NULL);
+    rpc_client_destroy(u);
+    teardown(&t);
+    tls_pki_rm();
+}
+
+/* The options around identities: --admin-socket-mode (owner and group
+ * bits only), admin TCP never plaintext, the trust domain's form. */
+TEST(trust_options)
+{
+    struct two t;
+    tls_pki();
+    setup(&t, 0);
+    rep_destroy(t.b);
+    t.b = NULL;
+    char err[512], sock[400], atcp[64], ca[400], cert[400], key[400];
+    snprintf(sock, sizeof(sock), "unix://%s/m.sock", g_pki);
+    snprintf(atcp, sizeof(atcp), "127.0.0.1:%d", g_admin_port[1]);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", g_pki);
+    snprintf(cert, sizeof(cert), "%s/b.pem", g_pki);
+    snprintf(key, sizeof(key), "%s/b.key", g_pki);
+    struct rep_opts o = {.config_path = t.conf, .region = "b",
+                         .peer_region = "a", .insecure = 1,
+                         .admin_addr = sock, .admin_socket_mode = 0660};
+    rep_ctx *r = NULL;
+    ASSERT_OK(rep_create(&o, &r, err, sizeof(err)));
+    ASSERT_OK(rep_start(r, err, sizeof(err)));
+    struct stat sb;
+    ASSERT_OK(stat(sock + strlen("unix://"), &sb));
+    ASSERT_EQ(sb.st_mode & 07777, 0660);
+    rep_destroy(r);
+    o.admin_socket_mode = 0666;
+    ASSERT_EQ(rep_create(&o, &r, err, sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "--admin-socket-mode") != NULL);
+    o.admin_socket_mode = 0;
+    /* Admin TCP with nothing to do TLS with: refused, even --insecure. */
+    o.admin_tcp = atcp;
+    ASSERT_EQ(rep_create(&o, &r, err, sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "--admin-tcp needs mutual TLS") != NULL);
+    /* ...with the admin TLS flags alone it is fine. */
+    o.admin_tls_ca = ca;
+    o.admin_tls_cert = cert;
+    o.admin_tls_key = key;
+    ASSERT_OK(rep_create(&o, &r, err, sizeof(err)));
+    rep_destroy(r);
+    o.trust_domain = "Bad/Domain";
+    ASSERT_EQ(rep_create(&o, &r, err, sizeof(err)), -EINVAL);
+    ASSERT(strstr(err, "--trust-domain") != NULL);
+    teardown(&t);
+    tls_pki_rm();
 }
 
 TT_MAIN()
