@@ -33,6 +33,21 @@
  * open for writing).  Only one process opens a volume writable at a time
  * (a lease in the header; JR_ELOCKED otherwise).
  *
+ * Writer lease and fencing (FORMAT.md R-36).  The holder renews the lease
+ * every 2 s (its applier thread).  Another process judges it expired only
+ * after watching it unchanged for 30 s on its own monotonic clock (no two
+ * machines' clocks are ever compared), and then, or at once with
+ * JR_OPEN_FORCE, takes it over: it bumps the lease generation and fences
+ * the old holder at the store before it writes anything (rados: the old
+ * holder's client is blocklisted, as Ceph's exclusive lock does; sqlite:
+ * every journal, header and image update of a writer is guarded by its
+ * generation in the same transaction).  The old holder's writes then fail
+ * (JR_ELOCKED: never acknowledged), its applier stops without applying
+ * anything more, and its durable entries, acknowledged before the
+ * takeover, are replayed by the new holder before its own writes.  A
+ * holder whose renewals fail stops applying at once and gives the volume
+ * up (JR_ELOCKED) after 15 s without a good renewal.
+ *
  * Objects: header "vol/<id>", data "vol/<id>/d/<16 hex>", journal
  * "vol/<id>/j/<16 hex>" (FORMAT.md §1), so a store can hold many volumes
  * and other users' objects (anything not under "vol/").
@@ -42,8 +57,8 @@
  * the background by an applier thread, one operation per data object per
  * batch.  Reads cost one store read per data object touched.  An open
  * volume holds at most 64 MiB / 16384 entries not yet applied; writers
- * wait beyond that.  The writer lease lasts 30 s and is renewed every
- * 10 s by the applier thread.
+ * wait beyond that.  Lease renewals cost one header update every 2 s per
+ * writable volume.
  */
 #ifndef TANDEM_JR_H
 #define TANDEM_JR_H
@@ -98,7 +113,10 @@ struct jr_create_opts {
 int jr_volume_create(st_store *st, const char *vol_id,
                      const struct jr_create_opts *o);
 /* Remove every object of the volume.  -ENOENT if it does not exist;
- * JR_ELOCKED if open for writing elsewhere.  A primary with peers (it
+ * JR_ELOCKED if open for writing elsewhere.  A writer lease found in the
+ * header is watched first (R-36): up to ~2 s to see a live holder renew
+ * it (JR_ELOCKED), up to 30 s to call it expired, whose holder is then
+ * fenced before anything is removed.  A primary with peers (it
  * keeps journal for a replica: an acknowledged position per peer) leaves
  * a tombstone first (R-35), so the replicas can be deleted too. */
 int jr_volume_delete(st_store *st, const char *vol_id);
@@ -147,6 +165,13 @@ struct jr_info {
     uint64_t journal_bytes;   /* bytes of journal objects kept */
     int dirty_tracking;       /* 1: cap reached, regions tracked instead */
     int64_t head_ts_ns;       /* timestamp of the head entry (0: none) */
+    /* A damaged journal (R-37), as the last writable open's replay found
+     * it (jr_get_info: also what a read-only open met): the first entry
+     * that failed verification (0: none known), its journal object number
+     * and byte offset.  jr_journal_check looks again. */
+    uint64_t damaged_seq;
+    uint64_t damaged_object;
+    uint64_t damaged_offset;
 };
 /* Read the header from the store (no open needed).  -ENOENT if absent. */
 int jr_volume_stat(st_store *st, const char *vol_id, struct jr_info *out);
@@ -184,17 +209,26 @@ enum {
     JR_OPEN_WRITE = 1,   /* writable (takes the writer lease); a secondary
                             cannot be opened writable: JR_EROLE */
     JR_OPEN_FORCE = 2,   /* take the lease even if another holder's lease
-                            has not expired (after a crash of that holder) */
+                            has not expired (after a crash of that holder);
+                            the holder is fenced either way (R-36) */
 };
 /* Open; with JR_OPEN_WRITE replays entries after applied first.  owner
  * names the lease holder (e.g. "node-1/pid"), may be NULL when read-only.
  * Errors: -ENOENT, JR_EROLE (writable open of a secondary), JR_ELOCKED
- * (lease held; JR_OPEN_FORCE takes it over and fences the old holder: its
- * next append fails with JR_ELOCKED), JR_ECORRUPT (replay met a bad entry:
- * logged with volume/object/offset; nothing past it was applied).
+ * (lease held: a holder seen renewing it within ~2 s, or one using this
+ * same store handle, which cannot be fenced; without JR_OPEN_FORCE a
+ * lease that stays unchanged is watched for up to 30 s before it counts
+ * as expired; taking it over fences the old holder: its next write, read
+ * and close fail with JR_ELOCKED, and nothing it had not applied reaches
+ * the image), a store error from fencing (rados: blocklisting needs the
+ * mon capability, `profile rbd`), JR_ECORRUPT (replay met a damaged entry,
+ * R-37: the entries before it were applied and recorded, the damage is
+ * logged and recorded for jr_volume_stat (damaged_*); the volume stays
+ * readable read-only and opens writable again after jr_journal_discard).
  * Read-only: reads see the image plus the journal entries not yet applied
  * as of the open (a snapshot: later writes by another process are not
- * seen; reopen to refresh).  st must outlive the volume. */
+ * seen; reopen to refresh), up to a damaged entry (jr_get_info reports
+ * it).  st must outlive the volume. */
 int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             jr_volume **out);
 /* Wait for writes in progress, apply everything durable, record applied,
@@ -209,7 +243,8 @@ int jr_close(jr_volume *v);
  * 1 MiB become several consecutive entries (a crash may keep a prefix of
  * them: block devices do not promise atomic large writes either).  After a
  * failed journal append the volume refuses further writes (sticky error);
- * reads go on working. */
+ * reads go on working, except after the lease was lost (JR_ELOCKED: the
+ * volume is another writer's). */
 int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len);
 int jr_write(jr_volume *v, uint64_t off, const void *buf, size_t len);
 int jr_discard(jr_volume *v, uint64_t off, uint64_t len);
@@ -354,5 +389,53 @@ int jr_get_stats(jr_volume *v, struct jr_stats *out);
  * JR_ELOCKED after the lease was taken over, JR_EROLE after a demotion,
  * a store error of a journal append). */
 int jr_volume_error(jr_volume *v);
+
+/* ---- a damaged journal (FORMAT.md R-37) ----
+ * An entry that fails verification (a flipped byte: CRC, lengths, kind;
+ * or a journal that ends before its recorded head) is never applied and
+ * never skipped: jr_open's replay applies the entries before it, records
+ * applied, logs journal.damaged (volume, seq, object, offset, check) and
+ * records it in the header; the writable open then fails with
+ * JR_ECORRUPT while read-only opens read the volume up to the damage.
+ * Leaving that state loses data, so it is never automatic: an operator
+ * confirms the damaged seq to jr_journal_discard. */
+struct jr_damage {
+    uint64_t seq;    /* first entry that fails (0: the journal is sound) */
+    uint64_t object; /* journal object number (vol/<id>/j/<16 hex>) */
+    uint64_t offset; /* byte offset of that entry in the object */
+    uint64_t applied;/* the volume's applied position */
+    uint64_t head;   /* the journal's recorded head */
+    char why[64];    /* the failed check, e.g. "payload crc mismatch (R-19)" */
+};
+/* Verify the entries replay needs, (applied, head], without changing
+ * anything.  0 with out->seq = 0 when they all verify; JR_ECORRUPT with
+ * *out naming the first damaged one (which may lie at or below applied
+ * when it shares a journal object with entries replay needs: entries past
+ * a damaged one cannot be located); -ENOENT; store errors.  Cost: one
+ * read of each journal object holding entries after applied. */
+int jr_journal_check(st_store *st, const char *vol_id, struct jr_damage *out);
+/* Discard the damaged tail: every journal entry from bad_seq on, where
+ * bad_seq must be exactly the first damaged entry as jr_journal_check
+ * finds it now (the operator's confirmation; nothing else is ever
+ * dropped).  First the valid entries before it are applied.  Afterwards
+ * head = applied = bad_seq - 1, the damage record is gone and the volume
+ * opens writable again; new writes continue at bad_seq.
+ * Data: the discarded entries were acknowledged writes and are lost from
+ * the journal; the image may still hold the effects of some of them (a
+ * writer records applied lazily, about once a second, and a damaged
+ * entry at or below applied was applied before): treat the volume as
+ * after an unclean shutdown (fsck) and resync its peers.
+ * A primary: takes the writer lease as jr_open does without
+ * JR_OPEN_FORCE (JR_ELOCKED if a live holder renews it); a secondary:
+ * guarded by its role (jr_apply then receives the entries again from the
+ * primary).
+ * Errors: -EINVAL (bad_seq 0), -ENOENT, JR_ESTALE (bad_seq is not the
+ * first damaged entry now, or the journal is sound: nothing changed),
+ * JR_EDIVERGED (a primary whose peer acknowledged bad_seq or later: that
+ * peer holds entries this copy would now write differently; fail over to
+ * it or resync instead), JR_ELOCKED, JR_EROLE (the role changed
+ * meanwhile), store errors (a discard interrupted by one can be run
+ * again with the same seq). */
+int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq);
 
 #endif /* TANDEM_JR_H */

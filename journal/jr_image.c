@@ -11,16 +11,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jr_int.h"
+#include "tbase.h"
 
 int jr__parse_u64(const char *s, uint64_t *v)
 {
-    if (!s || !*s) return -EINVAL;
+    if (!s || *s < '0' || *s > '9') return -EINVAL; /* one digit at least */
     uint64_t x = 0;
     for (; *s >= '0' && *s <= '9'; s++) {
-        if (x > (UINT64_MAX - 9) / 10) return -EINVAL;
-        x = x * 10 + (uint64_t)(*s - '0');
+        uint64_t d = (uint64_t)(*s - '0');
+        /* x * 10 + d <= UINT64_MAX, exactly (2^64 - 1 itself parses). */
+        if (x > UINT64_MAX / 10 || (x == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+            return -EINVAL;
+        x = x * 10 + d;
     }
     if (*s && *s != ' ') return -EINVAL;
     *v = x;
@@ -99,7 +104,21 @@ static int hdr_cb(const char *key, const char *val, size_t len, void *arg)
         r = jr__parse_u64(val, &h->applied);
         const char *sp = strchr(val, ' ');
         if (!r) r = sp ? jr__parse_u64(sp + 1, &h->applied_size) : -EINVAL;
+        free(h->applied_raw);
+        h->applied_raw = strdup(val);
         goto done;
+    }
+    if (strcmp(key, "fence") == 0) { /* "<gen> <token>" */
+        r = jr__parse_u64(val, &h->fence_gen);
+        if (!r && (!strchr(val, ' ') || !strchr(val, ' ')[1])) r = -EINVAL;
+        free(h->fence);
+        h->fence = strdup(val);
+        goto done;
+    }
+    if (strcmp(key, "damage") == 0) { /* read by jr_volume_stat */
+        free(h->damage);
+        h->damage = strdup(val);
+        return 0;
     }
     if (strcmp(key, "tail") == 0) {
         r = jr__parse_u64(val, &h->tail);
@@ -125,6 +144,7 @@ static int hdr_cb(const char *key, const char *val, size_t len, void *arg)
     if (strncmp(key, "ack.", 4) == 0) {
         r = jr__parse_u64(val, &v);
         if (!r && (h->n_acks == 0 || v < h->min_ack)) h->min_ack = v;
+        if (!r && v > h->max_ack) h->max_ack = v;
         h->n_acks++;
         goto done;
     }
@@ -183,6 +203,9 @@ void jr__hdr_free(struct jr__hdr *h)
     free(h->lease);
     free(h->tail_raw);
     free(h->gen_raw);
+    free(h->fence);
+    free(h->applied_raw);
+    free(h->damage);
     free(h->j);
     for (size_t i = 0; i < h->nch; i++) free(h->ch[i].bits);
     free(h->ch);
@@ -236,6 +259,185 @@ int jr__head(st_store *st, const char *vol, const struct jr__hdr *h,
     return 0;
 }
 
+/* ---- guarded header updates ---- */
+
+void jr__guard_add(st_wop *op, const char *vol, const char *oid,
+                   const struct jr__guard *g)
+{
+    if (!g) return;
+    char hoid[JR_OID_MAX];
+    jr__oid_header(hoid, sizeof hoid, vol);
+    if (strcmp(oid, hoid) == 0)
+        st_wop_omap_cmp(op, g->key, g->val, strlen(g->val));
+    else
+        st_wop_fence_guard(op, hoid, g->key, g->val, strlen(g->val));
+}
+
+int jr__applied_set(st_store *st, const char *vol, const struct jr__guard *g,
+                    const char *seen, uint64_t seq, uint64_t size,
+                    int set_size, char *out, size_t cap)
+{
+    char hoid[JR_OID_MAX], nv[64], sz[32];
+    jr__oid_header(hoid, sizeof hoid, vol);
+    int n = snprintf(nv, sizeof nv, "%" PRIu64 " %" PRIu64, seq, size);
+    int m = snprintf(sz, sizeof sz, "%" PRIu64, size);
+    char *cur = seen ? strdup(seen) : NULL;
+    if (seen && !cur) return -ENOMEM;
+    int r = -EAGAIN;
+    for (int tries = 0; tries < 20; tries++) {
+        st_wop *op = st_wop_create();
+        if (!op) {
+            r = -ENOMEM;
+            break;
+        }
+        jr__guard_add(op, vol, hoid, g);
+        st_wop_omap_cmp(op, "applied", cur, cur ? strlen(cur) : 0);
+        st_wop_omap_set(op, "applied", nv, (size_t)n);
+        if (set_size) st_wop_omap_set(op, "size", sz, (size_t)m);
+        r = st_wop_operate(st, hoid, op);
+        st_wop_destroy(op);
+        if (r != -ECANCELED) break;
+        /* Which guard failed?  g: give up; applied: look at it. */
+        char *v = NULL;
+        size_t len = 0;
+        if (g) {
+            r = st_omap_get(st, hoid, g->key, &v, &len);
+            int same = r == 0 && strcmp(v, g->val) == 0;
+            free(v);
+            v = NULL;
+            if (r < 0 && r != -ENOENT) break;
+            if (!same) {
+                r = -ECANCELED;
+                break;
+            }
+        }
+        r = st_omap_get(st, hoid, "applied", &v, &len);
+        if (r < 0 && r != -ENOENT) break;
+        uint64_t at = 0;
+        if (r == 0 && jr__parse_u64(v, &at) == 0 && at >= seq) {
+            /* Someone recorded as far or further: never go back. */
+            snprintf(nv, sizeof nv, "%s", v);
+            free(v);
+            r = 0;
+            tlog_info("journal.applied_kept", "vol=%s applied=%" PRIu64
+                      " not_recorded=%" PRIu64, vol, at, seq);
+            break;
+        }
+        free(cur);
+        cur = r == 0 ? v : NULL;
+        r = -EAGAIN;
+    }
+    free(cur);
+    if (r == 0 && out) snprintf(out, cap, "%s", nv);
+    return r;
+}
+
+/* ---- writer lease (R-36) ---- */
+
+#define LEASE_TTL_MS 30000 /* no renewal seen this long: expired */
+
+int64_t jr__lease_ttl_ms(void)
+{
+    const char *e = getenv("TANDEM_JR_LEASE_TTL_MS"); /* test hook */
+    long long v = e ? atoll(e) : 0;
+    return v >= 100 ? (int64_t)v : LEASE_TTL_MS;
+}
+
+int64_t jr__lease_renew_ms(void)
+{
+    /* Fifteen renewals per TTL: an observer tells a live holder from a
+     * dead one within ~2 s, and a few lost renewals expire nothing. */
+    return jr__lease_ttl_ms() / 15;
+}
+
+int jr__lease_parse(const char *val, struct jr__lease *l)
+{
+    memset(l, 0, sizeof *l);
+    const char *f[5];
+    size_t fl[5];
+    int nf = 0;
+    for (const char *p = val; *p && nf < 5;) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        const char *e = nf == 4 ? p + strlen(p) : strchr(p, ' ');
+        if (!e) e = p + strlen(p);
+        f[nf] = p;
+        fl[nf++] = (size_t)(e - p);
+        p = e;
+    }
+    if (nf < 3 || fl[0] == 0 || fl[0] >= sizeof l->token) return JR_ECORRUPT;
+    memcpy(l->token, f[0], fl[0]);
+    if (nf == 3) {
+        /* Before R-36: "<token> <expires unix s> <owner>" (the owner has
+         * no spaces), and no fence id. */
+        l->legacy = 1;
+        snprintf(l->fid, sizeof l->fid, "-");
+        snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[nf - 1],
+                 f[nf - 1]);
+        return 0;
+    }
+    if (nf != 5 || jr__parse_u64(f[1], &l->gen) < 0 ||
+        jr__parse_u64(f[2], &l->beat) < 0 || fl[3] >= sizeof l->fid)
+        return JR_ECORRUPT;
+    memcpy(l->fid, f[3], fl[3]);
+    snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[4], f[4]);
+    return 0;
+}
+
+int jr__lease_expired(st_store *st, const char *vol, const char *seen)
+{
+    char hoid[JR_OID_MAX];
+    jr__oid_header(hoid, sizeof hoid, vol);
+    int64_t ttl = jr__lease_ttl_ms(), poll = jr__lease_renew_ms() / 4;
+    if (poll > 250) poll = 250;
+    if (poll < 10) poll = 10;
+    /* The holder renews every TTL/15: a change shows within that.  Only a
+     * value unchanged for a whole TTL, by this process's own monotonic
+     * clock, is expired; no clock of another machine is consulted. */
+    int64_t t0 = tb_mono_ms();
+    for (;;) {
+        char *v = NULL;
+        size_t len = 0;
+        int r = st_omap_get(st, hoid, "lease", &v, &len);
+        if (r == -ENOENT) return -EAGAIN; /* released (or volume gone) */
+        if (r < 0) return r;
+        int same = strcmp(v, seen) == 0;
+        free(v);
+        if (!same) return JR_ELOCKED;
+        if (tb_mono_ms() - t0 >= ttl) break;
+        usleep((useconds_t)poll * 1000);
+    }
+    char q[160];
+    tlog_warn("volume.lease_expired", "vol=%s holder=%s unchanged_ms=%" PRId64,
+              vol, tlog_q(q, sizeof q, seen), ttl);
+    return 0;
+}
+
+int jr__lease_fence_old(st_store *st, const char *vol, const char *old)
+{
+    struct jr__lease l;
+    char q[160];
+    if (jr__lease_parse(old, &l) < 0 || l.legacy) {
+        /* No identity to fence (a lease from before R-36, or unreadable):
+         * its holder's journal appends and header updates are still
+         * refused (the journal token and the fence key changed); on
+         * rados its image writes are not. */
+        tlog_warn("volume.takeover_unfenced", "vol=%s old=%s", vol,
+                  tlog_q(q, sizeof q, old));
+        return 0;
+    }
+    if (strcmp(l.fid, "-") == 0) return 0; /* guards fence it (sqlite) */
+    int r = st_fence(st, l.fid, 0);
+    if (r == 0)
+        tlog_warn("volume.writer_fenced", "vol=%s gen=%" PRIu64
+                  " owner=%s client=%s", vol, l.gen,
+                  tlog_q(q, sizeof q, l.owner), l.fid);
+    else
+        tlog_error("volume.fence_failed", "vol=%s client=%s err=\"%s\"", vol,
+                   l.fid, st_strerror(r));
+    return r;
+}
+
 /* ---- journal objects ---- */
 
 int jr__jobj_load(st_store *st, const char *vol, uint64_t jno, uint8_t **buf,
@@ -261,11 +463,24 @@ int jr__jobj_load(st_store *st, const char *vol, uint64_t jno, uint8_t **buf,
     return 0;
 }
 
-int jr__jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
-                   size_t len, uint64_t first, jr__entry_cb cb, void *arg)
+static void bad_set(struct jr__bad *bad, uint64_t seq, uint64_t jno,
+                    uint64_t off, int64_t prev_ts, const char *why)
+{
+    if (!bad) return;
+    bad->seq = seq;
+    bad->jno = jno;
+    bad->off = off;
+    bad->prev_ts = prev_ts;
+    snprintf(bad->why, sizeof bad->why, "%s", why);
+}
+
+static int jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
+                      size_t len, uint64_t first, jr__entry_cb cb, void *arg,
+                      struct jr__bad *bad)
 {
     size_t pos = 0;
     uint64_t expect = first;
+    int64_t prev_ts = 0;
     while (pos < len) {
         struct jr_entry e;
         size_t used = 0;
@@ -276,21 +491,33 @@ int jr__jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
             why = "sequence gap in journal object (R-21)";
             r = JR_ECORRUPT;
         }
+        if (r == 0 && cb) {
+            r = cb(&e, buf + pos, used, arg);
+            /* The caller's own checks of the entry (R-20 lz4, R-34
+             * range) fail it as well: damage at this entry. */
+            if (r == JR_ECORRUPT) why = "entry refused on use (R-20/R-34)";
+            else if (r) return r;
+        }
         if (r < 0) {
             tlog_error("journal.corrupt",
                        "vol=%s object=%016" PRIx64 " offset=%zu expect_seq=%"
                        PRIu64 " why=%s",
                        vol, jno, pos, expect, tlog_q(q, sizeof q, why));
+            if (r == JR_ECORRUPT || r == JR_EVERSION)
+                bad_set(bad, expect, jno, pos, prev_ts, why);
             return r;
         }
-        if (cb) {
-            r = cb(&e, buf + pos, used, arg);
-            if (r) return r;
-        }
+        prev_ts = e.ts_ns;
         expect++;
         pos += used;
     }
     return 0;
+}
+
+int jr__jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
+                   size_t len, uint64_t first, jr__entry_cb cb, void *arg)
+{
+    return jobj_parse(vol, jno, buf, len, first, cb, arg, NULL);
 }
 
 struct iter {
@@ -298,25 +525,38 @@ struct iter {
     jr__entry_cb cb;
     void *arg;
     int done;
-    uint64_t last; /* seq of the last entry parsed */
+    uint64_t last;   /* seq of the last entry parsed */
+    int64_t last_ts; /* and its timestamp */
 };
 
 static int iter_filter(const struct jr_entry *e, const uint8_t *raw,
                        size_t rl, void *a)
 {
     struct iter *t = a;
-    t->last = e->seq;
-    if (e->seq < t->from) return 0;
     if (e->seq > t->to) {
         t->done = 1;
         return 1;
     }
-    return t->cb(e, raw, rl, t->arg);
+    if (e->seq >= t->from) {
+        int r = t->cb(e, raw, rl, t->arg);
+        if (r) return r;
+    }
+    t->last = e->seq;
+    t->last_ts = e->ts_ns;
+    return 0;
 }
 
 int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
                      uint64_t from, uint64_t to, jr__entry_cb cb, void *arg)
 {
+    return jr__journal_iter_bad(st, vol, h, from, to, cb, arg, NULL);
+}
+
+int jr__journal_iter_bad(st_store *st, const char *vol,
+                         const struct jr__hdr *h, uint64_t from, uint64_t to,
+                         jr__entry_cb cb, void *arg, struct jr__bad *bad)
+{
+    if (bad) memset(bad, 0, sizeof *bad);
     for (size_t i = 0; i < h->nj; i++) {
         const struct jr__jobj *j = &h->j[i];
         uint64_t last = i + 1 < h->nj ? h->j[i + 1].first - 1 : UINT64_MAX;
@@ -332,8 +572,8 @@ int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
             return 0;
         }
         if (r < 0) return r;
-        struct iter it = {from, to, cb, arg, 0, j->first - 1};
-        r = jr__jobj_parse(vol, j->n, buf, len, j->first, iter_filter, &it);
+        struct iter it = {from, to, cb, arg, 0, j->first - 1, 0};
+        r = jobj_parse(vol, j->n, buf, len, j->first, iter_filter, &it, bad);
         free(buf);
         if (it.done) return 0;
         if (r) return r;
@@ -344,6 +584,8 @@ int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
                        PRIu64 " next_first=%" PRIu64
                        " why=\"objects do not join (R-21)\"",
                        vol, j->n, len, it.last, h->j[i + 1].first);
+            bad_set(bad, it.last + 1, j->n, len, it.last_ts,
+                    "objects do not join (R-21)");
             return JR_ECORRUPT;
         }
     }
@@ -556,7 +798,7 @@ static int cmp_objx(const void *a, const void *b)
 /* Object operations of one flush: built first, then issued. */
 struct objop {
     char oid[JR_OID_MAX];
-    st_wop *op;   /* NULL: remove the object */
+    st_wop *op;   /* NULL: remove the object (unguarded flushes only) */
     int result;
 };
 
@@ -582,6 +824,7 @@ static void *issue_worker(void *arg)
             if (o->result == -ENOENT) o->result = 0;
         } else {
             o->result = st_wop_operate(is->st, o->oid, o->op);
+            if (o->result == -ENOENT) o->result = 0; /* guarded remove */
         }
     }
     return NULL;
@@ -608,7 +851,7 @@ static int issue_all(st_store *st, struct objop *ops, size_t n)
         return r;
     }
     struct jr__aio w;
-    jr__aio_init(&w, 0);
+    jr__aio_init(&w, -ENOENT); /* a guarded remove of a missing object */
     for (size_t i = 0; i < n; i++) {
         struct objop *o = &ops[i];
         if (!o->op) {
@@ -629,7 +872,7 @@ static int issue_all(st_store *st, struct objop *ops, size_t n)
 }
 
 static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
-                      struct objx *objs, size_t nobj)
+                      struct objx *objs, size_t nobj, const struct jr__guard *g)
 {
     struct objop *ops = calloc(nobj ? nobj : 1, sizeof *ops);
     if (!ops) return -ENOMEM;
@@ -640,12 +883,17 @@ static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
         if (o->n == 0) continue;
         struct objop *x = &ops[n++];
         jr__oid_data(x->oid, sizeof x->oid, vol, o->objno);
-        if (o->n == 1 && !o->e[0].data && o->e[0].off == 0 &&
-            o->e[0].len == objsz)
-            continue; /* a whole object of zeros: drop it */
+        int drop = o->n == 1 && !o->e[0].data && o->e[0].off == 0 &&
+                   o->e[0].len == objsz; /* a whole object of zeros */
+        if (drop && !g) continue; /* removed without an op */
         if (!(x->op = st_wop_create())) {
             r = -ENOMEM;
             break;
+        }
+        jr__guard_add(x->op, vol, x->oid, g);
+        if (drop) {
+            st_wop_remove(x->op);
+            continue;
         }
         for (size_t k = 0; k < o->n; k++) {
             struct ext *e = &o->e[k];
@@ -684,15 +932,30 @@ static struct objx *objx_get(struct objx **objs, size_t *n, size_t *cap,
     return &(*objs)[(*n)++];
 }
 
+/* One guarded (g != NULL) or plain remove/truncate of a data object. */
+static int obj_cut(st_store *st, const char *vol, const char *oid, int remove,
+                   uint64_t size, const struct jr__guard *g)
+{
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    jr__guard_add(op, vol, oid, g);
+    if (remove) st_wop_remove(op);
+    else st_wop_truncate(op, size);
+    int r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    return r;
+}
+
 static int shrink(st_store *st, const char *vol, uint32_t objsz,
-                  uint64_t old_size, uint64_t new_size)
+                  uint64_t old_size, uint64_t new_size,
+                  const struct jr__guard *g)
 {
     char oid[JR_OID_MAX];
     uint64_t first_gone = (new_size + objsz - 1) / objsz;
     uint64_t end = (old_size + objsz - 1) / objsz;
     for (uint64_t o = first_gone; o < end; o++) {
         jr__oid_data(oid, sizeof oid, vol, o);
-        int r = st_remove(st, oid);
+        int r = obj_cut(st, vol, oid, 1, 0, g);
         if (r < 0 && r != -ENOENT) return r;
     }
     if (new_size % objsz) {
@@ -702,7 +965,7 @@ static int shrink(st_store *st, const char *vol, uint32_t objsz,
         if (r == -ENOENT) return 0;
         if (r < 0) return r;
         if (sz > new_size % objsz) {
-            r = st_truncate(st, oid, new_size % objsz);
+            r = obj_cut(st, vol, oid, 0, new_size % objsz, g);
             if (r < 0) return r;
         }
     }
@@ -711,6 +974,13 @@ static int shrink(st_store *st, const char *vol, uint32_t objsz,
 
 int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
                     const struct jr__op *ops, size_t n, uint64_t *size)
+{
+    return jr__image_apply_g(st, vol, objsz, ops, n, size, NULL);
+}
+
+int jr__image_apply_g(st_store *st, const char *vol, uint32_t objsz,
+                      const struct jr__op *ops, size_t n, uint64_t *size,
+                      const struct jr__guard *g)
 {
     struct objx *objs = NULL;
     size_t nobj = 0, cap = 0, hint = 0;
@@ -721,13 +991,14 @@ int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
             /* A resize is a barrier: everything before it first. */
             if (nobj) {
                 qsort(objs, nobj, sizeof *objs, cmp_objx);
-                r = flush_objs(st, vol, objsz, objs, nobj);
+                r = flush_objs(st, vol, objsz, objs, nobj, g);
                 for (size_t k = 0; k < nobj; k++) free(objs[k].e);
                 nobj = 0;
                 hint = 0;
             }
             if (op && r == 0) {
-                if (op->off < *size) r = shrink(st, vol, objsz, *size, op->off);
+                if (op->off < *size)
+                    r = shrink(st, vol, objsz, *size, op->off, g);
                 *size = op->off;
             }
             continue;

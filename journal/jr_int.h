@@ -113,8 +113,13 @@ struct jr__hdr {
     char *lease;    /* raw values for compare-and-set guards (NULL: absent) */
     char *tail_raw;
     char *gen_raw;
+    char *fence;       /* "<gen> <token>" of the last writer */
+    uint64_t fence_gen;
+    char *applied_raw; /* guards "applied" against moving back */
+    char *damage;      /* "<seq> <object> <offset> <why>" */
     int n_acks;
     uint64_t min_ack;
+    uint64_t max_ack;
     struct jr__jobj *j; /* sorted by n */
     size_t nj;
     struct jr__chunk *ch; /* dirty chunks, sorted by c */
@@ -125,7 +130,57 @@ void jr__hdr_free(struct jr__hdr *h);
 /* The last durable seq and its timestamp. */
 int jr__head(st_store *st, const char *vol, const struct jr__hdr *h,
              uint64_t *head, int64_t *ts);
+/* Decimal u64 ending at NUL or ' ': every value 0..2^64-1 parses back
+ * (at least one digit, no sign, no overflow); -EINVAL otherwise. */
 int jr__parse_u64(const char *s, uint64_t *v);
+
+/* ---- writer lease and fencing (FORMAT.md R-36) ----
+ * The lease value: "<token> <gen> <beat> <fence id> <owner>".  A holder
+ * renews it (beat + 1) every jr__lease_renew_ms(); an observer judges it
+ * expired only when it saw the value unchanged for jr__lease_ttl_ms() on
+ * its own monotonic clock (never by comparing clocks of two machines).
+ * Test hook: TANDEM_JR_LEASE_TTL_MS shortens the TTL (renewals follow). */
+struct jr__lease {
+    char token[33];
+    uint64_t gen;
+    uint64_t beat;
+    char fid[256]; /* st_fence_id of the holder; "-": none */
+    char owner[128];
+    int legacy;    /* "<token> <expires> <owner>" from before R-36: no id */
+};
+int64_t jr__lease_ttl_ms(void);
+int64_t jr__lease_renew_ms(void);
+/* 0, or JR_ECORRUPT if val is neither form. */
+int jr__lease_parse(const char *val, struct jr__lease *l);
+/* Watch vol's lease, last seen as `seen`, for up to the TTL: JR_ELOCKED
+ * when it changes (renewed or taken: the holder is alive), 0 when it
+ * stayed the same the whole time (expired), -EAGAIN when it was released
+ * meanwhile (look again), or a store error. */
+int jr__lease_expired(st_store *st, const char *vol, const char *seen);
+/* After the lease `old` was taken over (R-36): fence its holder at the
+ * store (st_fence of its published id, rados: blocklist) before anything
+ * else is written.  A lease without an id (sqlite, whose writers guard
+ * every update with the fence key instead; or legacy) needs nothing. */
+int jr__lease_fence_old(st_store *st, const char *vol, const char *old);
+
+/* A guard on the volume header for store updates: header key == val
+ * (header updates: st_wop_omap_cmp; other objects: st_wop_fence_guard). */
+struct jr__guard {
+    const char *key;
+    const char *val;
+};
+void jr__guard_add(st_wop *op, const char *vol, const char *oid,
+                   const struct jr__guard *g);
+/* Record applied = "<seq> <size>" (and "size" too when set_size) as a
+ * compare-and-set on the value last seen (seen: raw, NULL if absent), so
+ * it never moves back (R-5): when another update got there first it is
+ * re-read, and the update is dropped if that one is at or past seq.  g
+ * (may be NULL) guards the update.  Returns 0 (now holds, raw copied to
+ * out when non-NULL, cap bytes), -ECANCELED when g failed, or a store
+ * error. */
+int jr__applied_set(st_store *st, const char *vol, const struct jr__guard *g,
+                    const char *seen, uint64_t seq, uint64_t size,
+                    int set_size, char *out, size_t cap);
 
 /* ---- a group of asynchronous store operations, waited for together ----
  * jr__aio_submit issues one (st_aio_operate; the op is consumed either
@@ -148,6 +203,17 @@ int jr__aio_submit(struct jr__aio *g, st_store *st, const char *oid,
 int jr__aio_wait(struct jr__aio *g);
 
 /* ---- journal objects ---- */
+/* Where verification of the journal failed (R-37): the expected seq (the
+ * entry there could not be trusted, so not its own seq field), journal
+ * object number and byte offset, the failed check, and the timestamp of
+ * the last good entry before it in that object (0: none). */
+struct jr__bad {
+    uint64_t seq;
+    uint64_t jno;
+    uint64_t off;
+    int64_t prev_ts;
+    char why[64];
+};
 int jr__jobj_load(st_store *st, const char *vol, uint64_t jno, uint8_t **buf,
                   size_t *len);
 /* Called for each entry; raw/rawlen is the entry's encoded bytes.  A
@@ -161,6 +227,11 @@ int jr__jobj_parse(const char *vol, uint64_t jno, const uint8_t *buf,
 /* Entries with from <= seq <= to from the kept journal, in order. */
 int jr__journal_iter(st_store *st, const char *vol, const struct jr__hdr *h,
                      uint64_t from, uint64_t to, jr__entry_cb cb, void *arg);
+/* The same, and on JR_ECORRUPT (a check failed, or cb returned it for an
+ * entry: R-20, R-34) *bad says where (bad->seq 0: not an entry's fault). */
+int jr__journal_iter_bad(st_store *st, const char *vol,
+                         const struct jr__hdr *h, uint64_t from, uint64_t to,
+                         jr__entry_cb cb, void *arg, struct jr__bad *bad);
 
 /* ---- applying entries to the image ---- */
 struct jr__op {
@@ -174,6 +245,12 @@ struct jr__op {
  * image size before the first op and is updated through resizes. */
 int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
                     const struct jr__op *ops, size_t n, uint64_t *size);
+/* The same with every store update guarded by g (a writer's fence, R-36):
+ * -ECANCELED once g fails (sqlite; on rados the blocklist stops a fenced
+ * writer instead). */
+int jr__image_apply_g(st_store *st, const char *vol, uint32_t objsz,
+                      const struct jr__op *ops, size_t n, uint64_t *size,
+                      const struct jr__guard *g);
 
 /* Read image bytes (no journal): missing objects read as zeros. */
 int jr__image_read(st_store *st, const char *vol, uint32_t objsz,
@@ -193,6 +270,16 @@ int jr__check_range(const struct jr_entry *e, uint64_t *size);
 /* Replay (applied, head] onto the image and record applied; updates h. */
 int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
                uint64_t head, uint64_t *size_out);
+/* The same, guarded by g (may be NULL).  A damaged entry (R-37): the
+ * valid entries before it are applied and recorded, *bad says where, the
+ * header's "damage" key is set, and JR_ECORRUPT is returned. */
+int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
+                 uint64_t head, const struct jr__guard *g,
+                 struct jr__bad *bad, uint64_t *size_out);
+/* Verify (applied, head] as replay would (R-10..R-21, R-34, R-20): 0
+ * (bad->seq = 0), or JR_ECORRUPT with *bad filled. */
+int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,
+                       uint64_t head, struct jr__bad *bad);
 /* Trim (FORMAT.md R-8).  Used by jr_trim and by the writer. */
 int jr__trim(st_store *st, const char *vol);
 

@@ -14,6 +14,16 @@
  * open makes that safe.  Entries stay in the queue until applied, and
  * reads lay them over what they read from the image, so a read sees every
  * acknowledged write.  The same thread renews the writer lease.
+ *
+ * Fencing (FORMAT.md R-36): every store update of the writer is guarded
+ * so that it stops once another writer took the lease over: journal
+ * appends by the journal object's token, header updates by the header's
+ * "fence" key, image writes by the same key through st_wop_fence_guard
+ * (sqlite checks it in the write's transaction; on rados the new writer
+ * blocklists the old one's client before it writes anything).  The
+ * applier stops for good when the lease was lost and applies nothing
+ * while a renewal is failing: its durable entries stay in the journal,
+ * and the next writer replays them before its own writes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +36,7 @@
 #include <time.h>
 
 #include "jr_int.h"
+#include "tbase.h"
 
 #define JOBJ_TARGET (4u << 20)     /* start a new journal object past this */
 #define MAX_GROUP (4u << 20)       /* bytes per group commit */
@@ -33,8 +44,6 @@
 #define MAX_Q_N 16384              /* unapplied entries before writers wait */
 #define MAX_APPLY_BYTES (32u << 20) /* per applier batch */
 #define MAX_APPLY_N 16384
-#define LEASE_TTL_S 30
-#define LEASE_RENEW_S 10
 #define PERSIST_MS 1000
 /* The applier lets durable entries linger this long (or until a quarter of
  * the queue limits is used) before applying them: one batch then covers
@@ -101,8 +110,20 @@ struct jr_volume {
     pthread_mutex_t lease_mu; /* lease value vs. header guards */
     char token[33];
     char owner[128];
-    char lease_val[256];
-    int64_t lease_renewed;    /* mono_s() of the last renewal */
+    char fid[256];            /* st_fence_id: published with the lease */
+    uint64_t gen;             /* our lease generation (R-36) */
+    uint64_t beat;            /* renewals so far */
+    char lease_val[512];      /* the lease value as last written */
+    char fence_val[64];       /* "<gen> <token>": guards every update */
+    struct jr__guard guard;   /* {"fence", fence_val} */
+    /* Applier only: */
+    int64_t lease_ok_ms;      /* mono ms at the start of the last good
+                                 renewal (or the take) */
+    int64_t lease_try_ms;     /* mono ms of the last renewal attempt */
+    int renew_failing;        /* the last renewal failed (not lost) */
+    char applied_raw[64];     /* the header's "applied" as we last saw it */
+    struct jr__bad damage;    /* read-only open: where the journal is
+                                 damaged (seq 0: not) */
     pthread_t applier;
     int applier_started;
     struct jr_stats stats; /* under mu */
@@ -147,24 +168,10 @@ static int ov_maybe(const jr_volume *v, uint64_t off, uint64_t end)
     return 0;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* Scheduling (lease renewal, the applier's waits) runs on the monotonic
  * clock: a wall clock stepped back would otherwise hold renewals (and
  * timed waits) back by the size of the step, and the lease expire. */
-static int64_t mono_s(void) { return (int64_t)(mono_ns() / 1000000000u); }
-
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
+static uint64_t mono_ns(void) { return (uint64_t)tb_mono_ns(); }
 
 static void pent_put(struct pent *p)
 {
@@ -174,42 +181,64 @@ static void pent_put(struct pent *p)
     free(p);
 }
 
-/* ---- lease ---- */
+/* ---- lease (FORMAT.md R-36) ---- */
 
-static void lease_format(jr_volume *v, char *buf, size_t n)
+/* A holder may apply while its last good renewal started less than this
+ * long ago: observers need a whole TTL without a change to call the lease
+ * expired, so the holder has stopped well before (the fence is what makes
+ * it safe; this keeps a slow holder from even trying). */
+static int64_t lease_self_ms(void) { return jr__lease_ttl_ms() / 2; }
+
+static void lease_format(jr_volume *v, uint64_t beat, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s %lld %s", v->token,
-             (long long)time(NULL) + LEASE_TTL_S, v->owner);
+    snprintf(buf, n, "%s %" PRIu64 " %" PRIu64 " %s %s", v->token, v->gen,
+             beat, v->fid, v->owner);
 }
 
+/* Why did a guarded operation of this writer fail?  Demoted (role),
+ * or the lease is gone (the fence key moved, or the store fenced our
+ * client: -ESHUTDOWN).  Other errors are passed on. */
+static int fence_reason(jr_volume *v, int r)
+{
+    if (r != -ECANCELED && r != -EEXIST && r != -ESHUTDOWN) return r;
+    if (r == -ESHUTDOWN) return JR_ELOCKED;
+    char *role = NULL;
+    size_t len;
+    int rr = st_omap_get(v->st, v->hoid, "role", &role, &len);
+    int res = (rr == 0 && strcmp(role, "primary") != 0) ? JR_EROLE : JR_ELOCKED;
+    free(role);
+    return res;
+}
+
+/* Renew: beat + 1, guarded by our fence and the value we wrote last. */
 static int lease_renew(jr_volume *v)
 {
-    char nv[256];
+    char nv[512];
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    int64_t t0 = tb_mono_ms();
     pthread_mutex_lock(&v->lease_mu);
-    lease_format(v, nv, sizeof nv);
-    int r = st_omap_cas(v->st, v->hoid, "lease", v->lease_val,
-                        strlen(v->lease_val), nv, strlen(nv));
+    lease_format(v, v->beat + 1, nv, sizeof nv);
+    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
+    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_set(op, "lease", nv, strlen(nv));
+    int r = st_wop_operate(v->st, v->hoid, op);
     if (r == 0) {
         snprintf(v->lease_val, sizeof v->lease_val, "%s", nv);
-        v->lease_renewed = mono_s();
+        v->beat++;
     }
     pthread_mutex_unlock(&v->lease_mu);
-    if (r == -ECANCELED) {
-        tlog_error("volume.lease_lost", "vol=%s", v->id);
+    st_wop_destroy(op);
+    if (r == 0) {
+        v->lease_ok_ms = t0;
+        return 0;
+    }
+    if (r == -ECANCELED || r == -ESHUTDOWN) {
+        tlog_error("volume.lease_lost", "vol=%s gen=%" PRIu64 " err=\"%s\"",
+                   v->id, v->gen, st_strerror(r));
         return JR_ELOCKED;
     }
     return r;
-}
-
-/* Why did a guarded journal operation fail?  Demoted or lease lost. */
-static int fence_reason(jr_volume *v)
-{
-    char *role = NULL;
-    size_t len;
-    int r = st_omap_get(v->st, v->hoid, "role", &role, &len);
-    int res = (r == 0 && strcmp(role, "primary") != 0) ? JR_EROLE : JR_ELOCKED;
-    free(role);
-    return res;
 }
 
 /* ---- the journal (leader) ---- */
@@ -219,8 +248,7 @@ static int journal_roll(jr_volume *v, uint64_t first)
     char key[64], val[96];
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
-    pthread_mutex_lock(&v->lease_mu);
-    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
     st_wop_omap_cmp(op, "role", "primary", 7);
     snprintf(key, sizeof key, "jidx.%016" PRIx64, v->jno);
     int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %" PRIu64,
@@ -231,10 +259,8 @@ static int journal_roll(jr_volume *v, uint64_t first)
     n = snprintf(val, sizeof val, "%" PRIu64, first);
     st_wop_omap_set(op, key, val, (size_t)n);
     int r = st_wop_operate(v->st, v->hoid, op);
-    pthread_mutex_unlock(&v->lease_mu);
     st_wop_destroy(op);
-    if (r == -ECANCELED) return fence_reason(v);
-    if (r < 0) return r;
+    if (r < 0) return fence_reason(v, r);
     v->jno++;
     v->jfirst = first;
     v->jbytes = 0;
@@ -272,8 +298,7 @@ static int journal_append(jr_volume *v, const uint8_t *buf, size_t len,
     st_wop_omap_set(op, "head", hv, (size_t)n);
     r = st_wop_operate(v->st, oid, op);
     st_wop_destroy(op);
-    if (r == -ECANCELED || r == -EEXIST) return fence_reason(v);
-    if (r < 0) return r;
+    if (r < 0) return fence_reason(v, r);
     v->jbytes += len;
     v->jlast = last;
     return 0;
@@ -360,7 +385,7 @@ static int submit(jr_volume *v, struct pent **p, size_t n)
         for (size_t i = 0; i < n; i++) pent_put(p[i]);
         return r;
     }
-    int64_t ts = now_ns();
+    int64_t ts = tb_wall_ns(); /* shown to people, never compared */
     for (size_t i = 0; i < n; i++) {
         struct pent *e = p[i];
         struct jr_entry h = {
@@ -435,11 +460,56 @@ fail:
 
 /* ---- applier ---- */
 
+/* Record applied: guarded by our fence, and never backwards (R-5). */
 static int persist_applied(jr_volume *v, uint64_t seq, uint64_t size)
 {
-    char b[64];
-    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);
-    return st_omap_set(v->st, v->hoid, "applied", b, (size_t)n);
+    char raw[64];
+    int r = jr__applied_set(v->st, v->id, &v->guard,
+                            v->applied_raw[0] ? v->applied_raw : NULL, seq,
+                            size, 0, raw, sizeof raw);
+    if (r == 0) snprintf(v->applied_raw, sizeof v->applied_raw, "%s", raw);
+    return fence_reason(v, r);
+}
+
+/* With mu held: the volume failed for good (the lease is lost, a store
+ * write failed): writers and waiters learn it at once. */
+static void fail_locked(jr_volume *v, int r)
+{
+    if (!v->err) v->err = r;
+    pthread_cond_broadcast(&v->space_cv);
+    pthread_cond_broadcast(&v->commit_cv);
+}
+
+/* With mu held: renew the lease when due.  Returns 0 when the lease is
+ * confirmed recent enough to apply under it, 1 when applying must wait
+ * (a renewal is failing: retried every renew interval), or JR_ELOCKED
+ * when it is lost (taken over, or not renewed for too long). */
+static int lease_check(jr_volume *v)
+{
+    int64_t now = tb_mono_ms(), every = jr__lease_renew_ms();
+    if (now - v->lease_try_ms >= every) {
+        v->lease_try_ms = now;
+        pthread_mutex_unlock(&v->mu);
+        int r = lease_renew(v);
+        pthread_mutex_lock(&v->mu);
+        if (r == JR_ELOCKED) return r;
+        if (r < 0 && !v->renew_failing)
+            tlog_warn("volume.lease_renew_failed",
+                      "vol=%s err=\"%s\" msg=\"applying paused\"", v->id,
+                      jr_strerror(r));
+        else if (r == 0 && v->renew_failing)
+            tlog_info("volume.lease_renewed", "vol=%s msg=\"applying resumed\"",
+                      v->id);
+        v->renew_failing = r < 0;
+    }
+    if (tb_mono_ms() - v->lease_ok_ms >= lease_self_ms()) {
+        tlog_error("volume.lease_lost",
+                   "vol=%s gen=%" PRIu64 " msg=\"not renewed for %" PRId64
+                   " ms: another writer may take it\"", v->id, v->gen,
+                   tb_mono_ms() - v->lease_ok_ms);
+        return JR_ELOCKED;
+    }
+    return v->renew_failing ? 1 : 0;
 }
 
 static void *applier_main(void *arg)
@@ -447,55 +517,39 @@ static void *applier_main(void *arg)
     jr_volume *v = arg;
     struct jr__op *ops = NULL;
     size_t ops_cap = 0;
-    struct timespec last_persist;
-    clock_gettime(CLOCK_MONOTONIC, &last_persist);
+    int64_t last_persist = tb_mono_ms();
     pthread_mutex_lock(&v->mu);
     for (;;) {
         for (;;) {
-            if (v->stop || v->need_trim ||
-                mono_s() - v->lease_renewed >= LEASE_RENEW_S)
-                break;
-            int64_t wait_ms = 1000;
-            if (v->applied_seq < v->durable_seq) {
+            int64_t now = tb_mono_ms();
+            int64_t renew_in = v->lease_try_ms + jr__lease_renew_ms() - now;
+            if (v->stop || v->need_trim || renew_in <= 0) break;
+            int64_t wait_ms = renew_in < 1000 ? renew_in : 1000;
+            if (v->applied_seq < v->durable_seq && !v->renew_failing) {
                 int64_t age =
                     (int64_t)(mono_ns() - v->pending_since) / 1000000;
                 if (age >= APPLY_LINGER_MS || v->space_waiters ||
                     v->q_bytes >= MAX_Q_BYTES / 4 || v->q_n >= MAX_Q_N / 4)
                     break;
-                wait_ms = APPLY_LINGER_MS - age;
+                if (APPLY_LINGER_MS - age < wait_ms)
+                    wait_ms = APPLY_LINGER_MS - age;
             }
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            int64_t since = (now.tv_sec - last_persist.tv_sec) * 1000 +
-                            (now.tv_nsec - last_persist.tv_nsec) / 1000000;
+            int64_t since = now - last_persist;
             if (v->persisted_seq != v->applied_seq) {
                 if (since >= PERSIST_MS) break;
                 if (PERSIST_MS - since < wait_ms) wait_ms = PERSIST_MS - since;
             }
-            struct timespec dl;
-            clock_gettime(CLOCK_MONOTONIC, &dl); /* apply_cv's clock */
-            dl.tv_sec += wait_ms / 1000;
-            dl.tv_nsec += (wait_ms % 1000) * 1000000;
-            if (dl.tv_nsec >= 1000000000) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000;
-            }
+            struct timespec dl = tb_deadline(CLOCK_MONOTONIC, wait_ms);
             pthread_cond_timedwait(&v->apply_cv, &v->mu, &dl);
         }
-        if (mono_s() - v->lease_renewed >= LEASE_RENEW_S) {
-            pthread_mutex_unlock(&v->mu);
-            int r = lease_renew(v);
-            pthread_mutex_lock(&v->mu);
-            if (r < 0) {
-                v->lease_renewed = mono_s(); /* retry later, not busily */
-                if (r == JR_ELOCKED && !v->err) {
-                    v->err = r;
-                    pthread_cond_broadcast(&v->space_cv);
-                    pthread_cond_broadcast(&v->commit_cv);
-                }
-            }
+        /* The lease first: nothing is applied under a lost or unconfirmed
+         * lease (the entries stay durable in the journal). */
+        int lr = lease_check(v);
+        if (lr < 0) {
+            fail_locked(v, lr);
+            break;
         }
-        if (v->applied_seq < v->durable_seq) {
+        if (lr == 0 && v->applied_seq < v->durable_seq) {
             /* Take durable entries (they stay queued for readers). */
             size_t n = 0;
             uint64_t bytes = 0;
@@ -516,21 +570,24 @@ static void *applier_main(void *arg)
             }
             uint64_t size = v->applied_size;
             pthread_mutex_unlock(&v->mu);
+            /* Test hook: a writer stalled here (paused, partitioned) holds
+             * durable entries it has not applied; if another writer takes
+             * the volume meanwhile, the guard below refuses them. */
             if (v->apply_delay_ms) usleep((useconds_t)v->apply_delay_ms * 1000);
             uint64_t t0 = mono_ns();
-            int r = n ? jr__image_apply(v->st, v->id, v->objsz, ops, n, &size)
+            int r = n ? jr__image_apply_g(v->st, v->id, v->objsz, ops, n,
+                                          &size, &v->guard)
                       : -ENOMEM;
+            if (r < 0) r = fence_reason(v, r);
             pthread_mutex_lock(&v->mu);
             v->stats.apply_ns += mono_ns() - t0;
             if (r < 0) {
                 tlog_error("journal.apply_failed", "vol=%s seq=%" PRIu64
                            " err=\"%s\"", v->id, v->applied_seq + 1,
                            jr_strerror(r));
-                if (!v->err) v->err = r;
-                pthread_cond_broadcast(&v->space_cv);
-                pthread_cond_broadcast(&v->commit_cv);
                 /* The entries stay in the journal and in the overlay;
                  * replay on the next open applies them. */
+                fail_locked(v, r);
                 break;
             }
             for (size_t i = 0; i < n; i++) {
@@ -550,10 +607,8 @@ static void *applier_main(void *arg)
             v->applied_size = size;
             pthread_cond_broadcast(&v->space_cv);
         }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t ms = (now.tv_sec - last_persist.tv_sec) * 1000 +
-                     (now.tv_nsec - last_persist.tv_nsec) / 1000000;
+        int64_t now = tb_mono_ms();
+        int64_t ms = now - last_persist;
         int drained = v->applied_seq >= v->durable_seq;
         if (v->persisted_seq != v->applied_seq &&
             (ms >= PERSIST_MS || v->need_trim || (v->stop && drained))) {
@@ -568,6 +623,13 @@ static void *applier_main(void *arg)
             v->stats.trim_ns += mono_ns() - t0;
             if (r == 0) v->persisted_seq = seq;
             last_persist = now;
+            if (r == JR_ELOCKED || r == JR_EROLE) {
+                tlog_error("journal.persist_applied_fenced",
+                           "vol=%s seq=%" PRIu64 " err=\"%s\"", v->id, seq,
+                           jr_strerror(r));
+                fail_locked(v, r);
+                break;
+            }
             if (r < 0) {
                 tlog_warn("journal.persist_applied_failed",
                           "vol=%s seq=%" PRIu64 " err=\"%s\"", v->id, seq,
@@ -589,7 +651,7 @@ static void *applier_main(void *arg)
         if (v->stop && v->applied_seq >= v->durable_seq &&
             v->persisted_seq == v->applied_seq)
             break;
-        if (v->stop && v->err) break;
+        if (v->stop && (v->err || lr)) break; /* nothing more will apply */
     }
     pthread_mutex_unlock(&v->mu);
     free(ops);
@@ -601,6 +663,7 @@ static void *applier_main(void *arg)
 struct loadarg {
     jr_volume *v;
     uint64_t size;
+    uint64_t n; /* entries laid over */
 };
 
 static int overlay_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
@@ -631,6 +694,7 @@ static int overlay_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
     v->q_tail = p;
     v->q_n++;
     ov_account(v, p, 1);
+    a->n++;
     return 0;
 }
 
@@ -650,52 +714,108 @@ static void vol_free(jr_volume *v)
     free(v);
 }
 
-static int take_lease(jr_volume *v, const struct jr__hdr *h, int force)
+static void new_token(jr_volume *v)
 {
-    const char *cur = h->lease;
-    if (cur) {
-        const char *sp = strchr(cur, ' ');
-        uint64_t exp = 0;
-        if (sp && jr__parse_u64(sp + 1, &exp) == 0 &&
-            exp > (uint64_t)time(NULL) && !force) {
-            tlog_warn("volume.locked", "vol=%s holder=%s", v->id,
-                      tlog_q((char[160]){0}, 160, cur));
-            return JR_ELOCKED;
-        }
-    }
     uint8_t rnd[16];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        uint64_t x = (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32);
+        uint64_t x = (uint64_t)tb_wall_ns() ^ ((uint64_t)getpid() << 32);
         memcpy(rnd, &x, 8);
-        memcpy(rnd + 8, &v, sizeof(void *) < 8 ? sizeof(void *) : 8);
+        x = (uint64_t)tb_mono_ns() ^ (uint64_t)(uintptr_t)v;
+        memcpy(rnd + 8, &x, 8);
     }
     for (int i = 0; i < 16; i++) sprintf(v->token + 2 * i, "%02x", rnd[i]);
-    lease_format(v, v->lease_val, sizeof v->lease_val);
-    int r = st_omap_cas(v->st, v->hoid, "lease", cur, cur ? strlen(cur) : 0,
-                        v->lease_val, strlen(v->lease_val));
-    if (r == -ECANCELED) return JR_ELOCKED; /* someone else just took it */
-    if (r == 0) v->lease_renewed = mono_s();
-    return r;
 }
 
+/* Take the writer lease (R-36), reloading *h as needed.  A lease held by
+ * someone else is taken over only with force, or once this process saw
+ * it unchanged for a whole TTL on its own monotonic clock; the new holder
+ * bumps the generation in the same atomic header update, then fences the
+ * old holder at the store before anything else is written. */
+static int take_lease(jr_volume *v, struct jr__hdr *h, int force)
+{
+    char q[160];
+    int r = st_fence_id(v->st, v->fid, sizeof v->fid);
+    if (r < 0) return r;
+    for (int tries = 0; tries < 10; tries++) {
+        const char *cur = h->lease;
+        if (cur) {
+            struct jr__lease l;
+            if (jr__lease_parse(cur, &l) == 0 && strcmp(l.fid, "-") &&
+                strcmp(l.fid, v->fid) == 0) {
+                /* Held through this very store handle: its client cannot
+                 * be fenced without fencing ourselves (rados). */
+                tlog_warn("volume.locked", "vol=%s holder=%s msg=\"held "
+                          "through this store handle\"", v->id,
+                          tlog_q(q, sizeof q, cur));
+                return JR_ELOCKED;
+            }
+            if (!force) {
+                r = jr__lease_expired(v->st, v->id, cur);
+                if (r == JR_ELOCKED)
+                    tlog_warn("volume.locked", "vol=%s holder=%s", v->id,
+                              tlog_q(q, sizeof q, cur));
+                if (r == -EAGAIN) { /* released meanwhile: look again */
+                    jr__hdr_free(h);
+                    if ((r = jr__hdr_load(v->st, v->id, h)) < 0) return r;
+                    continue;
+                }
+                if (r < 0) return r;
+            }
+        }
+        if (h->fence_gen == UINT64_MAX) return JR_ECORRUPT;
+        new_token(v);
+        v->gen = h->fence ? h->fence_gen + 1 : 1;
+        v->beat = 0;
+        snprintf(v->fence_val, sizeof v->fence_val, "%" PRIu64 " %s", v->gen,
+                 v->token);
+        lease_format(v, 0, v->lease_val, sizeof v->lease_val);
+        st_wop *op = st_wop_create();
+        if (!op) return -ENOMEM;
+        st_wop_omap_cmp(op, "lease", cur, cur ? strlen(cur) : 0);
+        st_wop_omap_cmp(op, "fence", h->fence, h->fence ? strlen(h->fence) : 0);
+        st_wop_omap_set(op, "fence", v->fence_val, strlen(v->fence_val));
+        st_wop_omap_set(op, "lease", v->lease_val, strlen(v->lease_val));
+        int64_t t0 = tb_mono_ms();
+        r = st_wop_operate(v->st, v->hoid, op);
+        st_wop_destroy(op);
+        if (r == -ECANCELED) return JR_ELOCKED; /* someone else just took it */
+        if (r < 0) return r;
+        v->guard = (struct jr__guard){"fence", v->fence_val};
+        v->lease_ok_ms = v->lease_try_ms = t0;
+        if (cur) {
+            tlog_warn("volume.lease_taken_over", "vol=%s gen=%" PRIu64
+                      " force=%d old=%s", v->id, v->gen, !!force,
+                      tlog_q(q, sizeof q, cur));
+            /* Before we write anything: the old holder must not. */
+            if ((r = jr__lease_fence_old(v->st, v->id, cur)) < 0) return r;
+        }
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* Give the lease up: only ours (the fence is still ours). */
 static void release_lease(jr_volume *v)
 {
     st_wop *op = st_wop_create();
     if (!op) return;
-    pthread_mutex_lock(&v->lease_mu);
-    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
     st_wop_omap_rm(op, "lease");
     st_wop_operate(v->st, v->hoid, op); /* lost already: nothing to do */
-    pthread_mutex_unlock(&v->lease_mu);
     st_wop_destroy(op);
 }
 
-static int open_writable(jr_volume *v, struct jr__hdr *h, int force)
+/* Take the lease and bring the image up to the journal's head.  *bad is
+ * filled when the journal is damaged (JR_ECORRUPT; the entries before the
+ * damage were applied). */
+static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
+                         struct jr__bad *bad)
 {
     int r = take_lease(v, h, force);
-    if (r < 0) return r;
+    if (r < 0) {
+        if (v->fence_val[0]) release_lease(v); /* fencing failed */
+        return r;
+    }
     jr__hdr_free(h);
     if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
     if (h->role != JR_ROLE_PRIMARY) {
@@ -709,12 +829,12 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force)
             r = -ENOMEM;
             goto fail;
         }
-        st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+        st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
         int n = snprintf(val, sizeof val, "%" PRIu64, h->base + 1);
         st_wop_omap_set(op, "jidx.0000000000000000", val, (size_t)n);
         r = st_wop_operate(v->st, v->hoid, op);
         st_wop_destroy(op);
-        if (r == -ECANCELED) r = JR_ELOCKED;
+        if (r < 0) r = fence_reason(v, r);
         if (r < 0) goto fail;
         jr__hdr_free(h);
         if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
@@ -723,16 +843,30 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force)
             goto fail;
         }
     }
-    /* Fence whoever appended before us (R-6); creates the object. */
+    /* Fence whoever appended before us (R-6); creates the object.  Only
+     * while the fence is still ours: a writer that took the volume after
+     * us keeps its token. */
     const struct jr__jobj *last = &h->j[h->nj - 1];
     char oid[JR_OID_MAX];
     jr__oid_journal(oid, sizeof oid, v->id, last->n);
-    r = st_omap_set(v->st, oid, "w", v->token, strlen(v->token));
+    st_wop *op = st_wop_create();
+    if (!op) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    jr__guard_add(op, v->id, oid, &v->guard);
+    st_wop_omap_set(op, "w", v->token, strlen(v->token));
+    r = st_wop_operate(v->st, oid, op);
+    st_wop_destroy(op);
+    if (r < 0) r = fence_reason(v, r);
     if (r < 0) goto fail;
     uint64_t head;
     r = jr__head(v->st, v->id, h, &head, &v->head_ts);
     if (r < 0) goto fail;
-    r = jr__replay(v->st, v->id, h, head, NULL);
+    /* Entries after applied were acknowledged (by us, or by a writer we
+     * took over from): they go to the image before any new write. */
+    r = jr__replay_g(v->st, v->id, h, head, &v->guard, bad, NULL);
+    if (r < 0) r = fence_reason(v, r);
     if (r < 0) goto fail;
     uint64_t sz = 0;
     r = st_stat(v->st, oid, &sz, NULL);
@@ -745,6 +879,8 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force)
     v->next_seq = head + 1;
     v->durable_seq = v->applied_seq = v->persisted_seq = head;
     v->applied_size = h->size;
+    snprintf(v->applied_raw, sizeof v->applied_raw, "%s",
+             h->applied_raw ? h->applied_raw : "");
     v->cap = h->cap;
     return 0;
 fail:
@@ -752,28 +888,31 @@ fail:
     return r;
 }
 
-int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
-            jr_volume **out)
+static jr_volume *vol_new(st_store *st, const char *vol_id, const char *owner)
 {
-    if (!st || !out || !jr__valid_id(vol_id)) return -EINVAL;
-    *out = NULL;
     jr_volume *v = calloc(1, sizeof *v);
-    if (!v) return -ENOMEM;
+    if (!v) return NULL;
     v->st = st;
     snprintf(v->id, sizeof v->id, "%s", vol_id);
     jr__oid_header(v->hoid, sizeof v->hoid, vol_id);
-    snprintf(v->owner, sizeof v->owner, "%s", owner ? owner : "-");
+    snprintf(v->owner, sizeof v->owner, "%s", owner && *owner ? owner : "-");
     for (char *c = v->owner; *c; c++)
         if (*c == ' ') *c = '_';
     pthread_mutex_init(&v->mu, NULL);
     pthread_mutex_init(&v->lease_mu, NULL);
     pthread_cond_init(&v->commit_cv, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->apply_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tb_cond_init_mono(&v->apply_cv); /* the applier's timed waits */
     pthread_cond_init(&v->space_cv, NULL);
+    return v;
+}
+
+int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
+            jr_volume **out)
+{
+    if (!st || !out || !jr__valid_id(vol_id)) return -EINVAL;
+    *out = NULL;
+    jr_volume *v = vol_new(st, vol_id, owner);
+    if (!v) return -ENOMEM;
     struct jr__hdr h;
     int r = jr__hdr_load(st, vol_id, &h);
     if (r < 0) {
@@ -793,8 +932,8 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         v->writable = 1;
         const char *d = getenv("TANDEM_JR_APPLY_DELAY_MS");
         if (d) v->apply_delay_ms = atoi(d);
-        r = open_writable(v, &h, flags & JR_OPEN_FORCE);
-        if (r < 0) goto fail;
+        r = open_writable(v, &h, flags & JR_OPEN_FORCE, &v->damage);
+        if (r < 0) goto fail; /* damaged: the prefix applied, nothing opened */
         v->epoch = h.epoch;
         r = pthread_create(&v->applier, NULL, applier_main, v);
         if (r) {
@@ -812,11 +951,30 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         uint64_t head;
         r = jr__head(st, vol_id, &h, &head, &v->head_ts);
         if (r < 0) goto fail;
-        struct loadarg a = {v, h.applied_size};
+        struct loadarg a = {v, h.applied_size, 0};
         if (head > h.applied)
-            r = jr__journal_iter(st, vol_id, &h, h.applied + 1, head,
-                                 overlay_cb, &a);
+            r = jr__journal_iter_bad(st, vol_id, &h, h.applied + 1, head,
+                                     overlay_cb, &a, &v->damage);
+        if (r == JR_ECORRUPT && v->damage.seq) {
+            r = 0; /* R-37: readable up to the damage, which is reported */
+        } else if (r == 0 && head > h.applied && a.n != head - h.applied) {
+            v->damage.seq = h.applied + 1 + a.n; /* entries missing */
+            v->damage.jno = h.nj ? h.j[h.nj - 1].n : 0;
+            snprintf(v->damage.why, sizeof v->damage.why,
+                     "entries missing before head (R-5)");
+        }
         if (r < 0) goto fail;
+        if (v->damage.seq) {
+            char q[96];
+            tlog_error("journal.damaged",
+                       "vol=%s seq=%" PRIu64 " object=%016" PRIx64
+                       " offset=%" PRIu64 " why=%s mode=ro msg=\"readable up "
+                       "to seq %" PRIu64 "\"", vol_id, v->damage.seq,
+                       v->damage.jno, v->damage.off,
+                       tlog_q(q, sizeof q, v->damage.why),
+                       h.applied + a.n);
+            head = h.applied + a.n;
+        }
         v->size = head > h.applied ? a.size : h.size;
         v->next_seq = head + 1;
         v->durable_seq = head;
@@ -924,17 +1082,15 @@ int jr_resize(jr_volume *v, uint64_t new_size)
     int n = snprintf(b, sizeof b, "%" PRIu64, new_size);
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
-    /* Guarded by the lease like every other header update of the writer:
+    /* Guarded by the fence like every other header update of the writer:
      * a writer that lost its lease meanwhile must not overwrite the size
      * a newer holder recorded (which replay would not correct once that
      * holder's applied position is past its own resize). */
-    pthread_mutex_lock(&v->lease_mu);
-    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
+    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
     st_wop_omap_set(op, "size", b, (size_t)n);
     r = st_wop_operate(v->st, v->hoid, op);
-    pthread_mutex_unlock(&v->lease_mu);
     st_wop_destroy(op);
-    if (r == -ECANCELED) r = fence_reason(v);
+    if (r < 0) r = fence_reason(v, r);
     if (r == 0)
         tlog_info("volume.resized", "vol=%s size=%" PRIu64, v->id, new_size);
     return r;
@@ -956,6 +1112,12 @@ int jr_read(jr_volume *v, uint64_t off, void *buf, size_t len)
     struct pent *small[16], **hits = small;
     size_t nh = 0, cap = 16;
     pthread_mutex_lock(&v->mu);
+    if (v->err == JR_ELOCKED) {
+        /* The volume is another writer's now: the image moves on under
+         * our overlay (and a fenced rados client reads nothing anyway). */
+        pthread_mutex_unlock(&v->mu);
+        return JR_ELOCKED;
+    }
     if (off > v->size || len > v->size - off) {
         pthread_mutex_unlock(&v->mu);
         return -EINVAL;
@@ -1032,6 +1194,14 @@ int jr_get_info(jr_volume *v, struct jr_info *out)
         out->journal_bytes = si.journal_bytes;
         out->dirty_tracking = si.dirty_tracking;
         out->role = si.role;
+        out->damaged_seq = si.damaged_seq;
+        out->damaged_object = si.damaged_object;
+        out->damaged_offset = si.damaged_offset;
+    }
+    if (!out->damaged_seq && v->damage.seq) { /* seen by this open */
+        out->damaged_seq = v->damage.seq;
+        out->damaged_object = v->damage.jno;
+        out->damaged_offset = v->damage.off;
     }
     (void)err; /* jr_volume_error() reports it */
     return 0;
@@ -1053,4 +1223,135 @@ int jr_get_stats(jr_volume *v, struct jr_stats *out)
     *out = v->stats;
     pthread_mutex_unlock(&v->mu);
     return 0;
+}
+
+/* ---- discarding a damaged journal tail (R-37) ---- */
+
+/* Cut the journal before bad (found by replay just now, under g): the
+ * journal object holding it ends there, later ones go, the header's index
+ * names the cut object as the last one, applied = head = bad - 1 and the
+ * damage record is removed. */
+static int journal_cut(jr_volume *v, const struct jr__hdr *h,
+                       const struct jr__bad *bad, const struct jr__guard *g)
+{
+    char joid[JR_OID_MAX], key[64], val[64];
+    size_t k = 0;
+    while (k < h->nj && h->j[k].n != bad->jno) k++;
+    if (k == h->nj || bad->seq < h->j[k].first) return JR_ECORRUPT;
+    jr__oid_journal(joid, sizeof joid, v->id, bad->jno);
+    /* 1. The object holding the damage ends before it.  Run again after
+     * a crash, this finds the same seq ("objects do not join", R-21). */
+    int r = st_stat(v->st, joid, NULL, NULL);
+    if (r == 0) {
+        st_wop *op = st_wop_create();
+        if (!op) return -ENOMEM;
+        jr__guard_add(op, v->id, joid, g);
+        st_wop_truncate(op, bad->off);
+        if (bad->seq > h->j[k].first) {
+            int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRId64,
+                             bad->seq - 1, bad->prev_ts);
+            st_wop_omap_set(op, "head", val, (size_t)n);
+        } else {
+            st_wop_omap_rm(op, "head"); /* no entry left: first - 1 */
+        }
+        if (v->fence_val[0]) st_wop_omap_set(op, "w", v->token, strlen(v->token));
+        r = st_wop_operate(v->st, joid, op);
+        st_wop_destroy(op);
+    } else if (r == -ENOENT) {
+        r = 0; /* the damage is that it is missing: nothing to cut */
+    }
+    if (r < 0) return r;
+    /* 2. The header: one atomic update. */
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    jr__guard_add(op, v->id, v->hoid, g);
+    st_wop_omap_cmp(op, "applied", h->applied_raw,
+                    h->applied_raw ? strlen(h->applied_raw) : 0);
+    for (size_t i = k + 1; i < h->nj; i++) {
+        snprintf(key, sizeof key, "jidx.%016" PRIx64, h->j[i].n);
+        st_wop_omap_rm(op, key);
+    }
+    snprintf(key, sizeof key, "jidx.%016" PRIx64, h->j[k].n);
+    int n = snprintf(val, sizeof val, "%" PRIu64, h->j[k].first);
+    st_wop_omap_set(op, key, val, (size_t)n);
+    /* The one update that may move applied back (a damaged entry at or
+     * below it): the journal ends at bad - 1 now. */
+    n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64, bad->seq - 1,
+                 h->applied_size);
+    st_wop_omap_set(op, "applied", val, (size_t)n);
+    st_wop_omap_rm(op, "damage");
+    r = st_wop_operate(v->st, v->hoid, op);
+    st_wop_destroy(op);
+    if (r < 0) return r;
+    /* 3. Objects past it: no longer named, garbage from here (R-8). */
+    for (size_t i = k + 1; i < h->nj; i++) {
+        jr__oid_journal(joid, sizeof joid, v->id, h->j[i].n);
+        int rr = st_remove(v->st, joid);
+        if (rr < 0 && rr != -ENOENT && r == 0) r = rr;
+    }
+    return r;
+}
+
+int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq)
+{
+    if (!st || !jr__valid_id(vol_id) || bad_seq == 0) return -EINVAL;
+    jr_volume *v = vol_new(st, vol_id, "jr_journal_discard");
+    if (!v) return -ENOMEM;
+    const struct jr__guard sec = {"role", "secondary"}, *g = &sec;
+    struct jr__bad bad = {0};
+    struct jr__hdr h;
+    uint64_t head = 0;
+    int r = jr__hdr_load(st, vol_id, &h), leased = 0;
+    if (r < 0) goto out;
+    if (h.role == JR_ROLE_PRIMARY) {
+        /* A writer's update: under the lease, like jr_open (no force). */
+        r = take_lease(v, &h, 0);
+        if (r < 0) {
+            if (v->fence_val[0]) release_lease(v);
+            goto out;
+        }
+        leased = 1;
+        g = &v->guard;
+        jr__hdr_free(&h);
+        if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
+        if (h.role != JR_ROLE_PRIMARY) {
+            r = JR_EROLE;
+            goto out;
+        }
+        if (h.n_acks && h.max_ack >= bad_seq) {
+            tlog_error("journal.discard_refused",
+                       "vol=%s seq=%" PRIu64 " peer_ack=%" PRIu64
+                       " msg=\"a peer has entries from there on: fail over "
+                       "to it or resync\"", vol_id, bad_seq, h.max_ack);
+            r = JR_EDIVERGED;
+            goto out;
+        }
+    }
+    if ((r = jr__head(st, vol_id, &h, &head, NULL)) < 0) goto out;
+    /* Apply what verifies before the damage, and find it again. */
+    r = jr__replay_g(st, vol_id, &h, head, g, &bad, NULL);
+    if (r == 0 || (r == JR_ECORRUPT && bad.seq != bad_seq)) {
+        tlog_error("journal.discard_refused",
+                   "vol=%s seq=%" PRIu64 " damaged_seq=%" PRIu64
+                   " msg=\"not the first damaged entry\"", vol_id, bad_seq,
+                   bad.seq);
+        r = JR_ESTALE;
+        goto out;
+    }
+    if (r != JR_ECORRUPT) goto out;
+    r = journal_cut(v, &h, &bad, g);
+    if (r == 0)
+        tlog_warn("journal.discarded",
+                  "vol=%s from_seq=%" PRIu64 " object=%016" PRIx64 " offset=%"
+                  PRIu64 " old_head=%" PRIu64 " entries=%" PRIu64
+                  " msg=\"acknowledged writes dropped on request\"", vol_id,
+                  bad_seq, bad.jno, bad.off, head,
+                  head >= bad_seq ? head - bad_seq + 1 : 0);
+out:
+    if (r == -ECANCELED || r == -ESHUTDOWN)
+        r = leased ? fence_reason(v, r) : JR_EROLE;
+    if (leased) release_lease(v);
+    jr__hdr_free(&h);
+    vol_free(v);
+    return r;
 }

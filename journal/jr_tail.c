@@ -112,28 +112,87 @@ static int collect_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
     return jr__opbuf_add(&c->ops, e);
 }
 
-/* Replay entries (from, to] of the local journal onto the image and
- * record applied.  Used by jr_apply (after a crash between its journal
- * append and its image writes) and by jr_open. */
+/* The journal ended before head (its last object is short or missing):
+ * the first missing entry is the damage (R-37). */
+static void bad_missing(st_store *st, const char *vol, const struct jr__hdr *h,
+                        uint64_t seq, struct jr__bad *bad)
+{
+    uint64_t sz = 0;
+    char oid[JR_OID_MAX];
+    memset(bad, 0, sizeof *bad);
+    bad->seq = seq;
+    if (h->nj) {
+        bad->jno = h->j[h->nj - 1].n;
+        jr__oid_journal(oid, sizeof oid, vol, bad->jno);
+        if (st_stat(st, oid, &sz, NULL) == 0) bad->off = sz;
+    }
+    snprintf(bad->why, sizeof bad->why, "entries missing before head (R-5)");
+    tlog_error("journal.corrupt", "vol=%s object=%016" PRIx64 " offset=%"
+               PRIu64 " expect_seq=%" PRIu64 " why=\"%s\"", vol, bad->jno,
+               bad->off, seq, bad->why);
+}
+
+/* Record where the journal is damaged (R-37): the header's "damage" key,
+ * for jr_volume_stat, until jr_journal_discard (or a rebase) removes it. */
+static int damage_record(st_store *st, const char *vol,
+                         const struct jr__guard *g, const struct jr__bad *bad)
+{
+    char oid[JR_OID_MAX], val[160];
+    jr__oid_header(oid, sizeof oid, vol);
+    int n = snprintf(val, sizeof val, "%" PRIu64 " %016" PRIx64 " %" PRIu64
+                     " %s", bad->seq, bad->jno, bad->off, bad->why);
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    jr__guard_add(op, vol, oid, g);
+    st_wop_omap_set(op, "damage", val, (size_t)n);
+    int r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    return r;
+}
+
 int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
                uint64_t head, uint64_t *size_out)
 {
+    return jr__replay_g(st, vol, h, head, NULL, NULL, size_out);
+}
+
+/* Replay entries (applied, head] of the local journal onto the image and
+ * record applied.  Used by jr_apply (after a crash between its journal
+ * append and its image writes) and by jr_open.  A damaged entry stops it
+ * after the entries before it were applied and recorded (R-37). */
+int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
+                 uint64_t head, const struct jr__guard *g,
+                 struct jr__bad *bad_out, uint64_t *size_out)
+{
+    struct jr__bad bad_local, *bad = bad_out ? bad_out : &bad_local;
+    memset(bad, 0, sizeof *bad);
     if (head <= h->applied) { /* nothing to replay: leave size alone */
         if (size_out) *size_out = h->size;
         return 0;
     }
     struct collect c = {{0}, h->applied_size, 0};
-    int r = 0;
-    uint64_t from = h->applied + 1;
-    while (from <= head && r == 0) {
+    int r = 0, damaged = 0;
+    uint64_t from = h->applied + 1, done = h->applied;
+    uint64_t size_done = h->applied_size;
+    while (from <= head && r == 0 && !damaged) {
         /* Bound memory: replay at most ~64 MiB of data per round. */
         uint64_t to = from + 4095 > head ? head : from + 4095;
         uint64_t size_before = c.size;
-        r = jr__journal_iter(st, vol, h, from, to, collect_cb, &c);
-        if (r == 0 && c.ops.n != to - from + 1) r = JR_ECORRUPT; /* missing */
-        if (r == 0)
-            r = jr__image_apply(st, vol, h->objsz, c.ops.ops, c.ops.n,
-                                &size_before);
+        r = jr__journal_iter_bad(st, vol, h, from, to, collect_cb, &c, bad);
+        if (r == JR_ECORRUPT && bad->seq) {
+            damaged = 1; /* c.ops: the entries before it, from `from` on */
+            r = 0;
+        } else if (r == 0 && c.ops.n != to - from + 1) {
+            bad_missing(st, vol, h, from + c.ops.n, bad);
+            damaged = 1;
+        }
+        if (r == 0 && c.ops.n)
+            r = jr__image_apply_g(st, vol, h->objsz, c.ops.ops, c.ops.n,
+                                  &size_before, g);
+        if (r == 0 && c.ops.n) {
+            done = from + c.ops.n - 1;
+            size_done = c.size;
+        }
         jr__opbuf_reset(&c.ops);
         from = to + 1;
     }
@@ -144,24 +203,66 @@ int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
                    jr_strerror(r));
         return r;
     }
-    char oid[JR_OID_MAX], b[64];
-    jr__oid_header(oid, sizeof oid, vol);
-    st_wop *op = st_wop_create();
-    if (!op) return -ENOMEM;
-    int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, head, c.size);
-    st_wop_omap_set(op, "applied", b, (size_t)n);
-    n = snprintf(b, sizeof b, "%" PRIu64, c.size);
-    st_wop_omap_set(op, "size", b, (size_t)n);
-    r = st_wop_operate(st, oid, op);
-    st_wop_destroy(op);
-    if (r == 0) {
-        if (head > h->applied)
-            tlog_info("journal.replayed", "vol=%s from=%" PRIu64 " to=%" PRIu64,
-                      vol, h->applied + 1, head);
-        h->applied = head;
-        h->applied_size = c.size;
-        h->size = c.size;
-        if (size_out) *size_out = c.size;
+    if (done > h->applied) {
+        char raw[64];
+        r = jr__applied_set(st, vol, g, h->applied_raw, done, size_done, 1,
+                            raw, sizeof raw);
+        if (r < 0) return r;
+        tlog_info("journal.replayed", "vol=%s from=%" PRIu64 " to=%" PRIu64,
+                  vol, h->applied + 1, done);
+        free(h->applied_raw);
+        h->applied_raw = strdup(raw);
+        h->applied = done;
+        h->applied_size = size_done;
+        h->size = size_done;
+    }
+    if (damaged) {
+        char q[96];
+        tlog_error("journal.damaged",
+                   "vol=%s seq=%" PRIu64 " object=%016" PRIx64 " offset=%"
+                   PRIu64 " why=%s applied=%" PRIu64 " head=%" PRIu64
+                   " msg=\"entries before it applied; see jr_journal_discard\"",
+                   vol, bad->seq, bad->jno, bad->off,
+                   tlog_q(q, sizeof q, bad->why), done, head);
+        r = damage_record(st, vol, g, bad);
+        return r < 0 ? r : JR_ECORRUPT;
+    }
+    if (size_out) *size_out = h->size;
+    return 0;
+}
+
+/* What replay would refuse, without applying anything. */
+struct vscan {
+    uint64_t size;
+    uint64_t n;
+    uint8_t *scratch; /* JR_MAX_ENTRY_DATA bytes, for LZ4 payloads */
+};
+
+static int verify_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
+                     void *arg)
+{
+    struct vscan *v = arg;
+    int r = jr__check_range(e, &v->size);
+    if (r == 0 && e->kind == JR_K_WRITE && (e->flags & JR_F_LZ4))
+        r = jr__entry_data(e, v->scratch);
+    if (r == 0) v->n++;
+    return r;
+}
+
+int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,
+                       uint64_t head, struct jr__bad *bad)
+{
+    memset(bad, 0, sizeof *bad);
+    if (head <= h->applied) return 0;
+    struct vscan v = {h->applied_size, 0, malloc(JR_MAX_ENTRY_DATA)};
+    if (!v.scratch) return -ENOMEM;
+    int r = jr__journal_iter_bad(st, vol, h, h->applied + 1, head, verify_cb,
+                                 &v, bad);
+    free(v.scratch);
+    if (r == JR_ECORRUPT && !bad->seq) return r; /* not an entry's fault */
+    if (r == 0 && v.n != head - h->applied) {
+        bad_missing(st, vol, h, h->applied + 1 + v.n, bad);
+        r = JR_ECORRUPT;
     }
     return r;
 }
@@ -429,21 +530,12 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         r = jr__image_apply(st, vol_id, h.objsz, v.ops.ops, v.ops.n, &size);
         if (r < 0) goto out;
         {
-            char oid[JR_OID_MAX], b[64];
-            jr__oid_header(oid, sizeof oid, vol_id);
-            st_wop *op = st_wop_create();
-            if (!op) {
-                r = -ENOMEM;
-                goto out;
-            }
-            int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, v.last, size);
-            st_wop_omap_set(op, "applied", b, (size_t)n);
-            if (size != h.size) {
-                n = snprintf(b, sizeof b, "%" PRIu64, size);
-                st_wop_omap_set(op, "size", b, (size_t)n);
-            }
-            r = st_wop_operate(st, oid, op);
-            st_wop_destroy(op);
+            /* Never back (R-5): a concurrent jr_apply may have recorded
+             * a later position already; and only while secondary. */
+            const struct jr__guard sec = {"role", "secondary"};
+            r = jr__applied_set(st, vol_id, &sec, h.applied_raw, v.last, size,
+                                size != h.size, NULL, 0);
+            if (r == -ECANCELED) r = JR_EROLE;
         }
         if (r == 0 && applied_out) *applied_out = v.last;
         /* Trim what no one needs any more (cheap when nothing is due). */
@@ -456,4 +548,27 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         return r;
     }
     return -EAGAIN;
+}
+
+int jr_journal_check(st_store *st, const char *vol_id, struct jr_damage *out)
+{
+    if (!st || !out || !jr__valid_id(vol_id)) return -EINVAL;
+    memset(out, 0, sizeof *out);
+    struct jr__hdr h;
+    int r = jr__hdr_load(st, vol_id, &h);
+    if (r < 0) return r;
+    uint64_t head = 0;
+    struct jr__bad bad = {0};
+    r = jr__head(st, vol_id, &h, &head, NULL);
+    if (r == 0) r = jr__journal_verify(st, vol_id, &h, head, &bad);
+    out->applied = h.applied;
+    out->head = head;
+    if (r == JR_ECORRUPT && bad.seq) {
+        out->seq = bad.seq;
+        out->object = bad.jno;
+        out->offset = bad.off;
+        snprintf(out->why, sizeof out->why, "%s", bad.why);
+    }
+    jr__hdr_free(&h);
+    return r;
 }

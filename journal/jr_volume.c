@@ -88,13 +88,51 @@ int jr_volume_create(st_store *st, const char *vol_id,
     return r;
 }
 
-static int lease_live(const char *lease)
+/* A writer lease in the way of a delete (R-36): JR_ELOCKED while its
+ * holder is seen renewing it; once it stayed unchanged for a whole TTL
+ * (this process's monotonic clock), it is taken away (the fence moves, so
+ * a stalled holder's guarded updates fail) and its holder fenced at the
+ * store, so nothing it still had in flight lands among the objects of a
+ * volume created later under the same id.  0: no lease (any more). */
+static int lease_break(st_store *st, const char *vol_id)
 {
-    if (!lease) return 0;
-    const char *sp = strchr(lease, ' ');
-    uint64_t exp = 0;
-    if (!sp || jr__parse_u64(sp + 1, &exp) < 0) return 0;
-    return exp > (uint64_t)time(NULL);
+    for (int tries = 0; tries < 5; tries++) {
+        struct jr__hdr h;
+        int r = jr__hdr_load(st, vol_id, &h);
+        if (r == JR_ECORRUPT || r == JR_EVERSION) return 0; /* as before */
+        if (r < 0) return r;
+        if (!h.lease) {
+            jr__hdr_free(&h);
+            return 0;
+        }
+        r = jr__lease_expired(st, vol_id, h.lease);
+        if (r == -EAGAIN) {
+            jr__hdr_free(&h);
+            continue;
+        }
+        if (r == 0) {
+            char fv[64];
+            HDR_OID(oid, vol_id);
+            snprintf(fv, sizeof fv, "%" PRIu64 " deleting",
+                     h.fence ? h.fence_gen + 1 : 1);
+            st_wop *op = st_wop_create();
+            if (!op) r = -ENOMEM;
+            if (op) {
+                st_wop_omap_cmp(op, "lease", h.lease, strlen(h.lease));
+                st_wop_omap_cmp(op, "fence", h.fence,
+                                h.fence ? strlen(h.fence) : 0);
+                st_wop_omap_set(op, "fence", fv, strlen(fv));
+                st_wop_omap_rm(op, "lease");
+                r = st_wop_operate(st, oid, op);
+                st_wop_destroy(op);
+            }
+            if (r == 0) r = jr__lease_fence_old(st, vol_id, h.lease);
+            if (r == -ECANCELED) r = JR_ELOCKED; /* someone took it */
+        }
+        jr__hdr_free(&h);
+        return r;
+    }
+    return JR_ELOCKED;
 }
 
 struct namelist {
@@ -254,11 +292,11 @@ int jr_volume_delete(st_store *st, const char *vol_id)
     } else if (r < 0) {
         return r;
     }
-    int locked = lease_live(h.lease);
     int primary = h.role == JR_ROLE_PRIMARY;
     uint64_t epoch = h.epoch;
+    int leased = h.lease != NULL;
     jr__hdr_free(&h);
-    if (locked) return JR_ELOCKED;
+    if (leased && (r = lease_break(st, vol_id)) < 0) return r;
     /* Before anything is removed: a crash mid-delete still leaves it. */
     if (primary && (r = tomb_write(st, vol_id, epoch)) < 0) return r;
     char prefix[JR_OID_MAX];
@@ -369,6 +407,14 @@ int jr_volume_stat(st_store *st, const char *vol_id, struct jr_info *out)
     out->tail = h.nj ? h.j[0].first : out->head + 1;
     if (out->tail > out->head + 1) out->tail = out->head + 1;
     out->dirty_tracking = h.dirty;
+    if (h.damage) { /* "<seq> <object hex> <offset> <why>" */
+        unsigned long long a = 0, b = 0, c = 0;
+        if (sscanf(h.damage, "%llu %llx %llu", &a, &b, &c) == 3) {
+            out->damaged_seq = a;
+            out->damaged_object = b;
+            out->damaged_offset = c;
+        }
+    }
     jr__hdr_free(&h);
     return r;
 }
@@ -997,6 +1043,7 @@ int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
         }
         st_wop_omap_set(op, "dirty", "0", 1);
         set_u64(op, "dirty.gen", h.dirty_gen + 1);
+        st_wop_omap_rm(op, "damage"); /* the journal it named is gone */
         set_u64(op, "base", seq);
         set_u64(op, "tail", seq + 1);
         int n = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, seq, size);

@@ -214,14 +214,18 @@ void st_aio_wait(st_store *st);
  * their ops with st_wop_fence_guard).  The text has no spaces.  0, or
  * -ERANGE when n is too small.
  * st_fence: make sure that no operation of the client `id` (another
- * handle's st_fence_id) is applied after this returns.  rados: blocklists
- * the address for expire_s seconds (0: the cluster's default,
+ * handle's st_fence_id) is applied to an object after an operation this
+ * handle issues on it once st_fence returned.  rados: blocklists the
+ * address for expire_s seconds (0: the cluster's default,
  * mon_osd_blocklist_default_expire, 1 hour), then waits for the latest
- * OSD map, so this handle's later ops reach OSDs that refuse the fenced
- * client; the fenced handle's ops then fail with -ESHUTDOWN (for good:
- * that process must st_open a new handle).  Needs the mon capability
- * to blocklist (`profile rbd` has it).  -EINVAL when id is this
- * handle's own identity or "-"; sqlite: -EOPNOTSUPP. */
+ * OSD map: this handle's later ops carry its epoch, an OSD serves them
+ * only once it has that map, and from then on it refuses the fenced
+ * client (an op of the fenced client may still land at an OSD that had
+ * not seen the map yet: before ours, which then overwrite it).  The
+ * fenced handle's ops fail with -ESHUTDOWN once it learns (for good: that
+ * process must st_open a new handle).  Needs the mon capability to
+ * blocklist (`profile rbd` has it).  -EINVAL when id is this handle's own
+ * identity or "-"; sqlite: -EOPNOTSUPP. */
 int st_fence_id(st_store *st, char *buf, size_t n);
 int st_fence(st_store *st, const char *id, uint32_t expire_s);
 

@@ -540,6 +540,34 @@ static void ra_close(st_store *st)
     free(s);
 }
 
+/* rados_connect on a thread of its own.  Ceph draws the client's address
+ * nonce from a thread-local random engine: a fork(2) child inherits its
+ * parent thread's engine state, so the child's first client and the
+ * parent's next one would get the same address, and fencing one
+ * (st_fence, a blocklist by address) would fence the other.  A new
+ * thread seeds a new engine. */
+struct ra_conn {
+    rados_t cluster;
+    int r;
+};
+
+static void *ra_connect_main(void *arg)
+{
+    struct ra_conn *c = arg;
+    c->r = rados_connect(c->cluster);
+    return NULL;
+}
+
+static int ra_connect(rados_t cluster)
+{
+    struct ra_conn c = {cluster, 0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, ra_connect_main, &c) != 0)
+        return rados_connect(cluster); /* no thread: connect here */
+    pthread_join(t, NULL);
+    return c.r;
+}
+
 static int ra_open(const struct st_config *cfg, st_store **out)
 {
     char name[256], tmo[32], q[512];
@@ -577,7 +605,7 @@ static int ra_open(const struct st_config *cfg, st_store **out)
         (r = rados_conf_set(s->cluster, "rados_mon_op_timeout", tmo)) < 0 ||
         (r = rados_conf_set(s->cluster, "rados_osd_op_timeout", tmo)) < 0)
         goto fail;
-    if ((r = rados_connect(s->cluster)) < 0) {
+    if ((r = ra_connect(s->cluster)) < 0) {
         tlog_error("store.rados.connect", "client=%s err=%d msg=\"%s\"", name,
                    r, strerror(-r));
         goto fail;

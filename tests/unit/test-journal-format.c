@@ -297,4 +297,64 @@ TEST(names_and_ids)
     ASSERT_STREQ(jr_role_name(JR_ROLE_SECONDARY), "secondary");
 }
 
+/* Header values (FORMAT.md §2, decimal ASCII): every u64 written with
+ * PRIu64 parses back to itself, 2^64 - 1 included; nothing outside the
+ * range, no sign, no empty field parses. */
+static void u64_round_trip(uint64_t x)
+{
+    char b[32];
+    uint64_t y = 1;
+    snprintf(b, sizeof b, "%" PRIu64, x);
+    if (jr__parse_u64(b, &y) != 0 || y != x)
+        TT_FAIL("%s parsed as %" PRIu64, b, y);
+    snprintf(b, sizeof b, "%" PRIu64 " 7", x); /* a field of a value */
+    y = 1;
+    if (jr__parse_u64(b, &y) != 0 || y != x)
+        TT_FAIL("\"%s\" parsed as %" PRIu64, b, y);
+}
+
+TEST(u64_header_values_round_trip)
+{
+    for (uint64_t x = 0; x < 1000; x++) u64_round_trip(x);
+    for (uint64_t k = 0; k < 1000; k++) u64_round_trip(UINT64_MAX - k);
+    for (int s = 0; s < 64; s++) {
+        uint64_t p = 1ull << s;
+        u64_round_trip(p - 1);
+        u64_round_trip(p);
+        u64_round_trip(p + 1);
+    }
+    uint64_t t = 1;
+    for (int i = 0; i < 20; i++, t *= 10) {
+        u64_round_trip(t - 1);
+        u64_round_trip(t);
+        u64_round_trip(t + 1);
+    }
+    /* Just below the largest value by each last digit, and the top
+     * prefixes: 1844674407370955161x for x = 0..5. */
+    for (uint64_t d = 0; d <= 5; d++) u64_round_trip(18446744073709551610ull + d);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        u64_round_trip(x);
+        u64_round_trip(x >> (x & 63));
+    }
+    const char *bad[] = {"", " ", " 1", "-1", "+1", "1x", "0x10", "1.5",
+                         "18446744073709551616", "18446744073709551620",
+                         "18446744073709551699", "99999999999999999999",
+                         "184467440737095516150", "100000000000000000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        uint64_t y = 42;
+        if (jr__parse_u64(bad[i], &y) == 0)
+            TT_FAIL("\"%s\" parsed (as %" PRIu64 ")", bad[i], y);
+        ASSERT_UEQ(y, 42); /* untouched */
+    }
+    uint64_t y = 0;
+    ASSERT_OK(jr__parse_u64("00000000000000000000000018446744073709551615",
+                            &y));
+    ASSERT_UEQ(y, UINT64_MAX); /* leading zeros are digits, not overflow */
+    ASSERT_EQ(jr__parse_u64(NULL, &y), -EINVAL);
+}
+
 TT_MAIN()

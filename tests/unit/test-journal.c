@@ -12,6 +12,7 @@
 
 #include "jr_int.h"
 #include "store_int.h"
+#include "tbase.h"
 #include "tt.h"
 
 /* ---- fixture ---- */
@@ -344,35 +345,46 @@ static void lease_and_fencing_on(const char *backend)
 {
     struct fx f;
     fx_open(&f, backend);
+    /* node-b is another client (on rados a holder using the same handle
+     * cannot be fenced: JR_ELOCKED, checked below). */
+    st_store *sb = fx_store(&f);
     mkvol(f.st, "v", 1 << 20, 0, 0, 0, 0);
     jr_volume *a, *b;
     uint8_t buf[4096] = {1};
     ASSERT_EQ(jr_open(f.st, "v", JR_OPEN_WRITE, "node-a", &a), 0);
     ASSERT_EQ(jr_write(a, 0, buf, sizeof buf), 0);
-    ASSERT_EQ(jr_open(f.st, "v", JR_OPEN_WRITE, "node-b", &b), JR_ELOCKED);
+    /* A live holder is seen renewing: refused within a renewal or two. */
+    int64_t t0 = tb_mono_ms();
+    ASSERT_EQ(jr_open(sb, "v", JR_OPEN_WRITE, "node-b", &b), JR_ELOCKED);
+    ASSERT_LT(tb_mono_ms() - t0, 10000);
+    if (strcmp(backend, "rados") == 0)
+        ASSERT_EQ(jr_open(f.st, "v", JR_OPEN_WRITE | JR_OPEN_FORCE, "node-b",
+                          &b), JR_ELOCKED);
     /* Forced takeover (the holder is presumed dead): the old writer is
      * fenced at its next append and never corrupts the journal. */
-    ASSERT_EQ(jr_open(f.st, "v", JR_OPEN_WRITE | JR_OPEN_FORCE, "node-b", &b),
+    ASSERT_EQ(jr_open(sb, "v", JR_OPEN_WRITE | JR_OPEN_FORCE, "node-b", &b),
               0);
     buf[0] = 2;
     ASSERT_EQ(jr_write(a, 4096, buf, sizeof buf), JR_ELOCKED);
     ASSERT_EQ(jr_volume_error(a), JR_ELOCKED);
     buf[0] = 3;
     ASSERT_EQ(jr_write(b, 4096, buf, sizeof buf), 0);
-    jr_close(a);
+    ASSERT_EQ(jr_close(a), JR_ELOCKED);
     /* Demotion fences the open writer. */
-    ASSERT_EQ(jr_role_set(f.st, "v", JR_ROLE_SECONDARY, 2), 0);
+    ASSERT_EQ(jr_role_set(sb, "v", JR_ROLE_SECONDARY, 2), 0);
     ASSERT_EQ(jr_write(b, 8192, buf, sizeof buf), JR_EROLE);
     jr_close(b);
     struct jr_info in;
-    ASSERT_EQ(jr_volume_stat(f.st, "v", &in), 0);
+    ASSERT_EQ(jr_volume_stat(sb, "v", &in), 0);
     ASSERT_UEQ(in.head, 2);
     jr_volume *r;
-    ASSERT_EQ(jr_open(f.st, "v", 0, NULL, &r), 0);
+    ASSERT_EQ(jr_open(sb, "v", 0, NULL, &r), 0);
     uint8_t got[4096];
     ASSERT_EQ(jr_read(r, 4096, got, 4096), 0);
     ASSERT_EQ(got[0], 3);
     jr_close(r);
+    st_close(f.st); /* fenced on rados: the cleanup goes through sb */
+    f.st = sb;
     fx_close(&f);
 }
 
@@ -384,6 +396,210 @@ TEST(lease_and_fencing_sqlite)
 TEST(lease_and_fencing_rados)
 {
     lease_and_fencing_on("rados");
+}
+
+/* Issue 8: writer 1's applier is stalled (a paused or partitioned node)
+ * holding a durable, acknowledged entry it has not applied; writer 2, on
+ * another client, takes the volume over, replays that entry, writes its
+ * own and gets the acknowledgement.  Writer 1's applier then wakes with
+ * its stale entry: it must not reach the image (before the fencing it did,
+ * and writer 2 and every later open read writer 1's older data), writer 1
+ * learns it lost the volume, and "applied" does not move back. */
+static void fenced_writer_stale_applier_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    st_store *s2 = fx_store(&f); /* writer 2's node */
+    mkvol(f.st, "v", 1 << 20, 64 << 10, 0, 0, 0);
+    uint8_t A[4096], B[4096], C[4096], got[4096], zero[4096] = {0};
+    memset(A, 'A', sizeof A);
+    memset(B, 'B', sizeof B);
+    memset(C, 'C', sizeof C);
+    jr_volume *w1, *w2, *r;
+    setenv("TANDEM_JR_APPLY_DELAY_MS", "1500", 1); /* writer 1 only */
+    ASSERT_OK(jr_open(f.st, "v", JR_OPEN_WRITE, "node-1", &w1));
+    unsetenv("TANDEM_JR_APPLY_DELAY_MS");
+    ASSERT_OK(jr_write(w1, 0, A, sizeof A)); /* acknowledged */
+    usleep(200 * 1000); /* its applier took A and stalls */
+    int64_t t0 = tb_mono_ms();
+    ASSERT_OK(jr_open(s2, "v", JR_OPEN_WRITE | JR_OPEN_FORCE, "node-2", &w2));
+    /* Writer 1's acknowledged entry was replayed before writer 2 wrote. */
+    ASSERT_OK(jr_read(w2, 0, got, sizeof got));
+    ASSERT_MEMEQ(got, A, sizeof got);
+    ASSERT_OK(jr_write(w2, 0, B, sizeof B)); /* acknowledged */
+    /* Writer 1's applier wakes (~1.5 s) with A and is refused. */
+    while (jr_volume_error(w1) == 0 && tb_mono_ms() - t0 < 4000)
+        usleep(20 * 1000);
+    usleep(300 * 1000); /* whatever it still does, let it do it */
+    ASSERT_OK(jr_write(w2, 8192, C, sizeof C));
+    ASSERT_OK(jr_read(w2, 0, got, sizeof got));
+    ASSERT_MEMEQ(got, B, sizeof got); /* not A */
+    /* Writer 1 knows: its next write and its close fail, never acked. */
+    ASSERT_EQ(jr_volume_error(w1), JR_ELOCKED);
+    ASSERT_EQ(jr_write(w1, 4096, A, sizeof A), JR_ELOCKED);
+    ASSERT_EQ(jr_read(w1, 0, got, sizeof got), JR_ELOCKED);
+    ASSERT_EQ(jr_close(w1), JR_ELOCKED);
+    ASSERT_OK(jr_close(w2));
+    struct jr_info in;
+    ASSERT_OK(jr_volume_stat(s2, "v", &in));
+    ASSERT_UEQ(in.head, 3);
+    ASSERT_UEQ(in.applied, 3); /* writer 1's stale "applied" never landed */
+    /* Every later open reads writer 2's data. */
+    for (int mode = 0; mode < 2; mode++) {
+        ASSERT_OK(jr_open(s2, "v", mode ? JR_OPEN_WRITE : 0, "node-3", &r));
+        ASSERT_OK(jr_read(r, 0, got, sizeof got));
+        ASSERT_MEMEQ(got, B, sizeof got);
+        ASSERT_OK(jr_read(r, 4096, got, sizeof got));
+        ASSERT_MEMEQ(got, zero, sizeof got); /* writer 1's refused write */
+        ASSERT_OK(jr_read(r, 8192, got, sizeof got));
+        ASSERT_MEMEQ(got, C, sizeof got);
+        ASSERT_OK(jr_close(r));
+    }
+    if (strcmp(backend, "rados") == 0) {
+        /* Writer 1's client is blocklisted for good: its process must
+         * open a new store handle (RUNBOOK "A fenced writer"). */
+        ASSERT_EQ(st_write(f.st, "probe", 0, "x", 1), -ESHUTDOWN);
+    } else {
+        ASSERT_OK(jr_open(f.st, "v", 0, NULL, &r));
+        ASSERT_OK(jr_read(r, 0, got, sizeof got));
+        ASSERT_MEMEQ(got, B, sizeof got);
+        jr_close(r);
+    }
+    st_close(f.st);
+    f.st = s2;
+    fx_close(&f);
+}
+
+TEST(fenced_writer_stale_applier_sqlite)
+{
+    fenced_writer_stale_applier_on("sqlite");
+}
+
+TEST(fenced_writer_stale_applier_rados)
+{
+    fenced_writer_stale_applier_on("rados");
+}
+
+/* A paused writer (SIGSTOP: a frozen VM, a long GC pause) with an entry
+ * its applier has not applied.  Without JR_OPEN_FORCE, another process
+ * takes the lease only after watching it unchanged for a whole TTL on its
+ * own monotonic clock (a short one here, TANDEM_JR_LEASE_TTL_MS); while
+ * the holder ran, the same open was refused.  Resumed, the paused writer
+ * applies nothing, and its writes and close fail. */
+static void paused_writer_expires_on(const char *backend)
+{
+    setenv("TANDEM_JR_LEASE_TTL_MS", "1500", 1); /* renewals every 100 ms */
+    struct fx f;
+    fx_open(&f, backend);
+    mkvol(f.st, "v", 1 << 20, 64 << 10, 0, 0, 0);
+    uint8_t A[4096], B[4096], got[4096], zero[4096] = {0};
+    memset(A, 'A', sizeof A);
+    memset(B, 'B', sizeof B);
+    int up[2], go[2];
+    ASSERT_OK(pipe(up));
+    ASSERT_OK(pipe(go));
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        char c;
+        st_store *st = fx_store(&f);
+        jr_volume *v;
+        setenv("TANDEM_JR_APPLY_DELAY_MS", "2500", 1);
+        if (jr_open(st, "v", JR_OPEN_WRITE, "paused", &v)) _exit(2);
+        if (write(up[1], "o", 1) != 1 || read(go[0], &c, 1) != 1) _exit(3);
+        if (jr_write(v, 0, A, sizeof A)) _exit(4); /* acknowledged */
+        usleep(100 * 1000); /* the applier holds A (sleeping) */
+        if (write(up[1], "w", 1) != 1) _exit(5);
+        raise(SIGSTOP);
+        /* Resumed long after: the stale batch gets its chance. */
+        usleep(1000 * 1000);
+        int e1 = jr_write(v, 4096, A, sizeof A);
+        int e2 = jr_close(v);
+        _exit(e1 == JR_ELOCKED && e2 == JR_ELOCKED ? 0 : 10);
+    }
+    char c;
+    ASSERT_EQ(read(up[0], &c, 1), 1);
+    st_store *s2 = fx_store(&f);
+    jr_volume *w2;
+    /* The holder runs and renews: refused quickly. */
+    int64_t t0 = tb_mono_ms();
+    ASSERT_EQ(jr_open(s2, "v", JR_OPEN_WRITE, "node-2", &w2), JR_ELOCKED);
+    ASSERT_LT(tb_mono_ms() - t0, 1400);
+    ASSERT_EQ(write(go[1], "g", 1), 1);
+    ASSERT_EQ(read(up[0], &c, 1), 1);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, WUNTRACED), pid);
+    ASSERT(WIFSTOPPED(status));
+    /* Paused: no renewal for a whole TTL, seen by us alone. */
+    t0 = tb_mono_ms();
+    ASSERT_OK(jr_open(s2, "v", JR_OPEN_WRITE, "node-2", &w2));
+    ASSERT_GE(tb_mono_ms() - t0, 1400);
+    ASSERT_OK(jr_read(w2, 0, got, sizeof got));
+    ASSERT_MEMEQ(got, A, sizeof got); /* its acknowledged write: replayed */
+    ASSERT_OK(jr_write(w2, 0, B, sizeof B));
+    ASSERT_OK(kill(pid, SIGCONT));
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_OK(jr_read(w2, 0, got, sizeof got));
+    ASSERT_MEMEQ(got, B, sizeof got);
+    ASSERT_OK(jr_close(w2));
+    jr_volume *r;
+    ASSERT_OK(jr_open(s2, "v", 0, NULL, &r));
+    ASSERT_OK(jr_read(r, 0, got, sizeof got));
+    ASSERT_MEMEQ(got, B, sizeof got);
+    ASSERT_OK(jr_read(r, 4096, got, sizeof got));
+    ASSERT_MEMEQ(got, zero, sizeof got);
+    jr_close(r);
+    st_close(s2);
+    fx_close(&f);
+    unsetenv("TANDEM_JR_LEASE_TTL_MS");
+}
+
+TEST(paused_writer_expires_sqlite)
+{
+    paused_writer_expires_on("sqlite");
+}
+
+TEST(paused_writer_expires_rados)
+{
+    paused_writer_expires_on("rados");
+}
+
+/* "applied" never moves back (R-5): a stale compare-and-set is dropped
+ * when the recorded position is already further; a guard that fails is
+ * reported (-ECANCELED), nothing written. */
+TEST(applied_never_moves_back)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    mkvol(f.st, "v", 1 << 20, 64 << 10, 0, 0, 0);
+    char hoid[JR_OID_MAX], raw[64], *val = NULL;
+    size_t len;
+    jr__oid_header(hoid, sizeof hoid, "v");
+    ASSERT_OK(jr__applied_set(f.st, "v", NULL, "0 1048576", 5, 1048576, 0, raw,
+                              sizeof raw));
+    ASSERT_STREQ(raw, "5 1048576");
+    /* A writer that saw "0 ..." and wants 3: dropped, 5 stays. */
+    ASSERT_OK(jr__applied_set(f.st, "v", NULL, "0 1048576", 3, 1048576, 0, raw,
+                              sizeof raw));
+    ASSERT_STREQ(raw, "5 1048576");
+    ASSERT_OK(st_omap_get(f.st, hoid, "applied", &val, &len));
+    ASSERT_STREQ(val, "5 1048576");
+    free(val);
+    /* A stale view, but a later position: recorded. */
+    ASSERT_OK(jr__applied_set(f.st, "v", NULL, "0 1048576", 7, 1048576, 0, raw,
+                              sizeof raw));
+    ASSERT_STREQ(raw, "7 1048576");
+    /* Fenced: nothing written. */
+    ASSERT_OK(st_omap_set(f.st, hoid, "fence", "2 tok", 5));
+    struct jr__guard g = {"fence", "1 old"};
+    ASSERT_EQ(jr__applied_set(f.st, "v", &g, "7 1048576", 9, 1048576, 0, NULL,
+                              0), -ECANCELED);
+    ASSERT_OK(st_omap_get(f.st, hoid, "applied", &val, &len));
+    ASSERT_STREQ(val, "7 1048576");
+    free(val);
+    fx_close(&f);
 }
 
 /* ---- group commit ---- */
@@ -784,6 +1000,243 @@ TEST(corrupt_journal_object_stops_reader_and_open)
     jr__oid_header(hoid, sizeof hoid, "p");
     ASSERT_EQ(st_omap_set(f.st, hoid, "applied", "2 1048576", 9), 0);
     ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    fx_close(&f);
+}
+
+/* ---- a damaged journal tail (R-37) ---- */
+
+/* A writer killed before its applier applied anything: the journal holds
+ * entries 1..n (4 KiB at block i, fill(seed + i)), the image none. */
+static void journal_only(struct fx *f, const char *vol, int n, uint64_t seed)
+{
+    /* The dead writer's lease stays behind: the next writable open waits
+     * a whole TTL before it takes it (R-36), 0.6 s here, not 30 s. */
+    setenv("TANDEM_JR_LEASE_TTL_MS", "600", 1);
+    int pfd[2];
+    ASSERT_OK(pipe(pfd));
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        st_store *st = fx_store(f);
+        jr_volume *v;
+        uint8_t b[4096];
+        setenv("TANDEM_JR_APPLY_DELAY_MS", "60000", 1);
+        if (jr_open(st, vol, JR_OPEN_WRITE | JR_OPEN_FORCE, "doomed", &v))
+            _exit(2);
+        for (int i = 0; i < n; i++) {
+            fill(b, sizeof b, seed + (uint64_t)i);
+            if (jr_write(v, (uint64_t)i * 4096, b, sizeof b)) _exit(3);
+        }
+        if (write(pfd[1], "x", 1) != 1) _exit(4);
+        pause();
+        _exit(5);
+    }
+    char c;
+    ASSERT_EQ(read(pfd[0], &c, 1), 1);
+    ASSERT_OK(kill(pid, SIGKILL));
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+/* Flip one byte of a journal object through the store API. */
+static void flip(st_store *st, const char *vol, uint64_t jno, uint64_t at)
+{
+    char oid[JR_OID_MAX];
+    uint8_t c;
+    jr__oid_journal(oid, sizeof oid, vol, jno);
+    ASSERT_EQ(st_read(st, oid, at, &c, 1), 1);
+    c ^= 0x10;
+    ASSERT_OK(st_write(st, oid, at, &c, 1));
+}
+
+#define ENT (64 + 4096) /* an entry of 4 KiB of incompressible data */
+
+static void damaged_tail_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    mkvol(f.st, "d", 1 << 20, 64 << 10, 0, 0, 0);
+    journal_only(&f, "d", 10, 300);
+    st_store *st = fx_store(&f); /* a new client: the child's was fenced */
+    st_close(f.st);
+    f.st = st;
+    flip(st, "d", 0, 5 * ENT + 64 + 100); /* entry 6's payload */
+    struct jr_damage dm;
+    ASSERT_EQ(jr_journal_check(st, "d", &dm), JR_ECORRUPT);
+    ASSERT_UEQ(dm.seq, 6);
+    ASSERT_UEQ(dm.object, 0);
+    ASSERT_UEQ(dm.offset, 5 * ENT);
+    ASSERT_UEQ(dm.applied, 0);
+    ASSERT_UEQ(dm.head, 10);
+    ASSERT(strstr(dm.why, "R-19") != NULL);
+    /* Writable open: the valid prefix is applied and recorded, the
+     * damage reported and recorded, the open refused. */
+    jr_volume *v;
+    ASSERT_EQ(jr_open(st, "d", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    struct jr_info in;
+    ASSERT_OK(jr_volume_stat(st, "d", &in));
+    ASSERT_UEQ(in.applied, 5);
+    ASSERT_UEQ(in.head, 10);
+    ASSERT_UEQ(in.damaged_seq, 6);
+    ASSERT_UEQ(in.damaged_object, 0);
+    ASSERT_UEQ(in.damaged_offset, 5 * ENT);
+    ASSERT_EQ(jr_open(st, "d", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    /* Readable: the prefix, nothing of the damaged tail. */
+    uint8_t b[4096], got[4096], zero[4096] = {0};
+    ASSERT_OK(jr_open(st, "d", 0, NULL, &v));
+    for (int i = 0; i < 10; i++) {
+        fill(b, sizeof b, 300 + (uint64_t)i);
+        ASSERT_OK(jr_read(v, (uint64_t)i * 4096, got, sizeof got));
+        ASSERT_MEMEQ(got, i < 5 ? b : zero, sizeof got);
+    }
+    ASSERT_OK(jr_get_info(v, &in));
+    ASSERT_UEQ(in.damaged_seq, 6);
+    ASSERT_UEQ(in.head, 5);
+    jr_close(v);
+    /* Only the confirmed seq discards; nothing changes otherwise. */
+    ASSERT_EQ(jr_journal_discard(st, "d", 0), -EINVAL);
+    ASSERT_EQ(jr_journal_discard(st, "d", 7), JR_ESTALE);
+    ASSERT_EQ(jr_journal_discard(st, "d", 5), JR_ESTALE);
+    ASSERT_OK(jr_volume_stat(st, "d", &in));
+    ASSERT_UEQ(in.head, 10);
+    ASSERT_OK(jr_journal_discard(st, "d", 6));
+    ASSERT_OK(jr_volume_stat(st, "d", &in));
+    ASSERT_UEQ(in.head, 5);
+    ASSERT_UEQ(in.applied, 5);
+    ASSERT_UEQ(in.damaged_seq, 0);
+    ASSERT_OK(jr_journal_check(st, "d", &dm));
+    ASSERT_UEQ(dm.seq, 0);
+    ASSERT_EQ(jr_journal_discard(st, "d", 6), JR_ESTALE); /* sound now */
+    /* Writable again; new writes continue at seq 6. */
+    ASSERT_OK(jr_open(st, "d", JR_OPEN_WRITE, "t", &v));
+    fill(b, sizeof b, 999);
+    ASSERT_OK(jr_write(v, 7 * 4096, b, sizeof b));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_volume_stat(st, "d", &in));
+    ASSERT_UEQ(in.head, 6);
+    ASSERT_UEQ(in.applied, 6);
+    ASSERT_OK(jr_open(st, "d", 0, NULL, &v));
+    for (int i = 0; i < 10; i++) {
+        fill(b, sizeof b, i == 7 ? 999 : 300 + (uint64_t)i);
+        ASSERT_OK(jr_read(v, (uint64_t)i * 4096, got, sizeof got));
+        ASSERT_MEMEQ(got, i < 5 || i == 7 ? b : zero, sizeof got);
+    }
+    jr_close(v);
+    /* The journal reads back whole (what the replicator ships). */
+    struct jr_batch bt;
+    ASSERT_OK(jr_tail_read(st, "d", 1, 1 << 20, &bt));
+    ASSERT_UEQ(bt.first_seq, 1);
+    ASSERT_UEQ(bt.last_seq, 6);
+    jr_batch_free(&bt);
+    fx_close(&f);
+}
+
+TEST(damaged_tail_sqlite)
+{
+    damaged_tail_on("sqlite");
+}
+
+TEST(damaged_tail_rados)
+{
+    damaged_tail_on("rados");
+}
+
+/* The other shapes of damage (sqlite): a damaged entry in a later journal
+ * object (objects after it are dropped too), a header flip (the entry's
+ * length cannot be trusted), a peer that already has entries past the
+ * damage (refused), and a secondary's journal (discarded, then shipped
+ * again by the primary). */
+TEST(damaged_tail_shapes)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    jr_volume *v;
+    struct jr_info in;
+    struct jr_damage dm;
+    uint8_t *big = malloc(1 << 20);
+    /* 1. Several journal objects: 1 MiB entries roll them every 4. */
+    mkvol(f.st, "m", 16 << 20, 1 << 20, 0, 0, 0);
+    ASSERT_OK(jr_open(f.st, "m", JR_OPEN_WRITE, "t", &v));
+    for (int i = 0; i < 12; i++) {
+        fill(big, 1 << 20, 500 + (uint64_t)i);
+        ASSERT_OK(jr_write(v, (uint64_t)i << 20, big, 1 << 20));
+    }
+    ASSERT_OK(jr_close(v));
+    char hoid[JR_OID_MAX];
+    jr__oid_header(hoid, sizeof hoid, "m");
+    /* As if the writer died before recording applied past 2. */
+    ASSERT_OK(st_omap_set(f.st, hoid, "applied", "2 16777216", 10));
+    ASSERT_EQ(jr_journal_check(f.st, "m", &dm), 0);
+    struct jr__hdr h;
+    ASSERT_OK(jr__hdr_load(f.st, "m", &h));
+    ASSERT_GE(h.nj, 3);
+    uint64_t jno = h.j[1].n, first = h.j[1].first;
+    jr__hdr_free(&h);
+    flip(f.st, "m", jno, 20); /* the header of the object's 1st entry */
+    ASSERT_EQ(jr_journal_check(f.st, "m", &dm), JR_ECORRUPT);
+    ASSERT_UEQ(dm.seq, first);
+    ASSERT_UEQ(dm.object, jno);
+    ASSERT_UEQ(dm.offset, 0);
+    ASSERT(strstr(dm.why, "R-12") != NULL);
+    ASSERT_EQ(jr_open(f.st, "m", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    ASSERT_OK(jr_volume_stat(f.st, "m", &in));
+    ASSERT_UEQ(in.applied, first - 1);
+    ASSERT_OK(jr_journal_discard(f.st, "m", first));
+    ASSERT_OK(jr_volume_stat(f.st, "m", &in));
+    ASSERT_UEQ(in.head, first - 1);
+    char joid[JR_OID_MAX];
+    jr__oid_journal(joid, sizeof joid, "m", jno + 1);
+    ASSERT_EQ(st_stat(f.st, joid, NULL, NULL), -ENOENT); /* dropped */
+    ASSERT_OK(jr_open(f.st, "m", JR_OPEN_WRITE, "t", &v));
+    fill(big, 1 << 20, 777);
+    ASSERT_OK(jr_write(v, 0, big, 1 << 20));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_volume_stat(f.st, "m", &in));
+    ASSERT_UEQ(in.head, first);
+    ASSERT_OK(jr_journal_check(f.st, "m", &dm));
+
+    /* 2. A peer acknowledged past the damage: refused, nothing changed. */
+    mkvol(f.st, "p", 1 << 20, 64 << 10, 0, 0, 0);
+    journal_only(&f, "p", 8, 40);
+    ASSERT_OK(jr_peer_ack_set(f.st, "p", "b", 6));
+    flip(f.st, "p", 0, 3 * ENT + 64 + 7); /* entry 4 */
+    ASSERT_EQ(jr_open(f.st, "p", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    ASSERT_EQ(jr_journal_discard(f.st, "p", 4), JR_EDIVERGED);
+    ASSERT_OK(jr_volume_stat(f.st, "p", &in));
+    ASSERT_UEQ(in.head, 8);
+    ASSERT_UEQ(in.damaged_seq, 4);
+
+    /* 3. A secondary: its own journal is damaged between its journal
+     * append and its image writes (a crash); the primary ships again. */
+    mkvol(f.st, "sp", 1 << 20, 64 << 10, 0, 0, 0);
+    mkvol(f.st, "ss", 1 << 20, 64 << 10, JR_ROLE_SECONDARY, 0, 0);
+    ASSERT_OK(jr_open(f.st, "sp", JR_OPEN_WRITE, "t", &v));
+    uint8_t b[4096];
+    for (int i = 0; i < 8; i++) {
+        fill(b, sizeof b, 60 + (uint64_t)i);
+        ASSERT_OK(jr_write(v, (uint64_t)i * 4096, b, sizeof b));
+    }
+    ASSERT_OK(jr_close(v));
+    struct jr_batch bt;
+    uint64_t applied = 0;
+    ASSERT_OK(jr_tail_read(f.st, "sp", 1, 1 << 20, &bt));
+    ASSERT_OK(jr_apply(f.st, "ss", bt.data, bt.len, &applied));
+    ASSERT_UEQ(applied, 8);
+    jr__oid_header(hoid, sizeof hoid, "ss");
+    ASSERT_OK(st_omap_set(f.st, hoid, "applied", "2 1048576", 9));
+    flip(f.st, "ss", 0, 4 * ENT + 64 + 1); /* entry 5 */
+    ASSERT_EQ(jr_apply(f.st, "ss", bt.data, bt.len, &applied), JR_ECORRUPT);
+    ASSERT_OK(jr_volume_stat(f.st, "ss", &in));
+    ASSERT_UEQ(in.applied, 4);
+    ASSERT_UEQ(in.damaged_seq, 5);
+    ASSERT_OK(jr_journal_discard(f.st, "ss", 5));
+    ASSERT_OK(jr_apply(f.st, "ss", bt.data, bt.len, &applied));
+    ASSERT_UEQ(applied, 8);
+    jr_batch_free(&bt);
+    same_image(f.st, "sp", f.st, "ss", 1 << 20);
+    free(big);
     fx_close(&f);
 }
 
@@ -1280,11 +1733,12 @@ static int fs_operate(st_store *st, const char *oid, const struct st_wop *op)
         if (op->items[i].kind != ST_WOP_OMAP_SET) continue;
         if (armed == 1 && strcmp(op->items[i].key, "applied") == 0)
             return -EIO;
-        /* 2: another writer takes the lease just before the header's
-         * size is written. */
+        /* 2: another writer takes the lease (moves the fence, R-36)
+         * just before the header's size is written. */
         if (armed == 2 && strcmp(op->items[i].key, "size") == 0) {
-            const char *l = "0123456789abcdef0123456789abcdef 9999999999 other";
+            const char *l = "0123456789abcdef0123456789abcdef 99 0 - other";
             int r = st_omap_set(FS(st)->in, oid, "lease", l, strlen(l));
+            if (!r) r = st_omap_set(FS(st)->in, oid, "fence", "99 x", 4);
             if (r) return r;
         }
     }
@@ -1393,6 +1847,23 @@ TEST(header_values_bounded)
     ASSERT_OK(st_omap_set(f.st, hoid, "dirty_grain", "1048576", 7));
     ASSERT_OK(st_omap_set(f.st, hoid, "size", "2305843009213693952", 19));
     ASSERT_EQ(jr_open(f.st, "hb", 0, "t", &v), JR_ECORRUPT);
+    ASSERT_OK(st_omap_set(f.st, hoid, "size", "8388608", 7));
+    /* u64 values up to 2^64 - 1 parse back (they used to stop short of
+     * it); one past is corruption, never a wrapped value. */
+    struct jr_info in;
+    ASSERT_OK(st_omap_set(f.st, hoid, "epoch", "18446744073709551615", 20));
+    ASSERT_OK(st_omap_set(f.st, hoid, "journal_cap", "18446744073709551610",
+                          20));
+    ASSERT_OK(jr_volume_stat(f.st, "hb", &in));
+    ASSERT_UEQ(in.epoch, UINT64_MAX);
+    struct jr__hdr h;
+    ASSERT_OK(jr__hdr_load(f.st, "hb", &h));
+    ASSERT_UEQ(h.cap, UINT64_MAX - 5);
+    jr__hdr_free(&h);
+    ASSERT_OK(st_omap_set(f.st, hoid, "epoch", "18446744073709551616", 20));
+    ASSERT_EQ(jr_volume_stat(f.st, "hb", &in), JR_ECORRUPT);
+    ASSERT_OK(st_omap_set(f.st, hoid, "epoch", " 7", 2));
+    ASSERT_EQ(jr_volume_stat(f.st, "hb", &in), JR_ECORRUPT);
     fx_close(&f);
 }
 

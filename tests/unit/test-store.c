@@ -945,11 +945,40 @@ STORE_TEST(fence)
     ASSERT(strcmp(id, id2) != 0); /* one identity per handle */
     ASSERT_OK(st_write(st2, "victim", 0, "ok", 2));
     ASSERT_OK(st_fence(st, id2, 60));
+    /* Ordered after our next op on an object: an OSD serves it only once
+     * it has the map that refuses st2 (an op st2 got in before that,
+     * at an OSD without the map yet, would be overwritten by ours). */
+    ASSERT_OK(st_write(st, "victim", 0, "go", 2));
+    ASSERT_OK(st_omap_set(st, "hdr", "gen", "8", 1));
     ASSERT_EQ(st_write(st2, "victim", 0, "no", 2), -ESHUTDOWN);
     ASSERT_EQ(st_read(st2, "victim", 0, r, 2), -ESHUTDOWN);
     ASSERT_EQ(st_omap_set(st2, "hdr", "gen", "9", 1), -ESHUTDOWN);
     st_close(st2); /* closing a fenced handle works */
-    ASSERT_OK(st_write(st, "victim", 0, "go", 2));
+    /* A fork(2) child's first handle and its parent's next one have
+     * different identities (Ceph draws the address nonce from a
+     * thread-local engine the child would share: store_rados.c). */
+    int pfd[2];
+    ASSERT_OK(pipe(pfd));
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        st_store *c = NULL;
+        char cid[512] = "";
+        if (open_store(&c) == 0) st_fence_id(c, cid, sizeof cid);
+        if (write(pfd[1], cid, sizeof cid) != (ssize_t)sizeof cid) _exit(3);
+        st_close(c);
+        _exit(0);
+    }
+    char cid[512];
+    ASSERT_EQ(read(pfd[0], cid, sizeof cid), (ssize_t)sizeof cid);
+    wait_ok(pid);
+    ASSERT_OK(open_store(&st2));
+    ASSERT_OK(st_fence_id(st2, id2, sizeof id2));
+    st_close(st2);
+    ASSERT(cid[0] != 0);
+    if (strcmp(cid, id2) == 0) TT_FAIL("child and parent share %s", cid);
+    close(pfd[0]);
+    close(pfd[1]);
     ASSERT_EQ(st_read(st, "victim", 0, r, 2), 2);
     ASSERT_MEMEQ(r, "go", 2);
 }
