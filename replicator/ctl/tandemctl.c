@@ -134,6 +134,27 @@ static int ep_connect(struct ctl *c, struct endpoint *ep, char *msg,
 {
     if (ep->cli) return 0;
     const struct rpc_tls *tls = NULL;
+    /* The admin socket's file mode is its access control (the replicator
+     * makes it 0600).  gRPC would report a refused connect() as a vague
+     * UNAVAILABLE (or, waiting for the channel, a DEADLINE_EXCEEDED): say
+     * what it is at once. */
+    if (!strncmp(ep->addr, "unix://", 7)) {
+        const char *path = ep->addr + 7;
+        struct stat st;
+        if (access(path, W_OK) < 0 && errno == EACCES) {
+            char how[64] = "";
+            if (stat(path, &st) == 0)
+                snprintf(how, sizeof how, " (mode %04o, owner uid %u, "
+                         "group %u)", (unsigned)(st.st_mode & 0777),
+                         (unsigned)st.st_uid, (unsigned)st.st_gid);
+            snprintf(msg, msgsz,
+                     "permission denied on %s%s: run as root or as the "
+                     "replicator's user (or have the replicator started "
+                     "with --admin-socket-mode 0660 and join the socket's "
+                     "group)", ep->addr, how);
+            return -EACCES;
+        }
+    }
     if (strncmp(ep->addr, "unix:", 5) != 0 && !c->insecure) {
         if (!c->tls.ca_file || !c->tls.cert_file || !c->tls.key_file) {
             snprintf(msg, msgsz,
@@ -1035,14 +1056,20 @@ static const char *const HELP_MAIN =
 "\n"
 "global options:\n"
 "  --admin ADDR        admin API of the replicator to act on: unix:///path\n"
-"                      or HOST:PORT (mutual TLS); default $TANDEM_ADMIN\n"
+"                      or HOST:PORT (mutual TLS); default $TANDEM_ADMIN;\n"
+"                      a socket admits who may write it (mode 0600: the\n"
+"                      replicator's user, or root)\n"
 "  --peer-admin ADDR   the other region's admin API (status of both regions;\n"
 "                      failover picks the one serving --to); $TANDEM_PEER_ADMIN;\n"
 "                      a second --admin means the same\n"
 "  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
 "                      mutual TLS for TCP addresses ($TANDEM_TLS_CA, ..._CERT,\n"
-"                      ..._KEY); --tls-server-name NAME overrides the name\n"
-"                      checked; --insecure allows plaintext TCP (tests only)\n"
+"                      ..._KEY): an operator's certificate, whose URI SAN is\n"
+"                      the admin identity spiffe://TRUST-DOMAIN/tandem/admin\n"
+"                      (a replicator's certificate is refused);\n"
+"                      --tls-server-name NAME overrides the name checked;\n"
+"                      --insecure allows plaintext TCP (tests only; the\n"
+"                      replicator's admin port is always mutual TLS)\n"
 "  --timeout SEC       per-call deadline (and demote's drain wait)\n"
 "  --verbose           also print the replicator's own message per volume\n"
 "\n"
