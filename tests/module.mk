@@ -77,15 +77,21 @@ FAULT_TESTS += tests/e2e/t0310-replication-faults.sh
 #   fuzz-entry      journal entries             fuzz-tomb  tombstone values
 #   fuzz-rep-link   ShipBatch / CopyRegions decoding
 #   fuzz-rep-apply  the whole ShipBatch handler on a sqlite region
+#   fuzz-rep-handlers  DeleteReplica / ReadRegions / JournalRegions /
+#                   GetVolume through the gRPC server on a sqlite region
+#   fuzz-metrics-http  the /metrics HTTP request reader
 #   fuzz-csi-k8s    the Kubernetes API server's answer (topology labels)
 #   fuzz-csi-params CSI parameter / id / path checks
 #   fuzz-regions    the region map          fuzz-bd-state  node state files
 FUZZERS += fuzz-entry fuzz-tomb fuzz-rep-link fuzz-rep-apply fuzz-csi-k8s \
-    fuzz-csi-params fuzz-regions fuzz-bd-state
+    fuzz-csi-params fuzz-regions fuzz-bd-state fuzz-rep-handlers \
+    fuzz-metrics-http
 $(B)/fuzz/fuzz-entry: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/fuzz/fuzz-tomb: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/fuzz/fuzz-rep-link: $(REP_LIBS)
 $(B)/fuzz/fuzz-rep-apply: $(REP_LIBS)
+$(B)/fuzz/fuzz-rep-handlers: $(REP_LIBS)
+$(B)/fuzz/fuzz-metrics-http: $(REP_LIBS)
 $(B)/fuzz/fuzz-csi-k8s: $(CSI_LIBS)
 $(B)/fuzz/fuzz-csi-params: $(CSI_LIBS)
 $(B)/fuzz/fuzz-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
