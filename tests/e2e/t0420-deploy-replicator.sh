@@ -6,6 +6,10 @@
 #    addresses mapped to a scratch dir and loopback), and tandemctl reaches
 #    it through the admin socket the manifest shares with its tandemctl
 #    container (TANDEM_ADMIN), and over mutual TLS on the admin port;
+#  - identities: the admin port serves the operators' certificate (URI
+#    spiffe://tandem.local/tandem/admin) and refuses the replicator's own
+#    (PERMISSION_DENIED); the admin socket is mode 0600 and tandemctl run
+#    as another user says "permission denied" at once;
 #  - the two regions' manifests differ only in the region names;
 #  - the TLS files and ConfigMap the flags name are mounted (Secret keys,
 #    the region map ConfigMap of the CSI manifests when they exist).
@@ -74,7 +78,7 @@ f=deploy/replicator/region-a.yaml
 # TLS files named by flags are keys of the mounted Secret.
 tlsdir=$(awk '/mountPath: .*tls/ { print $2; exit }' "$f")
 bad=""
-for k in $(sed -n 's/^--tls-[a-z]*=//p' "$TMP/args-a"); do
+for k in $(sed -n 's/^--\(admin-\)\{0,1\}tls-[a-z]*=//p' "$TMP/args-a"); do
     [ "$(dirname "$k")" = "$tlsdir" ] || bad="$bad $k(dir)"
     grep -q "^  $(basename "$k"):" "$f" || bad="$bad $k(key)"
 done
@@ -111,6 +115,7 @@ mkdir -p "$TMP/etc/tls" "$TMP/run"
 cp "$TMP/certs/ca.pem" "$TMP/etc/tls/ca.pem"
 cp "$TMP/certs/replicator-a.pem" "$TMP/etc/tls/tls.crt"
 cp "$TMP/certs/replicator-a.key" "$TMP/etc/tls/tls.key"
+cp "$TMP/certs/ca.pem" "$TMP/etc/tls/admin-ca.pem"
 port() { echo $((20000 + RANDOM % 40000)); }
 LP=$(port) AP=$(port) MP=$(port)
 cat >"$TMP/etc/tandem.conf" <<CONF
@@ -159,6 +164,38 @@ elif "$BIN/tandemctl" --admin "127.0.0.1:$AP" --tls-ca "$TMP/certs/ca.pem" \
     nok "admin port accepted a client certificate of another CA"
 else
     ok "admin port refuses a client certificate of another CA ($(sed 's/.*(\([A-Z_]*\))$/\1/' "$TMP/st"))"
+fi
+# Identities on the admin port: the replicator's own certificate (same CA)
+# is not an operator's.
+if "$BIN/tandemctl" --admin "127.0.0.1:$AP" --tls-ca "$TMP/certs/ca.pem" \
+    --tls-cert "$TMP/certs/replicator-a.pem" --tls-key "$TMP/certs/replicator-a.key" \
+    status >"$TMP/st" 2>&1; then
+    nok "admin port accepted the replicator's certificate"
+elif grep -q "PERMISSION_DENIED" "$TMP/st" && grep -q "tandem/admin" "$TMP/st"; then
+    ok "admin port refuses the replicator's certificate (PERMISSION_DENIED)"
+else
+    nok "admin port, replicator's certificate: $(cat "$TMP/st")"
+fi
+grep -q 'event=rep.admin_denied.*identity="spiffe://tandem.local/tandem/region/a"' "$TMP/replicator.log" &&
+    ok "the refusal is logged with the caller's identity" ||
+    nok "no rep.admin_denied line naming the identity: $(grep admin_denied "$TMP/replicator.log" | head -2)"
+mode=$(stat -c %a "$TMP/run/admin.sock" 2>/dev/null)
+[ "$mode" = 600 ] && ok "admin socket is mode 0600" || nok "admin socket mode $mode"
+# Another user: one clear line, at once (not a deadline).
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+    chmod 755 "$TMP" "$TMP/run"
+    t0=$SECONDS
+    if setpriv --reuid=65534 --regid=65534 --clear-groups \
+        "$BIN/tandemctl" --admin "unix://$TMP/run/admin.sock" status >"$TMP/st" 2>&1; then
+        nok "another user ran status through a 0600 socket"
+    elif grep -q "permission denied on unix://$TMP/run/admin.sock" "$TMP/st" &&
+        [ $((SECONDS - t0)) -le 3 ]; then
+        ok "another user is told 'permission denied' at once"
+    else
+        nok "another user: $(cat "$TMP/st")"
+    fi
+else
+    ok "# SKIP another user's access: needs root and setpriv"
 fi
 if ! kill -TERM $PID 2>/dev/null; then
     nok "replicator was not running at the end"
