@@ -159,6 +159,9 @@ struct jr_info {
     int64_t created_s;        /* unix seconds */
     uint64_t head;            /* last durable journal entry (0: none) */
     uint64_t applied;         /* last entry applied to the image (as
+/* Remove one key: 0 whether or not it was there; -ENOENT if the volume
+ * does not exist. */
+int jr_meta_rm(st_store *st, const char *vol_id, const char *key);
                                  recorded: lags an open writer by up to
                                  ~1 s; never ahead of the image) */
     uint64_t tail;            /* oldest entry still kept (head+1: none) */
@@ -336,6 +339,72 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
  *      in order, whatever newer bytes step 3 copied.
  * The secondary is not crash-consistent from 3 until 6 reached the
  * primary's head as of 3 (DESIGN.md: the copy is not write-ordered).
+/* ---- replicator: the stores of a region copy (FORMAT.md §4) ----
+ * The copy window (secondary side).  A region copy is not write-ordered:
+ * from its first region until the secondary applied the primary's head
+ * as of the copy's end, its image is no state the primary ever had.  The
+ * window keeps the last consistent one recoverable: before a region or an
+ * entry overwrites image bytes, jr_copywin_save keeps their old bytes
+ * (whole blocks of JR_COPYWIN_BLOCK, once per window), and
+ * jr_copywin_rollback writes them back and rebases the replica at the
+ * window's base.  The caller keeps writers away meanwhile (the replicator
+ * holds its volume lock).  A window outlives the volume's deletion until
+ * jr_copywin_drop. */
+#define JR_COPY_ID_MAX 64
+#define JR_COPYWIN_BLOCK (256u << 10)
+struct jr_copywin {
+    char copy_id[JR_COPY_ID_MAX + 1]; /* the copy session that opened it */
+    uint64_t base;    /* applied before the copy: the rollback target */
+    uint64_t until;   /* consistent again once applied >= until (0: the
+                         copy has not finished) */
+};
+/* 0 and *w filled; -ENOENT when no window is open (*w zeroed). */
+int jr_copywin_get(st_store *st, const char *vol_id, struct jr_copywin *w);
+/* Open a window for copy_id at position base or, if one is open (a copy
+ * that starts again), keep its base and saved blocks, forget its `until`
+ * and name it copy_id.  *restarted (may be NULL) says which. */
+int jr_copywin_begin(st_store *st, const char *vol_id, const char *copy_id,
+                     uint64_t base, int *restarted);
+/* The copy is done: the window may close once applied >= until.
+ * -ENOENT if no window is open. */
+int jr_copywin_finish(st_store *st, const char *vol_id, uint64_t until);
+/* Keep the current bytes of [off, off + len) (clipped to the image) in
+ * the window unless kept already. */
+int jr_copywin_save(st_store *st, const char *vol_id, uint64_t off,
+                    uint64_t len);
+/* Close the window and free its blocks (0 also if none was open or the
+ * volume is gone). */
+int jr_copywin_drop(st_store *st, const char *vol_id);
+/* Roll an open window back: write the kept bytes back, rebase the replica
+ * at the base (jr_replica_rebase at its current size), close the window.
+ * 1 rolled back (*base, *blocks: where to, how many blocks; may be NULL),
+ * 0 no window, JR_EROLE on a primary, or an error (the window stays). */
+int jr_copywin_rollback(st_store *st, const char *vol_id, uint64_t *base,
+                        size_t *blocks);
+/* Read image bytes as a rollback would leave them (the kept blocks over
+ * the image): what a checker compares with the base position. */
+int jr_copywin_read(st_store *st, const char *vol_id, uint64_t off,
+                    void *buf, size_t len);
+
+/* The copy list (primary side): the regions of an unfinished copy and
+ * the position shipping resumes at after it, kept because the dirty map
+ * is cleared when a copy starts (jr_dirty_clear_gen): a copy that fails
+ * must not forget them. */
+struct jr_range {
+    uint64_t off, len;
+};
+/* Call cb for each saved region, in saved order (cb != 0 stops and is
+ * returned); *resume is 0 when no list is kept.  JR_ECORRUPT on a list
+ * that does not parse. */
+int jr_copylist_load(st_store *st, const char *vol_id, uint64_t *resume,
+                     int (*cb)(uint64_t off, uint64_t len, void *arg),
+                     void *arg);
+/* Replace the list (resume >= 1). */
+int jr_copylist_save(st_store *st, const char *vol_id, uint64_t resume,
+                     const struct jr_range *r, size_t n);
+/* Forget it (0 also if there is none). */
+int jr_copylist_drop(st_store *st, const char *vol_id);
+
  * A trim can also drop entries a peer has applied but not acknowledged
  * yet (the ack is recorded after the peer's answer): a peer whose applied
  * position is >= T - 1 lacks nothing the map names, and the map is

@@ -26,9 +26,10 @@
  * REP_META_REPLICATION ("async" to replicate) and REP_META_PEER_REGION;
  * for volumes made by other tools the bare StorageClass names
  * ("replication", "peerRegion") are accepted too.  Keys it writes start
- * with "rep." and are never shipped to the peer.  A copy whose peer
- * region names its own region (the replica) replicates with the region
- * it came from (REP_META_PEER).
+ * with "rep." and are never shipped to the peer; so do the markers of a
+ * region copy's window, which the journal keeps (jr.h jr_copywin_*).  A
+ * copy whose peer region names its own region (the replica) replicates
+ * with the region it came from (REP_META_PEER).
  *
  * Errors: 0 or a negative errno; rep_create writes one line into err.
  * Threads: rep_start starts the scanner, senders, gRPC servers and the
@@ -50,9 +51,6 @@
 #define REP_META_SPLIT "rep.split_brain"     /* fenced: why (one line) */
 #define REP_META_DRAINING "rep.draining"     /* demoted, shipping the rest */
 #define REP_META_PROMOTED_AT "rep.promoted_at" /* applied at promotion */
-#define REP_META_COPY_ID "rep.copy.id"       /* a region copy is running */
-#define REP_META_COPY_BASE "rep.copy.base"   /* applied before the copy */
-#define REP_META_COPY_UNTIL "rep.copy.until" /* consistent again at */
 #define REP_META_RESYNC "rep.resync"         /* resync running */
 #define REP_META_INSYNC_MS "rep.insync_ms"   /* last time known in sync */
 

@@ -211,14 +211,21 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
                  id, r->region, info.epoch);
         goto out;
     }
+    struct jr_copywin w;
+    rc = jr_copywin_get(r->st, id, &w);
+    if (rc < 0 && rc != -ENOENT) {
+        /* Whether to roll back first: never guess. */
+        snprintf(msg, msz, "%s: reading the region-copy window: %s", id,
+                 jr_strerror(rc));
+        code = RPC_UNAVAILABLE;
+        goto out;
+    }
     char *split = rep__meta(r, id, REP_META_SPLIT);
     char *resync = rep__meta(r, id, REP_META_RESYNC);
-    char *copy = rep__meta(r, id, REP_META_COPY_ID);
     int has_split = split != NULL, has_resync = resync != NULL,
-        has_copy = copy != NULL;
+        has_copy = rc == 0;
     free(split);
     free(resync);
-    free(copy);
     if (has_resync) {
         snprintf(msg, msz, "%s: a resync is unfinished here, the image is "
                  "not consistent; run resync again first", id);
@@ -266,7 +273,16 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         if (pv->exists) peer_epoch = pv->epoch;
     }
     if (has_copy) {
-        rc = rep__undo_rollback(r, id);
+        uint64_t base = 0;
+        size_t blocks = 0;
+        rc = jr_copywin_rollback(r->st, id, &base, &blocks);
+        if (rc < 0)
+            tlog_error("rep.rollback_failed", "vol=%s err=%d (%s)", id, rc,
+                       jr_strerror(rc));
+        else
+            tlog_warn("rep.rollback", "vol=%s base=%" PRIu64 " blocks=%zu "
+                      "msg=\"unfinished region copy rolled back\"", id,
+                      base, blocks);
         if (rc < 0) {
             snprintf(msg, msz, "%s: rolling back the unfinished region copy "
                      "failed: %s", id, jr_strerror(rc));
@@ -293,8 +309,8 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         goto out;
     }
     *changed = 1;
-    rep__meta_rm(r, id, REP_META_SPLIT);
-    rep__meta_rm(r, id, REP_META_DRAINING);
+    jr_meta_rm(r->st, id, REP_META_SPLIT);
+    jr_meta_rm(r->st, id, REP_META_DRAINING);
     /* Keep our journal from here on for the old primary (resync needs the
      * ranges written since the common position, R-8 keeps entries only
      * for peers that have an ack). */
@@ -413,7 +429,7 @@ static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
         usleep(20000);
     }
-    rep__meta_rm(r, id, REP_META_DRAINING);
+    jr_meta_rm(r->st, id, REP_META_DRAINING);
     tlog_info("rep.drained", "vol=%s head=%" PRIu64 " acked=%" PRIu64, id,
               info.head, ack);
 answer:;
@@ -721,9 +737,9 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         goto out;
     }
     changed = 1;
-    rep__meta_rm(r, id, REP_META_DRAINING);
-    rep__meta_rm(r, id, REP_META_SPLIT);
-    rep__undo_drop(r, id);
+    jr_meta_rm(r->st, id, REP_META_DRAINING);
+    jr_meta_rm(r->st, id, REP_META_SPLIT);
+    jr_copywin_drop(r->st, id);
     rep__vol_stop(v);
     tlog_info("rep.resync_start", "vol=%s common=%" PRIu64 " full=%d "
               "ranges=%zu peer_epoch=%" PRIu64, id, common, full, g.n,
@@ -819,7 +835,7 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         code = RPC_INTERNAL;
         goto out;
     }
-    rep__meta_rm(r, id, REP_META_RESYNC);
+    jr_meta_rm(r->st, id, REP_META_RESYNC);
     snprintf(msg, sizeof(msg), "%s resynced from %s: %s, %" PRIu64 " ranges, "
              "%" PRIu64 " bytes since common position %" PRIu64 "; now a "
              "secondary at %" PRIu64, id, r->peer_region,

@@ -3,11 +3,10 @@
  * journal passed its cap (JR_ETRIMMED), or a replica that must be made
  * from scratch, is brought current by copying image regions (the dirty
  * map, or everything) over CopyRegions, following jr.h's catch-up
- * protocol; the region list of an unfinished copy is kept durably so a
- * failed copy forgets nothing.  Receiver side: the undo store of the
- * copy window, which keeps the secondary's last consistent state
- * recoverable until it applied the primary's head as of the copy's end
- * (a promote in the middle rolls back to it).
+ * protocol; the region list of an unfinished copy is kept durably
+ * (jr_copylist_*) so a failed copy forgets nothing.  The receiver's side
+ * (CopyRegions in rep_link.c) keeps the secondary's last consistent state
+ * recoverable meanwhile in the journal's copy window (jr_copywin_*).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,141 +16,6 @@
 
 #include "rep_send.h"
 #include "tlog.h"
-
-/* ------------------------------------------------ receiver: undo store */
-
-/* A list of object names (the undo blocks of a volume). */
-struct jlist {
-    char **k;
-    size_t n, cap;
-};
-
-static int jlist_add(struct jlist *l, const char *s)
-{
-    if (l->n == l->cap) {
-        size_t c = l->cap ? 2 * l->cap : 16;
-        char **k = realloc(l->k, c * sizeof(*k));
-        if (!k) return -ENOMEM;
-        l->k = k;
-        l->cap = c;
-    }
-    if (!(l->k[l->n] = strdup(s))) return -ENOMEM;
-    l->n++;
-    return 0;
-}
-
-static void jlist_free(struct jlist *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->k[i]);
-    free(l->k);
-    memset(l, 0, sizeof(*l));
-}
-
-static int jlist_oid_cb(const char *oid, void *arg)
-{
-    return jlist_add(arg, oid);
-}
-/* Undo blocks: before a region copy overwrites image bytes on the
- * secondary, the old bytes of each aligned block are saved once per copy
- * window in "rep.undo/<vol>/<block index, 16 hex>".  Rolling back writes
- * them back and resets the position to the base of the copy, the last
- * write-order-consistent state. */
-#define UNDO_BLOCK (256u << 10)
-
-static void undo_oid(char *buf, size_t n, const char *id, uint64_t blk)
-{
-    snprintf(buf, n, "rep.undo/%s/%016" PRIx64, id, blk);
-}
-
-int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
-                   uint64_t off, uint64_t len)
-{
-    (void)copy_id;
-    struct jr_info info;
-    int rc = jr_volume_stat(r->st, id, &info);
-    if (rc < 0) return rc;
-    if (len == 0) return 0;
-    uint8_t *buf = malloc(UNDO_BLOCK);
-    if (!buf) return -ENOMEM;
-    for (uint64_t b = off / UNDO_BLOCK; b <= (off + len - 1) / UNDO_BLOCK;
-         b++) {
-        char oid[JR_MAX_ID + 64];
-        uint64_t start = b * UNDO_BLOCK, sz = UNDO_BLOCK, osz;
-        if (start >= info.size) break;
-        if (start + sz > info.size) sz = info.size - start;
-        undo_oid(oid, sizeof(oid), id, b);
-        /* Saved already in this window: keep the oldest bytes. */
-        if (st_stat(r->st, oid, &osz, NULL) == 0) continue;
-        if ((rc = jr_image_read(r->st, id, start, buf, sz)) < 0) break;
-        if ((rc = st_write_full(r->st, oid, buf, sz)) < 0) break;
-    }
-    free(buf);
-    return rc < 0 ? rc : 0;
-}
-
-static int undo_list(rep_ctx *r, const char *id, struct jlist *l)
-{
-    char pfx[JR_MAX_ID + 16];
-    snprintf(pfx, sizeof(pfx), "rep.undo/%s/", id);
-    return st_list(r->st, pfx, jlist_oid_cb, l);
-}
-
-/* Close the copy window: the marker goes first, then the undo blocks, so
- * a crash in between leaves only garbage (removed by the next copy's
- * begin), never a window whose undo data is incomplete. */
-int rep__undo_drop(rep_ctx *r, const char *id)
-{
-    int rc = rep__meta_rm(r, id, REP_META_COPY_ID);
-    if (rc < 0) return rc;
-    rep__meta_rm(r, id, REP_META_COPY_UNTIL);
-    rep__meta_rm(r, id, REP_META_COPY_BASE);
-    struct jlist l = {0};
-    rc = undo_list(r, id, &l);
-    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
-        int e = st_remove(r->st, l.k[i]);
-        if (e < 0 && e != -ENOENT) rc = e;
-    }
-    jlist_free(&l);
-    return rc;
-}
-
-int rep__undo_rollback(rep_ctx *r, const char *id)
-{
-    char *cid = rep__meta(r, id, REP_META_COPY_ID);
-    if (!cid) return 0;
-    free(cid);
-    uint64_t base = rep__meta_u64(r, id, REP_META_COPY_BASE);
-    struct jlist l = {0};
-    uint8_t *buf = malloc(UNDO_BLOCK);
-    int rc = buf ? undo_list(r, id, &l) : -ENOMEM;
-    size_t restored = 0;
-    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
-        const char *p = strrchr(l.k[i], '/');
-        uint64_t blk = p ? strtoull(p + 1, NULL, 16) : 0;
-        ssize_t n = st_read(r->st, l.k[i], 0, buf, UNDO_BLOCK);
-        if (n < 0) {
-            rc = (int)n;
-            break;
-        }
-        if (n > 0 &&
-            (rc = jr_image_write(r->st, id, blk * UNDO_BLOCK, buf,
-                                 (size_t)n)) < 0)
-            break;
-        restored++;
-    }
-    free(buf);
-    jlist_free(&l);
-    if (rc >= 0) rc = rep__position_set(r, id, base);
-    if (rc >= 0) rc = rep__undo_drop(r, id);
-    if (rc < 0)
-        tlog_error("rep.rollback_failed", "vol=%s err=%d (%s)", id, rc,
-                   jr_strerror(rc));
-    else
-        tlog_warn("rep.rollback", "vol=%s base=%" PRIu64 " blocks=%zu "
-                  "msg=\"unfinished region copy rolled back\"", id, base,
-                  restored);
-    return rc < 0 ? rc : 1;
-}
 
 int rep__regs_add(struct rep_regs *g, uint64_t off, uint64_t len)
 {
@@ -203,57 +67,28 @@ int rep__regs_normalize(struct rep_regs *g)
     return rc;
 }
 
-/* The region list of an unfinished copy is kept durably on the sender
- * ("rep.copylist/<vol>": the resume position, then pairs of offset and
- * length, little-endian u64), because the dirty map is cleared when the
- * copy starts: a failed copy must not forget its regions, nor the
- * position whose entries it relies on being shipped afterwards. */
+/* The region list of an unfinished copy is kept by the journal
+ * (jr_copylist_*), because the dirty map is cleared when the copy
+ * starts: a failed copy must not forget its regions, nor the position
+ * whose entries it relies on being shipped afterwards. */
 static int copylist_load(rep_ctx *r, const char *id, struct rep_regs *g,
                          uint64_t *resume)
 {
-    char oid[JR_MAX_ID + 16];
-    uint64_t size;
-    *resume = 0;
-    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
-    if (st_stat(r->st, oid, &size, NULL) < 0) return 0;
-    if (size < 8 || (size - 8) % 16 || size > (256u << 20)) return -EBADMSG;
-    uint8_t *buf = malloc(size);
-    if (!buf) return -ENOMEM;
-    ssize_t n = st_read(r->st, oid, 0, buf, size);
-    int rc = n == (ssize_t)size ? 0 : -EIO;
-    if (!rc) memcpy(resume, buf, 8);
-    for (uint64_t i = 8; !rc && i < size; i += 16) {
-        uint64_t o, l;
-        memcpy(&o, buf + i, 8);
-        memcpy(&l, buf + i + 8, 8);
-        rc = rep__regs_add(g, o, l);
-    }
-    free(buf);
-    return rc;
+    return jr_copylist_load(r->st, id, resume, rep__regs_cb, g);
 }
 
 static int copylist_save(rep_ctx *r, const char *id, const struct rep_regs *g,
                          uint64_t resume)
 {
-    char oid[JR_MAX_ID + 16];
-    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
-    uint8_t *buf = malloc(8 + g->n * 16);
-    if (!buf) return -ENOMEM;
-    memcpy(buf, &resume, 8);
+    struct jr_range *a = malloc((g->n + 1) * sizeof(*a));
+    if (!a) return -ENOMEM;
     for (size_t i = 0; i < g->n; i++) {
-        memcpy(buf + 8 + i * 16, &g->a[i].offset, 8);
-        memcpy(buf + 8 + i * 16 + 8, &g->a[i].length, 8);
+        a[i].off = g->a[i].offset;
+        a[i].len = g->a[i].length;
     }
-    int rc = st_write_full(r->st, oid, buf, 8 + g->n * 16);
-    free(buf);
+    int rc = jr_copylist_save(r->st, id, resume, a, g->n);
+    free(a);
     return rc;
-}
-
-void rep__copylist_drop(rep_ctx *r, const char *id)
-{
-    char oid[JR_MAX_ID + 16];
-    snprintf(oid, sizeof(oid), "rep.copylist/%s", id);
-    st_remove(r->st, oid);
 }
 
 static int copy_call(struct sender *s, Tandem__Repl__V1__CopyRegionsRequest *req,
@@ -470,7 +305,7 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     req.consistent_at = info.head;
     rc = copy_call(s, &req, &resp, msg, sizeof(msg));
     if (rc != RPC_OK) goto callfail;
-    rep__copylist_drop(r, v->id);
+    jr_copylist_drop(r->st, v->id);
     s->next = resume;
     s->copy_until = info.head;
     rep__note_ack(s, resume - 1, 0, 0);

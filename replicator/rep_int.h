@@ -257,7 +257,6 @@ char *rep__meta(rep_ctx *r, const char *id, const char *key);
 uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);
 int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
                       uint64_t v);
-int rep__meta_rm(rep_ctx *r, const char *id, const char *key);
 /* The volume's metadata as protobuf-c map entries of type desc (every
  * map<string,string> entry has the layout {base, key, value}): a malloc'd
  * array of *n malloc'd entries, as protobuf_c_message_free_unpacked frees
@@ -287,15 +286,5 @@ void rep__spec_free(struct rep_spec *b);
 int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
 /* Decompress exactly raw_len bytes (malloc'd). */
 int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
-
-/* ---- rep_copy.c: the copy window's undo store (receiver side) ---- */
-int rep__undo_save(rep_ctx *r, const char *id, const char *copy_id,
-                   uint64_t off, uint64_t len);
-int rep__undo_drop(rep_ctx *r, const char *id);
-/* Roll back an unfinished copy (promote mid-copy): restore saved bytes
- * and the base position.  0 if nothing to roll back. */
-int rep__undo_rollback(rep_ctx *r, const char *id);
-/* Forget a volume's region-copy list ("rep.copylist/<vol>"). */
-void rep__copylist_drop(rep_ctx *r, const char *id);
 
 #endif /* TANDEM_REP_INT_H */

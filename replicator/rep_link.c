@@ -385,7 +385,7 @@ static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
                      jr_strerror(rc));
             return rc == JR_ESTALE ? R(STALE_EPOCH) : R(ERROR);
         }
-        rep__meta_rm(r, id, REP_META_DRAINING);
+        jr_meta_rm(r->st, id, REP_META_DRAINING);
         tlog_info("rep.epoch_adopted", "vol=%s epoch=%" PRIu64 " from=%s", id,
                   epoch, from);
         info->epoch = epoch;
@@ -451,9 +451,10 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
  * write-order consistent again and the undo data goes. */
 static void copy_window_check(rep_ctx *r, const char *id, uint64_t applied)
 {
-    uint64_t until = rep__meta_u64(r, id, REP_META_COPY_UNTIL);
-    if (!until || applied < until) return;
-    int rc = rep__undo_drop(r, id);
+    struct jr_copywin w;
+    if (jr_copywin_get(r->st, id, &w) < 0 || !w.until || applied < w.until)
+        return;
+    int rc = jr_copywin_drop(r->st, id);
     tlog_info("rep.copy_consistent", "vol=%s applied=%" PRIu64 " rc=%d", id,
               applied, rc);
 }
@@ -536,14 +537,12 @@ again:
         note_rx(r, v, info.applied, req->primary_head, 0, 0);
         rc = ship_answer(respm, R(OK), info.applied, info.epoch, role,
                          created, "probe");
-        char *c = rep__meta(r, req->volume_id, REP_META_COPY_ID);
-        if (c && rc == RPC_OK) {
+        struct jr_copywin w;
+        if (rc == RPC_OK && jr_copywin_get(r->st, req->volume_id, &w) == 0) {
             Tandem__Repl__V1__ShipBatchResponse *a = (void *)*respm;
-            a->copy_until = rep__meta_u64(r, req->volume_id,
-                                          REP_META_COPY_UNTIL);
-            a->copy_unfinished = !a->copy_until;
+            a->copy_until = w.until;
+            a->copy_unfinished = !w.until;
         }
-        free(c);
         goto out;
     }
     if (req->follows_in_flight && req->first_seq > info.applied + 1 &&
@@ -614,13 +613,20 @@ again:
         goto out;
     }
     /* Copy window: save the old bytes of what these entries touch. */
-    char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
-    uint64_t until = cid ? rep__meta_u64(r, req->volume_id,
-                                         REP_META_COPY_UNTIL) : 0;
-    if (cid && (!until || (req->first_seq <= until && !req->n_touched))) {
+    struct jr_copywin w;
+    rc = jr_copywin_get(r->st, req->volume_id, &w);
+    if (rc < 0 && rc != -ENOENT) {
+        /* Whether a window is open decides whether to save undo data:
+         * never apply without knowing. */
+        rc = ship_answer(respm, R(BUSY), info.applied, info.epoch, role, 0,
+                         "copy window: %s", jr_strerror(rc));
+        goto out;
+    }
+    int window = rc == 0;
+    uint64_t until = window ? w.until : 0;
+    if (window && (!until || (req->first_seq <= until && !req->n_touched))) {
         /* Unfinished copy, or a sender that does not know of the window
          * (it restarted): never apply without the undo data. */
-        free(cid);
         rc = ship_answer(respm, R(BUSY), info.applied, info.epoch, role, 0,
                          "%s", until ? "copy window: send touched ranges"
                                      : "region copy unfinished: copy again");
@@ -632,14 +638,13 @@ again:
         goto out;
     }
     rc = 0;
-    if (cid) {
+    if (window) {
         for (size_t i = 0; i < req->n_touched; i++) {
-            rc = rep__undo_save(r, req->volume_id, cid,
-                                req->touched[i]->offset,
-                                req->touched[i]->length);
+            rc = jr_copywin_save(r->st, req->volume_id,
+                                 req->touched[i]->offset,
+                                 req->touched[i]->length);
             if (rc < 0) break;
         }
-        free(cid);
         if (rc < 0) {
             rc = ship_answer(respm, R(BUSY), info.applied, info.epoch, role,
                              0, "undo save: %s", jr_strerror(rc));
@@ -785,8 +790,16 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         rc = copy_answer(respm, res, info.applied, info.epoch, 0, msg);
         goto out;
     }
-    char *cid = rep__meta(r, req->volume_id, REP_META_COPY_ID);
-    if (req->begin && !cid) {
+    struct jr_copywin w;
+    rc = jr_copywin_get(r->st, req->volume_id, &w);
+    if (rc < 0 && rc != -ENOENT) {
+        rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, 0,
+                         jr_strerror(rc));
+        goto out;
+    }
+    int window = rc == 0;
+    rc = 0;
+    if (req->begin && !window) {
         /* The base must be a state the image really holds: after a crash
          * between journal and image (head > applied) part of the newer
          * entries is in the image, so replay them first (an empty
@@ -803,16 +816,8 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     if (req->begin) {
         /* A copy that restarts keeps the first base and the undo blocks
          * already saved: they hold the last consistent bytes. */
-        if (!cid) {
-            rep__undo_drop(r, req->volume_id); /* stale leftovers */
-            rc = rep__meta_set_u64(r, req->volume_id, REP_META_COPY_BASE,
-                                   info.applied);
-        } else {
-            rep__meta_rm(r, req->volume_id, REP_META_COPY_UNTIL);
-        }
-        if (rc == 0)
-            rc = jr_meta_set(r->st, req->volume_id, REP_META_COPY_ID,
-                             req->copy_id);
+        rc = jr_copywin_begin(r->st, req->volume_id, req->copy_id,
+                              info.applied, NULL);
         /* The primary's size as of the copy (entries after it resize in
          * order). */
         if (rc == 0 && req->spec && req->spec->size &&
@@ -821,15 +826,13 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             if (rc == 0) info.size = req->spec->size;
         }
         tlog_info("rep.copy_begin", "vol=%s copy=%s base=%" PRIu64
-                  " restart=%d", req->volume_id, req->copy_id, info.applied,
-                  cid != NULL);
-    } else if (!cid || strcmp(cid, req->copy_id)) {
-        free(cid);
+                  " restart=%d", req->volume_id, req->copy_id,
+                  window ? w.base : info.applied, window);
+    } else if (!window || strcmp(w.copy_id, req->copy_id)) {
         rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, 0,
                          "no such copy session (begin again)");
         goto out;
     }
-    free(cid);
     for (size_t i = 0; rc == 0 && i < req->n_regions; i++) {
         const Tandem__Repl__V1__Region *g = req->regions[i];
         const void *p;
@@ -838,8 +841,8 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         if ((rc = rep__copy_region_data(g, info.size, &p, &raw, msg,
                                         sizeof(msg))) < 0)
             break;
-        if ((rc = rep__undo_save(r, req->volume_id, req->copy_id, g->offset,
-                                 g->length)) < 0) {
+        if ((rc = jr_copywin_save(r->st, req->volume_id, g->offset,
+                                  g->length)) < 0) {
             snprintf(msg, sizeof(msg), "undo save: %s", jr_strerror(rc));
             break;
         }
@@ -858,7 +861,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                                            req->resume_seq - 1)) < 0) {
             snprintf(msg, sizeof(msg), "position: %s", jr_strerror(rc));
         } else {
-            rc = rep__meta_set_u64(r, req->volume_id, REP_META_COPY_UNTIL,
+            rc = jr_copywin_finish(r->st, req->volume_id,
                                    req->consistent_at > req->resume_seq - 1
                                        ? req->consistent_at
                                        : req->resume_seq - 1);
@@ -942,9 +945,8 @@ static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     char *s = rep__meta(r, req->volume_id, REP_META_SPLIT);
     resp->split_brain = s != NULL;
     free(s);
-    s = rep__meta(r, req->volume_id, REP_META_COPY_ID);
-    resp->copy_active = s != NULL;
-    free(s);
+    struct jr_copywin w;
+    resp->copy_active = jr_copywin_get(r->st, req->volume_id, &w) == 0;
     resp->promoted_at_seq = rep__meta_u64(r, req->volume_id,
                                           REP_META_PROMOTED_AT);
     void **md;
@@ -1221,7 +1223,7 @@ static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     } else {
         rc = jr_volume_delete(r->st, id);
         if (rc == 0 || rc == -ENOENT) {
-            rep__undo_drop(r, id); /* only now: they kept it consistent */
+            jr_copywin_drop(r->st, id); /* only now: it kept it consistent */
             tlog_info("rep.replica_deleted", "vol=%s epoch=%" PRIu64
                       " from=%s", id, info.epoch, req->from_region);
             rc = delrep_answer(respm, R(OK), rc == 0, "replica of %s "
@@ -1292,7 +1294,7 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
     }
     protobuf_c_message_free_unpacked(o, NULL);
     if (final) {
-        rep__copylist_drop(r, t->vol_id);
+        jr_copylist_drop(r->st, t->vol_id);
         jr_tomb_remove(r->st, t->vol_id);
     }
     return 0;

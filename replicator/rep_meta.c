@@ -39,17 +39,6 @@ int rep__meta_set_u64(rep_ctx *r, const char *id, const char *key,
     return jr_meta_set(r->st, id, key, buf);
 }
 
-/* jr.h has no meta delete: the header omap key is "meta.<key>"
- * (FORMAT.md section 2), so remove it through the store. */
-int rep__meta_rm(rep_ctx *r, const char *id, const char *key)
-{
-    char oid[JR_MAX_ID + 8], k[256];
-    snprintf(oid, sizeof(oid), "vol/%s", id);
-    snprintf(k, sizeof(k), "meta.%s", key);
-    int rc = st_omap_rm(r->st, oid, k);
-    return rc == -ENOENT ? 0 : rc;
-}
-
 /* The few keys a scan needs, collected in one pass. */
 struct vmeta {
     char replication[32];

@@ -147,9 +147,8 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     o->split_brain = s != NULL;
     if (s) rep__scpy(o->last_error, sizeof(o->last_error), s);
     free(s);
-    s = rep__meta(r, id, REP_META_COPY_ID);
-    o->copy_active = s != NULL;
-    free(s);
+    struct jr_copywin w;
+    o->copy_active = jr_copywin_get(r->st, id, &w) == 0;
     s = rep__meta(r, id, REP_META_RESYNC);
     if (s) o->copy_active = 1;
     int resync = s != NULL;

@@ -189,7 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ship(data + 1, size - 1);
     /* Back to no volume: undo data and copy markers live outside the
      * volume's objects. */
-    rep__undo_drop(R, VOL);
+    jr_copywin_drop(R->st, VOL);
     jr_volume_delete(R->st, VOL);
     return 0;
 }

@@ -350,33 +350,21 @@ static int cmd_verify(int argc, char **argv)
     uint8_t *got = malloc(info.size);
     uint64_t as_of = 0;
     if (!got) die("oom");
-    char *copy_id = NULL, *base_s = NULL;
-    jr_meta_get(st, argv[4], "rep.copy.id", &copy_id);
+    struct jr_copywin w;
     const char *view = "image";
-    if (copy_id) {
+    rc = jr_copywin_get(st, argv[4], &w);
+    if (rc < 0 && rc != -ENOENT) die("copy window: %s", jr_strerror(rc));
+    if (rc == 0) {
         /* A region copy is in its window here: the replica's consistent
-         * state is what a promote would roll back to, the image with the
-         * saved undo blocks laid over it (replicator/rep_copy.c), as of
-         * rep.copy.base. */
+         * state is what a promote would roll back to (jr.h
+         * jr_copywin_read), as of the window's base. */
         view = "rollback";
-        if (jr_meta_get(st, argv[4], "rep.copy.base", &base_s) < 0)
-            die("copy window without rep.copy.base");
-        as_of = strtoull(base_s, NULL, 10);
+        as_of = w.base;
         for (uint64_t off = 0; off < info.size; off += 4u << 20) {
             size_t n = info.size - off < (4u << 20) ? info.size - off : (4u << 20);
-            if ((rc = jr_image_read(st, argv[4], off, got + off, n)) < 0)
+            if ((rc = jr_copywin_read(st, argv[4], off, got + off, n)) < 0)
                 die("read: %s", jr_strerror(rc));
         }
-        const uint64_t blk = 256u << 10; /* UNDO_BLOCK */
-        for (uint64_t b = 0; b * blk < info.size; b++) {
-            char oid[256];
-            snprintf(oid, sizeof(oid), "rep.undo/%s/%016" PRIx64, argv[4], b);
-            uint64_t n = info.size - b * blk < blk ? info.size - b * blk : blk;
-            ssize_t k = st_read(st, oid, 0, got + b * blk, n);
-            if (k < 0 && k != -ENOENT) die("undo read: %s", strerror((int)-k));
-        }
-        free(base_s);
-        free(copy_id);
     } else if ((rc = image_read_all(st, argv[4], got, info.size, &as_of)) < 0) {
         die("read: %s", jr_strerror(rc));
     }
@@ -496,9 +484,8 @@ static int cmd_wait_sync(int argc, char **argv)
         int ra = jr_volume_stat(a, argv[5], &ia);
         int rb = jr_volume_stat(b, argv[5], &ib);
         /* Synced also means out of any copy window (consistent as is). */
-        char *cw = NULL;
-        int window = rb == 0 && jr_meta_get(b, argv[5], "rep.copy.id", &cw) == 0;
-        free(cw);
+        struct jr_copywin w;
+        int window = rb == 0 && jr_copywin_get(b, argv[5], &w) == 0;
         if (ra == 0 && rb == 0 && ib.applied == ia.head && !ia.dirty_tracking &&
             !window) {
             /* The primary's head must be where it was: no write racing. */

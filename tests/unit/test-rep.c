@@ -700,6 +700,137 @@ TEST(link_refusals)
     ASSERT_STREQ(r->role, "primary");
     protobuf_c_message_free_unpacked(&r->base, NULL);
     struct jr_info ib;
+/* The journal's stores of a region copy (jr.h jr_copywin_*, jr_copylist_*,
+ * FORMAT.md §4) as the replicator uses them: the window keeps the oldest
+ * bytes, a restart keeps its base, a rollback restores them and rebases,
+ * a drop leaves nothing; the copy list round-trips; the on-store names
+ * are the ones the format gives. */
+static int count_objs(const char *oid, void *arg)
+{
+    (void)oid;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int list_cb(uint64_t off, uint64_t len, void *arg)
+{
+    struct jr_range *r = arg;
+    while (r->len) r++;
+    r->off = off;
+    r->len = len;
+    return 0;
+}
+
+TEST(copy_window_and_copy_list_in_the_journal)
+{
+    struct two t;
+    setup(&t, 0);
+    struct jr_create_opts o = {.size = 1u << 20, .object_size = 64u << 10,
+                               .role = JR_ROLE_SECONDARY, .region = "b"};
+    ASSERT_OK(jr_volume_create(t.sb, "w", &o));
+    const size_t blk = JR_COPYWIN_BLOCK;
+    uint8_t *old = malloc(blk), *cur = malloc(blk), *got = malloc(blk);
+    fill(old, blk, 7);
+    fill(cur, blk, 8);
+    ASSERT_OK(jr_image_write(t.sb, "w", blk, old, blk));
+    struct jr_copywin w;
+    ASSERT_EQ(jr_copywin_get(t.sb, "w", &w), -ENOENT);
+    ASSERT_EQ(jr_copywin_finish(t.sb, "w", 5), -ENOENT);
+    /* No window: nothing to roll back. */
+    ASSERT_EQ(jr_copywin_rollback(t.sb, "w", NULL, NULL), 0);
+
+    int restarted = -1;
+    ASSERT_OK(jr_copywin_begin(t.sb, "w", "c1", 3, &restarted));
+    ASSERT_EQ(restarted, 0);
+    ASSERT_OK(jr_copywin_get(t.sb, "w", &w));
+    ASSERT_STREQ(w.copy_id, "c1");
+    ASSERT_UEQ(w.base, 3);
+    ASSERT_UEQ(w.until, 0);
+    /* The markers are the "rep." keys FORMAT.md §4 names. */
+    char *v = NULL;
+    ASSERT_OK(jr_meta_get(t.sb, "w", "rep.copy.id", &v));
+    ASSERT_STREQ(v, "c1");
+    free(v);
+    /* Saved once: the second save keeps the oldest bytes. */
+    ASSERT_OK(jr_copywin_save(t.sb, "w", blk + 10, 100));
+    ASSERT_OK(jr_image_write(t.sb, "w", blk, cur, blk));
+    ASSERT_OK(jr_copywin_save(t.sb, "w", blk, blk));
+    ASSERT_OK(jr_copywin_read(t.sb, "w", blk, got, blk));
+    ASSERT_MEMEQ(got, old, blk);
+    ASSERT_OK(jr_image_read(t.sb, "w", blk, got, blk));
+    ASSERT_MEMEQ(got, cur, blk);
+    /* Past the image: nothing saved, no error. */
+    ASSERT_OK(jr_copywin_save(t.sb, "w", (1u << 20) - 1, 4096));
+    int n = 0;
+    ASSERT_OK(st_list(t.sb, "rep.undo/w/", count_objs, &n));
+    ASSERT_EQ(n, 2);
+    /* A restart keeps base and blocks, forgets until. */
+    ASSERT_OK(jr_copywin_finish(t.sb, "w", 9));
+    ASSERT_OK(jr_copywin_get(t.sb, "w", &w));
+    ASSERT_UEQ(w.until, 9);
+    ASSERT_OK(jr_copywin_begin(t.sb, "w", "c2", 7, &restarted));
+    ASSERT_EQ(restarted, 1);
+    ASSERT_OK(jr_copywin_get(t.sb, "w", &w));
+    ASSERT_STREQ(w.copy_id, "c2");
+    ASSERT_UEQ(w.base, 3);
+    ASSERT_UEQ(w.until, 0);
+    /* Rollback: the old bytes are back, the replica stands at the base. */
+    uint64_t base = 0;
+    size_t blocks = 0;
+    ASSERT_EQ(jr_copywin_rollback(t.sb, "w", &base, &blocks), 1);
+    ASSERT_UEQ(base, 3);
+    ASSERT_EQ((int)blocks, 2);
+    ASSERT_OK(jr_image_read(t.sb, "w", blk, got, blk));
+    ASSERT_MEMEQ(got, old, blk);
+    struct jr_info info;
+    ASSERT_OK(jr_volume_stat(t.sb, "w", &info));
+    ASSERT_UEQ(info.applied, 3);
+    ASSERT_UEQ(info.head, 3);
+    ASSERT_EQ(jr_copywin_get(t.sb, "w", &w), -ENOENT);
+    n = 0;
+    ASSERT_OK(st_list(t.sb, "rep.undo/w/", count_objs, &n));
+    ASSERT_EQ(n, 0);
+    /* Never on a primary. */
+    ASSERT_OK(jr_copywin_begin(t.sb, "w", "c3", 3, NULL));
+    ASSERT_OK(jr_role_set(t.sb, "w", JR_ROLE_PRIMARY, 2));
+    ASSERT_EQ(jr_copywin_rollback(t.sb, "w", NULL, NULL), JR_EROLE);
+    /* A window outlives its volume until dropped. */
+    ASSERT_OK(jr_copywin_save(t.sb, "w", 0, 1));
+    ASSERT_OK(jr_volume_delete(t.sb, "w"));
+    ASSERT_OK(jr_copywin_drop(t.sb, "w"));
+    n = 0;
+    ASSERT_OK(st_list(t.sb, "rep.undo/w/", count_objs, &n));
+    ASSERT_EQ(n, 0);
+    /* jr_meta_rm: absent key is fine, absent volume is not. */
+    ASSERT_EQ(jr_meta_rm(t.sb, "w", "x"), -ENOENT);
+
+    /* The copy list. */
+    uint64_t resume = 1;
+    struct jr_range in[3] = {{0, 4096}, {1u << 20, 1u << 20}, {5u << 20, 1}};
+    struct jr_range out[4] = {{0, 0}};
+    ASSERT_OK(jr_copylist_load(t.sa, "w", &resume, list_cb, out));
+    ASSERT_UEQ(resume, 0);
+    ASSERT_OK(jr_copylist_save(t.sa, "w", 42, in, 3));
+    ASSERT_OK(jr_copylist_load(t.sa, "w", &resume, list_cb, out));
+    ASSERT_UEQ(resume, 42);
+    ASSERT_MEMEQ(out, in, sizeof(in));
+    ASSERT_UEQ(out[3].len, 0);
+    uint64_t sz = 0;
+    ASSERT_OK(st_stat(t.sa, "rep.copylist/w", &sz, NULL));
+    ASSERT_UEQ(sz, 8 + 3 * 16);
+    /* A list that does not parse is reported, not half used. */
+    ASSERT_OK(st_write_full(t.sa, "rep.copylist/w", "123456789", 9));
+    ASSERT_EQ(jr_copylist_load(t.sa, "w", &resume, list_cb, out),
+              JR_ECORRUPT);
+    ASSERT_OK(jr_copylist_drop(t.sa, "w"));
+    ASSERT_OK(jr_copylist_drop(t.sa, "w"));
+    ASSERT_EQ(st_stat(t.sa, "rep.copylist/w", &sz, NULL), -ENOENT);
+    free(old);
+    free(cur);
+    free(got);
+    teardown(&t);
+}
+
     ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
     ASSERT_UEQ(ib.epoch, 4);
 
@@ -734,7 +865,7 @@ TEST(link_refusals)
     ASSERT(strstr(cr->message, "outside") != NULL);
     protobuf_c_message_free_unpacked(o, NULL);
     /* Nothing was written, and a rollback restores the base position. */
-    ASSERT_EQ(rep__undo_rollback(t.b, "v"), 1);
+    ASSERT_EQ(jr_copywin_rollback(t.sb, "v", NULL, NULL), 1);
     ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
     ASSERT_UEQ(ib.applied, head);
     images_equal(t.sa, t.sb, "v");
@@ -809,8 +940,8 @@ TEST(dirty_map_of_entries_the_peer_has_is_cleared)
     }
     ASSERT_UEQ(ib.applied, h2);
     ASSERT_EQ(ia.dirty_tracking, 0);
-    char *cw = NULL;
-    ASSERT_EQ(jr_meta_get(t.sb, "cv", "rep.copy.id", &cw), -ENOENT);
+    struct jr_copywin w;
+    ASSERT_EQ(jr_copywin_get(t.sb, "cv", &w), -ENOENT);
     images_equal(t.sa, t.sb, "cv");
     teardown(&t);
 }
