@@ -159,9 +159,6 @@ struct jr_info {
     int64_t created_s;        /* unix seconds */
     uint64_t head;            /* last durable journal entry (0: none) */
     uint64_t applied;         /* last entry applied to the image (as
-/* Remove one key: 0 whether or not it was there; -ENOENT if the volume
- * does not exist. */
-int jr_meta_rm(st_store *st, const char *vol_id, const char *key);
                                  recorded: lags an open writer by up to
                                  ~1 s; never ahead of the image) */
     uint64_t tail;            /* oldest entry still kept (head+1: none) */
@@ -187,6 +184,9 @@ int jr_meta_set(st_store *st, const char *vol_id, const char *key,
 int jr_meta_iter(st_store *st, const char *vol_id,
                  int (*cb)(const char *key, const char *val, void *arg),
                  void *arg);
+/* Remove one key: 0 whether or not it was there; -ENOENT if the volume
+ * does not exist. */
+int jr_meta_rm(st_store *st, const char *vol_id, const char *key);
 
 /* Roles and epochs (fencing).  Sets role and epoch atomically (a
  * compare-and-set on the header): JR_ESTALE if epoch < the current epoch,
@@ -339,6 +339,41 @@ int jr_dirty_iter_gen(st_store *st, const char *vol_id, uint64_t *gen,
  *      in order, whatever newer bytes step 3 copied.
  * The secondary is not crash-consistent from 3 until 6 reached the
  * primary's head as of 3 (DESIGN.md: the copy is not write-ordered).
+ * A trim can also drop entries a peer has applied but not acknowledged
+ * yet (the ack is recorded after the peer's answer): a peer whose applied
+ * position is >= T - 1 lacks nothing the map names, and the map is
+ * cleared without a copy (steps 2 and 4 only). */
+int jr_dirty_clear_gen(st_store *st, const char *vol_id, uint64_t resume_seq,
+                       uint64_t gen);
+/* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
+ * still in the journal (resync: what diverged since a common position). */
+int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
+                       uint64_t to_seq,
+                       int (*cb)(uint64_t off, uint64_t len, void *arg),
+                       void *arg);
+/* The same for the entries of a batch (jr_tail_read's bytes, verified
+ * again here): a resize touches everything from its new size on, since
+ * the size before it is not in the batch.  JR_ECORRUPT on bytes that are
+ * not whole, valid entries; cb != 0 stops and is returned. */
+int jr_batch_regions(const void *data, size_t len,
+                     int (*cb)(uint64_t off, uint64_t len, void *arg),
+                     void *arg);
+/* Direct image access for region copies (bypasses the journal; the caller
+ * knows the volume is not being written, or re-applies entries after). */
+int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,
+                  size_t len);
+int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
+                   const void *buf, size_t len);
+/* Set a secondary's size directly (region copy); JR_EROLE on a primary. */
+int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size);
+/* After a region copy (or a rollback to a copy's base): the secondary's
+ * image now stands for the primary's position seq (with the given size),
+ * so jr_apply continues at seq + 1.  Drops the secondary's own journal
+ * and any dirty map (R-9); JR_EROLE on a primary (checked atomically with
+ * the change).  The caller keeps writers away meanwhile. */
+int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
+                      uint64_t size);
+
 /* ---- replicator: the stores of a region copy (FORMAT.md §4) ----
  * The copy window (secondary side).  A region copy is not write-ordered:
  * from its first region until the secondary applied the primary's head
@@ -404,41 +439,6 @@ int jr_copylist_save(st_store *st, const char *vol_id, uint64_t resume,
                      const struct jr_range *r, size_t n);
 /* Forget it (0 also if there is none). */
 int jr_copylist_drop(st_store *st, const char *vol_id);
-
- * A trim can also drop entries a peer has applied but not acknowledged
- * yet (the ack is recorded after the peer's answer): a peer whose applied
- * position is >= T - 1 lacks nothing the map names, and the map is
- * cleared without a copy (steps 2 and 4 only). */
-int jr_dirty_clear_gen(st_store *st, const char *vol_id, uint64_t resume_seq,
-                       uint64_t gen);
-/* Visit the byte ranges touched by entries in [from_seq, to_seq] that are
- * still in the journal (resync: what diverged since a common position). */
-int jr_journal_regions(st_store *st, const char *vol_id, uint64_t from_seq,
-                       uint64_t to_seq,
-                       int (*cb)(uint64_t off, uint64_t len, void *arg),
-                       void *arg);
-/* The same for the entries of a batch (jr_tail_read's bytes, verified
- * again here): a resize touches everything from its new size on, since
- * the size before it is not in the batch.  JR_ECORRUPT on bytes that are
- * not whole, valid entries; cb != 0 stops and is returned. */
-int jr_batch_regions(const void *data, size_t len,
-                     int (*cb)(uint64_t off, uint64_t len, void *arg),
-                     void *arg);
-/* Direct image access for region copies (bypasses the journal; the caller
- * knows the volume is not being written, or re-applies entries after). */
-int jr_image_read(st_store *st, const char *vol_id, uint64_t off, void *buf,
-                  size_t len);
-int jr_image_write(st_store *st, const char *vol_id, uint64_t off,
-                   const void *buf, size_t len);
-/* Set a secondary's size directly (region copy); JR_EROLE on a primary. */
-int jr_image_resize(st_store *st, const char *vol_id, uint64_t new_size);
-/* After a region copy (or a rollback to a copy's base): the secondary's
- * image now stands for the primary's position seq (with the given size),
- * so jr_apply continues at seq + 1.  Drops the secondary's own journal
- * and any dirty map (R-9); JR_EROLE on a primary (checked atomically with
- * the change).  The caller keeps writers away meanwhile. */
-int jr_replica_rebase(st_store *st, const char *vol_id, uint64_t seq,
-                      uint64_t size);
 
 /* Counters of an open volume since jr_open (for tests and benchmarks). */
 struct jr_stats {

@@ -405,23 +405,6 @@ int jr_volume_stat(st_store *st, const char *vol_id, struct jr_info *out)
     if (r == 0) r = journal_bytes(st, vol_id, &h, &out->journal_bytes);
     out->applied = h.applied;
     out->tail = h.nj ? h.j[0].first : out->head + 1;
-int jr_meta_rm(st_store *st, const char *vol_id, const char *key)
-{
-    if (!st || !key || !*key || !jr__valid_id(vol_id)) return -EINVAL;
-    HDR_OID(oid, vol_id);
-    char k[ST_MAX_KEY];
-    if (snprintf(k, sizeof k, "meta.%s", key) >= (int)sizeof k)
-        return -ENAMETOOLONG;
-    st_wop *op = st_wop_create();
-    if (!op) return -ENOMEM;
-    st_wop_omap_cmp(op, "format", "1", 1); /* the volume must exist */
-    st_wop_omap_rm(op, k);
-    int r = st_wop_operate(st, oid, op);
-    st_wop_destroy(op);
-    if (r == -ECANCELED) r = -ENOENT;
-    return r;
-}
-
     if (out->tail > out->head + 1) out->tail = out->head + 1;
     out->dirty_tracking = h.dirty;
     if (h.damage) { /* "<seq> <object hex> <offset> <why>" */
@@ -462,6 +445,23 @@ int jr_meta_set(st_store *st, const char *vol_id, const char *key,
     if (!op) return -ENOMEM;
     st_wop_omap_cmp(op, "format", "1", 1); /* the volume must exist */
     st_wop_omap_set(op, k, val, strlen(val));
+    int r = st_wop_operate(st, oid, op);
+    st_wop_destroy(op);
+    if (r == -ECANCELED) r = -ENOENT;
+    return r;
+}
+
+int jr_meta_rm(st_store *st, const char *vol_id, const char *key)
+{
+    if (!st || !key || !*key || !jr__valid_id(vol_id)) return -EINVAL;
+    HDR_OID(oid, vol_id);
+    char k[ST_MAX_KEY];
+    if (snprintf(k, sizeof k, "meta.%s", key) >= (int)sizeof k)
+        return -ENAMETOOLONG;
+    st_wop *op = st_wop_create();
+    if (!op) return -ENOMEM;
+    st_wop_omap_cmp(op, "format", "1", 1); /* the volume must exist */
+    st_wop_omap_rm(op, k);
     int r = st_wop_operate(st, oid, op);
     st_wop_destroy(op);
     if (r == -ECANCELED) r = -ENOENT;

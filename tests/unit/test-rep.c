@@ -700,6 +700,50 @@ TEST(link_refusals)
     ASSERT_STREQ(r->role, "primary");
     protobuf_c_message_free_unpacked(&r->base, NULL);
     struct jr_info ib;
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.epoch, 4);
+
+    /* CopyRegions without a session, and outside the image. */
+    Tandem__Repl__V1__Region g = TANDEM__REPL__V1__REGION__INIT, *gp = &g;
+    g.offset = 1u << 20;
+    g.length = 4096;
+    g.zero = 1;
+    ASSERT_OK(jr_role_set(t.sb, "v", JR_ROLE_SECONDARY, 9));
+    Tandem__Repl__V1__CopyRegionsRequest cq =
+        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
+    cq.volume_id = "v";
+    cq.from_region = "a";
+    cq.epoch = 9;
+    cq.copy_id = "c1";
+    cq.n_regions = 1;
+    cq.regions = &gp;
+    ProtobufCMessage *o = NULL;
+    char msg[256];
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
+                              &tandem__repl__v1__copy_regions_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    Tandem__Repl__V1__CopyRegionsResponse *cr = (void *)o;
+    ASSERT_EQ(cr->result, RES(ERROR));
+    protobuf_c_message_free_unpacked(o, NULL);
+    cq.begin = 1;
+    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
+                              &tandem__repl__v1__copy_regions_response__descriptor,
+                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
+    cr = (void *)o;
+    ASSERT_EQ(cr->result, RES(ERROR));
+    ASSERT(strstr(cr->message, "outside") != NULL);
+    protobuf_c_message_free_unpacked(o, NULL);
+    /* Nothing was written, and a rollback restores the base position. */
+    ASSERT_EQ(jr_copywin_rollback(t.sb, "v", NULL, NULL), 1);
+    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
+    ASSERT_UEQ(ib.applied, head);
+    images_equal(t.sa, t.sb, "v");
+
+    jr_batch_free(&b);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
 /* The journal's stores of a region copy (jr.h jr_copywin_*, jr_copylist_*,
  * FORMAT.md §4) as the replicator uses them: the window keeps the oldest
  * bytes, a restart keeps its base, a rollback restores them and rebases,
@@ -828,50 +872,6 @@ TEST(copy_window_and_copy_list_in_the_journal)
     free(old);
     free(cur);
     free(got);
-    teardown(&t);
-}
-
-    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
-    ASSERT_UEQ(ib.epoch, 4);
-
-    /* CopyRegions without a session, and outside the image. */
-    Tandem__Repl__V1__Region g = TANDEM__REPL__V1__REGION__INIT, *gp = &g;
-    g.offset = 1u << 20;
-    g.length = 4096;
-    g.zero = 1;
-    ASSERT_OK(jr_role_set(t.sb, "v", JR_ROLE_SECONDARY, 9));
-    Tandem__Repl__V1__CopyRegionsRequest cq =
-        TANDEM__REPL__V1__COPY_REGIONS_REQUEST__INIT;
-    cq.volume_id = "v";
-    cq.from_region = "a";
-    cq.epoch = 9;
-    cq.copy_id = "c1";
-    cq.n_regions = 1;
-    cq.regions = &gp;
-    ProtobufCMessage *o = NULL;
-    char msg[256];
-    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
-                              &tandem__repl__v1__copy_regions_response__descriptor,
-                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
-    Tandem__Repl__V1__CopyRegionsResponse *cr = (void *)o;
-    ASSERT_EQ(cr->result, RES(ERROR));
-    protobuf_c_message_free_unpacked(o, NULL);
-    cq.begin = 1;
-    ASSERT_EQ(rpc_client_call(c, "/tandem.repl.v1.Link/CopyRegions", &cq.base,
-                              &tandem__repl__v1__copy_regions_response__descriptor,
-                              &o, 10000, 1, msg, sizeof(msg)), RPC_OK);
-    cr = (void *)o;
-    ASSERT_EQ(cr->result, RES(ERROR));
-    ASSERT(strstr(cr->message, "outside") != NULL);
-    protobuf_c_message_free_unpacked(o, NULL);
-    /* Nothing was written, and a rollback restores the base position. */
-    ASSERT_EQ(jr_copywin_rollback(t.sb, "v", NULL, NULL), 1);
-    ASSERT_OK(jr_volume_stat(t.sb, "v", &ib));
-    ASSERT_UEQ(ib.applied, head);
-    images_equal(t.sa, t.sb, "v");
-
-    jr_batch_free(&b);
-    rpc_client_destroy(c);
     teardown(&t);
 }
 
