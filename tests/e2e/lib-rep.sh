@@ -117,6 +117,29 @@ wait_for() {
 }
 
 admin() { "$TOOL" admin "unix://$tmp/$1.sock" "${@:2}"; }
+
+# metric REGION NAME VOL: a volume's figure (an integer) from the /metrics
+# of REGION's replicator, which must have been started with
+# --metrics 127.0.0.1:0 (its port is read from $tmp/REGION.out); exit 1
+# if there is no such line.  Poll it with wait_for to wait for an event
+# (e.g. tandem_volume_raw_bytes_total: the sender counts a copy call's
+# bytes once the peer answered it).
+metric() {
+    local port
+    port=$(sed -n 's/.*metrics_port=\([0-9]*\).*/\1/p' "$tmp/$1.out" | tail -1)
+    [ -n "$port" ] || return 1
+    python3 - "$port" "$2" "$3" <<'PY'
+import sys, urllib.request
+port, name, vol = sys.argv[1:]
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port,
+                              timeout=5).read().decode()
+for line in body.splitlines():
+    if line.startswith(name + "{") and ('volume="%s"' % vol) in line:
+        print(int(float(line.rsplit(" ", 1)[1])))
+        sys.exit(0)
+sys.exit(1)
+PY
+}
 stat_field() { # REGION VOL FIELD [--peer P]
     "$TOOL" stat "$CONF" "$1" "$2" "${@:4}" | tr ' ' '\n' | sed -n "s/^$3=//p"
 }

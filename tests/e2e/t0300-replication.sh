@@ -142,11 +142,15 @@ make_dirty_then_copy_slowly() {
     "$TOOL" write "$CONF" a $u --log "$tmp/undo.wlog" --count 250 --max-len 64K >/dev/null
     wait_for 20 "[ \"\$(stat_field a $u dirty)\" = 1 ]" || fail "undo volume not dirty"
     stop_rep a
-    start_rep a b --max-bandwidth 256K
+    start_rep a b --max-bandwidth 256K --metrics 127.0.0.1:0
     start_rep b a
     wait_for 30 "\"$TOOL\" stat \"$CONF\" b $u --meta rep.copy.id" ||
         fail "region copy did not start"
-    sleep 0.5   # let a few chunks land (the copy is throttled to 256 KiB/s)
+    # A few chunks landed on b: the throttled copy sends calls of 128 KiB
+    # (half a second of its 256 KiB/s), and the sender counts a call's
+    # bytes once b has written them (wait for three calls).
+    wait_for 30 "[ \"\$(metric a tandem_volume_raw_bytes_total $u)\" -ge $((3 * 128 << 10)) ]" ||
+        fail "no chunks of the region copy landed on b: $(metric a tandem_volume_raw_bytes_total $u) bytes"
 }
 make_dirty_then_copy_slowly
 stop_rep a KILL

@@ -129,11 +129,22 @@ ok "$rounds random faults (+ one of each kind): replicas consistent every time b
 stop_rep b
 wait_for 30 "[ \"\$(stat_field a $cv dirty)\" = 1 ]" || fail "capped volume never went dirty"
 stop_rep a
-start_rep a b --peer "127.0.0.1:$PROXY_PORT" --max-bandwidth 512K
+start_rep a b --peer "127.0.0.1:$PROXY_PORT" --max-bandwidth 512K \
+    --metrics 127.0.0.1:0
 start_rep b a
 wait_for 30 "\"$TOOL\" stat \"$CONF\" b $cv --meta rep.copy.id" || fail "no region copy"
-sleep 0.$((RANDOM % 9 + 1))
+# The copy window is open on b (waited for above: rep.copy.id).  Kill b
+# at a random point of it, reached by waiting for an event, not by a
+# sleep: after 0 to 2 of the copy's calls (256 KiB each) were written on
+# b -- the sender counts a call's bytes once b answered it.  The link's
+# 512 KiB/s are shared with fv's backlog (its writer outruns them), so the
+# copy may crawl: after 15 s b is killed wherever the copy got to, which
+# is still inside the window (checked below).
+calls=$((RANDOM % 3))
+wait_for 15 "[ \"\$(metric a tandem_volume_raw_bytes_total $cv)\" -ge $((calls * 256 << 10)) ]" ||
+    echo "# the copy did not reach $calls calls in 15 s (the link is busy with fv)"
 stop_rep b KILL
+echo "# b killed after $(metric a tandem_volume_raw_bytes_total $cv) bytes of the copy (aimed at $calls calls)"
 out=$("$TOOL" verify "$CONF" b $cv --log "$tmp/c.log") || fail "mid-copy: $out"
 echo "# mid-copy: $out"
 echo "$out" | grep -q "view=rollback" || fail "the copy window was not hit: $out"
