@@ -1047,6 +1047,13 @@ static int h_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         rc = jr_journal_regions(r->st, req->volume_id, req->from_seq, to,
                                 jreg_cb, &j);
         resp->complete = rc == 0;
+        if (rc != 0) { /* the caller copies everything: send none (up to
+                          a million were collected) */
+            for (size_t i = 0; i < j.n; i++) free(j.a[i]);
+            free(j.a);
+            j.a = NULL;
+            j.n = 0;
+        }
     }
     resp->n_regions = j.n;
     resp->regions = j.a;
