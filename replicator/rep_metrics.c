@@ -355,6 +355,9 @@ static void *metrics_main(void *arg)
                 c->fd = fd;
                 c->t0 = tb_mono_ms();
                 c->n = 0;
+                /* A scraper has usually sent its request by now: answer
+                 * it before a later accept of this round could evict it. */
+                conn_read(r, c);
             }
         }
     }
