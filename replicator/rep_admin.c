@@ -24,6 +24,24 @@ static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* ---------------------------------------------------------- status */
 
+/* Add the volume's metadata to m (every "meta." key but our own "rep."
+ * ones: what tandemctl's failover manifests are made from).  0, or a
+ * negative errno with m's metadata left empty. */
+static int vstatus_meta(rep_ctx *r, Tandem__Admin__V1__VolumeStatus *m)
+{
+    void **md;
+    size_t n_md;
+    if (m->n_metadata) return 0;
+    int rc = rep__meta_entries(
+        r, m->volume_id,
+        &tandem__admin__v1__volume_status__metadata_entry__descriptor,
+        REP_META_PREFIX, &md, &n_md);
+    if (rc < 0) return rc;
+    m->n_metadata = n_md;
+    m->metadata = (Tandem__Admin__V1__VolumeStatus__MetadataEntry **)md;
+    return 0;
+}
+
 /* The VolumeStatus message of one volume's figures. */
 static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
                                                     const struct rep_vstat *s)
@@ -58,15 +76,9 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->batches = s->batches;
     m->copy_active = s->copy_active;
     /* For tandemctl's PV manifests; our own "rep." keys stay out.  Without
-     * metadata (an error here) the status is still worth sending. */
-    void **md;
-    size_t n_md;
-    if (rep__meta_entries(r, s->id,
-                          &tandem__admin__v1__volume_status__metadata_entry__descriptor,
-                          REP_META_PREFIX, &md, &n_md) == 0) {
-        m->n_metadata = n_md;
-        m->metadata = (Tandem__Admin__V1__VolumeStatus__MetadataEntry **)md;
-    }
+     * metadata (an error here) a status is still worth sending; failover
+     * checks (vstatus_meta). */
+    vstatus_meta(r, m);
     return m;
 }
 
@@ -481,6 +493,21 @@ static void *fo_worker(void *arg)
         if (fr->volume) {
             fr->applied = fr->volume->applied;
             fr->epoch = fr->volume->epoch;
+        }
+        /* The answer carries what tandemctl's manifest is made from: a
+         * volume whose metadata cannot be read now (a store error; asked
+         * once more) is reported as failed, so the operator runs failover
+         * again (idempotent) instead of binding a volume without its
+         * claim. */
+        int mrc = fr->ok && fr->volume ? vstatus_meta(r, fr->volume) : 0;
+        if (mrc < 0) {
+            char m2[800];
+            snprintf(m2, sizeof(m2), "%s; but its metadata could not be read "
+                     "(%s): run failover again for its manifest", msg,
+                     jr_strerror(mrc));
+            free(fr->message);
+            fr->message = sdup(m2);
+            fr->ok = 0;
         }
         /* How current the promoted copy is: when it was last known to hold
          * everything the old primary had. */

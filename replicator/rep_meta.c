@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "rep_int.h"
+#include "rep_pbmap.h"
 #include "tlog.h"
 
 /* ---------------------------------------------------------------- meta */
@@ -119,65 +120,35 @@ int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
     return rc;
 }
 
-/* The layout protobuf-c gives every map<string,string> entry. */
-struct kv_entry {
-    ProtobufCMessage base;
-    char *key;
-    char *value;
-};
-
 struct meta_coll {
-    const ProtobufCMessageDescriptor *desc;
+    struct rep_pbmap map;
     const char *skip;
-    void **a;
-    size_t n, cap;
 };
 
 static int meta_coll_cb(const char *key, const char *val, void *arg)
 {
     struct meta_coll *m = arg;
     if (m->skip && !strncmp(key, m->skip, strlen(m->skip))) return 0;
-    if (m->n == m->cap) {
-        size_t c = m->cap ? 2 * m->cap : 16;
-        void *p = realloc(m->a, c * sizeof(*m->a));
-        if (!p) return -ENOMEM;
-        m->a = p;
-        m->cap = c;
-    }
-    struct kv_entry *e = malloc(sizeof(*e));
-    if (!e) return -ENOMEM;
-    protobuf_c_message_init(m->desc, e);
-    e->key = strdup(key);
-    e->value = strdup(val);
-    m->a[m->n++] = e; /* owned by the array even if a strdup failed */
-    return (e->key && e->value) ? 0 : -ENOMEM;
+    return rep__pbmap_add(&m->map, key, val);
 }
 
-void rep__meta_entries_free(void **a, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        protobuf_c_message_free_unpacked(a[i], NULL);
-    free(a);
-}
+void rep__meta_entries_free(void **a, size_t n) { rep__pbmap_free(a, n); }
 
 int rep__meta_entries(rep_ctx *r, const char *id,
                       const ProtobufCMessageDescriptor *desc,
                       const char *skip_prefix, void ***out, size_t *n)
 {
-    struct meta_coll m = {.desc = desc, .skip = skip_prefix};
+    struct meta_coll m = {.skip = skip_prefix};
     *out = NULL;
     *n = 0;
-    /* The cast in meta_coll_cb is only right for a string map entry. */
-    if (desc->sizeof_message != sizeof(struct kv_entry) ||
-        desc->n_fields != 2)
-        return -EINVAL;
-    int rc = jr_meta_iter(r->st, id, meta_coll_cb, &m);
+    int rc = rep__pbmap_init(&m.map, desc);
+    if (rc == 0) rc = jr_meta_iter(r->st, id, meta_coll_cb, &m);
     if (rc < 0) {
-        rep__meta_entries_free(m.a, m.n);
+        rep__pbmap_free(m.map.a, m.map.n);
         return rc;
     }
-    *out = m.a;
-    *n = m.n;
+    *out = m.map.a;
+    *n = m.map.n;
     return 0;
 }
 

@@ -45,8 +45,8 @@ $(B)/tests/test-blockdev: $(B)/libnode.a $(B)/libjr.a $(B)/libregions.a \
     $(B)/libstore.a $(B)/libbase.a | $(B)/tandem-volfuse
 $(B)/tests/test-rep: $(REP_LIBS)
 # The CLI contract against a scripted admin API (no daemon needed).
-$(B)/tests/test-tandemctl: $(B)/librpc.a $(B)/libgen.a $(B)/libregions.a \
-    $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a | $(B)/tandemctl
+$(B)/tests/test-tandemctl: $(B)/librepmap.a $(B)/librpc.a $(B)/libgen.a \
+    $(B)/libbase.a | $(B)/tandemctl
 
 # Tools the e2e scripts drive.  rep-tool: volumes through jr.h, a workload
 # with a seq log, the prefix-consistency check, admin calls; built with the

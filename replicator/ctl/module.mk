@@ -1,11 +1,11 @@
 # replicator/ctl: the operator's CLI (tandemctl, a client of the
-# replicator's admin API only) and a small CSI client (tandem-csi-call:
+# replicator's admin API only: no store, no region map, so neither sqlite3
+# nor librados) and a small CSI client (tandem-csi-call:
 # what external-provisioner and kubelet would call, so the demo and the
 # e2e tests need neither Node.js nor Kubernetes).
 PROGS += $(B)/tandemctl $(B)/tandem-csi-call
 $(B)/tandemctl: $(call objs,replicator/ctl/tandemctl.c) \
-    $(B)/librpc.a $(B)/libgen.a $(B)/libregions.a $(B)/libjr.a \
-    $(B)/libstore.a $(B)/libbase.a
+    $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 	$(LINK)
 $(B)/tandem-csi-call: $(call objs,replicator/ctl/tandemctl-csi-call.c) \
     $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a

@@ -1,8 +1,11 @@
 /*
- * tandemctl.c: the operator's failover CLI.  It talks to the admin API of
- * a tandem-replicator (proto/tandem_admin.proto) over a unix socket or
- * mutual-TLS TCP through the rpc layer, and never touches a store itself:
- * the replicator is the one process per region that decides roles.
+ * tandemctl.c: the operator's failover CLI.  It talks to nothing but the
+ * admin API of a tandem-replicator (proto/tandem_admin.proto), over a
+ * unix socket or mutual-TLS TCP through the rpc layer (librpc): it opens
+ * no store and reads no region map (it links neither), since the
+ * replicator is the one process per region that decides roles, and its
+ * answers carry everything the commands print, the volume metadata of
+ * failover manifests included.
  *
  * Layout: option parsing and endpoints; a generic protobuf -> JSON printer
  * (status --json follows additive changes of the proto for free); one
@@ -30,10 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jr.h"
-#include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
+#include "tbase.h"
 #include "tsig.h"
 
 #define PROG "tandemctl"
@@ -60,9 +62,8 @@ struct ctl {
     const char *to_region;
     const char *manifests_dir;
     const char *storage_class; /* --storage-class override for PVs */
-    const char *config;        /* --config: region map, to read volume
-                                  metadata from the store when the admin
-                                  API's answer carries none */
+    const char *config;        /* --config: accepted, unused (older
+                                  scripts passed the region map) */
     int verbose;               /* print the server's messages too */
 };
 
@@ -115,13 +116,6 @@ static const char *human_age(char *buf, size_t sz, double s)
     else
         snprintf(buf, sz, "%.1fh", s / 3600);
     return buf;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---------------------------------------------------------------- rpc -- */
@@ -374,7 +368,7 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
            "VOLUME", "ROLE", "EPOCH", "HEAD", "APPLIED", "ACKED", "LAG",
            "LAG-BYTES", "RPO", "LAST-SYNC", "THROUGHPUT", "COMPR", "LINK",
            "STATE");
-    int64_t now = r->now_unix_ms ? r->now_unix_ms : now_ms();
+    int64_t now = r->now_unix_ms ? r->now_unix_ms : tb_wall_ms();
     for (size_t i = 0; i < r->n_volumes; i++) {
         const Tandem__Admin__V1__VolumeStatus *v = r->volumes[i];
         int primary = !strcmp(v->role, "primary");
@@ -749,61 +743,6 @@ static int write_manifest(const char *dir, const char *region,
     return rc;
 }
 
-/* Metadata fallback: the volume's "meta." keys straight from the region's
- * store (the replica carries them), for replicators that do not fill
- * VolumeStatus.metadata.  Entries are malloc'd like unpacked ones, so
- * protobuf_c_message_free_unpacked releases them with the answer. */
-static int meta_add_cb(const char *key, const char *val, void *arg)
-{
-    Tandem__Admin__V1__VolumeStatus *v = arg;
-    if (!strncmp(key, "rep.", 4)) /* the replicator's own bookkeeping */
-        return 0;
-    void *na = realloc(v->metadata, (v->n_metadata + 1) * sizeof *v->metadata);
-    if (!na) return -ENOMEM;
-    v->metadata = na;
-    Tandem__Admin__V1__VolumeStatus__MetadataEntry *e = malloc(sizeof *e);
-    if (!e) return -ENOMEM;
-    tandem__admin__v1__volume_status__metadata_entry__init(e);
-    e->key = strdup(key);
-    e->value = strdup(val);
-    if (!e->key || !e->value) {
-        free(e->key);
-        free(e->value);
-        free(e);
-        return -ENOMEM;
-    }
-    v->metadata[v->n_metadata++] = e;
-    return 0;
-}
-
-static int meta_from_store(const char *config, const char *region,
-                           Tandem__Admin__V1__VolumeStatus *v, char *err,
-                           size_t errlen)
-{
-    struct rg_config *cfg = NULL;
-    st_store *st = NULL;
-    int rc = rg_load(config, &cfg, err, errlen);
-    if (rc < 0) return rc;
-    const struct rg_region *r = rg_find(cfg, region);
-    if (!r) {
-        snprintf(err, errlen, "region %s is not in %s", region, config);
-        rc = -ENOENT;
-        goto out;
-    }
-    if ((rc = rg_open_store(r, &st)) < 0) {
-        snprintf(err, errlen, "cannot open region %s's store: %s", region,
-                 strerror(-rc));
-        goto out;
-    }
-    if ((rc = jr_meta_iter(st, v->volume_id, meta_add_cb, v)) < 0)
-        snprintf(err, errlen, "reading metadata of %s: %s", v->volume_id,
-                 jr_strerror(rc));
-out:
-    if (st) st_close(st);
-    rg_free(cfg);
-    return rc;
-}
-
 /* ------------------------------------------------------------ failover -- */
 
 /* With two admin endpoints, failover goes to the one serving to_region. */
@@ -992,14 +931,10 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
          * to a failure (or with --verbose). */
         snprintf(note, sizeof note, "%s",
                  !x->ok || c->verbose ? x->message : "");
-        if (x->ok && c->manifests_dir && x->volume && !x->volume->n_metadata &&
-            c->config) {
-            char e[512] = "";
-            if (meta_from_store(c->config, r->region, x->volume, e, sizeof e) <
-                0)
-                errf("failover %s: no metadata in the answer, and %s",
-                     x->volume_id, e);
-        }
+        /* A promoted volume's answer carries its metadata (the replicator
+         * fails the row when it cannot read it); a volume without any
+         * (made by other tools) gets a manifest that binds the handle
+         * only. */
         if (x->ok && c->manifests_dir && x->volume) {
             char path[4096];
             int wrc = write_manifest(c->manifests_dir, r->region, x->volume,
@@ -1010,7 +945,9 @@ static int cmd_failover(struct ctl *c, char **vols, int n)
                 ret = EX_FAIL;
             } else {
                 snprintf(note + strlen(note), sizeof note - strlen(note),
-                         "%smanifest %s", *note ? "; " : "", path);
+                         "%smanifest %s%s", *note ? "; " : "", path,
+                         x->volume->n_metadata ? ""
+                                               : " (no metadata: no claim)");
             }
         } else if (x->ok && c->manifests_dir) {
             errf("failover %s: no volume status in the answer: manifest "
@@ -1126,8 +1063,8 @@ static const char *help_for(const char *cmd)
                "=REGION, capacity, fsType) bound by\n"
 "claimRef to the original PVC, and that PVC, from the metadata that\n"
 "travelled with the volume: kubectl apply -f DIR in the surviving cluster.\n"
-"(--config FILE, default $TANDEM_CONFIG: the region map; if the\n"
-"replicator's answer carries no metadata, it is read from REGION's store.)\n"
+"(--config FILE is accepted for older scripts and ignored: the metadata\n"
+"comes with the replicator's answer.)\n"
 "Exit 0 if every volume is primary now, 3 if some failed, 1 if none.\n";
     if (!strcmp(cmd, "resync"))
         return "usage: tandemctl resync VOLUME [--full]\n"
@@ -1153,7 +1090,6 @@ int main(int argc, char **argv)
     c.tls.ca_file = getenv("TANDEM_TLS_CA");
     c.tls.cert_file = getenv("TANDEM_TLS_CERT");
     c.tls.key_file = getenv("TANDEM_TLS_KEY");
-    const char *env_config = getenv("TANDEM_CONFIG");
     if (c.peer.addr && !*c.peer.addr) c.peer.addr = NULL;
     int help = 0, n_admin = 0;
 
@@ -1265,6 +1201,7 @@ int main(int argc, char **argv)
             c.storage_class = optarg;
             break;
         case O_CONFIG:
+            /* Accepted (failover only) for older scripts; unused. */
             c.config = optarg;
             break;
         case O_VERBOSE:
@@ -1322,7 +1259,6 @@ int main(int argc, char **argv)
         errf("%s: --json only applies to status", cmd);
         return EX_USAGE;
     }
-    if (!c.config && env_config && *env_config) c.config = env_config;
     int one_vol = !strcmp(cmd, "promote") || !strcmp(cmd, "demote") ||
                   !strcmp(cmd, "resync");
     if (one_vol && nargs != 1) {
