@@ -353,13 +353,13 @@ int64_t jr__lease_renew_ms(void)
 int jr__lease_parse(const char *val, struct jr__lease *l)
 {
     memset(l, 0, sizeof *l);
-    const char *f[5];
-    size_t fl[5];
+    const char *f[6];
+    size_t fl[6];
     int nf = 0;
-    for (const char *p = val; *p && nf < 5;) {
+    for (const char *p = val; *p && nf < 6;) {
         while (*p == ' ') p++;
         if (!*p) break;
-        const char *e = nf == 4 ? p + strlen(p) : strchr(p, ' ');
+        const char *e = nf == 5 ? p + strlen(p) : strchr(p, ' ');
         if (!e) e = p + strlen(p);
         f[nf] = p;
         fl[nf++] = (size_t)(e - p);
@@ -376,11 +376,11 @@ int jr__lease_parse(const char *val, struct jr__lease *l)
                  f[nf - 1]);
         return 0;
     }
-    if (nf != 5 || jr__parse_u64(f[1], &l->gen) < 0 ||
-        jr__parse_u64(f[2], &l->beat) < 0 || fl[3] >= sizeof l->fid)
+    if (nf != 6 || jr__parse_u64(f[2], &l->gen) < 0 ||
+        jr__parse_u64(f[3], &l->beat) < 0 || fl[4] >= sizeof l->fid)
         return JR_ECORRUPT;
-    memcpy(l->fid, f[3], fl[3]);
-    snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[4], f[4]);
+    memcpy(l->fid, f[4], fl[4]);
+    snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[5], f[5]);
     return 0;
 }
 

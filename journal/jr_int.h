@@ -135,7 +135,8 @@ int jr__head(st_store *st, const char *vol, const struct jr__hdr *h,
 int jr__parse_u64(const char *s, uint64_t *v);
 
 /* ---- writer lease and fencing (FORMAT.md R-36) ----
- * The lease value: "<token> <gen> <beat> <fence id> <owner>".  A holder
+ * The lease value: "<token> 9999999999 <gen> <beat> <fence id> <owner>"
+ * (the second field: what readers from before R-36 take for the expiry).  A holder
  * renews it (beat + 1) every jr__lease_renew_ms(); an observer judges it
  * expired only when it saw the value unchanged for jr__lease_ttl_ms() on
  * its own monotonic clock (never by comparing clocks of two machines).
@@ -148,6 +149,7 @@ struct jr__lease {
     char owner[128];
     int legacy;    /* "<token> <expires> <owner>" from before R-36: no id */
 };
+#define JR_LEASE_COMPAT "9999999999"
 int64_t jr__lease_ttl_ms(void);
 int64_t jr__lease_renew_ms(void);
 /* 0, or JR_ECORRUPT if val is neither form. */

@@ -189,10 +189,13 @@ static void pent_put(struct pent *p)
  * it safe; this keeps a slow holder from even trying). */
 static int64_t lease_self_ms(void) { return jr__lease_ttl_ms() / 2; }
 
+/* The second field stands where readers from before R-36 expect the
+ * expiry (unix seconds): a value no clock reaches, so they always see the
+ * lease live and never take it without forcing (a rolling upgrade). */
 static void lease_format(jr_volume *v, uint64_t beat, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s %" PRIu64 " %" PRIu64 " %s %s", v->token, v->gen,
-             beat, v->fid, v->owner);
+    snprintf(buf, n, "%s %s %" PRIu64 " %" PRIu64 " %s %s", v->token,
+             JR_LEASE_COMPAT, v->gen, beat, v->fid, v->owner);
 }
 
 /* Why did a guarded operation of this writer fail?  Demoted (role),
@@ -1010,7 +1013,9 @@ int jr_close(jr_volume *v)
         pthread_mutex_unlock(&v->mu);
         if (v->applier_started) pthread_join(v->applier, NULL);
         r = v->err;
-        if (v->err != JR_ELOCKED) release_lease(v);
+        /* Guarded by our fence: a no-op when the lease went to another
+         * writer, a release when it only lapsed here (renewals failed). */
+        release_lease(v);
         tlog_info("volume.closed", "vol=%s head=%" PRIu64 " applied=%" PRIu64,
                   v->id, v->durable_seq, v->applied_seq);
     }

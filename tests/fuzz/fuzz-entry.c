@@ -3,9 +3,14 @@
  * (FORMAT.md §3): any input is decoded as a stream of entries, as a batch
  * (jr_batch_verify) and as a journal object (jr__jobj_parse); accepted
  * entries must satisfy every R-1x invariant, and LZ4 payloads must expand
- * to exactly their length or be refused.  Never crashes, never reads out
- * of bounds (ASan), never allocates more than the entry bound.
+ * to exactly their length or be refused.  The same bytes, as text, go to
+ * the header value decoders (FORMAT.md §2): a u64 field parses only when
+ * it prints back to the same digits, and a writer lease (R-36) only into
+ * bounded fields.  Never crashes, never reads out of bounds (ASan), never
+ * allocates more than the entry bound.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +42,51 @@ static void reseal(uint8_t *b, size_t n)
 
 static void decode_all(const uint8_t *data, size_t size);
 
+/* Header values are text: the input up to its first NUL. */
+static void header_values(const uint8_t *data, size_t size)
+{
+    char s[512];
+    size_t n = size < sizeof s - 1 ? size : sizeof s - 1;
+    memcpy(s, data, n);
+    s[n] = 0;
+    uint64_t v = 0;
+    if (jr__parse_u64(s, &v) == 0) {
+        /* The digits run (leading zeros aside) is v printed back, and
+         * ends the value or a space-separated field. */
+        const char *d = s;
+        size_t k = strspn(s, "0123456789");
+        if (k == 0 || (s[k] && s[k] != ' ')) abort();
+        while (k > 1 && *d == '0') {
+            d++;
+            k--;
+        }
+        char b[32];
+        int m = snprintf(b, sizeof b, "%" PRIu64, v);
+        if ((size_t)m != k || memcmp(b, d, k) != 0) abort();
+    } else {
+        /* Refused: not digits first, or more than 2^64 - 1. */
+        size_t k = strspn(s, "0123456789");
+        if (k > 0 && (!s[k] || s[k] == ' ')) {
+            const char *d = s;
+            while (k > 20 && *d == '0') {
+                d++;
+                k--;
+            }
+            if (k < 20 || (k == 20 && memcmp(d, "18446744073709551615", 20) <= 0))
+                abort(); /* a u64 that should have parsed */
+        }
+    }
+    struct jr__lease l;
+    if (jr__lease_parse(s, &l) == 0) {
+        if (!l.token[0] || strlen(l.token) >= sizeof l.token) abort();
+        if (!l.fid[0] || strchr(l.fid, ' ')) abort();
+        if (strlen(l.owner) >= sizeof l.owner) abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    header_values(data, size);
     decode_all(data, size);
     if (size > 0 && size <= (1u << 20)) {
         uint8_t *copy = malloc(size);

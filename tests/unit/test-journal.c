@@ -1240,6 +1240,45 @@ TEST(damaged_tail_shapes)
     fx_close(&f);
 }
 
+/* jr_volume_delete and a writer lease (R-36): refused while the holder
+ * renews it; a dead holder's lease is watched for a TTL (0.6 s here), taken
+ * away and its holder fenced, then the volume goes. */
+static void delete_with_lease_on(const char *backend)
+{
+    struct fx f;
+    fx_open(&f, backend);
+    mkvol(f.st, "x", 1 << 20, 64 << 10, 0, 0, 0);
+    journal_only(&f, "x", 3, 1); /* sets the 0.6 s TTL; kills the writer */
+    st_store *st = fx_store(&f);
+    st_close(f.st);
+    f.st = st;
+    jr_volume *v;
+    ASSERT_OK(jr_open(st, "x", JR_OPEN_WRITE, "live", &v)); /* after 0.6 s */
+    st_store *s2 = fx_store(&f);
+    ASSERT_EQ(jr_volume_delete(s2, "x"), JR_ELOCKED); /* it renews */
+    ASSERT_OK(jr_close(v));
+    mkvol(st, "y", 1 << 20, 64 << 10, 0, 0, 0);
+    journal_only(&f, "y", 3, 2); /* a dead holder's lease stays behind */
+    int64_t t0 = tb_mono_ms();
+    ASSERT_OK(jr_volume_delete(s2, "y"));
+    ASSERT_GE(tb_mono_ms() - t0, 500);
+    struct jr_info in;
+    ASSERT_EQ(jr_volume_stat(s2, "y", &in), -ENOENT);
+    ASSERT_OK(jr_volume_delete(s2, "x"));
+    st_close(s2);
+    fx_close(&f);
+}
+
+TEST(delete_with_lease_sqlite)
+{
+    delete_with_lease_on("sqlite");
+}
+
+TEST(delete_with_lease_rados)
+{
+    delete_with_lease_on("rados");
+}
+
 static void trim_and_tail_bounds_on(const char *backend)
 {
     struct fx f;
@@ -1736,7 +1775,8 @@ static int fs_operate(st_store *st, const char *oid, const struct st_wop *op)
         /* 2: another writer takes the lease (moves the fence, R-36)
          * just before the header's size is written. */
         if (armed == 2 && strcmp(op->items[i].key, "size") == 0) {
-            const char *l = "0123456789abcdef0123456789abcdef 99 0 - other";
+            const char *l =
+                "0123456789abcdef0123456789abcdef 9999999999 99 0 - other";
             int r = st_omap_set(FS(st)->in, oid, "lease", l, strlen(l));
             if (!r) r = st_omap_set(FS(st)->in, oid, "fence", "99 x", 4);
             if (r) return r;
