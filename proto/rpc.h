@@ -131,12 +131,18 @@ struct rpc_method {
 /* PEM files for TLS.  Server: cert+key, and ca verifies clients (required).
  * Client: ca verifies the server, cert+key identify the client (optional
  * only to test refusals).  server_name overrides the name checked against
- * the server certificate (NULL: the target's host). */
+ * the server certificate (NULL: the target's host).  server_uri (client
+ * only; NULL: not checked): the identity the server's certificate must
+ * carry, its one URI subjectAltName, byte for byte (as rpc_ctx_peer_uri
+ * reads a client's); a server whose certificate names another identity,
+ * none or two fails the handshake (calls get UNAVAILABLE) and the
+ * mismatch is logged (event=rpc.server_identity_refused). */
 struct rpc_tls {
     const char *ca_file;
     const char *cert_file;
     const char *key_file;
     const char *server_name;
+    const char *server_uri;
 };
 
 /* ---- handler side ---- */

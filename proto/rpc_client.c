@@ -76,6 +76,13 @@ int rpc_client_create(const char *target, const struct rpc_tls *tls,
     rpc__lib_ref();
     grpc_channel_credentials *creds = rpc__channel_creds(tls ? &p : NULL);
     rpc__pem_free(&p);
+    if (!creds) { /* out of memory for the expected server identity */
+        rpc__lib_unref();
+        pthread_mutex_destroy(&cli->mu);
+        free(cli->target);
+        free(cli);
+        return -ENOMEM;
+    }
 
     grpc_arg args[8];
     size_t n = 0;

@@ -23,6 +23,7 @@
 
 #define RPC_DEFAULT_MAX_MSG (64u << 20) /* messages, both ways */
 #define RPC_PEM_MAX (1u << 20)          /* largest PEM file read */
+#define RPC_URI_MAX 1024                /* longest identity URI checked */
 
 /* ---- rpc_common.c ---- */
 
@@ -45,6 +46,7 @@ struct rpc__pem {
     char *ca;
     char *cert;
     char *key;
+    char *server_uri; /* client: rpc_tls.server_uri (NULL: unchecked) */
 };
 
 /* Read and check the files tls names.  need_pair: the server side, whose
@@ -64,7 +66,8 @@ void rpc__pem_free(struct rpc__pem *p);
  * NULL on failure.  Release with grpc_server_credentials_release. */
 grpc_server_credentials *rpc__server_creds(const struct rpc__pem *p);
 /* Credentials for grpc_channel_create: p NULL gives plaintext; else TLS
- * verifying the server against p->ca, presenting p->cert if set. */
+ * verifying the server against p->ca (and its identity against
+ * p->server_uri, if set), presenting p->cert if set. */
 grpc_channel_credentials *rpc__channel_creds(const struct rpc__pem *p);
 
 /* ---- rpc_server.c ---- */

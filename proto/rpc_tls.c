@@ -142,6 +142,7 @@ void rpc__pem_free(struct rpc__pem *p)
         explicit_bzero(p->key, strlen(p->key));
     free(p->key);
     free(p->cert);
+    free(p->server_uri);
     memset(p, 0, sizeof *p);
 }
 
@@ -166,6 +167,10 @@ int rpc__pem_load(const struct rpc_tls *tls, int need_pair,
     }
     if ((rc = pem_check(p->ca, p->cert, p->key, what)) < 0)
         goto fail;
+    if (tls->server_uri && !(p->server_uri = strdup(tls->server_uri))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     return 0;
 fail:
     rpc__pem_free(p);
@@ -189,14 +194,51 @@ grpc_server_credentials *rpc__server_creds(const struct rpc__pem *p)
         GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
 }
 
+static int x509_uri_san(X509 *x, const char *prefix, char *buf, size_t size);
+
+/* gRPC's verify_peer_callback, after the handshake verified the server's
+ * chain and name: its certificate must carry exactly the expected URI.
+ * Nonzero fails the handshake. */
+static int verify_server_uri(const char *target, const char *peer_pem,
+                             void *userdata)
+{
+    const char *want = userdata;
+    char got[RPC_URI_MAX + 1] = "";
+    int rc = -EINVAL;
+    BIO *b = peer_pem ? BIO_new_mem_buf(peer_pem, -1) : NULL;
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    if (x) rc = x509_uri_san(x, NULL, got, sizeof got);
+    X509_free(x);
+    BIO_free(b);
+    ERR_clear_error(); /* never leave OpenSSL errors for gRPC to find */
+    if (rc == 0 && !strcmp(got, want))
+        return 0;
+    char q1[RPC_URI_MAX + 8], q2[RPC_URI_MAX + 8];
+    tlog_error("rpc.server_identity_refused", "target=%s want=%s got=%s "
+               "err=%d", target ? target : "",
+               tlog_q(q1, sizeof q1, want),
+               tlog_q(q2, sizeof q2, rc == 0 ? got : ""), rc);
+    return 1;
+}
+
 grpc_channel_credentials *rpc__channel_creds(const struct rpc__pem *p)
 {
     if (!p)
         return grpc_insecure_credentials_create();
     grpc_ssl_pem_key_cert_pair pair = {.private_key = p->key,
                                        .cert_chain = p->cert};
-    return grpc_ssl_credentials_create(p->ca, p->cert ? &pair : NULL, NULL,
-                                       NULL);
+    grpc_ssl_verify_peer_options vo = {0};
+    if (p->server_uri) {
+        /* gRPC keeps the userdata and frees it with the credentials. */
+        char *want = strdup(p->server_uri);
+        if (!want)
+            return NULL;
+        vo.verify_peer_callback = verify_server_uri;
+        vo.verify_peer_callback_userdata = want;
+        vo.verify_peer_destruct = free;
+    }
+    return grpc_ssl_credentials_create_ex(p->ca, p->cert ? &pair : NULL,
+                                          p->server_uri ? &vo : NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ */

@@ -203,8 +203,15 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
                  jr_strerror(rc));
         goto fail;
     }
+    /* The peer's server must be the peer region's replicator too: its
+     * certificate names that identity, or the handshake fails (a third
+     * region's certificate of the same CA never receives our batches nor
+     * answers for the peer). */
+    char peer_id[REP_MAX_ID_URI + RG_MAX_NAME + 1];
+    snprintf(peer_id, sizeof(peer_id), "%s%s", r->id_region_prefix,
+             r->peer_region);
     struct rpc_tls tls = {r->o.tls_ca, r->o.tls_cert, r->o.tls_key,
-                          r->o.tls_server_name};
+                          r->o.tls_server_name, peer_id};
     if ((rc = rpc_client_create(r->peer_addr, o->insecure ? NULL : &tls,
                                 &r->peer)) < 0) {
         snprintf(err, errlen, "peer client %s: %s", r->peer_addr,

@@ -2126,4 +2126,69 @@ TEST(trust_options)
     tls_pki_rm();
 }
 
+/* The link client checks the server's identity too: a replicator dials
+ * its peer and sends batches only to a server whose certificate names the
+ * peer region.  A third region's certificate of the same CA on the peer's
+ * address (a redirected name, a hijacked address) gets nothing: no
+ * replica, and no answer of its can fence a's primary. */
+TEST(link_client_checks_the_servers_identity)
+{
+    struct two t;
+    tls_pki();
+    setup(&t, 0);
+    char ca[400], cert[400], key[400], addr[64], msg[512];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", g_pki);
+    snprintf(cert, sizeof(cert), "%s/a.pem", g_pki);
+    snprintf(key, sizeof(key), "%s/a.key", g_pki);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", t.pb);
+    Tandem__Repl__V1__HelloRequest hq = TANDEM__REPL__V1__HELLO_REQUEST__INIT;
+    hq.region = "a";
+    hq.peer_region = "b";
+    const char *want[] = {"spiffe://tandem.local/tandem/region/b",
+                          "spiffe://tandem.local/tandem/region/a",
+                          "spiffe://tandem.local/tandem/region/b/x"};
+    for (int i = 0; i < 3; i++) {
+        struct rpc_tls tls = {ca, cert, key, NULL, want[i]};
+        rpc_client *c;
+        ASSERT_OK(rpc_client_create(addr, &tls, &c));
+        ProtobufCMessage *o = NULL;
+        int code = rpc_client_call(c, "/tandem.repl.v1.Link/Hello", &hq.base,
+                                   &tandem__repl__v1__hello_response__descriptor,
+                                   &o, 10000, 0, msg, sizeof(msg));
+        if (o) protobuf_c_message_free_unpacked(o, NULL);
+        ASSERT_EQ(code, i == 0 ? RPC_OK : RPC_UNAVAILABLE);
+        rpc_client_destroy(c);
+    }
+    /* An impostor at b's address: region b's replicator software with
+     * region c's certificate. */
+    rep_destroy(t.b);
+    t.b = NULL;
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "cd '%s' && cp c.pem b.pem && cp c.key b.key",
+             g_pki);
+    ASSERT_EQ(system(cmd), 0);
+    t.b = start(&t, "b", "a");
+    t.a = start(&t, "a", "b");
+    create_primary(t.sa, "v", 1u << 20);
+    write_some(t.sa, "v", 5, 27);
+    struct rep_vstat st;
+    struct jr_info x, ia;
+    int seen = 0;
+    for (int i = 0; i < 1000 && !seen; i++) {
+        rep__vol_status(t.a, "v", &st);
+        seen = strstr(st.last_error, "UNAVAILABLE") != NULL;
+        if (jr_volume_stat(t.sb, "v", &x) == 0) break; /* shipped: fails */
+        if (!seen) usleep(10000);
+    }
+    usleep(500000);
+    ASSERT_EQ(jr_volume_stat(t.sb, "v", &x), -ENOENT); /* nothing shipped */
+    ASSERT(seen);
+    ASSERT_OK(jr_volume_stat(t.sa, "v", &ia));
+    ASSERT_EQ(ia.role, JR_ROLE_PRIMARY);
+    ASSERT_UEQ(ia.epoch, 1);
+    ASSERT_EQ(rep__peer_hello(t.a, msg, sizeof(msg)), -ENOTCONN);
+    teardown(&t);
+    tls_pki_rm();
+}
+
 TT_MAIN()
