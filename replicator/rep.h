@@ -15,6 +15,13 @@
  *  - receives: the Link service creates secondaries on first contact and
  *    applies batches in order (jr_apply); it refuses stale epochs and never
  *    overwrites a local primary (split-brain guard);
+ *  - authorizes: the link serves only the peer region's replicator, known
+ *    by its certificate's URI SAN (spiffe://TD/tandem/region/NAME, never a
+ *    request field), and only on volumes replicated with it; the sender
+ *    dials only a server with that identity; a primary is fenced only by
+ *    a peer copy that is primary at a higher epoch; the admin API takes
+ *    the admin identity on TCP (spiffe://TD/tandem/admin) and relies on
+ *    the 0600 mode of its unix socket (rep_link.c, rep_admin.c);
  *  - catches up: a volume whose journal passed its cap (JR_ETRIMMED) is
  *    brought current by copying its dirty regions (CopyRegions); the
  *    receiver saves the old bytes of each region first (undo), so a
