@@ -427,6 +427,9 @@ int jr__lease_fence_old(st_store *st, const char *vol, const char *old)
         return 0;
     }
     if (strcmp(l.fid, "-") == 0) return 0; /* guards fence it (sqlite) */
+    char own[256];
+    if (st_fence_id(st, own, sizeof own) == 0 && strcmp(own, l.fid) == 0)
+        return JR_ELOCKED; /* held through this very handle: unfenceable */
     int r = st_fence(st, l.fid, 0);
     if (r == 0)
         tlog_warn("volume.writer_fenced", "vol=%s gen=%" PRIu64

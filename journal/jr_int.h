@@ -159,9 +159,9 @@ int jr__lease_parse(const char *val, struct jr__lease *l);
  * stayed the same the whole time (expired), -EAGAIN when it was released
  * meanwhile (look again), or a store error. */
 int jr__lease_expired(st_store *st, const char *vol, const char *seen);
-/* After the lease `old` was taken over (R-36): fence its holder at the
- * store (st_fence of its published id, rados: blocklist) before anything
- * else is written.  A lease without an id (sqlite, whose writers guard
+/* Before the lease `old` is taken over (R-36): fence its holder at the
+ * store (st_fence of its published id, rados: blocklist), so nothing it
+ * still sends lands after what the new holder writes.  A lease without an id (sqlite, whose writers guard
  * every update with the fence key instead; or legacy) needs nothing. */
 int jr__lease_fence_old(st_store *st, const char *vol, const char *old);
 

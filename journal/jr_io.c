@@ -766,6 +766,12 @@ static int take_lease(jr_volume *v, struct jr__hdr *h, int force)
             }
         }
         if (h->fence_gen == UINT64_MAX) return JR_ECORRUPT;
+        /* Fence the holder first, while its lease is still in place: if
+         * that fails nothing changed, and the next attempt fences again
+         * (a lease removed first would leave no one to fence).  Should
+         * the update below then lose a race, the holder we fenced was
+         * expired (or forced out) anyway. */
+        if (cur && (r = jr__lease_fence_old(v->st, v->id, cur)) < 0) return r;
         new_token(v);
         v->gen = h->fence ? h->fence_gen + 1 : 1;
         v->beat = 0;
@@ -785,13 +791,10 @@ static int take_lease(jr_volume *v, struct jr__hdr *h, int force)
         if (r < 0) return r;
         v->guard = (struct jr__guard){"fence", v->fence_val};
         v->lease_ok_ms = v->lease_try_ms = t0;
-        if (cur) {
+        if (cur)
             tlog_warn("volume.lease_taken_over", "vol=%s gen=%" PRIu64
                       " force=%d old=%s", v->id, v->gen, !!force,
                       tlog_q(q, sizeof q, cur));
-            /* Before we write anything: the old holder must not. */
-            if ((r = jr__lease_fence_old(v->st, v->id, cur)) < 0) return r;
-        }
         return 0;
     }
     return -EAGAIN;
@@ -815,10 +818,7 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
                          struct jr__bad *bad)
 {
     int r = take_lease(v, h, force);
-    if (r < 0) {
-        if (v->fence_val[0]) release_lease(v); /* fencing failed */
-        return r;
-    }
+    if (r < 0) return r; /* nothing taken */
     jr__hdr_free(h);
     if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
     if (h->role != JR_ROLE_PRIMARY) {
@@ -1311,10 +1311,7 @@ int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq)
     if (h.role == JR_ROLE_PRIMARY) {
         /* A writer's update: under the lease, like jr_open (no force). */
         r = take_lease(v, &h, 0);
-        if (r < 0) {
-            if (v->fence_val[0]) release_lease(v);
-            goto out;
-        }
+        if (r < 0) goto out;
         leased = 1;
         g = &v->guard;
         jr__hdr_free(&h);

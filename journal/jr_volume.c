@@ -110,6 +110,9 @@ static int lease_break(st_store *st, const char *vol_id)
             jr__hdr_free(&h);
             continue;
         }
+        /* Fenced first, so that a failure leaves the lease in place for
+         * the next attempt to fence again (as jr_open). */
+        if (r == 0) r = jr__lease_fence_old(st, vol_id, h.lease);
         if (r == 0) {
             char fv[64];
             HDR_OID(oid, vol_id);
@@ -126,7 +129,6 @@ static int lease_break(st_store *st, const char *vol_id)
                 r = st_wop_operate(st, oid, op);
                 st_wop_destroy(op);
             }
-            if (r == 0) r = jr__lease_fence_old(st, vol_id, h.lease);
             if (r == -ECANCELED) r = JR_ELOCKED; /* someone took it */
         }
         jr__hdr_free(&h);
