@@ -327,8 +327,14 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
      * ranges written since the common position, R-8 keeps entries only
      * for peers that have an ack). */
     char peer[RG_MAX_NAME + 1];
-    rep__vol_peer(r, id, peer, sizeof(peer));
-    if (peer[0]) jr_peer_ack_set(r->st, id, peer, info.applied);
+    rc = rep__vol_peer(r, id, peer, sizeof(peer));
+    if (rc == 0 && peer[0])
+        rc = jr_peer_ack_set(r->st, id, peer, info.applied);
+    if (rc < 0)
+        /* Promoted all the same; a later resync copies more than the
+         * delta (the journal from here may not be kept for the peer). */
+        tlog_warn("rep.promote_ack_failed", "vol=%s err=%d (%s)", id, rc,
+                  jr_strerror(rc));
     rep__vol_promoted(v, info.applied);
     snprintf(msg, msz, "%s promoted in %s: epoch %" PRIu64 ", applied %"
              PRIu64 "%s", id, r->region, epoch, info.applied,
@@ -389,7 +395,12 @@ static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                              rc == -ENOENT ? "not found in this region"
                                            : jr_strerror(rc));
     }
-    rep__vol_peer(r, id, peer, sizeof(peer));
+    rc = rep__vol_peer(r, id, peer, sizeof(peer));
+    if (rc < 0) {
+        pthread_mutex_unlock(&v->op_lock);
+        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "volume %s: its metadata "
+                             "cannot be read: %s", id, jr_strerror(rc));
+    }
     char *dr = rep__meta(r, id, REP_META_DRAINING);
     int draining = dr != NULL;
     free(dr);
@@ -421,18 +432,18 @@ static int h_demote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     pthread_mutex_unlock(&v->op_lock);
     rep__kick(r, v);
     /* Wait until the peer acknowledged everything. */
-    int64_t deadline = tb_wall_ms() + (req->timeout_ms ? req->timeout_ms
+    int64_t deadline = tb_mono_ms() + (req->timeout_ms ? req->timeout_ms
                                                         : 30000);
     int64_t left = rpc_ctx_remaining_ms(ctx);
-    if (left != INT64_MAX && tb_wall_ms() + left - 200 < deadline)
-        deadline = tb_wall_ms() + left - 200;
+    if (left != INT64_MAX && tb_mono_ms() + left - 200 < deadline)
+        deadline = tb_mono_ms() + left - 200;
     uint64_t ack = 0;
     for (;;) {
         if (jr_volume_stat(r->st, id, &info) < 0) break;
         ack = 0;
         jr_peer_ack_get(r->st, id, r->peer_region, &ack);
         if (ack >= info.head) break;
-        if (tb_wall_ms() >= deadline) {
+        if (tb_mono_ms() >= deadline) {
             return rpc_ctx_error(ctx, RPC_DEADLINE_EXCEEDED,
                                  "%s demoted, but %s acknowledged %" PRIu64
                                  " of %" PRIu64 ": still draining (run demote "
@@ -464,6 +475,8 @@ answer:;
 struct fo_job {
     rep_ctx *r;
     struct idlist *l;
+    const int *unknown;  /* per volume (NULL: none): the error that kept
+                            --all from telling whether it is a replica */
     Tandem__Admin__V1__FailoverResult **out; /* slot per volume */
     int force;
     size_t next;                              /* atomic */
@@ -481,8 +494,17 @@ static void *fo_worker(void *arg)
         if (!fr) continue;
         tandem__admin__v1__failover_result__init(fr);
         char msg[512];
-        int changed = 0;
-        int code = rep__promote(r, id, j->force, &changed, msg, sizeof(msg));
+        int changed = 0, code;
+        if (j->unknown && j->unknown[i] < 0) {
+            /* Never promote what may not be a replica of the lost peer. */
+            snprintf(msg, sizeof(msg), "%s: its metadata cannot be read "
+                     "(%s), so whether it replicates with %s is unknown: not "
+                     "promoted (name it to promote it)", id,
+                     jr_strerror(j->unknown[i]), r->peer_region);
+            code = RPC_UNAVAILABLE;
+        } else {
+            code = rep__promote(r, id, j->force, &changed, msg, sizeof(msg));
+        }
         fr->volume_id = sdup(id);
         fr->ok = code == RPC_OK;
         fr->changed = changed;
@@ -529,6 +551,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     rep_ctx *r = svc;
     const Tandem__Admin__V1__FailoverRequest *req = (const void *)reqm;
     struct idlist l = {0};
+    int *unknown = NULL;
     if (req->to_region[0] && strcmp(req->to_region, r->region))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "this replicator serves region %s, not %s: "
@@ -544,11 +567,19 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing failed");
         }
         /* Every copy replicated with our peer (primaries are reported as
-         * already done). */
+         * already done), and the ones nobody can tell (metadata
+         * unreadable): they are reported as failed, not left out. */
+        unknown = calloc(a.n + 1, sizeof(*unknown));
+        if (!unknown) {
+            idlist_free(&a);
+            return RPC_RESOURCE_EXHAUSTED;
+        }
         for (size_t i = 0; i < a.n; i++) {
             char peer[RG_MAX_NAME + 1];
-            rep__vol_peer(r, a.a[i], peer, sizeof(peer));
-            if (!strcmp(peer, r->peer_region)) idlist_cb(a.a[i], &l);
+            int prc = rep__vol_peer(r, a.a[i], peer, sizeof(peer));
+            if ((prc < 0 || !strcmp(peer, r->peer_region)) &&
+                idlist_cb(a.a[i], &l) == 0)
+                unknown[l.n - 1] = prc;
         }
         idlist_free(&a);
     } else {
@@ -558,6 +589,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     Tandem__Admin__V1__FailoverResponse *resp = malloc(sizeof(*resp));
     if (!resp) {
         idlist_free(&l);
+        free(unknown);
         return RPC_RESOURCE_EXHAUSTED;
     }
     tandem__admin__v1__failover_response__init(resp);
@@ -567,7 +599,8 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         /* Volumes are promoted in parallel (each under its own op_lock):
          * with a remote store, one at a time would take 100 x the store's
          * round trips. */
-        struct fo_job job = {r, &l, resp->results, !req->graceful, 0};
+        struct fo_job job = {r, &l, unknown, resp->results, !req->graceful,
+                             0};
         size_t nt = l.n < 16 ? l.n : 16;
         pthread_t th[16];
         size_t started = 0;
@@ -579,6 +612,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             if (resp->results[k]) resp->results[resp->n_results++] = resp->results[k];
     }
     idlist_free(&l);
+    free(unknown);
     *respm = &resp->base;
     return RPC_OK;
 }

@@ -133,7 +133,7 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     enum send_res ret = SEND_RETRY;
     int rc;
     uint64_t bytes = 0, nreg = 0;
-    int64_t t0 = tb_wall_ms();
+    int64_t t0 = tb_mono_ms();
 
     rep__vol_state(v, REP_LINK_CATCHING_UP, REP_ST_CATCHING_UP, NULL);
     pthread_mutex_lock(&v->mu);
@@ -219,9 +219,13 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     /* Pin the journal from resume on for a peer that never acked (R-8
      * keeps entries for registered peers only). */
     uint64_t ack = 0;
-    jr_peer_ack_get(r->st, v->id, r->peer_region, &ack);
-    if (!ack && resume > 1)
-        jr_peer_ack_set(r->st, v->id, r->peer_region, resume - 1);
+    rc = jr_peer_ack_get(r->st, v->id, r->peer_region, &ack);
+    if (rc == -ENOENT) rc = 0;
+    /* Without the pin a trim could drop what the copy relies on being
+     * shipped afterwards: no copy then (retried later). */
+    if (rc == 0 && !ack && resume > 1)
+        rc = jr_peer_ack_set(r->st, v->id, r->peer_region, resume - 1);
+    if (rc < 0) goto out;
 
     buf = malloc(REP_COPY_CALL);
     Tandem__Repl__V1__Region rg[REP_COPY_CALL / 4096];
@@ -312,7 +316,7 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     tlog_info("rep.copy_done", "vol=%s full=%d regions=%" PRIu64
               " bytes=%" PRIu64 " resume=%" PRIu64 " consistent_at=%" PRIu64
               " ms=%" PRId64, v->id, full, nreg, bytes, resume, info.head,
-              tb_wall_ms() - t0);
+              tb_mono_ms() - t0);
     ret = SEND_READY;
     goto out;
 callfail:
@@ -330,7 +334,9 @@ callfail:
     snprintf(e, sizeof(e), "copy: %s: %s",
              rc > 0 ? rpc_code_name(rc) : "refused", msg);
     rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
-    tlog_warn("rep.copy_failed", "vol=%s msg=\"%s\"", v->id, e);
+    char q[sizeof(e) + 16];
+    tlog_warn("rep.copy_failed", "vol=%s msg=%s", v->id,
+              tlog_q(q, sizeof(q), e));
 out:
     if (rc < 0 && ret == SEND_RETRY && !resp)
         tlog_warn("rep.copy_failed", "vol=%s err=%d (%s)", v->id, rc,

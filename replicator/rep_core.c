@@ -32,7 +32,8 @@ static int scan_cb(const char *id, void *arg)
     struct rep_vol *v = rep__vol_get(r, id);
     if (!v) return 0;
     if (jr_volume_stat(r->st, id, &info) < 0) return 0;
-    if (rep__eligible(r, id, &info)) rep__sender_ensure(r, v);
+    /* An error (unreadable metadata) decides nothing: next scan. */
+    if (rep__eligible(r, id, &info) > 0) rep__sender_ensure(r, v);
     return 0;
 }
 
@@ -45,25 +46,23 @@ static void *scan_main(void *arg)
         /* Deleted primaries' replicas: only while the link is up (a call
          * to a silent peer could hold the scanner for its deadline). */
         int was_up = __atomic_load_n(&r->peer_up, __ATOMIC_ACQUIRE);
-        if (was_up && tb_wall_ms() - last_tombs >= 1000) {
+        if (was_up && (!last_tombs || tb_mono_ms() - last_tombs >= 1000)) {
             rep__tombs_process(r);
-            last_tombs = tb_wall_ms();
+            last_tombs = tb_mono_ms();
         }
-        if (tb_wall_ms() - last_hello > 5000) {
-            char msg[256];
+        if (!last_hello || tb_mono_ms() - last_hello > 5000) {
+            char msg[256], q[300];
             int up = rep__peer_hello(r, msg, sizeof(msg)) == 0;
+            /* The peer's words are quoted (tlog_q): they come from the
+             * wire. */
             if (up != was_up)
-                tlog_info("rep.peer_link", "peer=%s addr=%s state=%s msg=\"%s\"",
+                tlog_info("rep.peer_link", "peer=%s addr=%s state=%s msg=%s",
                           r->peer_region, r->peer_addr, up ? "up" : "down",
-                          up ? "" : msg);
+                          tlog_q(q, sizeof(q), up ? "" : msg));
             __atomic_store_n(&r->peer_up, up, __ATOMIC_RELEASE);
-            last_hello = tb_wall_ms();
+            last_hello = tb_mono_ms();
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (int64_t)r->o.scan_ms * 1000000;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
+        struct timespec ts = tb_deadline(CLOCK_MONOTONIC, r->o.scan_ms);
         pthread_mutex_lock(&r->stop_mu);
         if (!r->stopping) pthread_cond_timedwait(&r->stop_cv, &r->stop_mu, &ts);
         pthread_mutex_unlock(&r->stop_mu);
@@ -110,7 +109,7 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     r->metrics_fd = -1;
     pthread_mutex_init(&r->vol_mu, NULL);
     pthread_mutex_init(&r->stop_mu, NULL);
-    pthread_cond_init(&r->stop_cv, NULL);
+    tb_cond_init_mono(&r->stop_cv);
     pthread_mutex_init(&r->bucket.mu, NULL);
     r->bucket.rate = o->max_bandwidth;
     r->bucket.last_ns = tb_mono_ns();

@@ -98,7 +98,8 @@ struct rep_vol {
     char id[JR_MAX_ID + 1];
     pthread_mutex_t op_lock;
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* sender wakeups, acked changes */
+    pthread_cond_t cv;          /* sender wakeups, acked changes
+                                   (CLOCK_MONOTONIC: tb_deadline) */
     /* sender thread */
     pthread_t thr;
     int thr_joinable;           /* a thread was started and not joined */
@@ -110,19 +111,17 @@ struct rep_vol {
     char last_error[256];
     uint64_t acked;             /* peer's applied, as last answered */
     int64_t oldest_unacked_ns;  /* ts of entry acked+1 (0: unknown) */
-    int64_t last_sync_ms;       /* last successful exchange */
+    int64_t last_sync_ms;       /* last successful exchange (wall) */
     uint64_t wire_bytes, raw_bytes, batches;
-    double rate;                /* payload bytes/s, smoothed */
-    int64_t rate_t0_ms;         /* rate window start */
-    uint64_t rate_bytes;        /* bytes in the current window */
+    struct tb_meter meter;      /* payload bytes/s (tb_mono_ms) */
     int peer_split;             /* peer refused: it is primary (retrying) */
     int copy_active;            /* catch-up copy running (sender side) */
     /* receiver side */
     uint64_t primary_head;      /* head the primary last reported */
-    int64_t insync_ms;          /* last time applied >= primary_head */
-    int64_t insync_saved_ms;    /* last time insync_ms was persisted */
-    int64_t rx_last_ms;         /* last batch received */
-    int64_t rx_trim_ms;         /* last trim of the replica's journal */
+    int64_t insync_ms;          /* last time applied >= primary_head
+                                   (wall: shown, and persisted) */
+    int64_t insync_saved_ms;    /* last time insync_ms was persisted (mono) */
+    int64_t rx_trim_ms;         /* last trim of the replica's journal (mono) */
     int rx_calls;               /* ShipBatch calls in the handler now */
     int rx_waiting;             /* ... of which wait for a predecessor */
     uint64_t rx_gen;            /* bumped (and cv broadcast) whenever a
@@ -248,10 +247,12 @@ int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
 void rep__snapshot_free(struct rep_snap *s);
 
 /* ---- rep_meta.c: volume metadata ---- */
-/* 1 if the volume should be shipped by this replicator now. */
+/* 1 if the volume should be shipped by this replicator now, 0 if not, or
+ * a negative errno (its metadata could not be read: decide later). */
 int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
-/* The peer region of a volume copy ("" if not replicated). */
-void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
+/* The peer region of a volume copy into out ("" if not replicated): 0, or
+ * a negative errno (out "": unknown, not "not replicated"). */
+int rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
 /* Meta helpers: get as string (malloc'd or NULL) / u64 (0 if absent). */
 char *rep__meta(rep_ctx *r, const char *id, const char *key);
 uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);

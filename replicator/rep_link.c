@@ -373,7 +373,9 @@ static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
                  "): diverged, resync needed", id, r->region, info->head,
                  from, promoted_at, epoch);
         jr_meta_set(r->st, id, REP_META_SPLIT, msg);
-        tlog_error("rep.split_brain", "vol=%s why=\"%s\"", id, msg);
+        char q[600];
+        tlog_error("rep.split_brain", "vol=%s why=%s", id,
+                   tlog_q(q, sizeof(q), msg));
         return R(SPLIT_BRAIN);
     }
     if (epoch > info->epoch) {
@@ -396,11 +398,10 @@ static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
 static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
                     uint64_t primary_head, size_t wire, uint64_t raw)
 {
-    int64_t now = tb_wall_ms();
+    int64_t now = tb_wall_ms(), mono = tb_mono_ms();
     int persist = 0;
     pthread_mutex_lock(&v->mu);
     if (primary_head) v->primary_head = primary_head;
-    v->rx_last_ms = now;
     v->last_sync_ms = now;
     v->acked = applied;
     v->rx_gen++;
@@ -408,21 +409,13 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
     v->wire_bytes += wire;
     v->raw_bytes += raw;
     if (wire) v->batches++;
-    v->rate_bytes += raw;
-    if (!v->rate_t0_ms) v->rate_t0_ms = now;
-    if (now - v->rate_t0_ms >= 1000) {
-        double inst = (double)v->rate_bytes * 1000.0 /
-                      (double)(now - v->rate_t0_ms);
-        v->rate = v->rate ? 0.5 * v->rate + 0.5 * inst : inst;
-        v->rate_t0_ms = now;
-        v->rate_bytes = 0;
-    }
+    tb_meter_add(&v->meter, raw, mono);
     if (applied >= v->primary_head) {
         v->insync_ms = now;
         /* Persisted at most once a second: it is how current the replica
          * is known to be, reported by failover after a restart. */
-        if (now - v->insync_saved_ms >= 1000) {
-            v->insync_saved_ms = now;
+        if (!v->insync_saved_ms || mono - v->insync_saved_ms >= 1000) {
+            v->insync_saved_ms = mono;
             persist = 1;
         }
     }
@@ -438,12 +431,17 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
      * it all, then fall back to dirty tracking on the replica).  At most
      * once a second. */
     pthread_mutex_lock(&v->mu);
-    int trim = now - v->rx_trim_ms >= 1000;
-    if (trim) v->rx_trim_ms = now;
+    int trim = !v->rx_trim_ms || mono - v->rx_trim_ms >= 1000;
+    if (trim) v->rx_trim_ms = mono;
     pthread_mutex_unlock(&v->mu);
     if (trim && applied) {
-        jr_peer_ack_set(r->st, v->id, r->peer_region, applied);
-        jr_trim(r->st, v->id);
+        int rc = jr_peer_ack_set(r->st, v->id, r->peer_region, applied);
+        if (rc == 0) rc = jr_trim(r->st, v->id);
+        /* The replica's journal is only kept longer: logged, retried
+         * with the next batch a second later. */
+        if (rc < 0)
+            tlog_warn("rep.replica_trim_failed", "vol=%s applied=%" PRIu64
+                      " err=%d (%s)", v->id, applied, rc, jr_strerror(rc));
     }
 }
 
@@ -526,9 +524,10 @@ again:
         goto out;
     }
     if (res != R(OK)) {
+        char q[sizeof(msg) + 16];
         if (res != R(NO_VOLUME))
-            tlog_warn("rep.refused", "vol=%s result=%d msg=\"%s\"",
-                      req->volume_id, res, msg);
+            tlog_warn("rep.refused", "vol=%s result=%d msg=%s",
+                      req->volume_id, res, tlog_q(q, sizeof(q), msg));
         rc = ship_answer(respm, res, info.applied, info.epoch, role, 0, "%s",
                          msg);
         goto out;
@@ -555,7 +554,7 @@ again:
          * apply (rx_gen moved; read while op_lock is still held, so none
          * is missed) the position is read again under op_lock.  Whatever
          * happens, the order check below decides. */
-        if (!wait_t0) wait_t0 = tb_wall_ms();
+        if (!wait_t0) wait_t0 = tb_mono_ms();
         pthread_mutex_lock(&v->mu);
         uint64_t gen = v->rx_gen;
         int waiting = 0;
@@ -564,7 +563,7 @@ again:
             int active = v->rx_calls - v->rx_waiting - (waiting ? 0 : 1);
             int64_t until = wait_t0 + (active > 0 ? REP_SHIP_TIMEOUT_MS / 2
                                                   : 1000);
-            int64_t now = tb_wall_ms();
+            int64_t now = tb_mono_ms();
             if (now >= until || v->rx_gen != gen ||
                 __atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
                 break;
@@ -578,11 +577,7 @@ again:
                 pthread_cond_broadcast(&v->cv);
                 continue;
             }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = ts.tv_nsec + (until - now) * 1000000;
-            ts.tv_sec += ns / 1000000000;
-            ts.tv_nsec = ns % 1000000000;
+            struct timespec ts = tb_deadline(CLOCK_MONOTONIC, until - now);
             pthread_cond_timedwait(&v->cv, &v->mu, &ts);
         }
         if (waiting) {
@@ -874,8 +869,9 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         }
     }
     if (rc < 0) {
-        tlog_error("rep.copy_refused", "vol=%s msg=\"%s\"", req->volume_id,
-                   msg);
+        char q[sizeof(msg) + 16];
+        tlog_error("rep.copy_refused", "vol=%s msg=%s", req->volume_id,
+                   tlog_q(q, sizeof(q), msg));
         rc = copy_answer(respm, R(ERROR), info.applied, info.epoch, written,
                          msg[0] ? msg : jr_strerror(rc));
         goto out;
@@ -1258,7 +1254,7 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
     struct tomb_pass *tp = arg;
     rep_ctx *r = tp->r;
     if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) ||
-        tb_wall_ms() >= tp->until_ms)
+        tb_mono_ms() >= tp->until_ms)
         return 1; /* the rest next time */
     int ours = 0;
     for (int i = 0; i < t->n_peers; i++)
@@ -1275,29 +1271,32 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
                                &req.base,
                                &tandem__repl__v1__delete_replica_response__descriptor,
                                &o, REP_PROBE_TIMEOUT_MS, 0, msg, sizeof(msg));
+    /* The peer's words are quoted (tlog_q): they come from the wire. */
+    char q[600];
     if (code != RPC_OK) {
-        tlog_debug("rep.replica_delete_retry", "vol=%s code=%s msg=\"%s\"",
-                   t->vol_id, rpc_code_name(code), msg);
+        tlog_debug("rep.replica_delete_retry", "vol=%s code=%s msg=%s",
+                   t->vol_id, rpc_code_name(code), tlog_q(q, sizeof(q), msg));
         return 0;
     }
     Tandem__Repl__V1__DeleteReplicaResponse *a = (void *)o;
     int final = 1;
     switch (a->result) {
     case R(OK):
-        tlog_info("rep.replica_delete", "vol=%s peer=%s deleted=%d msg=\"%s\"",
-                  t->vol_id, r->peer_region, a->deleted, a->message);
+        tlog_info("rep.replica_delete", "vol=%s peer=%s deleted=%d msg=%s",
+                  t->vol_id, r->peer_region, a->deleted,
+                  tlog_q(q, sizeof(q), a->message));
         break;
     case R(SPLIT_BRAIN):
     case R(STALE_EPOCH):
         /* Promoted since: the peer's copy is its own now. */
-        tlog_warn("rep.replica_kept", "vol=%s peer=%s msg=\"%s\"", t->vol_id,
-                  r->peer_region, a->message);
+        tlog_warn("rep.replica_kept", "vol=%s peer=%s msg=%s", t->vol_id,
+                  r->peer_region, tlog_q(q, sizeof(q), a->message));
         break;
     default:
         final = 0;
         tlog_warn("rep.replica_delete_failed", "vol=%s peer=%s result=%d "
-                  "msg=\"%s\"", t->vol_id, r->peer_region, a->result,
-                  a->message);
+                  "msg=%s", t->vol_id, r->peer_region, a->result,
+                  tlog_q(q, sizeof(q), a->message));
     }
     protobuf_c_message_free_unpacked(o, NULL);
     if (final) {
@@ -1309,7 +1308,7 @@ static int tomb_cb(const struct jr_tomb *t, void *arg)
 
 void rep__tombs_process(rep_ctx *r)
 {
-    struct tomb_pass tp = {r, tb_wall_ms() + 2000};
+    struct tomb_pass tp = {r, tb_mono_ms() + 2000};
     jr_tomb_list(r->st, tomb_cb, &tp);
 }
 

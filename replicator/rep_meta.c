@@ -70,10 +70,14 @@ static int vmeta_cb(const char *key, const char *val, void *arg)
     return 0;
 }
 
-static void vmeta_load(rep_ctx *r, const char *id, struct vmeta *m)
+/* 0, or the store's error: never taken for "no such keys" (a volume
+ * whose metadata cannot be read is not "not replicated"). */
+static int vmeta_load(rep_ctx *r, const char *id, struct vmeta *m)
 {
     memset(m, 0, sizeof(*m));
-    jr_meta_iter(r->st, id, vmeta_cb, m);
+    int rc = jr_meta_iter(r->st, id, vmeta_cb, m);
+    if (rc < 0) memset(m, 0, sizeof(*m));
+    return rc;
 }
 
 static void vmeta_peer(rep_ctx *r, const struct vmeta *m, char *out,
@@ -89,18 +93,21 @@ static void vmeta_peer(rep_ctx *r, const struct vmeta *m, char *out,
     snprintf(out, size, "%s", peer);
 }
 
-void rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size)
+int rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size)
 {
     struct vmeta m;
-    vmeta_load(r, id, &m);
-    vmeta_peer(r, &m, out, size);
+    out[0] = 0;
+    int rc = vmeta_load(r, id, &m);
+    if (rc == 0) vmeta_peer(r, &m, out, size);
+    return rc;
 }
 
 int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
 {
     struct vmeta m;
     char peer[RG_MAX_NAME + 1];
-    vmeta_load(r, id, &m);
+    int rc = vmeta_load(r, id, &m);
+    if (rc < 0) return rc;
     vmeta_peer(r, &m, peer, sizeof(peer));
     if (strcmp(peer, r->peer_region) || m.split) return 0;
     if (info->role == JR_ROLE_PRIMARY) return 1;

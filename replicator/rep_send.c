@@ -71,7 +71,9 @@ static void mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
         info.role == JR_ROLE_PRIMARY)
         jr_role_set(r->st, v->id, JR_ROLE_SECONDARY, info.epoch);
     rep__vol_state(v, REP_LINK_SPLIT_BRAIN, REP_ST_SPLIT_BRAIN, why);
-    tlog_error("rep.split_brain", "vol=%s why=\"%s\"", v->id, why);
+    char q[600];
+    tlog_error("rep.split_brain", "vol=%s why=%s", v->id,
+               tlog_q(q, sizeof(q), why));
 }
 
 struct pf_arg {
@@ -301,18 +303,22 @@ void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
     v->wire_bytes += wire;
     v->raw_bytes += raw;
     if (wire) v->batches++;
-    v->rate_bytes += raw;
-    if (!v->rate_t0_ms) v->rate_t0_ms = now;
-    if (now - v->rate_t0_ms >= 1000) {
-        double inst = (double)v->rate_bytes * 1000.0 /
-                      (double)(now - v->rate_t0_ms);
-        v->rate = v->rate ? 0.5 * v->rate + 0.5 * inst : inst;
-        v->rate_t0_ms = now;
-        v->rate_bytes = 0;
-    }
+    tb_meter_add(&v->meter, raw, tb_mono_ms());
     pthread_cond_broadcast(&v->cv);
     pthread_mutex_unlock(&v->mu);
-    if (applied) jr_peer_ack_set(s->r->st, v->id, s->r->peer_region, applied);
+    if (!applied) return;
+    /* Recorded for trimming (R-8) and for status; what the peer applied
+     * is its own truth, so a failure here loses nothing: the journal is
+     * kept longer, and the next answer records it again. */
+    int rc = jr_peer_ack_set(s->r->st, v->id, s->r->peer_region, applied);
+    if (rc < 0) {
+        char e[160];
+        snprintf(e, sizeof(e), "recording the peer's ack %" PRIu64 ": %s",
+                 applied, jr_strerror(rc));
+        rep__vol_state(v, REP_LINK_KEEP, REP_ST_KEEP, e);
+        tlog_warn("rep.ack_failed", "vol=%s acked=%" PRIu64 " err=%d (%s)",
+                  v->id, applied, rc, jr_strerror(rc));
+    }
 }
 
 /* One ShipBatch call.  Returns the RPC code; *resp on RPC_OK. */
@@ -334,7 +340,7 @@ static int ship_call(struct sender *s, Tandem__Repl__V1__ShipBatchRequest *req,
 int rep__sender_refused(struct sender *s,
                           const Tandem__Repl__V1__ShipBatchResponse *resp)
 {
-    char why[320];
+    char why[320], q[sizeof(why) + 16]; /* q: why quoted (peer text) */
     int peer_primary = resp->role && !strcmp(resp->role, "primary");
     if (resp->epoch <= s->epoch &&
         resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH) {
@@ -345,7 +351,8 @@ int rep__sender_refused(struct sender *s,
                  "epoch %" PRIu64 " (ours %" PRIu64 "): %s", s->r->peer_region,
                  resp->epoch, s->epoch, resp->message);
         rep__vol_state(s->v, REP_LINK_KEEP, REP_ST_ERROR, why);
-        tlog_error("rep.refused_stale", "vol=%s why=\"%s\"", s->v->id, why);
+        tlog_error("rep.refused_stale", "vol=%s why=%s", s->v->id,
+                   tlog_q(q, sizeof(q), why));
         rep__vol_wait(s->r, s->v, 2000);
         return 0;
     }
@@ -361,8 +368,8 @@ int rep__sender_refused(struct sender *s,
                  resp->role && resp->role[0] ? resp->role : "of no role",
                  resp->epoch, s->epoch, resp->message);
         rep__vol_state(s->v, REP_LINK_KEEP, REP_ST_ERROR, why);
-        tlog_error("rep.refused_not_primary", "vol=%s why=\"%s\"", s->v->id,
-                   why);
+        tlog_error("rep.refused_not_primary", "vol=%s why=%s", s->v->id,
+                   tlog_q(q, sizeof(q), why));
         rep__vol_wait(s->r, s->v, 2000);
         return 0;
     }
@@ -408,7 +415,9 @@ int rep__sender_refused(struct sender *s,
     s->v->peer_split = 1;
     pthread_mutex_unlock(&s->v->mu);
     rep__vol_state(s->v, REP_LINK_SPLIT_BRAIN, REP_ST_SPLIT_BRAIN, why);
-    if (first) tlog_error("rep.split_brain", "vol=%s why=\"%s\"", s->v->id, why);
+    if (first)
+        tlog_error("rep.split_brain", "vol=%s why=%s", s->v->id,
+                   tlog_q(q, sizeof(q), why));
     rep__vol_wait(s->r, s->v, 2000);
     return 0;
 }
@@ -489,7 +498,7 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
 
 static void sender_trim(struct sender *s, uint64_t acked, uint64_t head)
 {
-    int64_t now = tb_wall_ms();
+    int64_t now = tb_mono_ms();
     if (acked < head && now - s->last_trim_ms < 1000) return;
     s->last_trim_ms = now;
     int rc = jr_trim(s->r->st, s->v->id);
@@ -709,7 +718,11 @@ send:
         snprintf(e, sizeof(e), "peer refused batch %" PRIu64 "..%" PRIu64
                  " as corrupt: %s", b.first_seq, b.last_seq, resp->message);
         rep__vol_state(v, REP_LINK_KEEP, REP_ST_ERROR, e);
-        tlog_error("rep.corrupt", "vol=%s msg=\"%s\"", v->id, e);
+        {
+            char q[sizeof(e) + 16];
+            tlog_error("rep.corrupt", "vol=%s msg=%s", v->id,
+                       tlog_q(q, sizeof(q), e));
+        }
         ret = SEND_RETRY;
         break;
     default:
@@ -785,10 +798,16 @@ static void *sender_main(void *arg)
         }
         /* The metadata check costs a store round trip or two: once a
          * second, or at once when the role or epoch moved. */
-        int64_t now = tb_wall_ms();
+        int64_t now = tb_mono_ms();
         if (s->epoch != info.epoch || info.role != JR_ROLE_PRIMARY ||
             now - elig_ms >= 1000) {
-            if (!rep__eligible(r, v->id, &info)) break;
+            int el = rep__eligible(r, v->id, &info);
+            if (el == 0) break;
+            if (el < 0) {
+                /* Unknown is not "not shipped": the sender stays. */
+                sender_backoff(s, "volume metadata unreadable");
+                continue;
+            }
             elig_ms = now;
         }
         if (s->epoch != info.epoch) {

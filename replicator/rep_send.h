@@ -59,7 +59,7 @@ struct sender {
     uint64_t next;          /* next seq to ship (0: ask the peer) */
     uint64_t epoch;
     int backoff_ms;
-    int64_t last_trim_ms;
+    int64_t last_trim_ms;   /* tb_mono_ms */
     uint64_t copy_until;    /* peer is in a copy window until this seq */
     uint64_t promoted_at;   /* REP_META_PROMOTED_AT at this epoch */
     int copy_again;         /* the peer holds an unfinished copy */

@@ -25,7 +25,7 @@ struct rep_vol *rep__vol_get(rep_ctx *r, const char *id)
     rep__scpy(v->id, sizeof(v->id), id);
     pthread_mutex_init(&v->op_lock, NULL);
     pthread_mutex_init(&v->mu, NULL);
-    pthread_cond_init(&v->cv, NULL);
+    tb_cond_init_mono(&v->cv);
     v->link_state = REP_LINK_NONE;
     v->next = r->vols;
     r->vols = v;
@@ -109,11 +109,7 @@ void rep__vol_promoted(struct rep_vol *v, uint64_t acked)
 /* Sleep up to ms unless stopping or kicked.  Returns 1 if stopping. */
 int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (int64_t)ms * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = tb_deadline(CLOCK_MONOTONIC, ms);
     pthread_mutex_lock(&v->mu);
     if (!v->stop && !__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE))
         pthread_cond_timedwait(&v->cv, &v->mu, &ts);
@@ -138,7 +134,14 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
         snprintf(o->last_error, sizeof(o->last_error), "stat failed");
         return;
     }
-    rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
+    int rc = rep__vol_peer(r, id, o->peer_region, sizeof(o->peer_region));
+    if (rc < 0) {
+        /* Not "not-replicated": nobody knows. */
+        o->state = REP_ST_ERROR;
+        snprintf(o->last_error, sizeof(o->last_error),
+                 "volume metadata unreadable: %s", jr_strerror(rc));
+        return;
+    }
     char *s = rep__meta(r, id, REP_META_REPLICATION);
     if (!s) s = rep__meta(r, id, REP_META_REPLICATION_ALT);
     rep__scpy(o->replication, sizeof(o->replication), s ? s : "");
@@ -168,9 +171,8 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
         o->wire_bytes = v->wire_bytes;
         o->raw_bytes = v->raw_bytes;
         o->batches = v->batches;
-        o->rate = v->rate;
-        /* A rate window with no traffic for a while means 0. */
-        if (now - v->last_sync_ms > 3000) o->rate = 0;
+        /* 0 once nothing was counted for a while (idle). */
+        o->rate = tb_meter_rate(&v->meter, tb_mono_ms());
         if (v->peer_split) o->split_brain = 1;
         if (v->copy_active) o->copy_active = 1;
         vacked = v->acked;
