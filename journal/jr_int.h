@@ -278,6 +278,10 @@ int jr__replay(st_store *st, const char *vol, struct jr__hdr *h,
 int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
                  uint64_t head, const struct jr__guard *g,
                  struct jr__bad *bad, uint64_t *size_out);
+/* The journal ends before head (its last object is short or missing):
+ * *bad = the first missing entry, at the end of the last object. */
+void jr__bad_missing(st_store *st, const char *vol, const struct jr__hdr *h,
+                     uint64_t seq, struct jr__bad *bad);
 /* Verify (applied, head] as replay would (R-10..R-21, R-34, R-20): 0
  * (bad->seq = 0), or JR_ECORRUPT with *bad filled. */
 int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,

@@ -961,10 +961,7 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         if (r == JR_ECORRUPT && v->damage.seq) {
             r = 0; /* readable up to the damage, which is reported */
         } else if (r == 0 && head > h.applied && a.n != head - h.applied) {
-            v->damage.seq = h.applied + 1 + a.n; /* entries missing */
-            v->damage.jno = h.nj ? h.j[h.nj - 1].n : 0;
-            snprintf(v->damage.why, sizeof v->damage.why,
-                     "entries missing before head (R-5)");
+            jr__bad_missing(st, vol_id, &h, h.applied + 1 + a.n, &v->damage);
         }
         if (r < 0) goto fail;
         if (v->damage.seq) {

@@ -114,8 +114,8 @@ static int collect_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
 
 /* The journal ended before head (its last object is short or missing):
  * the first missing entry is the damage (R-37). */
-static void bad_missing(st_store *st, const char *vol, const struct jr__hdr *h,
-                        uint64_t seq, struct jr__bad *bad)
+void jr__bad_missing(st_store *st, const char *vol, const struct jr__hdr *h,
+                     uint64_t seq, struct jr__bad *bad)
 {
     uint64_t sz = 0;
     char oid[JR_OID_MAX];
@@ -183,7 +183,7 @@ int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
             damaged = 1; /* c.ops: the entries before it, from `from` on */
             r = 0;
         } else if (r == 0 && c.ops.n != to - from + 1) {
-            bad_missing(st, vol, h, from + c.ops.n, bad);
+            jr__bad_missing(st, vol, h, from + c.ops.n, bad);
             damaged = 1;
         }
         if (r == 0 && c.ops.n)
@@ -261,7 +261,7 @@ int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,
     free(v.scratch);
     if (r == JR_ECORRUPT && !bad->seq) return r; /* not an entry's fault */
     if (r == 0 && v.n != head - h->applied) {
-        bad_missing(st, vol, h, h->applied + 1 + v.n, bad);
+        jr__bad_missing(st, vol, h, h->applied + 1 + v.n, bad);
         r = JR_ECORRUPT;
     }
     return r;

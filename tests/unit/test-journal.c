@@ -1236,6 +1236,31 @@ TEST(damaged_tail_shapes)
     ASSERT_UEQ(applied, 8);
     jr_batch_free(&bt);
     same_image(f.st, "sp", f.st, "ss", 1 << 20);
+
+    /* 4. A journal that ends before its recorded head (entries 5, 6 cut
+     * off the object): the first missing entry is the damage. */
+    mkvol(f.st, "t", 1 << 20, 64 << 10, 0, 0, 0);
+    journal_only(&f, "t", 6, 70);
+    char toid[JR_OID_MAX];
+    jr__oid_journal(toid, sizeof toid, "t", 0);
+    ASSERT_OK(st_truncate(f.st, toid, 4 * ENT));
+    ASSERT_EQ(jr_journal_check(f.st, "t", &dm), JR_ECORRUPT);
+    ASSERT_UEQ(dm.seq, 5);
+    ASSERT_UEQ(dm.offset, 4 * ENT);
+    ASSERT(strstr(dm.why, "missing") != NULL);
+    ASSERT_OK(jr_open(f.st, "t", 0, NULL, &v)); /* readable up to 4 */
+    ASSERT_OK(jr_get_info(v, &in));
+    ASSERT_UEQ(in.head, 4);
+    ASSERT_UEQ(in.damaged_seq, 5);
+    ASSERT_UEQ(in.damaged_offset, 4 * ENT);
+    jr_close(v);
+    ASSERT_EQ(jr_open(f.st, "t", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    ASSERT_OK(jr_journal_discard(f.st, "t", 5));
+    ASSERT_OK(jr_open(f.st, "t", JR_OPEN_WRITE, "t", &v));
+    ASSERT_OK(jr_get_info(v, &in));
+    ASSERT_UEQ(in.head, 4);
+    ASSERT_UEQ(in.damaged_seq, 0);
+    ASSERT_OK(jr_close(v));
     free(big);
     fx_close(&f);
 }
