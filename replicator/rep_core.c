@@ -5,7 +5,7 @@
  * rep_destroy stops and joins them all.  The scanner lists the region's
  * volumes every scan period and starts a sender (rep_send.c) for each
  * one this replicator ships; it also says Hello to the peer (the link's
- * health) and, while the link is up, processes tombstones (rep_link.c).
+ * health) and, while the link is up, processes tombstones (rep_peer.c).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -14,7 +14,8 @@
  *        |         snapshots, changes roles  --> rep_link.h (peer calls)
  *        +--> rep_send.c, rep_copy.c (rep_send.h)  senders, catch-up
  *        |                                   --> rep_link.h (peer calls)
- *        +--> rep_link.c    (rep_link.h)     link service, peer calls
+ *        +--> rep_link.c, rep_link_vol.c (rep_link.h)  link service
+ *        +--> rep_peer.c    (rep_link.h)     calls to the peer's link
  *   all of them --> rep_int.h (this: rep_vol.c, rep_meta.c, rep_lz4.c)
  *               --> journal/jr.h (the volumes themselves)
  *

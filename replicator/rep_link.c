@@ -1,6 +1,9 @@
 /*
  * rep_link.c: the peer-link service (proto/tandem_repl.proto, receiver
- * side) and the client calls of it that are not part of the sender loop.
+ * side): who may call it (authorization), Hello, and the calls that change
+ * a local copy, ShipBatch and CopyRegions; its method table.  The queries
+ * and DeleteReplica are in rep_link_vol.c, the client calls of the peer's
+ * link that are not the sender's in rep_peer.c.
  *
  * Every handler that changes a local copy holds the volume's op_lock, so
  * batches, copies and role changes of one volume are serialised while
@@ -10,11 +13,11 @@
  * touched by anything the peer ships; a batch below the local epoch is
  * refused (split-brain guard).
  *
- * Authorization, on every call before anything else (link_admit): the
+ * Authorization, on every call before anything else (rep__link_admit): the
  * caller is the region its verified certificate names (URI SAN
  * spiffe://TD/tandem/region/NAME), and only the configured peer region
  * is served; request fields that name a region must name that one.  Then
- * per volume (vol_authz, spec_authz): a call acts only on a volume whose
+ * per volume (rep__vol_authz, spec_authz): a call acts only on a volume whose
  * peer is the caller.  Refusals are PERMISSION_DENIED with one log line
  * (event=rep.link_denied) quoting the identity.  A higher epoch is adopted
  * only from a sender whose copy is primary (from_primary).  With
@@ -37,22 +40,13 @@ static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* -------------------------------------------------------- authorization */
 
-/* Who calls: the identity URI of its certificate ("" with --insecure) and
- * the region it is admitted as (always r->peer_region). */
-struct caller {
-    char uri[REP_MAX_ID_URI];
-    const char *region;
-};
-
 /* Not a Result: receive_check's "refused: not this caller's volume". */
 #define R_DENIED (-1)
 
-static int link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
-                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Refuse the call: PERMISSION_DENIED with why, and one log line naming the
  * caller's identity (quoted: it comes from a certificate). */
-static int link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
+int rep__link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
                      const char *fmt, ...)
 {
     char why[400], q1[REP_MAX_ID_URI + 8], q2[sizeof(why) + 8];
@@ -71,7 +65,7 @@ static int link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
  * identity, and that identity must be the peer region's replicator.  The
  * admin identity, other regions, other trust domains and certificates
  * without a URI are refused.  Returns RPC_OK or the refusal (sent). */
-static int link_admit(rep_ctx *r, rpc_ctx *ctx, struct caller *c)
+int rep__link_admit(rep_ctx *r, rpc_ctx *ctx, struct rep_caller *c)
 {
     c->uri[0] = 0;
     c->region = r->peer_region;
@@ -79,7 +73,7 @@ static int link_admit(rep_ctx *r, rpc_ctx *ctx, struct caller *c)
     int rc = rpc_ctx_peer_uri(ctx, NULL, c->uri, sizeof(c->uri));
     if (rc < 0) {
         c->uri[0] = 0;
-        return link_deny(r, ctx, "", "%s",
+        return rep__link_deny(r, ctx, "", "%s",
                          rc == -ENOENT     ? "the client certificate names "
                                              "no identity (no URI SAN)"
                          : rc == -ENOTUNIQ ? "the client certificate names "
@@ -89,14 +83,14 @@ static int link_admit(rep_ctx *r, rpc_ctx *ctx, struct caller *c)
                                              "unreadable");
     }
     if (!strcmp(c->uri, r->id_admin))
-        return link_deny(r, ctx, c->uri, "the admin identity may not use "
+        return rep__link_deny(r, ctx, c->uri, "the admin identity may not use "
                          "the peer link");
     size_t pl = strlen(r->id_region_prefix);
     if (strncmp(c->uri, r->id_region_prefix, pl))
-        return link_deny(r, ctx, c->uri, "not a region identity of this "
+        return rep__link_deny(r, ctx, c->uri, "not a region identity of this "
                          "trust domain (%s...)", r->id_region_prefix);
     if (strcmp(c->uri + pl, r->peer_region))
-        return link_deny(r, ctx, c->uri, "region %.64s is not the peer of "
+        return rep__link_deny(r, ctx, c->uri, "region %.64s is not the peer of "
                          "region %s (its peer is %s)", c->uri + pl,
                          r->region, r->peer_region);
     return RPC_OK;
@@ -105,12 +99,12 @@ static int link_admit(rep_ctx *r, rpc_ctx *ctx, struct caller *c)
 /* A request field that names the caller's region must name the region of
  * its identity.  RPC_OK, or the refusal (sent).  No identity (--insecure):
  * the field is checked by the handler as before. */
-static int link_field(rep_ctx *r, rpc_ctx *ctx, const struct caller *c,
+int rep__link_field(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
                       const char *field, const char *value)
 {
     if (!c->uri[0] || !strcmp(value, c->region)) return RPC_OK;
     char q[80];
-    return link_deny(r, ctx, c->uri, "%s %s does not match the caller's "
+    return rep__link_deny(r, ctx, c->uri, "%s %s does not match the caller's "
                      "identity (region %s)", field,
                      tlog_q(q, sizeof(q), value), c->region);
 }
@@ -118,7 +112,7 @@ static int link_field(rep_ctx *r, rpc_ctx *ctx, const struct caller *c,
 /* A local volume may be acted on by the caller only if the caller is its
  * peer: the region a replica came from, or the peerRegion of a copy that
  * replicates from here.  0, or R_DENIED with msg set. */
-static int vol_authz(rep_ctx *r, const struct caller *c, const char *id,
+int rep__vol_authz(rep_ctx *r, const struct rep_caller *c, const char *id,
                      char *msg, size_t msz)
 {
     char peer[RG_MAX_NAME + 1];
@@ -135,7 +129,7 @@ static int vol_authz(rep_ctx *r, const struct caller *c, const char *id,
  * is this region (the primary's first replica), or the caller itself (a
  * promoted replica that replicates back to where it came from).  0, or
  * R_DENIED with msg set. */
-static int spec_authz(rep_ctx *r, const struct caller *c, const char *id,
+static int spec_authz(rep_ctx *r, const struct rep_caller *c, const char *id,
                       const Tandem__Repl__V1__VolumeSpec *sp, char *msg,
                       size_t msz)
 {
@@ -167,10 +161,10 @@ static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 {
     rep_ctx *r = svc;
     const Tandem__Repl__V1__HelloRequest *req = (const void *)reqm;
-    struct caller c;
+    struct rep_caller c;
     int code;
-    if ((code = link_admit(r, ctx, &c)) != RPC_OK ||
-        (code = link_field(r, ctx, &c, "region", req->region)) != RPC_OK)
+    if ((code = rep__link_admit(r, ctx, &c)) != RPC_OK ||
+        (code = rep__link_field(r, ctx, &c, "region", req->region)) != RPC_OK)
         return code;
     if (strcmp(req->region, r->peer_region) ||
         (req->peer_region[0] && strcmp(req->peer_region, r->region)))
@@ -186,21 +180,6 @@ static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     resp->now_unix_ms = tb_wall_ms();
     *respm = &resp->base;
     return RPC_OK;
-}
-
-int rep__peer_hello(rep_ctx *r, char *msg, size_t msz)
-{
-    Tandem__Repl__V1__HelloRequest req = TANDEM__REPL__V1__HELLO_REQUEST__INIT;
-    req.region = r->region;
-    req.peer_region = r->peer_region;
-    req.version = "tandem-replicator 0.1";
-    ProtobufCMessage *out = NULL;
-    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/Hello",
-                               &req.base,
-                               &tandem__repl__v1__hello_response__descriptor,
-                               &out, REP_PROBE_TIMEOUT_MS, 0, msg, msz);
-    if (out) protobuf_c_message_free_unpacked(out, NULL);
-    return code == RPC_OK ? 0 : -ENOTCONN;
 }
 
 /* ------------------------------------------------------------ ShipBatch */
@@ -275,7 +254,7 @@ static int create_replica(rep_ctx *r, const char *id, const char *from,
 /* A volume id as the journal takes it (jr.h: 1..JR_MAX_ID bytes of
  * [A-Za-z0-9._-]), and never one made of dots only ("." and ".." are
  * path components wherever an id becomes a file or directory name). */
-static int valid_id(const char *id)
+int rep__valid_id(const char *id)
 {
     size_t n = strlen(id);
     if (n == 0 || n > JR_MAX_ID || strspn(id, ".") == n) return 0;
@@ -305,7 +284,7 @@ static const char *spec_bad(const Tandem__Repl__V1__VolumeSpec *sp)
 /* Common checks of a copy or batch against the local copy: creates it if
  * absent and a spec is given, adopts a newer epoch.  Returns a Result;
  * fills info. */
-static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
+static int receive_check(rep_ctx *r, const struct rep_caller *c, const char *id,
                          uint64_t epoch, int from_primary,
                          uint64_t promoted_at,
                          const Tandem__Repl__V1__VolumeSpec *sp,
@@ -338,7 +317,7 @@ static int receive_check(rep_ctx *r, const struct caller *c, const char *id,
         return R(ERROR);
     }
     /* Only the volume's own peer ships or copies into it. */
-    if (vol_authz(r, c, id, msg, msz) < 0) return R_DENIED;
+    if (rep__vol_authz(r, c, id, msg, msz) < 0) return R_DENIED;
     if (info->role == JR_ROLE_PRIMARY) {
         snprintf(msg, msz, "volume %s is primary in region %s at epoch %"
                  PRIu64 ": not overwritten", id, r->region, info->epoch);
@@ -491,13 +470,13 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     char msg[400];
     int created = 0, res, rc;
     void *raw = NULL;
-    struct caller c;
+    struct rep_caller c;
 
-    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
-        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+    if ((rc = rep__link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = rep__link_field(r, ctx, &c, "from_region", req->from_region)) !=
             RPC_OK)
         return rc;
-    if (!valid_id(req->volume_id))
+    if (!rep__valid_id(req->volume_id))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
     if (spec_bad(req->spec))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%s",
@@ -520,7 +499,7 @@ again:
                         sizeof(msg));
     const char *role = info.role ? jr_role_name(info.role) : "";
     if (res == R_DENIED) {
-        rc = link_deny(r, ctx, c.uri, "%s", msg);
+        rc = rep__link_deny(r, ctx, c.uri, "%s", msg);
         goto out;
     }
     if (res != R(OK)) {
@@ -743,13 +722,13 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     int created, res, rc = 0;
     uint64_t written = 0;
     void *raw = NULL;
-    struct caller c;
+    struct rep_caller c;
 
-    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
-        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
+    if ((rc = rep__link_admit(r, ctx, &c)) != RPC_OK ||
+        (rc = rep__link_field(r, ctx, &c, "from_region", req->from_region)) !=
             RPC_OK)
         return rc;
-    if (!valid_id(req->volume_id) || !req->copy_id[0] ||
+    if (!rep__valid_id(req->volume_id) || !req->copy_id[0] ||
         strlen(req->copy_id) > 64)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "bad volume id or copy id");
@@ -778,7 +757,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                         0, req->begin ? req->spec : NULL, &info, &created,
                         msg, sizeof(msg));
     if (res == R_DENIED) {
-        rc = link_deny(r, ctx, c.uri, "%s", msg);
+        rc = rep__link_deny(r, ctx, c.uri, "%s", msg);
         goto out;
     }
     if (res != R(OK)) {
@@ -891,427 +870,6 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------ GetVolume */
-
-static int h_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
-                    ProtobufCMessage **respm)
-{
-    rep_ctx *r = svc;
-    const Tandem__Repl__V1__GetVolumeRequest *req = (const void *)reqm;
-    struct caller c;
-    char dmsg[400];
-    int rc;
-    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
-        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
-            RPC_OK)
-        return rc;
-    if (!valid_id(req->volume_id))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
-    Tandem__Repl__V1__GetVolumeResponse *resp = malloc(sizeof(*resp));
-    if (!resp) return RPC_RESOURCE_EXHAUSTED;
-    tandem__repl__v1__get_volume_response__init(resp);
-    struct jr_info info;
-    rc = jr_volume_stat(r->st, req->volume_id, &info);
-    if (rc == -ENOENT) {
-        resp->role = sdup("");
-        *respm = &resp->base;
-        return RPC_OK;
-    }
-    if (rc < 0) {
-        free(resp);
-        return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "stat %s: %s",
-                             req->volume_id, jr_strerror(rc));
-    }
-    /* Only a volume replicated with the caller: its state is the peer's
-     * business, no other region's. */
-    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0) {
-        free(resp);
-        return link_deny(r, ctx, c.uri, "%s", dmsg);
-    }
-    resp->exists = 1;
-    resp->role = sdup(jr_role_name(info.role));
-    resp->epoch = info.epoch;
-    resp->head = info.head;
-    resp->applied = info.applied;
-    resp->size = info.size;
-    resp->object_size = info.object_size;
-    resp->tail = info.tail;
-    resp->dirty_tracking = info.dirty_tracking;
-    jr_peer_ack_get(r->st, req->volume_id, r->peer_region, &resp->acked);
-    char *s = rep__meta(r, req->volume_id, REP_META_SPLIT);
-    resp->split_brain = s != NULL;
-    free(s);
-    struct jr_copywin w;
-    resp->copy_active = jr_copywin_get(r->st, req->volume_id, &w) == 0;
-    resp->promoted_at_seq = rep__meta_u64(r, req->volume_id,
-                                          REP_META_PROMOTED_AT);
-    void **md;
-    size_t n_md;
-    if (rep__meta_entries(r, req->volume_id,
-                          &tandem__repl__v1__get_volume_response__meta_entry__descriptor,
-                          NULL, &md, &n_md) == 0) {
-        resp->n_meta = n_md;
-        resp->meta = (Tandem__Repl__V1__GetVolumeResponse__MetaEntry **)md;
-    }
-    *respm = &resp->base;
-    return RPC_OK;
-}
-
-/* Operator commands (promote, resync) ask the peer through this.  It
- * waits for the link to be ready, up to its deadline: a channel still in
- * reconnect backoff (the peer restarted a moment ago, or started after
- * us) must not be reported as "peer unreachable". */
-int rep__peer_getvol(rep_ctx *r, const char *id,
-                     Tandem__Repl__V1__GetVolumeResponse **out, char *msg,
-                     size_t msz)
-{
-    Tandem__Repl__V1__GetVolumeRequest req =
-        TANDEM__REPL__V1__GET_VOLUME_REQUEST__INIT;
-    req.volume_id = (char *)id;
-    req.from_region = r->region;
-    ProtobufCMessage *o = NULL;
-    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/GetVolume",
-                               &req.base,
-                               &tandem__repl__v1__get_volume_response__descriptor,
-                               &o, REP_PROBE_TIMEOUT_MS, 1, msg, msz);
-    *out = (Tandem__Repl__V1__GetVolumeResponse *)o;
-    return code;
-}
-
-/* ------------------------------------------ JournalRegions / ReadRegions */
-
-/* ReadRegions: bytes and regions per call, the least a region costs. */
-#define REP_READ_MAX_BYTES (16u << 20)
-#define REP_READ_MAX_REGIONS 1024u
-#define REP_READ_MIN_COST (16u << 10)
-
-struct jreg {
-    Tandem__Repl__V1__Region **a;
-    size_t n, cap;
-};
-
-static int jreg_cb(uint64_t off, uint64_t len, void *arg)
-{
-    struct jreg *j = arg;
-    if (j->n >= 1000000) return -E2BIG;
-    if (j->n == j->cap) {
-        size_t c = j->cap ? 2 * j->cap : 64;
-        void *p = realloc(j->a, c * sizeof(*j->a));
-        if (!p) return -ENOMEM;
-        j->a = p;
-        j->cap = c;
-    }
-    Tandem__Repl__V1__Region *g = malloc(sizeof(*g));
-    if (!g) return -ENOMEM;
-    tandem__repl__v1__region__init(g);
-    g->offset = off;
-    g->length = len;
-    j->a[j->n++] = g;
-    return 0;
-}
-
-static int h_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
-                      ProtobufCMessage **respm)
-{
-    rep_ctx *r = svc;
-    const Tandem__Repl__V1__JournalRegionsRequest *req = (const void *)reqm;
-    struct jr_info info;
-    struct caller c;
-    char dmsg[400];
-    int rc;
-    if ((rc = link_admit(r, ctx, &c)) != RPC_OK) return rc;
-    if (!valid_id(req->volume_id))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
-    rc = jr_volume_stat(r->st, req->volume_id, &info);
-    if (rc < 0)
-        return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
-                             "stat %s: %s", req->volume_id, jr_strerror(rc));
-    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
-        return link_deny(r, ctx, c.uri, "%s", dmsg);
-    Tandem__Repl__V1__JournalRegionsResponse *resp = malloc(sizeof(*resp));
-    if (!resp) return RPC_RESOURCE_EXHAUSTED;
-    tandem__repl__v1__journal_regions_response__init(resp);
-    resp->head = info.head;
-    resp->applied = info.applied;
-    uint64_t to = req->to_seq ? req->to_seq : info.head;
-    struct jreg j = {0};
-    if (req->from_seq > to) {
-        resp->complete = 1;
-    } else if (info.dirty_tracking || req->from_seq < info.tail) {
-        resp->complete = 0;
-    } else {
-        rc = jr_journal_regions(r->st, req->volume_id, req->from_seq, to,
-                                jreg_cb, &j);
-        resp->complete = rc == 0;
-        if (rc != 0) { /* the caller copies everything: send none (up to
-                          a million were collected) */
-            for (size_t i = 0; i < j.n; i++) free(j.a[i]);
-            free(j.a);
-            j.a = NULL;
-            j.n = 0;
-        }
-    }
-    resp->n_regions = j.n;
-    resp->regions = j.a;
-    *respm = &resp->base;
-    return RPC_OK;
-}
-
-static int h_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
-                      ProtobufCMessage **respm)
-{
-    rep_ctx *r = svc;
-    const Tandem__Repl__V1__ReadRegionsRequest *req = (const void *)reqm;
-    struct jr_info info;
-    uint64_t total = 0;
-    struct caller c;
-    char dmsg[400];
-    int arc;
-    if ((arc = link_admit(r, ctx, &c)) != RPC_OK) return arc;
-    if (!valid_id(req->volume_id))
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "bad volume id");
-    /* Bounded cost per call: every region is a store read, an allocation
-     * and an LZ4 pass however short it is, so besides the bytes the
-     * number of regions is capped, and each counts as at least
-     * REP_READ_MIN_COST against the byte budget (a resync asks for <= 64
-     * regions of <= 1 MiB, < 9 MiB, per call). */
-    if (req->n_regions > REP_READ_MAX_REGIONS)
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "%zu regions: at "
-                             "most %u per call", req->n_regions,
-                             REP_READ_MAX_REGIONS);
-    int rc = jr_volume_stat(r->st, req->volume_id, &info);
-    if (rc < 0)
-        return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
-                             "stat %s: %s", req->volume_id, jr_strerror(rc));
-    /* Bytes of a volume only to the region it replicates with (which
-     * holds them anyway). */
-    if (vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
-        return link_deny(r, ctx, c.uri, "%s", dmsg);
-    for (size_t i = 0; i < req->n_regions; i++) {
-        const Tandem__Repl__V1__Region *g = req->regions[i];
-        if (g->offset >= info.size || g->length == 0 ||
-            g->length > info.size - g->offset)
-            return rpc_ctx_error(ctx, RPC_OUT_OF_RANGE, "region %" PRIu64
-                                 "+%" PRIu64 " outside the image", g->offset,
-                                 g->length);
-        total += g->length > REP_READ_MIN_COST ? g->length
-                                               : REP_READ_MIN_COST;
-        if (total > REP_READ_MAX_BYTES)
-            return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                                 "at most 16 MiB per call (a region "
-                                 "counts as %u bytes at least)",
-                                 REP_READ_MIN_COST);
-    }
-    Tandem__Repl__V1__ReadRegionsResponse *resp = malloc(sizeof(*resp));
-    if (!resp) return RPC_RESOURCE_EXHAUSTED;
-    tandem__repl__v1__read_regions_response__init(resp);
-    resp->applied = info.applied;
-    resp->regions = calloc(req->n_regions + 1, sizeof(*resp->regions));
-    if (!resp->regions) goto nomem;
-    for (size_t i = 0; i < req->n_regions; i++) {
-        const Tandem__Repl__V1__Region *g = req->regions[i];
-        Tandem__Repl__V1__Region *o = malloc(sizeof(*o));
-        if (!o) goto nomem;
-        tandem__repl__v1__region__init(o);
-        resp->regions[resp->n_regions++] = o;
-        o->offset = g->offset;
-        o->length = g->length;
-        uint8_t *buf = malloc(g->length);
-        if (!buf) goto nomem;
-        rc = jr_image_read(r->st, req->volume_id, g->offset, buf, g->length);
-        if (rc < 0) {
-            free(buf);
-            protobuf_c_message_free_unpacked(&resp->base, NULL);
-            return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "read: %s",
-                                 jr_strerror(rc));
-        }
-        void *c = NULL;
-        size_t cl = 0;
-        if (req->compress && rep__lz4(buf, g->length, &c, &cl) == 1) {
-            free(buf);
-            o->data.data = c;
-            o->data.len = cl;
-            o->compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
-        } else {
-            o->data.data = buf;
-            o->data.len = g->length;
-        }
-    }
-    *respm = &resp->base;
-    return RPC_OK;
-nomem:
-    protobuf_c_message_free_unpacked(&resp->base, NULL);
-    return RPC_RESOURCE_EXHAUSTED;
-}
-
-/* ------------------------------------------------------ DeleteReplica */
-
-static int delrep_answer(ProtobufCMessage **respm, int result, int deleted,
-                         const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int delrep_answer(ProtobufCMessage **respm, int result, int deleted,
-                         const char *fmt, ...)
-{
-    Tandem__Repl__V1__DeleteReplicaResponse *a = malloc(sizeof(*a));
-    if (!a) return RPC_RESOURCE_EXHAUSTED;
-    tandem__repl__v1__delete_replica_response__init(a);
-    char m[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m, sizeof(m), fmt, ap);
-    va_end(ap);
-    a->result = result;
-    a->deleted = deleted;
-    a->message = sdup(m);
-    *respm = &a->base;
-    return RPC_OK;
-}
-
-/* The peer's primary was deleted (R-35 tombstone there): delete our
- * replica unless it has become something of its own since. */
-static int h_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
-                    ProtobufCMessage **respm)
-{
-    rep_ctx *r = svc;
-    const Tandem__Repl__V1__DeleteReplicaRequest *req = (const void *)reqm;
-    const char *id = req->volume_id;
-    struct jr_info info;
-    struct caller c;
-    char dmsg[400];
-    int rc;
-    if ((rc = link_admit(r, ctx, &c)) != RPC_OK ||
-        (rc = link_field(r, ctx, &c, "from_region", req->from_region)) !=
-            RPC_OK)
-        return rc;
-    if (!valid_id(id) || req->epoch == 0)
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "bad volume id or epoch");
-    if (strcmp(req->from_region, r->peer_region))
-        return delrep_answer(respm, R(WRONG_PEER), 0, "region %s takes "
-                             "deletions from %s, not %s", r->region,
-                             r->peer_region, req->from_region);
-    struct rep_vol *v = rep__vol_get(r, id);
-    if (!v) return RPC_RESOURCE_EXHAUSTED;
-    /* A delete of a large replica can outlast the caller's deadline; its
-     * retries must not pile up handler threads behind it. */
-    if (pthread_mutex_trylock(&v->op_lock) != 0)
-        return delrep_answer(respm, R(BUSY), 0, "%s is busy in %s (an "
-                             "operation or a delete is running)", id,
-                             r->region);
-    char *split = NULL;
-    rc = jr_volume_stat(r->st, id, &info);
-    if (rc == 0) split = rep__meta(r, id, REP_META_SPLIT);
-    if (rc == -ENOENT) {
-        rc = delrep_answer(respm, R(OK), 0, "no replica of %s here", id);
-    } else if (rc < 0) {
-        rc = delrep_answer(respm, R(ERROR), 0, "stat %s: %s", id,
-                           jr_strerror(rc));
-    } else if (vol_authz(r, &c, id, dmsg, sizeof(dmsg)) < 0) {
-        /* Only the region a replica came from deletes it. */
-        rc = link_deny(r, ctx, c.uri, "%s", dmsg);
-    } else if (info.role != JR_ROLE_SECONDARY) {
-        rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s is %s in %s at "
-                           "epoch %" PRIu64 ": kept", id,
-                           jr_role_name(info.role), r->region, info.epoch);
-    } else if (split) {
-        /* Fenced: it holds writes the deleted primary never had. */
-        rc = delrep_answer(respm, R(SPLIT_BRAIN), 0, "%s in %s was fenced "
-                           "(split brain): kept", id, r->region);
-    } else if (info.epoch > req->epoch) {
-        rc = delrep_answer(respm, R(STALE_EPOCH), 0, "%s in %s is at epoch %"
-                           PRIu64 ", newer than the deleted primary's %"
-                           PRIu64 ": kept", id, r->region, info.epoch,
-                           req->epoch);
-    } else {
-        rc = jr_volume_delete(r->st, id);
-        if (rc == 0 || rc == -ENOENT) {
-            jr_copywin_drop(r->st, id); /* only now: it kept it consistent */
-            tlog_info("rep.replica_deleted", "vol=%s epoch=%" PRIu64
-                      " from=%s", id, info.epoch, req->from_region);
-            rc = delrep_answer(respm, R(OK), rc == 0, "replica of %s "
-                               "deleted in %s", id, r->region);
-        } else {
-            rc = delrep_answer(respm, rc == JR_ELOCKED ? R(BUSY) : R(ERROR),
-                               0, "deleting %s: %s", id, jr_strerror(rc));
-        }
-    }
-    pthread_mutex_unlock(&v->op_lock);
-    free(split);
-    return rc;
-}
-
-/* Sender side: one pass over this region's tombstones (R-35) whose peer
- * is ours.  Fail-fast calls (the scanner must not stall on a dead link);
- * a tombstone stays until the peer gave a final answer. */
-struct tomb_pass {
-    rep_ctx *r;
-    int64_t until_ms; /* the scanner has other work: a bounded pass */
-};
-
-static int tomb_cb(const struct jr_tomb *t, void *arg)
-{
-    struct tomb_pass *tp = arg;
-    rep_ctx *r = tp->r;
-    if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) ||
-        tb_mono_ms() >= tp->until_ms)
-        return 1; /* the rest next time */
-    int ours = 0;
-    for (int i = 0; i < t->n_peers; i++)
-        if (!strcmp(t->peers[i], r->peer_region)) ours = 1;
-    if (!ours) return 0;
-    Tandem__Repl__V1__DeleteReplicaRequest req =
-        TANDEM__REPL__V1__DELETE_REPLICA_REQUEST__INIT;
-    req.volume_id = (char *)t->vol_id;
-    req.from_region = r->region;
-    req.epoch = t->epoch;
-    ProtobufCMessage *o = NULL;
-    char msg[256];
-    int code = rpc_client_call(r->peer, "/tandem.repl.v1.Link/DeleteReplica",
-                               &req.base,
-                               &tandem__repl__v1__delete_replica_response__descriptor,
-                               &o, REP_PROBE_TIMEOUT_MS, 0, msg, sizeof(msg));
-    /* The peer's words are quoted (tlog_q): they come from the wire. */
-    char q[600];
-    if (code != RPC_OK) {
-        tlog_debug("rep.replica_delete_retry", "vol=%s code=%s msg=%s",
-                   t->vol_id, rpc_code_name(code), tlog_q(q, sizeof(q), msg));
-        return 0;
-    }
-    Tandem__Repl__V1__DeleteReplicaResponse *a = (void *)o;
-    int final = 1;
-    switch (a->result) {
-    case R(OK):
-        tlog_info("rep.replica_delete", "vol=%s peer=%s deleted=%d msg=%s",
-                  t->vol_id, r->peer_region, a->deleted,
-                  tlog_q(q, sizeof(q), a->message));
-        break;
-    case R(SPLIT_BRAIN):
-    case R(STALE_EPOCH):
-        /* Promoted since: the peer's copy is its own now. */
-        tlog_warn("rep.replica_kept", "vol=%s peer=%s msg=%s", t->vol_id,
-                  r->peer_region, tlog_q(q, sizeof(q), a->message));
-        break;
-    default:
-        final = 0;
-        tlog_warn("rep.replica_delete_failed", "vol=%s peer=%s result=%d "
-                  "msg=%s", t->vol_id, r->peer_region, a->result,
-                  tlog_q(q, sizeof(q), a->message));
-    }
-    protobuf_c_message_free_unpacked(o, NULL);
-    if (final) {
-        jr_copylist_drop(r->st, t->vol_id);
-        jr_tomb_remove(r->st, t->vol_id);
-    }
-    return 0;
-}
-
-void rep__tombs_process(rep_ctx *r)
-{
-    struct tomb_pass tp = {r, tb_mono_ms() + 2000};
-    jr_tomb_list(r->st, tomb_cb, &tp);
-}
-
 #define M(name, req, resp, fn)                                              \
     {"/tandem.repl.v1.Link/" name, &tandem__repl__v1__##req##__descriptor, \
      &tandem__repl__v1__##resp##__descriptor, fn}
@@ -1319,12 +877,12 @@ const struct rpc_method rep__link_methods[] = {
     M("Hello", hello_request, hello_response, h_hello),
     M("ShipBatch", ship_batch_request, ship_batch_response, h_ship),
     M("CopyRegions", copy_regions_request, copy_regions_response, h_copy),
-    M("GetVolume", get_volume_request, get_volume_response, h_getvol),
+    M("GetVolume", get_volume_request, get_volume_response, rep__link_getvol),
     M("JournalRegions", journal_regions_request, journal_regions_response,
-      h_jregions),
-    M("ReadRegions", read_regions_request, read_regions_response, h_rregions),
+      rep__link_jregions),
+    M("ReadRegions", read_regions_request, read_regions_response, rep__link_rregions),
     M("DeleteReplica", delete_replica_request, delete_replica_response,
-      h_delrep),
+      rep__link_delrep),
 };
 const size_t rep__n_link_methods =
     sizeof(rep__link_methods) / sizeof(rep__link_methods[0]);

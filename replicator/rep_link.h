@@ -1,8 +1,10 @@
 /*
- * rep_link.h: the peer link (rep_link.c): its service, for rep_core.c to
- * serve; the calls to the peer's link that are not the sender's batches
- * (rep_send.c, rep_copy.c and rep_admin.c make them); the receiver's
- * decoders of untrusted peer bytes (exposed for the fuzzers).
+ * rep_link.h: the peer link: its service (rep_link.c, rep_link_vol.c),
+ * for rep_core.c to serve; the calls to the peer's link that are not the
+ * sender's batches (rep_peer.c; rep_send.c, rep_copy.c, rep_admin.c and
+ * the scanner make them); the receiver's decoders of untrusted peer bytes
+ * (exposed for the fuzzers); and, last, what the service's two files
+ * share.
  */
 #ifndef TANDEM_REP_LINK_H
 #define TANDEM_REP_LINK_H
@@ -36,5 +38,38 @@ int rep__ship_decode(const Tandem__Repl__V1__ShipBatchRequest *req,
  * with msg set, -ENOMEM. */
 int rep__copy_region_data(const Tandem__Repl__V1__Region *g, uint64_t size,
                           const void **p, void **raw, char *msg, size_t msz);
+
+/* ---- between rep_link.c and rep_link_vol.c only ---- */
+/* Who calls: the identity URI of its certificate ("" with --insecure) and
+ * the region it is admitted as (always r->peer_region). */
+struct rep_caller {
+    char uri[REP_MAX_ID_URI];
+    const char *region;
+};
+/* Admit a caller of the link (its certificate names the peer region's
+ * replicator): RPC_OK, or the refusal (sent). */
+int rep__link_admit(rep_ctx *r, rpc_ctx *ctx, struct rep_caller *c);
+/* A request field naming the caller's region must name its identity's:
+ * RPC_OK, or the refusal (sent). */
+int rep__link_field(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
+                    const char *field, const char *value);
+/* Refuse the call: PERMISSION_DENIED with why, and one log line naming
+ * the caller's identity. */
+int rep__link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 0 if the caller is the volume's peer, else < 0 with msg set. */
+int rep__vol_authz(rep_ctx *r, const struct rep_caller *c, const char *id,
+                   char *msg, size_t msz);
+/* 1 if id is a volume id the journal takes (and not dots only). */
+int rep__valid_id(const char *id);
+/* rep_link_vol.c's handlers, for the method table. */
+int rep__link_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                     ProtobufCMessage **respm);
+int rep__link_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                       ProtobufCMessage **respm);
+int rep__link_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                       ProtobufCMessage **respm);
+int rep__link_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                     ProtobufCMessage **respm);
 
 #endif /* TANDEM_REP_LINK_H */

@@ -1,7 +1,7 @@
 /*
  * fuzz-rep-handlers.c: libFuzzer target for the Link handlers that
  * fuzz-rep-apply does not drive: DeleteReplica, ReadRegions,
- * JournalRegions and GetVolume (replicator/rep_link.c), on a real
+ * JournalRegions and GetVolume (replicator/rep_link_vol.c), on a real
  * sqlite-backed region, through the real gRPC server (a unix socket, as
  * the link layer calls them: unpack, handler with its rpc_ctx, pack), so
  * every refusal path with its status message runs too.
