@@ -1,8 +1,11 @@
 /*
- * rep_vol.c: the volume table.  One struct rep_vol per volume seen, made
- * on first sight and freed by rep_destroy only (so a pointer stays valid
- * for the process); its figures are guarded by v->mu.  Also the state
- * setters and the wait senders use between rounds.
+ * rep_vol.c: the volume table and what is read from it.  One struct
+ * rep_vol per volume seen, made on first sight and freed by rep_destroy
+ * only (so a pointer stays valid for the process); its figures are
+ * guarded by v->mu, set through the setters here (and by the sender and
+ * receiver under that lock).  Status and /metrics read snapshots
+ * (rep__snapshot, rep__vol_status): the figures copied under the lock,
+ * the rest from the store, and what they mean (state, link state, lag).
  */
 #include <errno.h>
 #include <stdio.h>
