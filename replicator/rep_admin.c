@@ -1,7 +1,8 @@
 /*
  * rep_admin.c: the admin service (proto/tandem_admin.proto) that tandemctl
  * talks to: status (from snapshots, rep__snapshot), list, promote,
- * demote, failover and resync.
+ * demote, failover and resync; the damaged-journal calls are in
+ * rep_admin_journal.c.
  *
  * Role changes take the volume's op_lock, so they never interleave with a
  * batch or a region copy being applied to the same copy.  Everything is
@@ -75,6 +76,23 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->raw_bytes = s->raw_bytes;
     m->batches = s->batches;
     m->copy_active = s->copy_active;
+    /* A damaged journal (R-37) as the header records it: the row says so
+     * and where to look, whatever else the volume is doing. */
+    m->journal_damaged_seq = s->info.damaged_seq;
+    m->journal_damaged_object = s->info.damaged_object;
+    m->journal_damaged_offset = s->info.damaged_offset;
+    if (s->info.damaged_seq) {
+        char e[sizeof(s->last_error) + 200];
+        snprintf(e, sizeof(e), "journal damaged at seq %" PRIu64 " (object %"
+                 PRIu64 " offset %" PRIu64 "): see RUNBOOK 'A damaged "
+                 "journal tail'%s%s", s->info.damaged_seq,
+                 s->info.damaged_object, s->info.damaged_offset,
+                 s->last_error[0] ? "; " : "", s->last_error);
+        free(m->state);
+        free(m->last_error);
+        m->state = sdup(rep__state_name(REP_ST_ERROR));
+        m->last_error = sdup(e);
+    }
     /* For tandemctl's PV manifests; our own "rep." keys stay out.  Without
      * metadata (an error here) a status is still worth sending; failover
      * checks (vstatus_meta). */
@@ -88,6 +106,12 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_of(rep_ctx *r, const char *id)
     struct rep_vstat s;
     rep__vol_status(r, id, &s);
     return vstatus_msg(r, &s);
+}
+
+Tandem__Admin__V1__VolumeStatus *rep__admin_vstatus(rep_ctx *r,
+                                                    const char *id)
+{
+    return vstatus_of(r, id);
 }
 
 struct idlist {
@@ -936,6 +960,10 @@ const struct rpc_method rep__admin_methods[] = {
     M("Demote", demote_request, demote_response, h_demote),
     M("Failover", failover_request, failover_response, h_failover),
     M("Resync", resync_request, resync_response, h_resync),
+    M("CheckJournal", check_journal_request, check_journal_response,
+      rep__h_check_journal),
+    M("DiscardJournalTail", discard_journal_tail_request,
+      discard_journal_tail_response, rep__h_discard_journal_tail),
 };
 const size_t rep__n_admin_methods =
     sizeof(rep__admin_methods) / sizeof(rep__admin_methods[0]);
@@ -981,6 +1009,9 @@ const struct rpc_method rep__admin_tcp_methods[] = {
     G("Demote", demote_request, demote_response),
     G("Failover", failover_request, failover_response),
     G("Resync", resync_request, resync_response),
+    G("CheckJournal", check_journal_request, check_journal_response),
+    G("DiscardJournalTail", discard_journal_tail_request,
+      discard_journal_tail_response),
 };
 const size_t rep__n_admin_tcp_methods =
     sizeof(rep__admin_tcp_methods) / sizeof(rep__admin_tcp_methods[0]);

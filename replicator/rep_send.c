@@ -422,6 +422,14 @@ int rep__sender_refused(struct sender *s,
     return 0;
 }
 
+static int copylist_none(uint64_t off, uint64_t len, void *arg)
+{
+    (void)off;
+    (void)len;
+    (void)arg;
+    return 0;
+}
+
 /* Ask the peer where it is; create the secondary there when our journal
  * still starts at seq 1.  Sets s->next.  Returns SEND_READY, SEND_EXIT,
  * SEND_NO_REPLICA (needs a full copy: no replica and our journal is
@@ -471,6 +479,16 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
         s->next = resp->applied + 1;
         s->copy_until = resp->copy_until;
         s->copy_again = resp->copy_unfinished;
+        /* A copy this side still owes the peer although the peer has no
+         * window open: its list is kept (e.g. the full copy a journal
+         * discard scheduled, rep_admin_journal.c).  Copy before shipping
+         * anything more. */
+        if (!s->copy_again) {
+            uint64_t owed = 0;
+            if (jr_copylist_load(r->st, s->v->id, &owed, copylist_none,
+                                 NULL) == 0 && owed)
+                s->copy_again = 1;
+        }
         rep__note_ack(s, resp->applied, 0, 0);
         if (resp->created)
             tlog_info("rep.replica_created", "vol=%s peer=%s", s->v->id,

@@ -12,6 +12,11 @@
  * function per command; PersistentVolume/PVC manifest writing for
  * `failover --emit-manifests`.
  *
+ * `journal discard` is the one command that gives up data (acknowledged
+ * writes in a damaged journal tail): it shows what goes first and needs
+ * the volume id typed on a terminal, or --yes; never a silent
+ * truncation.
+ *
  * Conventions every command keeps (the team's CLI contract):
  *  - idempotent: asking for the state that already holds exits 0 and says
  *    "nothing to do";
@@ -25,6 +30,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +71,9 @@ struct ctl {
     const char *config;        /* --config: accepted, unused (older
                                   scripts passed the region map) */
     int verbose;               /* print the server's messages too */
+    uint64_t bad_seq;          /* journal discard --bad-seq */
+    int bad_seq_set;
+    int yes;                   /* journal discard --yes: no question */
 };
 
 /* ------------------------------------------------------------ messages -- */
@@ -584,6 +593,217 @@ static int cmd_resync(struct ctl *c, const char *vol)
     return EX_OK;
 }
 
+/* ------------------------------------------------------------- journal -- */
+
+static int journal_check_call(struct ctl *c, const char *what, const char *vol,
+                              Tandem__Admin__V1__CheckJournalResponse **r)
+{
+    Tandem__Admin__V1__CheckJournalRequest req =
+        TANDEM__ADMIN__V1__CHECK_JOURNAL_REQUEST__INIT;
+    char msg[1024];
+    req.volume_id = (char *)vol;
+    /* One read of each journal object after applied: allow for many. */
+    int rc = admin_call(c, &c->admin, "CheckJournal", &req,
+                        &tandem__admin__v1__check_journal_response__descriptor,
+                        r, 120, msg, sizeof msg);
+    if (rc != RPC_OK) {
+        report_rpc_error(what, &c->admin, rc, msg);
+        return EX_FAIL;
+    }
+    return EX_OK;
+}
+
+/* What a discard at the damage gives up, and who may still have it. */
+static void print_damage(const char *vol,
+                         const Tandem__Admin__V1__CheckJournalResponse *r)
+{
+    const Tandem__Admin__V1__VolumeStatus *v = r->volume;
+    const Tandem__Admin__V1__JournalDamage *d = r->damage;
+    char b[32];
+    int primary = v && !strcmp(v->role, "primary");
+    printf("%s in region %s (%s, epoch %" PRIu64 "): journal DAMAGED at seq "
+           "%" PRIu64 "\n",
+           vol, v ? v->region : "?", v && *v->role ? v->role : "?",
+           v ? v->epoch : 0, d->seq);
+    printf("  first damaged entry:  seq %" PRIu64 ", journal object %" PRIu64
+           " offset %" PRIu64 ": %s\n",
+           d->seq, d->object, d->offset, *d->why ? d->why : "fails its checks");
+    printf("  applied / head:       %" PRIu64 " / %" PRIu64 "\n", r->applied,
+           r->head);
+    if (r->discard_entries)
+        printf("  a discard gives up:   entries %" PRIu64 "..%" PRIu64
+               " (%" PRIu64 " acknowledged write%s%s%s%s)\n",
+               d->seq, r->head, r->discard_entries,
+               r->discard_entries == 1 ? "" : "s",
+               r->discard_bytes_estimate ? ", about " : "",
+               r->discard_bytes_estimate
+                   ? human_bytes(b, sizeof b, (double)r->discard_bytes_estimate)
+                   : "",
+               r->discard_bytes_estimate ? " of journal" : "");
+    else
+        printf("  a discard gives up:   the entries from seq %" PRIu64
+               " on (the journal ends before its recorded head %" PRIu64
+               ")\n",
+               d->seq, r->head);
+    printf("  kept:                 every write up to seq %" PRIu64 "\n",
+           d->seq - 1);
+    if (*r->peer_region && primary)
+        printf("  peer region %s acknowledged seq %" PRIu64 "%s\n",
+               r->peer_region, r->peer_acked,
+               r->peer_acked >= d->seq
+                   ? ": it HAS these writes; fail over to it instead of "
+                     "discarding (RUNBOOK section 2)"
+                   : ": it has none of them");
+    else if (*r->peer_region)
+        printf("  a replica of region %s's primary: the primary ships the "
+               "entries from seq %" PRIu64 " again after a discard\n",
+               r->peer_region, d->seq);
+}
+
+static int cmd_journal_check(struct ctl *c, const char *vol)
+{
+    Tandem__Admin__V1__CheckJournalResponse *r = NULL;
+    char what[256];
+    snprintf(what, sizeof what, "journal check %s", vol);
+    if (journal_check_call(c, what, vol, &r) != EX_OK) return EX_FAIL;
+    int ret = r->damaged && r->damage ? EX_FAIL : EX_OK;
+    if (c->json) {
+        json_msg(stdout, &r->base, 0);
+        printf("\n");
+    } else if (ret == EX_OK) {
+        printf("%s in region %s: journal intact (applied %" PRIu64
+               ", head %" PRIu64 ")\n",
+               vol, r->volume ? r->volume->region : "?", r->applied, r->head);
+    } else {
+        print_damage(vol, r);
+        printf("The volume opens read-only only (as of seq %" PRIu64
+               ") until the damaged tail is discarded; see RUNBOOK 'A "
+               "damaged journal tail', then:\n  tandemctl journal discard "
+               "%s --bad-seq %" PRIu64 "\n",
+               r->damage->seq - 1, vol, r->damage->seq);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return ret;
+}
+
+/* The operator types the volume id on the terminal.  1 confirmed. */
+static int confirm_on_tty(const char *vol, uint64_t from, uint64_t to)
+{
+    char line[512];
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    fprintf(stderr,
+            "Discarding entries %" PRIu64 "..%" PRIu64 " of %s loses those "
+            "writes.\nType the volume id (%s) to discard them, anything "
+            "else cancels: ",
+            from, to, vol, vol);
+    fflush(stderr);
+    /* Ctrl-C at the question ends tandemctl with nothing done. */
+    pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    char *got = fgets(line, sizeof line, stdin);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    if (!got) return 0;
+    line[strcspn(line, "\r\n")] = 0;
+    return !strcmp(line, vol);
+}
+
+static int cmd_journal_discard(struct ctl *c, const char *vol)
+{
+    Tandem__Admin__V1__CheckJournalResponse *r = NULL;
+    Tandem__Admin__V1__DiscardJournalTailResponse *d = NULL;
+    char what[256], msg[1024];
+    snprintf(what, sizeof what, "journal discard %s", vol);
+    if (!c->bad_seq_set) {
+        errf("%s: --bad-seq N is required: the first damaged entry, as "
+             "'tandemctl journal check %s' names it",
+             what, vol);
+        return EX_USAGE;
+    }
+    if (journal_check_call(c, what, vol, &r) != EX_OK) return EX_FAIL;
+    int ret = EX_FAIL;
+    if (!r->damaged || !r->damage) {
+        printf("%s in region %s: journal intact (head %" PRIu64
+               "): nothing to discard\n",
+               vol, r->volume ? r->volume->region : "?", r->head);
+        ret = EX_OK;
+        goto out;
+    }
+    uint64_t seq = r->damage->seq;
+    if (seq != c->bad_seq) {
+        errf("%s: the damage is now at seq %" PRIu64 ", not %" PRIu64
+             ": check again (nothing was discarded) (FAILED_PRECONDITION)",
+             what, seq, c->bad_seq);
+        goto out;
+    }
+    print_damage(vol, r);
+    int primary = r->volume && !strcmp(r->volume->role, "primary");
+    if (primary && *r->peer_region && r->peer_acked >= seq) {
+        errf("%s: peer region %s acknowledged seq %" PRIu64 ", at or past %"
+             PRIu64 ": it holds these writes; fail over to it instead "
+             "(nothing was discarded) (FAILED_PRECONDITION)",
+             what, r->peer_region, r->peer_acked, seq);
+        goto out;
+    }
+    uint64_t last = r->head >= seq ? r->head : seq;
+    if (!c->yes) {
+        if (!isatty(STDIN_FILENO)) {
+            errf("%s: not confirmed: stdin is not a terminal, so nobody can "
+                 "type the volume id; add --yes to discard entries %" PRIu64
+                 "..%" PRIu64 " (nothing was discarded)",
+                 what, seq, last);
+            goto out;
+        }
+        fflush(stdout);
+        if (!confirm_on_tty(vol, seq, last)) {
+            errf("%s: not confirmed (nothing was discarded)", what);
+            goto out;
+        }
+    }
+    Tandem__Admin__V1__DiscardJournalTailRequest req =
+        TANDEM__ADMIN__V1__DISCARD_JOURNAL_TAIL_REQUEST__INIT;
+    req.volume_id = (char *)vol;
+    req.bad_seq = seq;
+    /* A dead writer's lease is watched up to 30 s before the discard
+     * takes it (jr.h, R-36). */
+    int rc = admin_call(c, &c->admin, "DiscardJournalTail", &req,
+                        &tandem__admin__v1__discard_journal_tail_response__descriptor,
+                        &d, 120, msg, sizeof msg);
+    if (rc != RPC_OK) {
+        report_rpc_error(what, &c->admin, rc, msg);
+        goto out;
+    }
+    const Tandem__Admin__V1__VolumeStatus *v = d->volume;
+    printf("%s: journal discarded in region %s from seq %" PRIu64 ": %" PRIu64
+           " entr%s given up; head is now %" PRIu64
+           " and the volume opens read-write again\n",
+           vol, v ? v->region : "?", d->discarded_from, d->discarded_entries,
+           d->discarded_entries == 1 ? "y" : "ies", d->head);
+    printf("  check the filesystem before using it (fsck): the image may "
+           "still hold some of the discarded writes\n");
+    if (d->peer_copy_scheduled)
+        printf("  peer region %s: a full copy of the image to it is "
+               "scheduled (the replicator does it; 'tandemctl status' shows "
+               "catching-up until it is done)\n",
+               *r->peer_region ? r->peer_region : "?");
+    else if (d->peer_needs_resync || (primary && *r->peer_region))
+        printf("  peer region %s needs a full copy: the image may hold "
+               "discarded writes it never received; run 'tandemctl resync "
+               "%s --full' against region %s's replicator\n",
+               r->peer_region, vol, r->peer_region);
+    else if (*r->peer_region)
+        printf("  the primary (region %s) ships the entries from seq %" PRIu64
+               " again\n",
+               r->peer_region, seq);
+    if (c->verbose && *d->message) printf("  %s\n", d->message);
+    ret = EX_OK;
+out:
+    if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return ret;
+}
+
 /* ----------------------------------------------------------- manifests -- */
 
 static const char *meta_get(const Tandem__Admin__V1__VolumeStatus *v,
@@ -990,6 +1210,10 @@ static const char *const HELP_MAIN =
 "  failover --to REGION [--all | VOLUME...] [--emit-manifests DIR]\n"
 "                                  region lost: promote every replica there\n"
 "  resync VOLUME [--full]          make a returned former primary secondary\n"
+"  journal check VOLUME [--json]   verify the journal a writable open replays\n"
+"  journal discard VOLUME --bad-seq N [--yes]\n"
+"                                  give up a damaged journal tail (data loss:\n"
+"                                  asks first)\n"
 "\n"
 "global options:\n"
 "  --admin ADDR        admin API of the replicator to act on: unix:///path\n"
@@ -1012,7 +1236,40 @@ static const char *const HELP_MAIN =
 "\n"
 "Run 'tandemctl COMMAND --help' for details.  Exit status: 0 done (or\n"
 "nothing to do), 1 failed or refused (one line on stderr), 2 usage error,\n"
-"3 failover promoted some volumes but not all.\n";
+"3 failover promoted some volumes but not all; journal check: 1 also when\n"
+"the journal is damaged (stderr empty then).\n";
+
+static const char *const HELP_JOURNAL_CHECK =
+    "usage: tandemctl journal check VOLUME [--json]\n"
+"\n"
+"Verifies, without changing anything, the journal entries a writable open\n"
+"of this region's copy would replay (applied+1 .. head; FORMAT.md R-37).\n"
+"A damaged one (a flipped byte fails its CRC; a journal that ends before\n"
+"its head) is never applied nor skipped: the volume stages read-only only,\n"
+"as of the entry before it, until its tail is discarded.  Prints the first\n"
+"damaged entry (seq, journal object, offset, the failed check), the\n"
+"entries a discard would give up, and whether the peer has them.\n"
+"--json prints the admin API's answer.\n"
+"Exit 0 journal intact, 1 damaged (report on stdout, stderr empty) or the\n"
+"check failed (one line on stderr), 2 usage error.\n";
+
+static const char *const HELP_JOURNAL_DISCARD =
+    "usage: tandemctl journal discard VOLUME --bad-seq N [--yes]\n"
+"\n"
+"Gives up a damaged journal tail: every entry from N on, N being the first\n"
+"damaged entry as 'journal check' names it NOW (any other N is refused:\n"
+"the damage moved, check again).  Those entries were acknowledged writes:\n"
+"they are lost.  First the damage and what goes are shown; then the volume\n"
+"id must be typed on the terminal, or --yes given (scripts).  Without a\n"
+"terminal on stdin and without --yes it refuses.  Refused too when the\n"
+"primary's peer acknowledged N or later (the peer has those writes: fail\n"
+"over to it instead, RUNBOOK section 2), and while the volume is staged\n"
+"read-write elsewhere.  Afterwards head = N - 1, the volume opens\n"
+"read-write, new writes continue at N; check its filesystem (fsck): the\n"
+"image may hold some discarded writes.  On a replicated primary the\n"
+"replicator copies the whole image to the peer (it may lack what the\n"
+"image still holds); on a secondary the primary ships the entries again.\n"
+"A journal found intact: nothing to do, exit 0.\n";
 
 static const char *help_for(const char *cmd)
 {
@@ -1076,6 +1333,15 @@ static const char *help_for(const char *cmd)
 "with --full, and the output says which.  Writes made only in the returned\n"
 "region after the failover are discarded: save them first if they matter.\n"
 "A copy that already is an in-sync secondary: nothing to do, exit 0.\n";
+    if (!strcmp(cmd, "journal"))
+        return "usage: tandemctl journal check VOLUME [--json]\n"
+"       tandemctl journal discard VOLUME --bad-seq N [--yes]\n"
+"\n"
+"A damaged journal (see RUNBOOK 'A damaged journal tail'): 'check' shows\n"
+"where, 'discard' gives the damaged tail up on confirmation.  Run\n"
+"'tandemctl journal check --help' or 'tandemctl journal discard --help'.\n";
+    if (!strcmp(cmd, "journal check")) return HELP_JOURNAL_CHECK;
+    if (!strcmp(cmd, "journal discard")) return HELP_JOURNAL_DISCARD;
     return NULL;
 }
 
@@ -1111,7 +1377,9 @@ int main(int argc, char **argv)
         O_GRACE,
         O_SC,
         O_CONFIG,
-        O_VERBOSE
+        O_VERBOSE,
+        O_BADSEQ,
+        O_YES
     };
     static const struct option lo[] = {{"admin", 1, 0, O_ADMIN},
                                        {"peer-admin", 1, 0, O_PEER},
@@ -1131,6 +1399,8 @@ int main(int argc, char **argv)
                                        {"storage-class", 1, 0, O_SC},
                                        {"config", 1, 0, O_CONFIG},
                                        {"verbose", 0, 0, O_VERBOSE},
+                                       {"bad-seq", 1, 0, O_BADSEQ},
+                                       {"yes", 0, 0, O_YES},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     opterr = 0;
@@ -1207,6 +1477,21 @@ int main(int argc, char **argv)
         case O_VERBOSE:
             c.verbose = 1;
             break;
+        case O_BADSEQ: {
+            char *end;
+            errno = 0;
+            unsigned long long q = strtoull(optarg, &end, 10);
+            if (errno || *end || !*optarg || *optarg == '-' || q == 0) {
+                errf("bad --bad-seq '%s': a journal seq, 1 or more", optarg);
+                return EX_USAGE;
+            }
+            c.bad_seq = q;
+            c.bad_seq_set = 1;
+            break;
+        }
+        case O_YES:
+            c.yes = 1;
+            break;
         case 'h':
             help = 1;
             break;
@@ -1224,10 +1509,17 @@ int main(int argc, char **argv)
     int nargs = cmd ? argc - optind - 1 : 0;
     if (help || !cmd || !strcmp(cmd, "help")) {
         const char *h = NULL;
-        if (cmd && !strcmp(cmd, "help") && nargs > 0)
-            h = help_for(args[0]);
-        else if (cmd)
-            h = help_for(cmd);
+        char sub[64];
+        if (cmd && !strcmp(cmd, "help") && nargs > 0) {
+            cmd = args[0];
+            args++;
+            nargs--;
+        }
+        /* "journal check" / "journal discard" have their own. */
+        if (cmd && !strcmp(cmd, "journal") && nargs > 0 &&
+            snprintf(sub, sizeof sub, "journal %s", args[0]) < (int)sizeof sub)
+            h = help_for(sub);
+        if (cmd && !h) h = help_for(cmd);
         fputs(h ? h : HELP_MAIN, cmd || help ? stdout : stderr);
         return cmd || help ? EX_OK : EX_USAGE;
     }
@@ -1255,8 +1547,29 @@ int main(int argc, char **argv)
         errf("%s: --full only applies to resync", cmd);
         return EX_USAGE;
     }
-    if (c.json && strcmp(cmd, "status")) {
-        errf("%s: --json only applies to status", cmd);
+    /* journal: a subcommand and one volume. */
+    const char *sub = NULL;
+    if (!strcmp(cmd, "journal")) {
+        sub = nargs > 0 ? args[0] : "";
+        if (strcmp(sub, "check") && strcmp(sub, "discard")) {
+            errf("journal: expects 'check VOLUME' or 'discard VOLUME "
+                 "--bad-seq N' (see tandemctl journal --help)");
+            return EX_USAGE;
+        }
+        if (nargs != 2) {
+            errf("journal %s: expects exactly one VOLUME (see tandemctl "
+                 "journal %s --help)",
+                 sub, sub);
+            return EX_USAGE;
+        }
+    }
+    int is_discard = sub && !strcmp(sub, "discard");
+    if ((c.bad_seq_set || c.yes) && !is_discard) {
+        errf("%s: --bad-seq and --yes only apply to journal discard", cmd);
+        return EX_USAGE;
+    }
+    if (c.json && strcmp(cmd, "status") && !(sub && !strcmp(sub, "check"))) {
+        errf("%s: --json only applies to status and journal check", cmd);
         return EX_USAGE;
     }
     int one_vol = !strcmp(cmd, "promote") || !strcmp(cmd, "demote") ||
@@ -1284,6 +1597,10 @@ int main(int argc, char **argv)
         ret = cmd_demote(&c, args[0]);
     else if (!strcmp(cmd, "resync"))
         ret = cmd_resync(&c, args[0]);
+    else if (sub && !is_discard)
+        ret = cmd_journal_check(&c, args[1]);
+    else if (sub)
+        ret = cmd_journal_discard(&c, args[1]);
     else
         ret = cmd_failover(&c, args, nargs);
     fflush(stdout);
