@@ -313,7 +313,7 @@ static int x509_uri_san(X509 *x, const char *prefix, char *buf, size_t size)
             ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
         int len = ASN1_STRING_length(g->d.uniformResourceIdentifier);
         if (!d || len < 0 || (size_t)len < plen ||
-            memcmp(d, prefix, plen) != 0)
+            (plen && memcmp(d, prefix, plen) != 0))
             continue;
         if (n_match++ == 0) {
             match = d;
