@@ -64,8 +64,11 @@ stop_rep b
 "$TOOL" write "$CONF" a cap-$$ --log "$tmp/cap.wlog" --count 150 >/dev/null
 # A volume born while the peer is away, whose journal passes the cap before
 # the peer ever saw it: its replica is made by a full copy.
+# 300 writes of up to 64 KiB (~9.6 MiB) always fill more than one 4 MiB
+# journal object, so the first one is closed and can be trimmed (150 fell
+# short of 4 MiB now and then).
 "$TOOL" create "$CONF" a fresh-$$ 16M --peer b --object-size 1M --cap 256K
-"$TOOL" write "$CONF" a fresh-$$ --log "$tmp/fresh.wlog" --count 150 >/dev/null
+"$TOOL" write "$CONF" a fresh-$$ --log "$tmp/fresh.wlog" --count 300 >/dev/null
 wait_for 20 "[ \"\$(stat_field a cap-$$ dirty)\" = 1 ]" ||
     fail "journal cap did not switch to dirty tracking: $("$TOOL" stat "$CONF" a cap-$$)"
 wait_for 20 "[ \"\$(stat_field a fresh-$$ tail)\" -gt 1 ]" ||
