@@ -676,7 +676,7 @@ static int cmd_journal_check(struct ctl *c, const char *vol)
                vol, r->volume ? r->volume->region : "?", r->applied, r->head);
     } else {
         print_damage(vol, r);
-        printf("The volume opens read-only only (as of seq %" PRIu64
+        printf("The volume opens only read-only (as of seq %" PRIu64
                ") until the damaged tail is discarded; see RUNBOOK 'A "
                "damaged journal tail', then:\n  tandemctl journal discard "
                "%s --bad-seq %" PRIu64 "\n",

@@ -23,6 +23,12 @@
  *   rep-tool hello ADDR REGION PEER [--ca F --cert F --key F] [--insecure]
  *       exit 0 if the link answers Hello, else prints the code
  *   rep-tool fill CONF REGION VOL BYTES [--compressible]  sequential writes
+ *   rep-tool damage CONF REGION VOL SEQ [--header]
+ *       Flip one byte of journal entry SEQ through the store (its payload,
+ *       or with --header its header), and set the volume's applied
+ *       position below SEQ if it is not (as if its writer died before
+ *       applying it), so the next writable open's replay meets the damage
+ *       (FORMAT.md R-37).  Prints seq=, object=, offset= of the entry.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -35,6 +41,7 @@
 #include <unistd.h>
 
 #include "jr.h"
+#include "jr_int.h"
 #include "regions.h"
 #include "rpc.h"
 #include "tandem_admin.pb-c.h"
@@ -676,6 +683,64 @@ static int cmd_fill(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------- damage */
+
+static int cmd_damage(int argc, char **argv)
+{
+    if (argc < 6) die("damage CONF REGION VOL SEQ [--header]");
+    st_store *st = open_region(argv[2], argv[3]);
+    const char *vol = argv[4];
+    uint64_t seq = num(argv[5]);
+    struct jr__hdr h;
+    int rc = jr__hdr_load(st, vol, &h);
+    if (rc < 0) die("%s: %s", vol, jr_strerror(rc));
+    /* The journal object holding seq: the last one starting at or
+     * before it (R-7). */
+    const struct jr__jobj *jo = NULL;
+    for (size_t i = 0; i < h.nj; i++)
+        if (h.j[i].first <= seq) jo = &h.j[i];
+    if (!jo) die("%s: no journal object holds seq %" PRIu64, vol, seq);
+    char oid[JR_OID_MAX], hoid[JR_OID_MAX];
+    jr__oid_journal(oid, sizeof(oid), vol, jo->n);
+    jr__oid_header(hoid, sizeof(hoid), vol);
+    /* Walk the entries (FORMAT.md §3: 64-byte header, payload_len at 40). */
+    uint64_t off = 0, cur = jo->first;
+    uint8_t eh[64];
+    for (;;) {
+        ssize_t n = st_read(st, oid, off, eh, sizeof(eh));
+        if (n != (ssize_t)sizeof(eh))
+            die("%s: seq %" PRIu64 " not in journal object %" PRIu64, vol,
+                seq, jo->n);
+        uint32_t plen = (uint32_t)eh[40] | (uint32_t)eh[41] << 8 |
+                        (uint32_t)eh[42] << 16 | (uint32_t)eh[43] << 24;
+        if (cur == seq) {
+            uint64_t at = off + 20; /* the seq field: R-12 fails */
+            if (plen && !flag(argc, argv, "--header")) at = off + 64 + plen / 2;
+            uint8_t c;
+            if (st_read(st, oid, at, &c, 1) != 1) die("read %s", oid);
+            c ^= 0x10;
+            if ((rc = st_write(st, oid, at, &c, 1)) < 0)
+                die("write %s: %s", oid, jr_strerror(rc));
+            break;
+        }
+        off += 64 + plen;
+        cur++;
+    }
+    if (h.applied >= seq) {
+        char v[64];
+        int l = snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, seq - 1,
+                         h.applied_size ? h.applied_size : h.size);
+        if ((rc = st_omap_set(st, hoid, "applied", v, (size_t)l)) < 0)
+            die("set applied: %s", jr_strerror(rc));
+    }
+    printf("seq=%" PRIu64 " object=%" PRIu64 " offset=%" PRIu64
+           " applied=%" PRIu64 "\n", seq, jo->n, off,
+           h.applied >= seq ? seq - 1 : h.applied);
+    jr__hdr_free(&h);
+    st_close(st);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) die("usage: see the header of tests/tools/rep-tool.c");
@@ -690,5 +755,6 @@ int main(int argc, char **argv)
     if (!strcmp(c, "admin")) return cmd_admin(argc, argv);
     if (!strcmp(c, "hello")) return cmd_hello(argc, argv);
     if (!strcmp(c, "fill")) return cmd_fill(argc, argv);
+    if (!strcmp(c, "damage")) return cmd_damage(argc, argv);
     die("unknown command %s", c);
 }
