@@ -256,6 +256,124 @@ static int h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     return RPC_OK;
 }
 
+/* Journals (CheckJournal / DiscardJournalTail): damaged at seq (0:
+ * sound), recorded head and applied, the peer's ack.  move_to: the
+ * damage moves there between the CLI's check and its discard (the
+ * replicator then refuses). */
+struct fjournal {
+    const char *id;
+    uint64_t seq, head, applied, acked;
+    uint64_t move_to;
+};
+static struct fjournal g_jr[4];
+static size_t g_njr;
+static int g_discards; /* DiscardJournalTail calls that discarded */
+static int g_discard_calls;
+
+static struct fjournal *jfind(const char *id)
+{
+    for (size_t i = 0; i < g_njr; i++)
+        if (!strcmp(g_jr[i].id, id)) return &g_jr[i];
+    return NULL;
+}
+
+static Tandem__Admin__V1__VolumeStatus *jvs(const struct fjournal *j)
+{
+    struct fvol f = {j->id, 1, 3, 0, 1, j->applied};
+    Tandem__Admin__V1__VolumeStatus *v = vs_make(&f);
+    v->head = j->head;
+    v->acked = j->acked;
+    v->journal_damaged_seq = j->seq;
+    return v;
+}
+
+static int h_check_journal(void *svc, rpc_ctx *ctx,
+                           const ProtobufCMessage *reqm,
+                           ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__CheckJournalRequest *req = (const void *)reqm;
+    pthread_mutex_lock(&g_mu);
+    struct fjournal *j = jfind(req->volume_id);
+    if (!j) {
+        pthread_mutex_unlock(&g_mu);
+        if (find(req->volume_id)) {
+            Tandem__Admin__V1__CheckJournalResponse *r = calloc(1, sizeof *r);
+            tandem__admin__v1__check_journal_response__init(r);
+            r->applied = r->head = 40;
+            r->peer_region = xs("a");
+            r->volume = vs_make(find(req->volume_id));
+            *resp = &r->base;
+            return RPC_OK;
+        }
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s: not found in "
+                             "this region", req->volume_id);
+    }
+    Tandem__Admin__V1__CheckJournalResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__check_journal_response__init(r);
+    r->damaged = j->seq != 0;
+    r->applied = j->applied;
+    r->head = j->head;
+    r->peer_acked = j->acked;
+    r->peer_region = xs("a");
+    if (j->seq) {
+        Tandem__Admin__V1__JournalDamage *d = calloc(1, sizeof *d);
+        tandem__admin__v1__journal_damage__init(d);
+        d->seq = j->seq;
+        d->object = 0;
+        d->offset = (j->seq - 1) * 4160;
+        d->why = xs("payload crc mismatch (R-19)");
+        r->damage = d;
+        r->discard_entries = j->head - j->seq + 1;
+        r->discard_bytes_estimate = r->discard_entries * 4096;
+    }
+    r->volume = jvs(j);
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
+static int h_discard_journal(void *svc, rpc_ctx *ctx,
+                             const ProtobufCMessage *reqm,
+                             ProtobufCMessage **resp)
+{
+    const Tandem__Admin__V1__DiscardJournalTailRequest *req =
+        (const void *)reqm;
+    pthread_mutex_lock(&g_mu);
+    g_discard_calls++;
+    struct fjournal *j = jfind(req->volume_id);
+    if (!j) {
+        pthread_mutex_unlock(&g_mu);
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s: not found in "
+                             "this region", req->volume_id);
+    }
+    if (j->move_to) {
+        j->seq = j->move_to;
+        j->move_to = 0;
+    }
+    if (!j->seq || j->seq != req->bad_seq) {
+        uint64_t now = j->seq;
+        pthread_mutex_unlock(&g_mu);
+        return rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
+                             "%s: the damage is now at seq %" PRIu64
+                             ", not %" PRIu64 ": check again (nothing was "
+                             "discarded)",
+                             req->volume_id, now, req->bad_seq);
+    }
+    Tandem__Admin__V1__DiscardJournalTailResponse *r = calloc(1, sizeof *r);
+    tandem__admin__v1__discard_journal_tail_response__init(r);
+    r->discarded_from = j->seq;
+    r->discarded_entries = j->head - j->seq + 1;
+    r->head = j->head = j->applied = j->seq - 1;
+    j->seq = 0;
+    r->peer_copy_scheduled = 1;
+    r->message = xs("discarded");
+    r->volume = jvs(j);
+    g_discards++;
+    pthread_mutex_unlock(&g_mu);
+    *resp = &r->base;
+    return RPC_OK;
+}
+
 #define M(name, req, resp, fn)                                                 \
     {                                                                          \
         "/tandem.admin.v1.Admin/" name,                                        \
@@ -268,9 +386,14 @@ static const struct rpc_method g_methods[] = {
     M("Demote", demote_request, demote_response, h_demote),
     M("Failover", failover_request, failover_response, h_failover),
     M("Resync", resync_request, resync_response, h_resync),
+    M("CheckJournal", check_journal_request, check_journal_response,
+      h_check_journal),
+    M("DiscardJournalTail", discard_journal_tail_request,
+      discard_journal_tail_response, h_discard_journal),
 };
 
 static char g_dir[1024], g_addr[1200], g_ctl[PATH_MAX + 32];
+static int g_stdin_fd = -1;
 static rpc_server *g_srv;
 
 static void setup(void)
@@ -302,6 +425,14 @@ static void setup(void)
     };
     memcpy(g_vols, init, sizeof init);
     g_nvols = 3;
+    struct fjournal jinit[] = {
+        {"pvc-dmg", 6, 10, 5, 5, 0},   /* damaged at 6, peer has 1..5 */
+        {"pvc-acked", 6, 10, 5, 8, 0}, /* the peer has entries past it */
+    };
+    memcpy(g_jr, jinit, sizeof jinit);
+    g_njr = 2;
+    g_discards = g_discard_calls = 0;
+    g_stdin_fd = -1;
 
     tb_signals_block();
     struct rpc_server_opts o = {.methods = g_methods,
@@ -321,7 +452,8 @@ static void teardown(void)
 }
 
 /* Run tandemctl --admin <fake> ARGS...; returns the exit status and the
- * captured output (static buffers, valid until the next run). */
+ * captured output (static buffers, valid until the next run).  Its stdin
+ * is g_stdin_fd (-1: /dev/null, never the test's own terminal). */
 static char g_out[65536], g_err[8192];
 
 static void slurp(const char *path, char *buf, size_t sz)
@@ -353,6 +485,8 @@ static int run(const char *first, ...)
     if (pid == 0) {
         int o = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int e = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = g_stdin_fd >= 0 ? g_stdin_fd : open("/dev/null", O_RDONLY);
+        dup2(in, 0);
         dup2(o, 1);
         dup2(e, 2);
         execv(argv[0], argv);
@@ -581,6 +715,178 @@ TEST(unreachable_one_line)
     ASSERT_HAS(g_out, "\"region\": \"b\"");
     ASSERT_HAS(g_out, "\"errors\": [\n    {\"admin\": \"unix://");
     ASSERT_EQ(lines(g_err), 1);
+    teardown();
+}
+
+/* journal check: exit 0 intact, 1 damaged with the report on stdout and
+ * stderr empty, 1 with one line when the check itself fails. */
+TEST(journal_check_intact_damaged_failed)
+{
+    setup();
+    ASSERT_EQ(run("journal", "check", "pvc-1234", NULL), 0);
+    ASSERT_HAS(g_out, "pvc-1234 in region b: journal intact (applied 40, "
+                      "head 40)");
+    ASSERT_EQ(g_err[0], 0);
+    ASSERT_EQ(run("journal", "check", "pvc-dmg", NULL), 1);
+    ASSERT_EQ(g_err[0], 0);
+    ASSERT_HAS(g_out, "pvc-dmg in region b (primary, epoch 3): journal "
+                      "DAMAGED at seq 6\n");
+    ASSERT_HAS(g_out, "seq 6, journal object 0 offset 20800: payload crc "
+                      "mismatch (R-19)");
+    ASSERT_HAS(g_out, "applied / head:       5 / 10");
+    ASSERT_HAS(g_out, "entries 6..10 (5 acknowledged writes, about 20.0KiB "
+                      "of journal)");
+    ASSERT_HAS(g_out, "every write up to seq 5");
+    ASSERT_HAS(g_out, "peer region a acknowledged seq 5: it has none of them");
+    ASSERT_HAS(g_out, "RUNBOOK 'A damaged journal tail'");
+    ASSERT_HAS(g_out, "tandemctl journal discard pvc-dmg --bad-seq 6\n");
+    ASSERT_EQ(run("journal", "check", "pvc-acked", NULL), 1);
+    ASSERT_HAS(g_out, "peer region a acknowledged seq 8: it HAS these writes");
+    ASSERT_EQ(run("journal", "check", "pvc-dmg", "--json", NULL), 1);
+    ASSERT_HAS(g_out, "\"damaged\": true");
+    ASSERT_HAS(g_out, "\"seq\": 6");
+    ASSERT_HAS(g_out, "\"discard_entries\": 5");
+    ASSERT_EQ(run("journal", "check", "ghost", NULL), 1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "tandemctl: journal check ghost: volume ghost: not "
+                      "found in this region (NOT_FOUND)");
+    ASSERT_EQ(g_discard_calls, 0); /* a check never discards */
+    teardown();
+}
+
+/* journal discard never truncates silently: it shows what goes, then
+ * needs --yes or the volume id typed on a terminal; a refusal is one
+ * line on stderr and no DiscardJournalTail call. */
+TEST(journal_discard_refusals)
+{
+    setup();
+    /* No terminal, no --yes. */
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "6", NULL), 1);
+    ASSERT_HAS(g_out, "entries 6..10 (5 acknowledged writes");
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "tandemctl: journal discard pvc-dmg: not confirmed: "
+                      "stdin is not a terminal");
+    ASSERT_HAS(g_err, "add --yes to discard entries 6..10 (nothing was "
+                      "discarded)");
+    /* The damage is elsewhere: check again. */
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "7", "--yes",
+                  NULL),
+              1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "the damage is now at seq 6, not 7: check again "
+                      "(nothing was discarded) (FAILED_PRECONDITION)");
+    /* The peer has the writes: fail over instead. */
+    ASSERT_EQ(run("journal", "discard", "pvc-acked", "--bad-seq", "6",
+                  "--yes", NULL),
+              1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "peer region a acknowledged seq 8, at or past 6");
+    ASSERT_HAS(g_err, "fail over to it instead");
+    ASSERT_EQ(g_discard_calls, 0);
+    /* Usage. */
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--yes", NULL), 2);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "--bad-seq N is required");
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "x", NULL), 2);
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "0", NULL), 2);
+    ASSERT_EQ(run("journal", "check", "pvc-dmg", "--yes", NULL), 2);
+    ASSERT_EQ(run("status", "--bad-seq", "6", NULL), 2);
+    ASSERT_EQ(run("journal", NULL), 2);
+    ASSERT_EQ(run("journal", "fix", "pvc-dmg", NULL), 2);
+    ASSERT_EQ(run("journal", "check", NULL), 2);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "6", "--json",
+                  NULL),
+              2);
+    ASSERT_EQ(g_discard_calls, 0);
+    /* The damage moved between the check and the discard: the
+     * replicator's refusal, in one line. */
+    g_jr[0].move_to = 8;
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "6", "--yes",
+                  NULL),
+              1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "tandemctl: journal discard pvc-dmg: pvc-dmg: the "
+                      "damage is now at seq 8, not 6: check again");
+    ASSERT_HAS(g_err, "(FAILED_PRECONDITION)");
+    ASSERT_EQ(g_discards, 0);
+    teardown();
+}
+
+TEST(journal_discard_with_yes)
+{
+    setup();
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "6", "--yes",
+                  NULL),
+              0);
+    ASSERT_EQ(g_err[0], 0);
+    ASSERT_EQ(g_discards, 1);
+    ASSERT_HAS(g_out, "entries 6..10"); /* shown before it went */
+    ASSERT_HAS(g_out, "pvc-dmg: journal discarded in region b from seq 6: 5 "
+                      "entries given up; head is now 5 and the volume opens "
+                      "read-write again");
+    ASSERT_HAS(g_out, "fsck");
+    ASSERT_HAS(g_out, "peer region a: a full copy of the image to it is "
+                      "scheduled");
+    /* Done already: nothing to do. */
+    ASSERT_EQ(run("journal", "discard", "pvc-dmg", "--bad-seq", "6", "--yes",
+                  NULL),
+              0);
+    ASSERT_HAS(g_out, "journal intact (head 5): nothing to discard");
+    ASSERT_EQ(g_discards, 1);
+    ASSERT_EQ(run("journal", "check", "pvc-dmg", NULL), 0);
+    teardown();
+}
+
+/* On a terminal: the volume id typed confirms, anything else cancels. */
+static int run_tty(const char *typed, const char *seq)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    ASSERT(m >= 0);
+    ASSERT_OK(grantpt(m));
+    ASSERT_OK(unlockpt(m));
+    int sl = open(ptsname(m), O_RDWR | O_NOCTTY);
+    ASSERT(sl >= 0);
+    ASSERT_EQ(write(m, typed, strlen(typed)), (ssize_t)strlen(typed));
+    g_stdin_fd = sl;
+    int rc = run("journal", "discard", "pvc-dmg", "--bad-seq", seq, NULL);
+    g_stdin_fd = -1;
+    close(sl);
+    close(m);
+    return rc;
+}
+
+TEST(journal_discard_typed_confirmation)
+{
+    setup();
+    ASSERT_EQ(run_tty("pvc-dm\n", "6"), 1);
+    ASSERT_HAS(g_err, "Type the volume id (pvc-dmg) to discard them");
+    ASSERT_HAS(g_err, "tandemctl: journal discard pvc-dmg: not confirmed "
+                      "(nothing was discarded)");
+    ASSERT_EQ(g_discard_calls, 0);
+    ASSERT_EQ(run_tty("\n", "6"), 1);
+    ASSERT_EQ(g_discard_calls, 0);
+    ASSERT_EQ(run_tty("pvc-dmg\n", "6"), 0);
+    ASSERT_EQ(g_discards, 1);
+    ASSERT_HAS(g_out, "journal discarded in region b from seq 6");
+    teardown();
+}
+
+TEST(journal_help)
+{
+    setup();
+    ASSERT_EQ(run("journal", "--help", NULL), 0);
+    ASSERT_HAS(g_out, "tandemctl journal discard VOLUME --bad-seq N [--yes]");
+    ASSERT_EQ(run("journal", "check", "--help", NULL), 0);
+    ASSERT_HAS(g_out, "usage: tandemctl journal check VOLUME");
+    ASSERT_HAS(g_out, "Exit 0 journal intact, 1 damaged");
+    ASSERT_EQ(run("journal", "discard", "--help", NULL), 0);
+    ASSERT_HAS(g_out, "usage: tandemctl journal discard VOLUME --bad-seq N");
+    ASSERT_HAS(g_out, "--yes");
+    ASSERT_EQ(run("help", "journal", "discard", NULL), 0);
+    ASSERT_HAS(g_out, "usage: tandemctl journal discard");
+    ASSERT_EQ(run("--help", NULL), 0);
+    ASSERT_HAS(g_out, "journal check VOLUME");
     teardown();
 }
 
