@@ -13,6 +13,7 @@
 #include <sys/time.h>
 
 #include "jr.h"
+#include "jr_int.h"
 #include "regions.h"
 #include "replicator/rep.h"
 #include "replicator/rep_admin.h"
@@ -2187,6 +2188,230 @@ TEST(link_client_checks_the_servers_identity)
     ASSERT_EQ(ia.role, JR_ROLE_PRIMARY);
     ASSERT_UEQ(ia.epoch, 1);
     ASSERT_EQ(rep__peer_hello(t.a, msg, sizeof(msg)), -ENOTCONN);
+    teardown(&t);
+    tls_pki_rm();
+}
+
+/* ---- a damaged journal through the admin API (R-37) ---- */
+
+/* One admin call on REGION's unix socket (g_pki set); the answer in *out
+ * (NULL: freed). */
+static int admin_unix(const char *region, const char *method,
+                      const ProtobufCMessage *q,
+                      const ProtobufCMessageDescriptor *d,
+                      ProtobufCMessage **out, char *msg, size_t msz)
+{
+    char target[420], path[128];
+    snprintf(target, sizeof(target), "unix://%s/%s.sock", g_pki, region);
+    snprintf(path, sizeof(path), "/tandem.admin.v1.Admin/%s", method);
+    rpc_client *u;
+    ASSERT_OK(rpc_client_create(target, NULL, &u));
+    ProtobufCMessage *o = NULL;
+    int code = rpc_client_call(u, path, q, d, &o, 60000, 1, msg, msz);
+    rpc_client_destroy(u);
+    if (out)
+        *out = o;
+    else if (o)
+        protobuf_c_message_free_unpacked(o, NULL);
+    return code;
+}
+
+static int copylist_none_cb(uint64_t off, uint64_t len, void *arg)
+{
+    (void)off;
+    (void)len;
+    (void)arg;
+    return 0;
+}
+
+#define ENT16 (64 + 16384) /* a write_some entry (16 KiB, incompressible) */
+
+/* As if the writer died before applying past `applied`: entry `seq`'s
+ * payload has a flipped byte. */
+static void damage_entry(st_store *st, const char *id, uint64_t seq,
+                         uint64_t applied)
+{
+    char oid[JR_OID_MAX], hoid[JR_OID_MAX], v[64];
+    uint64_t at = (seq - 1) * ENT16 + 64 + 100;
+    uint8_t c;
+    jr__oid_journal(oid, sizeof(oid), id, 0);
+    ASSERT_EQ(st_read(st, oid, at, &c, 1), 1);
+    c ^= 0x10;
+    ASSERT_OK(st_write(st, oid, at, &c, 1));
+    struct jr_info i;
+    ASSERT_OK(jr_volume_stat(st, id, &i));
+    jr__oid_header(hoid, sizeof(hoid), id);
+    int l = snprintf(v, sizeof(v), "%" PRIu64 " %" PRIu64, applied, i.size);
+    ASSERT_OK(st_omap_set(st, hoid, "applied", v, (size_t)l));
+}
+
+static int check_journal(const char *region, const char *id,
+                         Tandem__Admin__V1__CheckJournalResponse **r,
+                         char *msg, size_t msz)
+{
+    Tandem__Admin__V1__CheckJournalRequest q =
+        TANDEM__ADMIN__V1__CHECK_JOURNAL_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    return admin_unix(region, "CheckJournal", &q.base,
+                      &tandem__admin__v1__check_journal_response__descriptor,
+                      (ProtobufCMessage **)r, msg, msz);
+}
+
+static int discard_tail(const char *region, const char *id, uint64_t seq,
+                        Tandem__Admin__V1__DiscardJournalTailResponse **r,
+                        char *msg, size_t msz)
+{
+    Tandem__Admin__V1__DiscardJournalTailRequest q =
+        TANDEM__ADMIN__V1__DISCARD_JOURNAL_TAIL_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.bad_seq = seq;
+    return admin_unix(region, "DiscardJournalTail", &q.base,
+                      &tandem__admin__v1__discard_journal_tail_response__descriptor,
+                      (ProtobufCMessage **)r, msg, msz);
+}
+
+/* CheckJournal and DiscardJournalTail: the damage as jr_journal_check
+ * finds it, every refusal in the operator's words (wrong seq, bad
+ * arguments, a peer that acknowledged past the damage: and then no copy
+ * is left scheduled), the damage in Status once a writable open met it,
+ * the discard; over TCP only the admin identity. */
+TEST(journal_damage_admin_calls)
+{
+    struct two t;
+    char msg[1024];
+    tls_pki();
+    setup(&t, 1);
+    /* A volume of region a alone. */
+    struct jr_create_opts o = {.size = 1u << 20, .object_size = 64u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a"};
+    ASSERT_OK(jr_volume_create(t.sa, "n", &o));
+    ASSERT_UEQ(write_some(t.sa, "n", 8, 71), 8);
+    Tandem__Admin__V1__CheckJournalResponse *c = NULL;
+    ASSERT_EQ(check_journal("a", "n", &c, msg, sizeof(msg)), RPC_OK);
+    ASSERT(!c->damaged);
+    ASSERT(c->damage == NULL);
+    ASSERT_UEQ(c->head, 8);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    damage_entry(t.sa, "n", 6, 4);
+    ASSERT_EQ(check_journal("a", "n", &c, msg, sizeof(msg)), RPC_OK);
+    ASSERT(c->damaged);
+    ASSERT_UEQ(c->damage->seq, 6);
+    ASSERT_UEQ(c->damage->object, 0);
+    ASSERT_UEQ(c->damage->offset, 5 * ENT16);
+    ASSERT(strstr(c->damage->why, "R-19") != NULL);
+    ASSERT_UEQ(c->applied, 4);
+    ASSERT_UEQ(c->head, 8);
+    ASSERT_UEQ(c->discard_entries, 3);
+    ASSERT(c->discard_bytes_estimate > 0);
+    ASSERT_STREQ(c->peer_region, "");
+    /* Not recorded before a writable open meets it. */
+    ASSERT_UEQ(c->volume->journal_damaged_seq, 0);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    jr_volume *v;
+    ASSERT_EQ(jr_open(t.sa, "n", JR_OPEN_WRITE, "t", &v), JR_ECORRUPT);
+    Tandem__Admin__V1__StatusRequest sq = TANDEM__ADMIN__V1__STATUS_REQUEST__INIT;
+    char *ids[] = {"n"};
+    sq.volume_ids = ids;
+    sq.n_volume_ids = 1;
+    ProtobufCMessage *so = NULL;
+    ASSERT_EQ(admin_unix("a", "Status", &sq.base,
+                         &tandem__admin__v1__status_response__descriptor, &so,
+                         msg, sizeof(msg)), RPC_OK);
+    Tandem__Admin__V1__StatusResponse *sr = (void *)so;
+    ASSERT_EQ(sr->n_volumes, 1);
+    ASSERT_UEQ(sr->volumes[0]->journal_damaged_seq, 6);
+    ASSERT_UEQ(sr->volumes[0]->journal_damaged_offset, 5 * ENT16);
+    ASSERT_STREQ(sr->volumes[0]->state, "error");
+    char want[200];
+    snprintf(want, sizeof(want), "journal damaged at seq 6 (object 0 offset "
+             "%d): see RUNBOOK 'A damaged journal tail'", 5 * ENT16);
+    ASSERT(!strncmp(sr->volumes[0]->last_error, want, strlen(want)));
+    protobuf_c_message_free_unpacked(so, NULL);
+    /* Refusals: nothing changes. */
+    Tandem__Admin__V1__DiscardJournalTailResponse *d = NULL;
+    ASSERT_EQ(discard_tail("a", "n", 7, NULL, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT(strstr(msg, "the damage is now at seq 6, not 7: check again"));
+    ASSERT_EQ(discard_tail("a", "n", 5, NULL, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT_EQ(discard_tail("a", "n", 0, NULL, msg, sizeof(msg)),
+              RPC_INVALID_ARGUMENT);
+    ASSERT_EQ(discard_tail("a", "ghost", 6, NULL, msg, sizeof(msg)),
+              RPC_NOT_FOUND);
+    ASSERT_EQ(discard_tail("a", "", 6, NULL, msg, sizeof(msg)),
+              RPC_INVALID_ARGUMENT);
+    ASSERT_EQ(check_journal("a", "ghost", NULL, msg, sizeof(msg)),
+              RPC_NOT_FOUND);
+    struct jr_info in;
+    ASSERT_OK(jr_volume_stat(t.sa, "n", &in));
+    ASSERT_UEQ(in.head, 8);
+    ASSERT_UEQ(in.damaged_seq, 6);
+    /* Over TCP: only the admin identity. */
+    Tandem__Admin__V1__CheckJournalRequest cq =
+        TANDEM__ADMIN__V1__CHECK_JOURNAL_REQUEST__INIT;
+    cq.volume_id = "n";
+    Tandem__Admin__V1__DiscardJournalTailRequest dq =
+        TANDEM__ADMIN__V1__DISCARD_JOURNAL_TAIL_REQUEST__INIT;
+    dq.volume_id = "n";
+    dq.bad_seq = 6;
+    const char *who[] = {"a", "b", "c", "nouri", "xadmin"};
+    for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++) {
+        ASSERT_EQ(admin_tcp_call(g_admin_port[0], who[i], "CheckJournal",
+                                 &cq.base,
+                                 &tandem__admin__v1__check_journal_response__descriptor,
+                                 msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+        ASSERT_EQ(admin_tcp_call(g_admin_port[0], who[i], "DiscardJournalTail",
+                                 &dq.base,
+                                 &tandem__admin__v1__discard_journal_tail_response__descriptor,
+                                 msg, sizeof(msg)), RPC_PERMISSION_DENIED);
+    }
+    ASSERT_OK(jr_volume_stat(t.sa, "n", &in));
+    ASSERT_UEQ(in.head, 8);
+    ASSERT_EQ(admin_tcp_call(g_admin_port[0], "admin", "CheckJournal",
+                             &cq.base,
+                             &tandem__admin__v1__check_journal_response__descriptor,
+                             msg, sizeof(msg)), RPC_OK);
+    /* The confirmed seq: the tail goes, the volume opens writable. */
+    ASSERT_EQ(discard_tail("a", "n", 6, &d, msg, sizeof(msg)), RPC_OK);
+    ASSERT_UEQ(d->discarded_from, 6);
+    ASSERT_UEQ(d->discarded_entries, 3);
+    ASSERT_UEQ(d->head, 5);
+    ASSERT(!d->peer_copy_scheduled);
+    ASSERT(!d->peer_needs_resync);
+    ASSERT_UEQ(d->volume->journal_damaged_seq, 0);
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    ASSERT_OK(jr_open(t.sa, "n", JR_OPEN_WRITE, "t", &v));
+    ASSERT_OK(jr_close(v));
+    ASSERT_EQ(discard_tail("a", "n", 6, NULL, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT(strstr(msg, "the journal is not damaged now"));
+
+    /* A replicated primary whose peer acknowledged past the damage:
+     * refused (fail over instead), and no copy left scheduled. */
+    create_primary(t.sa, "r", 1u << 20);
+    ASSERT_UEQ(write_some(t.sa, "r", 8, 91), 8);
+    ASSERT(wait_applied(t.sb, "r", 8));
+    uint64_t ack = 0;
+    for (int i = 0; i < 3000 && ack < 8; i++) {
+        jr_peer_ack_get(t.sa, "r", "b", &ack);
+        if (ack < 8) usleep(10000);
+    }
+    ASSERT_UEQ(ack, 8);
+    damage_entry(t.sa, "r", 6, 4);
+    ASSERT_EQ(check_journal("a", "r", &c, msg, sizeof(msg)), RPC_OK);
+    ASSERT_UEQ(c->damage->seq, 6);
+    ASSERT_UEQ(c->peer_acked, 8);
+    ASSERT_STREQ(c->peer_region, "b");
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    ASSERT_EQ(discard_tail("a", "r", 6, NULL, msg, sizeof(msg)),
+              RPC_FAILED_PRECONDITION);
+    ASSERT(strstr(msg, "peer region b acknowledged entries up to seq 8"));
+    ASSERT(strstr(msg, "fail over to it instead"));
+    uint64_t resume = 7;
+    ASSERT_OK(jr_copylist_load(t.sa, "r", &resume, copylist_none_cb, NULL));
+    ASSERT_UEQ(resume, 0);
+    ASSERT_OK(jr_volume_stat(t.sa, "r", &in));
+    ASSERT_UEQ(in.head, 8);
     teardown(&t);
     tls_pki_rm();
 }
