@@ -27,7 +27,10 @@
  *    receiver saves the old bytes of each region first (undo), so a
  *    promote in the middle rolls back to the last consistent position;
  *  - serves the Admin service (proto/tandem_admin.proto: status, promote,
- *    demote, failover, resync) and a Prometheus text endpoint.
+ *    demote, failover, resync, and for a damaged journal check and the
+ *    operator-confirmed discard of its tail, after which a replicated
+ *    primary copies its whole image to the peer) and a Prometheus text
+ *    endpoint.
  *
  * Volume metadata keys it reads (set by the CSI controller, csi/csi.h):
  * REP_META_REPLICATION ("async" to replicate) and REP_META_PEER_REGION;

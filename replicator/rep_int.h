@@ -11,7 +11,8 @@
  *        |         points; nothing calls into it
  *        +--> rep_metrics.c (rep_metrics.h)  /metrics: reads a snapshot
  *        +--> rep_admin.c   (rep_admin.h)    admin service: reads
- *        |         snapshots, changes roles  --> rep_link.h (peer calls)
+ *        |         snapshots, changes roles  --> rep_link.h (peer calls);
+ *        |    rep_admin_journal.c            its damaged-journal calls
  *        +--> rep_send.c, rep_copy.c (rep_send.h)  senders, catch-up
  *        |                                   --> rep_link.h (peer calls)
  *        +--> rep_link.c, rep_link_vol.c (rep_link.h)  link service
