@@ -12,18 +12,31 @@
  * on a replicated primary, a full copy of the image to the peer: the
  * image may hold discarded writes the peer never received and the
  * journal no longer says where.  The copy is scheduled in the copy list
- * (jr_copylist_save: the whole image, resuming at bad_seq) before the
- * discard, so no crash can lose it; the volume's next sender finds it
- * (sender_probe) and copies before it ships anything past bad_seq - 1.
+ * (jr_copylist_save: the whole image) before the discard, so no crash can
+ * lose it; the volume's next sender finds it (sender_probe) and copies
+ * before it ships anything more.  It resumes shipping at applied + 1 as
+ * of before the discard, not at bad_seq: the entries the discard itself
+ * applies to the image (applied + 1 .. bad_seq - 1) may land while a
+ * sender already copies, and are shipped again after the copy, in order.
+ *
+ * A region copy that is running may drop the list when it ends (it read
+ * the list before ours was saved): the discard is refused while one runs
+ * (the sender's copy_active), and afterwards the sender is stopped and
+ * waited for, and the list saved again if it went.  A sender that does
+ * not stop in time (a copy started meanwhile) makes the answer say that
+ * the peer needs `resync --full`, rather than promise a copy.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rep_admin.h"
 #include "tlog.h"
+
+#define STOP_WAIT_MS 5000 /* for the volume's sender to stop */
 
 static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
@@ -130,25 +143,40 @@ static int ranges_cb(uint64_t off, uint64_t len, void *arg)
 }
 
 /* Schedule a full copy of the image to the peer: the copy list names the
- * whole image and resumes at bad_seq (or earlier, if a list was kept
- * already: that copy's entries are still owed too).  *old gets the list
- * that was there (old_resume 0: none), to put back if the discard is
- * refused. */
+ * whole image and resumes at `resume` (or earlier, if a list was kept
+ * already: that copy's entries are still owed too; *resume is updated).
+ * *old gets the list that was there (old_resume 0: none), to put back if
+ * the discard is refused. */
 static int copy_schedule(rep_ctx *r, const char *id, uint64_t size,
-                         uint64_t bad_seq, struct ranges *old,
+                         uint64_t *resume, struct ranges *old,
                          uint64_t *old_resume)
 {
     int rc = jr_copylist_load(r->st, id, old_resume, ranges_cb, old);
     if (rc < 0) return rc;
-    uint64_t resume = *old_resume && *old_resume < bad_seq ? *old_resume
-                                                           : bad_seq;
+    if (*old_resume && *old_resume < *resume) *resume = *old_resume;
     struct jr_range whole = {0, size};
-    return jr_copylist_save(r->st, id, resume, &whole, 1);
+    return jr_copylist_save(r->st, id, *resume, &whole, 1);
 }
 
-static void copy_unschedule(rep_ctx *r, const char *id,
-                            const struct ranges *old, uint64_t old_resume)
+/* 1 if the copy list is still the one copy_schedule saved. */
+static int copy_list_is_ours(rep_ctx *r, const char *id, uint64_t size,
+                             uint64_t resume)
 {
+    struct ranges now = {0};
+    uint64_t at = 0;
+    int rc = jr_copylist_load(r->st, id, &at, ranges_cb, &now);
+    int ours = rc == 0 && at == resume && now.n == 1 && now.a[0].off == 0 &&
+               now.a[0].len == size;
+    free(now.a);
+    return ours;
+}
+
+static void copy_unschedule(rep_ctx *r, const char *id, uint64_t size,
+                            uint64_t resume, const struct ranges *old,
+                            uint64_t old_resume)
+{
+    /* A copy that started meanwhile took the list over: leave it. */
+    if (!copy_list_is_ours(r, id, size, resume)) return;
     int rc = old_resume ? jr_copylist_save(r->st, id, old_resume, old->a,
                                            old->n)
                         : jr_copylist_drop(r->st, id);
@@ -156,6 +184,37 @@ static void copy_unschedule(rep_ctx *r, const char *id,
         /* A full copy more than needed: harmless, and logged. */
         tlog_warn("rep.copylist_restore_failed", "vol=%s err=%d (%s)", id, rc,
                   jr_strerror(rc));
+}
+
+/* Stop the volume's sender and wait for it to exit (the scanner starts
+ * a new one, which probes the peer and finds the copy list).  Then make
+ * sure the list is still there: a copy the old sender ran drops it when
+ * it ends.  1 if the copy is certain to happen, 0 if not (a sender did
+ * not stop in time, or the list could not be saved again). */
+static int copy_ensure(rep_ctx *r, struct rep_vol *v, uint64_t size,
+                       uint64_t resume)
+{
+    rep__vol_stop(v);
+    int64_t until = tb_mono_ms() + STOP_WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&v->mu);
+        int running = v->thr_running && v->stop;
+        pthread_mutex_unlock(&v->mu);
+        if (!running) break;
+        if (tb_mono_ms() >= until) return 0;
+        usleep(10000);
+    }
+    uint64_t at = 0;
+    struct ranges now = {0};
+    int rc = jr_copylist_load(r->st, v->id, &at, ranges_cb, &now);
+    free(now.a);
+    if (rc == 0 && at) return 1; /* ours, or a new copy's with ours in it */
+    struct jr_range whole = {0, size};
+    rc = jr_copylist_save(r->st, v->id, resume, &whole, 1);
+    if (rc < 0)
+        tlog_warn("rep.copylist_save_failed", "vol=%s err=%d (%s)", v->id, rc,
+                  jr_strerror(rc));
+    return rc == 0;
 }
 
 /* The refusal of a discard that changed nothing, in the operator's words
@@ -257,8 +316,19 @@ int rep__h_discard_journal_tail(void *svc, rpc_ctx *ctx,
         goto out;
     }
     int replicated_primary = peer[0] && info.role == JR_ROLE_PRIMARY;
+    uint64_t resume = info.applied + 1 < bad_seq ? info.applied + 1 : bad_seq;
     if (replicated_primary && !strcmp(peer, r->peer_region)) {
-        rc = copy_schedule(r, id, info.size, bad_seq, &old, &old_resume);
+        pthread_mutex_lock(&v->mu);
+        int copying = v->copy_active;
+        pthread_mutex_unlock(&v->mu);
+        if (copying) {
+            snprintf(msg, sizeof(msg), "%s: a region copy to peer region %s "
+                     "is running (status: catching-up); discard again once "
+                     "it is done (nothing was discarded)", id, peer);
+            code = RPC_FAILED_PRECONDITION;
+            goto out;
+        }
+        rc = copy_schedule(r, id, info.size, &resume, &old, &old_resume);
         if (rc < 0) {
             snprintf(msg, sizeof(msg), "%s: scheduling the copy to peer "
                      "region %s failed (%s): nothing was discarded; try "
@@ -275,7 +345,8 @@ int rep__h_discard_journal_tail(void *svc, rpc_ctx *ctx,
     if (rc < 0) {
         code = discard_refusal(r, id, bad_seq, peer, rc, msg, sizeof(msg));
         if (code) {
-            if (scheduled) copy_unschedule(r, id, &old, old_resume);
+            if (scheduled)
+                copy_unschedule(r, id, info.size, resume, &old, old_resume);
         } else {
             /* May be half done: the copy stays scheduled, the operator
              * runs the same discard again. */
@@ -292,9 +363,15 @@ int rep__h_discard_journal_tail(void *svc, rpc_ctx *ctx,
     n = info.head >= bad_seq ? info.head - bad_seq + 1 : 0;
     /* The sender's complaint about the damage is history now. */
     rep__vol_state(v, REP_LINK_KEEP, REP_ST_KEEP, "");
-    if (scheduled) {
-        /* The next sender probes the peer and finds the copy list. */
-        rep__vol_stop(v);
+    if (scheduled && !copy_ensure(r, v, info.size, resume)) {
+        scheduled = 0;
+        needs_resync = 1;
+        snprintf(msg, sizeof(msg), "%s: journal discarded from seq %" PRIu64
+                 " (%" PRIu64 " entries); the full copy to peer region %s "
+                 "could not be made certain (its sender did not stop in "
+                 "time): resync it there with a full copy", id, bad_seq, n,
+                 peer);
+    } else if (scheduled) {
         snprintf(msg, sizeof(msg), "%s: journal discarded from seq %" PRIu64
                  " (%" PRIu64 " entries); a full copy of the image to peer "
                  "region %s is scheduled", id, bad_seq, n, peer);

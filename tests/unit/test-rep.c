@@ -2412,6 +2412,37 @@ TEST(journal_damage_admin_calls)
     ASSERT_UEQ(resume, 0);
     ASSERT_OK(jr_volume_stat(t.sa, "r", &in));
     ASSERT_UEQ(in.head, 8);
+
+    /* A replicated primary whose peer is away: the discard schedules a
+     * full copy (resuming at applied + 1 as of before it), which the next
+     * sender makes once the peer is back: the replica equals the image,
+     * discarded writes it still holds included. */
+    rep_destroy(t.b);
+    t.b = NULL;
+    create_primary(t.sa, "f", 1u << 20);
+    ASSERT_UEQ(write_some(t.sa, "f", 8, 93), 8);
+    damage_entry(t.sa, "f", 5, 3);
+    ASSERT_EQ(discard_tail("a", "f", 5, &d, msg, sizeof(msg)), RPC_OK);
+    ASSERT(d->peer_copy_scheduled);
+    ASSERT(!d->peer_needs_resync);
+    ASSERT_UEQ(d->head, 4);
+    ASSERT_UEQ(d->discarded_entries, 4);
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    ASSERT_OK(jr_copylist_load(t.sa, "f", &resume, copylist_none_cb, NULL));
+    ASSERT_UEQ(resume, 4);
+    t.b = start(&t, "b", "a");
+    struct jr_info ib;
+    for (int i = 0; i < 3000; i++) {
+        ASSERT_OK(jr_copylist_load(t.sa, "f", &resume, copylist_none_cb,
+                                   NULL));
+        if (!resume && jr_volume_stat(t.sb, "f", &ib) == 0 && ib.applied >= 4)
+            break;
+        usleep(10000);
+    }
+    ASSERT_UEQ(resume, 0);
+    ASSERT_OK(jr_volume_stat(t.sb, "f", &ib));
+    ASSERT_UEQ(ib.applied, 4);
+    images_equal(t.sa, t.sb, "f");
     teardown(&t);
     tls_pki_rm();
 }
