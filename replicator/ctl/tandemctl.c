@@ -645,8 +645,12 @@ static void print_damage(const char *vol,
                " on (the journal ends before its recorded head %" PRIu64
                ")\n",
                d->seq, r->head);
-    printf("  kept:                 every write up to seq %" PRIu64 "\n",
-           d->seq - 1);
+    if (d->seq > 1)
+        printf("  kept:                 every write up to seq %" PRIu64 "\n",
+               d->seq - 1);
+    else
+        printf("  kept:                 no journal entry (the image as it "
+               "was before)\n");
     if (*r->peer_region && primary)
         printf("  peer region %s acknowledged seq %" PRIu64 "%s\n",
                r->peer_region, r->peer_acked,
