@@ -18,6 +18,11 @@
 #  6. resync of the split-brain copy: a delta (output says so), then the
 #     images are equal; resync again: nothing to do
 #  7. one-line errors and exit codes
+#  8. a damaged journal tail (a flipped byte in an entry the writer had
+#     not applied, while the peer was away): read-write staging refused,
+#     tandemctl journal check finds it, discard refused without a
+#     terminal or --yes, done with --yes; the volume stages read-write
+#     again and its peer gets the whole image
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -274,3 +279,66 @@ check "unreachable admin socket: one line, UNAVAILABLE" refused UNAVAILABLE
 for c in status promote demote failover resync; do
     check "tandemctl $c --help" bash -c '"$0" "$1" --help | grep -q "^usage: tandemctl $1"' "$BIN/tandemctl" "$c"
 done
+for c in check discard; do
+    check "tandemctl journal $c --help" bash -c '"$0" journal "$1" --help | grep -q "^usage: tandemctl journal $1"' "$BIN/tandemctl" "$c"
+done
+
+# ------------------------------------------- 8. a damaged journal tail --
+V5=pvc-t0410-5
+tr_create_volume a "$V5" $SIZE data-5 t0410 "${BLOCK[@]}" >/dev/null ||
+    nok "create $V5"
+# The peer must not acknowledge the entries about to be damaged.
+tr_kill_role a replicator
+wrote_v5() {
+    local dev
+    dev=$(tr_mount a "$V5" p5 "${BLOCK[@]}") && write_at "$dev" 0 4 &&
+        tr_unmount a "$V5" p5
+}
+must "V5 staged, written and unstaged in a while a's replicator is down" wrote_v5
+H5=$("$BIN/tests/rep-tool" stat "$TMP/a/tandem.conf" a "$V5" | tr ' ' '\n' | sed -n 's/^head=//p')
+S5=$((H5 / 2 + 1))
+must "flip a byte of V5's journal entry $S5 (of $H5), not yet applied" \
+    "$BIN/tests/rep-tool" damage "$TMP/a/tandem.conf" a "$V5" "$S5"
+stage_refused() {
+    if tr_mount a "$V5" p5 "${BLOCK[@]}" >/dev/null 2>"$TMP/stage.err"; then
+        tr_unmount a "$V5" p5
+        return 1
+    fi
+    grep -q "corrupt journal entry" "$TMP/stage.err" || {
+        sed 's/^/# stage: /' "$TMP/stage.err" >&2
+        return 1
+    }
+}
+check "read-write staging of V5 refused: corrupt journal entry" stage_refused
+tr_unmount a "$V5" p5 >/dev/null 2>&1
+tr_start_replicator a
+must "a's replicator restarted" tr_wait_up a admin.sock
+run_ctl a status "$V5"
+check "status shows V5's journal damaged at seq $S5, with the RUNBOOK" \
+    has "journal damaged at seq $S5 (object .* offset .*): see RUNBOOK 'A damaged journal tail'"
+run_ctl a journal check "$V5"
+check "journal check: exit 1, damaged at seq $S5" \
+    bash -c '[ "$0" -eq 1 ] && [ ! -s "$1" ] && echo "$2" | grep -q "journal DAMAGED at seq $3\$"' \
+    "$RC" "$TMP/err" "$OUT" "$S5"
+tr_ctl a journal discard "$V5" --bad-seq "$S5" </dev/null >"$TMP/out" 2>"$TMP/err"
+RC=$?
+ERR=$(cat "$TMP/err")
+check "discard without a terminal and without --yes: refused in one line" \
+    bash -c '[ "$0" -eq 1 ] && [ "$(wc -l <"$1")" -eq 1 ] && grep -q "not confirmed" "$1"' \
+    "$RC" "$TMP/err"
+run_ctl a journal discard "$V5" --bad-seq "$((S5 + 1))" --yes
+check "discard with another seq: refused" refused FAILED_PRECONDITION
+run_ctl a journal discard "$V5" --bad-seq "$S5" --yes
+check "discard --bad-seq $S5 --yes: exit 0" succeeded
+check "discard names what went and schedules the peer's full copy" \
+    bash -c 'echo "$0" | grep -q "from seq $1: $(($2 - $1 + 1)) entr" && echo "$0" | grep -q "full copy of the image to it is scheduled"' \
+    "$OUT" "$S5" "$H5"
+wrote_v5_again() {
+    local dev
+    dev=$(tr_mount a "$V5" p5 "${BLOCK[@]}") && write_at "$dev" 8 2 &&
+        tr_unmount a "$V5" p5
+}
+check "V5 stages read-write again and takes new writes" wrote_v5_again
+check "b caught V5 up (lag 0)" tr_wait_caught_up a "$V5" 60
+check "b's V5 image equals a's (the full copy carried what the image kept)" \
+    test "$(image_sum a "$V5")" = "$(image_sum b "$V5")"
