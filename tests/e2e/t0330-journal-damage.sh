@@ -1,7 +1,7 @@
 #!/bin/bash
 # t0330-journal-damage: a damaged journal tail (FORMAT.md R-37), found and
 # given up through tandemctl alone, against real replicators on sqlite
-# (lib-rep.sh).  One byte of a journal entry is flipped through the store
+# (lib-rep.sh; on Ceph with T0330_BACKEND=rados: t0331-journal-damage-ceph).  One byte of a journal entry is flipped through the store
 # (rep-tool damage, which also sets applied below it, as if the writer died
 # before applying it).
 #
@@ -24,10 +24,12 @@ cd "$(dirname "$0")/../.."
 . tests/e2e/lib-rep.sh
 CTL=$B/tandemctl
 [ -x "$CTL" ] || { echo "not ok 1 - $CTL not built (make programs)"; exit 1; }
+BACKEND=${T0330_BACKEND:-sqlite}
+[ "$BACKEND" = rados ] && need_ceph
 rep_setup t0330
-write_config sqlite
+write_config "$BACKEND"
 start_rep a b --metrics 127.0.0.1:0
-ok "replicator a up (b stays down for now)"
+ok "replicator a up on $BACKEND (b stays down for now)"
 
 # ctl REGION ARGS...: tandemctl against REGION's replicator, stdin not a
 # terminal; sets RC, OUT, ERR.
