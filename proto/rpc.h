@@ -156,6 +156,11 @@ int64_t rpc_ctx_remaining_ms(const rpc_ctx *ctx);
 const char *rpc_ctx_peer(const rpc_ctx *ctx);
 /* Method name of the current call. */
 const char *rpc_ctx_method(const rpc_ctx *ctx);
+/* A ctx bound to no call, for tests and fuzzers that drive a handler
+ * directly: no deadline, never cancelled, peer "", no identity (-ENOENT),
+ * rpc_ctx_error works.  Free with rpc_ctx_detached_free. NULL on ENOMEM. */
+rpc_ctx *rpc_ctx_detached_new(const char *method);
+void rpc_ctx_detached_free(rpc_ctx *ctx);
 /* 1 once the call is over for the client: it cancelled, its deadline
  * passed, or the server is shutting down and the grace period ran out.
  * A long handler polls this and gives up early (what it returns is then

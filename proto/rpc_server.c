@@ -346,7 +346,8 @@ static void *cq_main(void *arg)
 
 static int ctx_gone(const rpc_ctx *ctx)
 {
-    return atomic_load(&ctx->cancelled) || atomic_load(&ctx->srv->hard_cancel);
+    return atomic_load(&ctx->cancelled) ||
+           (ctx->srv && atomic_load(&ctx->srv->hard_cancel));
 }
 
 /* Worker side of a call: decode, handle, encode, finish. */
@@ -545,7 +546,7 @@ const char *rpc_ctx_peer(const rpc_ctx *ctx)
 {
     /* Lazily filled: a ctx is only touched by its handler's thread. */
     rpc_ctx *c = (rpc_ctx *)ctx;
-    if (!c->peer)
+    if (!c->peer && c->call)
         c->peer = grpc_call_get_peer(c->call);
     return c->peer ? c->peer : "";
 }
@@ -558,6 +559,26 @@ grpc_call *rpc__ctx_call(const rpc_ctx *ctx)
 const char *rpc_ctx_method(const rpc_ctx *ctx)
 {
     return ctx->method ? ctx->method : "";
+}
+
+rpc_ctx *rpc_ctx_detached_new(const char *method)
+{
+    rpc_ctx *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->details.deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
+    c->method = strdup(method ? method : "");
+    if (!c->method) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void rpc_ctx_detached_free(rpc_ctx *ctx)
+{
+    if (!ctx) return;
+    free(ctx->method);
+    free(ctx);
 }
 
 int rpc_ctx_cancelled(const rpc_ctx *ctx)

@@ -29,6 +29,32 @@
 #define VOL "fz"
 
 static rep_ctx *R;
+/* Handlers are driven directly, with a ctx bound to no call (no identity:
+ * the region runs --insecure, so the caller is taken for its peer a). */
+static rpc_ctx *CTX;
+/* The default spec says the volume replicates from a to b, so replicas are
+ * made and the apply path is reached; a fuzzed spec brings its own meta
+ * (and is refused when it does not replicate here). */
+static Tandem__Repl__V1__VolumeSpec__MetaEntry META_REP =
+    TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT;
+static Tandem__Repl__V1__VolumeSpec__MetaEntry META_PEER =
+    TANDEM__REPL__V1__VOLUME_SPEC__META_ENTRY__INIT;
+static Tandem__Repl__V1__VolumeSpec__MetaEntry *META[2] = {&META_REP,
+                                                           &META_PEER};
+
+static void default_spec(Tandem__Repl__V1__VolumeSpec *spec)
+{
+    /* A small image in small objects keeps each run cheap. */
+    spec->size = 1u << 20;
+    spec->object_size = 64u << 10;
+    spec->start_seq = 1;
+    META_REP.key = REP_META_REPLICATION;
+    META_REP.value = "async";
+    META_PEER.key = REP_META_PEER_REGION;
+    META_PEER.value = "b";
+    spec->n_meta = 2;
+    spec->meta = META;
+}
 static rpc_handler_fn ship_fn, copy_fn;
 static char dir[64];
 
@@ -36,6 +62,7 @@ static void cleanup(void)
 {
     char p[128];
     if (R) rep_destroy(R);
+    rpc_ctx_detached_free(CTX);
     R = NULL;
     const char *names[] = {"conf.ini", "a.db", "b.db", "b.db-wal",
                            "b.db-shm", "b.db-journal"};
@@ -76,6 +103,8 @@ static void init(void)
         else if (strstr(rep__link_methods[i].name, "/CopyRegions"))
             copy_fn = rep__link_methods[i].fn;
     if (!ship_fn || !copy_fn) abort();
+    CTX = rpc_ctx_detached_new("/tandem.repl.v1.Link/fuzz");
+    if (!CTX) abort();
     atexit(cleanup);
 }
 
@@ -134,14 +163,11 @@ static void ship(const uint8_t *data, size_t size)
     req.follows_in_flight = 0;
     if (req.epoch == 0) req.epoch = 1;
     if (!req.spec || req.spec->size == 0) {
-        /* A small image in small objects keeps each run cheap. */
-        spec.size = 1u << 20;
-        spec.object_size = 64u << 10;
-        spec.start_seq = 1;
+        default_spec(&spec);
         req.spec = &spec;
     }
     ProtobufCMessage *resp = NULL;
-    int code = ship_fn(R, NULL, &req.base, &resp);
+    int code = ship_fn(R, CTX, &req.base, &resp);
     const Tandem__Repl__V1__ShipBatchResponse *a = (const void *)resp;
     check_answer(code, resp, a ? a->result : 0, a ? a->message : NULL);
     if (code == RPC_OK && !a->role) abort();
@@ -165,13 +191,11 @@ static void copy_regions(const uint8_t *data, size_t size)
     if (req.epoch == 0) req.epoch = 1;
     req.begin = 1;
     if (!req.spec || req.spec->size == 0) {
-        spec.size = 1u << 20;
-        spec.object_size = 64u << 10;
-        spec.start_seq = 1;
+        default_spec(&spec);
         req.spec = &spec;
     }
     ProtobufCMessage *resp = NULL;
-    int code = copy_fn(R, NULL, &req.base, &resp);
+    int code = copy_fn(R, CTX, &req.base, &resp);
     const Tandem__Repl__V1__CopyRegionsResponse *a = (const void *)resp;
     check_answer(code, resp, a ? a->result : 0, a ? a->message : NULL);
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
