@@ -291,6 +291,12 @@ int jr__valid_id(const char *id)
     return 1;
 }
 
+int jr__valid_peer(const char *peer)
+{
+    return peer && *peer && strlen(peer) <= JR_MAX_REGION &&
+           !strchr(peer, ' ');
+}
+
 void jr__oid_header(char *buf, size_t n, const char *vol)
 {
     snprintf(buf, n, "vol/%s", vol);

@@ -3,7 +3,8 @@
  * writer (jr_io.c) and the replicator-facing calls (jr_volume.c): loading
  * the header omap (FORMAT.md §2), reading and parsing journal objects
  * (R-10..R-21, corruption reported with volume/object/offset), and
- * applying entries to the striped image, coalesced per data object.
+ * applying entries to the striped image, coalesced per data object.  The
+ * writer lease's value (R-36) is jr_lease.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -329,115 +330,6 @@ int jr__applied_set(st_store *st, const char *vol, const struct jr__guard *g,
     }
     free(cur);
     if (r == 0 && out) snprintf(out, cap, "%s", nv);
-    return r;
-}
-
-/* ---- writer lease (R-36) ---- */
-
-#define LEASE_TTL_MS 30000 /* no renewal seen this long: expired */
-
-int64_t jr__lease_ttl_ms(void)
-{
-    const char *e = getenv("TANDEM_JR_LEASE_TTL_MS"); /* test hook */
-    long long v = e ? atoll(e) : 0;
-    return v >= 100 ? (int64_t)v : LEASE_TTL_MS;
-}
-
-int64_t jr__lease_renew_ms(void)
-{
-    /* Fifteen renewals per TTL: an observer tells a live holder from a
-     * dead one within ~2 s, and a few lost renewals expire nothing. */
-    return jr__lease_ttl_ms() / 15;
-}
-
-int jr__lease_parse(const char *val, struct jr__lease *l)
-{
-    memset(l, 0, sizeof *l);
-    const char *f[6];
-    size_t fl[6];
-    int nf = 0;
-    for (const char *p = val; *p && nf < 6;) {
-        while (*p == ' ') p++;
-        if (!*p) break;
-        const char *e = nf == 5 ? p + strlen(p) : strchr(p, ' ');
-        if (!e) e = p + strlen(p);
-        f[nf] = p;
-        fl[nf++] = (size_t)(e - p);
-        p = e;
-    }
-    if (nf < 3 || fl[0] == 0 || fl[0] >= sizeof l->token) return JR_ECORRUPT;
-    memcpy(l->token, f[0], fl[0]);
-    if (nf == 3) {
-        /* Before R-36: "<token> <expires unix s> <owner>" (the owner has
-         * no spaces), and no fence id. */
-        l->legacy = 1;
-        snprintf(l->fid, sizeof l->fid, "-");
-        snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[nf - 1],
-                 f[nf - 1]);
-        return 0;
-    }
-    if (nf != 6 || jr__parse_u64(f[2], &l->gen) < 0 ||
-        jr__parse_u64(f[3], &l->beat) < 0 || fl[4] >= sizeof l->fid)
-        return JR_ECORRUPT;
-    memcpy(l->fid, f[4], fl[4]);
-    snprintf(l->owner, sizeof l->owner, "%.*s", (int)fl[5], f[5]);
-    return 0;
-}
-
-int jr__lease_expired(st_store *st, const char *vol, const char *seen)
-{
-    char hoid[JR_OID_MAX];
-    jr__oid_header(hoid, sizeof hoid, vol);
-    int64_t ttl = jr__lease_ttl_ms(), poll = jr__lease_renew_ms() / 4;
-    if (poll > 250) poll = 250;
-    if (poll < 10) poll = 10;
-    /* The holder renews every TTL/15: a change shows within that.  Only a
-     * value unchanged for a whole TTL, by this process's own monotonic
-     * clock, is expired; no clock of another machine is consulted. */
-    int64_t t0 = tb_mono_ms();
-    for (;;) {
-        char *v = NULL;
-        size_t len = 0;
-        int r = st_omap_get(st, hoid, "lease", &v, &len);
-        if (r == -ENOENT) return -EAGAIN; /* released (or volume gone) */
-        if (r < 0) return r;
-        int same = strcmp(v, seen) == 0;
-        free(v);
-        if (!same) return JR_ELOCKED;
-        if (tb_mono_ms() - t0 >= ttl) break;
-        usleep((useconds_t)poll * 1000);
-    }
-    char q[160];
-    tlog_warn("volume.lease_expired", "vol=%s holder=%s unchanged_ms=%" PRId64,
-              vol, tlog_q(q, sizeof q, seen), ttl);
-    return 0;
-}
-
-int jr__lease_fence_old(st_store *st, const char *vol, const char *old)
-{
-    struct jr__lease l;
-    char q[160];
-    if (jr__lease_parse(old, &l) < 0 || l.legacy) {
-        /* No identity to fence (a lease from before R-36, or unreadable):
-         * its holder's journal appends and header updates are still
-         * refused (the journal token and the fence key changed); on
-         * rados its image writes are not. */
-        tlog_warn("volume.takeover_unfenced", "vol=%s old=%s", vol,
-                  tlog_q(q, sizeof q, old));
-        return 0;
-    }
-    if (strcmp(l.fid, "-") == 0) return 0; /* guards fence it (sqlite) */
-    char own[256];
-    if (st_fence_id(st, own, sizeof own) == 0 && strcmp(own, l.fid) == 0)
-        return JR_ELOCKED; /* held through this very handle: unfenceable */
-    int r = st_fence(st, l.fid, 0);
-    if (r == 0)
-        tlog_warn("volume.writer_fenced", "vol=%s gen=%" PRIu64
-                  " owner=%s client=%s", vol, l.gen,
-                  tlog_q(q, sizeof q, l.owner), l.fid);
-    else
-        tlog_error("volume.fence_failed", "vol=%s client=%s err=\"%s\"", vol,
-                   l.fid, st_strerror(r));
     return r;
 }
 

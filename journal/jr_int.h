@@ -1,7 +1,15 @@
 /*
  * jr_int.h: what the journal engine's files share and nothing else may
  * use (tests and the fuzzer excepted): the entry codec of FORMAT.md §3,
- * CRC32C, object naming, and little-endian helpers.
+ * CRC32C, object naming, and little-endian helpers; the header state, the
+ * writer lease, replay and the image.
+ *
+ * The files: jr_format.c (entries, CRC32C, names), jr_image.c (header
+ * load, journal objects, the image), jr_lease.c (the writer lease, R-36),
+ * jr_volume.c (volume calls on the store), jr_tomb.c (tombstones, R-35),
+ * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
+ * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
+ * (region copies, §4).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H
@@ -61,6 +69,9 @@ size_t jr__compress(const uint8_t *src, size_t len, uint8_t *dst);
 
 /* Volume ids. */
 int jr__valid_id(const char *id);
+/* Peer region names (in "ack.<peer>" keys and tombstones): 1..
+ * JR_MAX_REGION bytes, no space. */
+int jr__valid_peer(const char *peer);
 /* Object names. */
 /* The volume directory: one omap key per volume id. */
 #define JR_DIR_OID "vols"
@@ -69,9 +80,12 @@ int jr__valid_id(const char *id);
 /* Tombstones of deleted replicated primaries: key = volume id. */
 #define JR_TOMBS_OID "tombs"
 /* Parse one tombstone value (bytes from the store, not trusted): 0 and *t
- * filled, or JR_ECORRUPT (logged). */
+ * filled, or JR_ECORRUPT (logged).  jr_tomb.c. */
 int jr__tomb_parse(const char *id, const char *val, size_t len,
                    struct jr_tomb *t);
+/* Write the tombstone of a primary about to be deleted, naming the peers
+ * that acknowledged it; 0 also when it has none (nothing recorded). */
+int jr__tomb_write(st_store *st, const char *vol_id, uint64_t epoch);
 void jr__oid_header(char *buf, size_t n, const char *vol);
 void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno);
 void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);
@@ -184,6 +198,57 @@ int jr__applied_set(st_store *st, const char *vol, const struct jr__guard *g,
                     const char *seen, uint64_t seq, uint64_t size,
                     int set_size, char *out, size_t cap);
 
+/* ---- a writer's hold on the lease (R-36): jr_lease.c ----
+ * An open writable volume holds one (jr_io.c) while it is open, and
+ * jr_journal_discard for the length of the call.  Every store update of
+ * the holder is guarded by fence_val (guard: header updates compare the
+ * "fence" key, other objects use st_wop_fence_guard), so the holder can
+ * change nothing once another writer took the lease over. */
+struct jr__wlease {
+    st_store *st;
+    const char *vol;          /* the volume id (not copied: outlives w) */
+    const char *hoid;         /* its header object (not copied either) */
+    pthread_mutex_t mu;       /* lease value vs. header guards */
+    char token[33];           /* ours; also the journal objects' "w" */
+    char owner[128];          /* who holds it (no spaces), published */
+    char fid[256];            /* st_fence_id: published with the lease */
+    uint64_t gen;             /* our lease generation */
+    uint64_t beat;            /* renewals so far */
+    char val[512];            /* the lease value as last written */
+    char fence_val[64];       /* "<gen> <token>": guards every update
+                                 ("" until taken) */
+    struct jr__guard guard;   /* {"fence", fence_val} */
+    /* The renewing thread only (jr__wlease_check): */
+    int64_t ok_ms;            /* mono ms at the start of the last good
+                                 renewal (or the take) */
+    int64_t try_ms;           /* mono ms of the last renewal attempt */
+    int renew_failing;        /* the last renewal failed (not lost) */
+};
+/* Zero w and name what it is for; owner NULL or "": "-".  Takes nothing. */
+void jr__wlease_init(struct jr__wlease *w, st_store *st, const char *vol,
+                     const char *hoid, const char *owner);
+void jr__wlease_destroy(struct jr__wlease *w);
+/* Take the writer lease, reloading *h as needed.  A lease held by someone
+ * else is taken over only with force, or once this process saw it
+ * unchanged for a whole TTL; its holder is fenced at the store first.
+ * 0, JR_ELOCKED (held, or held through this very store handle),
+ * JR_ECORRUPT, or a store error; nothing is held on failure. */
+int jr__wlease_take(struct jr__wlease *w, struct jr__hdr *h, int force);
+/* Give the lease up if it is still ours (a no-op otherwise). */
+void jr__wlease_release(struct jr__wlease *w);
+/* With *held locked (unlocked during the store call): renew the lease
+ * when due.  0: confirmed recent enough to apply under it; 1: applying
+ * must wait (a renewal is failing); JR_ELOCKED: lost. */
+int jr__wlease_check(struct jr__wlease *w, pthread_mutex_t *held);
+/* Why did a guarded update of this holder fail (r)?  JR_EROLE (demoted)
+ * or JR_ELOCKED (the lease is gone) for a failed guard or a fenced
+ * client; any other r is returned as is. */
+int jr__fence_reason(const struct jr__wlease *w, int r);
+/* Take away a lease in the way of a delete once it stayed unchanged for
+ * a TTL (its holder fenced): 0 (no lease any more), JR_ELOCKED while its
+ * holder renews it, or a store error. */
+int jr__lease_break(st_store *st, const char *vol);
+
 /* ---- a group of asynchronous store operations, waited for together ----
  * jr__aio_submit issues one (st_aio_operate; the op is consumed either
  * way) and counts it; jr__aio_wait waits for every counted one and
@@ -283,7 +348,7 @@ int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
 void jr__bad_missing(st_store *st, const char *vol, const struct jr__hdr *h,
                      uint64_t seq, struct jr__bad *bad);
 /* Verify (applied, head] as replay would (R-10..R-21, R-34, R-20): 0
- * (bad->seq = 0), or JR_ECORRUPT with *bad filled. */
+ * (bad->seq = 0), or JR_ECORRUPT with *bad filled.  jr_damage.c. */
 int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,
                        uint64_t head, struct jr__bad *bad);
 /* Trim (FORMAT.md R-8).  Used by jr_trim and by the writer. */

@@ -13,17 +13,25 @@
  * issued concurrently) and records the applied position lazily: replay on
  * open makes that safe.  Entries stay in the queue until applied, and
  * reads lay them over what they read from the image, so a read sees every
- * acknowledged write.  The same thread renews the writer lease.
+ * acknowledged write.  The same thread renews the writer lease
+ * (jr__wlease_check).
  *
- * Fencing (FORMAT.md R-36): every store update of the writer is guarded
- * so that it stops once another writer took the lease over: journal
- * appends by the journal object's token, header updates by the header's
- * "fence" key, image writes by the same key through st_wop_fence_guard
- * (sqlite checks it in the write's transaction; on rados the new writer
- * blocklists the old one's client before it writes anything).  The
- * applier stops for good when the lease was lost and applies nothing
- * while a renewal is failing: its durable entries stay in the journal,
- * and the next writer replays them before its own writes.
+ * Fencing (FORMAT.md R-36; the lease itself is jr_lease.c): every store
+ * update of the writer is guarded so that it stops once another writer
+ * took the lease over: journal appends by the journal object's token,
+ * header updates by the header's "fence" key, image writes by the same
+ * key through st_wop_fence_guard (sqlite checks it in the write's
+ * transaction; on rados the new writer blocklists the old one's client
+ * before it writes anything).  The applier stops for good when the lease
+ * was lost and applies nothing while a renewal is failing: its durable
+ * entries stay in the journal, and the next writer replays them before
+ * its own writes.
+ *
+ * One unit (about 1,000 lines): the queue, the group commit, the applier,
+ * the overlay reads and open/close all work on struct jr_volume under its
+ * one mutex, and their hand-offs (durable, applied, persisted) are the
+ * invariants this file keeps; split, that struct and its locking rules
+ * would become a shared header every part could break.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -107,20 +114,9 @@ struct jr_volume {
     /* the current journal object: touched by the leader only */
     uint64_t jno, jfirst, jlast, jbytes;
 
-    pthread_mutex_t lease_mu; /* lease value vs. header guards */
-    char token[33];
-    char owner[128];
-    char fid[256];            /* st_fence_id: published with the lease */
-    uint64_t gen;             /* our lease generation (R-36) */
-    uint64_t beat;            /* renewals so far */
-    char lease_val[512];      /* the lease value as last written */
-    char fence_val[64];       /* "<gen> <token>": guards every update */
-    struct jr__guard guard;   /* {"fence", fence_val} */
+    struct jr__wlease lease;  /* the writer lease (jr_lease.c); its
+                                 renewal fields: the applier's */
     /* Applier only: */
-    int64_t lease_ok_ms;      /* mono ms at the start of the last good
-                                 renewal (or the take) */
-    int64_t lease_try_ms;     /* mono ms of the last renewal attempt */
-    int renew_failing;        /* the last renewal failed (not lost) */
     char applied_raw[64];     /* the header's "applied" as we last saw it */
     struct jr__bad damage;    /* read-only open: where the journal is
                                  damaged (seq 0: not) */
@@ -181,69 +177,6 @@ static void pent_put(struct pent *p)
     free(p);
 }
 
-/* ---- lease (FORMAT.md R-36) ---- */
-
-/* A holder may apply while its last good renewal started less than this
- * long ago: observers need a whole TTL without a change to call the lease
- * expired, so the holder has stopped well before (the fence is what makes
- * it safe; this keeps a slow holder from even trying). */
-static int64_t lease_self_ms(void) { return jr__lease_ttl_ms() / 2; }
-
-/* The second field stands where readers from before R-36 expect the
- * expiry (unix seconds): a value no clock reaches, so they always see the
- * lease live and never take it without forcing (a rolling upgrade). */
-static void lease_format(jr_volume *v, uint64_t beat, char *buf, size_t n)
-{
-    snprintf(buf, n, "%s %s %" PRIu64 " %" PRIu64 " %s %s", v->token,
-             JR_LEASE_COMPAT, v->gen, beat, v->fid, v->owner);
-}
-
-/* Why did a guarded operation of this writer fail?  Demoted (role),
- * or the lease is gone (the fence key moved, or the store fenced our
- * client: -ESHUTDOWN).  Other errors are passed on. */
-static int fence_reason(jr_volume *v, int r)
-{
-    if (r != -ECANCELED && r != -EEXIST && r != -ESHUTDOWN) return r;
-    if (r == -ESHUTDOWN) return JR_ELOCKED;
-    char *role = NULL;
-    size_t len;
-    int rr = st_omap_get(v->st, v->hoid, "role", &role, &len);
-    int res = (rr == 0 && strcmp(role, "primary") != 0) ? JR_EROLE : JR_ELOCKED;
-    free(role);
-    return res;
-}
-
-/* Renew: beat + 1, guarded by our fence and the value we wrote last. */
-static int lease_renew(jr_volume *v)
-{
-    char nv[512];
-    st_wop *op = st_wop_create();
-    if (!op) return -ENOMEM;
-    int64_t t0 = tb_mono_ms();
-    pthread_mutex_lock(&v->lease_mu);
-    lease_format(v, v->beat + 1, nv, sizeof nv);
-    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
-    st_wop_omap_cmp(op, "lease", v->lease_val, strlen(v->lease_val));
-    st_wop_omap_set(op, "lease", nv, strlen(nv));
-    int r = st_wop_operate(v->st, v->hoid, op);
-    if (r == 0) {
-        snprintf(v->lease_val, sizeof v->lease_val, "%s", nv);
-        v->beat++;
-    }
-    pthread_mutex_unlock(&v->lease_mu);
-    st_wop_destroy(op);
-    if (r == 0) {
-        v->lease_ok_ms = t0;
-        return 0;
-    }
-    if (r == -ECANCELED || r == -ESHUTDOWN) {
-        tlog_error("volume.lease_lost", "vol=%s gen=%" PRIu64 " err=\"%s\"",
-                   v->id, v->gen, st_strerror(r));
-        return JR_ELOCKED;
-    }
-    return r;
-}
-
 /* ---- the journal (leader) ---- */
 
 static int journal_roll(jr_volume *v, uint64_t first)
@@ -251,7 +184,8 @@ static int journal_roll(jr_volume *v, uint64_t first)
     char key[64], val[96];
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
-    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
+    st_wop_omap_cmp(op, "fence", v->lease.fence_val,
+                    strlen(v->lease.fence_val));
     st_wop_omap_cmp(op, "role", "primary", 7);
     snprintf(key, sizeof key, "jidx.%016" PRIx64, v->jno);
     int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %" PRIu64,
@@ -263,7 +197,7 @@ static int journal_roll(jr_volume *v, uint64_t first)
     st_wop_omap_set(op, key, val, (size_t)n);
     int r = st_wop_operate(v->st, v->hoid, op);
     st_wop_destroy(op);
-    if (r < 0) return fence_reason(v, r);
+    if (r < 0) return jr__fence_reason(&v->lease, r);
     v->jno++;
     v->jfirst = first;
     v->jbytes = 0;
@@ -292,16 +226,17 @@ static int journal_append(jr_volume *v, const uint8_t *buf, size_t len,
     if (!op) return -ENOMEM;
     if (fresh) {
         st_wop_create_excl(op);
-        st_wop_omap_set(op, "w", v->token, strlen(v->token));
+        st_wop_omap_set(op, "w", v->lease.token, strlen(v->lease.token));
     } else {
-        st_wop_omap_cmp(op, "w", v->token, strlen(v->token)); /* R-6 */
+        st_wop_omap_cmp(op, "w", v->lease.token,
+                        strlen(v->lease.token)); /* R-6 */
     }
     st_wop_append(op, buf, len);
     int n = snprintf(hv, sizeof hv, "%" PRIu64 " %" PRId64, last, ts);
     st_wop_omap_set(op, "head", hv, (size_t)n);
     r = st_wop_operate(v->st, oid, op);
     st_wop_destroy(op);
-    if (r < 0) return fence_reason(v, r);
+    if (r < 0) return jr__fence_reason(&v->lease, r);
     v->jbytes += len;
     v->jlast = last;
     return 0;
@@ -467,11 +402,11 @@ fail:
 static int persist_applied(jr_volume *v, uint64_t seq, uint64_t size)
 {
     char raw[64];
-    int r = jr__applied_set(v->st, v->id, &v->guard,
+    int r = jr__applied_set(v->st, v->id, &v->lease.guard,
                             v->applied_raw[0] ? v->applied_raw : NULL, seq,
                             size, 0, raw, sizeof raw);
     if (r == 0) snprintf(v->applied_raw, sizeof v->applied_raw, "%s", raw);
-    return fence_reason(v, r);
+    return jr__fence_reason(&v->lease, r);
 }
 
 /* With mu held: the volume failed for good (the lease is lost, a store
@@ -481,38 +416,6 @@ static void fail_locked(jr_volume *v, int r)
     if (!v->err) v->err = r;
     pthread_cond_broadcast(&v->space_cv);
     pthread_cond_broadcast(&v->commit_cv);
-}
-
-/* With mu held: renew the lease when due.  Returns 0 when the lease is
- * confirmed recent enough to apply under it, 1 when applying must wait
- * (a renewal is failing: retried every renew interval), or JR_ELOCKED
- * when it is lost (taken over, or not renewed for too long). */
-static int lease_check(jr_volume *v)
-{
-    int64_t now = tb_mono_ms(), every = jr__lease_renew_ms();
-    if (now - v->lease_try_ms >= every) {
-        v->lease_try_ms = now;
-        pthread_mutex_unlock(&v->mu);
-        int r = lease_renew(v);
-        pthread_mutex_lock(&v->mu);
-        if (r == JR_ELOCKED) return r;
-        if (r < 0 && !v->renew_failing)
-            tlog_warn("volume.lease_renew_failed",
-                      "vol=%s err=\"%s\" msg=\"applying paused\"", v->id,
-                      jr_strerror(r));
-        else if (r == 0 && v->renew_failing)
-            tlog_info("volume.lease_renewed", "vol=%s msg=\"applying resumed\"",
-                      v->id);
-        v->renew_failing = r < 0;
-    }
-    if (tb_mono_ms() - v->lease_ok_ms >= lease_self_ms()) {
-        tlog_error("volume.lease_lost",
-                   "vol=%s gen=%" PRIu64 " msg=\"not renewed for %" PRId64
-                   " ms: another writer may take it\"", v->id, v->gen,
-                   tb_mono_ms() - v->lease_ok_ms);
-        return JR_ELOCKED;
-    }
-    return v->renew_failing ? 1 : 0;
 }
 
 static void *applier_main(void *arg)
@@ -525,10 +428,10 @@ static void *applier_main(void *arg)
     for (;;) {
         for (;;) {
             int64_t now = tb_mono_ms();
-            int64_t renew_in = v->lease_try_ms + jr__lease_renew_ms() - now;
+            int64_t renew_in = v->lease.try_ms + jr__lease_renew_ms() - now;
             if (v->stop || v->need_trim || renew_in <= 0) break;
             int64_t wait_ms = renew_in < 1000 ? renew_in : 1000;
-            if (v->applied_seq < v->durable_seq && !v->renew_failing) {
+            if (v->applied_seq < v->durable_seq && !v->lease.renew_failing) {
                 int64_t age =
                     (int64_t)(mono_ns() - v->pending_since) / 1000000;
                 if (age >= APPLY_LINGER_MS || v->space_waiters ||
@@ -547,7 +450,7 @@ static void *applier_main(void *arg)
         }
         /* The lease first: nothing is applied under a lost or unconfirmed
          * lease (the entries stay durable in the journal). */
-        int lr = lease_check(v);
+        int lr = jr__wlease_check(&v->lease, &v->mu);
         if (lr < 0) {
             fail_locked(v, lr);
             break;
@@ -579,9 +482,9 @@ static void *applier_main(void *arg)
             if (v->apply_delay_ms) usleep((useconds_t)v->apply_delay_ms * 1000);
             uint64_t t0 = mono_ns();
             int r = n ? jr__image_apply_g(v->st, v->id, v->objsz, ops, n,
-                                          &size, &v->guard)
+                                          &size, &v->lease.guard)
                       : -ENOMEM;
-            if (r < 0) r = fence_reason(v, r);
+            if (r < 0) r = jr__fence_reason(&v->lease, r);
             pthread_mutex_lock(&v->mu);
             v->stats.apply_ns += mono_ns() - t0;
             if (r < 0) {
@@ -710,106 +613,13 @@ static void vol_free(jr_volume *v)
         p = n;
     }
     pthread_mutex_destroy(&v->mu);
-    pthread_mutex_destroy(&v->lease_mu);
+    jr__wlease_destroy(&v->lease);
     pthread_cond_destroy(&v->commit_cv);
     pthread_cond_destroy(&v->apply_cv);
     pthread_cond_destroy(&v->space_cv);
     free(v);
 }
 
-static void new_token(jr_volume *v)
-{
-    uint8_t rnd[16];
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        uint64_t x = (uint64_t)tb_wall_ns() ^ ((uint64_t)getpid() << 32);
-        memcpy(rnd, &x, 8);
-        x = (uint64_t)tb_mono_ns() ^ (uint64_t)(uintptr_t)v;
-        memcpy(rnd + 8, &x, 8);
-    }
-    for (int i = 0; i < 16; i++) sprintf(v->token + 2 * i, "%02x", rnd[i]);
-}
-
-/* Take the writer lease (R-36), reloading *h as needed.  A lease held by
- * someone else is taken over only with force, or once this process saw
- * it unchanged for a whole TTL on its own monotonic clock; the new holder
- * bumps the generation in the same atomic header update, then fences the
- * old holder at the store before anything else is written. */
-static int take_lease(jr_volume *v, struct jr__hdr *h, int force)
-{
-    char q[160];
-    int r = st_fence_id(v->st, v->fid, sizeof v->fid);
-    if (r < 0) return r;
-    for (int tries = 0; tries < 10; tries++) {
-        const char *cur = h->lease;
-        if (cur) {
-            struct jr__lease l;
-            if (jr__lease_parse(cur, &l) == 0 && strcmp(l.fid, "-") &&
-                strcmp(l.fid, v->fid) == 0) {
-                /* Held through this very store handle: its client cannot
-                 * be fenced without fencing ourselves (rados). */
-                tlog_warn("volume.locked", "vol=%s holder=%s msg=\"held "
-                          "through this store handle\"", v->id,
-                          tlog_q(q, sizeof q, cur));
-                return JR_ELOCKED;
-            }
-            if (!force) {
-                r = jr__lease_expired(v->st, v->id, cur);
-                if (r == JR_ELOCKED)
-                    tlog_warn("volume.locked", "vol=%s holder=%s", v->id,
-                              tlog_q(q, sizeof q, cur));
-                if (r == -EAGAIN) { /* released meanwhile: look again */
-                    jr__hdr_free(h);
-                    if ((r = jr__hdr_load(v->st, v->id, h)) < 0) return r;
-                    continue;
-                }
-                if (r < 0) return r;
-            }
-        }
-        if (h->fence_gen == UINT64_MAX) return JR_ECORRUPT;
-        /* Fence the holder first, while its lease is still in place: if
-         * that fails nothing changed, and the next attempt fences again
-         * (a lease removed first would leave no one to fence).  Should
-         * the update below then lose a race, the holder we fenced was
-         * expired (or forced out) anyway. */
-        if (cur && (r = jr__lease_fence_old(v->st, v->id, cur)) < 0) return r;
-        new_token(v);
-        v->gen = h->fence ? h->fence_gen + 1 : 1;
-        v->beat = 0;
-        snprintf(v->fence_val, sizeof v->fence_val, "%" PRIu64 " %s", v->gen,
-                 v->token);
-        lease_format(v, 0, v->lease_val, sizeof v->lease_val);
-        st_wop *op = st_wop_create();
-        if (!op) return -ENOMEM;
-        st_wop_omap_cmp(op, "lease", cur, cur ? strlen(cur) : 0);
-        st_wop_omap_cmp(op, "fence", h->fence, h->fence ? strlen(h->fence) : 0);
-        st_wop_omap_set(op, "fence", v->fence_val, strlen(v->fence_val));
-        st_wop_omap_set(op, "lease", v->lease_val, strlen(v->lease_val));
-        int64_t t0 = tb_mono_ms();
-        r = st_wop_operate(v->st, v->hoid, op);
-        st_wop_destroy(op);
-        if (r == -ECANCELED) return JR_ELOCKED; /* someone else just took it */
-        if (r < 0) return r;
-        v->guard = (struct jr__guard){"fence", v->fence_val};
-        v->lease_ok_ms = v->lease_try_ms = t0;
-        if (cur)
-            tlog_warn("volume.lease_taken_over", "vol=%s gen=%" PRIu64
-                      " force=%d old=%s", v->id, v->gen, !!force,
-                      tlog_q(q, sizeof q, cur));
-        return 0;
-    }
-    return -EAGAIN;
-}
-
-/* Give the lease up: only ours (the fence is still ours). */
-static void release_lease(jr_volume *v)
-{
-    st_wop *op = st_wop_create();
-    if (!op) return;
-    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
-    st_wop_omap_rm(op, "lease");
-    st_wop_operate(v->st, v->hoid, op); /* lost already: nothing to do */
-    st_wop_destroy(op);
-}
 
 /* Take the lease and bring the image up to the journal's head.  *bad is
  * filled when the journal is damaged (JR_ECORRUPT; the entries before the
@@ -817,7 +627,7 @@ static void release_lease(jr_volume *v)
 static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
                          struct jr__bad *bad)
 {
-    int r = take_lease(v, h, force);
+    int r = jr__wlease_take(&v->lease, h, force);
     if (r < 0) return r; /* nothing taken */
     jr__hdr_free(h);
     if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
@@ -832,12 +642,13 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
             r = -ENOMEM;
             goto fail;
         }
-        st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
+        st_wop_omap_cmp(op, "fence", v->lease.fence_val,
+                        strlen(v->lease.fence_val));
         int n = snprintf(val, sizeof val, "%" PRIu64, h->base + 1);
         st_wop_omap_set(op, "jidx.0000000000000000", val, (size_t)n);
         r = st_wop_operate(v->st, v->hoid, op);
         st_wop_destroy(op);
-        if (r < 0) r = fence_reason(v, r);
+        if (r < 0) r = jr__fence_reason(&v->lease, r);
         if (r < 0) goto fail;
         jr__hdr_free(h);
         if ((r = jr__hdr_load(v->st, v->id, h)) < 0) goto fail;
@@ -857,19 +668,19 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
         r = -ENOMEM;
         goto fail;
     }
-    jr__guard_add(op, v->id, oid, &v->guard);
-    st_wop_omap_set(op, "w", v->token, strlen(v->token));
+    jr__guard_add(op, v->id, oid, &v->lease.guard);
+    st_wop_omap_set(op, "w", v->lease.token, strlen(v->lease.token));
     r = st_wop_operate(v->st, oid, op);
     st_wop_destroy(op);
-    if (r < 0) r = fence_reason(v, r);
+    if (r < 0) r = jr__fence_reason(&v->lease, r);
     if (r < 0) goto fail;
     uint64_t head;
     r = jr__head(v->st, v->id, h, &head, &v->head_ts);
     if (r < 0) goto fail;
     /* Entries after applied were acknowledged (by us, or by a writer we
      * took over from): they go to the image before any new write. */
-    r = jr__replay_g(v->st, v->id, h, head, &v->guard, bad, NULL);
-    if (r < 0) r = fence_reason(v, r);
+    r = jr__replay_g(v->st, v->id, h, head, &v->lease.guard, bad, NULL);
+    if (r < 0) r = jr__fence_reason(&v->lease, r);
     if (r < 0) goto fail;
     uint64_t sz = 0;
     r = st_stat(v->st, oid, &sz, NULL);
@@ -887,7 +698,7 @@ static int open_writable(jr_volume *v, struct jr__hdr *h, int force,
     v->cap = h->cap;
     return 0;
 fail:
-    release_lease(v);
+    jr__wlease_release(&v->lease);
     return r;
 }
 
@@ -898,11 +709,8 @@ static jr_volume *vol_new(st_store *st, const char *vol_id, const char *owner)
     v->st = st;
     snprintf(v->id, sizeof v->id, "%s", vol_id);
     jr__oid_header(v->hoid, sizeof v->hoid, vol_id);
-    snprintf(v->owner, sizeof v->owner, "%s", owner && *owner ? owner : "-");
-    for (char *c = v->owner; *c; c++)
-        if (*c == ' ') *c = '_';
+    jr__wlease_init(&v->lease, st, v->id, v->hoid, owner);
     pthread_mutex_init(&v->mu, NULL);
-    pthread_mutex_init(&v->lease_mu, NULL);
     pthread_cond_init(&v->commit_cv, NULL);
     tb_cond_init_mono(&v->apply_cv); /* the applier's timed waits */
     pthread_cond_init(&v->space_cv, NULL);
@@ -941,7 +749,7 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         r = pthread_create(&v->applier, NULL, applier_main, v);
         if (r) {
             r = -r;
-            release_lease(v);
+            jr__wlease_release(&v->lease);
             goto fail;
         }
         v->applier_started = 1;
@@ -1012,7 +820,7 @@ int jr_close(jr_volume *v)
         r = v->err;
         /* Guarded by our fence: a no-op when the lease went to another
          * writer, a release when it only lapsed here (renewals failed). */
-        release_lease(v);
+        jr__wlease_release(&v->lease);
         tlog_info("volume.closed", "vol=%s head=%" PRIu64 " applied=%" PRIu64,
                   v->id, v->durable_seq, v->applied_seq);
     }
@@ -1088,11 +896,12 @@ int jr_resize(jr_volume *v, uint64_t new_size)
      * a writer that lost its lease meanwhile must not overwrite the size
      * a newer holder recorded (which replay would not correct once that
      * holder's applied position is past its own resize). */
-    st_wop_omap_cmp(op, "fence", v->fence_val, strlen(v->fence_val));
+    st_wop_omap_cmp(op, "fence", v->lease.fence_val,
+                    strlen(v->lease.fence_val));
     st_wop_omap_set(op, "size", b, (size_t)n);
     r = st_wop_operate(v->st, v->hoid, op);
     st_wop_destroy(op);
-    if (r < 0) r = fence_reason(v, r);
+    if (r < 0) r = jr__fence_reason(&v->lease, r);
     if (r == 0)
         tlog_info("volume.resized", "vol=%s size=%" PRIu64, v->id, new_size);
     return r;
@@ -1225,132 +1034,4 @@ int jr_get_stats(jr_volume *v, struct jr_stats *out)
     *out = v->stats;
     pthread_mutex_unlock(&v->mu);
     return 0;
-}
-
-/* ---- discarding a damaged journal tail (R-37) ---- */
-
-/* Cut the journal before bad (found by replay just now, under g): the
- * journal object holding it ends there, later ones go, the header's index
- * names the cut object as the last one, applied = head = bad - 1 and the
- * damage record is removed. */
-static int journal_cut(jr_volume *v, const struct jr__hdr *h,
-                       const struct jr__bad *bad, const struct jr__guard *g)
-{
-    char joid[JR_OID_MAX], key[64], val[64];
-    size_t k = 0;
-    while (k < h->nj && h->j[k].n != bad->jno) k++;
-    if (k == h->nj || bad->seq < h->j[k].first) return JR_ECORRUPT;
-    jr__oid_journal(joid, sizeof joid, v->id, bad->jno);
-    /* 1. The object holding the damage ends before it.  Run again after
-     * a crash, this finds the same seq ("objects do not join", R-21). */
-    int r = st_stat(v->st, joid, NULL, NULL);
-    if (r == 0) {
-        st_wop *op = st_wop_create();
-        if (!op) return -ENOMEM;
-        jr__guard_add(op, v->id, joid, g);
-        st_wop_truncate(op, bad->off);
-        if (bad->seq > h->j[k].first) {
-            int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRId64,
-                             bad->seq - 1, bad->prev_ts);
-            st_wop_omap_set(op, "head", val, (size_t)n);
-        } else {
-            st_wop_omap_rm(op, "head"); /* no entry left: first - 1 */
-        }
-        if (v->fence_val[0]) st_wop_omap_set(op, "w", v->token, strlen(v->token));
-        r = st_wop_operate(v->st, joid, op);
-        st_wop_destroy(op);
-    } else if (r == -ENOENT) {
-        r = 0; /* the damage is that it is missing: nothing to cut */
-    }
-    if (r < 0) return r;
-    /* 2. The header: one atomic update. */
-    st_wop *op = st_wop_create();
-    if (!op) return -ENOMEM;
-    jr__guard_add(op, v->id, v->hoid, g);
-    st_wop_omap_cmp(op, "applied", h->applied_raw,
-                    h->applied_raw ? strlen(h->applied_raw) : 0);
-    for (size_t i = k + 1; i < h->nj; i++) {
-        snprintf(key, sizeof key, "jidx.%016" PRIx64, h->j[i].n);
-        st_wop_omap_rm(op, key);
-    }
-    snprintf(key, sizeof key, "jidx.%016" PRIx64, h->j[k].n);
-    int n = snprintf(val, sizeof val, "%" PRIu64, h->j[k].first);
-    st_wop_omap_set(op, key, val, (size_t)n);
-    /* The one update that may move applied back (a damaged entry at or
-     * below it): the journal ends at bad - 1 now. */
-    n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64, bad->seq - 1,
-                 h->applied_size);
-    st_wop_omap_set(op, "applied", val, (size_t)n);
-    st_wop_omap_rm(op, "damage");
-    r = st_wop_operate(v->st, v->hoid, op);
-    st_wop_destroy(op);
-    if (r < 0) return r;
-    /* 3. Objects past it: no longer named, garbage from here (R-8). */
-    for (size_t i = k + 1; i < h->nj; i++) {
-        jr__oid_journal(joid, sizeof joid, v->id, h->j[i].n);
-        int rr = st_remove(v->st, joid);
-        if (rr < 0 && rr != -ENOENT && r == 0) r = rr;
-    }
-    return r;
-}
-
-int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq)
-{
-    if (!st || !jr__valid_id(vol_id) || bad_seq == 0) return -EINVAL;
-    jr_volume *v = vol_new(st, vol_id, "jr_journal_discard");
-    if (!v) return -ENOMEM;
-    const struct jr__guard sec = {"role", "secondary"}, *g = &sec;
-    struct jr__bad bad = {0};
-    struct jr__hdr h;
-    uint64_t head = 0;
-    int r = jr__hdr_load(st, vol_id, &h), leased = 0;
-    if (r < 0) goto out;
-    if (h.role == JR_ROLE_PRIMARY) {
-        /* A writer's update: under the lease, like jr_open (no force). */
-        r = take_lease(v, &h, 0);
-        if (r < 0) goto out;
-        leased = 1;
-        g = &v->guard;
-        jr__hdr_free(&h);
-        if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
-        if (h.role != JR_ROLE_PRIMARY) {
-            r = JR_EROLE;
-            goto out;
-        }
-        if (h.n_acks && h.max_ack >= bad_seq) {
-            tlog_error("journal.discard_refused",
-                       "vol=%s seq=%" PRIu64 " peer_ack=%" PRIu64
-                       " msg=\"a peer has entries from there on: fail over "
-                       "to it or resync\"", vol_id, bad_seq, h.max_ack);
-            r = JR_EDIVERGED;
-            goto out;
-        }
-    }
-    if ((r = jr__head(st, vol_id, &h, &head, NULL)) < 0) goto out;
-    /* Apply what verifies before the damage, and find it again. */
-    r = jr__replay_g(st, vol_id, &h, head, g, &bad, NULL);
-    if (r == 0 || (r == JR_ECORRUPT && bad.seq != bad_seq)) {
-        tlog_error("journal.discard_refused",
-                   "vol=%s seq=%" PRIu64 " damaged_seq=%" PRIu64
-                   " msg=\"not the first damaged entry\"", vol_id, bad_seq,
-                   bad.seq);
-        r = JR_ESTALE;
-        goto out;
-    }
-    if (r != JR_ECORRUPT) goto out;
-    r = journal_cut(v, &h, &bad, g);
-    if (r == 0)
-        tlog_warn("journal.discarded",
-                  "vol=%s from_seq=%" PRIu64 " object=%016" PRIx64 " offset=%"
-                  PRIu64 " old_head=%" PRIu64 " entries=%" PRIu64
-                  " msg=\"acknowledged writes dropped on request\"", vol_id,
-                  bad_seq, bad.jno, bad.off, head,
-                  head >= bad_seq ? head - bad_seq + 1 : 0);
-out:
-    if (r == -ECANCELED || r == -ESHUTDOWN)
-        r = leased ? fence_reason(v, r) : JR_EROLE;
-    if (leased) release_lease(v);
-    jr__hdr_free(&h);
-    vol_free(v);
-    return r;
 }

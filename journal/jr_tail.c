@@ -231,42 +231,6 @@ int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
     return 0;
 }
 
-/* What replay would refuse, without applying anything. */
-struct vscan {
-    uint64_t size;
-    uint64_t n;
-    uint8_t *scratch; /* JR_MAX_ENTRY_DATA bytes, for LZ4 payloads */
-};
-
-static int verify_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
-                     void *arg)
-{
-    struct vscan *v = arg;
-    int r = jr__check_range(e, &v->size);
-    if (r == 0 && e->kind == JR_K_WRITE && (e->flags & JR_F_LZ4))
-        r = jr__entry_data(e, v->scratch);
-    if (r == 0) v->n++;
-    return r;
-}
-
-int jr__journal_verify(st_store *st, const char *vol, const struct jr__hdr *h,
-                       uint64_t head, struct jr__bad *bad)
-{
-    memset(bad, 0, sizeof *bad);
-    if (head <= h->applied) return 0;
-    struct vscan v = {h->applied_size, 0, malloc(JR_MAX_ENTRY_DATA)};
-    if (!v.scratch) return -ENOMEM;
-    int r = jr__journal_iter_bad(st, vol, h, h->applied + 1, head, verify_cb,
-                                 &v, bad);
-    free(v.scratch);
-    if (r == JR_ECORRUPT && !bad->seq) return r; /* not an entry's fault */
-    if (r == 0 && v.n != head - h->applied) {
-        jr__bad_missing(st, vol, h, h->applied + 1 + v.n, bad);
-        r = JR_ECORRUPT;
-    }
-    return r;
-}
-
 /* Append encoded entries to the secondary's journal: guarded by the
  * journal object's current `head` (so two appliers cannot interleave). */
 static int sec_append(st_store *st, const char *vol, struct jr__hdr *h,
@@ -548,27 +512,4 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         return r;
     }
     return -EAGAIN;
-}
-
-int jr_journal_check(st_store *st, const char *vol_id, struct jr_damage *out)
-{
-    if (!st || !out || !jr__valid_id(vol_id)) return -EINVAL;
-    memset(out, 0, sizeof *out);
-    struct jr__hdr h;
-    int r = jr__hdr_load(st, vol_id, &h);
-    if (r < 0) return r;
-    uint64_t head = 0;
-    struct jr__bad bad = {0};
-    r = jr__head(st, vol_id, &h, &head, NULL);
-    if (r == 0) r = jr__journal_verify(st, vol_id, &h, head, &bad);
-    out->applied = h.applied;
-    out->head = head;
-    if (r == JR_ECORRUPT && bad.seq) {
-        out->seq = bad.seq;
-        out->object = bad.jno;
-        out->offset = bad.off;
-        snprintf(out->why, sizeof out->why, "%s", bad.why);
-    }
-    jr__hdr_free(&h);
-    return r;
 }

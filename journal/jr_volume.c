@@ -2,8 +2,10 @@
  * jr_volume.c: volume calls that work on the store directly, from any
  * process: create/stat/delete/list, metadata, roles and epochs, peer
  * acknowledgements, trimming with the journal cap and the dirty map
- * (FORMAT.md R-8), the replicator's tail reader and applier, and direct
- * image access for region copies.
+ * (FORMAT.md R-8), the regions journal entries touched (resync), and
+ * direct image access for region copies.  A delete writes the volume's
+ * tombstone first (jr_tomb.c) and breaks a lease in its way
+ * (jr_lease.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -88,55 +90,6 @@ int jr_volume_create(st_store *st, const char *vol_id,
     return r;
 }
 
-/* A writer lease in the way of a delete (R-36): JR_ELOCKED while its
- * holder is seen renewing it; once it stayed unchanged for a whole TTL
- * (this process's monotonic clock), it is taken away (the fence moves, so
- * a stalled holder's guarded updates fail) and its holder fenced at the
- * store, so nothing it still had in flight lands among the objects of a
- * volume created later under the same id.  0: no lease (any more). */
-static int lease_break(st_store *st, const char *vol_id)
-{
-    for (int tries = 0; tries < 5; tries++) {
-        struct jr__hdr h;
-        int r = jr__hdr_load(st, vol_id, &h);
-        if (r == JR_ECORRUPT || r == JR_EVERSION) return 0; /* as before */
-        if (r < 0) return r;
-        if (!h.lease) {
-            jr__hdr_free(&h);
-            return 0;
-        }
-        r = jr__lease_expired(st, vol_id, h.lease);
-        if (r == -EAGAIN) {
-            jr__hdr_free(&h);
-            continue;
-        }
-        /* Fenced first, so that a failure leaves the lease in place for
-         * the next attempt to fence again (as jr_open). */
-        if (r == 0) r = jr__lease_fence_old(st, vol_id, h.lease);
-        if (r == 0) {
-            char fv[64];
-            HDR_OID(oid, vol_id);
-            snprintf(fv, sizeof fv, "%" PRIu64 " deleting",
-                     h.fence ? h.fence_gen + 1 : 1);
-            st_wop *op = st_wop_create();
-            if (!op) r = -ENOMEM;
-            if (op) {
-                st_wop_omap_cmp(op, "lease", h.lease, strlen(h.lease));
-                st_wop_omap_cmp(op, "fence", h.fence,
-                                h.fence ? strlen(h.fence) : 0);
-                st_wop_omap_set(op, "fence", fv, strlen(fv));
-                st_wop_omap_rm(op, "lease");
-                r = st_wop_operate(st, oid, op);
-                st_wop_destroy(op);
-            }
-            if (r == -ECANCELED) r = JR_ELOCKED; /* someone took it */
-        }
-        jr__hdr_free(&h);
-        return r;
-    }
-    return JR_ELOCKED;
-}
-
 struct namelist {
     char **v;
     size_t n, cap;
@@ -163,125 +116,6 @@ static void namelist_free(struct namelist *l)
     free(l->v);
 }
 
-static int valid_peer(const char *peer);
-
-/* ---- tombstones: one omap key per deleted id in JR_TOMBS_OID ---- */
-
-struct peer_names {
-    char s[JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1) + 1];
-    int n;
-};
-
-static int ack_name_cb(const char *key, const char *val, size_t len,
-                       void *arg)
-{
-    (void)val;
-    (void)len;
-    struct peer_names *p = arg;
-    const char *name = key + 4; /* "ack." */
-    if (p->n >= JR_TOMB_MAX_PEERS || !valid_peer(name)) return 0;
-    size_t used = strlen(p->s);
-    snprintf(p->s + used, sizeof p->s - used, "%s%s", p->n ? " " : "", name);
-    p->n++;
-    return 0;
-}
-
-/* The tombstone for a primary with peers; 0 when there is nothing to
- * record. */
-static int tomb_write(st_store *st, const char *vol_id, uint64_t epoch)
-{
-    HDR_OID(hoid, vol_id);
-    struct peer_names p = {.n = 0};
-    p.s[0] = 0;
-    int r = st_omap_iter(st, hoid, "ack.", NULL, 0, ack_name_cb, &p);
-    if (r < 0 || p.n == 0) return r;
-    char val[32 + 24 + sizeof p.s];
-    int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %s", epoch,
-                     (uint64_t)time(NULL), p.s);
-    r = st_omap_set(st, JR_TOMBS_OID, vol_id, val, (size_t)n);
-    if (r == 0)
-        tlog_info("volume.tombstone", "vol=%s epoch=%" PRIu64 " peers=\"%s\"",
-                  vol_id, epoch, p.s);
-    return r;
-}
-
-/* "<epoch> <deleted_at> <peer>[ <peer>...]"; JR_ECORRUPT if not. */
-int jr__tomb_parse(const char *id, const char *val, size_t len,
-                   struct jr_tomb *t)
-{
-    char buf[64 + JR_TOMB_MAX_PEERS * (JR_MAX_REGION + 1)];
-    memset(t, 0, sizeof *t);
-    if (len >= sizeof buf || memchr(val, 0, len)) goto bad;
-    memcpy(buf, val, len);
-    buf[len] = 0;
-    snprintf(t->vol_id, sizeof t->vol_id, "%s", id);
-    char *save = NULL, *w;
-    uint64_t x;
-    if (!(w = strtok_r(buf, " ", &save)) || jr__parse_u64(w, &t->epoch) < 0 ||
-        t->epoch == 0)
-        goto bad;
-    if (!(w = strtok_r(NULL, " ", &save)) || jr__parse_u64(w, &x) < 0)
-        goto bad;
-    t->deleted_at = (int64_t)x;
-    while ((w = strtok_r(NULL, " ", &save))) {
-        if (t->n_peers >= JR_TOMB_MAX_PEERS || !valid_peer(w)) goto bad;
-        snprintf(t->peers[t->n_peers++], JR_MAX_REGION + 1, "%s", w);
-    }
-    if (t->n_peers == 0) goto bad;
-    return 0;
-bad:
-    tlog_warn("volume.tombstone_unreadable", "object=%s key=%s", JR_TOMBS_OID,
-              id);
-    return JR_ECORRUPT;
-}
-
-int jr_tomb_get(st_store *st, const char *vol_id, struct jr_tomb *t)
-{
-    if (!st || !t || !jr__valid_id(vol_id)) return -EINVAL;
-    char *val = NULL;
-    size_t len = 0;
-    int r = st_omap_get(st, JR_TOMBS_OID, vol_id, &val, &len);
-    if (r < 0) return r;
-    r = jr__tomb_parse(vol_id, val, len, t);
-    free(val);
-    return r;
-}
-
-struct tomb_list_arg {
-    int (*cb)(const struct jr_tomb *t, void *arg);
-    void *arg;
-};
-
-static int tomb_list_cb(const char *key, const char *val, size_t len,
-                        void *arg)
-{
-    struct tomb_list_arg *a = arg;
-    struct jr_tomb t;
-    if (!jr__valid_id(key) || jr__tomb_parse(key, val, len, &t) < 0)
-        return 0; /* reported; never a reason to delete anything */
-    return a->cb(&t, a->arg);
-}
-
-int jr_tomb_list(st_store *st, int (*cb)(const struct jr_tomb *t, void *arg),
-                 void *arg)
-{
-    if (!st || !cb) return -EINVAL;
-    struct tomb_list_arg a = {cb, arg};
-    int r = st_omap_iter(st, JR_TOMBS_OID, NULL, NULL, 0, tomb_list_cb, &a);
-    return r == -ENOENT ? 0 : r; /* no tombstone was ever written */
-}
-
-int jr_tomb_remove(st_store *st, const char *vol_id)
-{
-    if (!st || !jr__valid_id(vol_id)) return -EINVAL;
-    struct jr_tomb t;
-    int r = jr_tomb_get(st, vol_id, &t);
-    if (r == -ENOENT) return r;
-    r = st_omap_rm(st, JR_TOMBS_OID, vol_id);
-    if (r == 0) tlog_info("volume.tombstone_removed", "vol=%s", vol_id);
-    return r;
-}
-
 int jr_volume_delete(st_store *st, const char *vol_id)
 {
     struct jr__hdr h;
@@ -298,9 +132,9 @@ int jr_volume_delete(st_store *st, const char *vol_id)
     uint64_t epoch = h.epoch;
     int leased = h.lease != NULL;
     jr__hdr_free(&h);
-    if (leased && (r = lease_break(st, vol_id)) < 0) return r;
+    if (leased && (r = jr__lease_break(st, vol_id)) < 0) return r;
     /* Before anything is removed: a crash mid-delete still leaves it. */
-    if (primary && (r = tomb_write(st, vol_id, epoch)) < 0) return r;
+    if (primary && (r = jr__tomb_write(st, vol_id, epoch)) < 0) return r;
     char prefix[JR_OID_MAX];
     snprintf(prefix, sizeof prefix, "vol/%s/", vol_id);
     struct namelist l = {0};
@@ -551,16 +385,10 @@ int jr_role_set(st_store *st, const char *vol_id, int role, uint64_t epoch)
 
 /* ---- peers ---- */
 
-static int valid_peer(const char *peer)
-{
-    return peer && *peer && strlen(peer) <= JR_MAX_REGION &&
-           !strchr(peer, ' ');
-}
-
 int jr_peer_ack_get(st_store *st, const char *vol_id, const char *peer,
                     uint64_t *seq)
 {
-    if (!st || !seq || !valid_peer(peer) || !jr__valid_id(vol_id))
+    if (!st || !seq || !jr__valid_peer(peer) || !jr__valid_id(vol_id))
         return -EINVAL;
     HDR_OID(oid, vol_id);
     char key[JR_MAX_REGION + 8];
@@ -577,7 +405,7 @@ int jr_peer_ack_get(st_store *st, const char *vol_id, const char *peer,
 int jr_peer_ack_set(st_store *st, const char *vol_id, const char *peer,
                     uint64_t seq)
 {
-    if (!st || !valid_peer(peer) || !jr__valid_id(vol_id)) return -EINVAL;
+    if (!st || !jr__valid_peer(peer) || !jr__valid_id(vol_id)) return -EINVAL;
     HDR_OID(oid, vol_id);
     char key[JR_MAX_REGION + 8];
     snprintf(key, sizeof key, "ack.%s", peer);

@@ -1,6 +1,6 @@
 /*
  * fuzz-tomb.c: libFuzzer target for the tombstone value parser
- * (journal/jr_volume.c, jr__tomb_parse; FORMAT.md R-35).  Any bytes:
+ * (journal/jr_tomb.c, jr__tomb_parse; FORMAT.md R-35).  Any bytes:
  * JR_ECORRUPT, or a tombstone that keeps the promises of jr.h (epoch >= 1,
  * 1..JR_TOMB_MAX_PEERS peer names, each NUL-terminated, non-empty and
  * within JR_MAX_REGION, no spaces).
