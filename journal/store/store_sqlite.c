@@ -1,6 +1,8 @@
 /*
  * store_sqlite.c: the embedded object store backend, one SQLite database
  * file per region.
+ * One unit (as SQLite's os_unix.c is one VFS): every op of store.h relies on
+ * the same row layout, its zero-tail invariant and this file's transactions.
  *
  * Layout (schema version 1, in table meta):
  *   objects(id, oid, size, mtime)   one row per object; oid is a BLOB so any
