@@ -1,6 +1,7 @@
 /*
- * rep_admin.h: the admin service (rep_admin.c, rep_admin_journal.c), for
- * rep_core.c to serve, and its promote (tests call it directly).
+ * rep_admin.h: the admin service (rep_admin.c, rep_admin_resync.c,
+ * rep_admin_journal.c), for rep_core.c to serve, and its promote (tests
+ * call it directly).
  */
 #ifndef TANDEM_REP_ADMIN_H
 #define TANDEM_REP_ADMIN_H
@@ -25,6 +26,14 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
  * out of memory), as every admin answer carries it. */
 Tandem__Admin__V1__VolumeStatus *rep__admin_vstatus(rep_ctx *r,
                                                     const char *id);
+
+/* ---- rep_admin_resync.c ----
+ * Resync: make this region's copy (a former primary, or split-brain) a
+ * secondary of the peer's primary, copying only the regions written on
+ * either side since the last common journal position (or everything,
+ * when no journal covers that, or with full). */
+int rep__h_resync(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
+                  ProtobufCMessage **respm);
 
 /* ---- rep_admin_journal.c: a damaged journal (FORMAT.md R-37) ----
  * CheckJournal (jr_journal_check, nothing changed) and

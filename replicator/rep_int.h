@@ -12,6 +12,7 @@
  *        +--> rep_metrics.c (rep_metrics.h)  /metrics: reads a snapshot
  *        +--> rep_admin.c   (rep_admin.h)    admin service: reads
  *        |         snapshots, changes roles  --> rep_link.h (peer calls);
+ *        |    rep_admin_resync.c             its Resync (delta copy)
  *        |    rep_admin_journal.c            its damaged-journal calls
  *        +--> rep_send.c, rep_copy.c (rep_send.h)  senders, catch-up
  *        |                                   --> rep_link.h (peer calls)
