@@ -115,45 +115,6 @@ Tandem__Admin__V1__VolumeStatus *rep__admin_vstatus(rep_ctx *r,
     return vstatus_of(r, id);
 }
 
-struct idlist {
-    char **a;
-    size_t n, cap;
-};
-
-static int idlist_cb(const char *id, void *arg)
-{
-    struct idlist *l = arg;
-    if (l->n == l->cap) {
-        size_t c = l->cap ? 2 * l->cap : 32;
-        void *p = realloc(l->a, c * sizeof(*l->a));
-        if (!p) return -ENOMEM;
-        l->a = p;
-        l->cap = c;
-    }
-    if (!(l->a[l->n] = strdup(id))) return -ENOMEM;
-    l->n++;
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int list_all(rep_ctx *r, struct idlist *l)
-{
-    memset(l, 0, sizeof(*l));
-    int rc = jr_volume_list(r->st, idlist_cb, l);
-    if (l->n > 1) qsort(l->a, l->n, sizeof(*l->a), cmp_str);
-    return rc;
-}
-
-static void idlist_free(struct idlist *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->a[i]);
-    free(l->a);
-}
-
 static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                     ProtobufCMessage **respm)
 {
@@ -204,15 +165,15 @@ static int h_list(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                   ProtobufCMessage **respm)
 {
     rep_ctx *r = svc;
-    struct idlist l;
+    struct rep_idlist l;
     (void)reqm;
-    if (list_all(r, &l) < 0) {
-        idlist_free(&l);
+    if (rep__idlist_all(r, &l) < 0) {
+        rep__idlist_free(&l);
         return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing volumes failed");
     }
     Tandem__Admin__V1__ListVolumesResponse *resp = malloc(sizeof(*resp));
     if (!resp) {
-        idlist_free(&l);
+        rep__idlist_free(&l);
         return RPC_RESOURCE_EXHAUSTED;
     }
     tandem__admin__v1__list_volumes_response__init(resp);
@@ -499,7 +460,7 @@ answer:;
 
 struct fo_job {
     rep_ctx *r;
-    struct idlist *l;
+    struct rep_idlist *l;
     const int *unknown;  /* per volume (NULL: none): the error that kept
                             --all from telling whether it is a replica */
     Tandem__Admin__V1__FailoverResult **out; /* slot per volume */
@@ -575,7 +536,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
 {
     rep_ctx *r = svc;
     const Tandem__Admin__V1__FailoverRequest *req = (const void *)reqm;
-    struct idlist l = {0};
+    struct rep_idlist l = {0};
     int *unknown = NULL;
     if (req->to_region[0] && strcmp(req->to_region, r->region))
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
@@ -586,9 +547,9 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "name volumes or set all");
     if (req->all) {
-        struct idlist a;
-        if (list_all(r, &a) < 0) {
-            idlist_free(&a);
+        struct rep_idlist a;
+        if (rep__idlist_all(r, &a) < 0) {
+            rep__idlist_free(&a);
             return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "listing failed");
         }
         /* Every copy replicated with our peer (primaries are reported as
@@ -596,24 +557,24 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
          * unreadable): they are reported as failed, not left out. */
         unknown = calloc(a.n + 1, sizeof(*unknown));
         if (!unknown) {
-            idlist_free(&a);
+            rep__idlist_free(&a);
             return RPC_RESOURCE_EXHAUSTED;
         }
         for (size_t i = 0; i < a.n; i++) {
             char peer[RG_MAX_NAME + 1];
             int prc = rep__vol_peer(r, a.a[i], peer, sizeof(peer));
             if ((prc < 0 || !strcmp(peer, r->peer_region)) &&
-                idlist_cb(a.a[i], &l) == 0)
+                rep__idlist_add(&l, a.a[i]) == 0)
                 unknown[l.n - 1] = prc;
         }
-        idlist_free(&a);
+        rep__idlist_free(&a);
     } else {
         for (size_t i = 0; i < req->n_volume_ids; i++)
-            idlist_cb(req->volume_ids[i], &l);
+            rep__idlist_add(&l, req->volume_ids[i]);
     }
     Tandem__Admin__V1__FailoverResponse *resp = malloc(sizeof(*resp));
     if (!resp) {
-        idlist_free(&l);
+        rep__idlist_free(&l);
         free(unknown);
         return RPC_RESOURCE_EXHAUSTED;
     }
@@ -636,7 +597,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         for (size_t k = 0; k < l.n; k++)
             if (resp->results[k]) resp->results[resp->n_results++] = resp->results[k];
     }
-    idlist_free(&l);
+    rep__idlist_free(&l);
     free(unknown);
     *respm = &resp->base;
     return RPC_OK;

@@ -245,6 +245,16 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *out);
  * of every volume of the region, in id order.  0, or a negative errno
  * (listing failed, out of memory) with *out empty.  Free with
  * rep__snapshot_free. */
+/* A growable list of volume ids (malloc'd strings).  rep__idlist_all
+ * fills it with every volume of the region, sorted (after a failure it
+ * holds what was listed so far); free with rep__idlist_free either way. */
+struct rep_idlist {
+    char **a;
+    size_t n, cap;
+};
+int rep__idlist_add(struct rep_idlist *l, const char *id);
+int rep__idlist_all(rep_ctx *r, struct rep_idlist *l);
+void rep__idlist_free(struct rep_idlist *l);
 int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
                   struct rep_snap *out);
 void rep__snapshot_free(struct rep_snap *s);

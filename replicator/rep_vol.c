@@ -268,14 +268,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-struct snap_ids {
-    char **a;
-    size_t n, cap;
-};
-
-static int snap_ids_cb(const char *id, void *arg)
+int rep__idlist_add(struct rep_idlist *l, const char *id)
 {
-    struct snap_ids *l = arg;
     if (l->n == l->cap) {
         size_t c = l->cap ? 2 * l->cap : 32;
         void *p = realloc(l->a, c * sizeof(*l->a));
@@ -288,10 +282,27 @@ static int snap_ids_cb(const char *id, void *arg)
     return 0;
 }
 
+static int idlist_cb(const char *id, void *arg) { return rep__idlist_add(arg, id); }
+
+int rep__idlist_all(rep_ctx *r, struct rep_idlist *l)
+{
+    memset(l, 0, sizeof(*l));
+    int rc = jr_volume_list(r->st, idlist_cb, l);
+    if (l->n > 1) qsort(l->a, l->n, sizeof(*l->a), cmp_str);
+    return rc;
+}
+
+void rep__idlist_free(struct rep_idlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->a[i]);
+    free(l->a);
+    memset(l, 0, sizeof(*l));
+}
+
 int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
                   struct rep_snap *out)
 {
-    struct snap_ids l = {0};
+    struct rep_idlist l = {0};
     int rc = 0;
     memset(out, 0, sizeof(*out));
     rep__scpy(out->region, sizeof(out->region), r->region);
@@ -299,9 +310,8 @@ int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
     out->peer_up = __atomic_load_n(&r->peer_up, __ATOMIC_ACQUIRE);
     out->now_ms = tb_wall_ms();
     if (!ids) {
-        rc = jr_volume_list(r->st, snap_ids_cb, &l);
+        rc = rep__idlist_all(r, &l);
         if (rc < 0) goto out;
-        if (l.n > 1) qsort(l.a, l.n, sizeof(*l.a), cmp_str);
         ids = l.a;
         n = l.n;
     }
@@ -313,8 +323,7 @@ int rep__snapshot(rep_ctx *r, char *const *ids, size_t n,
     for (size_t i = 0; i < n; i++) rep__vol_status(r, ids[i], &out->vols[i]);
     out->n = n;
 out:
-    for (size_t i = 0; i < l.n; i++) free(l.a[i]);
-    free(l.a);
+    rep__idlist_free(&l);
     return rc;
 }
 
