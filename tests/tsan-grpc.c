@@ -14,13 +14,22 @@
  * was started), so it is declared here: release on the tag when an
  * operation starts, acquire on it when its event is taken.
  *
- * Linked with -Wl,--wrap=FUNCTION for those five functions
+ * The same holds for the TLS peer-verification callback of channel
+ * credentials (grpc_ssl_credentials_create_ex): gRPC calls it later, on
+ * whichever thread runs the handshake, with the userdata the creating
+ * thread wrote, and destroys that userdata after the last callback
+ * returned; the callback goes through a trampoline that acquires what the
+ * creation released and releases for the destruction.
+ *
+ * Linked with -Wl,--wrap=FUNCTION for those six functions
  * (tests/module.mk), so only references from our own objects are
  * wrapped; nothing else is hidden from TSan (no race is suppressed here:
  * an access to the tag's object that is not ordered by this edge, such
  * as a write after the operation started, is still reported).
  */
+#include <stdlib.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
 
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
@@ -108,4 +117,59 @@ grpc_event __wrap_grpc_completion_queue_pluck(grpc_completion_queue *cq,
         __real_grpc_completion_queue_pluck(cq, tag, deadline, reserved);
     if (ev.type == GRPC_OP_COMPLETE && ev.tag) __tsan_acquire(ev.tag);
     return ev;
+}
+
+/* ---- TLS peer verification callback ---- */
+
+grpc_channel_credentials *__real_grpc_ssl_credentials_create_ex(
+    const char *pem_root_certs, grpc_ssl_pem_key_cert_pair *pem_key_cert_pair,
+    const grpc_ssl_verify_peer_options *verify_options, void *reserved);
+
+struct verify_tramp {
+    grpc_ssl_verify_peer_options orig;
+};
+
+static int verify_tramp_cb(const char *target, const char *peer_pem,
+                           void *userdata)
+{
+    struct verify_tramp *t = userdata;
+    __tsan_acquire(t);
+    int rc = t->orig.verify_peer_callback(
+        target, peer_pem, t->orig.verify_peer_callback_userdata);
+    /* gRPC destroys the credentials (verify_tramp_destruct) only after
+     * every callback returned: what the callback read happens before. */
+    __tsan_release(t);
+    return rc;
+}
+
+static void verify_tramp_destruct(void *userdata)
+{
+    struct verify_tramp *t = userdata;
+    __tsan_acquire(t);
+    if (t->orig.verify_peer_destruct)
+        t->orig.verify_peer_destruct(t->orig.verify_peer_callback_userdata);
+    free(t);
+}
+
+grpc_channel_credentials *__wrap_grpc_ssl_credentials_create_ex(
+    const char *pem_root_certs, grpc_ssl_pem_key_cert_pair *pem_key_cert_pair,
+    const grpc_ssl_verify_peer_options *verify_options, void *reserved);
+grpc_channel_credentials *__wrap_grpc_ssl_credentials_create_ex(
+    const char *pem_root_certs, grpc_ssl_pem_key_cert_pair *pem_key_cert_pair,
+    const grpc_ssl_verify_peer_options *verify_options, void *reserved)
+{
+    struct verify_tramp *t;
+    if (!verify_options || !verify_options->verify_peer_callback ||
+        !(t = malloc(sizeof(*t))))
+        return __real_grpc_ssl_credentials_create_ex(
+            pem_root_certs, pem_key_cert_pair, verify_options, reserved);
+    t->orig = *verify_options;
+    grpc_ssl_verify_peer_options vo = {
+        .verify_peer_callback = verify_tramp_cb,
+        .verify_peer_callback_userdata = t,
+        .verify_peer_destruct = verify_tramp_destruct,
+    };
+    __tsan_release(t);
+    return __real_grpc_ssl_credentials_create_ex(
+        pem_root_certs, pem_key_cert_pair, &vo, reserved);
 }
