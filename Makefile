@@ -84,7 +84,6 @@ UNIT_TESTS :=   # test programs, each runs by itself and exits 0 on success
 E2E_TESTS  :=   # shell scripts (TAP), run by tests/run-e2e.sh
 FAULT_TESTS :=  # randomized fault tests, also run alone by `make test-faults`
 TSAN_TESTS :=   # unit tests also built and run under ThreadSanitizer
-TSAN_EXCLUDE := # names of tests in those that TSan cannot run
 FUZZERS    :=   # libFuzzer targets: <name> built from tests/fuzz/<name>.c
 BENCHES    :=   # bench programs/scripts, run by `make bench`
 
@@ -177,8 +176,6 @@ tsan:
 	$(MAKE) B=build/tsan SANITIZE=thread OPT=-O1 tsan-programs
 	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 exitcode=66 second_deadlock_stack=1 history_size=4" \
 	TT_WRAP="$(TSAN_WRAP)" TT_TIMEOUT=$${TT_TIMEOUT:-600} \
-	TT_EXCLUDE="$(TSAN_EXCLUDE)" \
-	TT_EXCLUDE_REASON="not under TSan: forks a process running librados threads (runs in the plain and ASan builds)" \
 	tests/run-unit.sh $(patsubst $(B)/%,build/tsan/%,$(TSAN_TESTS))
 
 tsan-programs: $(TSAN_TESTS)

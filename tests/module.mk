@@ -9,14 +9,12 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
 
 # The threaded ones also run under ThreadSanitizer (make tsan, build/tsan).
-# TSan cannot fork a process whose librados threads run ("starting new
-# threads after multi-threaded fork is not supported"), so the tests that
-# do are not run there (TSAN_EXCLUDE: reported as skips with that reason;
-# they run in the plain and ASan builds).  Not test-store: most of its
-# rados tests do that; test-journal covers that store's asynchronous path.
-TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc
-TSAN_EXCLUDE += paused_writer_expires_rados \
-    replay_after_kill_at_random_points_rados damaged_tail_rados
+# TSan cannot follow a fork of a multi-threaded process ("starting new
+# threads after multi-threaded fork is not supported"): tt.h skips the
+# tests that do, in that build only (they run in the plain and ASan
+# builds).
+TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc \
+    $(B)/tests/test-store
 # Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
 # happens-before edges of gRPC's completion queue (start of an operation
 # -> its event) and of librados's asynchronous operations (submit -> its

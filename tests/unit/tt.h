@@ -22,8 +22,8 @@
  * With TANDEM_REQUIRE_CEPH=1 (CI, .ci/run) a skip of the Ceph backend
  * FAILS instead: a test whose name contains "rados" or "ceph", or whose
  * reason mentions Ceph/RADOS/$TANDEM_CEPH_SKIP, must not skip there.
- * $TT_EXCLUDE names tests a build does not run (reported as skipped with
- * $TT_EXCLUDE_REASON; see tt_excluded).
+ * (Under TSan, a test that forks a multi-threaded process whose child
+ * could not start a thread is skipped for that build only: see tt_fork.)
  *
  * The child's exit status (and the skip reason, through a pipe) is the
  * only channel back to the parent, so tests must not rely on state left
@@ -106,19 +106,16 @@ static inline int tt_require_ceph(void)
     return r && strcmp(r, "1") == 0;
 }
 
-static void tt_skip(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2), noreturn, unused));
-static void tt_skip(const char *fmt, ...)
+static void tt_skip_v(int build_only, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0), noreturn, unused));
+static void tt_skip_v(int build_only, const char *fmt, va_list ap)
 {
     char reason[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
     for (char *p = reason; *p; p++)
         if (*p == '\n' || *p == '\t') *p = ' ';
     fflush(stdout);
-    if (tt_require_ceph() && tt_ceph_skip(tt_current, reason)) {
+    if (!build_only && tt_require_ceph() && tt_ceph_skip(tt_current, reason)) {
         fprintf(stderr, "  %s: TANDEM_REQUIRE_CEPH=1 but the Ceph backend "
                 "would be skipped: %s\n", tt_current, reason);
         abort();
@@ -133,6 +130,64 @@ static void tt_skip(const char *fmt, ...)
     }
     _exit(TT_SKIP_EXIT);
 }
+
+static void tt_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn, unused));
+static void tt_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tt_skip_v(0, fmt, ap);
+}
+
+/* A skip of this build only (the test runs in the others), which
+ * TANDEM_REQUIRE_CEPH does not turn into a failure. */
+static void tt_skip_build(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn, unused));
+static void tt_skip_build(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tt_skip_v(1, fmt, ap);
+}
+
+#if defined(__SANITIZE_THREAD__)
+#include <pthread.h>
+/* TSan cannot follow a fork of a multi-threaded process: the child dies
+ * as soon as it starts a thread ("starting new threads after
+ * multi-threaded fork is not supported"), and the test hangs or fails on
+ * it.  So in the TSan build a test's fork first asks a probe child
+ * whether it may start a thread; if not, the test is skipped for this
+ * build only (it runs in the plain and ASan builds, and such a child
+ * would not be checked by TSan anyway: TSan ignores everything in it). */
+static void *tt_probe_thread(void *arg) { return arg; }
+static inline int tt_child_may_thread(void)
+{
+    pid_t p = (fork)();
+    if (p == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 2); /* TSan's "Dying" message */
+        pthread_t t;
+        if (pthread_create(&t, NULL, tt_probe_thread, NULL) == 0)
+            pthread_join(t, NULL);
+        _exit(0);
+    }
+    int st = 0;
+    if (p < 0) return 1; /* the real fork will say */
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+static inline pid_t tt_fork(void)
+{
+    if (!tt_child_may_thread())
+        tt_skip_build("not under TSan: forks a multi-threaded process, "
+                      "which TSan cannot follow (runs in the plain and "
+                      "ASan builds)");
+    return (fork)();
+}
+#define fork() tt_fork()
+#endif
 
 #define TT_FAIL(...)                                                          \
     do {                                                                      \
@@ -181,24 +236,6 @@ static void tt_skip(const char *fmt, ...)
                     (size_t)(n));                                             \
     } while (0)
 
-/* $TT_EXCLUDE: names of tests this build cannot run (make tsan: a test
- * that forks a process whose librados threads run, which TSan refuses);
- * each is reported skipped with $TT_EXCLUDE_REASON, never run.  Such a
- * skip is the build's, not the backend's: the test runs in the other
- * builds, so TANDEM_REQUIRE_CEPH does not turn it into a failure. */
-static int tt_excluded(const char *name)
-{
-    const char *l = getenv("TT_EXCLUDE");
-    size_t n = strlen(name);
-    while (l && *l) {
-        while (*l == ' ') l++;
-        size_t k = strcspn(l, " ");
-        if (k == n && strncmp(l, name, n) == 0) return 1;
-        l += k;
-    }
-    return 0;
-}
-
 static int tt_selected(const char *name, int argc, char **argv)
 {
     if (argc <= 1) return 1;
@@ -219,19 +256,11 @@ static int tt_run_all(int argc, char **argv)
         if (!tt_selected(tt_cases[i].name, argc, argv)) continue;
         printf("  %-40s ", tt_cases[i].name);
         fflush(stdout);
-        if (tt_excluded(tt_cases[i].name)) {
-            const char *why = getenv("TT_EXCLUDE_REASON");
-            snprintf(skips[nskips++], sizeof(skips[0]), "%s: %s",
-                     tt_cases[i].name, why && *why ? why : "excluded here");
-            printf("\n  skip %s\n", skips[nskips - 1]);
-            skipped++;
-            continue;
-        }
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         int sp[2] = {-1, -1};
         if (pipe2(sp, O_CLOEXEC) < 0) sp[0] = sp[1] = -1;
-        pid_t pid = fork();
+        pid_t pid = (fork)(); /* the real one, not tt_fork */
         if (pid == 0) {
             if (sp[0] >= 0) close(sp[0]);
             tt_skip_fd = sp[1];
