@@ -67,7 +67,7 @@ else
     else
         args=(--conf "$TANDEM_CEPH_CONF" --id "${TANDEM_CEPH_CLIENT:-admin}")
         [ -n "${TANDEM_CEPH_KEYRING:-}" ] && args+=(--keyring "$TANDEM_CEPH_KEYRING")
-        if ! pools=$(timeout 60 rados "${args[@]}" --connect-timeout 30 lspools 2>&1); then
+        if ! pools=$(timeout 60 rados "${args[@]}" --client_mount_timeout 30 lspools 2>&1); then
             why="the cluster of $TANDEM_CEPH_CONF is not reachable: $(printf '%s\n' "$pools" | tail -1)"
         else
             for p in "$TANDEM_CEPH_POOL_A" "$TANDEM_CEPH_POOL_B"; do
