@@ -165,7 +165,7 @@ asan:
 	$(MAKE) B=build/asan SANITIZE=1 OPT=-O1 test-unit
 
 # ThreadSanitizer build of the threaded unit tests ($(TSAN_TESTS): the
-# replicator, the journal, the rpc layer) in build/tsan.  A race report
+# replicator, the journal, the rpc layer, the store) in build/tsan.  A race report
 # fails the test (exitcode 66).  tests/tsan.supp names only races inside
 # the uninstrumented system libraries (gRPC core, librados), never tandem
 # code.  gcc's TSan cannot map its shadow memory under a randomized layout
