@@ -24,6 +24,7 @@
 
 #include "jr_int.h"
 #include "replicator/rep_link.h"
+#include "fuzz-rep-region.h"
 #include "tlog.h"
 
 #define VOL "fz"
@@ -75,28 +76,7 @@ static void cleanup(void)
 
 static void init(void)
 {
-    char conf[128], err[256];
-    tlog_init("fuzz", (enum tlog_level)(TLOG_ERROR + 1));
-    /* Scratch files: $TMPDIR, else tmpfs (no fsync cost), else /tmp. */
-    const char *t = getenv("TMPDIR");
-    if (!t || t[0] != '/')
-        t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%.40s/fuzz-rep-XXXXXX", t);
-    if (!mkdtemp(dir)) abort();
-    snprintf(conf, sizeof(conf), "%s/conf.ini", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f) abort();
-    /* The peer's address is never dialled: no rep_start. */
-    fprintf(f, "[region a]\nbackend = sqlite\ndb_path = %s/a.db\n"
-            "replicator = 127.0.0.1:9\n[region b]\nbackend = sqlite\n"
-            "db_path = %s/b.db\nreplicator = 127.0.0.1:9\n", dir, dir);
-    fclose(f);
-    struct rep_opts o = {.config_path = conf, .region = "b",
-                         .peer_region = "a", .insecure = 1};
-    if (rep_create(&o, &R, err, sizeof(err)) < 0) {
-        fprintf(stderr, "rep_create: %s\n", err);
-        abort();
-    }
+    R = fuzz_rep_region(dir, sizeof(dir), "fuzz-rep");
     for (size_t i = 0; i < rep__n_link_methods; i++)
         if (strstr(rep__link_methods[i].name, "/ShipBatch"))
             ship_fn = rep__link_methods[i].fn;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "replicator/rep_link.h"
+#include "fuzz-rep-region.h"
 #include "tlog.h"
 
 #define RES(x) TANDEM__REPL__V1__RESULT__RESULT_##x
@@ -136,27 +137,8 @@ static void make_fd(uint8_t st)
 
 static void init(void)
 {
-    char conf[128], err[256], addr[128];
-    tlog_init("fuzz", (enum tlog_level)(TLOG_ERROR + 1));
-    const char *t = getenv("TMPDIR");
-    if (!t || t[0] != '/')
-        t = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof(dir), "%.40s/fuzz-rh-XXXXXX", t);
-    if (!mkdtemp(dir)) abort();
-    snprintf(conf, sizeof(conf), "%s/conf.ini", dir);
-    FILE *f = fopen(conf, "w");
-    if (!f) abort();
-    /* The peer's address is never dialled: no rep_start. */
-    fprintf(f, "[region a]\nbackend = sqlite\ndb_path = %s/a.db\n"
-            "replicator = 127.0.0.1:9\n[region b]\nbackend = sqlite\n"
-            "db_path = %s/b.db\nreplicator = 127.0.0.1:9\n", dir, dir);
-    fclose(f);
-    struct rep_opts o = {.config_path = conf, .region = "b",
-                         .peer_region = "a", .insecure = 1};
-    if (rep_create(&o, &R, err, sizeof(err)) < 0) {
-        fprintf(stderr, "rep_create: %s\n", err);
-        abort();
-    }
+    char addr[128];
+    R = fuzz_rep_region(dir, sizeof(dir), "fuzz-rh");
     struct rpc_server_opts so = {.methods = rep__link_methods,
                                  .n_methods = rep__n_link_methods,
                                  .svc = R, .n_threads = 2};
