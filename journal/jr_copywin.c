@@ -137,8 +137,13 @@ int jr_copywin_save(st_store *st, const char *vol_id, uint64_t off,
         if (start >= info.size) break;
         if (start + sz > info.size) sz = info.size - start;
         block_oid(oid, sizeof(oid), vol_id, b);
-        /* Saved already in this window: keep the oldest bytes. */
-        if (st_stat(st, oid, &osz, NULL) == 0) continue;
+        /* Saved already in this window: keep the oldest bytes.  Only a
+         * block known to be absent is saved: a failed check must never
+         * overwrite the saved bytes with what the copy already wrote. */
+        rc = st_stat(st, oid, &osz, NULL);
+        if (rc == 0) continue;
+        if (rc != -ENOENT) break;
+        rc = 0;
         if ((rc = jr_image_read(st, vol_id, start, buf, sz)) < 0) break;
         if ((rc = st_write_full(st, oid, buf, sz)) < 0) break;
     }

@@ -22,7 +22,6 @@
 #include "rep_link.h"
 #include "tlog.h"
 
-static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* ---------------------------------------------------------- status */
 
@@ -51,10 +50,10 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     Tandem__Admin__V1__VolumeStatus *m = malloc(sizeof(*m));
     if (!m) return NULL;
     tandem__admin__v1__volume_status__init(m);
-    m->volume_id = sdup(s->id);
-    m->region = sdup(s->info.region[0] ? s->info.region : r->region);
-    m->peer_region = sdup(s->peer_region);
-    m->role = sdup(s->info.role ? jr_role_name(s->info.role) : "");
+    m->volume_id = rep__sdup(s->id);
+    m->region = rep__sdup(s->info.region[0] ? s->info.region : r->region);
+    m->peer_region = rep__sdup(s->peer_region);
+    m->role = rep__sdup(s->info.role ? jr_role_name(s->info.role) : "");
     m->epoch = s->info.epoch;
     m->head = s->info.head;
     m->applied = s->info.applied;
@@ -65,13 +64,13 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->last_sync_unix_ms = s->last_sync_ms;
     m->throughput_bytes_per_s = s->rate;
     m->compression_ratio = s->ratio;
-    m->link_state = sdup(rep__link_name(s->link_state));
-    m->state = sdup(rep__state_name(s->state));
+    m->link_state = rep__sdup(rep__link_name(s->link_state));
+    m->state = rep__sdup(rep__state_name(s->state));
     m->split_brain = s->split_brain;
     m->dirty_tracking = s->info.dirty_tracking;
     m->size_bytes = s->info.size;
-    m->replication = sdup(s->replication);
-    m->last_error = sdup(s->last_error);
+    m->replication = rep__sdup(s->replication);
+    m->last_error = rep__sdup(s->last_error);
     m->applied_age_seconds = s->applied_age_s;
     m->wire_bytes = s->wire_bytes;
     m->raw_bytes = s->raw_bytes;
@@ -91,8 +90,8 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
                  s->last_error[0] ? "; " : "", s->last_error);
         free(m->state);
         free(m->last_error);
-        m->state = sdup(rep__state_name(REP_ST_ERROR));
-        m->last_error = sdup(e);
+        m->state = rep__sdup(rep__state_name(REP_ST_ERROR));
+        m->last_error = rep__sdup(e);
     }
     /* For tandemctl's PV manifests; our own "rep." keys stay out.  Without
      * metadata (an error here) a status is still worth sending; failover
@@ -139,10 +138,10 @@ static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     Tandem__Admin__V1__StatusResponse *resp = malloc(sizeof(*resp));
     if (!resp) goto nomem;
     tandem__admin__v1__status_response__init(resp);
-    resp->region = sdup(snap.region);
-    resp->peer_region = sdup(snap.peer_region);
+    resp->region = rep__sdup(snap.region);
+    resp->peer_region = rep__sdup(snap.peer_region);
     resp->peer_link_state =
-        sdup(rep__link_name(snap.peer_up ? REP_LINK_UP : REP_LINK_DOWN));
+        rep__sdup(rep__link_name(snap.peer_up ? REP_LINK_UP : REP_LINK_DOWN));
     resp->now_unix_ms = snap.now_ms;
     resp->volumes = calloc(snap.n + 1, sizeof(*resp->volumes));
     if (!resp->volumes) {
@@ -350,7 +349,7 @@ static int h_promote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
     tandem__admin__v1__promote_response__init(resp);
     resp->changed = changed;
-    resp->message = sdup(msg);
+    resp->message = rep__sdup(msg);
     resp->volume = vstatus_of(r, req->volume_id);
     *respm = &resp->base;
     return RPC_OK;
@@ -450,7 +449,7 @@ answer:;
     snprintf(msg, sizeof(msg), changed ? "%s demoted in %s and drained to %s"
                                        : "%s is already secondary in %s%.0s",
              id, r->region, r->peer_region);
-    resp->message = sdup(msg);
+    resp->message = rep__sdup(msg);
     resp->volume = vstatus_of(r, id);
     *respm = &resp->base;
     return RPC_OK;
@@ -491,10 +490,10 @@ static void *fo_worker(void *arg)
         } else {
             code = rep__promote(r, id, j->force, &changed, msg, sizeof(msg));
         }
-        fr->volume_id = sdup(id);
+        fr->volume_id = rep__sdup(id);
         fr->ok = code == RPC_OK;
         fr->changed = changed;
-        fr->message = sdup(msg);
+        fr->message = rep__sdup(msg);
         struct rep_vstat s;
         rep__vol_status(r, id, &s);
         fr->volume = vstatus_msg(r, &s);
@@ -514,7 +513,7 @@ static void *fo_worker(void *arg)
                      "(%s): run failover again for its manifest", msg,
                      jr_strerror(mrc));
             free(fr->message);
-            fr->message = sdup(m2);
+            fr->message = rep__sdup(m2);
             fr->ok = 0;
         }
         /* How current the promoted copy is: when it was last known to hold
@@ -579,7 +578,7 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         return RPC_RESOURCE_EXHAUSTED;
     }
     tandem__admin__v1__failover_response__init(resp);
-    resp->region = sdup(r->region);
+    resp->region = rep__sdup(r->region);
     resp->results = calloc(l.n + 1, sizeof(*resp->results));
     if (resp->results) {
         /* Volumes are promoted in parallel (each under its own op_lock):

@@ -38,7 +38,6 @@
 
 #define STOP_WAIT_MS 5000 /* for the volume's sender to stop */
 
-static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 static int not_found_or(rpc_ctx *ctx, int rc, const char *id,
                         const char *what)
@@ -89,7 +88,7 @@ int rep__h_check_journal(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     resp->applied = damaged ? dm.applied : info.applied;
     resp->head = damaged ? dm.head : info.head;
     resp->peer_acked = acked;
-    resp->peer_region = sdup(peer);
+    resp->peer_region = rep__sdup(peer);
     if (damaged) {
         Tandem__Admin__V1__JournalDamage *d = malloc(sizeof(*d));
         if (!d) {
@@ -100,7 +99,7 @@ int rep__h_check_journal(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         d->seq = dm.seq;
         d->object = dm.object;
         d->offset = dm.offset;
-        d->why = sdup(dm.why);
+        d->why = rep__sdup(dm.why);
         resp->damage = d;
         resp->discard_entries = dm.head >= dm.seq ? dm.head - dm.seq + 1 : 0;
         /* The journal's bytes spread evenly over its kept entries: an
@@ -404,7 +403,7 @@ out:
     resp->head = after.head;
     resp->peer_copy_scheduled = scheduled;
     resp->peer_needs_resync = needs_resync;
-    resp->message = sdup(msg);
+    resp->message = rep__sdup(msg);
     resp->volume = rep__admin_vstatus(r, id);
     *respm = &resp->base;
     return RPC_OK;

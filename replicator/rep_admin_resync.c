@@ -24,7 +24,6 @@
 #include "rep_link.h"
 #include "tlog.h"
 
-static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* Byte ranges of the image to copy. */
 struct rregs {
@@ -328,7 +327,7 @@ out:
     resp->common_seq = common;
     resp->regions = nreg;
     resp->bytes_copied = bytes;
-    resp->message = sdup(msg);
+    resp->message = rep__sdup(msg);
     resp->volume = rep__admin_vstatus(r, id);
     *respm = &resp->base;
     return RPC_OK;

@@ -256,7 +256,11 @@ enum send_res rep__sender_copy(struct sender *s, int full)
             if (l > REP_COPY_CHUNK) l = REP_COPY_CHUNK;
             if (l > call_max - used) l = call_max - used;
             uint8_t *p = buf + used;
-            if ((rc = jr_image_read(r->st, v->id, goff, p, l)) < 0) goto out;
+            if ((rc = jr_image_read(r->st, v->id, goff, p, l)) < 0) {
+                /* The LZ4 buffers of this call's regions so far. */
+                for (size_t i = 0; i < k; i++) free(cbufs[i]);
+                goto out;
+            }
             Tandem__Repl__V1__Region *x = &rg[k];
             tandem__repl__v1__region__init(x);
             cbufs[k] = NULL;

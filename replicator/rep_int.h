@@ -211,6 +211,9 @@ struct rep_snap {
     size_t n;
 };
 
+/* A malloc'd copy of s ("" for NULL), for protobuf response strings. */
+static inline char *rep__sdup(const char *s) { return strdup(s ? s : ""); }
+
 /* Copy a string, truncating to size (always NUL-terminated). */
 static inline void rep__scpy(char *d, size_t size, const char *s)
 {
@@ -266,6 +269,12 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info);
 /* The peer region of a volume copy into out ("" if not replicated): 0, or
  * a negative errno (out "": unknown, not "not replicated"). */
 int rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size);
+/* The same, and from the same read: if the copy is split-fenced, why
+ * (REP_META_SPLIT's value, "?" if empty) in split, else "" (split may be
+ * NULL). */
+#define REP_SPLIT_WHY 256
+int rep__vol_peer_split(rep_ctx *r, const char *id, char *out, size_t size,
+                        char split[REP_SPLIT_WHY]);
 /* Meta helpers: get as string (malloc'd or NULL) / u64 (0 if absent). */
 char *rep__meta(rep_ctx *r, const char *id, const char *key);
 uint64_t rep__meta_u64(rep_ctx *r, const char *id, const char *key);

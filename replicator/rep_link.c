@@ -36,7 +36,6 @@
 
 #define R(x) TANDEM__REPL__V1__RESULT__RESULT_##x
 
-static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* -------------------------------------------------------- authorization */
 
@@ -113,11 +112,12 @@ int rep__link_field(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
  * peer: the region a replica came from, or the peerRegion of a copy that
  * replicates from here.  0, or R_DENIED with msg set. */
 int rep__vol_authz(rep_ctx *r, const struct rep_caller *c, const char *id,
-                     char *msg, size_t msz)
+                     char *msg, size_t msz, char split[REP_SPLIT_WHY])
 {
     char peer[RG_MAX_NAME + 1];
-    rep__vol_peer(r, id, peer, sizeof(peer));
-    if (!strcmp(peer, c->region)) return 0;
+    /* An unreadable volume has no peer here: refused. */
+    if (rep__vol_peer_split(r, id, peer, sizeof(peer), split) < 0) peer[0] = 0;
+    if (peer[0] && !strcmp(peer, c->region)) return 0;
     snprintf(msg, msz, "volume %s in region %s is not replicated with "
              "region %s (%s%s)", id, r->region, c->region,
              peer[0] ? "its peer is " : "not replicated", peer);
@@ -175,8 +175,8 @@ static int h_hello(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     Tandem__Repl__V1__HelloResponse *resp = malloc(sizeof(*resp));
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
     tandem__repl__v1__hello_response__init(resp);
-    resp->region = sdup(r->region);
-    resp->version = sdup("tandem-replicator 0.1");
+    resp->region = rep__sdup(r->region);
+    resp->version = rep__sdup("tandem-replicator 0.1");
     resp->now_unix_ms = tb_wall_ms();
     *respm = &resp->base;
     return RPC_OK;
@@ -204,8 +204,8 @@ static int ship_answer(ProtobufCMessage **respm, int result, uint64_t applied,
     resp->result = result;
     resp->applied = applied;
     resp->epoch = epoch;
-    resp->role = sdup(role);
-    resp->message = sdup(msg);
+    resp->role = rep__sdup(role);
+    resp->message = rep__sdup(msg);
     resp->created = created;
     *respm = &resp->base;
     return RPC_OK;
@@ -317,17 +317,16 @@ static int receive_check(rep_ctx *r, const struct rep_caller *c, const char *id,
         return R(ERROR);
     }
     /* Only the volume's own peer ships or copies into it. */
-    if (rep__vol_authz(r, c, id, msg, msz) < 0) return R_DENIED;
+    char split[REP_SPLIT_WHY];
+    if (rep__vol_authz(r, c, id, msg, msz, split) < 0) return R_DENIED;
     if (info->role == JR_ROLE_PRIMARY) {
         snprintf(msg, msz, "volume %s is primary in region %s at epoch %"
                  PRIu64 ": not overwritten", id, r->region, info->epoch);
         return R(SPLIT_BRAIN);
     }
-    char *split = rep__meta(r, id, REP_META_SPLIT);
-    if (split) {
+    if (split[0]) {
         snprintf(msg, msz, "volume %s in region %s was fenced (split brain: "
                  "%.200s): resync it first", id, r->region, split);
-        free(split);
         return R(SPLIT_BRAIN);
     }
     if (epoch < info->epoch) {
@@ -672,7 +671,7 @@ static int copy_answer(ProtobufCMessage **respm, int result, uint64_t applied,
     resp->applied = applied;
     resp->epoch = epoch;
     resp->bytes_written = written;
-    resp->message = sdup(msg);
+    resp->message = rep__sdup(msg);
     *respm = &resp->base;
     return RPC_OK;
 }
@@ -865,7 +864,7 @@ out:
     if (rc == RPC_OK && *respm && info.role) {
         /* The sender decides on refusals by our role (rep_copy.c). */
         Tandem__Repl__V1__CopyRegionsResponse *a = (void *)*respm;
-        a->role = sdup(jr_role_name(info.role));
+        a->role = rep__sdup(jr_role_name(info.role));
     }
     return rc;
 }

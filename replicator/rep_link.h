@@ -57,9 +57,11 @@ int rep__link_field(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
  * the caller's identity. */
 int rep__link_deny(rep_ctx *r, rpc_ctx *ctx, const char *uri,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* 0 if the caller is the volume's peer, else < 0 with msg set. */
+/* 0 if the caller is the volume's peer, else < 0 with msg set.  split
+ * (may be NULL) receives why the copy is split-fenced, "" if it is not:
+ * the same metadata read serves both. */
 int rep__vol_authz(rep_ctx *r, const struct rep_caller *c, const char *id,
-                   char *msg, size_t msz);
+                   char *msg, size_t msz, char split[REP_SPLIT_WHY]);
 /* 1 if id is a volume id the journal takes (and not dots only). */
 int rep__valid_id(const char *id);
 /* rep_link_vol.c's handlers, for the method table. */

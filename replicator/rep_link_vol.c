@@ -18,7 +18,6 @@
 
 #define R(x) TANDEM__REPL__V1__RESULT__RESULT_##x
 
-static char *sdup(const char *s) { return strdup(s ? s : ""); }
 
 /* ------------------------------------------------------------ GetVolume */
 
@@ -42,7 +41,7 @@ int rep__link_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     struct jr_info info;
     rc = jr_volume_stat(r->st, req->volume_id, &info);
     if (rc == -ENOENT) {
-        resp->role = sdup("");
+        resp->role = rep__sdup("");
         *respm = &resp->base;
         return RPC_OK;
     }
@@ -53,12 +52,12 @@ int rep__link_getvol(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     }
     /* Only a volume replicated with the caller: its state is the peer's
      * business, no other region's. */
-    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0) {
+    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg), NULL) < 0) {
         free(resp);
         return rep__link_deny(r, ctx, c.uri, "%s", dmsg);
     }
     resp->exists = 1;
-    resp->role = sdup(jr_role_name(info.role));
+    resp->role = rep__sdup(jr_role_name(info.role));
     resp->epoch = info.epoch;
     resp->head = info.head;
     resp->applied = info.applied;
@@ -134,7 +133,7 @@ int rep__link_jregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     if (rc < 0)
         return rpc_ctx_error(ctx, rc == -ENOENT ? RPC_NOT_FOUND : RPC_UNAVAILABLE,
                              "stat %s: %s", req->volume_id, jr_strerror(rc));
-    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
+    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg), NULL) < 0)
         return rep__link_deny(r, ctx, c.uri, "%s", dmsg);
     Tandem__Repl__V1__JournalRegionsResponse *resp = malloc(sizeof(*resp));
     if (!resp) return RPC_RESOURCE_EXHAUSTED;
@@ -193,7 +192,7 @@ int rep__link_rregions(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                              "stat %s: %s", req->volume_id, jr_strerror(rc));
     /* Bytes of a volume only to the region it replicates with (which
      * holds them anyway). */
-    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg)) < 0)
+    if (rep__vol_authz(r, &c, req->volume_id, dmsg, sizeof(dmsg), NULL) < 0)
         return rep__link_deny(r, ctx, c.uri, "%s", dmsg);
     for (size_t i = 0; i < req->n_regions; i++) {
         const Tandem__Repl__V1__Region *g = req->regions[i];
@@ -271,7 +270,7 @@ static int delrep_answer(ProtobufCMessage **respm, int result, int deleted,
     va_end(ap);
     a->result = result;
     a->deleted = deleted;
-    a->message = sdup(m);
+    a->message = rep__sdup(m);
     *respm = &a->base;
     return RPC_OK;
 }
@@ -315,7 +314,7 @@ int rep__link_delrep(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
     } else if (rc < 0) {
         rc = delrep_answer(respm, R(ERROR), 0, "stat %s: %s", id,
                            jr_strerror(rc));
-    } else if (rep__vol_authz(r, &c, id, dmsg, sizeof(dmsg)) < 0) {
+    } else if (rep__vol_authz(r, &c, id, dmsg, sizeof(dmsg), NULL) < 0) {
         /* Only the region a replica came from deletes it. */
         rc = rep__link_deny(r, ctx, c.uri, "%s", dmsg);
     } else if (info.role != JR_ROLE_SECONDARY) {

@@ -47,6 +47,7 @@ struct vmeta {
     char peer[RG_MAX_NAME + 1];
     char peer_alt[RG_MAX_NAME + 1];
     char from[RG_MAX_NAME + 1];
+    char split_why[REP_SPLIT_WHY];
     int split, draining;
 };
 
@@ -63,8 +64,10 @@ static int vmeta_cb(const char *key, const char *val, void *arg)
         rep__scpy(m->peer_alt, sizeof(m->peer_alt), val);
     else if (!strcmp(key, REP_META_PEER))
         rep__scpy(m->from, sizeof(m->from), val);
-    else if (!strcmp(key, REP_META_SPLIT))
+    else if (!strcmp(key, REP_META_SPLIT)) {
         m->split = 1;
+        rep__scpy(m->split_why, sizeof(m->split_why), val);
+    }
     else if (!strcmp(key, REP_META_DRAINING))
         m->draining = 1;
     return 0;
@@ -95,11 +98,21 @@ static void vmeta_peer(rep_ctx *r, const struct vmeta *m, char *out,
 
 int rep__vol_peer(rep_ctx *r, const char *id, char *out, size_t size)
 {
+    return rep__vol_peer_split(r, id, out, size, NULL);
+}
+
+int rep__vol_peer_split(rep_ctx *r, const char *id, char *out, size_t size,
+                        char split[REP_SPLIT_WHY])
+{
     struct vmeta m;
     out[0] = 0;
+    if (split) split[0] = 0;
     int rc = vmeta_load(r, id, &m);
-    if (rc == 0) vmeta_peer(r, &m, out, size);
-    return rc;
+    if (rc < 0) return rc;
+    vmeta_peer(r, &m, out, size);
+    if (split && m.split)
+        rep__scpy(split, REP_SPLIT_WHY, m.split_why[0] ? m.split_why : "?");
+    return 0;
 }
 
 int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)

@@ -440,10 +440,13 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
     Tandem__Repl__V1__ShipBatchRequest req =
         TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
     Tandem__Repl__V1__ShipBatchResponse *resp = NULL;
-    struct rep_spec sb;
+    struct rep_spec sb = {0};
     int with_spec = info->tail <= 1 && !info->dirty_tracking;
     char msg[256];
-    if (rep__spec_make(r, s->v->id, info, 1, &sb) < 0) return SEND_RETRY;
+    /* The spec (all metadata read) only when it is sent: a probe follows
+     * every RPC error and gap. */
+    if (with_spec && rep__spec_make(r, s->v->id, info, 1, &sb) < 0)
+        return SEND_RETRY;
     req.volume_id = s->v->id;
     req.from_region = r->region;
     req.epoch = info->epoch;

@@ -48,7 +48,8 @@ for t in "$@"; do
         echo "$name: $reason" >>"$work/skips"
         ceph_skip "$name" "$reason" && bad="TANDEM_REQUIRE_CEPH=1 but a check skipped: $reason"
     done < <(grep -iE '^ok [0-9]+[^#]*# *skip' "$out")
-    if [ $rc -eq 77 ]; then
+    # A script that printed "not ok" failed, whatever its exit status.
+    if [ $rc -eq 77 ] && [ "$n_notok" -eq 0 ]; then
         reason=$(sed -nE 's/^1\.\.0 *# *[Ss][Kk][Ii][Pp] *//p; s/^SKIPPED: *//p' "$out" | head -1)
         [ -n "$reason" ] || reason="no reason given"
         if ceph_skip "$name" "$reason"; then

@@ -627,8 +627,16 @@ static int loop_detach(int n, const char *image, int recorded, char *err,
     int fd = open_loop(n, O_RDONLY);
     if (fd < 0) return fd;
     struct stat st;
-    if (fstat(fd, &st) == 0 && mnt_dev_is_mounted(st.st_rdev) == 1) {
+    /* An unreadable mount table is not "not mounted": never clear a loop
+     * device a filesystem may still sit on. */
+    int m = fstat(fd, &st) == 0 ? mnt_dev_is_mounted(st.st_rdev) : 0;
+    if (m != 0) {
         close(fd);
+        if (m < 0) {
+            seterr(err, errlen, "/dev/loop%d: mount table unreadable: %s", n,
+                   strerror(-m));
+            return m;
+        }
         seterr(err, errlen, "/dev/loop%d is still mounted", n);
         return -EBUSY;
     }
@@ -960,8 +968,10 @@ int bd_reattach_all(const char *runs_root, const char *config_path,
              * the device back: the caller must unmount and stage again. */
             int n = dev[0] ? loop_number(dev) : -1;
             struct stat st;
-            if (n >= 0 && stat(dev, &st) == 0 && mnt_dev_is_mounted(st.st_rdev) == 1) {
-                rc = -EBUSY;
+            int m = n >= 0 && stat(dev, &st) == 0
+                        ? mnt_dev_is_mounted(st.st_rdev) : 0;
+            if (m != 0) {
+                rc = m < 0 ? m : -EBUSY; /* unknown is not "not mounted" */
             } else {
                 struct bd_attach_opts o = {
                     .config_path = config_path ? config_path : rec.config,

@@ -67,6 +67,9 @@ while IFS= read -r line; do
     esac
 done <"$tmp/node.out"
 [ $rc -eq 0 ] || fail "link-trust.js exited $rc: $(tail -3 "$tmp/node.log")"
+# An independent client that printed nothing checked nothing.
+n_attacks=$(grep -c '^ok - ' "$tmp/node.out")
+[ "$n_attacks" -ge 10 ] || fail "link-trust.js reported $n_attacks checks: $(tail -3 "$tmp/node.log")"
 
 # ---- the refusals are logged, naming the identity
 grep -q 'event=rep.link_denied method=/tandem.repl.v1.Link/DeleteReplica identity="spiffe://tandem.local/tandem/region/c"' "$tmp/b.log" ||
@@ -110,6 +113,7 @@ echo "$out" | grep -q PERMISSION_DENIED || fail "status with a's certificate: $o
 out=$(ctl_tcp "$APB" c promote "$V" --force 2>&1) && fail "a third region promoted $V: $out"
 echo "$out" | grep -q PERMISSION_DENIED || fail "promote --force with c's certificate: $out"
 out=$(ctl_tcp "$APB" nouri status 2>&1) && fail "a certificate without a URI ran status: $out"
+echo "$out" | grep -q PERMISSION_DENIED || fail "status with a certificate without a URI: $out"
 [ "$(stat_field b "$V" role)" = secondary ] || fail "b's $V was promoted"
 ok "admin port refuses the peer replicator (status) and a third region (promote --force)"
 out=$(ctl_tcp "$APB" admin status "$V" 2>&1) || fail "admin certificate: $out"
