@@ -440,6 +440,82 @@ int jr_copylist_save(st_store *st, const char *vol_id, uint64_t resume,
 /* Forget it (0 also if there is none). */
 int jr_copylist_drop(st_store *st, const char *vol_id);
 
+/* ---- snapshots (FORMAT.md §5) ----
+ * A snapshot is a point in the volume's write order: a journal entry
+ * (kind 5, "snapshot") at position seq.  It holds the effect of every
+ * entry before it and of none after it: crash-consistent at one journal
+ * position, whatever the writer is doing.  Taking one costs one journal
+ * entry and one header key, never a copy of data: before an entry past
+ * the newest snapshot first changes a data object, the object as it was
+ * is preserved for that snapshot (copy-on-write, one object per object
+ * changed; the writer's applier does it in the background, not the
+ * acknowledged write path).  Deleting a snapshot is a journal entry too
+ * (kind 6): its preserved objects move to the snapshot before it where
+ * that one still needs them.  Both entries replicate with the journal:
+ * jr_apply on a replica takes and deletes the same snapshots at the same
+ * positions, so after a failover the replica lists them and reads them.
+ *
+ * Snapshot ids: 1..JR_MAX_SNAP_ID bytes of [A-Za-z0-9_-] (no '.': the
+ * id is part of header keys), unique within a volume.
+ *
+ * Who appends the entry: the writer holding the lease.  jr_snapshot does
+ * it on an open volume.  jr_snap_create/jr_snap_delete work from any
+ * process: when no live writer holds the lease they open the volume
+ * writable for the call; when one does, they leave a request in the
+ * header (snapreq.<snap_id>) that the writer's applier takes up within
+ * its poll interval (JR_SNAPREQ_POLL_MS), and wait for it.
+ */
+#define JR_MAX_SNAP_ID 64
+#define JR_SNAPREQ_POLL_MS 200
+struct jr_snap {
+    char snap_id[JR_MAX_SNAP_ID + 1];
+    uint64_t seq;     /* the journal position it stands for */
+    uint64_t size;    /* image size at seq */
+    int64_t ts_ns;    /* the writer's clock when it was taken (the
+                         entry's timestamp), ns since the unix epoch */
+};
+/* On a volume opened writable: journal a snapshot after every write
+ * acknowledged so far and return once it is durable; writes started
+ * after it returns are not in it.  Idempotent: an existing snap_id is
+ * returned as it is (0).  -EROFS read-only; -EINVAL bad id; the volume's
+ * sticky error. */
+int jr_snapshot(jr_volume *v, const char *snap_id, struct jr_snap *out);
+/* The same on a volume by id, from any process (see above).  Waits up to
+ * timeout_ms for a writer that holds the lease to take it.  Errors:
+ * -ENOENT (no volume), JR_EROLE (a secondary: replicas take snapshots
+ * only from their journal), -EINVAL, -ETIMEDOUT (the writer did not take
+ * it in time: the request stays and a repeat returns the snapshot once
+ * taken), JR_ECORRUPT (a damaged journal, R-37), store errors. */
+int jr_snap_create(st_store *st, const char *vol_id, const char *snap_id,
+                   int timeout_ms, struct jr_snap *out);
+/* Delete a snapshot (journaled as above): 0 also when it does not exist;
+ * -EBUSY while it has holds (jr_snap_hold); JR_EROLE on a secondary;
+ * -ENOENT no volume; -ETIMEDOUT as jr_snap_create. */
+int jr_snap_delete(st_store *st, const char *vol_id, const char *snap_id,
+                   int timeout_ms);
+/* 0 and *out, or -ENOENT (no such volume or snapshot; a snapshot whose
+ * deletion is journaled is gone). */
+int jr_snap_get(st_store *st, const char *vol_id, const char *snap_id,
+                struct jr_snap *out);
+/* Visit the volume's snapshots in seq order (cb != 0 stops and is
+ * returned).  -ENOENT no volume. */
+int jr_snap_list(st_store *st, const char *vol_id,
+                 int (*cb)(const struct jr_snap *s, void *arg), void *arg);
+/* Read a snapshot's image bytes: [off, off + len) within its size
+ * (-EINVAL otherwise).  Safe while the volume is written. */
+int jr_snap_read(st_store *st, const char *vol_id, const char *snap_id,
+                 uint64_t off, void *buf, size_t len);
+/* Holds: a user of a snapshot (a clone being copied from it) keeps it
+ * from being deleted.  holder: 1..JR_MAX_ID bytes of [A-Za-z0-9._-].
+ * Idempotent; -ENOENT when the snapshot does not exist (hold) / 0 always
+ * (release).  jr_snap_holds visits the holders. */
+int jr_snap_hold(st_store *st, const char *vol_id, const char *snap_id,
+                 const char *holder);
+int jr_snap_release(st_store *st, const char *vol_id, const char *snap_id,
+                    const char *holder);
+int jr_snap_holds(st_store *st, const char *vol_id, const char *snap_id,
+                  int (*cb)(const char *holder, void *arg), void *arg);
+
 /* Counters of an open volume since jr_open (for tests and benchmarks). */
 struct jr_stats {
     uint64_t entries;        /* journal entries written */
