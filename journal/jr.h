@@ -466,9 +466,15 @@ int jr_copylist_drop(st_store *st, const char *vol_id);
  * its poll interval (JR_SNAPREQ_POLL_MS), and wait for it.
  */
 #define JR_MAX_SNAP_ID 64
+#define JR_MAX_SNAP_LABEL 512
 #define JR_SNAPREQ_POLL_MS 200
 struct jr_snap {
     char snap_id[JR_MAX_SNAP_ID + 1];
+    /* Free text the caller attached at creation (the CSI layer: the
+     * VolumeSnapshot's namespace and name), carried in the journal entry
+     * so replicas have it too: printable ASCII, at most JR_MAX_SNAP_LABEL
+     * bytes ("" when none). */
+    char label[JR_MAX_SNAP_LABEL + 1];
     uint64_t seq;     /* the journal position it stands for */
     uint64_t size;    /* image size at seq */
     int64_t ts_ns;    /* the writer's clock when it was taken (the
@@ -476,10 +482,12 @@ struct jr_snap {
 };
 /* On a volume opened writable: journal a snapshot after every write
  * acknowledged so far and return once it is durable; writes started
- * after it returns are not in it.  Idempotent: an existing snap_id is
- * returned as it is (0).  -EROFS read-only; -EINVAL bad id; the volume's
+ * after it returns are not in it.  label: NULL or "" for none.
+ * Idempotent: an existing snap_id is returned as it is (0, its label
+ * unchanged).  -EROFS read-only; -EINVAL bad id or label; the volume's
  * sticky error. */
-int jr_snapshot(jr_volume *v, const char *snap_id, struct jr_snap *out);
+int jr_snapshot(jr_volume *v, const char *snap_id, const char *label,
+                struct jr_snap *out);
 /* The same on a volume by id, from any process (see above).  Waits up to
  * timeout_ms for a writer that holds the lease to take it.  Errors:
  * -ENOENT (no volume), JR_EROLE (a secondary: replicas take snapshots
@@ -487,7 +495,7 @@ int jr_snapshot(jr_volume *v, const char *snap_id, struct jr_snap *out);
  * it in time: the request stays and a repeat returns the snapshot once
  * taken), JR_ECORRUPT (a damaged journal, R-37), store errors. */
 int jr_snap_create(st_store *st, const char *vol_id, const char *snap_id,
-                   int timeout_ms, struct jr_snap *out);
+                   const char *label, int timeout_ms, struct jr_snap *out);
 /* Delete a snapshot (journaled as above): 0 also when it does not exist;
  * -EBUSY while it has holds (jr_snap_hold); JR_EROLE on a secondary;
  * -ENOENT no volume; -ETIMEDOUT as jr_snap_create. */
