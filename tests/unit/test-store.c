@@ -131,6 +131,32 @@ static uint64_t size_of(st_store *st, const char *oid)
     return size;
 }
 
+/* Children of the multi-process tests run as fresh processes (tt_spawn:
+ * the parent holds a store handle, on rados with librados threads, which
+ * a bare fork would copy mid-flight).  Their argument names the store of
+ * the test and the child's index: "<rados 0|1> <index> <ns or path>". */
+static pid_t spawn_store_child(const char *name, int index)
+{
+    char arg[700];
+    snprintf(arg, sizeof arg, "%d %d %s", T.rados, index,
+             T.rados ? T.ns : T.path);
+    pid_t pid = tt_spawn(name, arg);
+    ASSERT(pid >= 0);
+    return pid;
+}
+
+/* In a child: set T up from the argument; returns the index. */
+static int child_store_arg(const char *arg)
+{
+    int rados = 0, index = 0, n = 0;
+    memset(&T, 0, sizeof T);
+    if (sscanf(arg, "%d %d %n", &rados, &index, &n) < 2 || !arg[n]) _exit(125);
+    T.rados = rados;
+    snprintf(rados ? T.ns : T.path, rados ? sizeof T.ns : sizeof T.path, "%s",
+             arg + n);
+    return index;
+}
+
 /* Wait for a forked child; it must exit 0. */
 static void wait_ok(pid_t pid)
 {
@@ -829,38 +855,39 @@ STORE_TEST(cas)
 /* Many processes increment one counter by compare-and-set; the result is
  * exact only if no two CAS on the same old value both succeeded.  The
  * key starts absent, so the first increments race on "absent" too. */
+enum { CAS_PROCS = 4, CAS_INCS = 40 };
+TT_CHILD(cas_race)
+{
+    child_store_arg(arg);
+    st_store *s2 = NULL;
+    if (open_store(&s2)) return 2;
+    for (int i = 0; i < CAS_INCS;) {
+        char *v = NULL, nv[32];
+        size_t len = 0;
+        int r = st_omap_get(s2, "counter", "n", &v, &len);
+        if (r && r != -ENOENT) return 3;
+        long cur = r == 0 ? atol(v) : 0;
+        int n = snprintf(nv, sizeof nv, "%ld", cur + 1);
+        r = st_omap_cas(s2, "counter", "n", r == 0 ? v : NULL, len, nv,
+                        (size_t)n);
+        free(v);
+        if (r == 0)
+            i++;
+        else if (r != -ECANCELED) {
+            fprintf(stderr, "cas: %d\n", r);
+            return 4;
+        }
+    }
+    st_close(s2);
+    return 0;
+}
+
 STORE_TEST(cas_race)
 {
-    enum { PROCS = 4, INCS = 40 };
+    enum { PROCS = CAS_PROCS, INCS = CAS_INCS };
     pid_t pids[PROCS];
-    for (int p = 0; p < PROCS; p++) {
-        pid_t pid = fork();
-        ASSERT(pid >= 0);
-        if (pid == 0) {
-            st_store *s2 = NULL;
-            if (open_store(&s2)) _exit(2);
-            for (int i = 0; i < INCS;) {
-                char *v = NULL, nv[32];
-                size_t len = 0;
-                int r = st_omap_get(s2, "counter", "n", &v, &len);
-                if (r && r != -ENOENT) _exit(3);
-                long cur = r == 0 ? atol(v) : 0;
-                int n = snprintf(nv, sizeof nv, "%ld", cur + 1);
-                r = st_omap_cas(s2, "counter", "n", r == 0 ? v : NULL, len, nv,
-                                (size_t)n);
-                free(v);
-                if (r == 0)
-                    i++;
-                else if (r != -ECANCELED) {
-                    fprintf(stderr, "cas: %d\n", r);
-                    _exit(4);
-                }
-            }
-            st_close(s2);
-            _exit(0);
-        }
-        pids[p] = pid;
-    }
+    for (int p = 0; p < PROCS; p++)
+        pids[p] = spawn_store_child("cas_race", p);
     for (int p = 0; p < PROCS; p++)
         wait_ok(pids[p]);
     char *v = NULL;
@@ -959,7 +986,13 @@ STORE_TEST(fence)
      * thread-local engine the child would share: store_rados.c). */
     int pfd[2];
     ASSERT_OK(pipe(pfd));
-    pid_t pid = fork();
+    /* The parent's handles are closed first (their librados threads
+     * stopped: a fork copies a lock such a thread may hold, and the child
+     * could hang on it); what this checks, the thread-local engine the
+     * parent's handles initialised, stays. */
+    st_close(st);
+    T.st = st = NULL;
+    pid_t pid = (fork)(); /* a bare fork on purpose: this is the case */
     ASSERT(pid >= 0);
     if (pid == 0) {
         st_store *c = NULL;
@@ -979,6 +1012,8 @@ STORE_TEST(fence)
     if (strcmp(cid, id2) == 0) TT_FAIL("child and parent share %s", cid);
     close(pfd[0]);
     close(pfd[1]);
+    ASSERT_OK(open_store(&T.st));
+    st = T.st;
     ASSERT_EQ(st_read(st, "victim", 0, r, 2), 2);
     ASSERT_MEMEQ(r, "go", 2);
 }
@@ -987,32 +1022,33 @@ STORE_TEST(fence)
 
 /* Two processes write interleaved 4 KiB blocks of one object and append
  * records to another; every block and record must come out whole. */
+TT_CHILD(two_writers)
+{
+    enum { BLOCKS = 64, BS = 4096, RECS = 100, RS = 300 };
+    int p = child_store_arg(arg);
+    st_store *s2 = NULL;
+    char b[BS];
+    if (open_store(&s2)) return 2;
+    for (int i = 0; i < BLOCKS; i++) {
+        if (i % 2 != p) continue;
+        memset(b, 'A' + (i % 26), sizeof b);
+        if (st_write(s2, "blocks", (uint64_t)i * BS, b, BS)) return 3;
+    }
+    for (int i = 0; i < RECS; i++) {
+        memset(b, p ? 'q' : 'p', RS);
+        snprintf(b, 32, "%d:%04d", p, i);
+        if (st_append(s2, "log", b, RS)) return 4;
+    }
+    st_close(s2);
+    return 0;
+}
+
 STORE_TEST(two_writers)
 {
     enum { BLOCKS = 64, BS = 4096, RECS = 100, RS = 300 };
     pid_t pids[2];
-    for (int p = 0; p < 2; p++) {
-        pid_t pid = fork();
-        ASSERT(pid >= 0);
-        if (pid == 0) {
-            st_store *s2 = NULL;
-            char b[BS];
-            if (open_store(&s2)) _exit(2);
-            for (int i = 0; i < BLOCKS; i++) {
-                if (i % 2 != p) continue;
-                memset(b, 'A' + (i % 26), sizeof b);
-                if (st_write(s2, "blocks", (uint64_t)i * BS, b, BS)) _exit(3);
-            }
-            for (int i = 0; i < RECS; i++) {
-                memset(b, p ? 'q' : 'p', RS);
-                snprintf(b, 32, "%d:%04d", p, i);
-                if (st_append(s2, "log", b, RS)) _exit(4);
-            }
-            st_close(s2);
-            _exit(0);
-        }
-        pids[p] = pid;
-    }
+    for (int p = 0; p < 2; p++)
+        pids[p] = spawn_store_child("two_writers", p);
     for (int p = 0; p < 2; p++)
         wait_ok(pids[p]);
 

@@ -236,6 +236,63 @@ static inline pid_t tt_fork(void)
                     (size_t)(n));                                             \
     } while (0)
 
+/* ---- fresh child processes ----
+ * A bare fork(2) of a process that runs library threads (librados, gRPC)
+ * copies whatever lock one of those threads held at that instant, and
+ * the child may hang on it the first time it uses the library (seen:
+ * rados_connect in the child of a test holding a RADOS handle, under
+ * load).  tt_spawn starts a fresh process instead: fork + exec of this
+ * test program, which runs the body declared with TT_CHILD(name) and
+ * _exits with its return value.  Nothing is inherited but the
+ * environment and file descriptors without O_CLOEXEC: pass what the
+ * child needs in arg.  Also fine under TSan (the exec'd child is a new,
+ * single-threaded program). */
+typedef int (*tt_child_fn)(const char *arg);
+struct tt_child {
+    const char *name;
+    tt_child_fn fn;
+};
+#define TT_MAX_CHILDREN 16
+static struct tt_child tt_children[TT_MAX_CHILDREN];
+static int tt_nchildren;
+
+#define TT_CHILD(name)                                                        \
+    static int tt_child_##name(const char *arg);                              \
+    __attribute__((constructor)) static void tt_creg_##name(void)             \
+    {                                                                         \
+        if (tt_nchildren < TT_MAX_CHILDREN)                                   \
+            tt_children[tt_nchildren++] =                                     \
+                (struct tt_child){#name, tt_child_##name};                    \
+    }                                                                         \
+    static int tt_child_##name(const char *arg)
+
+/* Start child `name` with arg; -1 if fork failed (the exec failing shows
+ * as exit status 127). */
+static inline pid_t tt_spawn(const char *name, const char *arg)
+{
+    pid_t pid = (fork)(); /* only execv follows: no tt_fork probe needed */
+    if (pid == 0) {
+        char *av[] = {(char *)"tt-child", (char *)"--tt-child", (char *)name,
+                      (char *)arg, NULL};
+        execv("/proc/self/exe", av);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* In main: run the child named by argv ("--tt-child NAME ARG"). */
+static int tt_child_main(int argc, char **argv)
+{
+    if (argc != 4) return 126;
+    for (int i = 0; i < tt_nchildren; i++)
+        if (strcmp(tt_children[i].name, argv[2]) == 0) {
+            fflush(stdout);
+            _exit(tt_children[i].fn(argv[3]));
+        }
+    fprintf(stderr, "tt: no child named %s\n", argv[2]);
+    return 126;
+}
+
 static int tt_selected(const char *name, int argc, char **argv)
 {
     if (argc <= 1) return 1;
@@ -331,6 +388,8 @@ static int tt_run_all(int argc, char **argv)
     int main(int argc, char **argv)                                           \
     {                                                                         \
         setvbuf(stdout, NULL, _IOLBF, 0);                                     \
+        if (argc > 1 && strcmp(argv[1], "--tt-child") == 0)                   \
+            return tt_child_main(argc, argv);                                 \
         return tt_run_all(argc, argv);                                        \
     }
 
