@@ -26,7 +26,8 @@ deploy_render() { # DIR
         deploy_err="no renderer: '$k kustomize' is not there (scripts/install-deps.sh installs Debian's kubernetes-client; TANDEM_KUBECTL names another kubectl)"
         return 1
     fi
-    DEPLOY_RENDERER="$k: $("$k" version --client 2>/dev/null | head -1)"
+    DEPLOY_RENDERER="$k $("$k" version --client 2>/dev/null | head -1 |
+        sed -E 's/.*GitVersion:"([^"]+)".*/\1/; s/^Client Version: //')"
     mkdir -p "$dir" || { deploy_err="cannot make $dir"; return 1; }
     for f in deploy/regions/*/kustomization.yaml; do
         [ -f "$f" ] || continue
