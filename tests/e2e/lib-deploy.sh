@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib-deploy.sh: render deploy/'s kustomize overlays for the deploy tests
 # (t0220, t0221, t0420); sourced by them from the repo root, not a test
 # itself.  Their YAML checks share tests/e2e/deploy_lib.py.
