@@ -65,7 +65,8 @@ test-e2e: $(B)/tests/rpc-echo-server
 
 E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0200-csi-proto-compat.sh tests/e2e/t0210-csi-node-client.sh \
-    tests/e2e/t0220-deploy-manifests.sh tests/e2e/t0230-csi-k8s-topology.sh \
+    tests/e2e/t0220-deploy-manifests.sh tests/e2e/t0221-deploy-kustomize.sh \
+    tests/e2e/t0230-csi-k8s-topology.sh \
     tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
     tests/e2e/t0310-replication-faults.sh tests/e2e/t0320-link-trust.sh \
     tests/e2e/t0330-journal-damage.sh tests/e2e/t0331-journal-damage-ceph.sh \

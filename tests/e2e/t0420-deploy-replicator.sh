@@ -1,5 +1,6 @@
 #!/bin/bash
-# t0420-deploy-replicator: deploy/replicator/region-{a,b}.yaml are usable.
+# t0420-deploy-replicator: the replicator of every rendered overlay
+# (deploy/regions/R through `kubectl kustomize`) is usable.
 #  - every flag the replicator container passes is one that
 #    `tandem-replicator --help` documents;
 #  - the replicator really starts with exactly those arguments (paths and
@@ -10,9 +11,9 @@
 #    spiffe://tandem.local/tandem/admin) and refuses the replicator's own
 #    (PERMISSION_DENIED); the admin socket is mode 0600 and tandemctl run
 #    as another user says "permission denied" at once;
-#  - the two regions' manifests differ only in the region names;
-#  - the TLS files and ConfigMap the flags name are mounted (Secret keys,
-#    the region map ConfigMap of the CSI manifests when they exist).
+#  - the two regions' replicators differ only in the region names;
+#  - the TLS files and ConfigMap the flags name are mounted (keys the
+#    Secret volume projects, the region map ConfigMap of the same overlay).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -33,20 +34,69 @@ failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
 
-# The args of the replicator container: the "- --flag=value" lines after
-# `command: ["tandem-replicator"]` up to the next non-list line.
-replicator_args() {
-    awk '/command: \["tandem-replicator"\]/ { on = 1; next }
-         on && /^ *args:/ { inargs = 1; next }
-         inargs && /^ *- --/ { sub(/^ *- /, ""); print; next }
-         inargs { exit }' "$1"
+# The rendered overlays (tests/e2e/lib-deploy.sh), then from each the
+# replicator container's facts (tests/e2e/deploy_lib.py), one per line:
+#   arg ARG        its args, $(VAR)s expanded from its env
+#   tlsdir DIR     where the Secret volume of the TLS files is mounted
+#   tlskey KEY     a key that volume projects (its items)
+#   secret NAME    that volume's Secret
+#   admin ARG      the tandemctl container's TANDEM_ADMIN
+#   adminmount DIR the tandemctl container's mounts
+#   configmap NAME the ConfigMap volume of the region map
+#   ns NS          each namespace of the overlay's namespaced objects
+#   cmdefined NAME each ConfigMap the overlay defines
+. tests/e2e/lib-deploy.sh
+if ! python3 -c 'import yaml' 2>/dev/null; then
+    nok "python3-yaml missing (scripts/install-deps.sh installs it)"
+    echo "# $n checks, $failed failed"
+    exit 1
+fi
+if ! deploy_render "$TMP/render"; then
+    nok "$deploy_err"
+    echo "# $n checks, $failed failed"
+    exit 1
+fi
+ok "rendered deploy/regions/{${DEPLOY_REGIONS// /,}} with $DEPLOY_RENDERER"
+replicator_facts() { # OVERLAY.yaml
+    PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=tests/e2e python3 - "$1" <<'PY'
+import sys
+from deploy_lib import load, find, one, containers, env_of, args_of
+docs = load(sys.argv[1])
+dep = one(docs, 'Deployment', 'tandem-replicator')
+cs = {c['name']: c for c in containers(dep)}
+rep, ctl = cs['replicator'], cs['tandemctl']
+assert rep['command'] == ['tandem-replicator'], rep['command']
+for a in args_of(rep, docs):
+    print('arg', a)
+vols = {v['name']: v for v in dep['spec']['template']['spec']['volumes']}
+for m in rep['volumeMounts']:
+    v = vols[m['name']]
+    if 'secret' in v and 'tls' in m['name']:
+        print('tlsdir', m['mountPath'])
+        print('secret', v['secret']['secretName'])
+        for it in v['secret'].get('items', []):
+            assert it['key'] == it['path'], it
+            print('tlskey', it['key'])
+    if 'configMap' in v:
+        print('configmap', v['configMap']['name'])
+print('admin', env_of(ctl, docs).get('TANDEM_ADMIN', ''))
+for m in ctl['volumeMounts']:
+    print('adminmount', m['mountPath'])
+for ns in sorted({d['metadata'].get('namespace', '') for d in docs} - {''}):
+    print('ns', ns)
+for d in find(docs, 'ConfigMap'):
+    print('cmdefined', d['metadata']['name'])
+PY
 }
 
 "$BIN/tandem-replicator" --help >"$TMP/help" 2>&1
-for r in a b; do
-    f=deploy/replicator/region-$r.yaml
-    [ -f "$f" ] || { nok "$f exists"; continue; }
-    replicator_args "$f" >"$TMP/args-$r"
+for r in $DEPLOY_REGIONS; do
+    f=deploy/regions/$r
+    if ! replicator_facts "$TMP/render/$r.yaml" >"$TMP/facts-$r"; then
+        nok "$f: no replicator Deployment with a replicator and a tandemctl container"
+        continue
+    fi
+    sed -n 's/^arg //p' "$TMP/facts-$r" >"$TMP/args-$r"
     if [ "$(wc -l <"$TMP/args-$r")" -lt 5 ]; then
         nok "$f: replicator args found"
         continue
@@ -58,55 +108,56 @@ for r in a b; do
     done <"$TMP/args-$r"
     [ -z "$bad" ] && ok "$f: every flag is in tandem-replicator --help" ||
         nok "$f: flags missing from tandem-replicator --help:$bad"
-    grep -qx -- "--region=$r" "$TMP/args-$r" && ok "$f: --region=$r" ||
-        nok "$f: --region=$r"
+    peer=$(sed -n 's/^--peer-region=//p' "$TMP/args-$r")
+    if grep -qx -- "--region=$r" "$TMP/args-$r" && [ -n "$peer" ] && [ "$peer" != "$r" ]; then
+        ok "$f: --region=$r --peer-region=$peer"
+    else
+        nok "$f: want --region=$r and another --peer-region: $(grep region "$TMP/args-$r" | tr '\n' ' ')"
+    fi
 done
 
-# Region b's manifest is region a's with the names swapped.
-if diff <(grep -v '^#' deploy/replicator/region-a.yaml |
-    sed -e 's/region: a$/region: X/' -e 's/--region=a/--region=X/' -e 's/--peer-region=b/--peer-region=Y/' \
-        -e "s/region a's/region X's/") \
-    <(grep -v '^#' deploy/replicator/region-b.yaml |
-        sed -e 's/region: b$/region: X/' -e 's/--region=b/--region=X/' -e 's/--peer-region=a/--peer-region=Y/' \
-            -e "s/region b's/region X's/") >"$TMP/diff"; then
-    ok "region-a.yaml and region-b.yaml differ only in region names"
+# Region b's replicator is region a's with the names swapped.
+if [ -f "$TMP/args-a" ] && [ -f "$TMP/args-b" ] &&
+    diff <(sed -e 's/^--region=a$/--region=X/' -e 's/^--peer-region=b$/--peer-region=Y/' "$TMP/args-a") \
+        <(sed -e 's/^--region=b$/--region=X/' -e 's/^--peer-region=a$/--peer-region=Y/' "$TMP/args-b") >"$TMP/diff"; then
+    ok "regions a and b: the replicators' args differ only in the region names"
 else
-    nok "region-a.yaml and region-b.yaml differ beyond region names: $(head -5 "$TMP/diff" | tr '\n' ' ')"
+    nok "regions a and b: replicator args differ beyond region names: $(head -5 "$TMP/diff" 2>/dev/null | tr '\n' ' ')"
 fi
 
-f=deploy/replicator/region-a.yaml
-# TLS files named by flags are keys of the mounted Secret.
-tlsdir=$(awk '/mountPath: .*tls/ { print $2; exit }' "$f")
+facts=$TMP/facts-a
+# TLS files named by flags are keys the mounted Secret volume projects (the
+# Secret itself is the operator's: not in the render).
+tlsdir=$(sed -n 's/^tlsdir //p' "$facts")
 bad=""
 for k in $(sed -n 's/^--\(admin-\)\{0,1\}tls-[a-z]*=//p' "$TMP/args-a"); do
     [ "$(dirname "$k")" = "$tlsdir" ] || bad="$bad $k(dir)"
-    grep -q "^  $(basename "$k"):" "$f" || bad="$bad $k(key)"
+    grep -qx "tlskey $(basename "$k")" "$facts" || bad="$bad $k(key)"
 done
-[ -z "$bad" ] && ok "TLS flags point at the mounted Secret's keys" || nok "TLS flags vs Secret:$bad"
+[ -n "$tlsdir" ] && [ -z "$bad" ] &&
+    ok "TLS flags point at keys of the mounted Secret $(sed -n 's/^secret //p' "$facts")" ||
+    nok "TLS flags vs the Secret volume (mounted at '$tlsdir'):$bad"
 # The admin socket dir is shared with the tandemctl container.
 sock=$(sed -n 's|^--admin=unix://||p' "$TMP/args-a")
-env_admin=$(grep -A1 'name: TANDEM_ADMIN' "$f" | sed -n 's/^ *value: unix:\/\///p')
+env_admin=$(sed -n 's|^admin unix://||p' "$facts")
 if [ -n "$sock" ] && [ "$sock" = "$env_admin" ] &&
-    [ "$(grep -c "mountPath: $(dirname "$sock")\$" "$f")" -ge 2 ]; then
+    grep -qx "adminmount $(dirname "$sock")" "$facts"; then
     ok "admin socket $sock is shared with the tandemctl container (TANDEM_ADMIN)"
 else
     nok "admin socket '$sock' vs TANDEM_ADMIN '$env_admin' and mounts"
 fi
-# The region map ConfigMap is the CSI manifests' one (if they exist yet).
-cm=$(grep -A2 'configMap:' "$f" | sed -n 's/^ *name: //p' | head -1)
-csi_files=$(grep -l 'kind: ConfigMap' deploy/*.yaml deploy/*/*.yaml 2>/dev/null | grep -v '^deploy/replicator/')
-if [ -z "$csi_files" ]; then
-    ok "# SKIP region map ConfigMap '$cm': no CSI manifests in deploy/ yet"
-elif grep -A3 'kind: ConfigMap' $csi_files | grep -q "name: $cm\$"; then
-    ok "ConfigMap $cm is defined by the CSI manifests"
+# The region map ConfigMap is defined in the same install (the base's).
+cm=$(sed -n 's/^configmap //p' "$facts" | head -1)
+if [ -n "$cm" ] && grep -qx "cmdefined $cm" "$facts"; then
+    ok "ConfigMap $cm is defined by the same overlay"
 else
-    nok "ConfigMap $cm is not defined by the CSI manifests ($csi_files)"
+    nok "ConfigMap '$cm' is not defined by the overlay"
 fi
-ns=$(sed -n 's/^  namespace: //p' "$f" | sort -u)
-if [ -n "$csi_files" ] && ! grep -q "namespace: $ns\$" $csi_files; then
-    nok "namespace $ns differs from the CSI manifests'"
-else
+ns=$(sed -n 's/^ns //p' "$facts")
+if [ "$(echo "$ns" | wc -l)" -eq 1 ] && [ -n "$ns" ]; then
     ok "one namespace: $ns"
+else
+    nok "namespaces: $(echo $ns)"
 fi
 
 # Start the replicator with the manifest's own arguments, mapped locally.
@@ -140,7 +191,7 @@ while [ ! -S "$TMP/run/admin.sock" ] && kill -0 $PID 2>/dev/null && [ $SECONDS -
     sleep 0.1
 done
 if "$BIN/tandemctl" --admin "unix://$TMP/run/admin.sock" status >"$TMP/st" 2>&1; then
-    ok "tandem-replicator starts with region-a.yaml's arguments; tandemctl status over the socket"
+    ok "tandem-replicator starts with region a's rendered arguments; tandemctl status over the socket"
 else
     nok "replicator with the manifest's args: $(tail -3 "$TMP/replicator.log" | tr '\n' ' ') / $(cat "$TMP/st")"
 fi
