@@ -58,14 +58,16 @@ void *rep__announcer_main(void *arg)
     struct rep_vol **due = NULL;
     size_t cap = 0;
     while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
-        int64_t now = tb_mono_ms();
+        int64_t now = tb_mono_ms(), wake = now + REP_ANNOUNCE_LAG_MS;
         size_t n = 0;
         /* Entries are never freed while the process runs: the pointers
          * stay valid after the table's lock is dropped. */
         pthread_mutex_lock(&r->vol_mu);
         for (struct rep_vol *v = r->vols; v; v = v->next) {
             pthread_mutex_lock(&v->mu);
-            int go = v->thr_running && !v->stop && now >= v->ann_next_ms;
+            int run = v->thr_running && !v->stop;
+            int go = run && now >= v->ann_next_ms;
+            if (run && !go && v->ann_next_ms < wake) wake = v->ann_next_ms;
             pthread_mutex_unlock(&v->mu);
             if (!go) continue;
             if (n == cap) {
@@ -80,12 +82,18 @@ void *rep__announcer_main(void *arg)
         pthread_mutex_unlock(&r->vol_mu);
         for (size_t i = 0; i < n; i++) {
             if (__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) break;
+            /* Due a period after this one began, not after it ended:
+             * the announcements' age is what the RPO's error is. */
+            int64_t t0 = tb_mono_ms();
             int next = announce(r, due[i]);
             pthread_mutex_lock(&due[i]->mu);
-            due[i]->ann_next_ms = tb_mono_ms() + next;
+            due[i]->ann_next_ms = t0 + next;
+            if (t0 + next < wake) wake = t0 + next;
             pthread_mutex_unlock(&due[i]->mu);
         }
-        struct timespec ts = tb_deadline(CLOCK_MONOTONIC, 20);
+        int64_t ms = wake - tb_mono_ms();
+        if (ms < 1) ms = 1;
+        struct timespec ts = tb_deadline(CLOCK_MONOTONIC, (int)ms);
         pthread_mutex_lock(&r->stop_mu);
         if (!r->stopping) pthread_cond_timedwait(&r->stop_cv, &r->stop_mu, &ts);
         pthread_mutex_unlock(&r->stop_mu);

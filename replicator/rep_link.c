@@ -532,6 +532,9 @@ static int heartbeat(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
                            "%s)", role, info.epoch, split[0] ? ", fenced" : "");
     note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns,
              info.applied, info.head == info.applied ? info.head_ts_ns : 0);
+    tlog_debug("rep.heartbeat", "vol=%s head=%" PRIu64 " head_age_ms=%.1f "
+               "applied=%" PRIu64, req->volume_id, req->primary_head,
+               (double)(tb_wall_ns() - req->head_ts_ns) / 1e6, info.applied);
     pthread_mutex_lock(&v->mu);
     v->last_sync_ms = tb_wall_ms();
     pthread_mutex_unlock(&v->mu);
