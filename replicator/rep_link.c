@@ -395,10 +395,13 @@ static int64_t batch_last_ts(const uint8_t *p, size_t len)
 /* A call of the primary arrived (batch, probe or heartbeat): take its
  * announcement, and the position applied here with its entry's
  * timestamp (0: unknown), into the volume's RPO; persist it at most
- * once a second, and soon when the RPO goes from 0 to not 0 or back. */
+ * once a second, and soon when the RPO goes from 0 to not 0 or back.
+ * exact: applied was read under op_lock (batch, probe, copy): it is the
+ * position, even if lower than the last one recorded (a replica deleted
+ * and made again, a rebase); else (heartbeat) it only moves forward. */
 static void note_rpo(rep_ctx *r, struct rep_vol *v, uint64_t epoch,
                      uint64_t head, int64_t head_ts_ns, uint64_t applied,
-                     int64_t applied_ts_ns)
+                     int64_t applied_ts_ns, int exact)
 {
     int64_t mono = tb_mono_ms();
     char buf[200];
@@ -409,7 +412,7 @@ static void note_rpo(rep_ctx *r, struct rep_vol *v, uint64_t epoch,
     rep__rpo_announce(p, epoch, head, head_ts_ns);
     /* Two connections: a heartbeat's older stat may arrive after a
      * batch's apply.  Never move back within an epoch. */
-    if (fresh || applied > p->applied ||
+    if (fresh || applied > p->applied || (exact && applied < p->applied) ||
         (applied == p->applied && applied_ts_ns && !p->applied_ts_ns)) {
         p->applied = applied;
         p->applied_ts_ns = applied_ts_ns;
@@ -531,7 +534,8 @@ static int heartbeat(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
                            "heartbeat not recorded (role %s, epoch %" PRIu64
                            "%s)", role, info.epoch, split[0] ? ", fenced" : "");
     note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns,
-             info.applied, info.head == info.applied ? info.head_ts_ns : 0);
+             info.applied, info.head == info.applied ? info.head_ts_ns : 0,
+             0);
     tlog_debug("rep.heartbeat", "vol=%s head=%" PRIu64 " head_age_ms=%.1f "
                "applied=%" PRIu64, req->volume_id, req->primary_head,
                (double)(tb_wall_ns() - req->head_ts_ns) / 1e6, info.applied);
@@ -597,7 +601,7 @@ again:
         note_rx(r, v, info.applied, 0, 0);
         note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns,
                  info.applied,
-                 info.head == info.applied ? info.head_ts_ns : 0);
+                 info.head == info.applied ? info.head_ts_ns : 0, 1);
         rc = ship_answer(respm, R(OK), info.applied, info.epoch, role,
                          created, "probe");
         struct jr_copywin w;
@@ -731,7 +735,7 @@ again:
     }
     note_rx(r, v, applied, req->entries.len, len);
     note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns, applied,
-             applied == req->last_seq ? batch_last_ts(data, len) : 0);
+             applied == req->last_seq ? batch_last_ts(data, len) : 0, 1);
     copy_window_check(r, req->volume_id, applied);
     rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
 out:
@@ -934,7 +938,7 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             note_rx(r, v, info.applied, 0, 0);
             /* Its entry's time is unknown (a copy carries none): the RPO
              * is unknown until the next batch applies. */
-            note_rpo(r, v, info.epoch, 0, 0, info.applied, 0);
+            note_rpo(r, v, info.epoch, 0, 0, info.applied, 0, 1);
         }
     }
     if (rc < 0) {
