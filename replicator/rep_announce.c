@@ -3,16 +3,30 @@
  * peer the head (and head timestamp) of every volume this replicator
  * ships, in heartbeats between the batches (rep_send.h).
  *
- * Why a thread and a connection of their own: a batch on a slow link
- * takes seconds to arrive, and the head it carries is as old as its
- * first byte; the secondary's RPO (rep_int.h struct rep_rpo) is only as
- * good as the newest announcement it got.  Heartbeats are small and
- * travel on r->peer_ann, so they never queue behind the batches' bytes
- * in the sender's connection; a link that shares its bandwidth fairly
- * between connections (fq_codel, the Linux default) delivers them within
- * a packet time or two.  They are passive: the receiver only records
- * them (rep_link.c heartbeat()); the senders' probes and batches decide
- * everything else.
+ * Why a thread of its own: a batch on a slow link takes seconds to
+ * arrive, and the head it carries is as old as its read; the
+ * secondary's RPO (rep_int.h struct rep_rpo) is only as good as the
+ * newest announcement it got, and the senders are busy waiting for
+ * their batches' answers.  Without heartbeats, tests/e2e/t0350-rpo-lag.sh
+ * shows the issue's bug again (b: RPO 0 while 4.5 s behind).
+ *
+ * Why a connection of its own (r->peer_ann): on the senders' connection
+ * a heartbeat waits behind whatever batch bytes are queued in the socket
+ * (HTTP/2 flow control keeps that to about one window, which grows with
+ * the link's bandwidth-delay product) and behind any TCP retransmission
+ * of them (head-of-line blocking); on its own connection, over a link
+ * that shares bandwidth fairly between connections (fq_codel, the Linux
+ * default), it waits a packet time or two.  (Measured on t0350's 256
+ * KiB/s proxy, both kept the RPO within 0.1 s: the own connection is
+ * the margin for deeper queues and lossy links.)
+ *
+ * Heartbeats are passive: the receiver only records them (rep_link.c
+ * heartbeat()); the senders' probes and batches decide everything else.
+ *
+ * Limit: calls are made one after another.  With many lagging volumes
+ * on a long link a round takes (volumes x round trip), and the
+ * announcements age by as much; one call carrying every volume's head
+ * would lift that (a new Link method).
  */
 #include <errno.h>
 #include <stdlib.h>
