@@ -240,6 +240,12 @@ void rpc_server_destroy(rpc_server *srv, int grace_ms);
  * PEM file).  Nothing connects yet. */
 int rpc_client_create(const char *target, const struct rpc_tls *tls,
                       rpc_client **out);
+/* The same, on connections of its own: gRPC otherwise shares one
+ * connection between clients of the same target and settings, and a
+ * small call (a heartbeat) then queues behind the bulk calls of the other
+ * client on a slow link. */
+int rpc_client_create_own(const char *target, const struct rpc_tls *tls,
+                          rpc_client **out);
 /* Only once no call on cli is in flight.  NULL is a no-op. */
 void rpc_client_destroy(rpc_client *cli);
 /* One unary call.  Returns an RPC_* code; on RPC_OK *resp is unpacked

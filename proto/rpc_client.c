@@ -55,8 +55,8 @@ static void client_cq_put(rpc_client *cli, grpc_completion_queue *cq)
         cq_destroy(cq);
 }
 
-int rpc_client_create(const char *target, const struct rpc_tls *tls,
-                      rpc_client **out)
+static int client_create(const char *target, const struct rpc_tls *tls,
+                         int own, rpc_client **out)
 {
     int rc;
     *out = NULL;
@@ -84,7 +84,7 @@ int rpc_client_create(const char *target, const struct rpc_tls *tls,
         return -ENOMEM;
     }
 
-    grpc_arg args[8];
+    grpc_arg args[9];
     size_t n = 0;
     args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                            .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -117,11 +117,29 @@ int rpc_client_create(const char *target, const struct rpc_tls *tls,
         args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
                                .value.string = (char *)tls->server_name};
+    /* Channels with equal arguments share their connections (the global
+     * subchannel pool): a pool of its own gives this one its own. */
+    if (own)
+        args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                               .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+                               .value.integer = 1};
     grpc_channel_args chargs = {.num_args = n, .args = args};
     cli->ch = grpc_channel_create(target, creds, &chargs);
     grpc_channel_credentials_release(creds);
     *out = cli;
     return 0;
+}
+
+int rpc_client_create(const char *target, const struct rpc_tls *tls,
+                      rpc_client **out)
+{
+    return client_create(target, tls, 0, out);
+}
+
+int rpc_client_create_own(const char *target, const struct rpc_tls *tls,
+                          rpc_client **out)
+{
+    return client_create(target, tls, 1, out);
 }
 
 void rpc_client_destroy(rpc_client *cli)

@@ -62,7 +62,13 @@
 #define REP_META_DRAINING "rep.draining"     /* demoted, shipping the rest */
 #define REP_META_PROMOTED_AT "rep.promoted_at" /* applied at promotion */
 #define REP_META_RESYNC "rep.resync"         /* resync running */
-#define REP_META_INSYNC_MS "rep.insync_ms"   /* last time known in sync */
+#define REP_META_INSYNC_MS "rep.insync_ms"   /* (before rep.rpo; no longer
+                                                written, not read) */
+/* A secondary's RPO as of the primary's last call (rep_int.h struct
+ * rep_rpo, rep__rpo_format): written at most once a second while calls
+ * come in, at once when the RPO goes from 0 to not 0 or back, and on
+ * shutdown; failover reports it after a restart too. */
+#define REP_META_RPO "rep.rpo"
 
 typedef struct rep_ctx rep_ctx;
 

@@ -72,6 +72,16 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->replication = rep__sdup(s->replication);
     m->last_error = rep__sdup(s->last_error);
     m->applied_age_seconds = s->applied_age_s;
+    m->rpo_seconds = s->rpo_s;
+    m->rpo_view = rep__sdup(s->info.role == JR_ROLE_PRIMARY ? "primary"
+                                                            : "replica");
+    if (s->info.role != JR_ROLE_PRIMARY) {
+        m->announced_head = s->rpo.ann_head;
+        m->announced_head_ts_unix_ns = s->rpo.ann_head_ts_ns;
+        m->link_last_up_unix_ms = s->rpo.link_up_ms;
+    }
+    m->peer_must_resync = s->peer_must_resync;
+    m->must_resync = s->must_resync;
     m->wire_bytes = s->wire_bytes;
     m->raw_bytes = s->raw_bytes;
     m->batches = s->batches;
@@ -516,16 +526,26 @@ static void *fo_worker(void *arg)
             fr->message = rep__sdup(m2);
             fr->ok = 0;
         }
-        /* How current the promoted copy is: when it was last known to hold
-         * everything the old primary had. */
-        int64_t insync = s.insync_ms;
-        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
-        fr->applied_age_seconds =
-            insync ? (double)(tb_wall_ms() - insync) / 1000.0 : -1;
+        /* What this failover loses, as far as this side can know: the
+         * replica's RPO as it stood when the old primary's last call
+         * arrived, and how long ago that was (the old primary may have
+         * taken writes since; they are not in the figure).  Neither
+         * grows while the operator waits. */
+        struct rep_rpo p = {0};
+        struct rep_vol *rv = rep__vol_get(r, id);
+        if (rv) rep__vol_rpo(r, rv, &p);
+        fr->rpo_seconds = rep__rpo_s(&p);
+        fr->link_last_up_unix_ms = p.link_up_ms;
+        fr->link_down_seconds =
+            p.link_up_ms ? (double)(tb_wall_ms() - p.link_up_ms) / 1000.0
+                         : -1;
+        if (p.link_up_ms && fr->link_down_seconds < 0)
+            fr->link_down_seconds = 0; /* the wall clock stepped back */
+        fr->applied_age_seconds = fr->rpo_seconds;
         j->out[i] = fr;
         tlog_info("rep.failover", "vol=%s ok=%d changed=%d applied=%" PRIu64
-                  " age_s=%.3f", id, fr->ok, changed, fr->applied,
-                  fr->applied_age_seconds);
+                  " rpo_s=%.3f link_down_s=%.3f", id, fr->ok, changed,
+                  fr->applied, fr->rpo_seconds, fr->link_down_seconds);
     }
     return NULL;
 }

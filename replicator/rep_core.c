@@ -212,7 +212,9 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     struct rpc_tls tls = {r->o.tls_ca, r->o.tls_cert, r->o.tls_key,
                           r->o.tls_server_name, peer_id};
     if ((rc = rpc_client_create(r->peer_addr, o->insecure ? NULL : &tls,
-                                &r->peer)) < 0) {
+                                &r->peer)) < 0 ||
+        (rc = rpc_client_create_own(r->peer_addr, o->insecure ? NULL : &tls,
+                                    &r->peer_ann)) < 0) {
         snprintf(err, errlen, "peer client %s: %s", r->peer_addr,
                  strerror(-rc));
         goto fail;
@@ -289,6 +291,9 @@ int rep_start(rep_ctx *r, char *err, size_t errlen)
     if ((rc = -pthread_create(&r->scan_thr, NULL, scan_main, r)) < 0)
         goto fail_msg;
     r->scan_started = 1;
+    if ((rc = -pthread_create(&r->ann_thr, NULL, rep__announcer_main, r)) < 0)
+        goto fail_msg;
+    r->ann_started = 1;
     tlog_info("rep.started", "region=%s peer=%s peer_addr=%s listen=%s "
               "link_port=%d admin=%s admin_tcp=%s tls=%s peer_identity=%s%s "
               "admin_identity=%s", r->region, r->peer_region,
@@ -315,6 +320,7 @@ void rep_destroy(rep_ctx *r)
     pthread_cond_broadcast(&r->stop_cv);
     pthread_mutex_unlock(&r->stop_mu);
     if (r->scan_started) pthread_join(r->scan_thr, NULL);
+    if (r->ann_started) pthread_join(r->ann_thr, NULL);
     for (struct rep_vol *v = r->vols; v; v = v->next) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -328,12 +334,16 @@ void rep_destroy(rep_ctx *r)
     rpc_server_destroy(r->admin_tcp_srv, 2000);
     rpc_server_destroy(r->link_srv, 2000);
     rpc_client_destroy(r->peer);
+    rpc_client_destroy(r->peer_ann);
     struct rep_vol *v = r->vols;
     while (v) {
         struct rep_vol *n = v->next;
-        if (v->insync_ms && r->st)
-            rep__meta_set_u64(r, v->id, REP_META_INSYNC_MS,
-                              (uint64_t)v->insync_ms);
+        /* The RPO as of the primary's last call, for a failover after
+         * a restart (persisted at most once a second while running). */
+        char rpo[200];
+        if (v->rpo.link_up_ms && r->st &&
+            rep__rpo_format(&v->rpo, rpo, sizeof(rpo)) == 0)
+            jr_meta_set(r->st, v->id, REP_META_RPO, rpo);
         pthread_mutex_destroy(&v->op_lock);
         pthread_mutex_destroy(&v->mu);
         pthread_cond_destroy(&v->cv);

@@ -17,6 +17,8 @@
  *        +--> rep_send.c, rep_copy.c (rep_send.h)  senders, catch-up
  *        |                                   --> rep_link.h (peer calls)
  *        +--> rep_link.c, rep_link_vol.c (rep_link.h)  link service
+ *        +--> rep_announce.c (rep_send.h)  heartbeats: the head of every
+ *        |                                 shipping volume, to the peer
  *        +--> rep_peer.c    (rep_link.h)     calls to the peer's link
  *   all of them --> rep_int.h (this: rep_vol.c, rep_meta.c, rep_lz4.c)
  *               --> journal/jr.h (the volumes themselves)
@@ -71,6 +73,12 @@ enum rep_link {
     REP_LINK_STOPPED,           /* "stopped": the sender exited */
     REP_LINK_RECEIVING,         /* "receiving": batches came in lately */
     REP_LINK_IDLE,              /* "idle": nothing came in for a while */
+    REP_LINK_PEER_STALE,        /* "peer-stale": the peer's copy is a
+                                   fenced former primary (lower epoch):
+                                   nothing shipped until it resyncs */
+    REP_LINK_FENCED,            /* "fenced": this copy is a fenced former
+                                   primary: nothing received until it
+                                   resyncs */
 };
 
 /* What a volume copy is doing, as status shows it (rep__state_name: the
@@ -91,7 +99,41 @@ enum rep_state {
     REP_ST_DIRTY_TRACKING,      /* "dirty-tracking": journal cap reached */
     REP_ST_NOT_REPLICATED,      /* "not-replicated" */
     REP_ST_RESYNCING,           /* "resyncing": a resync is unfinished */
+    REP_ST_PEER_MUST_RESYNC,    /* "peer-must-resync": a primary whose
+                                   peer holds a stale former primary */
+    REP_ST_MUST_RESYNC,         /* "must-resync": this copy is a fenced
+                                   former primary (split brain) */
 };
+
+/* The secondary's view of how current it is (the RPO): the primary's
+ * newest announcement (ShipBatchRequest.primary_head/head_ts_ns, the
+ * primary's clock), the newest entry applied here and its timestamp (the
+ * primary's clock, as stamped), and when the last call of the primary
+ * arrived (this side's wall clock).  rep__rpo_s gives the RPO. */
+struct rep_rpo {
+    uint64_t epoch;             /* epoch of the announcement */
+    uint64_t ann_head;          /* announced head (0: none yet) */
+    int64_t ann_head_ts_ns;     /* its timestamp */
+    uint64_t applied;           /* newest entry applied here */
+    int64_t applied_ts_ns;      /* its timestamp (0: unknown) */
+    int64_t link_up_ms;         /* last call of the primary (0: never) */
+};
+/* The RPO in seconds: 0 when applied >= ann_head (everything announced
+ * is applied), else ann_head_ts_ns - applied_ts_ns (never below 0);
+ * -1 when unknown (nothing announced, or the applied entry's time is
+ * unknown while entries are missing).  Milliseconds count: nothing is
+ * rounded. */
+double rep__rpo_s(const struct rep_rpo *p);
+/* Take an announcement (head, head_ts_ns at epoch) into p: the newest of
+ * an epoch wins (calls travel on two connections and may arrive out of
+ * order); a new epoch starts afresh.  Returns 1 if p changed. */
+int rep__rpo_announce(struct rep_rpo *p, uint64_t epoch, uint64_t head,
+                      int64_t head_ts_ns);
+/* The persisted form (REP_META_RPO): "1 <epoch> <ann_head>
+ * <ann_head_ts_ns> <applied> <applied_ts_ns> <link_up_ms>".  Parse:
+ * 0, or -EINVAL (anything else: p untouched). */
+int rep__rpo_format(const struct rep_rpo *p, char *buf, size_t size);
+int rep__rpo_parse(const char *s, struct rep_rpo *p);
 
 /* Per-volume state.  Entries are created on first sight and freed only by
  * rep_destroy, so a pointer from the table stays valid for the process.
@@ -117,13 +159,20 @@ struct rep_vol {
     int64_t last_sync_ms;       /* last successful exchange (wall) */
     uint64_t wire_bytes, raw_bytes, batches;
     struct tb_meter meter;      /* payload bytes/s (tb_mono_ms) */
-    int peer_split;             /* peer refused: it is primary (retrying) */
+    int peer_split;             /* peer refused: it is primary at our
+                                   epoch (a real split brain; retrying) */
+    int peer_stale;             /* peer refused: its copy is a fenced or
+                                   stale former primary (lower epoch)
+                                   that must resync (retrying) */
     int copy_active;            /* catch-up copy running (sender side) */
-    /* receiver side */
-    uint64_t primary_head;      /* head the primary last reported */
-    int64_t insync_ms;          /* last time applied >= primary_head
-                                   (wall: shown, and persisted) */
-    int64_t insync_saved_ms;    /* last time insync_ms was persisted (mono) */
+    int64_t ann_next_ms;        /* next heartbeat due (mono; announcer) */
+    /* receiver side: the RPO (struct rep_rpo; persisted as
+     * REP_META_RPO at most once a second, and at once when it goes from
+     * 0 to not 0 or back) */
+    struct rep_rpo rpo;
+    int rpo_loaded;             /* rpo read from the store (or tried) */
+    int64_t rpo_saved_ms;       /* last time rpo was persisted (mono) */
+    int rpo_saved_zero;         /* its RPO was 0 then */
     int64_t rx_trim_ms;         /* last trim of the replica's journal (mono) */
     int rx_calls;               /* ShipBatch calls in the handler now */
     int rx_waiting;             /* ... of which wait for a predecessor */
@@ -147,6 +196,7 @@ struct rep_ctx {
     struct rg_config *cfg;
     st_store *st;
     rpc_client *peer;           /* link client (shared by senders) */
+    rpc_client *peer_ann;       /* heartbeats: a connection of its own */
     rpc_server *link_srv;
     rpc_server *admin_srv;      /* admin API on the unix socket */
     rpc_server *admin_tcp_srv;  /* admin API on TCP (mTLS, admin identity) */
@@ -175,6 +225,8 @@ struct rep_ctx {
     int metrics_port;
     pthread_t metrics_thr;
     int metrics_started;
+    pthread_t ann_thr;          /* the announcer (rep_announce.c) */
+    int ann_started;
 };
 
 /* A plain snapshot of one volume's figures (admin Status and /metrics). */
@@ -193,9 +245,10 @@ struct rep_vstat {
     char last_error[256];
     int split_brain;
     int copy_active;
-    double applied_age_s;
-    int64_t insync_ms;          /* last time known in sync (this run; 0:
-                                   unknown) */
+    double applied_age_s;       /* secondary: = rpo_s (older clients) */
+    double rpo_s;               /* the RPO (VolumeStatus.rpo_seconds) */
+    struct rep_rpo rpo;         /* secondary: what rpo_s is made of */
+    int peer_must_resync, must_resync;
     uint64_t wire_bytes, raw_bytes, batches;
 };
 
@@ -242,6 +295,9 @@ void rep__vol_stop(struct rep_vol *v);
 /* The copy became primary here with the peer at acked: forget the
  * sender's refusals and errors. */
 void rep__vol_promoted(struct rep_vol *v, uint64_t acked);
+/* A volume's RPO figures (secondary side): as the primary's last call
+ * left them, read from the store (REP_META_RPO) after a restart. */
+void rep__vol_rpo(rep_ctx *r, struct rep_vol *v, struct rep_rpo *out);
 /* One volume's figures, as in a snapshot. */
 void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *out);
 /* A snapshot of the n volumes named by ids, in that order, or (ids NULL)

@@ -373,13 +373,68 @@ static int receive_check(rep_ctx *r, const struct rep_caller *c, const char *id,
     return R(OK);
 }
 
-static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
-                    uint64_t primary_head, size_t wire, uint64_t raw)
+/* The timestamp of the last entry of a verified batch (FORMAT.md §3:
+ * 64-byte headers, payload_len at byte 40, timestamp at byte 48, both
+ * little-endian), or 0 if the walk does not end exactly at len. */
+static int64_t batch_last_ts(const uint8_t *p, size_t len)
 {
-    int64_t now = tb_wall_ms(), mono = tb_mono_ms();
+    size_t off = 0;
+    int64_t ts = 0;
+    while (len - off >= 64) {
+        uint32_t pl = 0;
+        uint64_t t = 0;
+        for (int i = 3; i >= 0; i--) pl = pl << 8 | p[off + 40 + i];
+        for (int i = 7; i >= 0; i--) t = t << 8 | p[off + 48 + i];
+        if (pl > len - off - 64) return 0;
+        ts = (int64_t)t;
+        off += 64 + (size_t)pl;
+    }
+    return off == len ? ts : 0;
+}
+
+/* A call of the primary arrived (batch, probe or heartbeat): take its
+ * announcement, and the position applied here with its entry's
+ * timestamp (0: unknown), into the volume's RPO; persist it at most
+ * once a second, and soon when the RPO goes from 0 to not 0 or back.
+ * exact: applied was read under op_lock (batch, probe, copy): it is the
+ * position, even if lower than the last one recorded (a replica deleted
+ * and made again, a rebase); else (heartbeat) it only moves forward. */
+static void note_rpo(rep_ctx *r, struct rep_vol *v, uint64_t epoch,
+                     uint64_t head, int64_t head_ts_ns, uint64_t applied,
+                     int64_t applied_ts_ns, int exact)
+{
+    int64_t mono = tb_mono_ms();
+    char buf[200];
     int persist = 0;
     pthread_mutex_lock(&v->mu);
-    if (primary_head) v->primary_head = primary_head;
+    struct rep_rpo *p = &v->rpo;
+    int fresh = epoch > p->epoch; /* a new primary: start afresh */
+    rep__rpo_announce(p, epoch, head, head_ts_ns);
+    /* Two connections: a heartbeat's older stat may arrive after a
+     * batch's apply.  Never move back within an epoch. */
+    if (fresh || applied > p->applied || (exact && applied < p->applied) ||
+        (applied == p->applied && applied_ts_ns && !p->applied_ts_ns)) {
+        p->applied = applied;
+        p->applied_ts_ns = applied_ts_ns;
+    }
+    p->link_up_ms = tb_wall_ms();
+    v->rpo_loaded = 1; /* this is newer than anything persisted */
+    int zero = rep__rpo_s(p) == 0;
+    if (!v->rpo_saved_ms || mono - v->rpo_saved_ms >= 1000 ||
+        (zero != v->rpo_saved_zero && mono - v->rpo_saved_ms >= 100)) {
+        v->rpo_saved_ms = mono;
+        v->rpo_saved_zero = zero;
+        persist = rep__rpo_format(p, buf, sizeof(buf)) == 0;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (persist) jr_meta_set(r->st, v->id, REP_META_RPO, buf);
+}
+
+static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
+                    size_t wire, uint64_t raw)
+{
+    int64_t now = tb_wall_ms(), mono = tb_mono_ms();
+    pthread_mutex_lock(&v->mu);
     v->last_sync_ms = now;
     v->acked = applied;
     v->rx_gen++;
@@ -388,22 +443,12 @@ static void note_rx(rep_ctx *r, struct rep_vol *v, uint64_t applied,
     v->raw_bytes += raw;
     if (wire) v->batches++;
     tb_meter_add(&v->meter, raw, mono);
-    if (applied >= v->primary_head) {
-        v->insync_ms = now;
-        /* Persisted at most once a second: it is how current the replica
-         * is known to be, reported by failover after a restart. */
-        if (!v->insync_saved_ms || mono - v->insync_saved_ms >= 1000) {
-            v->insync_saved_ms = mono;
-            persist = 1;
-        }
-    }
     v->last_error[0] = 0;
     v->peer_split = 0;
+    v->peer_stale = 0;
     v->link_state = REP_LINK_RECEIVING;
     v->state = REP_ST_REPLICA;
     pthread_mutex_unlock(&v->mu);
-    if (persist)
-        rep__meta_set_u64(r, v->id, REP_META_INSYNC_MS, (uint64_t)now);
     /* The replica's own journal: the primary holds every entry up to
      * applied, so record that as its ack and trim (R-8 would otherwise keep
      * it all, then fall back to dirty tracking on the replica).  At most
@@ -460,6 +505,47 @@ int rep__ship_decode(const Tandem__Repl__V1__ShipBatchRequest *req,
     return R(OK);
 }
 
+/* A heartbeat (ShipBatchRequest.heartbeat): record the announcement,
+ * nothing else.  Without op_lock: it must not wait for an apply (that is
+ * its point on a slow link); it reads the header and metadata and writes
+ * only the RPO.  Recorded only into a secondary of the caller at the
+ * same epoch that is not fenced; anything else is answered with the
+ * position and no effect (the sender's probes and batches decide). */
+static int heartbeat(rep_ctx *r, rpc_ctx *ctx, const struct rep_caller *c,
+                     struct rep_vol *v,
+                     const Tandem__Repl__V1__ShipBatchRequest *req,
+                     ProtobufCMessage **respm)
+{
+    struct jr_info info;
+    char msg[400], split[REP_SPLIT_WHY];
+    int rc = jr_volume_stat(r->st, req->volume_id, &info);
+    if (rc == -ENOENT)
+        return ship_answer(respm, R(NO_VOLUME), 0, 0, "", 0,
+                           "no volume %s here", req->volume_id);
+    if (rc < 0)
+        return ship_answer(respm, R(ERROR), 0, 0, "", 0, "stat: %s",
+                           jr_strerror(rc));
+    if (rep__vol_authz(r, c, req->volume_id, msg, sizeof(msg), split) < 0)
+        return rep__link_deny(r, ctx, c->uri, "%s", msg);
+    const char *role = jr_role_name(info.role);
+    if (info.role != JR_ROLE_SECONDARY || split[0] ||
+        req->epoch != info.epoch || !req->from_primary)
+        return ship_answer(respm, R(OK), info.applied, info.epoch, role, 0,
+                           "heartbeat not recorded (role %s, epoch %" PRIu64
+                           "%s)", role, info.epoch, split[0] ? ", fenced" : "");
+    note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns,
+             info.applied, info.head == info.applied ? info.head_ts_ns : 0,
+             0);
+    tlog_debug("rep.heartbeat", "vol=%s head=%" PRIu64 " head_age_ms=%.1f "
+               "applied=%" PRIu64, req->volume_id, req->primary_head,
+               (double)(tb_wall_ns() - req->head_ts_ns) / 1e6, info.applied);
+    pthread_mutex_lock(&v->mu);
+    v->last_sync_ms = tb_wall_ms();
+    pthread_mutex_unlock(&v->mu);
+    return ship_answer(respm, R(OK), info.applied, info.epoch, role, 0,
+                       "heartbeat");
+}
+
 static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                   ProtobufCMessage **respm)
 {
@@ -486,6 +572,7 @@ static int h_ship(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                            r->region, r->peer_region, req->from_region);
     struct rep_vol *v = rep__vol_get(r, req->volume_id);
     if (!v) return RPC_RESOURCE_EXHAUSTED;
+    if (req->heartbeat) return heartbeat(r, ctx, &c, v, req, respm);
     pthread_mutex_lock(&v->mu);
     v->rx_calls++;
     pthread_cond_broadcast(&v->cv); /* a later batch waiting for this one */
@@ -511,7 +598,10 @@ again:
         goto out;
     }
     if (req->n_entries == 0) {
-        note_rx(r, v, info.applied, req->primary_head, 0, 0);
+        note_rx(r, v, info.applied, 0, 0);
+        note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns,
+                 info.applied,
+                 info.head == info.applied ? info.head_ts_ns : 0, 1);
         rc = ship_answer(respm, R(OK), info.applied, info.epoch, role,
                          created, "probe");
         struct jr_copywin w;
@@ -643,7 +733,9 @@ again:
                          req->last_seq, jr_strerror(rc));
         goto out;
     }
-    note_rx(r, v, applied, req->primary_head, req->entries.len, len);
+    note_rx(r, v, applied, req->entries.len, len);
+    note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns, applied,
+             applied == req->last_seq ? batch_last_ts(data, len) : 0, 1);
     copy_window_check(r, req->volume_id, applied);
     rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
 out:
@@ -843,7 +935,10 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                       " consistent_at=%" PRIu64, req->volume_id, req->copy_id,
                       info.applied, req->consistent_at);
             copy_window_check(r, req->volume_id, info.applied);
-            note_rx(r, v, info.applied, 0, 0, 0);
+            note_rx(r, v, info.applied, 0, 0);
+            /* Its entry's time is unknown (a copy carries none): the RPO
+             * is unknown until the next batch applies. */
+            note_rpo(r, v, info.epoch, 0, 0, info.applied, 0, 1);
         }
     }
     if (rc < 0) {

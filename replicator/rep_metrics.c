@@ -76,7 +76,7 @@ static void render(rep_ctx *r, struct sbuf *out)
         {"tandem_volume_acked_seq", "gauge", "last entry the peer acknowledged"},
         {"tandem_volume_lag_entries", "gauge", "entries not yet acknowledged"},
         {"tandem_volume_lag_bytes", "gauge", "journal bytes not yet acknowledged (estimate)"},
-        {"tandem_volume_lag_seconds", "gauge", "age of the oldest unacknowledged entry (RPO)"},
+        {"tandem_volume_lag_seconds", "gauge", "primary: age of the oldest unacknowledged entry; secondary: the RPO while it lags, else 0"},
         {"tandem_volume_last_sync_timestamp_seconds", "gauge", "last successful exchange with the peer"},
         {"tandem_volume_throughput_bytes_per_second", "gauge", "replicated payload bytes per second"},
         {"tandem_volume_compression_ratio", "gauge", "raw bytes / wire bytes"},
@@ -86,6 +86,8 @@ static void render(rep_ctx *r, struct sbuf *out)
         {"tandem_volume_raw_bytes_total", "counter", "journal bytes before compression"},
         {"tandem_volume_batches_total", "counter", "batches shipped or applied"},
         {"tandem_volume_journal_damaged", "gauge", "1 if replay found the journal damaged (RUNBOOK: A damaged journal tail)"},
+        {"tandem_volume_rpo_seconds", "gauge", "the RPO as this copy sees it (role=primary: age of the oldest entry the peer lacks; role=secondary: primary's announced head time - newest applied entry's time, primary's clock, as of the last call of the primary); -1 unknown"},
+        {"tandem_volume_link_last_up_timestamp_seconds", "gauge", "secondary: when the primary's last call arrived (the RPO is as of then); 0 never or primary"},
     };
     size_t nd = sizeof(defs) / sizeof(defs[0]);
     sb_printf(out, "# HELP tandem_peer_link_up 1 if the peer answered the "
@@ -116,6 +118,11 @@ static void render(rep_ctx *r, struct sbuf *out)
             case 14: val = (double)s->raw_bytes; break;
             case 15: val = (double)s->batches; break;
             case 16: val = s->info.damaged_seq != 0; break;
+            case 17: val = s->rpo_s; break;
+            case 18:
+                val = s->info.role == JR_ROLE_PRIMARY
+                          ? 0 : (double)s->rpo.link_up_ms / 1000.0;
+                break;
             }
             /* Volume ids are [A-Za-z0-9._-]: no label escaping needed. */
             sb_printf(out, "%s{volume=\"%s\",region=\"%s\",role=\"%s\"} %.6g\n",

@@ -340,7 +340,7 @@ static int ship_call(struct sender *s, Tandem__Repl__V1__ShipBatchRequest *req,
 int rep__sender_refused(struct sender *s,
                           const Tandem__Repl__V1__ShipBatchResponse *resp)
 {
-    char why[320], q[sizeof(why) + 16]; /* q: why quoted (peer text) */
+    char why[1024], q[sizeof(why) + 16]; /* q: why quoted (peer text) */
     int peer_primary = resp->role && !strcmp(resp->role, "primary");
     if (resp->epoch <= s->epoch &&
         resp->result == TANDEM__REPL__V1__RESULT__RESULT_STALE_EPOCH) {
@@ -399,14 +399,44 @@ int rep__sender_refused(struct sender *s,
             return 1;
         }
         if (pv) protobuf_c_message_free_unpacked(&pv->base, NULL);
-        snprintf(why, sizeof(why), "peer %s holds epoch %" PRIu64
-                 " (role %s) above ours %" PRIu64 ": %s", s->r->peer_region,
-                 resp->epoch, resp->role, s->epoch, resp->message);
+        snprintf(why, sizeof(why), "fenced former primary: resync it "
+                 "(`tandemctl resync %s` in region %s): peer %s holds epoch %"
+                 PRIu64 " (role %s) above ours %" PRIu64 " and this copy "
+                 "has entries it never had: %s", s->v->id, s->r->region,
+                 s->r->peer_region, resp->epoch, resp->role, s->epoch,
+                 resp->message);
         mark_split(s->r, s->v, why);
         return 1;
     }
-    /* The peer's copy is primary at an epoch not above ours: it must be
-     * resynced (or demoted) there.  Never overwrite it; keep asking. */
+    if (resp->epoch < s->epoch || !peer_primary) {
+        /* The peer's copy is older than ours (a former primary that came
+         * back) or fenced: the peer is the side that must resync, not
+         * this one.  Shown as such (status: peer-stale /
+         * peer-must-resync), never as this copy's split brain; nothing
+         * is shipped over it.  Keep asking: a resync there ends it. */
+        snprintf(why, sizeof(why), "peer %s holds a stale former primary "
+                 "(%s at epoch %" PRIu64 ", ours %" PRIu64 "): it must "
+                 "resync: run `tandemctl resync %s` in region %s; nothing "
+                 "is shipped to it until then (%s)", s->r->peer_region,
+                 resp->role && resp->role[0] ? resp->role : "no role",
+                 resp->epoch, s->epoch, s->v->id, s->r->peer_region,
+                 resp->message);
+        pthread_mutex_lock(&s->v->mu);
+        int first = !s->v->peer_stale;
+        s->v->peer_stale = 1;
+        s->v->peer_split = 0;
+        pthread_mutex_unlock(&s->v->mu);
+        rep__vol_state(s->v, REP_LINK_PEER_STALE, REP_ST_PEER_MUST_RESYNC,
+                       why);
+        if (first)
+            tlog_warn("rep.peer_stale", "vol=%s why=%s", s->v->id,
+                      tlog_q(q, sizeof(q), why));
+        rep__vol_wait(s->r, s->v, 2000);
+        return 0;
+    }
+    /* The peer's copy is primary at our own epoch: two primaries of one
+     * epoch, neither side can tell which is right (a real split brain).
+     * Never overwrite it; keep asking. */
     snprintf(why, sizeof(why), "peer %s refused (its epoch %" PRIu64
              ", ours %" PRIu64 "): %s", s->r->peer_region, resp->epoch,
              s->epoch, resp->message);
@@ -498,6 +528,7 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
                       r->peer_region);
         pthread_mutex_lock(&s->v->mu);
         s->v->peer_split = 0;
+        s->v->peer_stale = 0;
         s->v->last_error[0] = 0;
         pthread_mutex_unlock(&s->v->mu);
         ret = SEND_READY;

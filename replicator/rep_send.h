@@ -93,6 +93,18 @@ void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
 int rep__sender_refused(struct sender *s,
                         const Tandem__Repl__V1__ShipBatchResponse *resp);
 
+/* ---- rep_announce.c ---- */
+/* Heartbeats (ShipBatchRequest.heartbeat): every 50 ms while the peer
+ * has not acknowledged the head (1 s otherwise), for every volume whose
+ * sender runs, its head and head timestamp, on r->peer_ann (a connection
+ * of its own, so they never wait behind batches on a slow link): the
+ * secondary's RPO is measured against them.  One thread; rep_start
+ * starts it, rep_destroy joins it (it exits once r->stopping is set). */
+#define REP_ANNOUNCE_LAG_MS 50
+#define REP_ANNOUNCE_IDLE_MS 1000
+#define REP_ANNOUNCE_TIMEOUT_MS 1000
+void *rep__announcer_main(void *arg);
+
 /* ---- rep_copy.c ---- */
 /* Bring the peer current by copying image regions: the dirty map, or
  * (full) the whole image.  Returns SEND_READY (shipping resumes at

@@ -8,6 +8,7 @@
  * the rest from the store, and what they mean (state, link state, lag).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,8 @@ const char *rep__link_name(enum rep_link l)
     case REP_LINK_STOPPED: return "stopped";
     case REP_LINK_RECEIVING: return "receiving";
     case REP_LINK_IDLE: return "idle";
+    case REP_LINK_PEER_STALE: return "peer-stale";
+    case REP_LINK_FENCED: return "fenced";
     case REP_LINK_KEEP: break;
     }
     return "?";
@@ -69,6 +72,8 @@ const char *rep__state_name(enum rep_state st)
     case REP_ST_DIRTY_TRACKING: return "dirty-tracking";
     case REP_ST_NOT_REPLICATED: return "not-replicated";
     case REP_ST_RESYNCING: return "resyncing";
+    case REP_ST_PEER_MUST_RESYNC: return "peer-must-resync";
+    case REP_ST_MUST_RESYNC: return "must-resync";
     case REP_ST_KEEP: break;
     }
     return "?";
@@ -104,6 +109,7 @@ void rep__vol_promoted(struct rep_vol *v, uint64_t acked)
 {
     pthread_mutex_lock(&v->mu);
     v->peer_split = 0;
+    v->peer_stale = 0;
     v->acked = acked;
     v->last_error[0] = 0;
     pthread_mutex_unlock(&v->mu);
@@ -122,6 +128,90 @@ int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms)
 }
 
 
+/* ----------------------------------------------------------------- RPO */
+
+double rep__rpo_s(const struct rep_rpo *p)
+{
+    if (!p->ann_head) return -1;
+    if (p->applied >= p->ann_head) return 0;
+    if (!p->applied_ts_ns || !p->ann_head_ts_ns) return -1;
+    double s = (double)(p->ann_head_ts_ns - p->applied_ts_ns) / 1e9;
+    return s > 0 ? s : 0;
+}
+
+int rep__rpo_announce(struct rep_rpo *p, uint64_t epoch, uint64_t head,
+                      int64_t head_ts_ns)
+{
+    if (!head) return 0;
+    if (epoch != p->epoch) {
+        /* Another primary (or the same one promoted again): its history
+         * decides; what the old one announced says nothing about it. */
+        if (epoch < p->epoch) return 0;
+        p->epoch = epoch;
+        p->ann_head = head;
+        p->ann_head_ts_ns = head_ts_ns;
+        return 1;
+    }
+    if (head < p->ann_head ||
+        (head == p->ann_head && head_ts_ns == p->ann_head_ts_ns))
+        return 0;
+    p->ann_head = head;
+    p->ann_head_ts_ns = head_ts_ns;
+    return 1;
+}
+
+int rep__rpo_format(const struct rep_rpo *p, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "1 %" PRIu64 " %" PRIu64 " %" PRId64
+                     " %" PRIu64 " %" PRId64 " %" PRId64, p->epoch,
+                     p->ann_head, p->ann_head_ts_ns, p->applied,
+                     p->applied_ts_ns, p->link_up_ms);
+    return n < 0 || (size_t)n >= size ? -ENOSPC : 0;
+}
+
+int rep__rpo_parse(const char *s, struct rep_rpo *p)
+{
+    struct rep_rpo q;
+    int ver, used = 0;
+    if (!s || sscanf(s, "%d %" SCNu64 " %" SCNu64 " %" SCNd64 " %" SCNu64
+                     " %" SCNd64 " %" SCNd64 "%n", &ver, &q.epoch,
+                     &q.ann_head, &q.ann_head_ts_ns, &q.applied,
+                     &q.applied_ts_ns, &q.link_up_ms, &used) != 7 ||
+        ver != 1 || s[used] != 0 || q.ann_head_ts_ns < 0 ||
+        q.applied_ts_ns < 0 || q.link_up_ms < 0)
+        return -EINVAL;
+    *p = q;
+    return 0;
+}
+
+/* The volume's RPO figures, read from the store once per process if no
+ * call of the primary arrived yet (after a restart). */
+static void rpo_load(rep_ctx *r, struct rep_vol *v)
+{
+    pthread_mutex_lock(&v->mu);
+    int loaded = v->rpo_loaded;
+    pthread_mutex_unlock(&v->mu);
+    if (loaded) return;
+    char *s = rep__meta(r, v->id, REP_META_RPO);
+    struct rep_rpo q;
+    int ok = s && rep__rpo_parse(s, &q) == 0;
+    free(s);
+    pthread_mutex_lock(&v->mu);
+    if (!v->rpo_loaded) {
+        if (ok && !v->rpo.link_up_ms) v->rpo = q;
+        v->rpo_loaded = 1;
+    }
+    pthread_mutex_unlock(&v->mu);
+}
+
+void rep__vol_rpo(rep_ctx *r, struct rep_vol *v, struct rep_rpo *out)
+{
+    rpo_load(r, v);
+    pthread_mutex_lock(&v->mu);
+    *out = v->rpo;
+    pthread_mutex_unlock(&v->mu);
+}
+
 /* ------------------------------------------------------ status snapshot */
 
 /* One volume's figures: the header and metadata from the store, the
@@ -132,6 +222,7 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     memset(o, 0, sizeof(*o));
     rep__scpy(o->id, sizeof(o->id), id);
     o->applied_age_s = -1;
+    o->rpo_s = -1;
     if (jr_volume_stat(r->st, id, &o->info) < 0) {
         o->state = REP_ST_ERROR;
         snprintf(o->last_error, sizeof(o->last_error), "stat failed");
@@ -162,8 +253,9 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
 
     struct rep_vol *v = rep__vol_get(r, id);
     int64_t now = tb_wall_ms();
-    uint64_t vacked = 0, primary_head = 0;
-    int64_t oldest_ns = 0, insync = 0;
+    uint64_t vacked = 0;
+    int64_t oldest_ns = 0;
+    if (v && o->info.role != JR_ROLE_PRIMARY) rpo_load(r, v);
     if (v) {
         pthread_mutex_lock(&v->mu);
         o->link_state = v->link_state;
@@ -177,11 +269,12 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
         /* 0 once nothing was counted for a while (idle). */
         o->rate = tb_meter_rate(&v->meter, tb_mono_ms());
         if (v->peer_split) o->split_brain = 1;
+        /* The peer is the stale side: not a split brain of this copy. */
+        o->peer_must_resync = v->peer_stale;
         if (v->copy_active) o->copy_active = 1;
         vacked = v->acked;
         oldest_ns = v->oldest_unacked_ns;
-        primary_head = v->primary_head;
-        insync = o->insync_ms = v->insync_ms;
+        o->rpo = v->rpo;
         pthread_mutex_unlock(&v->mu);
     }
     o->ratio = o->wire_bytes ? (double)o->raw_bytes / (double)o->wire_bytes
@@ -213,6 +306,8 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
                 o->lag_s = (double)(tb_wall_ns() - oldest_ns) / 1e9;
             if (o->lag_s < 0) o->lag_s = 0;
         }
+        /* This side's view: what is lost if this region went now. */
+        o->rpo_s = o->lag_entries && !oldest_ns ? -1 : o->lag_s;
         if (o->info.dirty_tracking && !o->copy_active)
             o->state = REP_ST_DIRTY_TRACKING;
         if (o->state == REP_ST_NONE || o->state == REP_ST_REPLICA ||
@@ -222,17 +317,18 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
             o->link_state = REP_LINK_IDLE;
     } else {
         o->acked = o->info.applied;
-        if (primary_head > o->info.applied)
-            o->lag_entries = primary_head - o->info.applied;
-        if (!insync) insync = (int64_t)rep__meta_u64(r, id, REP_META_INSYNC_MS);
-        if (insync) {
-            o->applied_age_s = (double)(now - insync) / 1000.0;
-            /* In sync as of the last batch, which was just now. */
-            if (!o->lag_entries && now - o->last_sync_ms < 2000)
-                o->applied_age_s = 0;
-            if (o->applied_age_s < 0) o->applied_age_s = 0;
-            if (o->lag_entries) o->lag_s = o->applied_age_s;
+        /* The replica's view, from the primary's last announcement (as
+         * of the last call: link_last_up says when that was). */
+        if (o->info.applied > o->rpo.applied) {
+            /* Applied by a path that did not report it (a copy's end). */
+            o->rpo.applied = o->info.applied;
+            o->rpo.applied_ts_ns = o->info.head == o->info.applied
+                                       ? o->info.head_ts_ns : 0;
         }
+        if (o->rpo.ann_head > o->info.applied)
+            o->lag_entries = o->rpo.ann_head - o->info.applied;
+        o->rpo_s = o->applied_age_s = rep__rpo_s(&o->rpo);
+        if (o->lag_entries && o->rpo_s > 0) o->lag_s = o->rpo_s;
         char *d = rep__meta(r, id, REP_META_DRAINING);
         if (d) {
             o->state = REP_ST_DRAINING;
@@ -243,8 +339,11 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
         } else if (resync) {
             o->state = REP_ST_RESYNCING;
         } else if (o->split_brain) {
-            o->state = REP_ST_SPLIT_BRAIN;
-            o->link_state = REP_LINK_SPLIT_BRAIN;
+            /* A fenced former primary: this side is at fault and must
+             * resync (its refusals name the newer primary). */
+            o->state = REP_ST_MUST_RESYNC;
+            o->link_state = REP_LINK_FENCED;
+            o->must_resync = 1;
         } else if (o->copy_active) {
             o->state = REP_ST_COPYING;
         } else {

@@ -354,13 +354,25 @@ int ctl_cmd_failover(struct ctl *c, char **vols, int n)
         if ((int)strlen(r->results[i]->volume_id) > w)
             w = (int)strlen(r->results[i]->volume_id);
     if (r->n_results)
-        printf("%-*s %-15s %5s %10s %12s  %s\n", w, "VOLUME", "RESULT", "EPOCH",
-               "APPLIED", "APPLIED-AGE", "NOTE");
+        printf("RPO: the data this failover loses as region %s knew it when "
+               "the old primary's last call arrived, LINK-LAST-UP before "
+               "this failover (writes after that are not counted)\n"
+               "%-*s %-15s %5s %10s %9s %13s  %s\n", r->region, w, "VOLUME",
+               "RESULT", "EPOCH", "APPLIED", "RPO", "LINK-LAST-UP", "NOTE");
     int ret = EX_OK;
     for (size_t i = 0; i < r->n_results; i++) {
         const Tandem__Admin__V1__FailoverResult *x = r->results[i];
-        char age[32], note[6000];
-        ctl_human_age(age, sizeof age, x->applied_age_seconds);
+        char age[32], up[40], b2[32], note[6000];
+        /* An answer without link_last_up_unix_ms predates rpo_seconds. */
+        ctl_human_rpo(age, sizeof age,
+                      x->link_last_up_unix_ms || x->rpo_seconds
+                          ? x->rpo_seconds
+                          : x->applied_age_seconds);
+        if (x->link_last_up_unix_ms > 0 && x->link_down_seconds >= 0)
+            snprintf(up, sizeof up, "%s ago",
+                     ctl_human_age(b2, sizeof b2, x->link_down_seconds));
+        else
+            snprintf(up, sizeof up, "unknown");
         /* The columns say what happened; the server's sentence only adds
          * to a failure (or with --verbose). */
         snprintf(note, sizeof note, "%s",
@@ -389,12 +401,13 @@ int ctl_cmd_failover(struct ctl *c, char **vols, int n)
                      x->volume_id);
             ret = EX_FAIL;
         }
-        printf("%-*s %-15s %5" PRIu64 " %10" PRIu64 " %12s  %s\n", w,
+        printf("%-*s %-15s %5" PRIu64 " %10" PRIu64 " %9s %13s  %s\n", w,
                x->volume_id,
                !x->ok       ? "FAILED"
                : x->changed ? "promoted"
                             : "already-primary",
-               x->epoch, x->applied, x->ok ? age : "-", note);
+               x->epoch, x->applied, x->ok ? age : "-", x->ok ? up : "-",
+               note);
         if (!x->ok)
             ctl_errf("failover %s: %s", x->volume_id,
                      *x->message ? x->message : "not promoted");

@@ -73,6 +73,9 @@ const char *ctl_human_bytes(char *buf, size_t sz, double v);
 /* s seconds as "0.25s", "42s", "7m", "2.5h" ("unknown" when negative or
  * NaN); written to buf, which is returned. */
 const char *ctl_human_age(char *buf, size_t sz, double s);
+/* An RPO in seconds: milliseconds under a minute ("0.042s", "3.750s"),
+ * never rounded to 0; "unknown" below 0; as ctl_human_age above. */
+const char *ctl_human_rpo(char *buf, size_t sz, double s);
 /* s as a JSON string (NULL as ""). */
 void ctl_json_str(FILE *f, const char *s);
 /* Message m as JSON, every field by its proto name (maps as objects,

@@ -63,6 +63,15 @@ const char *ctl_human_age(char *buf, size_t sz, double s)
     return buf;
 }
 
+const char *ctl_human_rpo(char *buf, size_t sz, double s)
+{
+    if (s >= 0 && s < 60)
+        snprintf(buf, sz, "%.3fs", s);
+    else
+        ctl_human_age(buf, sz, s);
+    return buf;
+}
+
 /* ------------------------------------------------------- JSON printer -- */
 
 void ctl_json_str(FILE *f, const char *s)

@@ -15,40 +15,57 @@
 
 static void print_table(const Tandem__Admin__V1__StatusResponse *r)
 {
-    char b1[32], b2[32], b3[32], b4[32];
+    char b1[32], b2[32], b3[32], b4[48];
     printf("region %s (peer %s, peer link %s): %zu volume%s\n", r->region,
            *r->peer_region ? r->peer_region : "-",
            *r->peer_link_state ? r->peer_link_state : "-", r->n_volumes,
            r->n_volumes == 1 ? "" : "s");
     if (!r->n_volumes) return;
+    /* Two regions may be shown: each RPO says whose view it is. */
+    printf("RPO as region %s sees it: a primary row measures it here (age "
+           "of the oldest write the peer lacks); a secondary row from its "
+           "primary's last announcement, received RPO-AS-OF\n", r->region);
     int w = 12;
     for (size_t i = 0; i < r->n_volumes; i++)
         if ((int)strlen(r->volumes[i]->volume_id) > w)
             w = (int)strlen(r->volumes[i]->volume_id);
-    printf("%-*s %-9s %5s %9s %9s %9s %8s %9s %8s %9s %11s %6s %-12s %s\n", w,
-           "VOLUME", "ROLE", "EPOCH", "HEAD", "APPLIED", "ACKED", "LAG",
-           "LAG-BYTES", "RPO", "LAST-SYNC", "THROUGHPUT", "COMPR", "LINK",
-           "STATE");
+    printf("%-*s %-9s %5s %9s %9s %9s %8s %9s %9s %10s %9s %11s %6s %-12s "
+           "%s\n", w, "VOLUME", "ROLE", "EPOCH", "HEAD", "APPLIED", "ACKED",
+           "LAG", "LAG-BYTES", "RPO", "RPO-AS-OF", "LAST-SYNC", "THROUGHPUT",
+           "COMPR", "LINK", "STATE");
     int64_t now = r->now_unix_ms ? r->now_unix_ms : tb_wall_ms();
     for (size_t i = 0; i < r->n_volumes; i++) {
         const Tandem__Admin__V1__VolumeStatus *v = r->volumes[i];
         int primary = !strcmp(v->role, "primary");
-        char lag[24], lagb[32], rpo[32], acked[24], tput[40], compr[16];
+        char lag[24], lagb[32], rpo[32], asof[32], acked[24], tput[40],
+            compr[16];
+        /* An answer without rpo_view predates rpo_seconds. */
+        double rs = *v->rpo_view ? v->rpo_seconds
+                    : primary    ? v->lag_seconds
+                                 : v->applied_age_seconds;
         if (primary) {
             snprintf(lag, sizeof lag, "%" PRIu64, v->lag_entries);
             ctl_human_bytes(lagb, sizeof lagb, (double)v->lag_bytes);
-            ctl_human_age(rpo, sizeof rpo, v->lag_seconds);
             snprintf(acked, sizeof acked, "%" PRIu64, v->acked);
+            snprintf(asof, sizeof asof, "now");
         } else {
-            /* A secondary's RPO is the age of what it last applied. */
+            /* A secondary's RPO: the primary's announced head time minus
+             * its newest applied write's, as of the primary's last call. */
             snprintf(lag, sizeof lag, "-");
             snprintf(lagb, sizeof lagb, "-");
             snprintf(acked, sizeof acked, "-");
-            if (v->applied_age_seconds >= 0)
-                ctl_human_age(rpo, sizeof rpo, v->applied_age_seconds);
+            if (v->link_last_up_unix_ms > 0)
+                snprintf(asof, sizeof asof, "%s ago",
+                         ctl_human_age(b2, sizeof b2,
+                                       (now - v->link_last_up_unix_ms) /
+                                           1000.0));
             else
-                snprintf(rpo, sizeof rpo, "-");
+                snprintf(asof, sizeof asof, "-");
         }
+        if (rs >= 0)
+            ctl_human_rpo(rpo, sizeof rpo, rs);
+        else
+            snprintf(rpo, sizeof rpo, "-");
         if (v->last_sync_unix_ms > 0)
             snprintf(b1, sizeof b1, "%s ago",
                      ctl_human_age(b2, sizeof b2,
@@ -66,9 +83,9 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
                                                               : "",
                  v->dirty_tracking ? ",dirty" : "");
         printf("%-*s %-9s %5" PRIu64 " %9" PRIu64 " %9" PRIu64
-               " %9s %8s %9s %8s %9s %11s %6s %-12s %s\n",
+               " %9s %8s %9s %9s %10s %9s %11s %6s %-12s %s\n",
                w, v->volume_id, v->role, v->epoch, v->head, v->applied, acked,
-               lag, lagb, rpo, b1, tput, compr, v->link_state, b4);
+               lag, lagb, rpo, asof, b1, tput, compr, v->link_state, b4);
         if (*v->last_error)
             printf("  %s: last error: %s\n", v->volume_id, v->last_error);
     }

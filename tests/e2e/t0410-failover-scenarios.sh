@@ -247,6 +247,23 @@ fenced() {
 check "a's replicator refuses to ship V2 and marks it split-brain" fenced
 run_ctl a status "$V2"
 check "status in a shows split-brain" has "split"
+check "status in a says this copy must resync (STATE must-resync, LINK fenced, how)" \
+    bash -c 'echo "$0" | grep -q "fenced  *must-resync" && echo "$0" | grep -q "tandemctl resync $1"' "$OUT" "$V2"
+# The rightful primary is not at fault: its LINK/STATE say the peer must
+# resync, never split-brain.
+peer_stale_shown() {
+    local deadline=$((SECONDS + 30))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(tr_field b "$V2" peer_must_resync)" = true ] && return 0
+        sleep 0.2
+    done
+    tr_ctl b status "$V2" >&2
+    return 1
+}
+check "b's replicator sees a's V2 as a stale former primary" peer_stale_shown
+run_ctl b status "$V2"
+check "status in b: LINK peer-stale, STATE peer-must-resync, no split-brain, how to resync a" \
+    bash -c 'echo "$0" | grep -q "peer-stale  *peer-must-resync" && ! echo "$0" | grep -q split && echo "$0" | grep -q "tandemctl resync $1. in region a"' "$OUT" "$V2"
 check "b's V2 head unchanged (nothing shipped over it)" test "$(tr_field b "$V2" head)" = "$HEAD2B"
 h=$(tr_field a "$V2" head)
 check "a's V2 head unchanged ($HEAD2A -> $h)" test "$h" = "$HEAD2A"

@@ -7,10 +7,13 @@
  *                   [--cap BYTES] [--meta K=V]...
  *   rep-tool write CONF REGION VOL --log FILE [--count N] [--seconds S]
  *                   [--seed S] [--max-len L] [--rate OPS/s] [--compressible]
+ *                   [--ack-log FILE]
  *       Randomized writes and discards; the log records each op's intent
  *       ("I idx kind off len seed") before it and its journal seq
  *       ("S idx seq") after it, so a kill -9 at any point is resolved on
  *       the next run ("S" if the op turned out durable, "X" if not).
+ *       --ack-log: one line "SEQ UNIX_NS" per op once it is acknowledged
+ *       (the wall clock when jr_write/jr_discard returned).
  *   rep-tool verify CONF REGION VOL --log FILE [--seq N]
  *       The image equals the replay of the logged ops with seq <= N
  *       (default: the volume's applied position): prefix consistency.
@@ -250,6 +253,11 @@ static int cmd_write(int argc, char **argv)
     uint64_t maxlen = opt(argc, argv, "--max-len") ? num(opt(argc, argv, "--max-len")) : 65536;
     double rate = opt(argc, argv, "--rate") ? atof(opt(argc, argv, "--rate")) : 0;
     int compressible = flag(argc, argv, "--compressible");
+    const char *ackp = opt(argc, argv, "--ack-log");
+    int ack_fd = -1;
+    if (ackp && (ack_fd = open(ackp, O_WRONLY | O_APPEND | O_CREAT |
+                               O_CLOEXEC, 0644)) < 0)
+        die("%s: %s", ackp, strerror(errno));
     if (!count && !secs) count = 200;
     st_store *st = open_region(argv[2], argv[3]);
     jr_volume *v;
@@ -303,7 +311,17 @@ static int cmd_write(int argc, char **argv)
             rc = jr_discard(v, off, len);
         }
         if (rc < 0) die("op %" PRIu64 ": %s", next_idx, jr_strerror(rc));
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
         jr_get_info(v, &info);
+        if (ack_fd >= 0) {
+            char a[64];
+            int an = snprintf(a, sizeof(a), "%" PRIu64 " %lld\n", info.head,
+                              (long long)at.tv_sec * 1000000000LL +
+                                  at.tv_nsec);
+            if (write(ack_fd, a, (size_t)an) != an)
+                die("%s: %s", ackp, strerror(errno));
+        }
         log_line("S %" PRIu64 " %" PRIu64 "\n", next_idx, info.head);
         next_idx++;
         done++;
@@ -315,6 +333,7 @@ static int cmd_write(int argc, char **argv)
         }
     }
     double el = now_s() - t0;
+    if (ack_fd >= 0) close(ack_fd);
     jr_close(v);
     st_close(st);
     printf("ops=%" PRIu64 " bytes=%" PRIu64 " seconds=%.3f head=%" PRIu64 "\n",

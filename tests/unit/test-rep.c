@@ -2448,3 +2448,340 @@ TEST(journal_damage_admin_calls)
 }
 
 TT_MAIN()
+
+/* ------------------------------------------------------------ the RPO -- */
+
+#define ASSERT_NEAR(a, b, eps)                                                 \
+    do {                                                                       \
+        double a_ = (a), b_ = (b);                                             \
+        if (!(a_ - b_ <= (eps) && b_ - a_ <= (eps)))                           \
+            TT_FAIL("%s = %.9f, expected %.9f", #a, a_, b_);                   \
+    } while (0)
+
+/* The arithmetic: the primary's announced head time minus the applied
+ * entry's time, on the primary's clock; 0 only with everything announced
+ * applied; milliseconds count; the newest announcement of an epoch wins
+ * whatever order they arrive in; the persisted form round-trips and
+ * anything else is refused. */
+TEST(rpo_arithmetic)
+{
+    const int64_t T = 1765000000000000000LL; /* some 2025 instant, ns */
+    struct rep_rpo p = {0};
+    ASSERT_NEAR(rep__rpo_s(&p), -1, 0); /* nothing announced */
+    ASSERT_EQ(rep__rpo_announce(&p, 1, 10, T + 1000000000LL), 1);
+    p.applied = 7;
+    p.applied_ts_ns = T;
+    ASSERT_NEAR(rep__rpo_s(&p), 1.0, 1e-9);
+    /* Sub-second and sub-2 s: never rounded to 0. */
+    ASSERT_EQ(rep__rpo_announce(&p, 1, 11, T + 42000000LL), 1);
+    ASSERT_NEAR(rep__rpo_s(&p), 0.042, 1e-9);
+    ASSERT_EQ(rep__rpo_announce(&p, 1, 12, T + 1999000000LL), 1);
+    ASSERT_NEAR(rep__rpo_s(&p), 1.999, 1e-9);
+    /* An older announcement arriving late changes nothing. */
+    ASSERT_EQ(rep__rpo_announce(&p, 1, 11, T + 5000000000LL), 0);
+    ASSERT_EQ(rep__rpo_announce(&p, 1, 0, T + 5000000000LL), 0);
+    ASSERT_UEQ(p.ann_head, 12);
+    ASSERT_NEAR(rep__rpo_s(&p), 1.999, 1e-9);
+    /* An older epoch's primary is ignored; a newer one starts afresh. */
+    ASSERT_EQ(rep__rpo_announce(&p, 0, 99, T), 0);
+    ASSERT_EQ(rep__rpo_announce(&p, 2, 9, T + 3000000000LL), 1);
+    ASSERT_UEQ(p.ann_head, 9);
+    ASSERT_UEQ(p.epoch, 2);
+    ASSERT_NEAR(rep__rpo_s(&p), 3.0, 1e-9);
+    /* Everything announced applied: 0, whatever the times say. */
+    p.applied = 9;
+    ASSERT_NEAR(rep__rpo_s(&p), 0, 0);
+    p.applied = 20;
+    ASSERT_NEAR(rep__rpo_s(&p), 0, 0);
+    /* Entries missing and the applied one's time unknown: unknown, not 0. */
+    p.applied = 5;
+    p.applied_ts_ns = 0;
+    ASSERT_NEAR(rep__rpo_s(&p), -1, 0);
+    /* Never negative. */
+    p.applied_ts_ns = T + 4000000000LL;
+    ASSERT_NEAR(rep__rpo_s(&p), 0, 0);
+    p.applied_ts_ns = T;
+    p.link_up_ms = 1765000000123LL;
+    char buf[200];
+    ASSERT_OK(rep__rpo_format(&p, buf, sizeof(buf)));
+    struct rep_rpo q = {0};
+    ASSERT_OK(rep__rpo_parse(buf, &q));
+    ASSERT_MEMEQ(&p, &q, sizeof(p));
+    ASSERT_EQ(rep__rpo_format(&p, buf, 10), -ENOSPC);
+    static const char *bad[] = {
+        "", "1", "2 1 2 3 4 5 6", "1 1 2 3 4 5", "1 1 2 3 4 5 6 7",
+        "1 1 2 -3 4 5 6", "1 1 2 3 4 5 6x", "1 1 2 3 4 -5 6", "x 1 2 3 4 5 6",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct rep_rpo z = {0};
+        if (rep__rpo_parse(bad[i], &z) != -EINVAL)
+            TT_FAIL("rep__rpo_parse accepted \"%s\"", bad[i]);
+        ASSERT_UEQ(z.ann_head, 0);
+    }
+    ASSERT_EQ(rep__rpo_parse(NULL, &q), -EINVAL);
+}
+
+/* Entry seq's timestamp in a's journal. */
+static int64_t entry_ts(st_store *st, const char *id, uint64_t seq)
+{
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(st, id, seq, 1, &b));
+    ASSERT_UEQ(b.first_seq, seq);
+    int64_t ts = b.oldest_ts_ns;
+    jr_batch_free(&b);
+    return ts;
+}
+
+/* Ship a's entries from..to to b as a's sender would, announcing head
+ * and head_ts; returns b's applied. */
+static uint64_t ship_range(struct two *t, rpc_client *c, const char *id,
+                           uint64_t from, uint64_t to, uint64_t head,
+                           int64_t head_ts, int with_spec)
+{
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t->sa, id, from, 1u << 20, &b));
+    ASSERT_UEQ(b.first_seq, from);
+    ASSERT(b.last_seq >= to);
+    /* Cut the batch after entry `to` (64-byte headers, payload_len at
+     * byte 40). */
+    size_t off = 0;
+    for (uint64_t s = from; s <= to; s++) {
+        uint32_t pl;
+        memcpy(&pl, b.data + off + 40, 4);
+        off += 64 + pl;
+    }
+    Tandem__Repl__V1__ShipBatchRequest q =
+        TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    Tandem__Repl__V1__VolumeSpec sp = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    sp.size = 1u << 20;
+    sp.object_size = 64u << 10;
+    spec_replicated(&sp);
+    q.volume_id = (char *)id;
+    q.from_region = "a";
+    q.epoch = 1;
+    q.from_primary = 1;
+    if (with_spec) q.spec = &sp;
+    q.first_seq = from;
+    q.last_seq = to;
+    q.n_entries = (uint32_t)(to - from + 1);
+    q.entries.data = b.data;
+    q.entries.len = off;
+    q.raw_len = off;
+    q.oldest_ts_ns = b.oldest_ts_ns;
+    q.primary_head = head;
+    q.head_ts_ns = head_ts;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(OK));
+    uint64_t applied = r->applied;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    jr_batch_free(&b);
+    return applied;
+}
+
+/* A heartbeat as a's announcer sends it; returns the result. */
+static int heartbeat_call(rpc_client *c, const char *id, uint64_t epoch,
+                          uint64_t head, int64_t head_ts, char *msg,
+                          size_t msz)
+{
+    Tandem__Repl__V1__ShipBatchRequest q =
+        TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    q.from_region = "a";
+    q.epoch = epoch;
+    q.from_primary = 1;
+    q.heartbeat = 1;
+    q.primary_head = head;
+    q.head_ts_ns = head_ts;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+    int res = r->result;
+    snprintf(msg, msz, "%s", r->message);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return res;
+}
+
+/* The secondary's RPO is measured against the newest head the primary
+ * announced (batches, heartbeats), on the primary's clock: the issue's
+ * bug was a secondary that counted itself in sync when a batch arrived
+ * that carried everything up to the head of its own (stale) stat. */
+TEST(rpo_from_the_primarys_announcements)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    const char *id = "rpo-1";
+    create_primary(t.sa, id, 1u << 20);
+    ASSERT_UEQ(write_some(t.sa, id, 4, 31), 4);
+    int64_t ts1 = entry_ts(t.sa, id, 1), ts4 = entry_ts(t.sa, id, 4);
+    char msg[256];
+    /* A heartbeat never creates a volume. */
+    ASSERT_EQ(heartbeat_call(c, id, 1, 4, ts4, msg, sizeof(msg)),
+              RES(NO_VOLUME));
+    struct jr_info ib;
+    ASSERT_EQ(jr_volume_stat(t.sb, id, &ib), -ENOENT);
+    /* Entry 1 arrives with the head announced 1.5 s after it (on a's
+     * clock): RPO 1.5 s, not "0 because a batch just came". */
+    ASSERT_UEQ(ship_range(&t, c, id, 1, 1, 4, ts1 + 1500000000LL, 1), 1);
+    struct rep_vstat s;
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 1.5, 1e-6);
+    ASSERT_NEAR(s.applied_age_s, 1.5, 1e-6);
+    ASSERT_UEQ(s.lag_entries, 3);
+    ASSERT_UEQ(s.rpo.ann_head, 4);
+    ASSERT(s.rpo.link_up_ms > 0);
+    Tandem__Admin__V1__VolumeStatus *m = rep__admin_vstatus(t.b, id);
+    ASSERT(m != NULL);
+    ASSERT_NEAR(m->rpo_seconds, 1.5, 1e-6);
+    ASSERT_STREQ(m->rpo_view, "replica");
+    ASSERT_UEQ(m->announced_head, 4);
+    ASSERT_EQ(m->announced_head_ts_unix_ns, ts1 + 1500000000LL);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    /* A heartbeat moves the announcement on: 250 ms is shown as such. */
+    ASSERT_EQ(heartbeat_call(c, id, 1, 5, ts1 + 250000000LL, msg,
+                             sizeof(msg)), RES(OK));
+    ASSERT_STREQ(msg, "heartbeat");
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 0.25, 1e-6);
+    ASSERT_UEQ(s.rpo.ann_head, 5);
+    /* An older announcement (a batch that travelled long) changes
+     * nothing. */
+    ASSERT_EQ(heartbeat_call(c, id, 1, 4, ts1 + 9000000000LL, msg,
+                             sizeof(msg)), RES(OK));
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 0.25, 1e-6);
+    /* Heartbeats of another epoch are answered, never recorded nor
+     * adopted. */
+    ASSERT_EQ(heartbeat_call(c, id, 7, 9, ts1 + 7000000000LL, msg,
+                             sizeof(msg)), RES(OK));
+    ASSERT(strstr(msg, "not recorded") != NULL);
+    ASSERT_OK(jr_volume_stat(t.sb, id, &ib));
+    ASSERT_UEQ(ib.epoch, 1);
+    rep__vol_status(t.b, id, &s);
+    ASSERT_UEQ(s.rpo.ann_head, 5);
+    /* Entries 2..4 arrive carrying the head of their read (4): applied
+     * 4 is still short of the announced 5, the RPO is a's time of 5
+     * minus the time of entry 4 (the batch's last entry). */
+    ASSERT_UEQ(ship_range(&t, c, id, 2, 4, 4, ts4, 0), 4);
+    rep__vol_status(t.b, id, &s);
+    ASSERT_UEQ(s.rpo.applied, 4);
+    ASSERT_EQ(s.rpo.applied_ts_ns, ts4);
+    ASSERT_NEAR(s.rpo_s, (double)(ts1 + 250000000LL - ts4) / 1e9, 1e-6);
+    ASSERT_UEQ(s.lag_entries, 1);
+    /* Announced 4 and applied 4: 0, and only then. */
+    ASSERT_UEQ(write_some(t.sa, id, 1, 32), 5);
+    int64_t ts5 = entry_ts(t.sa, id, 5);
+    ASSERT_UEQ(ship_range(&t, c, id, 5, 5, 5, ts5, 0), 5);
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 0, 0);
+    ASSERT_UEQ(s.lag_entries, 0);
+    ASSERT_EQ(heartbeat_call(c, id, 1, 6, ts5 + 1234000000LL, msg,
+                             sizeof(msg)), RES(OK));
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 1.234, 1e-6);
+    struct rep_rpo before = s.rpo;
+    /* Durable: b restarts and reports the same figures (as of the
+     * primary's last call) before a says anything again. */
+    rpc_client_destroy(c);
+    rep_destroy(t.b);
+    char *v = NULL;
+    ASSERT_OK(jr_meta_get(t.sb, id, REP_META_RPO, &v));
+    struct rep_rpo saved;
+    ASSERT_OK(rep__rpo_parse(v, &saved));
+    free(v);
+    ASSERT_MEMEQ(&saved, &before, sizeof(saved));
+    t.b = start(&t, "b", "a");
+    rep__vol_status(t.b, id, &s);
+    ASSERT_NEAR(s.rpo_s, 1.234, 1e-6);
+    ASSERT_EQ(s.rpo.link_up_ms, before.link_up_ms);
+    /* Promoted (a lost): the figure failover reports stays as of the
+     * last call, whatever the time since. */
+    int changed;
+    ASSERT_EQ(rep__promote(t.b, id, 1, &changed, msg, sizeof(msg)), RPC_OK);
+    struct rep_vol *rv = rep__vol_get(t.b, id);
+    struct rep_rpo after;
+    rep__vol_rpo(t.b, rv, &after);
+    ASSERT_NEAR(rep__rpo_s(&after), 1.234, 1e-6);
+    ASSERT_EQ(after.link_up_ms, before.link_up_ms);
+    teardown(&t);
+}
+
+/* The announcer: with nothing written for a while, b still hears a's
+ * head (heartbeats refresh when the link was last up), and after a write
+ * b's announced head follows a's. */
+TEST(announcer_keeps_the_secondary_informed)
+{
+    struct two t;
+    setup(&t, 1);
+    const char *id = "rpo-2";
+    create_primary(t.sa, id, 1u << 20);
+    uint64_t h = write_some(t.sa, id, 3, 41);
+    ASSERT(wait_applied(t.sb, id, h));
+    struct rep_vstat s;
+    int64_t up0 = 0;
+    for (int i = 0; i < 500; i++) {
+        rep__vol_status(t.b, id, &s);
+        if (s.rpo.ann_head == h && s.rpo_s == 0) break;
+        usleep(10000);
+    }
+    ASSERT_UEQ(s.rpo.ann_head, h);
+    ASSERT_NEAR(s.rpo_s, 0, 0);
+    up0 = s.rpo.link_up_ms;
+    /* No writes: a heartbeat (1 s when idle) still refreshes it. */
+    for (int i = 0; i < 500 && s.rpo.link_up_ms == up0; i++) {
+        usleep(10000);
+        rep__vol_status(t.b, id, &s);
+    }
+    ASSERT(s.rpo.link_up_ms > up0);
+    ASSERT_UEQ(s.rpo.ann_head, h);
+    teardown(&t);
+}
+
+/* A fenced former primary comes back: the rightful primary shows the
+ * peer as the side that must resync (never split-brain of its own), the
+ * returning copy shows that it must resync. */
+TEST(returning_former_primary_must_resync_not_the_new_primary)
+{
+    struct two t;
+    setup(&t, 1);
+    const char *id = "sb-1";
+    create_primary(t.sa, id, 1u << 20);
+    uint64_t h = write_some(t.sa, id, 3, 51);
+    ASSERT(wait_applied(t.sb, id, h));
+    /* Region a is lost; b is promoted and written; a's copy took writes
+     * b never got. */
+    rep_destroy(t.a);
+    t.a = NULL;
+    char msg[512];
+    int changed;
+    ASSERT_EQ(rep__promote(t.b, id, 1, &changed, msg, sizeof(msg)), RPC_OK);
+    write_some(t.sb, id, 2, 52);
+    write_some(t.sa, id, 2, 53);
+    t.a = start(&t, "a", "b");
+    struct rep_vstat sa, sb;
+    int done = 0;
+    for (int i = 0; i < 1500 && !done; i++) {
+        rep__vol_status(t.a, id, &sa);
+        rep__vol_status(t.b, id, &sb);
+        done = sa.must_resync && sb.peer_must_resync;
+        if (!done) usleep(10000);
+    }
+    ASSERT(done);
+    /* a: fenced, must resync. */
+    ASSERT_EQ(sa.info.role, JR_ROLE_SECONDARY);
+    ASSERT(sa.split_brain);
+    ASSERT_STREQ(rep__state_name(sa.state), "must-resync");
+    ASSERT_STREQ(rep__link_name(sa.link_state), "fenced");
+    ASSERT(strstr(sa.last_error, "tandemctl resync sb-1") != NULL);
+    /* b: primary, not split-brain: its peer must resync. */
+    ASSERT_EQ(sb.info.role, JR_ROLE_PRIMARY);
+    ASSERT(!sb.split_brain);
+    ASSERT_STREQ(rep__state_name(sb.state), "peer-must-resync");
+    ASSERT_STREQ(rep__link_name(sb.link_state), "peer-stale");
+    ASSERT(strstr(sb.last_error, "tandemctl resync sb-1") != NULL);
+    ASSERT(strstr(sb.last_error, "in region a") != NULL);
+    Tandem__Admin__V1__VolumeStatus *m = rep__admin_vstatus(t.b, id);
+    ASSERT(m != NULL);
+    ASSERT(m->peer_must_resync);
+    ASSERT(!m->split_brain);
+    ASSERT(!strstr(m->state, "split") && !strstr(m->link_state, "split"));
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    teardown(&t);
+}

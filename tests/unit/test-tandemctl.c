@@ -67,6 +67,9 @@ static Tandem__Admin__V1__VolumeStatus *vs_make(const struct fvol *f)
     v->replication = xs("async");
     v->last_error = xs("");
     v->applied_age_seconds = 1.5;
+    v->rpo_seconds = f->primary ? 0.25 : 0.042;
+    v->rpo_view = xs(f->primary ? "primary" : "replica");
+    if (!f->primary) v->link_last_up_unix_ms = 1;
     static const char *kv[][2] = {
         {"csi.name", "pvc-1234"},
         {"csi.pvc_name", "data-db-0"},
@@ -219,6 +222,9 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             x->message = xs("");
             x->applied = f->applied;
             x->applied_age_seconds = 1.5;
+            x->rpo_seconds = 1.5;
+            x->link_down_seconds = 12.5;
+            x->link_last_up_unix_ms = 1;
             x->epoch = f->epoch;
             x->volume = vs_make(f);
         }
@@ -525,6 +531,11 @@ TEST(status_table_and_json)
     ASSERT_HAS(g_out, "region b (peer a, peer link up): 3 volumes");
     ASSERT_HAS(g_out, "VOLUME");
     ASSERT_HAS(g_out, "RPO");
+    ASSERT_HAS(g_out, "RPO-AS-OF");
+    ASSERT_HAS(g_out, "RPO as region b sees it");
+    /* Milliseconds: a replica 42 ms behind is not shown as 0. */
+    ASSERT_HAS(g_out, "0.042s");
+    ASSERT_HAS(g_out, "0.250s");
     ASSERT_HAS(g_out, "pvc-prim");
     ASSERT_HAS(g_out, "3.5MiB/s");
     ASSERT_HAS(g_out, "2.50");
@@ -580,8 +591,9 @@ TEST(failover_all_and_manifests)
         0);
     ASSERT_HAS(g_out, "failover to region b (forced): 3 volumes, 2 promoted "
                       "now, 1 already primary, 0 failed");
-    ASSERT_HAS(g_out, "APPLIED-AGE");
-    ASSERT_HAS(g_out, "1.50s");
+    ASSERT_HAS(g_out, "LINK-LAST-UP");
+    ASSERT_HAS(g_out, "1.500s");
+    ASSERT_HAS(g_out, "12s ago");
     snprintf(path, sizeof path, "%s/pvc-1234.yaml", dir);
     slurp(path, y, sizeof y);
     ASSERT_HAS(y, "kind: PersistentVolume\n");
