@@ -63,6 +63,32 @@
 #define REP_META_PROMOTED_AT "rep.promoted_at" /* applied at promotion */
 #define REP_META_RESYNC "rep.resync"         /* resync running */
 #define REP_META_INSYNC_MS "rep.insync_ms"   /* last time known in sync */
+/* Replication health of a volume this replicator ships (header key
+ * "meta.rep.health", journal/FORMAT.md §4), for the CSI controller's
+ * ControllerGetVolume.  Value: "<state> <since> <peer> <text>": state one
+ * of REP_HEALTH_* below; since the unix second that state began; peer the
+ * peer region; text, to the end of the value, one line saying why (may
+ * be empty).  Written by the volume's sender only, and only when the
+ * state changes (a steady volume costs no write; a restarted replicator
+ * reads the key first and keeps `since`); a change of the text alone is
+ * not written.  States:
+ *   ok          the last exchange with the peer worked;
+ *   link-down   the peer could not be reached (RPC failure) since `since`:
+ *               readers judge it by its age (a threshold);
+ *   split-brain the peer refused as primary, or this copy was fenced by a
+ *               newer promotion there: abnormal at once, an operator must
+ *               resync one side;
+ *   copying     a region copy runs (journal past its cap, or a new
+ *               replica): the replica is not write-order consistent until
+ *               it ends.
+ * The key stays as last written when the copy stops being shipped (e.g.
+ * it stepped down to secondary): readers check the role too.  Never
+ * shipped to the peer (REP_META_PREFIX). */
+#define REP_META_HEALTH "rep.health"
+#define REP_HEALTH_OK "ok"
+#define REP_HEALTH_LINK_DOWN "link-down"
+#define REP_HEALTH_SPLIT_BRAIN "split-brain"
+#define REP_HEALTH_COPYING "copying"
 
 typedef struct rep_ctx rep_ctx;
 

@@ -197,3 +197,92 @@ fail:
     rep__spec_free(b);
     return rc;
 }
+
+/* ------------------------------------------------------------- health */
+
+static const char *const health_names[] = {
+    [REP_H_UNKNOWN] = "",
+    [REP_H_OK] = REP_HEALTH_OK,
+    [REP_H_LINK_DOWN] = REP_HEALTH_LINK_DOWN,
+    [REP_H_SPLIT_BRAIN] = REP_HEALTH_SPLIT_BRAIN,
+    [REP_H_COPYING] = REP_HEALTH_COPYING,
+};
+#define N_HEALTH (sizeof(health_names) / sizeof(health_names[0]))
+
+const char *rep__health_name(enum rep_health h)
+{
+    return (unsigned)h < N_HEALTH ? health_names[h] : "";
+}
+
+int rep__health_parse(const char *val, enum rep_health *st, int64_t *since,
+                      char *peer, size_t size, const char **text)
+{
+    /* "<state> <since> <peer> <text to the end>" (rep.h). */
+    const char *p = val, *e;
+    enum rep_health h = REP_H_UNKNOWN;
+    if (!(e = strchr(p, ' '))) return -EINVAL;
+    for (unsigned i = 1; i < N_HEALTH; i++)
+        if ((size_t)(e - p) == strlen(health_names[i]) &&
+            !strncmp(p, health_names[i], (size_t)(e - p)))
+            h = (enum rep_health)i;
+    if (h == REP_H_UNKNOWN) return -EINVAL;
+    p = e + 1;
+    char *end;
+    errno = 0;
+    long long s = strtoll(p, &end, 10);
+    if (end == p || *end != ' ' || errno || s < 0) return -EINVAL;
+    p = end + 1;
+    e = strchr(p, ' ');
+    size_t pl = e ? (size_t)(e - p) : strlen(p);
+    if (pl == 0 || pl > RG_MAX_NAME) return -EINVAL;
+    if (st) *st = h;
+    if (since) *since = s;
+    if (peer && size) {
+        if (pl >= size) pl = size - 1;
+        memcpy(peer, p, pl);
+        peer[pl] = 0;
+    }
+    if (text) *text = e ? e + 1 : p + pl;
+    return 0;
+}
+
+int rep__health_set(rep_ctx *r, const char *id, struct rep_health_rec *h,
+                    enum rep_health st, const char *text)
+{
+    if (st == h->state) return 0; /* the steady case: no store access */
+    if (h->state == REP_H_UNKNOWN) {
+        /* First call of this writer: what an earlier run recorded stands
+         * (its `since` is when the state really began). */
+        char *old = rep__meta(r, id, REP_META_HEALTH);
+        enum rep_health os;
+        int64_t osince;
+        if (old && rep__health_parse(old, &os, &osince, NULL, 0, NULL) == 0 &&
+            os == st) {
+            h->state = os;
+            h->since = osince;
+        }
+        free(old);
+        if (st == h->state) return 0;
+    }
+    char t[201], val[300];
+    rep__scpy(t, sizeof(t), text ? text : "");
+    for (char *c = t; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    int64_t now = tb_wall_ms() / 1000;
+    snprintf(val, sizeof(val), "%s %" PRId64 " %s %s", rep__health_name(st),
+             now, r->peer_region, t);
+    int rc = jr_meta_set(r->st, id, REP_META_HEALTH, val);
+    if (rc < 0) {
+        tlog_warn("rep.health_failed", "vol=%s state=%s err=%d (%s)", id,
+                  rep__health_name(st), rc, jr_strerror(rc));
+        return rc;
+    }
+    char q[260];
+    tlog_info("rep.health", "vol=%s state=%s was=%s since=%" PRId64
+              " peer=%s why=%s", id, rep__health_name(st),
+              h->state ? rep__health_name(h->state) : "-", now,
+              r->peer_region, tlog_q(q, sizeof(q), t));
+    h->state = st;
+    h->since = now;
+    return 0;
+}

@@ -66,6 +66,8 @@ struct sender {
     struct prefetch pf;
     struct flight *ahead;   /* the next batch, already on its way */
     int pipe_slot;          /* holds one of REP_PIPE_SLOTS */
+    struct rep_health_rec health; /* REP_META_HEALTH as last recorded
+                                     (this thread is its only writer) */
 };
 
 /* Byte ranges as protobuf Regions (a copy's list, a batch's touched
@@ -92,6 +94,11 @@ void rep__note_ack(struct sender *s, uint64_t applied, size_t wire,
  * sender must exit. */
 int rep__sender_refused(struct sender *s,
                         const Tandem__Repl__V1__ShipBatchResponse *resp);
+
+/* Record the volume's replication health (REP_META_HEALTH): a store
+ * write only when the state changes (rep__health_set). */
+void rep__sender_health(struct sender *s, enum rep_health h,
+                        const char *text);
 
 /* ---- rep_copy.c ---- */
 /* Bring the peer current by copying image regions: the dirty map, or

@@ -2275,6 +2275,141 @@ static int discard_tail(const char *region, const char *id, uint64_t seq,
  * arguments, a peer that acknowledged past the damage: and then no copy
  * is left scheduled), the damage in Status once a writable open met it,
  * the discard; over TCP only the admin identity. */
+/* ---- replication health (meta.rep.health, rep.h; issue 10) ---- */
+
+/* Wait up to secs for the health key of id in st to show state want:
+ * 1 with *since / peer / text (malloc'd) filled, 0 on timeout. */
+static int health_wait(st_store *st, const char *id, enum rep_health want,
+                       int secs, int64_t *since, char peer[RG_MAX_NAME + 1],
+                       char **text)
+{
+    for (int i = 0; i < secs * 100; i++) {
+        char *v = NULL;
+        enum rep_health h;
+        const char *tx;
+        if (jr_meta_get(st, id, REP_META_HEALTH, &v) == 0) {
+            ASSERT_OK(rep__health_parse(v, &h, since, peer, RG_MAX_NAME + 1,
+                                        &tx));
+            if (h == want) {
+                if (text) *text = strdup(tx);
+                free(v);
+                return 1;
+            }
+        }
+        free(v);
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void ack_wait(st_store *st, const char *id, uint64_t seq)
+{
+    uint64_t ack = 0;
+    for (int i = 0; i < 3000 && ack < seq; i++) {
+        jr_peer_ack_get(st, id, "b", &ack);
+        if (ack < seq) usleep(10000);
+    }
+    ASSERT_UEQ(ack, seq);
+}
+
+TEST(health_parse_refuses_bad_values)
+{
+    enum rep_health h;
+    int64_t since;
+    char peer[RG_MAX_NAME + 1];
+    const char *tx;
+    ASSERT_OK(rep__health_parse("link-down 1700000000 b ship: UNAVAILABLE: x",
+                                &h, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(h, REP_H_LINK_DOWN);
+    ASSERT_EQ(since, 1700000000);
+    ASSERT_STREQ(peer, "b");
+    ASSERT_STREQ(tx, "ship: UNAVAILABLE: x");
+    ASSERT_OK(rep__health_parse("ok 5 peer-x", &h, &since, peer, sizeof(peer),
+                                &tx));
+    ASSERT_EQ(h, REP_H_OK);
+    ASSERT_STREQ(peer, "peer-x");
+    ASSERT_STREQ(tx, "");
+    const char *bad[] = {"", "ok", "ok 5", "fine 5 b x", "ok x b t",
+                         "ok -1 b t", "ok 5  t", "ok 5x b t", "OK 5 b t"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ASSERT_EQ(rep__health_parse(bad[i], &h, NULL, NULL, 0, NULL), -EINVAL);
+}
+
+/* The sender records ok / link-down / split-brain in the volume's header
+ * when the state changes, and never while it stays: a key removed behind
+ * its back is not written again by batches that keep succeeding. */
+TEST(health_key_follows_the_link_and_costs_nothing_when_steady)
+{
+    struct two t;
+    char peer[RG_MAX_NAME + 1], *text = NULL;
+    int64_t since = 0, since_down = 0;
+    setup(&t, 1);
+    create_primary(t.sa, "hv", 1u << 20);
+    int64_t t0 = time(NULL);
+    uint64_t h = write_some(t.sa, "hv", 5, 3);
+    ASSERT(wait_applied(t.sb, "hv", h));
+    ASSERT(health_wait(t.sa, "hv", REP_H_OK, 10, &since, peer, NULL));
+    ASSERT_STREQ(peer, "b");
+    ASSERT_GE(since, t0);
+    ASSERT_LE(since, (int64_t)time(NULL));
+    /* Never shipped: the replica has no such key. */
+    char *m = NULL;
+    ASSERT_EQ(jr_meta_get(t.sb, "hv", REP_META_HEALTH, &m), -ENOENT);
+
+    /* Steady: batches keep being answered OK; nothing writes the key. */
+    ASSERT_OK(jr_meta_rm(t.sa, "hv", REP_META_HEALTH));
+    for (int k = 0; k < 3; k++) {
+        h = write_some(t.sa, "hv", 4, 10 + (uint64_t)k);
+        ack_wait(t.sa, "hv", h);
+    }
+    ASSERT_EQ(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &m), -ENOENT);
+
+    /* The peer goes away: link-down, with the reason and when. */
+    rep_destroy(t.b);
+    t.b = NULL;
+    int64_t t1 = time(NULL);
+    write_some(t.sa, "hv", 2, 20);
+    ASSERT(health_wait(t.sa, "hv", REP_H_LINK_DOWN, 20, &since_down, peer,
+                       &text));
+    ASSERT_STREQ(peer, "b");
+    ASSERT_GE(since_down, t1);
+    ASSERT(strstr(text, "UNAVAILABLE") != NULL || strstr(text, "DEADLINE") != NULL);
+    free(text);
+    /* Down and retrying: the key (and its since) stays as written. */
+    char *v1 = NULL, *v2 = NULL;
+    ASSERT_OK(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &v1));
+    h = write_some(t.sa, "hv", 1, 21);
+    struct rep_vstat vs;
+    for (int i = 0; i < 500; i++) { /* a few more failed rounds */
+        rep__vol_status(t.a, "hv", &vs);
+        if (vs.link_state == REP_LINK_BACKOFF) break;
+        usleep(10000);
+    }
+    ASSERT_OK(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &v2));
+    ASSERT_STREQ(v1, v2);
+    free(v1);
+    free(v2);
+
+    /* Back: ok again, since the recovery. */
+    t.b = start(&t, "b", "a");
+    ASSERT(wait_applied(t.sb, "hv", h));
+    ASSERT(health_wait(t.sa, "hv", REP_H_OK, 20, &since, peer, NULL));
+    ASSERT_GE(since, since_down);
+
+    /* b is promoted by force (a region-loss failover) while a goes on
+     * writing: a's copy is fenced and says split-brain. */
+    char msg[512];
+    int changed = -1;
+    ASSERT_EQ(rep__promote(t.b, "hv", 1, &changed, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(changed, 1);
+    write_some(t.sa, "hv", 1, 30);
+    ASSERT(health_wait(t.sa, "hv", REP_H_SPLIT_BRAIN, 20, &since, peer,
+                       &text));
+    ASSERT(strstr(text, "epoch") != NULL);
+    free(text);
+    teardown(&t);
+}
+
 TEST(journal_damage_admin_calls)
 {
     struct two t;
