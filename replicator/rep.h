@@ -85,6 +85,17 @@
  * it stepped down to secondary): readers check the role too.  Never
  * shipped to the peer (REP_META_PREFIX). */
 #define REP_META_HEALTH "rep.health"
+/* Snapshots and region copies.  Snapshots are journal entries (jr.h):
+ * they ship with the journal untouched and the replica takes them at the
+ * same positions.  A region copy (journal past its cap, or a replica made
+ * from a primary whose journal no longer starts at 1) skips positions:
+ * the snapshot entries among them never reach the replica, which then
+ * lacks the snapshots taken there (it never held the image they stand
+ * for, so they cannot be carried) and keeps those deleted there.  The
+ * replica records the skipped positions, "<first> <last>" (the widest
+ * range over all copies), and status reports its snapshots as
+ * incomplete; the key goes with the volume. */
+#define REP_META_SNAP_GAP "rep.snap_gap"
 #define REP_HEALTH_OK "ok"
 #define REP_HEALTH_LINK_DOWN "link-down"
 #define REP_HEALTH_SPLIT_BRAIN "split-brain"

@@ -197,6 +197,9 @@ struct rep_vstat {
     int64_t insync_ms;          /* last time known in sync (this run; 0:
                                    unknown) */
     uint64_t wire_bytes, raw_bytes, batches;
+    uint32_t n_snaps;           /* snapshots this copy holds */
+    uint64_t snap_gap_first, snap_gap_last; /* REP_META_SNAP_GAP (0 0:
+                                   none): positions a region copy skipped */
 };
 
 /* A snapshot of the replicator for the admin status and /metrics: what

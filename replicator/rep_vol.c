@@ -8,6 +8,7 @@
  * the rest from the store, and what they mean (state, link state, lag).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,13 @@ int rep__vol_wait(rep_ctx *r, struct rep_vol *v, int ms)
 
 /* ------------------------------------------------------ status snapshot */
 
+static int snap_count_cb(const struct jr_snap *sn, void *arg)
+{
+    (void)sn;
+    (*(uint32_t *)arg)++;
+    return 0;
+}
+
 /* One volume's figures: the header and metadata from the store, the
  * volume's own figures copied under its lock, and what they mean (state,
  * link state, lag). */
@@ -158,6 +166,15 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     s = rep__meta(r, id, REP_META_RESYNC);
     if (s) o->copy_active = 1;
     int resync = s != NULL;
+    free(s);
+    /* Snapshots: how many, and whether a region copy may have cost this
+     * copy some (rep.h REP_META_SNAP_GAP).  A list that fails leaves the
+     * count at 0: status is still worth showing. */
+    jr_snap_list(r->st, id, snap_count_cb, &o->n_snaps);
+    s = rep__meta(r, id, REP_META_SNAP_GAP);
+    if (s && sscanf(s, "%" SCNu64 " %" SCNu64, &o->snap_gap_first,
+                    &o->snap_gap_last) != 2)
+        o->snap_gap_first = o->snap_gap_last = 0;
     free(s);
 
     struct rep_vol *v = rep__vol_get(r, id);

@@ -395,6 +395,9 @@ int ctl_cmd_failover(struct ctl *c, char **vols, int n)
                : x->changed ? "promoted"
                             : "already-primary",
                x->epoch, x->applied, x->ok ? age : "-", note);
+        if (x->ok && c->manifests_dir &&
+            ctl_snap_manifests(c->manifests_dir, r->region, x) < 0)
+            ret = EX_FAIL;
         if (!x->ok)
             ctl_errf("failover %s: %s", x->volume_id,
                      *x->message ? x->message : "not promoted");
