@@ -91,10 +91,13 @@
  * from a primary whose journal no longer starts at 1) skips positions:
  * the snapshot entries among them never reach the replica, which then
  * lacks the snapshots taken there (it never held the image they stand
- * for, so they cannot be carried) and keeps those deleted there.  The
- * replica records the skipped positions, "<first> <last>" (the widest
- * range over all copies), and status reports its snapshots as
- * incomplete; the key goes with the volume. */
+ * for, so they cannot be carried) and keeps those deleted there; and the
+ * entries shipped after the copy, up to the primary's head at its end,
+ * apply to an image that is no state the primary had, so snapshots they
+ * take on the replica are not write-order consistent.  The replica
+ * records those positions, "<first> <last>" (the widest range over all
+ * copies: skipped positions up to the copy's consistent_at), and status
+ * reports its snapshots as incomplete; the key goes with the volume. */
 #define REP_META_SNAP_GAP "rep.snap_gap"
 #define REP_HEALTH_OK "ok"
 #define REP_HEALTH_LINK_DOWN "link-down"

@@ -84,10 +84,10 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->snapshot_count = s->n_snaps;
     if (s->snap_gap_first) {
         char g[200];
-        snprintf(g, sizeof(g), "a region copy skipped positions %" PRIu64
+        snprintf(g, sizeof(g), "a region copy covered positions %" PRIu64
                  "..%" PRIu64 ": snapshots taken or deleted on the primary "
-                 "there are not reflected on this copy", s->snap_gap_first,
-                 s->snap_gap_last);
+                 "there are missing here or not write-order consistent",
+                 s->snap_gap_first, s->snap_gap_last);
         m->snapshots_incomplete = rep__sdup(g);
     }
     if (s->info.damaged_seq) {

@@ -293,8 +293,16 @@ int rep__meta_entries(rep_ctx *r, const char *id,
                       const char *skip_prefix, void ***out, size_t *n);
 void rep__meta_entries_free(void **a, size_t n);
 /* Set a secondary's positions: head = applied = seq, journal and dirty map
- * emptied (jr_replica_rebase at its current size). */
+ * emptied (jr_replica_rebase at its current size).  Moving forward (seq >
+ * applied: a region copy) also notes the skipped positions
+ * (rep__snap_gap_note). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
+/* Widen the replica's REP_META_SNAP_GAP (rep.h) to cover positions
+ * [first, last]: its snapshots there are missing, or were taken while a
+ * region copy left the image inconsistent.  No write when already
+ * covered.  0 or a store error. */
+int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
+                       uint64_t last);
 /* A VolumeSpec of a volume (size, object size, metadata without our own
  * "rep." keys) for creating its replica; free with rep__spec_free. */
 struct rep_spec {

@@ -127,6 +127,31 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
     return m.draining;
 }
 
+int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
+                       uint64_t last)
+{
+    char *old = rep__meta(r, id, REP_META_SNAP_GAP), buf[48];
+    uint64_t of = 0, ol = 0;
+    if (old && sscanf(old, "%" SCNu64 " %" SCNu64, &of, &ol) == 2 && of &&
+        ol >= of) {
+        if (of <= first && ol >= last) { /* already covered: no write */
+            free(old);
+            return 0;
+        }
+        if (of < first) first = of;
+        if (ol > last) last = ol;
+    }
+    free(old);
+    snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, first, last);
+    int rc = jr_meta_set(r->st, id, REP_META_SNAP_GAP, buf);
+    if (rc == 0)
+        tlog_info("rep.snap_gap", "vol=%s first=%" PRIu64 " last=%" PRIu64
+                  " msg=\"a region copy: snapshots of these positions are "
+                  "missing or not write-order consistent on this copy\"", id,
+                  first, last);
+    return rc;
+}
+
 /* A secondary's position reset after a region copy or a rollback: the
  * journal's jr_replica_rebase at the replica's current size. */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
@@ -135,28 +160,13 @@ int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
     int rc = jr_volume_stat(r->st, id, &info);
     if (rc < 0) return rc;
     if (info.role != JR_ROLE_SECONDARY) return JR_EROLE;
-    if (seq > info.applied) {
-        /* Forward over positions never applied here (a region copy): the
-         * snapshot entries among them are lost to this copy (rep.h
-         * REP_META_SNAP_GAP).  Recorded before the rebase, so a crash in
-         * between over-reports, never under-reports. */
-        uint64_t first = info.applied + 1, last = seq;
-        char *old = rep__meta(r, id, REP_META_SNAP_GAP), buf[48];
-        uint64_t of = 0, ol = 0;
-        if (old && sscanf(old, "%" SCNu64 " %" SCNu64, &of, &ol) == 2 && of &&
-            ol >= of) {
-            if (of < first) first = of;
-            if (ol > last) last = ol;
-        }
-        free(old);
-        snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, first, last);
-        if ((rc = jr_meta_set(r->st, id, REP_META_SNAP_GAP, buf)) < 0)
-            return rc;
-        tlog_info("rep.snap_gap", "vol=%s first=%" PRIu64 " last=%" PRIu64
-                  " msg=\"a region copy skipped these positions: snapshots "
-                  "taken or deleted there are not on this copy\"", id, first,
-                  last);
-    }
+    /* Forward over positions never applied here (a region copy): the
+     * snapshot entries among them are lost to this copy.  Recorded before
+     * the rebase, so a crash in between over-reports, never
+     * under-reports. */
+    if (seq > info.applied &&
+        (rc = rep__snap_gap_note(r, id, info.applied + 1, seq)) < 0)
+        return rc;
     rc = jr_replica_rebase(r->st, id, seq, info.size);
     if (rc == 0) tlog_info("rep.position_set", "vol=%s seq=%" PRIu64, id, seq);
     return rc;

@@ -2275,6 +2275,183 @@ static int discard_tail(const char *region, const char *id, uint64_t seq,
  * arguments, a peer that acknowledged past the damage: and then no copy
  * is left scheduled), the damage in Status once a writable open met it,
  * the discard; over TCP only the admin identity. */
+/* ---- snapshots ship (issue 10) ---- */
+
+struct snaplist {
+    struct jr_snap s[8];
+    int n;
+};
+
+static int snaplist_cb(const struct jr_snap *sn, void *arg)
+{
+    struct snaplist *l = arg;
+    if (l->n < 8) l->s[l->n] = *sn;
+    l->n++;
+    return 0;
+}
+
+static void snaps_of(st_store *st, const char *id, struct snaplist *l)
+{
+    memset(l, 0, sizeof(*l));
+    ASSERT_OK(jr_snap_list(st, id, snaplist_cb, l));
+}
+
+static void snap_bytes_equal(st_store *a, st_store *b, const char *id,
+                             const char *snap, uint64_t size)
+{
+    uint8_t *x = malloc(size), *y = malloc(size);
+    ASSERT_OK(jr_snap_read(a, id, snap, 0, x, size));
+    ASSERT_OK(jr_snap_read(b, id, snap, 0, y, size));
+    ASSERT_MEMEQ(x, y, size);
+    free(x);
+    free(y);
+}
+
+static int regions_none_cb(uint64_t off, uint64_t len, void *arg)
+{
+    (*(int *)arg)++;
+    (void)off;
+    (void)len;
+    return 0;
+}
+
+/* Snapshot entries (kinds 5 and 6) ship as they are, through the LZ4
+ * batch path: the replica takes and deletes the same snapshots at the
+ * same positions, with the same labels and bytes; a batch that holds
+ * only snapshot entries touches no region (the copy window's undo). */
+TEST(snapshots_ship_with_the_journal)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "sv", 1u << 20);
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "sv", JR_OPEN_WRITE | JR_OPEN_FORCE, "test", &v));
+    uint8_t buf[65536];
+    struct jr_snap s1, s2, s3;
+    /* Compressible writes: the batches go as LZ4. */
+    memset(buf, 'a', sizeof(buf));
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));
+    ASSERT_OK(jr_snapshot(v, "s1", "namespace=shop name=nightly content=c1",
+                          &s1));
+    memset(buf, 'b', sizeof(buf));
+    ASSERT_OK(jr_write(v, 32768, buf, sizeof(buf)));
+    ASSERT_OK(jr_snapshot(v, "s2", NULL, &s2));
+    ASSERT_OK(jr_snapshot(v, "s3", "x", &s3));
+    fill(buf, sizeof(buf), 5);
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));
+    struct jr_info i;
+    ASSERT_OK(jr_get_info(v, &i));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_snap_delete(t.sa, "sv", "s2", 5000));
+    uint64_t h = i.head + 1; /* the delete entry */
+    ASSERT(wait_applied(t.sb, "sv", h));
+    struct rep_vstat st;
+    rep__vol_status(t.a, "sv", &st);
+    ASSERT(st.wire_bytes < st.raw_bytes); /* compressed */
+    struct snaplist la, lb;
+    snaps_of(t.sa, "sv", &la);
+    snaps_of(t.sb, "sv", &lb);
+    ASSERT_EQ(la.n, 2);
+    ASSERT_EQ(lb.n, 2);
+    for (int k = 0; k < 2; k++) {
+        ASSERT_STREQ(lb.s[k].snap_id, la.s[k].snap_id);
+        ASSERT_STREQ(lb.s[k].label, la.s[k].label);
+        ASSERT_UEQ(lb.s[k].seq, la.s[k].seq);
+        ASSERT_UEQ(lb.s[k].size, la.s[k].size);
+        ASSERT_EQ(lb.s[k].ts_ns, la.s[k].ts_ns);
+        snap_bytes_equal(t.sa, t.sb, "sv", la.s[k].snap_id, la.s[k].size);
+    }
+    ASSERT_STREQ(lb.s[0].snap_id, "s1");
+    ASSERT_STREQ(lb.s[0].label, "namespace=shop name=nightly content=c1");
+    ASSERT_UEQ(lb.s[0].seq, s1.seq);
+    ASSERT_STREQ(lb.s[1].snap_id, "s3");
+    struct jr_snap g;
+    ASSERT_EQ(jr_snap_get(t.sb, "sv", "s2", &g), -ENOENT);
+    /* s1 holds 'a' where later writes put 'b' and random bytes. */
+    uint8_t rd[4096];
+    ASSERT_OK(jr_snap_read(t.sb, "sv", "s1", 32768, rd, sizeof(rd)));
+    for (size_t k = 0; k < sizeof(rd); k++) ASSERT_EQ(rd[k], 'a');
+    images_equal(t.sa, t.sb, "sv");
+    /* Status counts them on both sides. */
+    rep__vol_status(t.b, "sv", &st);
+    ASSERT_EQ(st.n_snaps, 2);
+    ASSERT_UEQ(st.snap_gap_first, 0);
+    /* The regions of a batch of snapshot entries alone: none. */
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "sv", s2.seq, 1u << 20, &b));
+    ASSERT_UEQ(b.first_seq, s2.seq);
+    int nreg = 0;
+    /* s2, s3: snapshot entries only. */
+    struct jr_batch b2 = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "sv", s2.seq, 1, &b2));
+    ASSERT_OK(jr_batch_regions(b2.data, b2.len, regions_none_cb, &nreg));
+    ASSERT_EQ(nreg, 0);
+    ASSERT_OK(jr_batch_verify(b.data, b.len, NULL, NULL, NULL));
+    jr_batch_free(&b);
+    jr_batch_free(&b2);
+    teardown(&t);
+}
+
+/* A peer caught up by a region copy misses the snapshot entries the
+ * journal dropped: the replica records the positions it skipped and
+ * status says its snapshots are incomplete (rep.h REP_META_SNAP_GAP). */
+TEST(region_copy_marks_the_replicas_snapshots_incomplete)
+{
+    struct two t;
+    setup(&t, 1);
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"}};
+    struct jr_create_opts o = {.size = 8u << 20, .object_size = 256u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a",
+                               .meta = kv, .n_meta = 2,
+                               .journal_cap = 64u << 10};
+    ASSERT_OK(jr_volume_create(t.sa, "gv", &o));
+    uint64_t h0 = write_some(t.sa, "gv", 2, 1);
+    ASSERT(wait_applied(t.sb, "gv", h0));
+    rep_destroy(t.b);
+    t.b = NULL;
+    /* While b is away: a snapshot, then enough writes to roll journal
+     * objects past the cap: its entry is trimmed (dirty tracking). */
+    struct jr_snap sn;
+    ASSERT_OK(jr_snap_create(t.sa, "gv", "lost", "name=lost", 5000, &sn));
+    struct jr_info ia;
+    int k;
+    for (k = 0; k < 40; k++) {
+        write_some(t.sa, "gv", 64, 100 + (uint64_t)k);
+        ASSERT_OK(jr_trim(t.sa, "gv"));
+        ASSERT_OK(jr_volume_stat(t.sa, "gv", &ia));
+        if (ia.tail > sn.seq) break;
+    }
+    ASSERT_LT(k, 40);
+    ASSERT_EQ(ia.dirty_tracking, 1);
+    t.b = start(&t, "b", "a");
+    ASSERT(wait_applied(t.sb, "gv", ia.head));
+    images_equal(t.sa, t.sb, "gv");
+    /* The primary keeps the snapshot; the replica never got it, and
+     * says so. */
+    struct snaplist l;
+    snaps_of(t.sa, "gv", &l);
+    ASSERT_EQ(l.n, 1);
+    snaps_of(t.sb, "gv", &l);
+    ASSERT_EQ(l.n, 0);
+    struct rep_vstat st;
+    rep__vol_status(t.b, "gv", &st);
+    ASSERT_EQ(st.n_snaps, 0);
+    ASSERT(st.snap_gap_first >= 1 && st.snap_gap_first <= sn.seq);
+    ASSERT(st.snap_gap_last >= sn.seq);
+    Tandem__Admin__V1__VolumeStatus *m = rep__admin_vstatus(t.b, "gv");
+    ASSERT(m != NULL);
+    ASSERT(strstr(m->snapshots_incomplete, "region copy covered positions") !=
+           NULL);
+    ASSERT_EQ(m->snapshot_count, 0);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    m = rep__admin_vstatus(t.a, "gv");
+    ASSERT_EQ(m->snapshot_count, 1);
+    ASSERT_STREQ(m->snapshots_incomplete, "");
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    teardown(&t);
+}
+
 /* ---- replication health (meta.rep.health, rep.h; issue 10) ---- */
 
 /* Wait up to secs for the health key of id in st to show state want:
