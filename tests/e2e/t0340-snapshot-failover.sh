@@ -13,6 +13,8 @@
 #     journal entries, so b ends with exactly the first one
 #  3. b applied everything; region a is killed (-9: replicator, CSI
 #     plugins, the exporter that writes the volume)
+#     (ControllerGetVolume before: replication ok; after the failover in
+#     b: link-down, from meta.rep.health)
 #  4. tandemctl failover --to b --all --emit-manifests DIR: the
 #     VolumeSnapshotContent/VolumeSnapshot pair is written and right
 #     (parsed as YAML: driver, snapshotHandle, Retain, the references,
@@ -130,6 +132,19 @@ check "the deletion replicated: b holds one snapshot" snaps_are b "$VOL" 1 60
 
 # ----------------------------------------- 3. caught up, then lose a --
 must "b applied everything a wrote" tr_wait_caught_up a "$VOL" 60
+# The replication health the replicator records (meta.rep.health), as
+# ControllerGetVolume reports it.
+health_is() { # REGION STATE PEER
+    local deadline=$((SECONDS + 30)) out
+    while :; do
+        out=$(tr_csi "$1" ctrl controller-get-volume --volume-id "$VOL" 2>&1)
+        grep -q "^message=replication to region $3: $2 since " <<<"$out" &&
+            grep -q '^abnormal=false$' <<<"$out" && return 0
+        [ $SECONDS -ge $deadline ] && { echo "# $out" >&2; return 1; }
+        sleep 0.2
+    done
+}
+check "ControllerGetVolume in a: replication to b ok, normal" health_is a ok b
 tr_kill a
 a_gone() { ! tr_ctl a status >/dev/null 2>&1; }
 check "region a is gone (its admin socket does not answer)" a_gone
@@ -173,6 +188,9 @@ PY
 }
 check "VolumeSnapshotContent + VolumeSnapshot bind the snapshot (parsed)" check_manifests
 
+check "ControllerGetVolume in b: the link to lost a is down (not yet abnormal: under the threshold)" \
+    health_is b link-down a
+
 # ------------------------------------------- 5. b's controller lists it --
 out=$(tr_csi b ctrl list-snapshots --snapshot-id "$SID" 2>&1)
 check "ListSnapshots in b by id: the snapshot, ready" \
@@ -186,7 +204,7 @@ out=$(tr_csi b ctrl create-volume --name pvc-t0340-restore --size $SIZE \
     "${BLOCK[@]}" --source-snapshot "$SID" \
     --preferred "$KEY=b" --requisite "$KEY=b" 2>&1)
 RVOL=$(echo "$out" | sed -n 's/^volume_id=//p')
-must "CreateVolume from the snapshot in b: $RVOL ($out)" test -n "$RVOL"
+must "CreateVolume from the snapshot in b: $RVOL" test -n "$RVOL"
 RDEV=$(tr_mount b "$RVOL" restore "${RO[@]}")
 must "the restored volume stages in b" test -n "${RDEV:-}"
 SUM_R=$(sum_of "$RDEV")
