@@ -2589,6 +2589,55 @@ TEST(health_parse_refuses_bad_values)
         ASSERT_EQ(rep__health_parse(bad[i], &h, NULL, NULL, 0, NULL), -EINVAL);
 }
 
+/* rep__health_set itself: a write only when the state changes; a new
+ * writer (a restarted replicator) adopts the recorded state and its
+ * since; the text is one line. */
+TEST(health_set_writes_only_changes)
+{
+    struct two t;
+    setup(&t, 0);
+    struct jr_create_opts o = {.size = 1u << 20, .role = JR_ROLE_PRIMARY,
+                               .region = "b"};
+    ASSERT_OK(jr_volume_create(t.sb, "hs", &o));
+    struct rep_health_rec h = {0}, h2 = {0}, h3 = {0};
+    char *v = NULL, peer[RG_MAX_NAME + 1];
+    const char *tx;
+    enum rep_health st;
+    int64_t since;
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_COPYING, "full copy"));
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_OK(rep__health_parse(v, &st, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(st, REP_H_COPYING);
+    ASSERT_STREQ(peer, "a"); /* b's peer region */
+    ASSERT_STREQ(tx, "full copy");
+    ASSERT_EQ(since, h.since);
+    free(v);
+    /* Same state, other text: nothing written (the key is gone and stays
+     * gone: no store access at all). */
+    ASSERT_OK(jr_meta_rm(t.sb, "hs", REP_META_HEALTH));
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_COPYING, "other"));
+    ASSERT_EQ(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v), -ENOENT);
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_OK, ""));
+    ASSERT_OK(jr_meta_set(t.sb, "hs", REP_META_HEALTH,
+                          "link-down 1000 a peer gone"));
+    /* A new writer in the recorded state keeps it, since included. */
+    ASSERT_OK(rep__health_set(t.b, "hs", &h2, REP_H_LINK_DOWN, "again"));
+    ASSERT_EQ(h2.state, REP_H_LINK_DOWN);
+    ASSERT_EQ(h2.since, 1000);
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_STREQ(v, "link-down 1000 a peer gone");
+    free(v);
+    /* ... and one in another state writes it, on one line. */
+    ASSERT_OK(rep__health_set(t.b, "hs", &h3, REP_H_SPLIT_BRAIN, "two\nlines"));
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_OK(rep__health_parse(v, &st, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(st, REP_H_SPLIT_BRAIN);
+    ASSERT_STREQ(tx, "two lines");
+    ASSERT_GE(since, 1000);
+    free(v);
+    teardown(&t);
+}
+
 /* The sender records ok / link-down / split-brain in the volume's header
  * when the state changes, and never while it stays: a key removed behind
  * its back is not written again by batches that keep succeeding. */
