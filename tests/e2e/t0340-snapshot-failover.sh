@@ -1,8 +1,9 @@
 #!/bin/bash
 # t0340-snapshot-failover: a snapshot taken in region a survives the loss
 # of region a and is restored in region b (issue 10), with two real
-# regions on loopback (sqlite stores: scripts/two-regions.sh has no rados
-# set-up; the journal's snapshot tests cover rados), the CSI plugins and
+# regions on loopback (sqlite stores; with TANDEM_T0340_BACKEND=rados, as
+# t0341-snapshot-failover-ceph.sh runs it, each region's store is a pool
+# of the TANDEM_CEPH_* cluster, a RADOS namespace per run), the CSI plugins and
 # replicators of scripts/two-regions.sh, and a raw block volume staged
 # through the CSI node plugin.
 #
@@ -91,7 +92,48 @@ snaps_are() {
 }
 
 # ------------------------------------------------------------- setup --
+BACKEND=${TANDEM_T0340_BACKEND:-sqlite}
+if [ "$BACKEND" = rados ]; then
+    why=${TANDEM_CEPH_SKIP:-}
+    [ -z "$why" ] && [ -z "${TANDEM_CEPH_CONF:-}" ] && why="TANDEM_CEPH_CONF not set"
+    if [ -n "$why" ]; then
+        if [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
+            echo "not ok 1 - TANDEM_REQUIRE_CEPH=1 but no Ceph cluster: $why"
+            exit 1
+        fi
+        echo "1..0 # SKIP $why"
+        exit 77
+    fi
+fi
 tr_init "$TMP" "$BIN" || exit 1
+# rados: each region's own store becomes its pool (the peer's placeholder
+# stays an empty sqlite file, out of reach as two-regions.sh intends).
+to_rados() { # REGION POOL
+    python3 - "$TMP/$1/tandem.conf" "$1" "$2" "t0340-$$" <<'PY'
+import os, sys
+path, region, pool, ns = sys.argv[1:]
+out, skip = [], False
+for line in open(path).read().splitlines():
+    if line.startswith("["):
+        skip = line.strip() == "[region %s]" % region
+        if skip:
+            out += [line, "backend = rados",
+                    "ceph_conf = " + os.environ["TANDEM_CEPH_CONF"],
+                    "client_id = " + os.environ.get("TANDEM_CEPH_CLIENT", "admin"),
+                    "keyring = " + os.environ.get("TANDEM_CEPH_KEYRING", ""),
+                    "pool = " + pool, "rados_namespace = " + ns]
+            continue
+    if skip and (line.startswith("backend") or line.startswith("db_path")):
+        continue
+    out.append(line)
+open(path, "w").write("\n".join(out) + "\n")
+PY
+}
+if [ "$BACKEND" = rados ]; then
+    to_rados a "$TANDEM_CEPH_POOL_A" && to_rados b "$TANDEM_CEPH_POOL_B" ||
+        { nok "rados region maps"; exit 1; }
+fi
+echo "# backend $BACKEND"
 must "region a up" tr_start a
 must "region b up" tr_start b
 out=$(tr_create_volume a pvc-t0340 $SIZE data-0 shop "${BLOCK[@]}") ||
