@@ -94,10 +94,12 @@
  * for, so they cannot be carried) and keeps those deleted there; and the
  * entries shipped after the copy, up to the primary's head at its end,
  * apply to an image that is no state the primary had, so snapshots they
- * take on the replica are not write-order consistent.  The replica
- * records those positions, "<first> <last>" (the widest range over all
- * copies: skipped positions up to the copy's consistent_at), and status
- * reports its snapshots as incomplete; the key goes with the volume. */
+ * take on the replica are not write-order consistent; a copy resynced
+ * back to a common position keeps the snapshots it took past it, in a
+ * history the primary does not share.  The replica records those
+ * positions, "<first> <last>" (the widest range over all of them), and
+ * status reports its snapshots as incomplete; the key goes with the
+ * volume. */
 #define REP_META_SNAP_GAP "rep.snap_gap"
 #define REP_HEALTH_OK "ok"
 #define REP_HEALTH_LINK_DOWN "link-down"

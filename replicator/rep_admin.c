@@ -84,10 +84,11 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->snapshot_count = s->n_snaps;
     if (s->snap_gap_first) {
         char g[200];
-        snprintf(g, sizeof(g), "a region copy covered positions %" PRIu64
-                 "..%" PRIu64 ": snapshots taken or deleted on the primary "
-                 "there are missing here or not write-order consistent",
-                 s->snap_gap_first, s->snap_gap_last);
+        snprintf(g, sizeof(g), "positions %" PRIu64 "..%" PRIu64 " came "
+                 "by a region copy or were rewound by a resync: snapshots "
+                 "of the primary there may be missing here, and this "
+                 "copy's may differ from them", s->snap_gap_first,
+                 s->snap_gap_last);
         m->snapshots_incomplete = rep__sdup(g);
     }
     if (s->info.damaged_seq) {

@@ -294,7 +294,8 @@ int rep__meta_entries(rep_ctx *r, const char *id,
 void rep__meta_entries_free(void **a, size_t n);
 /* Set a secondary's positions: head = applied = seq, journal and dirty map
  * emptied (jr_replica_rebase at its current size).  Moving forward (seq >
- * applied: a region copy) also notes the skipped positions
+ * applied: a region copy) also notes the skipped positions, moving back
+ * (a resync) the positions of any snapshot this copy holds past seq
  * (rep__snap_gap_note). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
 /* Widen the replica's REP_META_SNAP_GAP (rep.h) to cover positions

@@ -152,6 +152,13 @@ int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
     return rc;
 }
 
+static int snap_newest_cb(const struct jr_snap *sn, void *arg)
+{
+    uint64_t *m = arg;
+    if (sn->seq > *m) *m = sn->seq;
+    return 0;
+}
+
 /* A secondary's position reset after a region copy or a rollback: the
  * journal's jr_replica_rebase at the replica's current size. */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
@@ -166,6 +173,15 @@ int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
      * under-reports. */
     if (seq > info.applied &&
         (rc = rep__snap_gap_note(r, id, info.applied + 1, seq)) < 0)
+        return rc;
+    /* Back (a resync to the last common position): snapshots this copy
+     * holds past it belong to a history the primary does not share. */
+    uint64_t newest = 0;
+    if (seq < info.applied &&
+        (rc = jr_snap_list(r->st, id, snap_newest_cb, &newest)) < 0)
+        return rc;
+    if (newest > seq &&
+        (rc = rep__snap_gap_note(r, id, seq + 1, newest)) < 0)
         return rc;
     rc = jr_replica_rebase(r->st, id, seq, info.size);
     if (rc == 0) tlog_info("rep.position_set", "vol=%s seq=%" PRIu64, id, seq);

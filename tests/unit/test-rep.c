@@ -2518,14 +2518,66 @@ TEST(region_copy_marks_the_replicas_snapshots_incomplete)
     ASSERT(st.snap_gap_last >= sn.seq);
     Tandem__Admin__V1__VolumeStatus *m = rep__admin_vstatus(t.b, "gv");
     ASSERT(m != NULL);
-    ASSERT(strstr(m->snapshots_incomplete, "region copy covered positions") !=
-           NULL);
+    ASSERT(strstr(m->snapshots_incomplete, "came by a region copy") != NULL);
     ASSERT_EQ(m->snapshot_count, 0);
     protobuf_c_message_free_unpacked(&m->base, NULL);
     m = rep__admin_vstatus(t.a, "gv");
     ASSERT_EQ(m->snapshot_count, 1);
     ASSERT_STREQ(m->snapshots_incomplete, "");
     protobuf_c_message_free_unpacked(&m->base, NULL);
+    teardown(&t);
+}
+
+/* rep__position_set marks the positions whose snapshots a copy cannot
+ * vouch for: moving back (a resync) past a snapshot it holds, and moving
+ * forward (a region copy) over positions it never applied; the marks
+ * merge into one range, and a rewind past no snapshot marks nothing. */
+TEST(position_set_marks_snapshot_gaps)
+{
+    struct two t;
+    setup(&t, 0);
+    struct jr_create_opts o = {.size = 1u << 20, .object_size = 64u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a"};
+    ASSERT_OK(jr_volume_create(t.sa, "pv", &o));
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "pv", JR_OPEN_WRITE, "test", &v));
+    uint8_t buf[4096];
+    struct jr_snap sn;
+    memset(buf, 1, sizeof(buf));
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));   /* 1 */
+    ASSERT_OK(jr_write(v, 8192, buf, sizeof(buf))); /* 2 */
+    ASSERT_OK(jr_snapshot(v, "p3", NULL, &sn));      /* 3 */
+    ASSERT_UEQ(sn.seq, 3);
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));   /* 4 */
+    ASSERT_OK(jr_close(v));
+    o.role = JR_ROLE_SECONDARY;
+    o.region = "b";
+    ASSERT_OK(jr_volume_create(t.sb, "pv", &o));
+    struct jr_batch b = {0};
+    uint64_t ap = 0;
+    ASSERT_OK(jr_tail_read(t.sa, "pv", 1, 1u << 20, &b));
+    ASSERT_OK(jr_apply(t.sb, "pv", b.data, b.len, &ap));
+    ASSERT_UEQ(ap, 4);
+    jr_batch_free(&b);
+    char *m = NULL;
+    /* Back to 3: the snapshot at 3 is still common history. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 3));
+    ASSERT_EQ(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m), -ENOENT);
+    /* Back to 2: it is not. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 2));
+    ASSERT_OK(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m));
+    ASSERT_STREQ(m, "3 3");
+    free(m);
+    /* Forward to 9 (a region copy): 3..9. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 9));
+    ASSERT_OK(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m));
+    ASSERT_STREQ(m, "3 9");
+    free(m);
+    struct rep_vstat st;
+    rep__vol_status(t.b, "pv", &st);
+    ASSERT_UEQ(st.snap_gap_first, 3);
+    ASSERT_UEQ(st.snap_gap_last, 9);
+    ASSERT_EQ(st.n_snaps, 1);
     teardown(&t);
 }
 
