@@ -304,6 +304,9 @@ int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
  * covered.  0 or a store error. */
 int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
                        uint64_t last);
+/* The recorded range (0 0: none, or a value that does not parse). */
+void rep__snap_gap_get(rep_ctx *r, const char *id, uint64_t *first,
+                       uint64_t *last);
 /* A VolumeSpec of a volume (size, object size, metadata without our own
  * "rep." keys) for creating its replica; free with rep__spec_free. */
 struct rep_spec {

@@ -127,21 +127,28 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
     return m.draining;
 }
 
+void rep__snap_gap_get(rep_ctx *r, const char *id, uint64_t *first,
+                       uint64_t *last)
+{
+    char *v = rep__meta(r, id, REP_META_SNAP_GAP);
+    *first = *last = 0;
+    if (v && (sscanf(v, "%" SCNu64 " %" SCNu64, first, last) != 2 ||
+              !*first || *last < *first))
+        *first = *last = 0;
+    free(v);
+}
+
 int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
                        uint64_t last)
 {
-    char *old = rep__meta(r, id, REP_META_SNAP_GAP), buf[48];
-    uint64_t of = 0, ol = 0;
-    if (old && sscanf(old, "%" SCNu64 " %" SCNu64, &of, &ol) == 2 && of &&
-        ol >= of) {
-        if (of <= first && ol >= last) { /* already covered: no write */
-            free(old);
-            return 0;
-        }
+    char buf[48];
+    uint64_t of, ol;
+    rep__snap_gap_get(r, id, &of, &ol);
+    if (of) {
+        if (of <= first && ol >= last) return 0; /* covered: no write */
         if (of < first) first = of;
         if (ol > last) last = ol;
     }
-    free(old);
     snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, first, last);
     int rc = jr_meta_set(r->st, id, REP_META_SNAP_GAP, buf);
     if (rc == 0)

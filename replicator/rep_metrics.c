@@ -86,6 +86,8 @@ static void render(rep_ctx *r, struct sbuf *out)
         {"tandem_volume_raw_bytes_total", "counter", "journal bytes before compression"},
         {"tandem_volume_batches_total", "counter", "batches shipped or applied"},
         {"tandem_volume_journal_damaged", "gauge", "1 if replay found the journal damaged (RUNBOOK: A damaged journal tail)"},
+        {"tandem_volume_snapshots", "gauge", "snapshots this copy holds"},
+        {"tandem_volume_snapshots_incomplete", "gauge", "1 if a region copy or resync may have left this copy's snapshots unlike the primary's (RUNBOOK: Snapshots after a failover)"},
     };
     size_t nd = sizeof(defs) / sizeof(defs[0]);
     sb_printf(out, "# HELP tandem_peer_link_up 1 if the peer answered the "
@@ -116,6 +118,8 @@ static void render(rep_ctx *r, struct sbuf *out)
             case 14: val = (double)s->raw_bytes; break;
             case 15: val = (double)s->batches; break;
             case 16: val = s->info.damaged_seq != 0; break;
+            case 17: val = s->n_snaps; break;
+            case 18: val = s->snap_gap_first != 0; break;
             }
             /* Volume ids are [A-Za-z0-9._-]: no label escaping needed. */
             sb_printf(out, "%s{volume=\"%s\",region=\"%s\",role=\"%s\"} %.6g\n",

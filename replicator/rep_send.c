@@ -62,8 +62,9 @@ void rep__bucket_take(rep_ctx *r, size_t n)
 void rep__sender_health(struct sender *s, enum rep_health h,
                         const char *text)
 {
-    /* A failed write is logged there and retried at the next change of
-     * call: health is advisory, never a reason to stop shipping. */
+    /* A failed write is logged there and leaves s->health as it was, so
+     * the next call tries again; health is advisory, never a reason to
+     * stop shipping. */
     rep__health_set(s->r, s->v->id, &s->health, h, text);
 }
 

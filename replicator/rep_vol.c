@@ -8,7 +8,6 @@
  * the rest from the store, and what they mean (state, link state, lag).
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,15 +166,11 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     if (s) o->copy_active = 1;
     int resync = s != NULL;
     free(s);
-    /* Snapshots: how many, and whether a region copy may have cost this
-     * copy some (rep.h REP_META_SNAP_GAP).  A list that fails leaves the
+    /* Snapshots: how many, and whether a region copy or a resync may
+     * have left them unlike the primary's (rep.h REP_META_SNAP_GAP).  A list that fails leaves the
      * count at 0: status is still worth showing. */
     jr_snap_list(r->st, id, snap_count_cb, &o->n_snaps);
-    s = rep__meta(r, id, REP_META_SNAP_GAP);
-    if (s && sscanf(s, "%" SCNu64 " %" SCNu64, &o->snap_gap_first,
-                    &o->snap_gap_last) != 2)
-        o->snap_gap_first = o->snap_gap_last = 0;
-    free(s);
+    rep__snap_gap_get(r, id, &o->snap_gap_first, &o->snap_gap_last);
 
     struct rep_vol *v = rep__vol_get(r, id);
     int64_t now = tb_wall_ms();
