@@ -819,7 +819,7 @@ static void replica_on(const char *backend)
         fill(b, SZ, (uint64_t)s + 10);
         uint64_t off = (uint64_t)s * 150000;
         ASSERT_OK(jr_write(v, off, b, 300000));
-        char id[8], label[32];
+        char id[16], label[32];
         snprintf(id, sizeof id, "r%d", s);
         snprintf(label, sizeof label, "ns/snap %d", s);
         ASSERT_OK(jr_snapshot(v, id, label, NULL));
