@@ -120,7 +120,7 @@ static void decode_all(const uint8_t *data, size_t size)
         /* What the decoder accepted satisfies FORMAT.md. */
         if (used < JR_HDR_SIZE || used > size - pos) abort();
         if (e.seq == 0 || e.epoch == 0 || e.member != 0) abort();
-        if (e.kind < JR_K_WRITE || e.kind > JR_K_FLUSH) abort();
+        if (e.kind < JR_K_WRITE || e.kind > JR_K_LAST) abort();
         if (e.kind == JR_K_WRITE) {
             if (e.len == 0 || e.len > JR_MAX_ENTRY_DATA) abort();
             uint8_t *out = malloc(e.len);
