@@ -1407,11 +1407,26 @@ TEST(get_volume_health)
     /* A journal over its cap (no peer has taken it): abnormal, says the
      * peer needs a region copy. */
     struct jr_kv meta[] = {{"csi.name", "pvc-capped"}};
-    struct jr_create_opts co = {.size = 8 * MiB, .role = JR_ROLE_PRIMARY,
+    struct jr_create_opts co = {.size = 16 * MiB, .role = JR_ROLE_PRIMARY,
                                 .region = "a", .meta = meta, .n_meta = 1,
                                 .journal_cap = MiB};
     ASSERT_EQ(jr_volume_create(st, "pvc-capped", &co), 0);
-    for (int i = 0; i < 4; i++) tc_fill(&p, "a", "pvc-capped", 0, MiB, i);
+    /* 12 MiB of incompressible writes: three 4 MiB journal objects, far
+     * over the cap. */
+    {
+        jr_volume *v = NULL;
+        uint8_t *b = malloc(12 * MiB);
+        ASSERT(b != NULL);
+        uint64_t x = 88172645463325252ull;
+        for (size_t i = 0; i < 12 * MiB; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            b[i] = (uint8_t)x;
+        }
+        ASSERT_EQ(jr_open(st, "pvc-capped", JR_OPEN_WRITE, "test", &v), 0);
+        ASSERT_EQ(jr_write(v, 0, b, 12 * MiB), 0);
+        ASSERT_EQ(jr_close(v), 0);
+        free(b);
+    }
     ASSERT_EQ(jr_trim(st, "pvc-capped"), 0);
     struct jr_info in;
     ASSERT_EQ(jr_volume_stat(st, "pvc-capped", &in), 0);
