@@ -61,6 +61,7 @@ backend_conf() { # BACKEND FILE
 }
 
 field() { sed -n "s/^$1=//p" "$2" | head -1; }
+nlines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 
 run_backend() { # BACKEND
     local be=$1 d=$tmp/$1
@@ -91,8 +92,8 @@ run_backend() { # BACKEND
     for k in 1 2 3; do
         # Await acknowledged blocks since the last snapshot (an event the
         # log shows; the writer never waits for us).
-        lines=$(wc -l <"$d/writer.log" 2>/dev/null || echo 0)
-        until [ "$(wc -l <"$d/writer.log" 2>/dev/null || echo 0)" -ge $((lines + 20)) ]; do
+        lines=$(nlines "$d/writer.log")
+        until [ "$(nlines "$d/writer.log")" -ge $((lines + 20)) ]; do
             kill -0 "$wpid" 2>/dev/null || fail "$be: writer died: $(cat "$d/writer.err")"
             sleep 0.05
         done
