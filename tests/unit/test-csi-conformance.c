@@ -1250,6 +1250,21 @@ TEST(clones)
     ASSERT_CODE(tc_create_from(&p, "pvc-x7", 1, sid, 0, 0, &pa, NULL, NULL,
                                msg, sizeof(msg)), RPC_RESOURCE_EXHAUSTED, msg);
 
+    /* A replicated restore is written through its journal (the replicator
+     * ships journal entries, never image writes): the data is in entries
+     * there, and reads back the same. */
+    struct tc_params prep = {0};
+    tc_param(&prep, "replication", "async");
+    tc_param(&prep, "peerRegion", "a");
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore-rep", 1, sid, 0, 0, &prep,
+                               NULL, NULL, msg, sizeof(msg)), RPC_OK, msg);
+    {
+        struct jr_info rin;
+        ASSERT_EQ(tc_stat_in(&p, "b", "pvc-restore-rep", &rin), 0);
+        ASSERT(rin.head >= 2); /* two 4 MiB chunks held data */
+        ASSERT(tc_check(&p, "b", "pvc-restore-rep", 0, MiB, 1));
+        ASSERT(tc_check(&p, "b", "pvc-restore-rep", 9 * MiB, MiB, 2));
+    }
     /* Clone of a volume: its current data, through a temporary snapshot
      * that is gone afterwards. */
     ASSERT_CODE(tc_create_from(&p, "pvc-clone", 0, id, 0, 0, NULL, NULL, &cr,
@@ -1314,6 +1329,12 @@ TEST(clone_pending)
     ASSERT_CODE(tc_stage(&p, "pvc-pend", "/tmp/tandem-no-stage-here", 0,
                          TC_SNW, msg, sizeof(msg)), RPC_FAILED_PRECONDITION,
                 msg);
+    /* Neither a snapshot nor a clone of a half-copied volume. */
+    ASSERT_CODE(tc_snap(&p, "snapshot-of-pending", "pvc-pend", NULL, NULL,
+                        NULL, NULL, msg, sizeof(msg)), RPC_UNAVAILABLE, msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-of-pending", 0, "pvc-pend", 0, 0,
+                               NULL, NULL, NULL, msg, sizeof(msg)),
+                RPC_UNAVAILABLE, msg);
     ASSERT_CODE(tc_get_volume(&p, "pvc-pend", &gr, msg, sizeof(msg)), RPC_OK,
                 msg);
     ASSERT(gr->status->volume_condition->abnormal);
