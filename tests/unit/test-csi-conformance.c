@@ -1213,6 +1213,13 @@ TEST(clones)
                                &cr, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_EQ(cr->volume->capacity_bytes, 12 * MiB);
     tc_free(cr);
+    /* Another filesystem than the source's: INVALID_ARGUMENT. */
+    struct tc_params pxfs = {0};
+    tc_param(&pxfs, "fsType", "xfs");
+    ASSERT_CODE(tc_create_from(&p, "pvc-xfs", 1, sid, 0, 0, &pxfs, NULL,
+                               NULL, msg, sizeof(msg)), RPC_INVALID_ARGUMENT,
+                msg);
+    ASSERT(strstr(msg, "ext4"));
     /* A limit below the source: OUT_OF_RANGE. */
     ASSERT_CODE(tc_create_from(&p, "pvc-small", 1, sid, 4 * MiB, 8 * MiB,
                                NULL, NULL, NULL, msg, sizeof(msg)),
