@@ -863,6 +863,16 @@ int csi__list_volumes(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         Csi__V1__ListVolumesResponse__Entry *e = csi__xcalloc(1, sizeof(*e));
         csi__v1__list_volumes_response__entry__init(e);
         e->volume = volume_new(s, l.ids[i], idx, &in, NULL);
+        /* VOLUME_CONDITION is announced: the spec wants it here too. */
+        char cmsg[768] = "";
+        e->status = csi__xcalloc(1, sizeof(*e->status));
+        csi__v1__list_volumes_response__volume_status__init(e->status);
+        Csi__V1__VolumeCondition *c = csi__xcalloc(1, sizeof(*c));
+        csi__v1__volume_condition__init(c);
+        c->abnormal = volume_condition(s, csi__store(s, idx), l.ids[i], &in,
+                                       cmsg, sizeof(cmsg));
+        c->message = csi__xstrdup(cmsg);
+        e->status->volume_condition = c;
         r->entries[r->n_entries++] = e;
         last = l.ids[i];
     }

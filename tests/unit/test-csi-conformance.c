@@ -521,6 +521,10 @@ TEST(list_volumes_pagination)
             ASSERT_STREQ(tc_vol_region(r->entries[i]->volume),
                          k % 2 ? "b" : "a");
             ASSERT_EQ(r->entries[i]->volume->capacity_bytes, 4 << 20);
+            /* VOLUME_CONDITION announced: every entry has one. */
+            ASSERT(r->entries[i]->status &&
+                   r->entries[i]->status->volume_condition &&
+                   !r->entries[i]->status->volume_condition->abnormal);
         }
         snprintf(token, sizeof(token), "%s", r->next_token);
         tc_free(r);
