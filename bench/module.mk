@@ -21,7 +21,8 @@ $(B)/bench/bench-snap: $(call objs,bench/bench-snap.c) $(B)/libjr.a \
 $(B)/bench/rpc-bench: $(call objs,bench/rpc-bench.c) $(B)/librpc.a \
     $(B)/libgen.a $(B)/libbase.a
 $(B)/bench/csi-bench: $(call objs,bench/csi-bench.c) $(B)/librpc.a \
-    $(B)/libgen.a $(B)/libbase.a | $(B)/tandem-csi
+    $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a $(B)/libgen.a \
+    $(B)/libbase.a | $(B)/tandem-csi
 $(B)/bench/rep-bench: $(call objs,bench/rep-bench.c) $(REP_LIBS)
 $(B)/bench/node-stage-tool: $(call objs,bench/node-stage-tool.c) \
     $(B)/libnode.a $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a \

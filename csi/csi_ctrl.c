@@ -311,15 +311,29 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "parameter fsType %s contradicts the volume "
                              "capability's fs_type %s", p.fs_type, cap_fs);
+    /* A clone or restore: the source decides the least size, the region
+     * and the filesystem (NOT_FOUND when it is missing). */
+    struct csi__src src;
+    char src_fs[16] = "";
+    memset(&src, 0, sizeof(src));
+    if (q->volume_content_source) {
+        if ((code = csi__clone_source(s, ctx, q->volume_content_source,
+                                      &src)))
+            return code;
+        csi__meta_copy(csi__store(s, src.idx), src.vol, "csi.fs_type",
+                       src_fs, sizeof(src_fs));
+    }
+    if (!p.fs_type[0] && mount && !cap_fs[0] && src_fs[0])
+        snprintf(p.fs_type, sizeof(p.fs_type), "%s", src_fs);
     if (!p.fs_type[0] && mount)
         snprintf(p.fs_type, sizeof(p.fs_type), "%s", cap_fs[0] ? cap_fs : "ext4");
-    /* A clone or restore: the source decides the least size and the
-     * region (NOT_FOUND when it is missing). */
-    struct csi__src src;
-    memset(&src, 0, sizeof(src));
-    if (q->volume_content_source &&
-        (code = csi__clone_source(s, ctx, q->volume_content_source, &src)))
-        return code;
+    /* The copy holds the source's filesystem: another one cannot be
+     * asked for (the spec's "source incompatible"). */
+    if (mount && src_fs[0] && strcmp(src_fs, p.fs_type))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "volume_content_source %s holds a %s "
+                             "filesystem; this volume asks for %s",
+                             src.desc, src_fs, p.fs_type);
 
     /* Capacity: rounded up to whole objects, within limit_bytes. */
     uint64_t obj = p.object_size ? p.object_size : JR_DEFAULT_OBJECT_SIZE;
@@ -849,6 +863,16 @@ int csi__list_volumes(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         Csi__V1__ListVolumesResponse__Entry *e = csi__xcalloc(1, sizeof(*e));
         csi__v1__list_volumes_response__entry__init(e);
         e->volume = volume_new(s, l.ids[i], idx, &in, NULL);
+        /* VOLUME_CONDITION is announced: the spec wants it here too. */
+        char cmsg[768] = "";
+        e->status = csi__xcalloc(1, sizeof(*e->status));
+        csi__v1__list_volumes_response__volume_status__init(e->status);
+        Csi__V1__VolumeCondition *c = csi__xcalloc(1, sizeof(*c));
+        csi__v1__volume_condition__init(c);
+        c->abnormal = volume_condition(s, csi__store(s, idx), l.ids[i], &in,
+                                       cmsg, sizeof(cmsg));
+        c->message = csi__xstrdup(cmsg);
+        e->status->volume_condition = c;
         r->entries[r->n_entries++] = e;
         last = l.ids[i];
     }

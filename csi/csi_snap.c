@@ -246,6 +246,17 @@ int csi__create_snapshot(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              q->name, other, q->source_volume_id);
         goto out;
     }
+    char *pend = NULL;
+    if (jr_meta_get(st, q->source_volume_id, "csi.clone_pending", &pend) == 0)
+    {
+        /* Half copied: a snapshot of it would be no state it ever had. */
+        code = rpc_ctx_error(ctx, RPC_UNAVAILABLE, "volume %s is a clone "
+                             "still being copied (from %s): retry once its "
+                             "CreateVolume finished", q->source_volume_id,
+                             pend);
+        free(pend);
+        goto out;
+    }
     if (in.role != JR_ROLE_PRIMARY) {
         code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume %s is a "
                              "replica (secondary) in region %s: snapshots "
@@ -584,6 +595,14 @@ int csi__clone_source(csi_service *s, rpc_ctx *ctx,
         if (rc < 0)
             return rpc_ctx_error(ctx, csi__rpc_code(rc), "source volume %s: "
                                  "%s", vid, jr_strerror(rc));
+        char *pend = NULL;
+        st_store *st = csi__store(s, o->idx);
+        if (st && jr_meta_get(st, o->vol, "csi.clone_pending", &pend) == 0) {
+            free(pend);
+            return rpc_ctx_error(ctx, RPC_UNAVAILABLE, "source volume %s is "
+                                 "a clone still being copied: retry once "
+                                 "its CreateVolume finished", vid);
+        }
         o->type = CSI__SRC_VOLUME;
         o->size = o->info.size;
         snprintf(o->desc, sizeof(o->desc), "volume:%s", vid);

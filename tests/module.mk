@@ -60,6 +60,14 @@ PROGS += $(B)/tests/rep-tool
 $(B)/tests/rep-tool: $(call objs,tests/tools/rep-tool.c) $(REP_LIBS)
 	@mkdir -p $(@D)
 	$(LINK)
+# snap-tool: t0240's numbered-block writer, CreateSnapshot timing and the
+# snapshot content check (tests/tools/snap-tool.c).
+PROGS += $(B)/tests/snap-tool
+$(B)/tests/snap-tool: $(call objs,tests/tools/snap-tool.c) $(B)/librpc.a \
+    $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a \
+    $(B)/libgen.a
+	@mkdir -p $(@D)
+	$(LINK)
 $(B)/tests/rpc-echo-server: $(call objs,tests/rpc/echo-server.c) \
     $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 	@mkdir -p $(@D)
