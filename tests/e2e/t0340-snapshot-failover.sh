@@ -35,6 +35,20 @@ done
 python3 -c 'import yaml' 2>/dev/null ||
     { echo "1..0 # SKIP python3-yaml missing (the manifests are parsed)"; exit 77; }
 . scripts/two-regions.sh
+# Before the EXIT trap: a skip must exit 77.
+BACKEND=${TANDEM_T0340_BACKEND:-sqlite}
+if [ "$BACKEND" = rados ]; then
+    why=${TANDEM_CEPH_SKIP:-}
+    [ -z "$why" ] && [ -z "${TANDEM_CEPH_CONF:-}" ] && why="TANDEM_CEPH_CONF not set"
+    if [ -n "$why" ]; then
+        if [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
+            echo "not ok 1 - TANDEM_REQUIRE_CEPH=1 but no Ceph cluster: $why"
+            exit 1
+        fi
+        echo "1..0 # SKIP $why"
+        exit 77
+    fi
+fi
 
 TMP=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/t0340.XXXXXX") || exit 1
 n=0
@@ -92,19 +106,6 @@ snaps_are() {
 }
 
 # ------------------------------------------------------------- setup --
-BACKEND=${TANDEM_T0340_BACKEND:-sqlite}
-if [ "$BACKEND" = rados ]; then
-    why=${TANDEM_CEPH_SKIP:-}
-    [ -z "$why" ] && [ -z "${TANDEM_CEPH_CONF:-}" ] && why="TANDEM_CEPH_CONF not set"
-    if [ -n "$why" ]; then
-        if [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
-            echo "not ok 1 - TANDEM_REQUIRE_CEPH=1 but no Ceph cluster: $why"
-            exit 1
-        fi
-        echo "1..0 # SKIP $why"
-        exit 77
-    fi
-fi
 tr_init "$TMP" "$BIN" || exit 1
 # rados: each region's own store becomes its pool (the peer's placeholder
 # stays an empty sqlite file, out of reach as two-regions.sh intends).
