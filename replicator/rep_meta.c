@@ -153,8 +153,8 @@ int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
     int rc = jr_meta_set(r->st, id, REP_META_SNAP_GAP, buf);
     if (rc == 0)
         tlog_info("rep.snap_gap", "vol=%s first=%" PRIu64 " last=%" PRIu64
-                  " msg=\"a region copy: snapshots of these positions are "
-                  "missing or not write-order consistent on this copy\"", id,
+                  " msg=\"a region copy or a resync: this copy's snapshots "
+                  "of these positions may differ from the primary's\"", id,
                   first, last);
     return rc;
 }
