@@ -422,7 +422,7 @@ static void names_free(struct names *l)
 }
 
 static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
-                     const char *id, const struct jr__guard *g)
+                     const char *id, uint64_t at, const struct jr__guard *g)
 {
     struct snaprec d;
     char *raw = NULL;
@@ -434,6 +434,12 @@ static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
         return 0;
     }
     if (r < 0) return r;
+    if (d.s.seq >= at) {
+        /* A snapshot taken after this delete entry: the id was used again
+         * and replay met the old delete (R-65). */
+        free(raw);
+        return 0;
+    }
     if (!d.deleting) { /* gone for readers from here on */
         snap_format(val, sizeof val, &d.s, 1);
         r = hdr_update(st, vol, g, key, raw, val);
@@ -521,7 +527,7 @@ int jr__snap_apply(st_store *st, const char *vol, uint32_t objsz,
     if (r < 0) return r;
     if (op->kind == JR_K_SNAP)
         return snap_take(st, vol, c, op, id, label, size, g);
-    return snap_drop(st, vol, c, id, g);
+    return snap_drop(st, vol, c, id, op->seq, g);
 }
 
 /* ---- reading (R-64) ---- */
