@@ -9,7 +9,8 @@
  * jr_volume.c (volume calls on the store), jr_tomb.c (tombstones, R-35),
  * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
  * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
- * (region copies, §4).
+ * (region copies, §4), jr_snap.c (snapshots, §5: keys, copy-on-write,
+ * their entries' effects, reads, holds, requests).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H

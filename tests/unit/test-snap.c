@@ -159,7 +159,7 @@ static int hold_cb(const char *holder, void *arg)
     return 0;
 }
 
-/* ---- the API ---- */
+/* ---- the API (FORMAT.md R-60..R-62, R-67) ---- */
 
 static void basics_on(const char *backend)
 {
@@ -268,7 +268,8 @@ TEST(snap_basics_sqlite) { basics_on("sqlite"); }
 TEST(snap_basics_rados) { basics_on("rados"); }
 
 /* Three snapshots with writes between them; deleting the middle one
- * keeps the others byte-exact; then shrink and grow. */
+ * keeps the others byte-exact (R-65); then shrink and grow (R-63: a
+ * shrink's removals and truncations are changes too). */
 static void middle_and_resize_on(const char *backend)
 {
     struct fx f;
@@ -431,7 +432,7 @@ static st_store *wrap(struct fx *f, struct wst **out)
     return &w->base;
 }
 
-/* ---- the cost of taking one ---- */
+/* ---- the cost of taking one (R-61: no data; R-63: the cache) ---- */
 
 static int taking_costs_no_data_op(st_store *st, struct wst *w,
                                    const char *vol, const char *snap)
@@ -488,7 +489,7 @@ static void cost_on(const char *backend)
 TEST(snap_cost_sqlite) { cost_on("sqlite"); }
 TEST(snap_cost_rados) { cost_on("rados"); }
 
-/* ---- crash consistency under a live writer ---- */
+/* ---- crash consistency under a live writer (R-61, R-64, R-66) ---- */
 
 #define LW_BLOCKS 3000
 #define LW_SNAPS 8
@@ -607,7 +608,7 @@ static void live_writer_on(const char *backend)
 TEST(snap_live_writer_sqlite) { live_writer_on("sqlite"); }
 TEST(snap_live_writer_rados) { live_writer_on("rados"); }
 
-/* ---- replay ---- */
+/* ---- replay (R-63, R-65: FORMAT.md §5's argument) ---- */
 
 /* A crash between the copy-up and the live write: the live data object
  * writes fail (the applier stops: its entries stay in the journal); then
@@ -834,7 +835,7 @@ static void kill_on(const char *backend)
 TEST(snap_writer_killed_sqlite) { kill_on("sqlite"); }
 TEST(snap_writer_killed_rados) { kill_on("rados"); }
 
-/* ---- replication ---- */
+/* ---- replication (R-61, R-65 applied by jr_apply) ---- */
 
 static void ship(st_store *st, const char *from, const char *to,
                  uint64_t *pos)
