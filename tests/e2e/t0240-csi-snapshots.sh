@@ -14,8 +14,10 @@
 # held by a clone being copied cannot be deleted (FAILED_PRECONDITION),
 # ControllerGetVolume's abnormal cases (meta.rep.health split-brain and a
 # long link-down), and NodeGetVolumeStats with the exporter SIGSTOPped
-# (abnormal, answered in bounded time), continued (normal) and killed
-# (abnormal).  Needs root, /dev/fuse and loop devices.
+# (abnormal, answered in bounded time), continued (normal), frozen by the
+# cgroup v1 freezer (hung in state D, not stopped: the probe's 2 s bound;
+# skipped where no freezer is writable) and killed (abnormal).  Needs
+# root, /dev/fuse and loop devices.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -181,6 +183,27 @@ run_backend() { # BACKEND
     "$tool" call "unix://$sock" stats "$vol" "$d/staging" >"$d/ns" 2>&1
     [ "$(field abnormal "$d/ns")" = 0 ] ||
         fail "$be: NodeGetVolumeStats after SIGCONT: $(cat "$d/ns")"
+    # Hung without being stopped: frozen by the cgroup v1 freezer (state
+    # D, like an exporter stuck in its store), where this kernel has one
+    # we may use.
+    local fz=/sys/fs/cgroup/freezer
+    if [ -w "$fz/cgroup.procs" ] && mkdir "$fz/t0240-$$-$be" 2>/dev/null; then
+        echo "$epid" >"$fz/t0240-$$-$be/cgroup.procs"
+        echo FROZEN >"$fz/t0240-$$-$be/freezer.state"
+        "$tool" call "unix://$sock" stats "$vol" "$d/staging" >"$d/ns" 2>&1
+        echo THAWED >"$fz/t0240-$$-$be/freezer.state"
+        echo "$epid" >"$fz/cgroup.procs"
+        rmdir "$fz/t0240-$$-$be"
+        [ "$(field code "$d/ns")" = OK ] && [ "$(field abnormal "$d/ns")" = 1 ] &&
+            grep -q "did not answer" "$d/ns" && [ "$(field ms "$d/ns")" -lt 5000 ] ||
+            fail "$be: NodeGetVolumeStats, exporter frozen: $(cat "$d/ns")"
+        ok "$be: NodeGetVolumeStats with the exporter frozen (hung, not stopped): abnormal in $(field ms "$d/ns") ms ($(field message "$d/ns"))"
+        "$tool" call "unix://$sock" stats "$vol" "$d/staging" >"$d/ns" 2>&1
+        [ "$(field abnormal "$d/ns")" = 0 ] ||
+            fail "$be: NodeGetVolumeStats after thawing: $(cat "$d/ns")"
+    else
+        skip "$be: exporter frozen: no writable cgroup v1 freezer here"
+    fi
     kill -KILL "$epid"
     while kill -0 "$epid" 2>/dev/null; do sleep 0.05; done
     "$tool" call "unix://$sock" stats "$vol" "$d/staging" >"$d/ns" 2>&1
