@@ -167,6 +167,18 @@ run_backend() { # BACKEND
         fail "$be: ControllerGetVolume unknown: $(cat "$d/gv")"
     ok "$be: ControllerGetVolume: normal, split-brain abnormal, link-down abnormal only past --health-link-down-s, NOT_FOUND"
 
+    # Snapshots live in their volume: DeleteVolume is refused while it
+    # has some (FAILED_PRECONDITION), then works once they are deleted.
+    if $call delete-volume --volume-id "$vol" >"$d/dv" 2>&1; then
+        fail "$be: DeleteVolume of a volume with snapshots succeeded"
+    fi
+    grep -q "FAILED_PRECONDITION.*snapshot" "$d/dv" || fail "$be: DeleteVolume with snapshots: $(cat "$d/dv")"
+    for k in 2 3; do
+        read -r t0 t1 sid ready <"$d/snap$k"
+        "$tool" call "unix://$sock" delete-snapshot "$sid" >"$d/ds" 2>&1
+        [ "$(field code "$d/ds")" = OK ] || fail "$be: DeleteSnapshot $k: $(cat "$d/ds")"
+    done
+    ok "$be: DeleteVolume refused while the volume has snapshots (FAILED_PRECONDITION)"
     # NodeGetVolumeStats: the exporter stopped, continued, killed.
     local epid
     epid=$(cat "$rd/pid")
@@ -214,18 +226,6 @@ run_backend() { # BACKEND
     $call node-unstage --volume-id "$vol" --staging "$d/staging" >"$d/us" 2>&1 ||
         fail "$be: NodeUnstageVolume: $(cat "$d/us")"
     STAGED=()
-    # Snapshots live in their volume: DeleteVolume is refused while it
-    # has some (FAILED_PRECONDITION), then works once they are deleted.
-    if $call delete-volume --volume-id "$vol" >"$d/dv" 2>&1; then
-        fail "$be: DeleteVolume of a volume with snapshots succeeded"
-    fi
-    grep -q FAILED_PRECONDITION "$d/dv" || fail "$be: DeleteVolume with snapshots: $(cat "$d/dv")"
-    for k in 2 3; do
-        read -r t0 t1 sid ready <"$d/snap$k"
-        "$tool" call "unix://$sock" delete-snapshot "$sid" >"$d/ds" 2>&1
-        [ "$(field code "$d/ds")" = OK ] || fail "$be: DeleteSnapshot $k: $(cat "$d/ds")"
-    done
-    ok "$be: DeleteVolume refused while the volume has snapshots (FAILED_PRECONDITION)"
     for v in "$vol" "$vol-r1" "$vol-r2" "$vol-r3"; do
         $call delete-volume --volume-id "$v" >/dev/null 2>&1 ||
             fail "$be: DeleteVolume $v"
