@@ -784,13 +784,24 @@ static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
     int r = 0;
     /* R-63: every object this flush changes is preserved for the newest
      * snapshot before `at` first (all copies done before any change). */
-    for (size_t i = 0; cow && i < nobj && r == 0; i++) {
-        struct objx *o = &objs[i];
-        if (o->n == 0) continue;
-        int creates = 0; /* zeros alone never create a missing object */
-        for (size_t k = 0; k < o->n && !creates; k++)
-            creates = o->e[k].data != NULL;
-        r = jr__cow_preserve(st, vol, objsz, cow, at, o->objno, creates, g);
+    if (cow && nobj) {
+        uint64_t *nos = malloc(nobj * sizeof *nos);
+        int *cr = malloc(nobj * sizeof *cr);
+        size_t m = 0;
+        if (!nos || !cr) r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < nobj; i++) {
+            struct objx *o = &objs[i];
+            if (o->n == 0) continue;
+            int creates = 0; /* zeros alone never create a missing object */
+            for (size_t k = 0; k < o->n && !creates; k++)
+                creates = o->e[k].data != NULL;
+            nos[m] = o->objno;
+            cr[m++] = creates;
+        }
+        if (r == 0 && m)
+            r = jr__cow_preserve_many(st, vol, objsz, cow, at, nos, cr, m, g);
+        free(nos);
+        free(cr);
     }
     for (size_t i = 0; i < nobj && r == 0; i++) {
         struct objx *o = &objs[i];

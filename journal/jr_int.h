@@ -9,7 +9,8 @@
  * jr_volume.c (volume calls on the store), jr_tomb.c (tombstones, R-35),
  * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
  * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
- * (region copies, §4).
+ * (region copies, §4), jr_snap.c (snapshots, §5: keys, copy-on-write,
+ * their entries' effects, reads, holds, requests).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H
@@ -363,6 +364,12 @@ void jr__cow_reset(struct jr__cow *c);  /* forget everything (free) */
 int jr__cow_preserve(st_store *st, const char *vol, uint32_t objsz,
                      struct jr__cow *c, uint64_t at, uint64_t objno,
                      int creates, const struct jr__guard *g);
+/* The same for n objects at once (copies made concurrently, all before
+ * it returns); creates[i] as above. */
+int jr__cow_preserve_many(st_store *st, const char *vol, uint32_t objsz,
+                          struct jr__cow *c, uint64_t at,
+                          const uint64_t *objnos, const int *creates, size_t n,
+                          const struct jr__guard *g);
 /* Apply a snapshot entry (kind 5 or 6) at its position, the image being
  * at `size` with every entry before it applied (R-61, R-65). */
 int jr__snap_apply(st_store *st, const char *vol, uint32_t objsz,

@@ -805,6 +805,9 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         r = open_writable(v, &h, flags & JR_OPEN_FORCE, &v->damage);
         if (r < 0) goto fail; /* damaged: the prefix applied, nothing opened */
         v->epoch = h.epoch;
+        /* Read before the threads start: the request poller may commit
+         * at once (a request left before this open). */
+        uint64_t head0 = v->durable_seq, size0 = v->size;
         r = pthread_create(&v->applier, NULL, applier_main, v);
         if (r) {
             r = -r;
@@ -817,8 +820,8 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         else /* requests then wait for the next writer; writes go on */
             tlog_warn("snapshot.poller_failed", "vol=%s", v->id);
         tlog_info("volume.opened", "vol=%s mode=rw head=%" PRIu64
-                  " size=%" PRIu64 " epoch=%" PRIu64, v->id, v->durable_seq,
-                  v->size, v->epoch);
+                  " size=%" PRIu64 " epoch=%" PRIu64, v->id, head0, size0,
+                  v->epoch);
     } else {
         /* Read-only: lay the entries not yet applied (as of now) over the
          * image.  Later writes by another process are not seen. */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,42 +287,131 @@ static int obj_read_all(st_store *st, const char *oid, uint8_t **buf,
     return 0;
 }
 
-int jr__cow_preserve(st_store *st, const char *vol, uint32_t objsz,
-                     struct jr__cow *c, uint64_t at, uint64_t objno,
-                     int creates, const struct jr__guard *g)
+/* The newest snapshot before position at (NULL: none); the cache then
+ * names it. */
+static const struct jr__snapent *cow_rel(struct jr__cow *c, uint64_t at)
 {
-    (void)objsz;
-    int r = cow_load(st, vol, c);
-    if (r < 0) return r;
-    const struct jr__snapent *rel = NULL;
     for (size_t i = c->ns; i > 0; i--)
         if (c->snaps[i - 1].seq < at) {
-            rel = &c->snaps[i - 1];
-            break;
+            const struct jr__snapent *rel = &c->snaps[i - 1];
+            if (strcmp(c->cache_id, rel->id) != 0) {
+                set_clear(c);
+                snprintf(c->cache_id, sizeof c->cache_id, "%s", rel->id);
+            }
+            return rel;
         }
-    if (!rel) return 0; /* no snapshot before this change */
-    if (strcmp(c->cache_id, rel->id) != 0) {
-        set_clear(c);
-        snprintf(c->cache_id, sizeof c->cache_id, "%s", rel->id);
-    }
-    if (set_has(c, objno)) return 0;
+    return NULL;
+}
+
+/* One object's copy-up: 1 preserved now or before, 0 nothing to do (a
+ * missing object the change does not create), or an error.  The copy is
+ * written before the caller changes the live object (R-63). */
+static int preserve_one(st_store *st, const char *vol, const char *snap,
+                        uint64_t objno, int creates, const struct jr__guard *g,
+                        int *copied)
+{
     char soid[JR_OID_MAX], doid[JR_OID_MAX];
-    jr__oid_snapobj(soid, sizeof soid, vol, rel->id, objno);
-    r = st_stat(st, soid, NULL, NULL);
-    if (r == 0) return set_add(c, objno); /* preserved before (replay) */
+    jr__oid_snapobj(soid, sizeof soid, vol, snap, objno);
+    int r = st_stat(st, soid, NULL, NULL);
+    if (r == 0) return 1; /* preserved before (replay) */
     if (r != -ENOENT) return r;
     jr__oid_data(doid, sizeof doid, vol, objno);
     uint8_t *buf = NULL;
     size_t len = 0;
     r = obj_read_all(st, doid, &buf, &len);
-    if (r == -ENOENT && !creates) return 0; /* stays missing: nothing to do */
+    if (r == -ENOENT && !creates) return 0; /* stays missing */
     if (r < 0 && r != -ENOENT) return r;
     /* A missing object is preserved as an empty one (a hole, R-62). */
     r = copy_put(st, vol, soid, buf, len, g);
     free(buf);
     if (r < 0) return r;
-    c->copies++;
-    return set_add(c, objno);
+    *copied = 1;
+    return 1;
+}
+
+int jr__cow_preserve(st_store *st, const char *vol, uint32_t objsz,
+                     struct jr__cow *c, uint64_t at, uint64_t objno,
+                     int creates, const struct jr__guard *g)
+{
+    return jr__cow_preserve_many(st, vol, objsz, c, at, &objno, &creates, 1,
+                                 g);
+}
+
+struct pjob {
+    uint64_t objno;
+    int creates;
+    int result;
+    int copied;
+};
+
+struct pwork {
+    st_store *st;
+    const char *vol;
+    const char *snap;
+    const struct jr__guard *g;
+    struct pjob *jobs;
+    size_t n;
+    size_t next; /* under mu */
+    pthread_mutex_t mu;
+};
+
+static void *preserve_worker(void *arg)
+{
+    struct pwork *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        size_t i = w->next++;
+        pthread_mutex_unlock(&w->mu);
+        if (i >= w->n) break;
+        struct pjob *j = &w->jobs[i];
+        j->result = preserve_one(w->st, w->vol, w->snap, j->objno, j->creates,
+                                 w->g, &j->copied);
+    }
+    return NULL;
+}
+
+int jr__cow_preserve_many(st_store *st, const char *vol, uint32_t objsz,
+                          struct jr__cow *c, uint64_t at,
+                          const uint64_t *objnos, const int *creates, size_t n,
+                          const struct jr__guard *g)
+{
+    int r = cow_load(st, vol, c);
+    if (r < 0) return r;
+    const struct jr__snapent *rel = cow_rel(c, at);
+    if (!rel) return 0; /* no snapshot before these changes */
+    struct pjob one, *jobs = n > 1 ? calloc(n, sizeof *jobs) : &one;
+    if (!jobs) return -ENOMEM;
+    size_t nj = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!set_has(c, objnos[i])) /* cached: no store operation */
+            jobs[nj++] = (struct pjob){objnos[i], creates[i], 0, 0};
+    /* Copies of different objects are independent: a few threads (rados:
+     * overlapped round trips; sqlite: concurrent writes commit together). */
+    struct pwork w = {st, vol, rel->id, g, jobs, nj, 0,
+                      PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th[7];
+    size_t maxt = objsz > (16u << 20) ? 2 : 8; /* each holds an object */
+    size_t nt = nj < maxt ? nj : maxt, started = 0;
+    for (; nt > 0 && started < nt - 1; started++)
+        if (pthread_create(&th[started], NULL, preserve_worker, &w)) break;
+    preserve_worker(&w);
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&w.mu);
+    r = 0;
+    for (size_t i = 0; i < nj; i++) {
+        struct pjob *j = &jobs[i];
+        if (j->result < 0) {
+            if (!r) r = j->result;
+            continue;
+        }
+        c->copies += (uint64_t)j->copied;
+        if (j->result == 1) {
+            int rr = set_add(c, j->objno);
+            if (rr < 0 && !r) r = rr;
+        }
+    }
+    if (jobs != &one) free(jobs);
+    return r;
 }
 
 /* ---- applying snapshot entries (R-61, R-65) ---- */
@@ -422,7 +512,7 @@ static void names_free(struct names *l)
 }
 
 static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
-                     const char *id, const struct jr__guard *g)
+                     const char *id, uint64_t at, const struct jr__guard *g)
 {
     struct snaprec d;
     char *raw = NULL;
@@ -434,6 +524,12 @@ static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
         return 0;
     }
     if (r < 0) return r;
+    if (d.s.seq >= at) {
+        /* A snapshot taken after this delete entry: the id was used again
+         * and replay met the old delete (R-65). */
+        free(raw);
+        return 0;
+    }
     if (!d.deleting) { /* gone for readers from here on */
         snap_format(val, sizeof val, &d.s, 1);
         r = hdr_update(st, vol, g, key, raw, val);
@@ -521,7 +617,7 @@ int jr__snap_apply(st_store *st, const char *vol, uint32_t objsz,
     if (r < 0) return r;
     if (op->kind == JR_K_SNAP)
         return snap_take(st, vol, c, op, id, label, size, g);
-    return snap_drop(st, vol, c, id, g);
+    return snap_drop(st, vol, c, id, op->seq, g);
 }
 
 /* ---- reading (R-64) ---- */

@@ -159,7 +159,7 @@ static int hold_cb(const char *holder, void *arg)
     return 0;
 }
 
-/* ---- the API ---- */
+/* ---- the API (FORMAT.md R-60..R-62, R-67) ---- */
 
 static void basics_on(const char *backend)
 {
@@ -268,7 +268,8 @@ TEST(snap_basics_sqlite) { basics_on("sqlite"); }
 TEST(snap_basics_rados) { basics_on("rados"); }
 
 /* Three snapshots with writes between them; deleting the middle one
- * keeps the others byte-exact; then shrink and grow. */
+ * keeps the others byte-exact (R-65); then shrink and grow (R-63: a
+ * shrink's removals and truncations are changes too). */
 static void middle_and_resize_on(const char *backend)
 {
     struct fx f;
@@ -431,7 +432,7 @@ static st_store *wrap(struct fx *f, struct wst **out)
     return &w->base;
 }
 
-/* ---- the cost of taking one ---- */
+/* ---- the cost of taking one (R-61: no data; R-63: the cache) ---- */
 
 static int taking_costs_no_data_op(st_store *st, struct wst *w,
                                    const char *vol, const char *snap)
@@ -488,7 +489,7 @@ static void cost_on(const char *backend)
 TEST(snap_cost_sqlite) { cost_on("sqlite"); }
 TEST(snap_cost_rados) { cost_on("rados"); }
 
-/* ---- crash consistency under a live writer ---- */
+/* ---- crash consistency under a live writer (R-61, R-64, R-66) ---- */
 
 #define LW_BLOCKS 3000
 #define LW_SNAPS 8
@@ -607,7 +608,7 @@ static void live_writer_on(const char *backend)
 TEST(snap_live_writer_sqlite) { live_writer_on("sqlite"); }
 TEST(snap_live_writer_rados) { live_writer_on("rados"); }
 
-/* ---- replay ---- */
+/* ---- replay (R-63, R-65: FORMAT.md §5's argument) ---- */
 
 /* A crash between the copy-up and the live write: the live data object
  * writes fail (the applier stops: its entries stay in the journal); then
@@ -677,6 +678,56 @@ static void replay_on(const char *backend)
 }
 
 TEST(snap_replay_after_crash_sqlite) { replay_on("sqlite"); }
+
+/* An id taken, deleted and taken again, all replayed from before the
+ * first (applied never recorded): the old delete entry must not delete
+ * the new snapshot, and both states read back right. */
+TEST(snap_id_reused_then_replayed)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    setenv("TANDEM_JR_LEASE_TTL_MS", "600", 1);
+    const size_t SZ = 256 << 10;
+    mkvol(f.st, "u", SZ, 64 << 10, 0);
+    uint8_t *a = malloc(SZ), *b = malloc(SZ), *c = malloc(SZ);
+    ASSERT(a && b && c);
+    fill(a, SZ, 1);
+    fill(b, SZ, 2);
+    fill(c, SZ, 3);
+    struct wst *w;
+    st_store *st = wrap(&f, &w);
+    atomic_store(&w->fail, 2); /* "applied" is never recorded */
+    jr_volume *v;
+    struct jr_snap first, second, got;
+    ASSERT_OK(jr_open(st, "u", JR_OPEN_WRITE, "t", &v));
+    ASSERT_OK(jr_write(v, 0, a, SZ));
+    ASSERT_OK(jr_snapshot(v, "s1", "one", &first));
+    ASSERT_OK(jr_write(v, 0, b, SZ));
+    ASSERT_OK(jr__vol_snap_delete(v, "s1"));
+    ASSERT_EQ(jr_snap_get(st, "u", "s1", NULL), -ENOENT);
+    ASSERT_OK(jr_snapshot(v, "s1", "two", &second));
+    ASSERT_GT(second.seq, first.seq);
+    ASSERT_OK(jr_write(v, 0, c, SZ));
+    jr_close(v); /* fails to persist applied */
+    atomic_store(&w->fail, 0);
+    expect_snap(f.st, "u", "s1", 0, b, SZ);
+    ASSERT_OK(jr_open(f.st, "u", JR_OPEN_WRITE | JR_OPEN_FORCE, "t2", &v));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_snap_get(f.st, "u", "s1", &got));
+    ASSERT_UEQ(got.seq, second.seq);
+    ASSERT_STREQ(got.label, "two");
+    expect_snap(f.st, "u", "s1", 0, b, SZ);
+    uint8_t *live = malloc(SZ);
+    ASSERT(live != NULL);
+    ASSERT_OK(jr_image_read(f.st, "u", 0, live, SZ));
+    ASSERT_MEMEQ(live, c, SZ);
+    st_close(st);
+    free(a);
+    free(b);
+    free(c);
+    free(live);
+    fx_close(&f);
+}
 TEST(snap_replay_after_crash_rados) { replay_on("rados"); }
 
 /* A writer process killed while it writes numbered blocks and takes
@@ -698,15 +749,19 @@ static void kill_on(const char *backend)
         st_store *st = fx_store(&f);
         jr_volume *v;
         uint8_t b[4096];
+        /* A slow applier: snapshot entries stay durable but unapplied
+         * (pending) for a while, and so do the writes around them. */
+        setenv("TANDEM_JR_APPLY_DELAY_MS", "20", 1);
         if (jr_open(st, "k", JR_OPEN_WRITE, "doomed", &v)) _exit(2);
         for (uint32_t i = 0; i < LW_BLOCKS; i++) {
             block_fill(b, i);
             if (jr_write(v, (uint64_t)i * 4096, b, sizeof b)) _exit(3);
             if (i % 40 == 39) {
                 char id[16];
-                snprintf(id, sizeof id, "k%u", i + 1);
+                uint32_t n = i + 1, about = n | 0x80000000u;
+                snprintf(id, sizeof id, "k%u", n);
+                if (write(pfd[1], &about, 4) != 4) _exit(5);
                 if (jr_snapshot(v, id, NULL, NULL)) _exit(4);
-                uint32_t n = i + 1;
                 if (write(pfd[1], &n, 4) != 4) _exit(5);
             }
         }
@@ -714,13 +769,17 @@ static void kill_on(const char *backend)
         _exit(6);
     }
     close(pfd[1]);
-    uint32_t told[64];
+    uint32_t told[64], m;
     int nt = 0;
-    while (nt < 6) {
-        ASSERT_EQ(read(pfd[0], &told[nt], 4), 4);
-        nt++;
+    for (;;) {
+        ASSERT_EQ(read(pfd[0], &m, 4), 4);
+        if (!(m & 0x80000000u)) {
+            told[nt++] = m;
+            continue;
+        }
+        if (nt >= 6) break; /* a 7th snapshot is being taken: kill now */
     }
-    usleep(3000); /* kill somewhere in the next writes (not a sync) */
+    usleep(2000); /* lets it reach the journal, most of the time */
     ASSERT_OK(kill(pid, SIGKILL));
     int status;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -747,11 +806,28 @@ static void kill_on(const char *backend)
         memset(want, 0, sizeof want);
         ASSERT_MEMEQ(got, want, 4096);
     }
+    /* Every snapshot there (the pending one too, if its entry became
+     * durable) holds exactly the blocks written before it. */
     struct names l = {0};
     ASSERT_OK(jr_snap_list(f.st, "k", list_cb, &l));
     ASSERT_GE(l.n, nt);
-    for (int i = 0; i < l.n && i < 16; i++)
+    ASSERT_LE(l.n, nt + 1);
+    for (int i = 0; i < l.n; i++) {
+        uint32_t n = (uint32_t)atoi(l.id[i] + 1);
+        uint8_t want[4096], got[4096];
         check_prefix(f.st, "k", l.id[i], w, 0, 0);
+        block_fill(want, n - 1);
+        ASSERT_OK(jr_snap_read(f.st, "k", l.id[i], (uint64_t)(n - 1) * 4096,
+                               got, 4096));
+        ASSERT_MEMEQ(got, want, 4096);
+        memset(want, 0, sizeof want);
+        ASSERT_OK(jr_snap_read(f.st, "k", l.id[i], (uint64_t)n * 4096, got,
+                               4096));
+        ASSERT_MEMEQ(got, want, 4096);
+    }
+    if (l.n > nt)
+        fprintf(stderr, "  (the pending snapshot %s survived the kill)\n",
+                l.id[l.n - 1]);
     free(w);
     fx_close(&f);
 }
@@ -759,7 +835,7 @@ static void kill_on(const char *backend)
 TEST(snap_writer_killed_sqlite) { kill_on("sqlite"); }
 TEST(snap_writer_killed_rados) { kill_on("rados"); }
 
-/* ---- replication ---- */
+/* ---- replication (R-61, R-65 applied by jr_apply) ---- */
 
 static void ship(st_store *st, const char *from, const char *to,
                  uint64_t *pos)
@@ -819,7 +895,7 @@ static void replica_on(const char *backend)
         fill(b, SZ, (uint64_t)s + 10);
         uint64_t off = (uint64_t)s * 150000;
         ASSERT_OK(jr_write(v, off, b, 300000));
-        char id[8], label[32];
+        char id[16], label[32];
         snprintf(id, sizeof id, "r%d", s);
         snprintf(label, sizeof label, "ns/snap %d", s);
         ASSERT_OK(jr_snapshot(v, id, label, NULL));
