@@ -55,6 +55,11 @@
  * volume is ALREADY_EXISTS (found by asking every volume: that costs one
  * lookup per volume, and only for a name not seen before).
  *
+ * Snapshots live in their volume (jr.h): DeleteVolume of a volume that
+ * has some answers FAILED_PRECONDITION and changes nothing, as the spec
+ * requires of plugins whose snapshots are not independent of their
+ * volume.  Restores and clones are independent copies (csi_snap.c).
+ *
  * Snapshot label (jr_snap.label, replicated with the snapshot; tandemctl
  * failover --emit-manifests parses it to write VolumeSnapshotContent +
  * VolumeSnapshot in the surviving region).  Built from the CreateSnapshot

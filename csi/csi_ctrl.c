@@ -551,6 +551,22 @@ out:
 
 /* ---------------------------------------------------------- DeleteVolume */
 
+struct snapnames {
+    char buf[200];
+    size_t n;
+};
+
+static int snapname_one(const struct jr_snap *js, void *arg)
+{
+    struct snapnames *a = arg;
+    size_t l = strlen(a->buf);
+    if (l + strlen(js->snap_id) + 2 < sizeof(a->buf))
+        snprintf(a->buf + l, sizeof(a->buf) - l, "%s%s", a->n ? "," : "",
+                 js->snap_id);
+    a->n++;
+    return 0;
+}
+
 int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                        ProtobufCMessage **resp)
 {
@@ -568,10 +584,26 @@ int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         if (rc == 0 && in.role == JR_ROLE_PRIMARY) {
             st_store *st = csi__store(s, idx);
             char from[CSI_MAX_VOL_ID + JR_MAX_SNAP_ID + 2];
+            struct snapnames sn = {"", 0};
             int tmp = 0;
             int pending = st ? csi__clone_pending(st, q->volume_id, from,
                                                   sizeof(from), &tmp) : 0;
-            rc = st ? jr_volume_delete(st, q->volume_id) : -EIO;
+            /* Snapshots live in their volume (jr.h): deleting it would
+             * take them along, so the spec's answer is FAILED_PRECONDITION
+             * with the volume untouched until they are deleted. */
+            rc = st ? jr_snap_list(st, q->volume_id, snapname_one, &sn)
+                    : -EIO;
+            if (rc == 0 && sn.n) {
+                code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume "
+                                     "%s has %zu snapshot(s) (%s): delete "
+                                     "them first (restores and clones made "
+                                     "from them are independent copies)",
+                                     q->volume_id, sn.n, sn.buf);
+                csi__unlock(s, q->volume_id);
+                return code;
+            }
+            if (rc == 0 || rc == -ENOENT)
+                rc = st ? jr_volume_delete(st, q->volume_id) : -EIO;
             /* A clone deleted before its copy finished: its source's
              * snapshot is free again. */
             if (rc == 0 && pending == 1)

@@ -916,6 +916,16 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
     if ((code = csi__need_path(ctx, "volume_path", q->volume_path)))
         goto out;
+    if (q->volume_capability &&
+        (q->volume_capability->access_type_case ==
+         CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK) != r.block) {
+        /* The spec's "exceeds capabilities": not what it was staged as. */
+        code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume %s is staged "
+                             "as a %s volume, the capability says %s",
+                             q->volume_id, r.block ? "block" : "mount",
+                             r.block ? "mount" : "block");
+        goto out;
+    }
     if (!rec_has_path(&r, q->volume_path) || bd_find(rd, dev, sizeof(dev)) < 0) {
         code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s is not staged or "
                              "published at %s on this node", q->volume_id,

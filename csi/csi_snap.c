@@ -30,7 +30,10 @@
 #include "tbase.h"
 #include "tlog.h"
 
-#define SNAP_TIMEOUT_MS 20000          /* jr_snap_create/delete waits */
+/* jr_snap_create/delete wait for the writer holding the lease; past 30 s
+ * a lease left by a crashed writer counts as expired (jr.h, R-36) and the
+ * call takes the volume itself, so one call outlasts that. */
+#define SNAP_TIMEOUT_MS 45000
 #define CLONE_CHUNK (4u << 20)         /* copy unit (zero chunks skipped) */
 #define CLONE_OWNER "tandem-csi-controller/clone"
 

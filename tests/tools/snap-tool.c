@@ -20,6 +20,8 @@
  *        stats VOL PATH   (prints code=..., abnormal=..., message=...,
  *        ms=... of the call)
  *   snap-tool meta-set CONF REGION VOL KEY VALUE
+ *   snap-tool meta-get CONF REGION VOL KEY   (exit 1 when absent)
+ *   snap-tool fill CONF REGION VOL OFF LEN   incompressible data, journaled
  *   snap-tool hold|release CONF REGION VOL SNAP HOLDER
  *
  * Exit status: 0 good, 1 a failed check or call (one line on stderr),
@@ -306,6 +308,45 @@ int main(int argc, char **argv)
         st_close(st);
         rg_free(cfg);
         if (rc < 0) fprintf(stderr, "snap-tool: meta-set: %s\n", jr_strerror(rc));
+        return rc < 0;
+    }
+    if (argc == 6 && !strcmp(argv[1], "meta-get")) {
+        struct rg_config *cfg;
+        st_store *st = open_store(argv[2], argv[3], &cfg);
+        char *v = NULL;
+        int rc = jr_meta_get(st, argv[4], argv[5], &v);
+        if (rc == 0) printf("%s\n", v);
+        free(v);
+        st_close(st);
+        rg_free(cfg);
+        return rc < 0;
+    }
+    if (argc == 7 && !strcmp(argv[1], "fill")) {
+        /* Incompressible data at [OFF, OFF + LEN) through the journal, in
+         * 4 MiB writes. */
+        struct rg_config *cfg;
+        st_store *st = open_store(argv[2], argv[3], &cfg);
+        uint64_t off = strtoull(argv[5], NULL, 0), len = strtoull(argv[6], NULL, 0);
+        jr_volume *v = NULL;
+        uint8_t *b = malloc(4 << 20);
+        uint64_t x = 0x2545f4914f6cdd1dull;
+        int rc = b ? jr_open(st, argv[4], JR_OPEN_WRITE, "snap-tool", &v) : -ENOMEM;
+        for (uint64_t o = 0; rc == 0 && o < len; o += 4 << 20) {
+            for (size_t i = 0; i < (4u << 20); i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                b[i] = (uint8_t)x;
+            }
+            size_t n = len - o < (4u << 20) ? (size_t)(len - o) : (4u << 20);
+            rc = jr_write(v, off + o, b, n);
+        }
+        if (v) {
+            int rc2 = jr_close(v);
+            if (rc == 0) rc = rc2;
+        }
+        free(b);
+        st_close(st);
+        rg_free(cfg);
+        if (rc < 0) fprintf(stderr, "snap-tool: fill: %s\n", jr_strerror(rc));
         return rc < 0;
     }
     if (argc == 7 && (!strcmp(argv[1], "hold") || !strcmp(argv[1], "release"))) {

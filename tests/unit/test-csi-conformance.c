@@ -1127,14 +1127,25 @@ TEST(snapshots)
     ASSERT_CODE(tc_snap(&p, "snapshot-r", "pvc-snap-rep", NULL, NULL, NULL,
                         NULL, msg, sizeof(msg)), RPC_FAILED_PRECONDITION,
                 msg);
-    /* A deleted volume takes its snapshots along. */
-    ASSERT_CODE(tc_delete(&p, id2), RPC_OK, "");
+    /* A volume with snapshots is not deleted (they live in it): the
+     * spec's FAILED_PRECONDITION, the volume untouched; once they are
+     * gone it is. */
+    {
+        Csi__V1__DeleteVolumeRequest dq = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
+        dq.volume_id = id2;
+        ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/DeleteVolume", &dq.base,
+                           msg, sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
+        ASSERT(strstr(msg, "snapshot-b1"));
+    }
+    ASSERT(in_region(&p, "a", id2));
     snprintf(sid, sizeof(sid), "%s@snapshot-b1", id2);
     ASSERT_CODE(tc_snap_list(&p, sid, NULL, 0, NULL, &l, msg, sizeof(msg)),
                 RPC_OK, msg);
-    ASSERT_EQ(l->n_entries, 0);
+    ASSERT_EQ(l->n_entries, 1);
     tc_free(l);
     ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_delete(&p, id2), RPC_OK, "");
+    ASSERT(!in_region(&p, "a", id2));
     st_close(st);
     rg_free(cfg);
     csi_proc_stop(&p);
