@@ -8,11 +8,19 @@
  * round trip (the RPC floor), so the ratios show what the volume work
  * costs on top of gRPC.
  *
+ * Clones: a 256 MiB source volume with 64 MiB of incompressible data in
+ * 16 of its 64 objects (written straight into its store), cloned
+ * ($TANDEM_BENCH_CLONE_N times, default 5) through CreateVolume with the
+ * volume as content source: a clone is a copy (csi_snap.c says why), so
+ * its time grows with the data in the source, and the figure comes with
+ * that size and the copy rate.
+ *
  * Figures appended to $TANDEM_BENCH_OUT (default build/bench.jsonl):
  *   csi.createvolume_per_s.<b>, csi.createvolume_p50_ms.<b>,
  *   csi.createvolume_p99_ms.<b>, csi.deletevolume_per_s.<b>,
  *   csi.deletevolume_p50_ms.<b>, csi.deletevolume_p99_ms.<b>,
- *   csi.rpc_floor_p50_ms.<b>, ratio.createvolume_vs_rpc_p50.<b>
+ *   csi.rpc_floor_p50_ms.<b>, ratio.createvolume_vs_rpc_p50.<b>,
+ *   clone.create_p50_ms.<b>, clone.data_mib.<b>, clone.copy_mib_per_s.<b>
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +35,8 @@
 #include <unistd.h>
 
 #include "csi.pb-c.h"
+#include "jr.h"
+#include "regions.h"
 #include "rpc.h"
 #include "tbase.h"
 #include "tsig.h"
@@ -119,7 +129,110 @@ static void plugin_stop(struct plugin *p)
     if (system(cmd)) {}
 }
 
-static int run(const char *backend, const char *backend_cfg, int n)
+#define CLONE_SRC_SIZE (256ull << 20)
+#define CLONE_DATA (64ull << 20)
+
+/* Clone figures: see the top comment.  0 or -EIO. */
+static int run_clones(struct plugin *p, const char *backend, int n)
+{
+    char cfgp[400], err[256], msg[512], name[64];
+    struct rg_config *cfg = NULL;
+    st_store *st = NULL;
+    jr_volume *v = NULL;
+    uint8_t *buf = NULL;
+    double *lat = calloc((size_t)n, sizeof(double));
+    int rc = -EIO;
+    snprintf(cfgp, sizeof(cfgp), "%s/regions.conf", p->dir);
+    if (!lat || rg_load(cfgp, &cfg, err, sizeof(err)) < 0 ||
+        rg_open_store(rg_find(cfg, "x"), &st) < 0) {
+        fprintf(stderr, "csi-bench %s: clone set-up: %s\n", backend, err);
+        goto out;
+    }
+    Csi__V1__VolumeCapability__MountVolume mv =
+        CSI__V1__VOLUME_CAPABILITY__MOUNT_VOLUME__INIT;
+    Csi__V1__VolumeCapability__AccessMode am =
+        CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__INIT;
+    Csi__V1__VolumeCapability cap = CSI__V1__VOLUME_CAPABILITY__INIT;
+    Csi__V1__VolumeCapability *pc = &cap;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    am.mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER;
+    cap.access_mode = &am;
+    cap.access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT;
+    cap.mount = &mv;
+    cr.required_bytes = (int64_t)CLONE_SRC_SIZE;
+    Csi__V1__CreateVolumeRequest q = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
+    ProtobufCMessage *r = NULL;
+    q.name = "pvc-bench-clone-src";
+    q.capacity_range = &cr;
+    q.n_volume_capabilities = 1;
+    q.volume_capabilities = &pc;
+    int code = rpc_client_call(p->cli, "/csi.v1.Controller/CreateVolume",
+                               &q.base,
+                               &csi__v1__create_volume_response__descriptor,
+                               &r, 30000, 0, msg, sizeof(msg));
+    if (r) protobuf_c_message_free_unpacked(r, NULL);
+    if (code != RPC_OK) goto rpcfail;
+    /* 4 MiB of data every 16 MiB: 16 of 64 objects hold data. */
+    buf = malloc(4 << 20);
+    if (!buf) goto out;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < (4u << 20); i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    if (jr_open(st, "pvc-bench-clone-src", JR_OPEN_WRITE, "csi-bench", &v) < 0)
+        goto out;
+    for (uint64_t off = 0; off < CLONE_SRC_SIZE; off += 16 << 20)
+        if (jr_write(v, off, buf, 4 << 20) < 0) goto out;
+    if (jr_close(v) < 0) {
+        v = NULL;
+        goto out;
+    }
+    v = NULL;
+    Csi__V1__VolumeContentSource src = CSI__V1__VOLUME_CONTENT_SOURCE__INIT;
+    Csi__V1__VolumeContentSource__VolumeSource vs =
+        CSI__V1__VOLUME_CONTENT_SOURCE__VOLUME_SOURCE__INIT;
+    vs.volume_id = "pvc-bench-clone-src";
+    src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME;
+    src.volume = &vs;
+    q.capacity_range = NULL;
+    q.volume_content_source = &src;
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "pvc-bench-clone-%03d", i);
+        q.name = name;
+        double t0 = tb_mono_s() * 1e3;
+        code = rpc_client_call(p->cli, "/csi.v1.Controller/CreateVolume",
+                               &q.base,
+                               &csi__v1__create_volume_response__descriptor,
+                               &r, 120000, 0, msg, sizeof(msg));
+        lat[i] = tb_mono_s() * 1e3 - t0;
+        if (r) protobuf_c_message_free_unpacked(r, NULL);
+        r = NULL;
+        if (code != RPC_OK) goto rpcfail;
+    }
+    double c50 = pct(lat, n, 0.5);
+    printf("%s: %d clones of a %llu MiB volume holding %llu MiB of data\n",
+           backend, n, CLONE_SRC_SIZE >> 20, CLONE_DATA >> 20);
+    emit("clone.create_p50_ms", backend, c50, "ms");
+    emit("clone.data_mib", backend, (double)(CLONE_DATA >> 20), "MiB");
+    emit("clone.copy_mib_per_s", backend,
+         (double)(CLONE_DATA >> 20) / (c50 / 1e3), "MiB/s");
+    rc = 0;
+    goto out;
+rpcfail:
+    fprintf(stderr, "csi-bench %s clones: %s: %s\n", backend,
+            rpc_code_name(code), msg);
+out:
+    if (v) jr_close(v);
+    free(buf);
+    free(lat);
+    st_close(st);
+    rg_free(cfg);
+    return rc;
+}
+
+static int run(const char *backend, const char *backend_cfg, int n,
+               int nclones)
 {
     struct plugin p = {0};
     double *lat = calloc((size_t)n, sizeof(double));
@@ -197,7 +310,7 @@ static int run(const char *backend, const char *backend_cfg, int n)
     emit("csi.deletevolume_per_s", backend, n / del_s, "ops/s");
     emit("csi.deletevolume_p50_ms", backend, pct(lat, n, 0.5), "ms");
     emit("csi.deletevolume_p99_ms", backend, pct(lat, n, 0.99), "ms");
-    rc = 0;
+    rc = nclones > 0 ? run_clones(&p, backend, nclones) : 0;
     goto out;
 fail:
     fprintf(stderr, "csi-bench %s: %s: %s\n", backend, rpc_code_name(rc), msg);
@@ -212,12 +325,14 @@ int main(void)
 {
     const char *o = getenv("TANDEM_BENCH_OUT");
     const char *ns = getenv("TANDEM_BENCH_CSI_N");
+    const char *cs = getenv("TANDEM_BENCH_CLONE_N");
     int n = ns && atoi(ns) > 0 ? atoi(ns) : 1000, rc = 0;
+    int nc = cs && atoi(cs) >= 0 && cs[0] ? atoi(cs) : 5;
     tb_signals_block();
     out = fopen(o && o[0] ? o : "build/bench.jsonl", "a");
     if (!out) fprintf(stderr, "csi-bench: cannot append figures: %s\n",
                       strerror(errno));
-    if (run("sqlite", "backend = sqlite\ndb_path = %s/x.db\n", n) < 0) rc = 1;
+    if (run("sqlite", "backend = sqlite\ndb_path = %s/x.db\n", n, nc) < 0) rc = 1;
     const char *conf = getenv("TANDEM_CEPH_CONF");
     if (conf && conf[0]) {
         char cfg[2048];
@@ -231,7 +346,7 @@ int main(void)
                  conf, cl && cl[0] ? cl : "admin", kr && kr[0] ? "keyring = " : "",
                  kr && kr[0] ? kr : "", kr && kr[0] ? "\n" : "",
                  pool && pool[0] ? pool : "tandem-a", (int)getpid());
-        if (run("rados", cfg, n) < 0) rc = 1;
+        if (run("rados", cfg, n, nc) < 0) rc = 1;
     } else {
         printf("rados: SKIPPED (%s)\n", getenv("TANDEM_CEPH_SKIP")
                                              ? getenv("TANDEM_CEPH_SKIP")

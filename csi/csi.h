@@ -31,6 +31,49 @@
  *   csi.requested_bytes size asked by ControllerExpandVolume while the
  *                       volume was open on a node (NodeExpandVolume or
  *                       the next NodeStageVolume applies it)
+ *   csi.content_source  a clone's source as CreateVolume named it:
+ *                       "snapshot:<snapshot id>" or "volume:<volume id>"
+ *                       (echoed in the response; a retry must match)
+ *   csi.clone_pending   "<vol>@<snap>": the snapshot a clone is still
+ *                       being copied from (removed when the copy is
+ *                       complete; NodeStageVolume refuses the volume
+ *                       meanwhile, a CreateVolume retry finishes it)
+ *   csi.clone_tmp       "1": that snapshot is the clone's own temporary
+ *                       snapshot of a source volume (deleted after)
+ * Read by ControllerGetVolume (written by the replicator that ships the
+ * volume):
+ *   rep.health          "<state> <since unix s> <peer> <free text>",
+ *                       state ok, link-down, split-brain or copying
+ *
+ * Snapshots (csi_snap.c).  A CSI snapshot id is "<volume id>@<snap id>":
+ * '@' is in neither alphabet.  The snap id (journal/jr.h: 1..64 bytes of
+ * [A-Za-z0-9_-]) derives from the CreateSnapshot name as volume ids do:
+ * a name that is already a valid snap id and does not start with "h-"
+ * is used as is (Kubernetes' "snapshot-<uid>"), any other becomes "h-" +
+ * 40 hex digits of SHA-256("snap:" + name).  A retried CreateSnapshot
+ * finds the snapshot on its source volume; the same name on another
+ * volume is ALREADY_EXISTS (found by asking every volume: that costs one
+ * lookup per volume, and only for a name not seen before).
+ *
+ * Snapshots live in their volume (jr.h): DeleteVolume of a volume that
+ * has some answers FAILED_PRECONDITION and changes nothing, as the spec
+ * requires of plugins whose snapshots are not independent of their
+ * volume.  Restores and clones are independent copies (csi_snap.c).
+ *
+ * Snapshot label (jr_snap.label, replicated with the snapshot; tandemctl
+ * failover --emit-manifests parses it to write VolumeSnapshotContent +
+ * VolumeSnapshot in the surviving region).  Built from the CreateSnapshot
+ * parameters csi-snapshotter sends with --extra-create-metadata:
+ *     namespace=<ns> name=<VolumeSnapshot name> content=<VolumeSnapshotContent name>
+ * space-separated key=value tokens in that order, a token left out when
+ * its parameter was not given ("" when none was); each value
+ * percent-encoded (every byte outside [A-Za-z0-9._-] as %XX, uppercase
+ * hex; Kubernetes names never need it).  Longer than JR_MAX_SNAP_LABEL
+ * (512) bytes: CreateSnapshot answers INVALID_ARGUMENT.  A parser must
+ * ignore tokens with keys it does not know (later versions may add some).
+ * The temporary snapshot of a clone of a volume is labelled
+ * "tandem-clone-source clone=<clone volume id>" and is not a
+ * VolumeSnapshot.
  * Secrets (every `secrets` field) are never read, stored or logged.
  *
  * Threads: handlers run concurrently; a second call on a volume id that
@@ -77,6 +120,8 @@ struct csi_opts {
     const char *exporter_path;   /* tandem-volfuse (NULL: blockdev.h
                                     default) */
     int64_t max_volumes_per_node;/* NodeGetInfo (0: unlimited) */
+    int64_t health_link_down_s;  /* ControllerGetVolume: a peer link down
+                                    longer than this is abnormal (0: 60) */
 };
 
 typedef struct csi_service csi_service;
@@ -135,6 +180,18 @@ int csi_volume_id(const char *name, char *id, size_t idlen);
 /* 1 if id is acceptable as a volume id (what csi_volume_id produces, or
  * any journal id). */
 int csi_volume_id_valid(const char *id);
+/* Snapshot id part for a CreateSnapshot name (see above): 0, or -EINVAL
+ * for an empty or over-long name.  idlen >= 65. */
+int csi_snap_id(const char *name, char *id, size_t idlen);
+/* Split a CSI snapshot id "<vol>@<snap>": 0, or -EINVAL when it is not
+ * one tandem makes. */
+int csi_snapshot_id_split(const char *sid, char *vol, size_t vollen,
+                          char *snap, size_t snaplen);
+/* The snapshot label (see above) of a VolumeSnapshot's namespace, name
+ * and content name (each may be NULL or ""): 0, or -ENAMETOOLONG when it
+ * does not fit len or JR_MAX_SNAP_LABEL. */
+int csi_snap_label(const char *ns, const char *name, const char *content,
+                   char *out, size_t len);
 /* 1 if path is absolute, has no "." or ".." component, no "//", and is
  * shorter than CSI_MAX_PATH. */
 int csi_path_valid(const char *path);

@@ -4,9 +4,8 @@
  * Order inside each handler: validate the request (INVALID_ARGUMENT),
  * take the volume id (ABORTED if a call on it is in flight), then touch
  * the stores.  Store trouble is UNAVAILABLE so the sidecars retry.
- * Snapshots and clones are not served: the journal engine has no cheap
- * point-in-time copy yet (ControllerGetCapabilities does not announce
- * them, and a volume_content_source is INVALID_ARGUMENT).
+ * Snapshots and the copying of clones live in csi_snap.c; CreateVolume
+ * calls into it for a volume_content_source.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "csi_int.h"
+#include "tbase.h"
 #include "tlog.h"
 
 #define K8S_PREFIX "csi.storage.k8s.io/"
@@ -149,6 +149,33 @@ static void params_from_meta(st_store *st, const char *id,
 
 /* ---------------------------------------------------------- CreateVolume */
 
+/* May a volume land in region?  The region parameter, if set, must name
+ * it; requisite topologies (if any) must include it (a zone segment must
+ * match the region's zone when both are set).  Preferred ones are only
+ * a preference. */
+static int region_allowed(csi_service *s, const Csi__V1__TopologyRequirement *tr,
+                          const char *param_region, const char *region)
+{
+    const struct rg_region *r = rg_find(s->cfg, region);
+    if (!r) return 0;
+    if (param_region && param_region[0] && strcmp(param_region, region))
+        return 0;
+    if (!tr || !tr->n_requisite) return 1;
+    for (size_t j = 0; j < tr->n_requisite; j++) {
+        const Csi__V1__Topology *t = tr->requisite[j];
+        const char *reg = csi__map_get(t->n_segments,
+                                       (void *const *)t->segments,
+                                       s->cfg->topo_region_key);
+        const char *zone = csi__map_get(t->n_segments,
+                                        (void *const *)t->segments,
+                                        s->cfg->topo_zone_key);
+        if (reg && !strcmp(reg, region) &&
+            (!zone || !r->zone[0] || !strcmp(zone, r->zone)))
+            return 1;
+    }
+    return 0;
+}
+
 /* The parameters that decide what a volume is: a retried CreateVolume
  * must carry the same ones. */
 static const char *const identity_params[] = {
@@ -159,7 +186,7 @@ static int check_existing(csi_service *s, rpc_ctx *ctx,
                           const Csi__V1__CreateVolumeRequest *q,
                           const char *id, size_t idx,
                           const struct jr_info *in, uint64_t required,
-                          uint64_t limit)
+                          uint64_t limit, const struct csi__src *src)
 {
     st_store *st = csi__store(s, idx);
     const char *region = s->cfg->regions[idx].name;
@@ -176,6 +203,24 @@ static int check_existing(csi_service *s, rpc_ctx *ctx,
         free(v);
         return rpc_ctx_error(ctx, RPC_ALREADY_EXISTS,
                              "volume id %s belongs to another name", id);
+    }
+    free(v);
+    /* The same content source (or none) as the volume was made from. */
+    v = NULL;
+    int rc0 = jr_meta_get(st, id, "csi.content_source", &v);
+    if (rc0 < 0 && rc0 != -ENOENT) {
+        free(v);
+        return rpc_ctx_error(ctx, csi__rpc_code(rc0), "reading volume %s: %s",
+                             id, jr_strerror(rc0));
+    }
+    const char *had = rc0 == 0 ? v : "";
+    const char *asked = src->type ? src->desc : "";
+    if (strcmp(had, asked)) {
+        rpc_ctx_error(ctx, RPC_ALREADY_EXISTS, "volume %s exists with "
+                      "content source \"%s\", not \"%s\"", q->name, had,
+                      asked);
+        free(v);
+        return RPC_ALREADY_EXISTS;
     }
     free(v);
     if (in->size < required || (limit && in->size > limit))
@@ -258,10 +303,6 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (mount && block)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "a volume is either block or mount, not both");
-    if (q->volume_content_source)
-        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
-                             "volume_content_source: snapshots and clones "
-                             "are not supported by tandem");
     if (csi_params_parse(s->cfg, q->n_parameters,
                          (struct csi_mapent *const *)q->parameters, &p, err,
                          sizeof(err)) < 0)
@@ -270,8 +311,29 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "parameter fsType %s contradicts the volume "
                              "capability's fs_type %s", p.fs_type, cap_fs);
+    /* A clone or restore: the source decides the least size, the region
+     * and the filesystem (NOT_FOUND when it is missing). */
+    struct csi__src src;
+    char src_fs[16] = "";
+    memset(&src, 0, sizeof(src));
+    if (q->volume_content_source) {
+        if ((code = csi__clone_source(s, ctx, q->volume_content_source,
+                                      &src)))
+            return code;
+        csi__meta_copy(csi__store(s, src.idx), src.vol, "csi.fs_type",
+                       src_fs, sizeof(src_fs));
+    }
+    if (!p.fs_type[0] && mount && !cap_fs[0] && src_fs[0])
+        snprintf(p.fs_type, sizeof(p.fs_type), "%s", src_fs);
     if (!p.fs_type[0] && mount)
         snprintf(p.fs_type, sizeof(p.fs_type), "%s", cap_fs[0] ? cap_fs : "ext4");
+    /* The copy holds the source's filesystem: another one cannot be
+     * asked for (the spec's "source incompatible"). */
+    if (mount && src_fs[0] && strcmp(src_fs, p.fs_type))
+        return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
+                             "volume_content_source %s holds a %s "
+                             "filesystem; this volume asks for %s",
+                             src.desc, src_fs, p.fs_type);
 
     /* Capacity: rounded up to whole objects, within limit_bytes. */
     uint64_t obj = p.object_size ? p.object_size : JR_DEFAULT_OBJECT_SIZE;
@@ -285,6 +347,19 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              "capacity_range: required_bytes %" PRId64
                              " above limit_bytes %" PRId64, req_b, lim_b);
     uint64_t size = req_b ? round_up((uint64_t)req_b, obj) : CSI_DEFAULT_SIZE;
+    if (src.type) {
+        /* At least the source's size (a larger one is honoured: the rest
+         * reads as zeros); a limit below it cannot be met. */
+        uint64_t least = round_up(src.size, obj);
+        if (!req_b || size < least) size = least;
+        if (lim_b && size > (uint64_t)lim_b)
+            return rpc_ctx_error(ctx, RPC_OUT_OF_RANGE,
+                                 "capacity_range: limit_bytes %" PRId64
+                                 " is below the size of the source %s (%"
+                                 PRIu64 " bytes, %" PRIu64 " in whole "
+                                 "objects)", lim_b, src.desc, src.size,
+                                 least);
+    }
     if (lim_b && size > (uint64_t)lim_b) {
         if (req_b)
             return rpc_ctx_error(ctx, RPC_OUT_OF_RANGE,
@@ -307,8 +382,27 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (csi_volume_id(q->name, id, sizeof(id)) < 0)
         return rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "name %.64s: no "
                              "volume id can be derived from it", q->name);
-    if (csi_topology_select(s->cfg, q->accessibility_requirements, p.region,
-                            region, sizeof(region), err, sizeof(err)) < 0)
+    if (src.type) {
+        /* A clone is made in its source's region (the copy reads the
+         * source's store; nothing copies across regions).  A topology that
+         * excludes that region cannot be met: RESOURCE_EXHAUSTED, the
+         * spec's "unable to provision in accessible_topology", on which
+         * the external-provisioner lets the scheduler pick another node
+         * (WaitForFirstConsumer) instead of failing for good. */
+        const char *sr = s->cfg->regions[src.idx].name;
+        if (!region_allowed(s, q->accessibility_requirements, p.region, sr))
+            return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED,
+                                 "the source %s is in region %s, which the "
+                                 "topology requirement (or the region "
+                                 "parameter) excludes: a clone is made in "
+                                 "its source's region; schedule the pod "
+                                 "there, or restore a replicated snapshot "
+                                 "in the other region after a failover",
+                                 src.desc, sr);
+        snprintf(region, sizeof(region), "%s", sr);
+    } else if (csi_topology_select(s->cfg, q->accessibility_requirements,
+                                   p.region, region, sizeof(region), err,
+                                   sizeof(err)) < 0)
         return rpc_ctx_error(ctx, RPC_RESOURCE_EXHAUSTED, "%s", err);
     if (p.async && !p.peer_region[0]) {
         const char *dp = rg_default_peer(s->cfg, region);
@@ -334,9 +428,9 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     rc = csi__find(s, id, 1, &idx, &in);
     if (rc == 0) {
         if ((code = check_existing(s, ctx, q, id, idx, &in,
-                                   (uint64_t)req_b, (uint64_t)lim_b)))
+                                   (uint64_t)req_b, (uint64_t)lim_b, &src)))
             goto out;
-        goto reply;
+        goto finish;
     }
     const struct rg_region *rr = rg_find(s->cfg, region);
     idx = (size_t)(rr - s->cfg->regions);
@@ -352,9 +446,9 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         rc = jr_volume_stat(st, id, &in);
         if (rc == 0) {
             if ((code = check_existing(s, ctx, q, id, idx, &in,
-                                       (uint64_t)req_b, (uint64_t)lim_b)))
+                                       (uint64_t)req_b, (uint64_t)lim_b, &src)))
                 goto out;
-            goto reply;
+            goto finish;
         }
         if (rc != -ENOENT) {
             code = rpc_ctx_error(ctx, csi__rpc_code(rc),
@@ -364,7 +458,7 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
 
     /* Metadata travels with the volume (and its replica). */
-    struct jr_kv meta[32 + 8];
+    struct jr_kv meta[32 + 12];
     char keys[32][96];
     size_t nm = 0;
     meta[nm++] = (struct jr_kv){"csi.name", q->name};
@@ -376,6 +470,17 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (p.pvc_namespace[0])
         meta[nm++] = (struct jr_kv){"csi.pvc_namespace", p.pvc_namespace};
     if (p.pv_name[0]) meta[nm++] = (struct jr_kv){"csi.pv_name", p.pv_name};
+    char from[CSI_MAX_VOL_ID + JR_MAX_SNAP_ID + 2];
+    if (src.type) {
+        /* The snapshot to copy, held for this clone from here on. */
+        if ((code = csi__clone_snapshot(s, ctx, id, &src))) goto out;
+        if (src.size > size) size = round_up(src.size, obj);
+        snprintf(from, sizeof(from), "%s@%s", src.vol, src.snap);
+        meta[nm++] = (struct jr_kv){"csi.content_source", src.desc};
+        meta[nm++] = (struct jr_kv){"csi.clone_pending", from};
+        if (src.type == CSI__SRC_VOLUME)
+            meta[nm++] = (struct jr_kv){"csi.clone_tmp", "1"};
+    }
     if (q->n_parameters > 32) {
         code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT,
                              "more than 32 parameters");
@@ -403,8 +508,8 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         rc = jr_volume_stat(st, id, &in);
         if (rc == 0 && !(code = check_existing(s, ctx, q, id, idx, &in,
                                                (uint64_t)req_b,
-                                               (uint64_t)lim_b)))
-            goto reply;
+                                               (uint64_t)lim_b, &src)))
+            goto finish;
         if (code) goto out;
     }
     if (rc < 0) {
@@ -422,12 +527,22 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
               id, region, size, obj, p.async ? "async" : "none",
               p.async ? " peer=" : "", p.async ? p.peer_region : "",
               block ? "block" : "mount");
-reply:;
+finish:
+    /* A clone is usable once its copy is complete: this call finishes
+     * it, or a retry does. */
+    if ((code = csi__clone_finish(s, ctx, id, idx))) goto out;
+    if (src.type && (rc = jr_volume_stat(csi__store(s, idx), id, &in)) < 0) {
+        code = rpc_ctx_error(ctx, csi__rpc_code(rc), "volume %s: %s", id,
+                             jr_strerror(rc));
+        goto out;
+    }
     struct csi_params ep;
     params_from_meta(csi__store(s, idx), id, &ep);
     Csi__V1__CreateVolumeResponse *r = csi__xcalloc(1, sizeof(*r));
     csi__v1__create_volume_response__init(r);
     r->volume = volume_new(s, id, idx, &in, block ? NULL : &ep);
+    if (src.type) /* echoed, as the spec requires */
+        r->volume->content_source = msg_dup(&q->volume_content_source->base);
     *resp = &r->base;
 out:
     if (locked) csi__unlock(s, id);
@@ -435,6 +550,22 @@ out:
 }
 
 /* ---------------------------------------------------------- DeleteVolume */
+
+struct snapnames {
+    char buf[200];
+    size_t n;
+};
+
+static int snapname_one(const struct jr_snap *js, void *arg)
+{
+    struct snapnames *a = arg;
+    size_t l = strlen(a->buf);
+    if (l + strlen(js->snap_id) + 2 < sizeof(a->buf))
+        snprintf(a->buf + l, sizeof(a->buf) - l, "%s%s", a->n ? "," : "",
+                 js->snap_id);
+    a->n++;
+    return 0;
+}
 
 int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                        ProtobufCMessage **resp)
@@ -452,7 +583,31 @@ int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         int rc = csi__find(s, q->volume_id, 1, &idx, &in);
         if (rc == 0 && in.role == JR_ROLE_PRIMARY) {
             st_store *st = csi__store(s, idx);
-            rc = st ? jr_volume_delete(st, q->volume_id) : -EIO;
+            char from[CSI_MAX_VOL_ID + JR_MAX_SNAP_ID + 2];
+            struct snapnames sn = {"", 0};
+            int tmp = 0;
+            int pending = st ? csi__clone_pending(st, q->volume_id, from,
+                                                  sizeof(from), &tmp) : 0;
+            /* Snapshots live in their volume (jr.h): deleting it would
+             * take them along, so the spec's answer is FAILED_PRECONDITION
+             * with the volume untouched until they are deleted. */
+            rc = st ? jr_snap_list(st, q->volume_id, snapname_one, &sn)
+                    : -EIO;
+            if (rc == 0 && sn.n) {
+                code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume "
+                                     "%s has %zu snapshot(s) (%s): delete "
+                                     "them first (restores and clones made "
+                                     "from them are independent copies)",
+                                     q->volume_id, sn.n, sn.buf);
+                csi__unlock(s, q->volume_id);
+                return code;
+            }
+            if (rc == 0 || rc == -ENOENT)
+                rc = st ? jr_volume_delete(st, q->volume_id) : -EIO;
+            /* A clone deleted before its copy finished: its source's
+             * snapshot is free again. */
+            if (rc == 0 && pending == 1)
+                csi__clone_abandon(s, q->volume_id, from, tmp);
             if (rc == JR_ELOCKED)
                 code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
                                      "volume %s is in use (open on a node)",
@@ -477,6 +632,121 @@ int csi__delete_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (code == RPC_OK)
         *resp = csi__reply_new(&csi__v1__delete_volume_response__descriptor);
     return code;
+}
+
+/* --------------------------------------------------- ControllerGetVolume */
+
+/* The volume's condition, for the external-health-monitor (which turns
+ * an abnormal one into a Kubernetes event on the PVC): abnormal with what
+ * to do, or normal.  msg gets one line. */
+static int volume_condition(csi_service *s, st_store *st, const char *id,
+                            const struct jr_info *in, char *msg, size_t len)
+{
+    char *h = NULL;
+    int abnormal = 0;
+    if (in->damaged_seq) {
+        snprintf(msg, len, "journal damaged at entry %" PRIu64 " (journal "
+                 "object %" PRIu64 ", offset %" PRIu64 "): writes are "
+                 "refused; run `tandemctl journal-check %s` and follow the "
+                 "runbook (A damaged journal tail)", in->damaged_seq,
+                 in->damaged_object, in->damaged_offset, id);
+        return 1;
+    }
+    if (jr_meta_get(st, id, "csi.clone_pending", &h) == 0) {
+        snprintf(msg, len, "clone not complete (copying from %s): the "
+                 "provisioner's CreateVolume retry finishes it", h);
+        free(h);
+        return 1;
+    }
+    free(h);
+    h = NULL;
+    if (in->dirty_tracking) {
+        snprintf(msg, len, "journal over its cap (%" PRIu64 " bytes kept): "
+                 "the peer has fallen behind and will need a region copy "
+                 "of what changed; check the replicator and the peer link "
+                 "(tandemctl status)", in->journal_bytes);
+        abnormal = 1;
+    }
+    /* meta.rep.health: "<state> <since unix s> <peer> <free text>". */
+    if (jr_meta_get(st, id, "rep.health", &h) == 0) {
+        char state[32] = "", peer[RG_MAX_NAME + 1] = "";
+        long long since = 0;
+        int off = 0;
+        if (sscanf(h, "%31s %lld %63s %n", state, &since, peer, &off) >= 3) {
+            const char *text = off ? h + off : "";
+            int64_t age = tb_wall_ms() / 1000 - since;
+            size_t l = abnormal ? strlen(msg) : 0;
+            const char *sep = abnormal ? "; " : "";
+            if (!strcmp(state, "split-brain")) {
+                snprintf(msg + l, len - l, "%ssplit brain with region %s "
+                         "since %lld (%s): both copies were written; pick "
+                         "the survivor and resync the other (RUNBOOK: "
+                         "split brain)", sep, peer, since, text);
+                abnormal = 1;
+            } else if (!strcmp(state, "link-down") &&
+                       age > s->link_down_s) {
+                snprintf(msg + l, len - l, "%sreplication link to region %s "
+                         "down for %" PRId64 " s (since %lld: %s): writes "
+                         "are not reaching the replica; check the peer "
+                         "replicator and the network (tandemctl status)",
+                         sep, peer, age, since, text);
+                abnormal = 1;
+            } else if (!abnormal) {
+                snprintf(msg, len, "replication to region %s: %s since "
+                         "%lld%s%s", peer, state, since, text[0] ? ": " : "",
+                         text);
+            }
+        } else if (!abnormal) {
+            snprintf(msg, len, "healthy (unreadable rep.health \"%.64s\")",
+                     h);
+        }
+    } else if (!abnormal) {
+        snprintf(msg, len, "healthy");
+    }
+    free(h);
+    return abnormal;
+}
+
+int csi__controller_get_volume(void *svc, rpc_ctx *ctx,
+                               const ProtobufCMessage *req,
+                               ProtobufCMessage **resp)
+{
+    csi_service *s = svc;
+    const Csi__V1__ControllerGetVolumeRequest *q = (const void *)req;
+    char msg[768];
+    int code;
+    if ((code = csi__need(ctx, "volume_id", q->volume_id))) return code;
+    if (!csi_volume_id_valid(q->volume_id))
+        return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %.128s not found",
+                             q->volume_id);
+    size_t idx;
+    struct jr_info in;
+    if ((code = csi__find_volume(s, ctx, q->volume_id, 1, &idx, &in)))
+        return code;
+    st_store *st = csi__store(s, idx);
+    struct csi_params ep;
+    params_from_meta(st, q->volume_id, &ep);
+    char at[16];
+    csi__meta_copy(st, q->volume_id, "csi.access_type", at, sizeof(at));
+    Csi__V1__ControllerGetVolumeResponse *r = csi__xcalloc(1, sizeof(*r));
+    csi__v1__controller_get_volume_response__init(r);
+    r->volume = volume_new(s, q->volume_id, idx, &in,
+                           strcmp(at, "block") ? &ep : NULL);
+    r->status = csi__xcalloc(1, sizeof(*r->status));
+    csi__v1__controller_get_volume_response__volume_status__init(r->status);
+    Csi__V1__VolumeCondition *c = csi__xcalloc(1, sizeof(*c));
+    csi__v1__volume_condition__init(c);
+    msg[0] = 0;
+    c->abnormal = volume_condition(s, st, q->volume_id, &in, msg, sizeof(msg));
+    if (in.role != JR_ROLE_PRIMARY && !c->abnormal) {
+        size_t l = strlen(msg);
+        snprintf(msg + l, sizeof(msg) - l, " (replica in region %s: "
+                 "read-only until promoted)", s->cfg->regions[idx].name);
+    }
+    c->message = csi__xstrdup(msg);
+    r->status->volume_condition = c;
+    *resp = &r->base;
+    return RPC_OK;
 }
 
 /* ------------------------------------------- ValidateVolumeCapabilities */
@@ -625,6 +895,16 @@ int csi__list_volumes(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         Csi__V1__ListVolumesResponse__Entry *e = csi__xcalloc(1, sizeof(*e));
         csi__v1__list_volumes_response__entry__init(e);
         e->volume = volume_new(s, l.ids[i], idx, &in, NULL);
+        /* VOLUME_CONDITION is announced: the spec wants it here too. */
+        char cmsg[768] = "";
+        e->status = csi__xcalloc(1, sizeof(*e->status));
+        csi__v1__list_volumes_response__volume_status__init(e->status);
+        Csi__V1__VolumeCondition *c = csi__xcalloc(1, sizeof(*c));
+        csi__v1__volume_condition__init(c);
+        c->abnormal = volume_condition(s, csi__store(s, idx), l.ids[i], &in,
+                                       cmsg, sizeof(cmsg));
+        c->message = csi__xstrdup(cmsg);
+        e->status->volume_condition = c;
         r->entries[r->n_entries++] = e;
         last = l.ids[i];
     }
@@ -727,6 +1007,11 @@ int csi__controller_caps(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__GET_CAPACITY,
         CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__EXPAND_VOLUME,
         CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__SINGLE_NODE_MULTI_WRITER,
+        CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CREATE_DELETE_SNAPSHOT,
+        CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__LIST_SNAPSHOTS,
+        CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CLONE_VOLUME,
+        CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME,
+        CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION,
     };
     size_t n = sizeof(caps) / sizeof(caps[0]);
     Csi__V1__ControllerGetCapabilitiesResponse *r = csi__xcalloc(1, sizeof(*r));

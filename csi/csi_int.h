@@ -23,6 +23,8 @@ struct csi_service {
     char state_dir[512];
     char exporter[512];            /* "" : blockdev default */
     int64_t max_volumes;
+    int64_t link_down_s;           /* ControllerGetVolume: link-down age
+                                      that makes a volume abnormal */
     struct rg_config *cfg;
     pthread_mutex_t mu;            /* guards stores[] and inflight */
     st_store **stores;             /* per cfg->regions index, lazily */
@@ -113,7 +115,54 @@ int csi__k8s_parse_node(long status, const char *body, size_t len,
                         size_t regionlen, char *zone, size_t zonelen,
                         char *err, size_t errlen);
 
+/* ---- clones (csi_snap.c) ---- */
+enum { CSI__SRC_SNAPSHOT = 1, CSI__SRC_VOLUME = 2 };
+struct csi__src {
+    int type;                      /* CSI__SRC_*, 0: none */
+    char vol[CSI_MAX_VOL_ID + 1];  /* source volume */
+    char snap[JR_MAX_SNAP_ID + 1]; /* snapshot copied (volume source: the
+                                      temporary one, set by
+                                      csi__clone_snapshot) */
+    size_t idx;                    /* region index of the source */
+    struct jr_info info;           /* the source volume */
+    struct jr_snap js;             /* the snapshot (once known) */
+    uint64_t size;                 /* bytes the clone needs at least */
+    char desc[CSI_MAX_VOL_ID + JR_MAX_SNAP_ID + 16]; /* "snapshot:<id>" or
+                                      "volume:<id>": csi.content_source */
+};
+/* Resolve a CreateVolume content source: 0, or NOT_FOUND (missing
+ * source) / INVALID_ARGUMENT / the store error's code, message set. */
+int csi__clone_source(csi_service *s, rpc_ctx *ctx,
+                      const Csi__V1__VolumeContentSource *src,
+                      struct csi__src *o);
+/* Before the clone volume clone_id is created: for a volume source take
+ * the temporary snapshot (idempotent: derived from clone_id), then hold
+ * the snapshot for clone_id.  0 or an RPC code (message set). */
+int csi__clone_snapshot(csi_service *s, rpc_ctx *ctx, const char *clone_id,
+                        struct csi__src *src);
+/* Copy a pending clone (meta csi.clone_pending) in region idx and mark
+ * it done; 0 at once when it is not pending.  Resumable: a failure leaves
+ * it pending for the next call.  0 or an RPC code (message set). */
+int csi__clone_finish(csi_service *s, rpc_ctx *ctx, const char *id,
+                      size_t idx);
+/* 1 and from and *tmp when volume id is a pending clone, 0 when not, or a
+ * negative errno. */
+int csi__clone_pending(st_store *st, const char *id, char *from, size_t len,
+                       int *tmp);
+/* A pending clone was deleted: release its hold on from (and delete the
+ * temporary snapshot when tmp).  Best effort, logged. */
+void csi__clone_abandon(csi_service *s, const char *id, const char *from,
+                        int tmp);
+
 /* ---- handlers ---- */
+int csi__create_snapshot(void *, rpc_ctx *, const ProtobufCMessage *,
+                         ProtobufCMessage **);
+int csi__delete_snapshot(void *, rpc_ctx *, const ProtobufCMessage *,
+                         ProtobufCMessage **);
+int csi__list_snapshots(void *, rpc_ctx *, const ProtobufCMessage *,
+                        ProtobufCMessage **);
+int csi__controller_get_volume(void *, rpc_ctx *, const ProtobufCMessage *,
+                               ProtobufCMessage **);
 int csi__identity_info(void *, rpc_ctx *, const ProtobufCMessage *,
                        ProtobufCMessage **);
 int csi__identity_caps(void *, rpc_ctx *, const ProtobufCMessage *,

@@ -40,6 +40,8 @@ static void usage(FILE *f)
 "  --exporter PATH          tandem-volfuse binary (default: next to tandem-csi)\n"
 "  --max-volumes-per-node N NodeGetInfo limit (default 0: none)\n"
 "  --threads N              gRPC worker threads (default 4)\n"
+"  --health-link-down-s N   ControllerGetVolume: a replication link down longer\n"
+"                           than N seconds makes a volume abnormal (default 60)\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --help                   this text\n"
 "  --version                print the version\n");
@@ -48,7 +50,7 @@ static void usage(FILE *f)
 enum {
     O_ENDPOINT = 1, O_MODE, O_DRIVER, O_CONFIG, O_NODE_ID, O_REGION, O_ZONE,
     O_K8S, O_STATE, O_EXPORTER, O_MAXVOL, O_THREADS, O_LOGLEVEL, O_HELP,
-    O_VERSION,
+    O_VERSION, O_LINKDOWN,
 };
 
 static const struct option longopts[] = {
@@ -67,6 +69,7 @@ static const struct option longopts[] = {
     {"log-level", required_argument, NULL, O_LOGLEVEL},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
+    {"health-link-down-s", required_argument, NULL, O_LINKDOWN},
     {NULL, 0, NULL, 0},
 };
 
@@ -161,6 +164,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             o.max_volumes_per_node = n;
+            break;
+        case O_LINKDOWN:
+            if (parse_count(optarg, 1, 86400 * 365, &n) < 0) {
+                fprintf(stderr, "tandem-csi: --health-link-down-s %s: not a "
+                        "number of seconds from 1 to 31536000\n", optarg);
+                return 2;
+            }
+            o.health_link_down_s = n;
             break;
         case O_THREADS:
             if (parse_count(optarg, 1, 64, &n) < 0) {

@@ -19,8 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "csi/datapath/blockdev.h"
@@ -255,6 +258,15 @@ int csi__node_stage(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if ((code = csi__find_volume(s, ctx, q->volume_id, 0, &idx, &in)))
         goto out;
     const char *region = s->cfg->regions[idx].name;
+    if (meta_or(s, idx, q->volume_id, "csi.clone_pending", buf,
+                sizeof(buf))[0]) {
+        /* Its data is still being copied in: nobody may see it half
+         * made (the provisioner's CreateVolume retry finishes it). */
+        code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume %s is a "
+                             "clone whose copy is not complete (from %s)",
+                             q->volume_id, buf);
+        goto out;
+    }
     if (in.role != JR_ROLE_PRIMARY && !ro) {
         code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION,
                              "volume %s is a replica (secondary) in region "
@@ -701,6 +713,90 @@ static int rec_has_path(const struct stage_rec *r, const char *path)
     return 0;
 }
 
+/* Does the exporter of run dir rd answer?  0 yes; 1 no, with msg saying
+ * why.  Bounded: a child opens and reads the FUSE image (requests only
+ * the exporter can answer; the file is direct-I/O, so no cache answers
+ * for it) and this waits at most EXPORTER_PROBE_MS for it.  A stopped or
+ * hung exporter leaves the child blocked in the kernel's FUSE wait,
+ * which SIGKILL ends.  A child, not a thread: a thread stuck there could
+ * never be taken back. */
+#define EXPORTER_PROBE_MS 2000
+
+static int exporter_probe(const char *rd, char *msg, size_t len)
+{
+    char path[CSI_MAX_PATH + 16], buf[512];
+    long pid = 0;
+    snprintf(path, sizeof(path), "%s/pid", rd);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    if (pid <= 0) {
+        snprintf(msg, len, "the volume's exporter left no pid in %.200s: "
+                 "unstage and stage it again", rd);
+        return 1;
+    }
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "re");
+    char state = 0;
+    if (f) {
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = 0;
+        fclose(f);
+        const char *rp = strrchr(buf, ')');
+        if (rp && rp[1] == ' ') state = rp[2];
+    }
+    if (!state || state == 'Z' || state == 'X') {
+        snprintf(msg, len, "the volume's exporter (pid %ld) is dead: "
+                 "unstage and stage it again", pid);
+        return 1;
+    }
+    if (state == 'T' || state == 't') {
+        snprintf(msg, len, "the volume's exporter (pid %ld) is stopped "
+                 "(SIGSTOP or a debugger): I/O to the volume hangs until "
+                 "it is continued (kill -CONT %ld)", pid, pid);
+        return 1;
+    }
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) return 0; /* cannot tell: say nothing */
+    snprintf(path, sizeof(path), "%s/mnt/image", rd);
+    pid_t c = fork();
+    if (c == 0) {
+        /* Only async-signal-safe calls in the child of a threaded
+         * process. */
+        char b[512];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        char ok = fd >= 0 && pread(fd, b, sizeof(b), 0) >= 0;
+        if (write(pfd[1], &ok, 1) < 0) _exit(1);
+        _exit(0);
+    }
+    close(pfd[1]);
+    if (c < 0) {
+        close(pfd[0]);
+        return 0;
+    }
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    char ok = 0;
+    int pr = poll(&p, 1, EXPORTER_PROBE_MS);
+    int answered = pr == 1 && read(pfd[0], &ok, 1) == 1;
+    if (!answered) kill(c, SIGKILL);
+    close(pfd[0]);
+    while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+    if (!answered) {
+        snprintf(msg, len, "the volume's exporter (pid %ld) did not answer "
+                 "a read within %d ms: it is hung; I/O to the volume "
+                 "stalls", pid, EXPORTER_PROBE_MS);
+        return 1;
+    }
+    if (!ok) {
+        snprintf(msg, len, "the volume's exporter (pid %ld) fails reads of "
+                 "its image: see %.200s/log", pid, rd);
+        return 1;
+    }
+    return 0;
+}
+
 static Csi__V1__VolumeUsage *usage_new(int unit, uint64_t total,
                                        uint64_t used, uint64_t avail)
 {
@@ -741,8 +837,13 @@ int csi__node_stats(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     run_dir(s, q->volume_id, rd, sizeof(rd));
     int bd = bd_find(rd, dev, sizeof(dev));
     const char *path = q->volume_path;
+    char why[512] = "";
+    /* The exporter first, bounded: statistics of a filesystem whose
+     * device hangs could hang too. */
+    int sick = bd == 0 && exporter_probe(rd, why, sizeof(why));
     if (r.block && !strcmp(path, r.staging)) path = dev;
-    int rc = bd == -ENOENT ? -ENOENT : mnt_stats(path, &ms);
+    memset(&ms, 0, sizeof(ms));
+    int rc = bd == -ENOENT ? -ENOENT : sick ? 0 : mnt_stats(path, &ms);
     if (rc == -ENOENT)
         return rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s: %s does not "
                              "exist", q->volume_id, q->volume_path);
@@ -752,7 +853,9 @@ int csi__node_stats(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     Csi__V1__NodeGetVolumeStatsResponse *o = csi__xcalloc(1, sizeof(*o));
     csi__v1__node_get_volume_stats_response__init(o);
     o->usage = csi__xcalloc(2, sizeof(*o->usage));
-    if (ms.is_block || r.block) {
+    if (sick) {
+        /* No usage from a volume that does not answer. */
+    } else if (ms.is_block || r.block) {
         o->usage[o->n_usage++] = usage_new(
             CSI__V1__VOLUME_USAGE__UNIT__BYTES, ms.bytes_total, 0, 0);
     } else {
@@ -765,7 +868,10 @@ int csi__node_stats(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
     o->volume_condition = csi__xcalloc(1, sizeof(*o->volume_condition));
     csi__v1__volume_condition__init(o->volume_condition);
-    if (bd == -ESTALE) {
+    if (sick) {
+        o->volume_condition->abnormal = 1;
+        o->volume_condition->message = csi__xstrdup(why);
+    } else if (bd == -ESTALE) {
         o->volume_condition->abnormal = 1;
         o->volume_condition->message = csi__xstrdup(
             "the volume's exporter died: unstage and stage it again");
@@ -810,6 +916,16 @@ int csi__node_expand(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     }
     if ((code = csi__need_path(ctx, "volume_path", q->volume_path)))
         goto out;
+    if (q->volume_capability &&
+        (q->volume_capability->access_type_case ==
+         CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK) != r.block) {
+        /* The spec's "exceeds capabilities": not what it was staged as. */
+        code = rpc_ctx_error(ctx, RPC_INVALID_ARGUMENT, "volume %s is staged "
+                             "as a %s volume, the capability says %s",
+                             q->volume_id, r.block ? "block" : "mount",
+                             r.block ? "mount" : "block");
+        goto out;
+    }
     if (!rec_has_path(&r, q->volume_path) || bd_find(rd, dev, sizeof(dev)) < 0) {
         code = rpc_ctx_error(ctx, RPC_NOT_FOUND, "volume %s is not staged or "
                              "published at %s on this node", q->volume_id,

@@ -346,6 +346,19 @@ static const struct rpc_method controller_methods[] = {
      &csi__v1__controller_expand_volume_request__descriptor,
      &csi__v1__controller_expand_volume_response__descriptor,
      csi__controller_expand},
+    {"/csi.v1.Controller/CreateSnapshot",
+     &csi__v1__create_snapshot_request__descriptor,
+     &csi__v1__create_snapshot_response__descriptor, csi__create_snapshot},
+    {"/csi.v1.Controller/DeleteSnapshot",
+     &csi__v1__delete_snapshot_request__descriptor,
+     &csi__v1__delete_snapshot_response__descriptor, csi__delete_snapshot},
+    {"/csi.v1.Controller/ListSnapshots",
+     &csi__v1__list_snapshots_request__descriptor,
+     &csi__v1__list_snapshots_response__descriptor, csi__list_snapshots},
+    {"/csi.v1.Controller/ControllerGetVolume",
+     &csi__v1__controller_get_volume_request__descriptor,
+     &csi__v1__controller_get_volume_response__descriptor,
+     csi__controller_get_volume},
 };
 
 static const struct rpc_method node_methods[] = {
@@ -429,6 +442,7 @@ int csi_service_create(const struct csi_opts *o, csi_service **out,
          o->state_dir && o->state_dir[0] ? o->state_dir : "/run/tandem");
     copy(s->exporter, sizeof(s->exporter), o->exporter_path);
     s->max_volumes = o->max_volumes_per_node;
+    s->link_down_s = o->health_link_down_s > 0 ? o->health_link_down_s : 60;
     if (!o->config_path || !o->config_path[0]) {
         snprintf(err, errlen, "no config file (--config)");
         rc = -EINVAL;

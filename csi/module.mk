@@ -1,6 +1,7 @@
 # csi: the CSI plugin.  libcsi holds the Identity, Controller and Node
 # services so tests can link them; tandem-csi is the process around them.
 $(B)/libcsi.a: $(call objs,csi/csi_util.c csi/csi_params.c csi/csi_ctrl.c \
+    csi/csi_snap.c \
     csi/csi_node.c csi/csi_k8s.c)
 # OpenSSL's libcrypto: SHA-256 of volume names (csi_params.c); libcurl and
 # json-c: the Kubernetes API (csi_k8s.c).

@@ -464,6 +464,21 @@ int jr_copylist_drop(st_store *st, const char *vol_id);
  * writable for the call; when one does, they leave a request in the
  * header (snapreq.<snap_id>) that the writer's applier takes up within
  * its poll interval (JR_SNAPREQ_POLL_MS), and wait for it.
+ *
+ * (Implementation notes, where the contract above was silent:)
+ * - A snapshot becomes visible (get/list/read) once its entry is applied
+ *   to the image, not merely durable: jr_snapshot returns then, so a
+ *   snapshot it returned is readable at once and complete.
+ * - The requests are served by a thread of the writer (one per writable
+ *   volume) that reads snapreq.* every JR_SNAPREQ_POLL_MS (test hook:
+ *   TANDEM_JR_SNAPREQ_POLL_MS): one header read per interval per writable
+ *   volume.  A lease whose holder died is still "a live holder" until a
+ *   new writer takes it over (R-36): a request then times out
+ *   (-ETIMEDOUT) and is served by the next writer.
+ * - Holds are per region: they are not replicated.
+ * - Deleting the volume (jr_volume_delete) deletes its snapshots.
+ * - A replica brought current by a region copy (dirty regions, R-8) lacks
+ *   the snapshots whose entries were trimmed before they were shipped.
  */
 #define JR_MAX_SNAP_ID 64
 #define JR_MAX_SNAP_LABEL 512
@@ -498,7 +513,10 @@ int jr_snap_create(st_store *st, const char *vol_id, const char *snap_id,
                    const char *label, int timeout_ms, struct jr_snap *out);
 /* Delete a snapshot (journaled as above): 0 also when it does not exist;
  * -EBUSY while it has holds (jr_snap_hold); JR_EROLE on a secondary;
- * -ENOENT no volume; -ETIMEDOUT as jr_snap_create. */
+ * -ENOENT no volume; -ETIMEDOUT as jr_snap_create.  Returns once the
+ * deletion is applied (through a request: once the snapshot is gone for
+ * readers).  Cost: one store listing of the snapshot's preserved objects,
+ * and a move or removal of each. */
 int jr_snap_delete(st_store *st, const char *vol_id, const char *snap_id,
                    int timeout_ms);
 /* 0 and *out, or -ENOENT (no such volume or snapshot; a snapshot whose
@@ -510,7 +528,12 @@ int jr_snap_get(st_store *st, const char *vol_id, const char *snap_id,
 int jr_snap_list(st_store *st, const char *vol_id,
                  int (*cb)(const struct jr_snap *s, void *arg), void *arg);
 /* Read a snapshot's image bytes: [off, off + len) within its size
- * (-EINVAL otherwise).  Safe while the volume is written. */
+ * (-EINVAL otherwise).  Safe while the volume is written (FORMAT.md R-64);
+ * while a writer replays after a crash (jr_open) or jr_apply replays, the
+ * bytes the snapshot shares with the image may go through older states
+ * as the image's own do.  -ENOENT also when the snapshot was deleted
+ * while it was read.  Cost: one store read per data object, plus one per
+ * data object and snapshot from this one to the newest. */
 int jr_snap_read(st_store *st, const char *vol_id, const char *snap_id,
                  uint64_t off, void *buf, size_t len);
 /* Holds: a user of a snapshot (a clone being copied from it) keeps it

@@ -146,7 +146,7 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
     e->ts_ns = (int64_t)jr__get64(b + 48);
     e->pcrc = jr__get32(b + 56);
     /* */
-    if (e->kind < JR_K_WRITE || e->kind > JR_K_FLUSH)
+    if (e->kind < JR_K_WRITE || e->kind > JR_K_LAST)
         BAD(JR_ECORRUPT, "unknown kind (R-14)");
     if (e->flags & ~JR_F_LZ4) BAD(JR_ECORRUPT, "unknown flag (R-14)");
     if ((e->flags & JR_F_LZ4) && e->kind != JR_K_WRITE)
@@ -179,6 +179,16 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
         if (e->off != 0 || e->len != 0 || e->plen != 0)
             BAD(JR_ECORRUPT, "impossible flush (R-16)");
         break;
+    case JR_K_SNAP: /* "<id>" or "<id> <label>" */
+        if (e->off != 0 || e->len != 0 || e->plen < 1 ||
+            e->plen > JR_SNAP_PAYLOAD_MAX)
+            BAD(JR_ECORRUPT, "impossible snapshot (R-16)");
+        break;
+    case JR_K_SNAP_DEL: /* "<id>" */
+        if (e->off != 0 || e->len != 0 || e->plen < 1 ||
+            e->plen > JR_MAX_SNAP_ID)
+            BAD(JR_ECORRUPT, "impossible snapshot delete (R-16)");
+        break;
     }
     /* written so that it cannot overflow. */
     if ((e->kind == JR_K_WRITE || e->kind == JR_K_ZERO) &&
@@ -190,6 +200,19 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
     /* */
     if (jr_crc32c(0, e->payload, e->plen) != e->pcrc)
         BAD(JR_ECORRUPT, "payload crc mismatch (R-19)");
+    /* R-60: a snapshot payload names a valid id (and a printable label),
+     * checked after its CRC like every payload byte. */
+    if (e->kind == JR_K_SNAP || e->kind == JR_K_SNAP_DEL) {
+        const uint8_t *sp = memchr(e->payload, ' ', e->plen);
+        size_t idl = sp ? (size_t)(sp - e->payload) : e->plen;
+        if (!jr__valid_snap_id((const char *)e->payload, idl))
+            BAD(JR_ECORRUPT, "bad snapshot id (R-60)");
+        if (sp && (e->kind == JR_K_SNAP_DEL ||
+                   !jr__valid_snap_label((const char *)sp + 1,
+                                         e->plen - idl - 1) ||
+                   e->plen - idl - 1 == 0))
+            BAD(JR_ECORRUPT, "bad snapshot label (R-60)");
+    }
     *used = JR_HDR_SIZE + (size_t)e->plen;
     return 0;
 }
@@ -308,6 +331,47 @@ void jr__oid_header(char *buf, size_t n, const char *vol)
 void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno)
 {
     snprintf(buf, n, "vol/%s/d/%016llx", vol, (unsigned long long)objno);
+}
+
+void jr__oid_snapobj(char *buf, size_t n, const char *vol, const char *snap,
+                     uint64_t objno)
+{
+    snprintf(buf, n, "vol/%s/s/%s/%016llx", vol, snap,
+             (unsigned long long)objno);
+}
+
+int jr__valid_snap_id(const char *id, size_t len)
+{
+    if (!id || len < 1 || len > JR_MAX_SNAP_ID) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int jr__valid_snap_label(const char *s, size_t len)
+{
+    if (!s || len > JR_MAX_SNAP_LABEL) return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return 0;
+    return 1;
+}
+
+int jr__snap_payload(const char *id, const char *label, uint8_t *out)
+{
+    size_t il = id ? strlen(id) : 0, ll = label ? strlen(label) : 0;
+    if (!jr__valid_snap_id(id, il) || !jr__valid_snap_label(label ? label : "", ll))
+        return -EINVAL;
+    memcpy(out, id, il);
+    if (ll) {
+        out[il] = ' ';
+        memcpy(out + il + 1, label, ll);
+        return (int)(il + 1 + ll);
+    }
+    return (int)il;
 }
 
 void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno)

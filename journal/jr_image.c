@@ -518,7 +518,15 @@ int jr__opbuf_add(struct jr__opbuf *b, const struct jr_entry *e)
     o->off = e->off;
     o->len = e->len;
     o->data = NULL;
-    if (e->kind == JR_K_WRITE) {
+    o->ts_ns = e->ts_ns;
+    if (e->kind == JR_K_SNAP || e->kind == JR_K_SNAP_DEL) {
+        /* the payload (id, label) travels with the op. */
+        uint8_t *d = malloc(e->plen ? e->plen : 1);
+        if (!d) return -ENOMEM;
+        memcpy(d, e->payload, e->plen);
+        o->data = d;
+        o->len = e->plen;
+    } else if (e->kind == JR_K_WRITE) {
         uint8_t *d = malloc(e->len);
         if (!d) return -ENOMEM;
         int r = jr__entry_data(e, d);
@@ -767,13 +775,35 @@ static int issue_all(st_store *st, struct objop *ops, size_t n)
 }
 
 static int flush_objs(st_store *st, const char *vol, uint32_t objsz,
-                      struct objx *objs, size_t nobj, const struct jr__guard *g)
+                      struct objx *objs, size_t nobj, const struct jr__guard *g,
+                      struct jr__cow *cow, uint64_t at)
 {
     struct objop *ops = calloc(nobj ? nobj : 1, sizeof *ops);
     if (!ops) return -ENOMEM;
     size_t n = 0;
     int r = 0;
-    for (size_t i = 0; i < nobj; i++) {
+    /* R-63: every object this flush changes is preserved for the newest
+     * snapshot before `at` first (all copies done before any change). */
+    if (cow && nobj) {
+        uint64_t *nos = malloc(nobj * sizeof *nos);
+        int *cr = malloc(nobj * sizeof *cr);
+        size_t m = 0;
+        if (!nos || !cr) r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < nobj; i++) {
+            struct objx *o = &objs[i];
+            if (o->n == 0) continue;
+            int creates = 0; /* zeros alone never create a missing object */
+            for (size_t k = 0; k < o->n && !creates; k++)
+                creates = o->e[k].data != NULL;
+            nos[m] = o->objno;
+            cr[m++] = creates;
+        }
+        if (r == 0 && m)
+            r = jr__cow_preserve_many(st, vol, objsz, cow, at, nos, cr, m, g);
+        free(nos);
+        free(cr);
+    }
+    for (size_t i = 0; i < nobj && r == 0; i++) {
         struct objx *o = &objs[i];
         if (o->n == 0) continue;
         struct objop *x = &ops[n++];
@@ -843,14 +873,18 @@ static int obj_cut(st_store *st, const char *vol, const char *oid, int remove,
 
 static int shrink(st_store *st, const char *vol, uint32_t objsz,
                   uint64_t old_size, uint64_t new_size,
-                  const struct jr__guard *g)
+                  const struct jr__guard *g, struct jr__cow *cow, uint64_t at)
 {
     char oid[JR_OID_MAX];
     uint64_t first_gone = (new_size + objsz - 1) / objsz;
     uint64_t end = (old_size + objsz - 1) / objsz;
     for (uint64_t o = first_gone; o < end; o++) {
         jr__oid_data(oid, sizeof oid, vol, o);
-        int r = obj_cut(st, vol, oid, 1, 0, g);
+        /* R-63: a removal changes the object too (a missing one is left
+         * as it is: nothing to preserve). */
+        int r = cow ? jr__cow_preserve(st, vol, objsz, cow, at, o, 0, g) : 0;
+        if (r < 0) return r;
+        r = obj_cut(st, vol, oid, 1, 0, g);
         if (r < 0 && r != -ENOENT) return r;
     }
     if (new_size % objsz) {
@@ -860,6 +894,9 @@ static int shrink(st_store *st, const char *vol, uint32_t objsz,
         if (r == -ENOENT) return 0;
         if (r < 0) return r;
         if (sz > new_size % objsz) {
+            r = cow ? jr__cow_preserve(st, vol, objsz, cow, at,
+                                       new_size / objsz, 0, g) : 0;
+            if (r < 0) return r;
             r = obj_cut(st, vol, oid, 0, new_size % objsz, g);
             if (r < 0) return r;
         }
@@ -870,35 +907,58 @@ static int shrink(st_store *st, const char *vol, uint32_t objsz,
 int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
                     const struct jr__op *ops, size_t n, uint64_t *size)
 {
-    return jr__image_apply_g(st, vol, objsz, ops, n, size, NULL);
+    return jr__image_apply_cow(st, vol, objsz, ops, n, size, NULL, NULL);
 }
 
 int jr__image_apply_g(st_store *st, const char *vol, uint32_t objsz,
                       const struct jr__op *ops, size_t n, uint64_t *size,
                       const struct jr__guard *g)
 {
+    return jr__image_apply_cow(st, vol, objsz, ops, n, size, g, NULL);
+}
+
+/* Ops from the journal carry their seq; a region copy's (seq 0) lie after
+ * every snapshot. */
+static uint64_t op_at(const struct jr__op *op)
+{
+    return op->seq ? op->seq : UINT64_MAX;
+}
+
+int jr__image_apply_cow(st_store *st, const char *vol, uint32_t objsz,
+                        const struct jr__op *ops, size_t n, uint64_t *size,
+                        const struct jr__guard *g, struct jr__cow *cow_in)
+{
+    struct jr__cow local = {0}, *cow = cow_in ? cow_in : &local;
     struct objx *objs = NULL;
     size_t nobj = 0, cap = 0, hint = 0;
+    uint64_t at = 0; /* position of the ops collected in objs */
     int r = 0;
     for (size_t i = 0; i <= n && r == 0; i++) {
         const struct jr__op *op = i < n ? &ops[i] : NULL;
-        if (!op || op->kind == JR_K_RESIZE) {
-            /* A resize is a barrier: everything before it first. */
+        if (!op || op->kind == JR_K_RESIZE || op->kind == JR_K_SNAP ||
+            op->kind == JR_K_SNAP_DEL) {
+            /* A resize or a snapshot is a barrier: everything before it
+             * first (a batch holding a snapshot is applied in two parts
+             * around it, R-63). */
             if (nobj) {
                 qsort(objs, nobj, sizeof *objs, cmp_objx);
-                r = flush_objs(st, vol, objsz, objs, nobj, g);
+                r = flush_objs(st, vol, objsz, objs, nobj, g, cow, at);
                 for (size_t k = 0; k < nobj; k++) free(objs[k].e);
                 nobj = 0;
                 hint = 0;
             }
-            if (op && r == 0) {
+            if (op && r == 0 && op->kind == JR_K_RESIZE) {
                 if (op->off < *size)
-                    r = shrink(st, vol, objsz, *size, op->off, g);
+                    r = shrink(st, vol, objsz, *size, op->off, g, cow,
+                               op_at(op));
                 *size = op->off;
+            } else if (op && r == 0) {
+                r = jr__snap_apply(st, vol, objsz, cow, op, *size, g);
             }
             continue;
         }
         if (op->kind != JR_K_WRITE && op->kind != JR_K_ZERO) continue;
+        if (!nobj) at = op_at(op);
         uint64_t off = op->off, left = op->len;
         const uint8_t *d = op->data;
         while (left > 0) {
@@ -919,5 +979,6 @@ int jr__image_apply_g(st_store *st, const char *vol, uint32_t objsz,
     }
     for (size_t k = 0; k < nobj; k++) free(objs[k].e);
     free(objs);
+    if (!cow_in) jr__cow_reset(&local);
     return r;
 }

@@ -9,7 +9,8 @@
  * jr_volume.c (volume calls on the store), jr_tomb.c (tombstones, R-35),
  * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
  * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
- * (region copies, §4).
+ * (region copies, §4), jr_snap.c (snapshots, §5: keys, copy-on-write,
+ * their entries' effects, reads, holds, requests).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H
@@ -30,7 +31,17 @@
 #define JR_WRITE_CHUNK (1u << 20)    /* jr_write splits larger writes */
 #define JR_F_LZ4 1u
 
-enum jr_kind { JR_K_WRITE = 1, JR_K_ZERO = 2, JR_K_RESIZE = 3, JR_K_FLUSH = 4 };
+enum jr_kind {
+    JR_K_WRITE = 1,
+    JR_K_ZERO = 2,
+    JR_K_RESIZE = 3,
+    JR_K_FLUSH = 4,
+    JR_K_SNAP = 5,     /* take a snapshot (FORMAT.md §5, R-60) */
+    JR_K_SNAP_DEL = 6, /* delete one */
+};
+#define JR_K_LAST JR_K_SNAP_DEL
+/* the largest snapshot entry payload: "<id> <label>". */
+#define JR_SNAP_PAYLOAD_MAX (JR_MAX_SNAP_ID + 1 + JR_MAX_SNAP_LABEL)
 
 /* A decoded entry.  payload points into the decoded buffer. */
 struct jr_entry {
@@ -89,7 +100,8 @@ int jr__tomb_write(st_store *st, const char *vol_id, uint64_t epoch);
 void jr__oid_header(char *buf, size_t n, const char *vol);
 void jr__oid_data(char *buf, size_t n, const char *vol, uint64_t objno);
 void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);
-#define JR_OID_MAX (JR_MAX_ID + 40)
+/* the longest: vol/<id>/s/<snap id>/<16 hex> (R-62) */
+#define JR_OID_MAX (JR_MAX_ID + JR_MAX_SNAP_ID + 40)
 
 /* ---- header state (FORMAT.md §2) ---- */
 
@@ -303,10 +315,13 @@ int jr__journal_iter_bad(st_store *st, const char *vol,
 /* ---- applying entries to the image ---- */
 struct jr__op {
     uint8_t kind;
-    uint64_t seq;
+    uint64_t seq;  /* 0: not from the journal (a region copy): after every
+                      snapshot */
     uint64_t off; /* resize: new size */
-    uint64_t len;
-    const uint8_t *data; /* write: len bytes (borrowed) */
+    uint64_t len; /* snapshot kinds: payload bytes at data */
+    const uint8_t *data; /* write: len bytes; snapshot kinds: the payload
+                            (borrowed) */
+    int64_t ts_ns; /* snapshot kinds: the entry's timestamp */
 };
 /* Apply ops in order (coalesced per data object, R-30..R-33); *size is the
  * image size before the first op and is updated through resizes. */
@@ -318,6 +333,69 @@ int jr__image_apply(st_store *st, const char *vol, uint32_t objsz,
 int jr__image_apply_g(st_store *st, const char *vol, uint32_t objsz,
                       const struct jr__op *ops, size_t n, uint64_t *size,
                       const struct jr__guard *g);
+
+/* ---- snapshots (FORMAT.md §5): jr_snap.c ----
+ * Copy-on-write state of one image updater.  A writer keeps one for the
+ * life of its open volume (the set of objects already preserved for the
+ * newest snapshot is then cached: no store operation per write after an
+ * object's first); a stateless caller passes NULL to jr__image_apply_cow
+ * and one lives for that call (it loads the snapshot list and stats). */
+struct jr__snapent {
+    char id[JR_MAX_SNAP_ID + 1];
+    uint64_t seq;
+};
+struct jr__cow {
+    int loaded;               /* snaps[] read from the header */
+    struct jr__snapent *snaps; /* live snapshots, by seq */
+    size_t ns;
+    /* Objects known to hold a preserved copy for snaps[cache_for]: */
+    char cache_id[JR_MAX_SNAP_ID + 1]; /* "" : cache empty */
+    uint64_t *set;            /* open addressing, objno + 1, 0 = free */
+    size_t set_cap, set_n;
+    uint64_t copies;          /* objects copied up (tests, benches) */
+};
+void jr__cow_reset(struct jr__cow *c);  /* forget everything (free) */
+/* Before ops change data object objno (an effect at position at; 0 means
+ * after everything): preserve it for the newest snapshot before `at`
+ * unless it is preserved already (R-63).  creates: the change may create
+ * a missing object (a write), so a missing one is preserved as a hole;
+ * otherwise a missing object is left alone (nothing changes it).  g
+ * guards the copy (a writer's fence). */
+int jr__cow_preserve(st_store *st, const char *vol, uint32_t objsz,
+                     struct jr__cow *c, uint64_t at, uint64_t objno,
+                     int creates, const struct jr__guard *g);
+/* The same for n objects at once (copies made concurrently, all before
+ * it returns); creates[i] as above. */
+int jr__cow_preserve_many(st_store *st, const char *vol, uint32_t objsz,
+                          struct jr__cow *c, uint64_t at,
+                          const uint64_t *objnos, const int *creates, size_t n,
+                          const struct jr__guard *g);
+/* Apply a snapshot entry (kind 5 or 6) at its position, the image being
+ * at `size` with every entry before it applied (R-61, R-65). */
+int jr__snap_apply(st_store *st, const char *vol, uint32_t objsz,
+                   struct jr__cow *c, const struct jr__op *op, uint64_t size,
+                   const struct jr__guard *g);
+/* Validate snapshot ids / labels. */
+int jr__valid_snap_id(const char *id, size_t len);
+int jr__valid_snap_label(const char *s, size_t len);
+/* Build a snapshot entry payload: "<id>" or "<id> <label>"; returns its
+ * length (<= JR_SNAP_PAYLOAD_MAX) or -EINVAL. */
+int jr__snap_payload(const char *id, const char *label, uint8_t *out);
+/* The same apply with an explicit copy-on-write state (NULL: stateless). */
+int jr__image_apply_cow(st_store *st, const char *vol, uint32_t objsz,
+                        const struct jr__op *ops, size_t n, uint64_t *size,
+                        const struct jr__guard *g, struct jr__cow *cow);
+/* The writer's side (jr_io.c): journal a snapshot delete on an open
+ * writable volume and wait until it is applied (0 also when the snapshot
+ * does not exist). */
+int jr__vol_snap_delete(jr_volume *v, const char *snap_id);
+/* Serve the snapreq.* requests in the header (R-66) through v; called by
+ * the writer's request poller every jr__snapreq_poll_ms(). */
+int jr__snapreq_serve(jr_volume *v, st_store *st, const char *vol,
+                      const struct jr__guard *g);
+int jr__snapreq_poll_ms(void);
+void jr__oid_snapobj(char *buf, size_t n, const char *vol, const char *snap,
+                     uint64_t objno);
 
 /* Read image bytes (no journal): missing objects read as zeros. */
 int jr__image_read(st_store *st, const char *vol, uint32_t objsz,

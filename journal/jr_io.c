@@ -134,6 +134,15 @@ struct jr_volume {
     int apply_delay_ms;
     uint64_t pending_since; /* mono ns: applied == durable until then */
     int space_waiters;      /* writers waiting for the applier */
+    /* Snapshots (FORMAT.md §5).  The applier's copy-on-write state (which
+     * objects are preserved for the newest snapshot: applier only), and
+     * the thread serving snapreq.* requests of other processes (R-66),
+     * stopped by jr_close through snap_stop/snap_cv (under mu). */
+    struct jr__cow cow;
+    pthread_t snapreq;
+    int snapreq_started;
+    int snap_stop;
+    pthread_cond_t snap_cv;
 };
 
 #define OV_BUCKETS 4096
@@ -141,7 +150,10 @@ struct jr_volume {
 
 static void ov_account(jr_volume *v, const struct pent *p, int delta)
 {
-    if (p->kind == JR_K_FLUSH) return;
+    /* Barriers and snapshots change no image byte. */
+    if (p->kind != JR_K_WRITE && p->kind != JR_K_ZERO &&
+        p->kind != JR_K_RESIZE)
+        return;
     if (p->kind == JR_K_RESIZE || p->len == 0 ||
         ((p->off + p->len - 1) >> OV_SHIFT) - (p->off >> OV_SHIFT) >=
             OV_BUCKETS / 4) {
@@ -302,8 +314,10 @@ static void lead(jr_volume *v)
     pthread_cond_broadcast(&v->commit_cv);
 }
 
-/* Queue entries p[0..n) (built by the caller) and wait until durable. */
-static int submit(jr_volume *v, struct pent **p, size_t n)
+/* Queue entries p[0..n) (built by the caller) and wait until durable;
+ * *seq_out (may be NULL): the last one's seq. */
+static int submit_seq(jr_volume *v, struct pent **p, size_t n,
+                      uint64_t *seq_out)
 {
     pthread_mutex_lock(&v->mu);
     while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N)) {
@@ -345,6 +359,7 @@ static int submit(jr_volume *v, struct pent **p, size_t n)
         v->stats.payload_bytes += e->kind == JR_K_WRITE ? e->len : 0;
     }
     uint64_t mine = p[n - 1]->seq;
+    if (seq_out) *seq_out = mine;
     while (v->durable_seq < mine && !v->err) {
         if (!v->committing && v->commit_next) lead(v);
         else pthread_cond_wait(&v->commit_cv, &v->mu);
@@ -352,6 +367,11 @@ static int submit(jr_volume *v, struct pent **p, size_t n)
     r = v->durable_seq >= mine ? 0 : v->err;
     pthread_mutex_unlock(&v->mu);
     return r;
+}
+
+static int submit(jr_volume *v, struct pent **p, size_t n)
+{
+    return submit_seq(v, p, n, NULL);
 }
 
 /* Build an entry (payload compressed and checksummed; the header is
@@ -382,6 +402,15 @@ static struct pent *pent_new(uint8_t kind, uint64_t off, uint64_t len,
             memcpy(e->enc + JR_HDR_SIZE, data, len);
             e->raw = e->enc + JR_HDR_SIZE;
         }
+    } else if (kind == JR_K_SNAP || kind == JR_K_SNAP_DEL) {
+        /* R-60: the payload is the id (and label), never compressed;
+         * the entry's length field stays 0. */
+        e->enc = malloc(JR_HDR_SIZE + len);
+        if (!e->enc) goto fail;
+        memcpy(e->enc + JR_HDR_SIZE, data, len);
+        plen = len;
+        e->len = 0;
+        e->raw = e->enc + JR_HDR_SIZE;
     } else {
         e->enc = malloc(JR_HDR_SIZE);
         if (!e->enc) goto fail;
@@ -469,8 +498,11 @@ static void *applier_main(void *arg)
                     ops = no;
                     ops_cap = nc;
                 }
-                ops[n++] = (struct jr__op){p->kind, p->seq, p->off, p->len,
-                                           p->raw};
+                int sk = p->kind == JR_K_SNAP || p->kind == JR_K_SNAP_DEL;
+                ops[n++] = (struct jr__op){
+                    p->kind, p->seq, p->off,
+                    sk ? p->enc_len - JR_HDR_SIZE : p->len, p->raw,
+                    (int64_t)jr__get64(p->enc + 48)};
                 bytes += p->kind == JR_K_WRITE ? p->len : 0;
                 p = p->next;
             }
@@ -481,8 +513,10 @@ static void *applier_main(void *arg)
              * the volume meanwhile, the guard below refuses them. */
             if (v->apply_delay_ms) usleep((useconds_t)v->apply_delay_ms * 1000);
             uint64_t t0 = mono_ns();
-            int r = n ? jr__image_apply_g(v->st, v->id, v->objsz, ops, n,
-                                          &size, &v->lease.guard)
+            /* Copy-on-write for snapshots (R-63) with the cached set of
+             * preserved objects; snapshot entries split the batch. */
+            int r = n ? jr__image_apply_cow(v->st, v->id, v->objsz, ops, n,
+                                            &size, &v->lease.guard, &v->cow)
                       : -ENOMEM;
             if (r < 0) r = jr__fence_reason(&v->lease, r);
             pthread_mutex_lock(&v->mu);
@@ -564,6 +598,28 @@ static void *applier_main(void *arg)
     return NULL;
 }
 
+/* ---- snapshot requests of other processes (R-66) ---- */
+
+static void *snapreq_main(void *arg)
+{
+    jr_volume *v = arg;
+    int ms = jr__snapreq_poll_ms();
+    pthread_mutex_lock(&v->mu);
+    while (!v->snap_stop && !v->err) {
+        struct timespec dl = tb_deadline(CLOCK_MONOTONIC, ms);
+        pthread_cond_timedwait(&v->snap_cv, &v->mu, &dl);
+        if (v->snap_stop || v->err) break;
+        pthread_mutex_unlock(&v->mu);
+        int r = jr__snapreq_serve(v, v->st, v->id, &v->lease.guard);
+        if (r < 0)
+            tlog_warn("snapshot.request_failed", "vol=%s err=\"%s\"", v->id,
+                      jr_strerror(r));
+        pthread_mutex_lock(&v->mu);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
 /* ---- open / close ---- */
 
 struct loadarg {
@@ -614,6 +670,8 @@ static void vol_free(jr_volume *v)
     }
     pthread_mutex_destroy(&v->mu);
     jr__wlease_destroy(&v->lease);
+    jr__cow_reset(&v->cow);
+    pthread_cond_destroy(&v->snap_cv);
     pthread_cond_destroy(&v->commit_cv);
     pthread_cond_destroy(&v->apply_cv);
     pthread_cond_destroy(&v->space_cv);
@@ -713,6 +771,7 @@ static jr_volume *vol_new(st_store *st, const char *vol_id, const char *owner)
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->commit_cv, NULL);
     tb_cond_init_mono(&v->apply_cv); /* the applier's timed waits */
+    tb_cond_init_mono(&v->snap_cv);  /* the request poller's */
     pthread_cond_init(&v->space_cv, NULL);
     return v;
 }
@@ -746,6 +805,9 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
         r = open_writable(v, &h, flags & JR_OPEN_FORCE, &v->damage);
         if (r < 0) goto fail; /* damaged: the prefix applied, nothing opened */
         v->epoch = h.epoch;
+        /* Read before the threads start: the request poller may commit
+         * at once (a request left before this open). */
+        uint64_t head0 = v->durable_seq, size0 = v->size;
         r = pthread_create(&v->applier, NULL, applier_main, v);
         if (r) {
             r = -r;
@@ -753,9 +815,13 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             goto fail;
         }
         v->applier_started = 1;
+        if (pthread_create(&v->snapreq, NULL, snapreq_main, v) == 0)
+            v->snapreq_started = 1;
+        else /* requests then wait for the next writer; writes go on */
+            tlog_warn("snapshot.poller_failed", "vol=%s", v->id);
         tlog_info("volume.opened", "vol=%s mode=rw head=%" PRIu64
-                  " size=%" PRIu64 " epoch=%" PRIu64, v->id, v->durable_seq,
-                  v->size, v->epoch);
+                  " size=%" PRIu64 " epoch=%" PRIu64, v->id, head0, size0,
+                  v->epoch);
     } else {
         /* Read-only: lay the entries not yet applied (as of now) over the
          * image.  Later writes by another process are not seen. */
@@ -802,6 +868,13 @@ int jr_close(jr_volume *v)
     if (!v) return 0;
     int r = 0;
     if (v->writable) {
+        /* The request poller first: it may be taking a snapshot, which
+         * needs the applier below still running. */
+        pthread_mutex_lock(&v->mu);
+        v->snap_stop = 1;
+        pthread_cond_broadcast(&v->snap_cv);
+        pthread_mutex_unlock(&v->mu);
+        if (v->snapreq_started) pthread_join(v->snapreq, NULL);
         pthread_mutex_lock(&v->mu);
         /* Let writers still in the queue finish their commit first. */
         while (v->commit_next && !v->err) {
@@ -905,6 +978,59 @@ int jr_resize(jr_volume *v, uint64_t new_size)
     if (r == 0)
         tlog_info("volume.resized", "vol=%s size=%" PRIu64, v->id, new_size);
     return r;
+}
+
+/* ---- snapshots (FORMAT.md §5) ---- */
+
+/* Journal a snapshot entry and wait until the applier applied it: its
+ * header key is then written (R-61) and copy-on-write began. */
+static int snap_entry(jr_volume *v, uint8_t kind, const uint8_t *pl,
+                      size_t plen)
+{
+    struct pent *p = pent_new(kind, 0, plen, pl);
+    if (!p) return -ENOMEM;
+    uint64_t seq = 0;
+    int r = submit_seq(v, &p, 1, &seq);
+    if (r < 0) return r;
+    pthread_mutex_lock(&v->mu);
+    while (v->applied_seq < seq && !v->err) {
+        v->space_waiters++; /* no lingering: someone waits */
+        pthread_cond_signal(&v->apply_cv);
+        pthread_cond_wait(&v->space_cv, &v->mu);
+        v->space_waiters--;
+    }
+    r = v->applied_seq >= seq ? 0 : v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+int jr_snapshot(jr_volume *v, const char *snap_id, const char *label,
+                struct jr_snap *out)
+{
+    uint8_t pl[JR_SNAP_PAYLOAD_MAX];
+    if (!v) return -EINVAL;
+    int n = jr__snap_payload(snap_id, label, pl);
+    if (n < 0) return n;
+    if (!v->writable) return -EROFS;
+    int r = jr_volume_error(v);
+    if (r < 0) return r;
+    if (jr_snap_get(v->st, v->id, snap_id, out) == 0) return 0;
+    r = snap_entry(v, JR_K_SNAP, pl, (size_t)n);
+    if (r < 0) return r;
+    /* Two callers with one id: the first entry stands (its record). */
+    return jr_snap_get(v->st, v->id, snap_id, out);
+}
+
+int jr__vol_snap_delete(jr_volume *v, const char *snap_id)
+{
+    if (!v || !snap_id || !jr__valid_snap_id(snap_id, strlen(snap_id)))
+        return -EINVAL;
+    if (!v->writable) return -EROFS;
+    int r = jr_snap_get(v->st, v->id, snap_id, NULL);
+    if (r == -ENOENT) return 0;
+    if (r < 0) return r;
+    return snap_entry(v, JR_K_SNAP_DEL, (const uint8_t *)snap_id,
+                      strlen(snap_id));
 }
 
 static int overlaps(const struct pent *p, uint64_t off, uint64_t end)

@@ -69,6 +69,48 @@
  * come in, at once when the RPO goes from 0 to not 0 or back, and on
  * shutdown; failover reports it after a restart too. */
 #define REP_META_RPO "rep.rpo"
+/* Replication health of a volume this replicator ships (header key
+ * "meta.rep.health", journal/FORMAT.md §4), for the CSI controller's
+ * ControllerGetVolume.  Value: "<state> <since> <peer> <text>": state one
+ * of REP_HEALTH_* below; since the unix second that state began; peer the
+ * peer region; text, to the end of the value, one line saying why (may
+ * be empty).  Written by the volume's sender only, and only when the
+ * state changes (a steady volume costs no write; a restarted replicator
+ * reads the key first and keeps `since`); a change of the text alone is
+ * not written.  States:
+ *   ok          the last exchange with the peer worked;
+ *   link-down   the peer could not be reached (RPC failure) since `since`:
+ *               readers judge it by its age (a threshold);
+ *   split-brain the peer refused as primary, or this copy was fenced by a
+ *               newer promotion there: abnormal at once, an operator must
+ *               resync one side;
+ *   copying     a region copy runs (journal past its cap, or a new
+ *               replica): the replica is not write-order consistent until
+ *               it ends.
+ * The key stays as last written when the copy stops being shipped (e.g.
+ * it stepped down to secondary): readers check the role too.  Never
+ * shipped to the peer (REP_META_PREFIX). */
+#define REP_META_HEALTH "rep.health"
+/* Snapshots and region copies.  Snapshots are journal entries (jr.h):
+ * they ship with the journal untouched and the replica takes them at the
+ * same positions.  A region copy (journal past its cap, or a replica made
+ * from a primary whose journal no longer starts at 1) skips positions:
+ * the snapshot entries among them never reach the replica, which then
+ * lacks the snapshots taken there (it never held the image they stand
+ * for, so they cannot be carried) and keeps those deleted there; and the
+ * entries shipped after the copy, up to the primary's head at its end,
+ * apply to an image that is no state the primary had, so snapshots they
+ * take on the replica are not write-order consistent; a copy resynced
+ * back to a common position keeps the snapshots it took past it, in a
+ * history the primary does not share.  The replica records those
+ * positions, "<first> <last>" (the widest range over all of them), and
+ * status reports its snapshots as incomplete; the key goes with the
+ * volume. */
+#define REP_META_SNAP_GAP "rep.snap_gap"
+#define REP_HEALTH_OK "ok"
+#define REP_HEALTH_LINK_DOWN "link-down"
+#define REP_HEALTH_SPLIT_BRAIN "split-brain"
+#define REP_HEALTH_COPYING "copying"
 
 typedef struct rep_ctx rep_ctx;
 

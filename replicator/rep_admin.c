@@ -91,6 +91,16 @@ static Tandem__Admin__V1__VolumeStatus *vstatus_msg(rep_ctx *r,
     m->journal_damaged_seq = s->info.damaged_seq;
     m->journal_damaged_object = s->info.damaged_object;
     m->journal_damaged_offset = s->info.damaged_offset;
+    m->snapshot_count = s->n_snaps;
+    if (s->snap_gap_first) {
+        char g[200];
+        snprintf(g, sizeof(g), "positions %" PRIu64 "..%" PRIu64 " came "
+                 "by a region copy or were rewound by a resync: snapshots "
+                 "of the primary there may be missing here, and this "
+                 "copy's may differ from them", s->snap_gap_first,
+                 s->snap_gap_last);
+        m->snapshots_incomplete = rep__sdup(g);
+    }
     if (s->info.damaged_seq) {
         char e[sizeof(s->last_error) + 200];
         snprintf(e, sizeof(e), "journal damaged at seq %" PRIu64 " (object %"
@@ -477,6 +487,40 @@ struct fo_job {
     size_t next;                              /* atomic */
 };
 
+static int fo_snap_cb(const struct jr_snap *sn, void *arg)
+{
+    Tandem__Admin__V1__FailoverResult *fr = arg;
+    void *p = realloc(fr->snapshots,
+                      (fr->n_snapshots + 1) * sizeof(*fr->snapshots));
+    if (!p) return -ENOMEM;
+    fr->snapshots = p;
+    Tandem__Admin__V1__Snapshot *x = malloc(sizeof(*x));
+    if (!x) return -ENOMEM;
+    tandem__admin__v1__snapshot__init(x);
+    x->snap_id = rep__sdup(sn->snap_id);
+    x->label = rep__sdup(sn->label);
+    if (!x->snap_id || !x->label) {
+        free(x->snap_id);
+        free(x->label);
+        free(x);
+        return -ENOMEM;
+    }
+    x->seq = sn->seq;
+    x->size_bytes = sn->size;
+    x->created_unix_ns = sn->ts_ns;
+    fr->snapshots[fr->n_snapshots++] = x;
+    return 0;
+}
+
+/* Fill fr->snapshots with the volume's snapshots (freed with fr as an
+ * unpacked message).  0 or a negative errno (the list stays as far as it
+ * got: freed with fr all the same). */
+static int fo_snapshots(rep_ctx *r, const char *id,
+                        Tandem__Admin__V1__FailoverResult *fr)
+{
+    return jr_snap_list(r->st, id, fo_snap_cb, fr);
+}
+
 static void *fo_worker(void *arg)
 {
     struct fo_job *j = arg;
@@ -522,6 +566,19 @@ static void *fo_worker(void *arg)
             snprintf(m2, sizeof(m2), "%s; but its metadata could not be read "
                      "(%s): run failover again for its manifest", msg,
                      jr_strerror(mrc));
+            free(fr->message);
+            fr->message = rep__sdup(m2);
+            fr->ok = 0;
+        }
+        /* Its snapshots, for tandemctl's VolumeSnapshotContent
+         * manifests: as with the metadata, a list that cannot be read
+         * fails the row (failover again is idempotent). */
+        int src = fr->ok ? fo_snapshots(r, id, fr) : 0;
+        if (src < 0) {
+            char m2[1000];
+            snprintf(m2, sizeof(m2), "%s; but its snapshots could not be "
+                     "listed (%s): run failover again for their manifests",
+                     fr->message, jr_strerror(src));
             free(fr->message);
             fr->message = rep__sdup(m2);
             fr->ok = 0;

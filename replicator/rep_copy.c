@@ -136,6 +136,10 @@ enum send_res rep__sender_copy(struct sender *s, int full)
     int64_t t0 = tb_mono_ms();
 
     rep__vol_state(v, REP_LINK_CATCHING_UP, REP_ST_CATCHING_UP, NULL);
+    rep__sender_health(s, REP_H_COPYING,
+                       full ? "full image copy to the peer's replica"
+                            : "region copy: the peer lacks entries the "
+                              "journal no longer holds");
     pthread_mutex_lock(&v->mu);
     v->copy_active = 1;
     pthread_mutex_unlock(&v->mu);
@@ -338,6 +342,9 @@ callfail:
     snprintf(e, sizeof(e), "copy: %s: %s",
              rc > 0 ? rpc_code_name(rc) : "refused", msg);
     rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
+    /* Unreachable (a transport failure) is link-down; a refusal leaves
+     * the copy unfinished: still "copying". */
+    if (rc > 0) rep__sender_health(s, REP_H_LINK_DOWN, e);
     char q[sizeof(e) + 16];
     tlog_warn("rep.copy_failed", "vol=%s msg=%s", v->id,
               tlog_q(q, sizeof(q), e));

@@ -250,6 +250,9 @@ struct rep_vstat {
     struct rep_rpo rpo;         /* secondary: what rpo_s is made of */
     int peer_must_resync, must_resync;
     uint64_t wire_bytes, raw_bytes, batches;
+    uint32_t n_snaps;           /* snapshots this copy holds */
+    uint64_t snap_gap_first, snap_gap_last; /* REP_META_SNAP_GAP (0 0:
+                                   none): positions a region copy skipped */
 };
 
 /* A snapshot of the replicator for the admin status and /metrics: what
@@ -346,8 +349,20 @@ int rep__meta_entries(rep_ctx *r, const char *id,
                       const char *skip_prefix, void ***out, size_t *n);
 void rep__meta_entries_free(void **a, size_t n);
 /* Set a secondary's positions: head = applied = seq, journal and dirty map
- * emptied (jr_replica_rebase at its current size). */
+ * emptied (jr_replica_rebase at its current size).  Moving forward (seq >
+ * applied: a region copy) also notes the skipped positions, moving back
+ * (a resync) the positions of any snapshot this copy holds past seq
+ * (rep__snap_gap_note). */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq);
+/* Widen the replica's REP_META_SNAP_GAP (rep.h) to cover positions
+ * [first, last]: its snapshots there are missing, or were taken while a
+ * region copy left the image inconsistent.  No write when already
+ * covered.  0 or a store error. */
+int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
+                       uint64_t last);
+/* The recorded range (0 0: none, or a value that does not parse). */
+void rep__snap_gap_get(rep_ctx *r, const char *id, uint64_t *first,
+                       uint64_t *last);
 /* A VolumeSpec of a volume (size, object size, metadata without our own
  * "rep." keys) for creating its replica; free with rep__spec_free. */
 struct rep_spec {
@@ -358,6 +373,37 @@ struct rep_spec {
 int rep__spec_make(rep_ctx *r, const char *id, const struct jr_info *info,
                    uint64_t start_seq, struct rep_spec *b);
 void rep__spec_free(struct rep_spec *b);
+
+/* ---- rep_meta.c: replication health (REP_META_HEALTH, rep.h) ---- */
+enum rep_health {
+    REP_H_UNKNOWN = 0,          /* not read or written yet */
+    REP_H_OK,                   /* REP_HEALTH_OK */
+    REP_H_LINK_DOWN,            /* REP_HEALTH_LINK_DOWN */
+    REP_H_SPLIT_BRAIN,          /* REP_HEALTH_SPLIT_BRAIN */
+    REP_H_COPYING,              /* REP_HEALTH_COPYING */
+};
+/* The health last recorded for one volume, kept by its one writer (the
+ * sender thread): what makes a steady state cost no store write. */
+struct rep_health_rec {
+    enum rep_health state;      /* as recorded (UNKNOWN: read the key) */
+    int64_t since;              /* unix seconds */
+};
+/* The text of a state ("" for REP_H_UNKNOWN). */
+const char *rep__health_name(enum rep_health h);
+/* Parse a REP_META_HEALTH value: 0 with *st, *since, peer (size bytes)
+ * and *text (points into val: the rest of the line, may be "") filled,
+ * or -EINVAL (unknown state, missing or non-numeric fields).  Any out
+ * pointer may be NULL. */
+int rep__health_parse(const char *val, enum rep_health *st, int64_t *since,
+                      char *peer, size_t size, const char **text);
+/* Record state st for volume id: writes REP_META_HEALTH (since = now)
+ * only when st differs from h->state; the first call (h->state UNKNOWN)
+ * reads the key, so a replicator that restarts in the same state keeps
+ * its `since` and writes nothing.  text: one line (newlines become
+ * spaces; cut at 200 bytes).  0, or a store error (h unchanged: the next
+ * call tries again).  Not thread-safe per h: one writer per volume. */
+int rep__health_set(rep_ctx *r, const char *id, struct rep_health_rec *h,
+                    enum rep_health st, const char *text);
 
 /* ---- rep_lz4.c ---- */
 /* LZ4: compress src into a malloc'd buffer if it saves >= 1/8;

@@ -922,6 +922,14 @@ static int h_copy(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         if (req->resume_seq == 0) {
             snprintf(msg, sizeof(msg), "finish without resume_seq");
             rc = -EINVAL;
+        } else if (req->consistent_at > req->resume_seq - 1 &&
+                   (rc = rep__snap_gap_note(r, req->volume_id,
+                                            info.applied + 1,
+                                            req->consistent_at)) < 0) {
+            /* Entries up to consistent_at apply on a copied image that is
+             * no state the primary had: snapshots they take here are not
+             * write-order consistent (rep.h REP_META_SNAP_GAP). */
+            snprintf(msg, sizeof(msg), "snapshot gap: %s", jr_strerror(rc));
         } else if ((rc = rep__position_set(r, req->volume_id,
                                            req->resume_seq - 1)) < 0) {
             snprintf(msg, sizeof(msg), "position: %s", jr_strerror(rc));

@@ -127,6 +127,45 @@ int rep__eligible(rep_ctx *r, const char *id, const struct jr_info *info)
     return m.draining;
 }
 
+void rep__snap_gap_get(rep_ctx *r, const char *id, uint64_t *first,
+                       uint64_t *last)
+{
+    char *v = rep__meta(r, id, REP_META_SNAP_GAP);
+    *first = *last = 0;
+    if (v && (sscanf(v, "%" SCNu64 " %" SCNu64, first, last) != 2 ||
+              !*first || *last < *first))
+        *first = *last = 0;
+    free(v);
+}
+
+int rep__snap_gap_note(rep_ctx *r, const char *id, uint64_t first,
+                       uint64_t last)
+{
+    char buf[48];
+    uint64_t of, ol;
+    rep__snap_gap_get(r, id, &of, &ol);
+    if (of) {
+        if (of <= first && ol >= last) return 0; /* covered: no write */
+        if (of < first) first = of;
+        if (ol > last) last = ol;
+    }
+    snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, first, last);
+    int rc = jr_meta_set(r->st, id, REP_META_SNAP_GAP, buf);
+    if (rc == 0)
+        tlog_info("rep.snap_gap", "vol=%s first=%" PRIu64 " last=%" PRIu64
+                  " msg=\"a region copy or a resync: this copy's snapshots "
+                  "of these positions may differ from the primary's\"", id,
+                  first, last);
+    return rc;
+}
+
+static int snap_newest_cb(const struct jr_snap *sn, void *arg)
+{
+    uint64_t *m = arg;
+    if (sn->seq > *m) *m = sn->seq;
+    return 0;
+}
+
 /* A secondary's position reset after a region copy or a rollback: the
  * journal's jr_replica_rebase at the replica's current size. */
 int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
@@ -135,6 +174,22 @@ int rep__position_set(rep_ctx *r, const char *id, uint64_t seq)
     int rc = jr_volume_stat(r->st, id, &info);
     if (rc < 0) return rc;
     if (info.role != JR_ROLE_SECONDARY) return JR_EROLE;
+    /* Forward over positions never applied here (a region copy): the
+     * snapshot entries among them are lost to this copy.  Recorded before
+     * the rebase, so a crash in between over-reports, never
+     * under-reports. */
+    if (seq > info.applied &&
+        (rc = rep__snap_gap_note(r, id, info.applied + 1, seq)) < 0)
+        return rc;
+    /* Back (a resync to the last common position): snapshots this copy
+     * holds past it belong to a history the primary does not share. */
+    uint64_t newest = 0;
+    if (seq < info.applied &&
+        (rc = jr_snap_list(r->st, id, snap_newest_cb, &newest)) < 0)
+        return rc;
+    if (newest > seq &&
+        (rc = rep__snap_gap_note(r, id, seq + 1, newest)) < 0)
+        return rc;
     rc = jr_replica_rebase(r->st, id, seq, info.size);
     if (rc == 0) tlog_info("rep.position_set", "vol=%s seq=%" PRIu64, id, seq);
     return rc;
@@ -196,4 +251,93 @@ int rep__spec_make(rep_ctx *r, const char *id, const struct jr_info *info,
 fail:
     rep__spec_free(b);
     return rc;
+}
+
+/* ------------------------------------------------------------- health */
+
+static const char *const health_names[] = {
+    [REP_H_UNKNOWN] = "",
+    [REP_H_OK] = REP_HEALTH_OK,
+    [REP_H_LINK_DOWN] = REP_HEALTH_LINK_DOWN,
+    [REP_H_SPLIT_BRAIN] = REP_HEALTH_SPLIT_BRAIN,
+    [REP_H_COPYING] = REP_HEALTH_COPYING,
+};
+#define N_HEALTH (sizeof(health_names) / sizeof(health_names[0]))
+
+const char *rep__health_name(enum rep_health h)
+{
+    return (unsigned)h < N_HEALTH ? health_names[h] : "";
+}
+
+int rep__health_parse(const char *val, enum rep_health *st, int64_t *since,
+                      char *peer, size_t size, const char **text)
+{
+    /* "<state> <since> <peer> <text to the end>" (rep.h). */
+    const char *p = val, *e;
+    enum rep_health h = REP_H_UNKNOWN;
+    if (!(e = strchr(p, ' '))) return -EINVAL;
+    for (unsigned i = 1; i < N_HEALTH; i++)
+        if ((size_t)(e - p) == strlen(health_names[i]) &&
+            !strncmp(p, health_names[i], (size_t)(e - p)))
+            h = (enum rep_health)i;
+    if (h == REP_H_UNKNOWN) return -EINVAL;
+    p = e + 1;
+    char *end;
+    errno = 0;
+    long long s = strtoll(p, &end, 10);
+    if (end == p || *end != ' ' || errno || s < 0) return -EINVAL;
+    p = end + 1;
+    e = strchr(p, ' ');
+    size_t pl = e ? (size_t)(e - p) : strlen(p);
+    if (pl == 0 || pl > RG_MAX_NAME) return -EINVAL;
+    if (st) *st = h;
+    if (since) *since = s;
+    if (peer && size) {
+        if (pl >= size) pl = size - 1;
+        memcpy(peer, p, pl);
+        peer[pl] = 0;
+    }
+    if (text) *text = e ? e + 1 : p + pl;
+    return 0;
+}
+
+int rep__health_set(rep_ctx *r, const char *id, struct rep_health_rec *h,
+                    enum rep_health st, const char *text)
+{
+    if (st == h->state) return 0; /* the steady case: no store access */
+    if (h->state == REP_H_UNKNOWN) {
+        /* First call of this writer: what an earlier run recorded stands
+         * (its `since` is when the state really began). */
+        char *old = rep__meta(r, id, REP_META_HEALTH);
+        enum rep_health os;
+        int64_t osince;
+        if (old && rep__health_parse(old, &os, &osince, NULL, 0, NULL) == 0 &&
+            os == st) {
+            h->state = os;
+            h->since = osince;
+        }
+        free(old);
+        if (st == h->state) return 0;
+    }
+    char t[201], val[300];
+    rep__scpy(t, sizeof(t), text ? text : "");
+    for (char *c = t; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    int64_t now = tb_wall_ms() / 1000;
+    snprintf(val, sizeof(val), "%s %" PRId64 " %s %s", rep__health_name(st),
+             now, r->peer_region, t);
+    int rc = jr_meta_set(r->st, id, REP_META_HEALTH, val);
+    if (rc < 0) {
+        tlog_warn("rep.health_failed", "vol=%s state=%s err=%d (%s)", id,
+                  rep__health_name(st), rc, jr_strerror(rc));
+        return rc;
+    }
+    char q[260];
+    tlog_info("rep.health", "vol=%s state=%s was=%s since=%" PRId64
+              " peer=%s why=%s", id, rep__health_name(st),
+              h->state ? rep__health_name(h->state) : "-", now,
+              r->peer_region, tlog_q(q, sizeof(q), t));
+    h->state = st;
+    h->since = now;
+    return 0;
 }

@@ -88,6 +88,8 @@ static void render(rep_ctx *r, struct sbuf *out)
         {"tandem_volume_journal_damaged", "gauge", "1 if replay found the journal damaged (RUNBOOK: A damaged journal tail)"},
         {"tandem_volume_rpo_seconds", "gauge", "the RPO as this copy sees it (role=primary: age of the oldest entry the peer lacks; role=secondary: primary's announced head time - newest applied entry's time, primary's clock, as of the last call of the primary); -1 unknown"},
         {"tandem_volume_link_last_up_timestamp_seconds", "gauge", "secondary: when the primary's last call arrived (the RPO is as of then); 0 never or primary"},
+        {"tandem_volume_snapshots", "gauge", "snapshots this copy holds"},
+        {"tandem_volume_snapshots_incomplete", "gauge", "1 if a region copy or resync may have left this copy's snapshots unlike the primary's (RUNBOOK: Snapshots after a failover)"},
     };
     size_t nd = sizeof(defs) / sizeof(defs[0]);
     sb_printf(out, "# HELP tandem_peer_link_up 1 if the peer answered the "
@@ -123,6 +125,8 @@ static void render(rep_ctx *r, struct sbuf *out)
                 val = s->info.role == JR_ROLE_PRIMARY
                           ? 0 : (double)s->rpo.link_up_ms / 1000.0;
                 break;
+            case 19: val = s->n_snaps; break;
+            case 20: val = s->snap_gap_first != 0; break;
             }
             /* Volume ids are [A-Za-z0-9._-]: no label escaping needed. */
             sb_printf(out, "%s{volume=\"%s\",region=\"%s\",role=\"%s\"} %.6g\n",

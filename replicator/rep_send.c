@@ -59,6 +59,15 @@ void rep__bucket_take(rep_ctx *r, size_t n)
     }
 }
 
+void rep__sender_health(struct sender *s, enum rep_health h,
+                        const char *text)
+{
+    /* A failed write is logged there and leaves s->health as it was, so
+     * the next call tries again; health is advisory, never a reason to
+     * stop shipping. */
+    rep__health_set(s->r, s->v->id, &s->health, h, text);
+}
+
 /* Mark a local copy split-brain (persistent) and fence it (secondary). */
 static void mark_split(rep_ctx *r, struct rep_vol *v, const char *why)
 {
@@ -406,6 +415,7 @@ int rep__sender_refused(struct sender *s,
                  s->r->peer_region, resp->epoch, resp->role, s->epoch,
                  resp->message);
         mark_split(s->r, s->v, why);
+        rep__sender_health(s, REP_H_SPLIT_BRAIN, why);
         return 1;
     }
     if (resp->epoch < s->epoch || !peer_primary) {
@@ -445,6 +455,7 @@ int rep__sender_refused(struct sender *s,
     s->v->peer_split = 1;
     pthread_mutex_unlock(&s->v->mu);
     rep__vol_state(s->v, REP_LINK_SPLIT_BRAIN, REP_ST_SPLIT_BRAIN, why);
+    rep__sender_health(s, REP_H_SPLIT_BRAIN, why);
     if (first)
         tlog_error("rep.split_brain", "vol=%s why=%s", s->v->id,
                    tlog_q(q, sizeof(q), why));
@@ -504,6 +515,7 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
         char e[320];
         snprintf(e, sizeof(e), "probe: %s: %s", rpc_code_name(code), msg);
         rep__vol_state(s->v, REP_LINK_DOWN, REP_ST_KEEP, e);
+        rep__sender_health(s, REP_H_LINK_DOWN, e);
         return SEND_RETRY;
     }
     enum send_res ret;
@@ -531,6 +543,8 @@ static enum send_res sender_probe(struct sender *s, const struct jr_info *info)
         s->v->peer_stale = 0;
         s->v->last_error[0] = 0;
         pthread_mutex_unlock(&s->v->mu);
+        /* A copy owed comes next: it says "copying" itself. */
+        if (!s->copy_again) rep__sender_health(s, REP_H_OK, "");
         ret = SEND_READY;
         break;
     case TANDEM__REPL__V1__RESULT__RESULT_NO_VOLUME:
@@ -719,6 +733,7 @@ send:
     if (code != RPC_OK) {
         snprintf(e, sizeof(e), "ship: %s: %s", rpc_code_name(code), msg);
         rep__vol_state(v, REP_LINK_DOWN, REP_ST_KEEP, e);
+        rep__sender_health(s, REP_H_LINK_DOWN, e);
         s->next = 0; /* ask the peer where to resume */
         ret = SEND_RETRY;
         goto out;
@@ -732,6 +747,7 @@ send:
         s->next = resp->applied + 1;
         if (resp->applied < b.last_seq) s->next = 0;
         rep__vol_state(v, REP_LINK_UP, REP_ST_REPLICATING, "");
+        rep__sender_health(s, REP_H_OK, "");
         sender_trim(s, resp->applied, info->head);
         s->backoff_ms = 0;
         ret = SEND_SHIPPED;
@@ -920,6 +936,9 @@ static void *sender_main(void *arg)
         rep__vol_state(v, REP_LINK_UP,
                        info.role == JR_ROLE_PRIMARY ? REP_ST_REPLICATING
                                                     : REP_ST_DRAINING, NULL);
+        /* E.g. after a copy that left nothing to ship (no store access
+         * when it already says so). */
+        rep__sender_health(s, REP_H_OK, "");
         pthread_mutex_lock(&v->mu);
         v->oldest_unacked_ns = 0;
         pthread_mutex_unlock(&v->mu);

@@ -66,6 +66,8 @@ struct sender {
     struct prefetch pf;
     struct flight *ahead;   /* the next batch, already on its way */
     int pipe_slot;          /* holds one of REP_PIPE_SLOTS */
+    struct rep_health_rec health; /* REP_META_HEALTH as last recorded
+                                     (this thread is its only writer) */
 };
 
 /* Byte ranges as protobuf Regions (a copy's list, a batch's touched
@@ -104,6 +106,10 @@ int rep__sender_refused(struct sender *s,
 #define REP_ANNOUNCE_IDLE_MS 1000
 #define REP_ANNOUNCE_TIMEOUT_MS 1000
 void *rep__announcer_main(void *arg);
+/* Record the volume's replication health (REP_META_HEALTH): a store
+ * write only when the state changes (rep__health_set). */
+void rep__sender_health(struct sender *s, enum rep_health h,
+                        const char *text);
 
 /* ---- rep_copy.c ---- */
 /* Bring the peer current by copying image regions: the dirty map, or

@@ -214,6 +214,13 @@ void rep__vol_rpo(rep_ctx *r, struct rep_vol *v, struct rep_rpo *out)
 
 /* ------------------------------------------------------ status snapshot */
 
+static int snap_count_cb(const struct jr_snap *sn, void *arg)
+{
+    (void)sn;
+    (*(uint32_t *)arg)++;
+    return 0;
+}
+
 /* One volume's figures: the header and metadata from the store, the
  * volume's own figures copied under its lock, and what they mean (state,
  * link state, lag). */
@@ -250,6 +257,11 @@ void rep__vol_status(rep_ctx *r, const char *id, struct rep_vstat *o)
     if (s) o->copy_active = 1;
     int resync = s != NULL;
     free(s);
+    /* Snapshots: how many, and whether a region copy or a resync may
+     * have left them unlike the primary's (rep.h REP_META_SNAP_GAP).  A list that fails leaves the
+     * count at 0: status is still worth showing. */
+    jr_snap_list(r->st, id, snap_count_cb, &o->n_snaps);
+    rep__snap_gap_get(r, id, &o->snap_gap_first, &o->snap_gap_last);
 
     struct rep_vol *v = rep__vol_get(r, id);
     int64_t now = tb_wall_ms();

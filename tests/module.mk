@@ -4,6 +4,7 @@
 # Unit tests: $(B)/tests/<name> from tests/unit/<name>.c (rule in Makefile).
 UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-journal-format $(B)/tests/test-journal \
+    $(B)/tests/test-snap \
     $(B)/tests/test-regions $(B)/tests/test-csi \
     $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
@@ -14,6 +15,7 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
 # tests that do, in that build only (they run in the plain and ASan
 # builds).
 TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc \
+    $(B)/tests/test-snap \
     $(B)/tests/test-store
 # Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
 # happens-before edges of gRPC's completion queue (start of an operation
@@ -35,6 +37,7 @@ $(B)/tests/test-rpc: $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 $(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal-format: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-snap: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-csi: $(CSI_LIBS)
 # Conformance and the node data path run the real programs from $(B).
@@ -57,6 +60,14 @@ PROGS += $(B)/tests/rep-tool
 $(B)/tests/rep-tool: $(call objs,tests/tools/rep-tool.c) $(REP_LIBS)
 	@mkdir -p $(@D)
 	$(LINK)
+# snap-tool: t0240's numbered-block writer, CreateSnapshot timing and the
+# snapshot content check (tests/tools/snap-tool.c).
+PROGS += $(B)/tests/snap-tool
+$(B)/tests/snap-tool: $(call objs,tests/tools/snap-tool.c) $(B)/librpc.a \
+    $(B)/libjr.a $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a \
+    $(B)/libgen.a
+	@mkdir -p $(@D)
+	$(LINK)
 $(B)/tests/rpc-echo-server: $(call objs,tests/rpc/echo-server.c) \
     $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 	@mkdir -p $(@D)
@@ -70,6 +81,8 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
     tests/e2e/t0310-replication-faults.sh tests/e2e/t0320-link-trust.sh \
     tests/e2e/t0330-journal-damage.sh tests/e2e/t0331-journal-damage-ceph.sh \
+    tests/e2e/t0340-snapshot-failover.sh \
+    tests/e2e/t0341-snapshot-failover-ceph.sh \
     tests/e2e/t0400-demo.sh \
     tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
 # The randomized fault test, also alone and repeated: make test-faults.

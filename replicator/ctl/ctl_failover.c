@@ -408,6 +408,9 @@ int ctl_cmd_failover(struct ctl *c, char **vols, int n)
                             : "already-primary",
                x->epoch, x->applied, x->ok ? age : "-", x->ok ? up : "-",
                note);
+        if (x->ok && c->manifests_dir &&
+            ctl_snap_manifests(c->manifests_dir, r->region, x) < 0)
+            ret = EX_FAIL;
         if (!x->ok)
             ctl_errf("failover %s: %s", x->volume_id,
                      *x->message ? x->message : "not promoted");

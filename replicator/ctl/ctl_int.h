@@ -17,6 +17,8 @@
  *   ctl_journal.c   journal check / journal discard (a damaged tail)
  *   ctl_failover.c  failover (chunked, parallel calls) and the
  *                   PersistentVolume/PVC manifests of --emit-manifests
+ *   ctl_manifest.c  the VolumeSnapshotContent/VolumeSnapshot manifests
+ *                   of --emit-manifests (a promoted volume's snapshots)
  *
  * Every command function returns an exit code (EX_*) and keeps the CLI
  * contract stated at the top of tandemctl.c.
@@ -113,5 +115,16 @@ int ctl_cmd_resync(struct ctl *c, const char *vol);        /* ctl_role.c */
 int ctl_cmd_journal_check(struct ctl *c, const char *vol); /* ctl_journal.c */
 int ctl_cmd_journal_discard(struct ctl *c, const char *vol);
 int ctl_cmd_failover(struct ctl *c, char **vols, int n);   /* ctl_failover.c */
+
+/* ----------------------------------------------------- ctl_manifest.c -- */
+
+/* For failover result x (promoted in region): write DIR/<volume>.
+ * snapshots.yaml with a VolumeSnapshotContent + VolumeSnapshot per
+ * snapshot (a clone's temporary snapshot excepted), or remove an older
+ * such file when there is none; print one line naming the file.  Returns
+ * the number of snapshots written, or a negative errno after a stderr
+ * line (-EINVAL: a label that does not parse; the others were written). */
+int ctl_snap_manifests(const char *dir, const char *region,
+                       const Tandem__Admin__V1__FailoverResult *x);
 
 #endif

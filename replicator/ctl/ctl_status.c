@@ -29,10 +29,10 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
     for (size_t i = 0; i < r->n_volumes; i++)
         if ((int)strlen(r->volumes[i]->volume_id) > w)
             w = (int)strlen(r->volumes[i]->volume_id);
-    printf("%-*s %-9s %5s %9s %9s %9s %8s %9s %9s %10s %9s %11s %6s %-12s "
+    printf("%-*s %-9s %5s %9s %9s %9s %8s %9s %9s %10s %9s %11s %6s %5s %-12s "
            "%s\n", w, "VOLUME", "ROLE", "EPOCH", "HEAD", "APPLIED", "ACKED",
            "LAG", "LAG-BYTES", "RPO", "RPO-AS-OF", "LAST-SYNC", "THROUGHPUT",
-           "COMPR", "LINK", "STATE");
+           "COMPR", "SNAPS", "LINK", "STATE");
     int64_t now = r->now_unix_ms ? r->now_unix_ms : tb_wall_ms();
     for (size_t i = 0; i < r->n_volumes; i++) {
         const Tandem__Admin__V1__VolumeStatus *v = r->volumes[i];
@@ -43,6 +43,7 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
         double rs = *v->rpo_view ? v->rpo_seconds
                     : primary    ? v->lag_seconds
                                  : v->applied_age_seconds;
+        char snaps[16];
         if (primary) {
             snprintf(lag, sizeof lag, "%" PRIu64, v->lag_entries);
             ctl_human_bytes(lagb, sizeof lagb, (double)v->lag_bytes);
@@ -78,16 +79,23 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
             snprintf(compr, sizeof compr, "%.2f", v->compression_ratio);
         else
             snprintf(compr, sizeof compr, "-");
+        /* "!": this copy may lack some (a region copy skipped
+         * positions; the line below says which). */
+        snprintf(snaps, sizeof snaps, "%" PRIu32 "%s", v->snapshot_count,
+                 *v->snapshots_incomplete ? "!" : "");
         snprintf(b4, sizeof b4, "%s%s%s", v->state,
                  v->split_brain && !strstr(v->state, "split") ? ",split-brain"
                                                               : "",
                  v->dirty_tracking ? ",dirty" : "");
         printf("%-*s %-9s %5" PRIu64 " %9" PRIu64 " %9" PRIu64
-               " %9s %8s %9s %9s %10s %9s %11s %6s %-12s %s\n",
+               " %9s %8s %9s %9s %10s %9s %11s %6s %5s %-12s %s\n",
                w, v->volume_id, v->role, v->epoch, v->head, v->applied, acked,
-               lag, lagb, rpo, asof, b1, tput, compr, v->link_state, b4);
+               lag, lagb, rpo, asof, b1, tput, compr, snaps, v->link_state, b4);
         if (*v->last_error)
             printf("  %s: last error: %s\n", v->volume_id, v->last_error);
+        if (*v->snapshots_incomplete)
+            printf("  %s: snapshots incomplete: %s\n", v->volume_id,
+                   v->snapshots_incomplete);
     }
 }
 

@@ -7,7 +7,8 @@ PROGS += $(B)/tandemctl $(B)/tandem-csi-call
 $(B)/tandemctl: $(call objs,replicator/ctl/tandemctl.c \
     replicator/ctl/ctl_rpc.c replicator/ctl/ctl_print.c \
     replicator/ctl/ctl_status.c replicator/ctl/ctl_role.c \
-    replicator/ctl/ctl_journal.c replicator/ctl/ctl_failover.c) \
+    replicator/ctl/ctl_journal.c replicator/ctl/ctl_failover.c \
+    replicator/ctl/ctl_manifest.c) \
     $(B)/librpc.a $(B)/libgen.a $(B)/libbase.a
 	$(LINK)
 $(B)/tandem-csi-call: $(call objs,replicator/ctl/tandemctl-csi-call.c) \

@@ -2,7 +2,9 @@
  * tandemctl-csi-call.c: tandem-csi-call, a tiny CSI client for the demo and
  * the end-to-end tests.  It makes the calls Kubernetes' sidecars make
  * (external-provisioner: CreateVolume with topology requirements and the
- * csi.storage.k8s.io/pvc/name and /namespace parameters; kubelet:
+ * csi.storage.k8s.io/pvc/name and /namespace parameters, and from a
+ * snapshot; csi-snapshotter: CreateSnapshot, DeleteSnapshot,
+ * ListSnapshots; the health monitor: ControllerGetVolume; kubelet:
  * NodeStage/NodePublish) over the rpc layer, so the demo needs no Node.js and
  * no kubectl.
  *
@@ -173,10 +175,25 @@ static void usage(FILE *f)
         "T|--block]\n"
         "                [--preferred K=V[,K=V]]... [--requisite "
         "K=V[,K=V]]...\n"
+        "                [--source-snapshot SNAPSHOT-ID | --source-volume ID]\n"
         "                prints volume_id=, capacity_bytes=, context.K=V,\n"
         "                topology=K=V[,K=V] (one line per accessible "
         "topology)\n"
         "  delete-volume --volume-id ID\n"
+        "  controller-get-volume --volume-id ID\n"
+        "                prints volume_id=, capacity_bytes=, abnormal=,\n"
+        "                message= (the volume condition)\n"
+        "  create-snapshot --name N --source-volume ID [--param K=V]...\n"
+        "                prints snapshot_id=, source_volume_id=, "
+        "size_bytes=,\n"
+        "                ready_to_use=, creation_time= (unix seconds)\n"
+        "  delete-snapshot --snapshot-id ID\n"
+        "  list-snapshots [--snapshot-id ID] [--source-volume ID]\n"
+        "                 [--max-entries N] [--starting-token T]\n"
+        "                prints one 'snapshot_id=.. source_volume_id=.. "
+        "size_bytes=..\n"
+        "                ready_to_use=..' line per entry, then "
+        "next_token=\n"
         "  node-stage --volume-id ID --staging DIR [--fs-type T|--block]\n"
         "             [--access-mode MODE] [--ctx K=V]...\n"
         "  node-unstage --volume-id ID --staging DIR\n"
@@ -193,6 +210,8 @@ static void usage(FILE *f)
 
 struct opts {
     char *name, *volume_id, *staging, *target, *fs_type;
+    char *snapshot_id, *source_volume, *source_snapshot, *starting_token;
+    int32_t max_entries;
     int64_t size;
     int block, readonly, mode;
     struct kvlist params, ctx;
@@ -258,7 +277,12 @@ int main(int argc, char **argv)
         O_TGT,
         O_RO,
         O_MODE,
-        O_CTX
+        O_CTX,
+        O_SNAP,
+        O_SRCVOL,
+        O_SRCSNAP,
+        O_MAXENT,
+        O_TOKEN
     };
     static const struct option lo[] = {{"endpoint", 1, 0, O_EP},
                                        {"timeout", 1, 0, O_TMO},
@@ -275,6 +299,11 @@ int main(int argc, char **argv)
                                        {"readonly", 0, 0, O_RO},
                                        {"access-mode", 1, 0, O_MODE},
                                        {"ctx", 1, 0, O_CTX},
+                                       {"snapshot-id", 1, 0, O_SNAP},
+                                       {"source-volume", 1, 0, O_SRCVOL},
+                                       {"source-snapshot", 1, 0, O_SRCSNAP},
+                                       {"max-entries", 1, 0, O_MAXENT},
+                                       {"starting-token", 1, 0, O_TOKEN},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     int c;
@@ -336,6 +365,26 @@ int main(int argc, char **argv)
             break;
         case O_CTX:
             kv_add(&o.ctx, optarg, 0);
+            break;
+        case O_SNAP:
+            o.snapshot_id = optarg;
+            break;
+        case O_SRCVOL:
+            o.source_volume = optarg;
+            break;
+        case O_SRCSNAP:
+            o.source_snapshot = optarg;
+            break;
+        case O_MAXENT: {
+            errno = 0;
+            long m = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || m < 0 || m > INT32_MAX)
+                die_usage("bad --max-entries '%s'", optarg);
+            o.max_entries = (int32_t)m;
+            break;
+        }
+        case O_TOKEN:
+            o.starting_token = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -412,6 +461,25 @@ int main(int argc, char **argv)
         r.parameters = (Csi__V1__CreateVolumeRequest__ParametersEntry **)kv_map(
             &csi__v1__create_volume_request__parameters_entry__descriptor,
             &o.params, &r.n_parameters);
+        Csi__V1__VolumeContentSource src = CSI__V1__VOLUME_CONTENT_SOURCE__INIT;
+        Csi__V1__VolumeContentSource__SnapshotSource ss =
+            CSI__V1__VOLUME_CONTENT_SOURCE__SNAPSHOT_SOURCE__INIT;
+        Csi__V1__VolumeContentSource__VolumeSource vs =
+            CSI__V1__VOLUME_CONTENT_SOURCE__VOLUME_SOURCE__INIT;
+        if (o.source_snapshot && o.source_volume)
+            die_usage("give --source-snapshot or --source-volume, not both%s",
+                      "");
+        if (o.source_snapshot) {
+            ss.snapshot_id = o.source_snapshot;
+            src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_SNAPSHOT;
+            src.snapshot = &ss;
+            r.volume_content_source = &src;
+        } else if (o.source_volume) {
+            vs.volume_id = o.source_volume;
+            src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME;
+            src.volume = &vs;
+            r.volume_content_source = &src;
+        }
         if (o.n_pref || o.n_req) {
             tr.preferred = xcalloc(o.n_pref, sizeof *tr.preferred);
             for (size_t i = 0; i < o.n_pref; i++)
@@ -454,6 +522,85 @@ int main(int argc, char **argv)
         r.volume_id = o.volume_id;
         ret = call(cli, "/csi.v1.Controller/DeleteVolume", &r,
                    &csi__v1__delete_volume_response__descriptor, &resp, tmo);
+    } else if (!strcmp(cmd, "controller-get-volume")) {
+        need(o.volume_id, "--volume-id");
+        Csi__V1__ControllerGetVolumeRequest r =
+            CSI__V1__CONTROLLER_GET_VOLUME_REQUEST__INIT;
+        r.volume_id = o.volume_id;
+        ret = call(cli, "/csi.v1.Controller/ControllerGetVolume", &r,
+                   &csi__v1__controller_get_volume_response__descriptor,
+                   &resp, tmo);
+        if (!ret) {
+            Csi__V1__ControllerGetVolumeResponse *p = (void *)resp;
+            if (p->volume)
+                printf("volume_id=%s\ncapacity_bytes=%" PRId64 "\n",
+                       p->volume->volume_id, p->volume->capacity_bytes);
+            if (p->status && p->status->volume_condition)
+                printf("abnormal=%s\nmessage=%s\n",
+                       p->status->volume_condition->abnormal ? "true"
+                                                             : "false",
+                       p->status->volume_condition->message);
+        }
+    } else if (!strcmp(cmd, "create-snapshot")) {
+        need(o.name, "--name");
+        need(o.source_volume, "--source-volume");
+        Csi__V1__CreateSnapshotRequest r =
+            CSI__V1__CREATE_SNAPSHOT_REQUEST__INIT;
+        r.name = o.name;
+        r.source_volume_id = o.source_volume;
+        r.parameters =
+            (Csi__V1__CreateSnapshotRequest__ParametersEntry **)kv_map(
+                &csi__v1__create_snapshot_request__parameters_entry__descriptor,
+                &o.params, &r.n_parameters);
+        ret = call(cli, "/csi.v1.Controller/CreateSnapshot", &r,
+                   &csi__v1__create_snapshot_response__descriptor, &resp,
+                   tmo);
+        if (!ret) {
+            Csi__V1__Snapshot *sn =
+                ((Csi__V1__CreateSnapshotResponse *)resp)->snapshot;
+            if (!sn) {
+                fprintf(stderr,
+                        PROG ": CreateSnapshot: response without snapshot\n");
+                ret = 1;
+            } else {
+                printf("snapshot_id=%s\nsource_volume_id=%s\nsize_bytes=%"
+                       PRId64 "\nready_to_use=%s\ncreation_time=%" PRId64
+                       "\n",
+                       sn->snapshot_id, sn->source_volume_id, sn->size_bytes,
+                       sn->ready_to_use ? "true" : "false",
+                       sn->creation_time ? sn->creation_time->seconds : 0);
+            }
+        }
+    } else if (!strcmp(cmd, "delete-snapshot")) {
+        need(o.snapshot_id, "--snapshot-id");
+        Csi__V1__DeleteSnapshotRequest r =
+            CSI__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+        r.snapshot_id = o.snapshot_id;
+        ret = call(cli, "/csi.v1.Controller/DeleteSnapshot", &r,
+                   &csi__v1__delete_snapshot_response__descriptor, &resp,
+                   tmo);
+    } else if (!strcmp(cmd, "list-snapshots")) {
+        Csi__V1__ListSnapshotsRequest r =
+            CSI__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+        r.snapshot_id = o.snapshot_id ? o.snapshot_id : "";
+        r.source_volume_id = o.source_volume ? o.source_volume : "";
+        r.starting_token = o.starting_token ? o.starting_token : "";
+        r.max_entries = o.max_entries;
+        ret = call(cli, "/csi.v1.Controller/ListSnapshots", &r,
+                   &csi__v1__list_snapshots_response__descriptor, &resp,
+                   tmo);
+        if (!ret) {
+            Csi__V1__ListSnapshotsResponse *p = (void *)resp;
+            for (size_t i = 0; i < p->n_entries; i++) {
+                Csi__V1__Snapshot *sn = p->entries[i]->snapshot;
+                if (!sn) continue;
+                printf("snapshot_id=%s source_volume_id=%s size_bytes=%" PRId64
+                       " ready_to_use=%s\n",
+                       sn->snapshot_id, sn->source_volume_id, sn->size_bytes,
+                       sn->ready_to_use ? "true" : "false");
+            }
+            printf("next_token=%s\n", p->next_token);
+        }
     } else if (!strcmp(cmd, "node-stage")) {
         need(o.volume_id, "--volume-id");
         need(o.staging, "--staging");

@@ -153,6 +153,10 @@ static const char *help_for(const char *cmd)
                "=REGION, capacity, fsType) bound by\n"
 "claimRef to the original PVC, and that PVC, from the metadata that\n"
 "travelled with the volume: kubectl apply -f DIR in the surviving cluster.\n"
+"A volume with snapshots also gets DIR/<volume>.snapshots.yaml: per\n"
+"snapshot a VolumeSnapshotContent (snapshotHandle <volume>@<snap>,\n"
+"deletionPolicy Retain) and the VolumeSnapshot bound to it, named as in\n"
+"the lost cluster (from the snapshot's label).\n"
 "(--config FILE is accepted for older scripts and ignored: the metadata\n"
 "comes with the replicator's answer.)\n"
 "Exit 0 if every volume is primary now, 3 if some failed, 1 if none.\n";

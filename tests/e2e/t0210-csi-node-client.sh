@@ -26,7 +26,7 @@ ok "tandem-csi listening on $sock"
 
 node tests/node/csi-conformance.js "unix://$sock" proto >"$tmp/node.out" 2>&1
 node_tap "$tmp/node.out" $? "$tmp/csi.log" tandem-csi
-grep -q "^ok - CreateSnapshot" "$tmp/node.out" || fail "node script did not run every check"
+grep -q "^ok - deleted snapshot is gone" "$tmp/node.out" || fail "node script did not run every check"
 grep -q "event=csi.volume.created" "$tmp/csi.log" || fail "no structured volume log"
 
 stop_ok "$pid" "$tmp/csi.log" tandem-csi

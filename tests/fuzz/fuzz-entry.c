@@ -120,7 +120,7 @@ static void decode_all(const uint8_t *data, size_t size)
         /* What the decoder accepted satisfies FORMAT.md. */
         if (used < JR_HDR_SIZE || used > size - pos) abort();
         if (e.seq == 0 || e.epoch == 0 || e.member != 0) abort();
-        if (e.kind < JR_K_WRITE || e.kind > JR_K_FLUSH) abort();
+        if (e.kind < JR_K_WRITE || e.kind > JR_K_LAST) abort();
         if (e.kind == JR_K_WRITE) {
             if (e.len == 0 || e.len > JR_MAX_ENTRY_DATA) abort();
             uint8_t *out = malloc(e.len);
@@ -131,6 +131,15 @@ static void decode_all(const uint8_t *data, size_t size)
                 memcmp(out, e.payload, e.len) != 0)
                 abort();
             free(out);
+        } else if (e.kind == JR_K_SNAP || e.kind == JR_K_SNAP_DEL) {
+            /* an id of valid bytes, then (kind 5) " <label>" */
+            if (e.off != 0 || e.len != 0 || e.plen < 1 ||
+                e.plen > JR_SNAP_PAYLOAD_MAX)
+                abort();
+            const uint8_t *sp = memchr(e.payload, ' ', e.plen);
+            size_t idl = sp ? (size_t)(sp - e.payload) : e.plen;
+            if (!jr__valid_snap_id((const char *)e.payload, idl)) abort();
+            if (sp && (e.kind != JR_K_SNAP || idl + 1 >= e.plen)) abort();
         } else if (e.plen != 0) {
             abort();
         }

@@ -7,12 +7,13 @@
  * every refusal path with its status message runs too.
  *
  * Region b holds three volumes: "fz", a primary with a journal (writes,
- * a discard, a resize), "fy", a secondary of a with a journal of its own
- * (the applied entries of fz), and "fd", made afresh for each DeleteReplica
- * input in the state the input's second byte says (role, epoch, split
- * brain, a copy window, replicated or not).  A volume a DeleteReplica
- * removed is made again
- * after the input, so inputs stay independent.
+ * a discard, a resize, snapshot entries: two taken, one deleted), "fy",
+ * a secondary of a with a journal of its own (the applied entries of fz,
+ * its snapshots taken and deleted by jr_apply), and "fd", made afresh
+ * for each DeleteReplica input in the state the input's second byte says
+ * (role, epoch, split brain, a copy window, replicated or not).  A volume
+ * a DeleteReplica removed is made again after the input, so inputs stay
+ * independent.
  *
  * Input: byte 0 selects the method (bits 0-1: DeleteReplica, ReadRegions,
  * JournalRegions, GetVolume), the volume id (bits 2-3: as in the request,
@@ -83,11 +84,17 @@ static void make_fz(void)
         abort();
     static uint8_t buf[40000];
     for (size_t i = 0; i < sizeof(buf); i++) buf[i] = (uint8_t)(i * 131 + 7);
-    if (jr_write(v, 0, buf, 4096) < 0 || jr_write(v, 70000, buf, 40000) < 0 ||
-        jr_discard(v, 4096, 8192) < 0 || jr_write(v, SIZE - 512, buf, 512) < 0 ||
+    struct jr_snap sn;
+    if (jr_write(v, 0, buf, 4096) < 0 ||
+        jr_snapshot(v, "s1", "namespace=ns name=n1 content=c1", &sn) < 0 ||
+        jr_write(v, 70000, buf, 40000) < 0 ||
+        jr_discard(v, 4096, 8192) < 0 || jr_snapshot(v, "s2", NULL, &sn) < 0 ||
+        jr_write(v, SIZE - 512, buf, 512) < 0 ||
         jr_resize(v, SIZE + OBJ) < 0 || jr_write(v, SIZE, buf, 3000) < 0)
         abort();
     if (jr_close(v) < 0) abort();
+    /* A deletion is a journal entry too (kind 6). */
+    if (jr_snap_delete(R->st, "fz", "s2", 5000) < 0) abort();
 }
 
 /* A replica's metadata: the primary's (its peerRegion is here), and

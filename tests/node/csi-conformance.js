@@ -1,7 +1,9 @@
 // csi-conformance.js: part of tandem-csi's CSI conformance, through an
 // independent gRPC implementation (@grpc/grpc-js + @grpc/proto-loader
 // loading proto/csi.proto): Identity, CreateVolume/DeleteVolume
-// idempotence, error codes of the spec's tables, ListVolumes paging.
+// idempotence, error codes of the spec's tables, ListVolumes paging,
+// snapshots (create/list/delete, paging), restores and clones,
+// ControllerGetVolume.
 //
 //   node csi-conformance.js UNIX_TARGET PROTO_DIR
 //
@@ -164,10 +166,153 @@ const regionOf = (v) => {
     { volume_id: 'pvc-node-1', volume_capabilities: [mountCap()] });
   expectCode(r, S.NOT_FOUND, 'deleted volume is gone');
 
-  // Snapshots are not served.
+  // Capabilities: snapshots, clones, volume health announced.
+  r = await call(controller, 'ControllerGetCapabilities', {});
+  const ccaps = r.res ? r.res.capabilities.map((c) => c.rpc && c.rpc.type) : [];
+  for (const c of ['CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS', 'CLONE_VOLUME',
+    'GET_VOLUME', 'VOLUME_CONDITION']) {
+    ok(ccaps.includes(c), `ControllerGetCapabilities announces ${c}`);
+  }
+  r = await call(node, 'NodeGetCapabilities', {});
+  const ncaps = r.res ? r.res.capabilities.map((c) => c.rpc && c.rpc.type) : [];
+  ok(ncaps.includes('VOLUME_CONDITION') && ncaps.includes('GET_VOLUME_STATS'),
+     'NodeGetCapabilities announces VOLUME_CONDITION, GET_VOLUME_STATS');
+
+  // CreateSnapshot: argument errors, unknown source, idempotence by name.
+  const snapReq = {
+    source_volume_id: 'pvc-node-6', name: 'snapshot-n1',
+    parameters: {
+      'csi.storage.k8s.io/volumesnapshot/namespace': 'default',
+      'csi.storage.k8s.io/volumesnapshot/name': 'snap-data',
+      'csi.storage.k8s.io/volumesnapshotcontent/name': 'snapcontent-n1',
+    },
+  };
+  r = await call(controller, 'CreateSnapshot', { ...snapReq, name: '' });
+  expectCode(r, S.INVALID_ARGUMENT, 'CreateSnapshot without name');
+  r = await call(controller, 'CreateSnapshot', { ...snapReq, source_volume_id: '' });
+  expectCode(r, S.INVALID_ARGUMENT, 'CreateSnapshot without source');
   r = await call(controller, 'CreateSnapshot',
-    { source_volume_id: 'pvc-node-6', name: 's1' });
-  expectCode(r, S.UNIMPLEMENTED, 'CreateSnapshot');
+    { ...snapReq, source_volume_id: 'pvc-none' });
+  expectCode(r, S.NOT_FOUND, 'CreateSnapshot of an unknown volume');
+  r = await call(controller, 'CreateSnapshot', snapReq);
+  const snap = r.res && r.res.snapshot;
+  ok(!r.err && snap && snap.snapshot_id === 'pvc-node-6@snapshot-n1' &&
+     snap.source_volume_id === 'pvc-node-6' && snap.ready_to_use === true &&
+     snap.size_bytes === String(8 << 20) && snap.creation_time &&
+     Number(snap.creation_time.seconds) > 1600000000,
+     `CreateSnapshot: id, source, ready, size, time ` +
+     `(${r.err ? r.err.details : JSON.stringify(snap)})`);
+  r = await call(controller, 'CreateSnapshot', snapReq);
+  ok(!r.err && snap && r.res.snapshot.snapshot_id === snap.snapshot_id &&
+     r.res.snapshot.creation_time.seconds === snap.creation_time.seconds &&
+     r.res.snapshot.creation_time.nanos === snap.creation_time.nanos,
+     'CreateSnapshot again: the same snapshot');
+  r = await call(controller, 'CreateVolume', { ...req, name: 'pvc-node-7' });
+  expectCode(r, S.OK, 'CreateVolume third volume');
+  r = await call(controller, 'CreateSnapshot',
+    { ...snapReq, source_volume_id: 'pvc-node-7' });
+  expectCode(r, S.ALREADY_EXISTS, 'CreateSnapshot same name, other volume');
+  r = await call(controller, 'CreateSnapshot',
+    { source_volume_id: 'pvc-node-7', name: 'snapshot-n2' });
+  expectCode(r, S.OK, 'CreateSnapshot of the third volume');
+
+  // ListSnapshots.
+  r = await call(controller, 'ListSnapshots', {});
+  ok(!r.err && r.res.entries.length === 2, 'ListSnapshots all: 2');
+  r = await call(controller, 'ListSnapshots', { snapshot_id: 'pvc-node-6@snapshot-n1' });
+  ok(!r.err && r.res.entries.length === 1 &&
+     r.res.entries[0].snapshot.source_volume_id === 'pvc-node-6',
+     'ListSnapshots by snapshot id');
+  r = await call(controller, 'ListSnapshots', { source_volume_id: 'pvc-node-7' });
+  ok(!r.err && r.res.entries.length === 1 &&
+     r.res.entries[0].snapshot.snapshot_id === 'pvc-node-7@snapshot-n2',
+     'ListSnapshots by source volume');
+  r = await call(controller, 'ListSnapshots', { snapshot_id: 'pvc-node-6@none' });
+  ok(!r.err && r.res.entries.length === 0, 'ListSnapshots unknown id: empty');
+  r = await call(controller, 'ListSnapshots', { max_entries: 1 });
+  const sp1 = r.res;
+  ok(!r.err && sp1.entries.length === 1 && sp1.next_token,
+     'ListSnapshots page 1 with next_token');
+  r = await call(controller, 'ListSnapshots',
+    { max_entries: 1, starting_token: sp1 ? sp1.next_token : '' });
+  ok(!r.err && r.res.entries.length === 1 && !r.res.next_token &&
+     r.res.entries[0].snapshot.snapshot_id !== sp1.entries[0].snapshot.snapshot_id,
+     'ListSnapshots page 2: the other one, last page');
+  r = await call(controller, 'ListSnapshots', { starting_token: 'nonsense' });
+  expectCode(r, S.ABORTED, 'ListSnapshots bad token');
+  r = await call(controller, 'ListSnapshots', { max_entries: -1 });
+  expectCode(r, S.INVALID_ARGUMENT, 'ListSnapshots negative max_entries');
+
+  // Restore and clone through CreateVolume.
+  const fromSnap = (id) => ({ snapshot: { snapshot_id: id } });
+  const restoreReq = {
+    ...req, name: 'pvc-restore-1',
+    capacity_range: { required_bytes: String(16 << 20) },
+    volume_content_source: fromSnap('pvc-node-6@snapshot-n1'),
+  };
+  r = await call(controller, 'CreateVolume', restoreReq);
+  ok(!r.err && r.res.volume.capacity_bytes === String(16 << 20) &&
+     regionOf(r.res.volume) === 'b' && r.res.volume.content_source &&
+     r.res.volume.content_source.snapshot.snapshot_id === 'pvc-node-6@snapshot-n1',
+     `CreateVolume from a snapshot: larger, source echoed ` +
+     `(${r.err ? r.err.details : JSON.stringify(r.res.volume)})`);
+  r = await call(controller, 'CreateVolume', restoreReq);
+  expectCode(r, S.OK, 'CreateVolume from a snapshot again');
+  r = await call(controller, 'CreateVolume',
+    { ...restoreReq, volume_content_source: fromSnap('pvc-node-7@snapshot-n2') });
+  expectCode(r, S.ALREADY_EXISTS, 'CreateVolume same name, other source');
+  r = await call(controller, 'CreateVolume',
+    { ...restoreReq, name: 'pvc-restore-2', volume_content_source: fromSnap('pvc-node-6@gone') });
+  expectCode(r, S.NOT_FOUND, 'CreateVolume from a missing snapshot');
+  r = await call(controller, 'CreateVolume', {
+    ...restoreReq, name: 'pvc-restore-3',
+    capacity_range: { required_bytes: String(4 << 20), limit_bytes: String(4 << 20) },
+  });
+  expectCode(r, S.OUT_OF_RANGE, 'CreateVolume from a snapshot, limit below it');
+  r = await call(controller, 'CreateVolume', {
+    ...restoreReq, name: 'pvc-restore-4',
+    accessibility_requirements: { requisite: [topo('a')], preferred: [topo('a')] },
+  });
+  expectCode(r, S.RESOURCE_EXHAUSTED, 'CreateVolume from a snapshot in another region');
+  r = await call(controller, 'CreateVolume', {
+    ...req, name: 'pvc-clone-1',
+    volume_content_source: { volume: { volume_id: 'pvc-node-6' } },
+  });
+  ok(!r.err && r.res.volume.content_source &&
+     r.res.volume.content_source.volume.volume_id === 'pvc-node-6',
+     'CreateVolume from a volume: source echoed');
+  r = await call(controller, 'CreateVolume', {
+    ...req, name: 'pvc-clone-2',
+    volume_content_source: { volume: { volume_id: 'pvc-none' } },
+  });
+  expectCode(r, S.NOT_FOUND, 'CreateVolume from a missing volume');
+
+  // ControllerGetVolume.
+  r = await call(controller, 'ControllerGetVolume', { volume_id: 'pvc-clone-1' });
+  ok(!r.err && r.res.volume.volume_id === 'pvc-clone-1' && r.res.status &&
+     r.res.status.volume_condition && r.res.status.volume_condition.abnormal === false,
+     'ControllerGetVolume: normal condition');
+  r = await call(controller, 'ControllerGetVolume', { volume_id: 'pvc-none' });
+  expectCode(r, S.NOT_FOUND, 'ControllerGetVolume unknown volume');
+  r = await call(controller, 'ControllerGetVolume', { volume_id: '' });
+  expectCode(r, S.INVALID_ARGUMENT, 'ControllerGetVolume without id');
+
+  // Node: a volume that does not exist is NOT_FOUND, whatever the path.
+  r = await call(node, 'NodeGetVolumeStats', { volume_id: 'pvc-none', volume_path: 'rel/path' });
+  expectCode(r, S.NOT_FOUND, 'NodeGetVolumeStats unknown volume, relative path');
+  r = await call(node, 'NodeExpandVolume', { volume_id: 'pvc-none', volume_path: 'rel/path' });
+  expectCode(r, S.NOT_FOUND, 'NodeExpandVolume unknown volume, relative path');
+
+  // DeleteSnapshot.
+  for (const id of ['pvc-node-6@snapshot-n1', 'pvc-node-6@snapshot-n1',
+    'pvc-never@x', 'not-a-snapshot-id']) {
+    r = await call(controller, 'DeleteSnapshot', { snapshot_id: id });
+    expectCode(r, S.OK, `DeleteSnapshot ${id}`);
+  }
+  r = await call(controller, 'DeleteSnapshot', { snapshot_id: '' });
+  expectCode(r, S.INVALID_ARGUMENT, 'DeleteSnapshot without id');
+  r = await call(controller, 'ListSnapshots', { source_volume_id: 'pvc-node-6' });
+  ok(!r.err && r.res.entries.length === 0, 'deleted snapshot is gone');
 
   identity.close(); controller.close(); node.close();
   process.exit(failed ? 1 : 0);

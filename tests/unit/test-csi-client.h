@@ -553,4 +553,175 @@ static inline void tc_make_replica(struct csi_proc *p, const char *r,
         free(tc_v_);                                                          \
     } while (0)
 
+/* ---- snapshots, clones, volume health ---- */
+
+/* CreateSnapshot name of volume vol; ns/vs/vsc: the VolumeSnapshot
+ * metadata parameters (NULL: not sent).  *out set on OK (tc_free it; may
+ * be NULL). */
+static inline int tc_snap(struct csi_proc *p, const char *name,
+                          const char *vol, const char *ns, const char *vs,
+                          const char *vsc,
+                          Csi__V1__CreateSnapshotResponse **out, char *msg,
+                          size_t len)
+{
+    Csi__V1__CreateSnapshotRequest q = CSI__V1__CREATE_SNAPSHOT_REQUEST__INIT;
+    Csi__V1__CreateSnapshotRequest__ParametersEntry e[3], *pe[3];
+    const char *k[3] = {"csi.storage.k8s.io/volumesnapshot/namespace",
+                        "csi.storage.k8s.io/volumesnapshot/name",
+                        "csi.storage.k8s.io/volumesnapshotcontent/name"};
+    const char *v[3] = {ns, vs, vsc};
+    Csi__V1__CreateSnapshotResponse *r = NULL;
+    q.name = (char *)name;
+    q.source_volume_id = (char *)vol;
+    for (int i = 0; i < 3; i++) {
+        if (!v[i]) continue;
+        csi__v1__create_snapshot_request__parameters_entry__init(
+            &e[q.n_parameters]);
+        e[q.n_parameters].key = (char *)k[i];
+        e[q.n_parameters].value = (char *)v[i];
+        pe[q.n_parameters] = &e[q.n_parameters];
+        q.n_parameters++;
+    }
+    q.parameters = pe;
+    int rc = tc_call(p, "/csi.v1.Controller/CreateSnapshot", &q.base,
+                     &csi__v1__create_snapshot_response__descriptor, &r, msg,
+                     len);
+    if (out)
+        *out = r;
+    else
+        tc_free(r);
+    return rc;
+}
+
+static inline int tc_snap_delete(struct csi_proc *p, const char *sid,
+                                 char *msg, size_t len)
+{
+    Csi__V1__DeleteSnapshotRequest q = CSI__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+    q.snapshot_id = (char *)sid;
+    return tc_try(p, "/csi.v1.Controller/DeleteSnapshot", &q.base, msg, len);
+}
+
+/* ListSnapshots (sid, vol: filters, NULL none). */
+static inline int tc_snap_list(struct csi_proc *p, const char *sid,
+                               const char *vol, int max, const char *token,
+                               Csi__V1__ListSnapshotsResponse **out,
+                               char *msg, size_t len)
+{
+    Csi__V1__ListSnapshotsRequest q = CSI__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+    q.snapshot_id = (char *)(sid ? sid : "");
+    q.source_volume_id = (char *)(vol ? vol : "");
+    q.max_entries = max;
+    q.starting_token = (char *)(token ? token : "");
+    return tc_call(p, "/csi.v1.Controller/ListSnapshots", &q.base,
+                   &csi__v1__list_snapshots_response__descriptor, out, msg,
+                   len);
+}
+
+/* CreateVolume name from a snapshot (snap=1) or volume (snap=0) source
+ * id, required/limit bytes (0: none), mount SINGLE_NODE_WRITER, topo as
+ * tc_create.  *out set on OK (tc_free it; may be NULL). */
+static inline int tc_create_from(struct csi_proc *p, const char *name,
+                                 int snap, const char *src_id, int64_t req,
+                                 int64_t lim, struct tc_params *params,
+                                 Csi__V1__TopologyRequirement *topo,
+                                 Csi__V1__CreateVolumeResponse **out,
+                                 char *msg, size_t len)
+{
+    Csi__V1__CreateVolumeRequest rq = CSI__V1__CREATE_VOLUME_REQUEST__INIT;
+    Csi__V1__CapacityRange cr = CSI__V1__CAPACITY_RANGE__INIT;
+    Csi__V1__VolumeContentSource src = CSI__V1__VOLUME_CONTENT_SOURCE__INIT;
+    Csi__V1__VolumeContentSource__SnapshotSource ss =
+        CSI__V1__VOLUME_CONTENT_SOURCE__SNAPSHOT_SOURCE__INIT;
+    Csi__V1__VolumeContentSource__VolumeSource vs =
+        CSI__V1__VOLUME_CONTENT_SOURCE__VOLUME_SOURCE__INIT;
+    struct tc_cap cap;
+    Csi__V1__CreateVolumeResponse *r = NULL;
+    rq.name = (char *)name;
+    if (req || lim) {
+        cr.required_bytes = req;
+        cr.limit_bytes = lim;
+        rq.capacity_range = &cr;
+    }
+    tc_cap(&cap, 0, TC_SNW, NULL);
+    rq.n_volume_capabilities = 1;
+    rq.volume_capabilities = &cap.pc;
+    if (params) {
+        rq.n_parameters = params->n;
+        rq.parameters = params->p;
+    }
+    rq.accessibility_requirements = topo;
+    if (snap) {
+        ss.snapshot_id = (char *)src_id;
+        src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_SNAPSHOT;
+        src.snapshot = &ss;
+    } else {
+        vs.volume_id = (char *)src_id;
+        src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME;
+        src.volume = &vs;
+    }
+    rq.volume_content_source = &src;
+    int rc = tc_call(p, "/csi.v1.Controller/CreateVolume", &rq.base,
+                     &csi__v1__create_volume_response__descriptor, &r, msg,
+                     len);
+    if (out)
+        *out = r;
+    else
+        tc_free(r);
+    return rc;
+}
+
+/* ControllerGetVolume of id; *out set on OK (tc_free it). */
+static inline int tc_get_volume(struct csi_proc *p, const char *id,
+                                Csi__V1__ControllerGetVolumeResponse **out,
+                                char *msg, size_t len)
+{
+    Csi__V1__ControllerGetVolumeRequest q =
+        CSI__V1__CONTROLLER_GET_VOLUME_REQUEST__INIT;
+    q.volume_id = (char *)id;
+    return tc_call(p, "/csi.v1.Controller/ControllerGetVolume", &q.base,
+                   &csi__v1__controller_get_volume_response__descriptor, out,
+                   msg, len);
+}
+
+/* Fill [off, off + len) of volume id in region r with bytes seed + i
+ * (through the journal, as a writer would). */
+static inline void tc_fill(struct csi_proc *p, const char *r, const char *id,
+                           uint64_t off, size_t len, int seed)
+{
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(p, r, &cfg);
+    jr_volume *v = NULL;
+    uint8_t *b = malloc(len);
+    ASSERT(b != NULL);
+    for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(seed + i);
+    ASSERT_EQ(jr_open(st, id, JR_OPEN_WRITE, "test-fill", &v), 0);
+    ASSERT_EQ(jr_write(v, off, b, len), 0);
+    ASSERT_EQ(jr_close(v), 0);
+    free(b);
+    st_close(st);
+    rg_free(cfg);
+}
+
+/* Is [off, off + len) of volume id in region r the bytes seed + i
+ * (seed < 0: zeros)? */
+static inline int tc_check(struct csi_proc *p, const char *r, const char *id,
+                           uint64_t off, size_t len, int seed)
+{
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(p, r, &cfg);
+    jr_volume *v = NULL;
+    uint8_t *b = malloc(len);
+    int same = 1;
+    ASSERT(b != NULL);
+    ASSERT_EQ(jr_open(st, id, 0, NULL, &v), 0);
+    ASSERT_EQ(jr_read(v, off, b, len), 0);
+    jr_close(v);
+    for (size_t i = 0; i < len && same; i++)
+        same = b[i] == (seed < 0 ? 0 : (uint8_t)(seed + i));
+    free(b);
+    st_close(st);
+    rg_free(cfg);
+    return same;
+}
+
 #endif /* TEST_CSI_CLIENT_H */

@@ -8,6 +8,7 @@
  * checks the stores directly where the answer alone would prove nothing.
  */
 #include <pthread.h>
+#include <time.h>
 
 #include "test-csi-client.h"
 
@@ -64,10 +65,10 @@ TEST(identity)
     ASSERT(pr->ready == NULL || pr->ready->value);
     tc_free(pr);
 
-    /* Snapshot RPCs are not served. */
+    /* Snapshot RPCs are served: an empty request is an argument error. */
     Csi__V1__CreateSnapshotRequest sq = CSI__V1__CREATE_SNAPSHOT_REQUEST__INIT;
     ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/CreateSnapshot", &sq.base,
-                       NULL, 0), RPC_UNIMPLEMENTED, "");
+                       NULL, 0), RPC_INVALID_ARGUMENT, "");
     csi_proc_stop(&p);
 }
 
@@ -106,9 +107,13 @@ TEST(controller_capabilities)
     ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__LIST_VOLUMES));
     ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__GET_CAPACITY));
     ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__EXPAND_VOLUME));
-    /* No snapshots, clones or ControllerPublish: not announced. */
-    ASSERT(!(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CREATE_DELETE_SNAPSHOT)));
-    ASSERT(!(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CLONE_VOLUME)));
+    /* Snapshots, clones and volume health: announced. */
+    ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CREATE_DELETE_SNAPSHOT));
+    ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__LIST_SNAPSHOTS));
+    ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CLONE_VOLUME));
+    ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__GET_VOLUME));
+    ASSERT(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__VOLUME_CONDITION));
+    /* No ControllerPublish: not announced. */
     ASSERT(!(seen & (1u << CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__PUBLISH_UNPUBLISH_VOLUME)));
     tc_free(r);
     csi_proc_stop(&p);
@@ -139,7 +144,7 @@ TEST(create_volume_errors)
     tc_cap(&cap, 0, TC_SNW, "btrfs");
     ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
-    /* Clone/snapshot source: not supported. */
+    /* Clone of a volume that does not exist: NOT_FOUND. */
     Csi__V1__VolumeContentSource src = CSI__V1__VOLUME_CONTENT_SOURCE__INIT;
     Csi__V1__VolumeContentSource__VolumeSource vs =
         CSI__V1__VOLUME_CONTENT_SOURCE__VOLUME_SOURCE__INIT;
@@ -148,6 +153,10 @@ TEST(create_volume_errors)
     src.volume = &vs;
     tc_cap(&cap, 0, TC_SNW, NULL);
     rq.volume_content_source = &src;
+    ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
+                RPC_NOT_FOUND, msg);
+    /* A content source of neither kind: INVALID_ARGUMENT. */
+    src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE__NOT_SET;
     ASSERT_CODE(tc_try(&p, create, &rq.base, msg, sizeof(msg)),
                 RPC_INVALID_ARGUMENT, msg);
     /* Unknown parameter, named in the message. */
@@ -512,6 +521,10 @@ TEST(list_volumes_pagination)
             ASSERT_STREQ(tc_vol_region(r->entries[i]->volume),
                          k % 2 ? "b" : "a");
             ASSERT_EQ(r->entries[i]->volume->capacity_bytes, 4 << 20);
+            /* VOLUME_CONDITION announced: every entry has one. */
+            ASSERT(r->entries[i]->status &&
+                   r->entries[i]->status->volume_condition &&
+                   !r->entries[i]->status->volume_condition->abnormal);
         }
         snprintf(token, sizeof(token), "%s", r->next_token);
         tc_free(r);
@@ -947,6 +960,527 @@ TEST(garbage_requests)
     free(resp);
     ASSERT_CODE(rc, RPC_INVALID_ARGUMENT, msg);
     ASSERT_CODE(tc_delete(&p, "pvc-x"), RPC_OK, "");
+    csi_proc_stop(&p);
+}
+
+/* ------------------------------------------------------------ Snapshots */
+
+#define MiB (1 << 20)
+
+/* CreateSnapshot / ListSnapshots / DeleteSnapshot: idempotence by name,
+ * the label, every error code of the spec's tables, paging. */
+TEST(snapshots)
+{
+    struct csi_proc p;
+    char msg[1024], id[JR_MAX_ID + 1], id2[JR_MAX_ID + 1];
+    char sid[256], token[256] = "";
+    Csi__V1__CreateSnapshotResponse *r, *r2;
+    Csi__V1__ListSnapshotsResponse *l;
+    csi_proc_start(&p, NULL);
+    ASSERT_CODE(tc_create(&p, "pvc-snap-a", 8 * MiB, 0, NULL, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_create(&p, "pvc-snap-b", 8 * MiB, 0, NULL, NULL, id2,
+                          sizeof(id2), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    tc_fill(&p, "a", id, 0, MiB, 7);
+
+    /* Argument errors: INVALID_ARGUMENT; unknown source: NOT_FOUND. */
+    ASSERT_CODE(tc_snap(&p, "", id, NULL, NULL, NULL, NULL, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", "", NULL, NULL, NULL, NULL, msg,
+                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", "pvc-nowhere", NULL, NULL, NULL,
+                        NULL, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", "../x", NULL, NULL, NULL, NULL, msg,
+                        sizeof(msg)), RPC_NOT_FOUND, msg);
+
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", id, "ns1", "vs-one", "snapcontent-1",
+                        &r, msg, sizeof(msg)), RPC_OK, msg);
+    snprintf(sid, sizeof(sid), "%s@snapshot-1", id);
+    ASSERT_STREQ(r->snapshot->snapshot_id, sid);
+    ASSERT_STREQ(r->snapshot->source_volume_id, id);
+    ASSERT(r->snapshot->ready_to_use);
+    ASSERT_EQ(r->snapshot->size_bytes, 8 * MiB);
+    ASSERT(r->snapshot->creation_time &&
+           r->snapshot->creation_time->seconds > 1600000000);
+    /* The label carries the VolumeSnapshot's names (csi.h's form). */
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    struct jr_snap js;
+    ASSERT_EQ(jr_snap_get(st, id, "snapshot-1", &js), 0);
+    ASSERT_STREQ(js.label, "namespace=ns1 name=vs-one content=snapcontent-1");
+
+    /* A retry: the same snapshot, the same creation time. */
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", id, "ns1", "vs-one",
+                        "snapcontent-1", &r2, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_STREQ(r2->snapshot->snapshot_id, sid);
+    ASSERT_EQ(r2->snapshot->creation_time->seconds,
+              r->snapshot->creation_time->seconds);
+    ASSERT_EQ(r2->snapshot->creation_time->nanos,
+              r->snapshot->creation_time->nanos);
+    tc_free(r2);
+    tc_free(r);
+    /* The same name for another volume: ALREADY_EXISTS. */
+    ASSERT_CODE(tc_snap(&p, "snapshot-1", id2, NULL, NULL, NULL, NULL, msg,
+                        sizeof(msg)), RPC_ALREADY_EXISTS, msg);
+    /* A name that is no snap id is hashed; its retry finds it. */
+    ASSERT_CODE(tc_snap(&p, "my snap/2.x", id, NULL, NULL, NULL, &r, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    ASSERT(strstr(r->snapshot->snapshot_id, "@h-"));
+    char hsid[256];
+    snprintf(hsid, sizeof(hsid), "%s", r->snapshot->snapshot_id);
+    tc_free(r);
+    ASSERT_CODE(tc_snap(&p, "my snap/2.x", id, NULL, NULL, NULL, &r, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    ASSERT_STREQ(r->snapshot->snapshot_id, hsid);
+    tc_free(r);
+    /* A label that does not fit: INVALID_ARGUMENT. */
+    char big[400];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ASSERT_CODE(tc_snap(&p, "snapshot-big", id, "ns", big, big, NULL, msg,
+                        sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_snap(&p, "snapshot-b1", id2, NULL, NULL, NULL, NULL, msg,
+                        sizeof(msg)), RPC_OK, msg);
+
+    /* ListSnapshots: all (3, sorted by id), by id, by volume. */
+    ASSERT_CODE(tc_snap_list(&p, NULL, NULL, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 3);
+    for (size_t i = 1; i < l->n_entries; i++)
+        ASSERT(strcmp(l->entries[i - 1]->snapshot->snapshot_id,
+                      l->entries[i]->snapshot->snapshot_id) < 0);
+    for (size_t i = 0; i < l->n_entries; i++)
+        ASSERT(l->entries[i]->snapshot->ready_to_use);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_list(&p, sid, NULL, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 1);
+    ASSERT_STREQ(l->entries[0]->snapshot->snapshot_id, sid);
+    ASSERT_STREQ(l->entries[0]->snapshot->source_volume_id, id);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_list(&p, NULL, id, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 2);
+    tc_free(l);
+    /* Unknown ones list nothing (not an error). */
+    ASSERT_CODE(tc_snap_list(&p, "pvc-snap-a@nope", NULL, 0, NULL, &l, msg,
+                             sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 0);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_list(&p, "garbage", NULL, 0, NULL, &l, msg,
+                             sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 0);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_list(&p, sid, id2, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 0);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_list(&p, NULL, "pvc-nowhere", 0, NULL, &l, msg,
+                             sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 0);
+    tc_free(l);
+    /* Paging: one at a time, each once, in order. */
+    int pages = 0, seen = 0;
+    char prev[256] = "";
+    do {
+        ASSERT_CODE(tc_snap_list(&p, NULL, NULL, 1, token, &l, msg,
+                                 sizeof(msg)), RPC_OK, msg);
+        ASSERT_LE(l->n_entries, 1);
+        if (l->n_entries) {
+            ASSERT(strcmp(prev, l->entries[0]->snapshot->snapshot_id) < 0);
+            snprintf(prev, sizeof(prev), "%s",
+                     l->entries[0]->snapshot->snapshot_id);
+            seen++;
+        }
+        snprintf(token, sizeof(token), "%s", l->next_token);
+        tc_free(l);
+        pages++;
+    } while (token[0] && pages < 10);
+    ASSERT_EQ(seen, 3);
+    ASSERT_EQ(pages, 3);
+    /* Bad token: ABORTED; negative max: INVALID_ARGUMENT. */
+    ASSERT_CODE(tc_snap_list(&p, NULL, NULL, 1, "garbage", &l, msg,
+                             sizeof(msg)), RPC_ABORTED, msg);
+    ASSERT_CODE(tc_snap_list(&p, NULL, NULL, 1, "after:x@y@z", &l, msg,
+                             sizeof(msg)), RPC_ABORTED, msg);
+    ASSERT_CODE(tc_snap_list(&p, NULL, NULL, -1, NULL, &l, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+
+    /* DeleteSnapshot: OK, again OK, unknown and foreign ids OK, empty
+     * INVALID_ARGUMENT. */
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(jr_snap_get(st, id, "snapshot-1", &js), -ENOENT);
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_snap_delete(&p, "pvc-nowhere@s", msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_CODE(tc_snap_delete(&p, "not-ours", msg, sizeof(msg)), RPC_OK,
+                msg);
+    ASSERT_CODE(tc_snap_delete(&p, "", msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_snap_list(&p, NULL, id, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 1);
+    tc_free(l);
+
+    /* A replica: snapshots are taken at the primary. */
+    tc_make_replica(&p, "b", "pvc-snap-rep", 8 * MiB);
+    ASSERT_CODE(tc_snap(&p, "snapshot-r", "pvc-snap-rep", NULL, NULL, NULL,
+                        NULL, msg, sizeof(msg)), RPC_FAILED_PRECONDITION,
+                msg);
+    /* A volume with snapshots is not deleted (they live in it): the
+     * spec's FAILED_PRECONDITION, the volume untouched; once they are
+     * gone it is. */
+    {
+        Csi__V1__DeleteVolumeRequest dq = CSI__V1__DELETE_VOLUME_REQUEST__INIT;
+        dq.volume_id = id2;
+        ASSERT_CODE(tc_try(&p, "/csi.v1.Controller/DeleteVolume", &dq.base,
+                           msg, sizeof(msg)), RPC_FAILED_PRECONDITION, msg);
+        ASSERT(strstr(msg, "snapshot-b1"));
+    }
+    ASSERT(in_region(&p, "a", id2));
+    snprintf(sid, sizeof(sid), "%s@snapshot-b1", id2);
+    ASSERT_CODE(tc_snap_list(&p, sid, NULL, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 1);
+    tc_free(l);
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_delete(&p, id2), RPC_OK, "");
+    ASSERT(!in_region(&p, "a", id2));
+    st_close(st);
+    rg_free(cfg);
+    csi_proc_stop(&p);
+}
+
+/* Restores and clones: the data, the size, the content source echoed,
+ * idempotence, and the errors (NOT_FOUND, OUT_OF_RANGE,
+ * RESOURCE_EXHAUSTED, ALREADY_EXISTS). */
+TEST(clones)
+{
+    struct csi_proc p;
+    char msg[1024], id[JR_MAX_ID + 1], sid[256], sid2[256];
+    Csi__V1__CreateSnapshotResponse *sr;
+    Csi__V1__CreateVolumeResponse *cr;
+    Csi__V1__ListSnapshotsResponse *l;
+    csi_proc_start(&p, NULL);
+    struct tc_params pb = {0};
+    tc_param(&pb, "region", "b");
+    ASSERT_CODE(tc_create(&p, "pvc-src", 12 * MiB, 0, &pb, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    /* Data in objects 0 and 2 (4 MiB objects); object 1 stays empty. */
+    tc_fill(&p, "b", id, 0, MiB, 1);
+    tc_fill(&p, "b", id, 9 * MiB, MiB, 2);
+    ASSERT_CODE(tc_snap(&p, "snapshot-src", id, NULL, NULL, NULL, &sr, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    snprintf(sid, sizeof(sid), "%s", sr->snapshot->snapshot_id);
+    tc_free(sr);
+    /* Written after the snapshot: not in it. */
+    tc_fill(&p, "b", id, 0, MiB, 3);
+
+    /* Restore, larger than the source: honoured, in the source's region,
+     * the source echoed. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore", 1, sid, 20 * MiB, 0, NULL,
+                               NULL, &cr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(cr->volume->capacity_bytes, 20 * MiB);
+    ASSERT_STREQ(tc_vol_region(cr->volume), "b");
+    ASSERT(cr->volume->content_source != NULL);
+    ASSERT_EQ(cr->volume->content_source->type_case,
+              CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_SNAPSHOT);
+    ASSERT_STREQ(cr->volume->content_source->snapshot->snapshot_id, sid);
+    tc_free(cr);
+    ASSERT(tc_check(&p, "b", "pvc-restore", 0, MiB, 1));
+    ASSERT(tc_check(&p, "b", "pvc-restore", 4 * MiB, 4 * MiB, -1));
+    ASSERT(tc_check(&p, "b", "pvc-restore", 9 * MiB, MiB, 2));
+    ASSERT(tc_check(&p, "b", "pvc-restore", 12 * MiB, 8 * MiB, -1));
+    /* Only objects holding data were written: object 1 has none. */
+    {
+        struct rg_config *cfg;
+        st_store *st = tc_region_store(&p, "b", &cfg);
+        uint64_t osz = 0;
+        ASSERT_EQ(st_stat(st, "vol/pvc-restore/d/0000000000000001", &osz, NULL),
+                  -ENOENT);
+        ASSERT_EQ(st_stat(st, "vol/pvc-restore/d/0000000000000000", &osz, NULL), 0);
+        /* The clone is complete: no pending mark. */
+        char *v = NULL;
+        ASSERT_EQ(jr_meta_get(st, "pvc-restore", "csi.clone_pending", &v),
+                  -ENOENT);
+        ASSERT_META(st, "pvc-restore", "csi.content_source",
+                    (snprintf(msg, sizeof(msg), "snapshot:%s", sid), msg));
+        st_close(st);
+        rg_free(cfg);
+    }
+    /* A retry: the same volume. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore", 1, sid, 20 * MiB, 0, NULL,
+                               NULL, &cr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_STREQ(cr->volume->volume_id, "pvc-restore");
+    ASSERT(cr->volume->content_source != NULL);
+    tc_free(cr);
+    /* The same name with another source, or none: ALREADY_EXISTS. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore", 0, id, 20 * MiB, 0, NULL,
+                               NULL, NULL, msg, sizeof(msg)),
+                RPC_ALREADY_EXISTS, msg);
+    ASSERT_CODE(tc_create(&p, "pvc-restore", 20 * MiB, 0, &pb, NULL, NULL, 0,
+                          NULL, msg, sizeof(msg)), RPC_ALREADY_EXISTS, msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-src", 1, sid, 12 * MiB, 0, NULL,
+                               NULL, NULL, msg, sizeof(msg)),
+                RPC_ALREADY_EXISTS, msg);
+    /* No capacity_range: the source's size. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore2", 1, sid, 0, 0, NULL, NULL,
+                               &cr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(cr->volume->capacity_bytes, 12 * MiB);
+    tc_free(cr);
+    /* Another filesystem than the source's: INVALID_ARGUMENT. */
+    struct tc_params pxfs = {0};
+    tc_param(&pxfs, "fsType", "xfs");
+    ASSERT_CODE(tc_create_from(&p, "pvc-xfs", 1, sid, 0, 0, &pxfs, NULL,
+                               NULL, msg, sizeof(msg)), RPC_INVALID_ARGUMENT,
+                msg);
+    ASSERT(strstr(msg, "ext4"));
+    /* A limit below the source: OUT_OF_RANGE. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-small", 1, sid, 4 * MiB, 8 * MiB,
+                               NULL, NULL, NULL, msg, sizeof(msg)),
+                RPC_OUT_OF_RANGE, msg);
+    /* Missing sources: NOT_FOUND. */
+    snprintf(sid2, sizeof(sid2), "%s@no-such-snap", id);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x1", 1, sid2, 0, 0, NULL, NULL, NULL,
+                               msg, sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x2", 1, "pvc-none@s", 0, 0, NULL,
+                               NULL, NULL, msg, sizeof(msg)), RPC_NOT_FOUND,
+                msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x3", 1, "garbage", 0, 0, NULL, NULL,
+                               NULL, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x4", 0, "pvc-none", 0, 0, NULL, NULL,
+                               NULL, msg, sizeof(msg)), RPC_NOT_FOUND, msg);
+    ASSERT(!in_region(&p, "a", "pvc-x1") && !in_region(&p, "b", "pvc-x1"));
+    /* The source in region b, the topology asks for a only:
+     * RESOURCE_EXHAUSTED, naming the region; b allowed: lands there. */
+    struct tc_topo ta = {0}, tab = {0};
+    Csi__V1__TopologyRequirement tr;
+    tc_seg(&ta, "a", NULL);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x5", 1, sid, 0, 0, NULL,
+                               tc_topo_req(&tr, &ta, &ta), NULL, msg,
+                               sizeof(msg)), RPC_RESOURCE_EXHAUSTED, msg);
+    ASSERT(strstr(msg, "region b"));
+    tc_seg(&tab, "a", NULL);
+    tc_seg(&tab, "b", NULL);
+    ASSERT_CODE(tc_create_from(&p, "pvc-x6", 1, sid, 0, 0, NULL,
+                               tc_topo_req(&tr, &tab, &ta), &cr, msg,
+                               sizeof(msg)), RPC_OK, msg);
+    ASSERT_STREQ(tc_vol_region(cr->volume), "b");
+    tc_free(cr);
+    struct tc_params pa = {0};
+    tc_param(&pa, "region", "a");
+    ASSERT_CODE(tc_create_from(&p, "pvc-x7", 1, sid, 0, 0, &pa, NULL, NULL,
+                               msg, sizeof(msg)), RPC_RESOURCE_EXHAUSTED, msg);
+
+    /* A replicated restore is written through its journal (the replicator
+     * ships journal entries, never image writes): the data is in entries
+     * there, and reads back the same. */
+    struct tc_params prep = {0};
+    tc_param(&prep, "replication", "async");
+    tc_param(&prep, "peerRegion", "a");
+    ASSERT_CODE(tc_create_from(&p, "pvc-restore-rep", 1, sid, 0, 0, &prep,
+                               NULL, NULL, msg, sizeof(msg)), RPC_OK, msg);
+    {
+        struct jr_info rin;
+        ASSERT_EQ(tc_stat_in(&p, "b", "pvc-restore-rep", &rin), 0);
+        ASSERT(rin.head >= 2); /* two 4 MiB chunks held data */
+        ASSERT(tc_check(&p, "b", "pvc-restore-rep", 0, MiB, 1));
+        ASSERT(tc_check(&p, "b", "pvc-restore-rep", 9 * MiB, MiB, 2));
+    }
+    /* Clone of a volume: its current data, through a temporary snapshot
+     * that is gone afterwards. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-clone", 0, id, 0, 0, NULL, NULL, &cr,
+                               msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_EQ(cr->volume->content_source->type_case,
+              CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME);
+    ASSERT_STREQ(cr->volume->content_source->volume->volume_id, id);
+    ASSERT_EQ(cr->volume->capacity_bytes, 12 * MiB);
+    tc_free(cr);
+    ASSERT(tc_check(&p, "b", "pvc-clone", 0, MiB, 3));
+    ASSERT(tc_check(&p, "b", "pvc-clone", 9 * MiB, MiB, 2));
+    ASSERT_CODE(tc_snap_list(&p, NULL, id, 0, NULL, &l, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT_EQ(l->n_entries, 1);
+    ASSERT_STREQ(l->entries[0]->snapshot->snapshot_id, sid);
+    tc_free(l);
+    /* The clone and the restore are independent: the source snapshot and
+     * volume go, they stay. */
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_delete(&p, id), RPC_OK, "");
+    ASSERT(tc_check(&p, "b", "pvc-clone", 0, MiB, 3));
+    ASSERT(tc_check(&p, "b", "pvc-restore", 0, MiB, 1));
+    csi_proc_stop(&p);
+}
+
+/* A clone whose copy did not finish (the controller died mid-copy, made
+ * here directly in the store as it leaves it): its snapshot cannot be
+ * deleted (FAILED_PRECONDITION), it cannot be staged, ControllerGetVolume
+ * calls it abnormal, and the provisioner's retry finishes it. */
+TEST(clone_pending)
+{
+    struct csi_proc p;
+    char msg[1024], id[JR_MAX_ID + 1], sid[256], from[300];
+    Csi__V1__CreateSnapshotResponse *sr;
+    Csi__V1__ControllerGetVolumeResponse *gr;
+    csi_proc_start(&p, NULL);
+    ASSERT_CODE(tc_create(&p, "pvc-psrc", 8 * MiB, 0, NULL, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    tc_fill(&p, "a", id, 5 * MiB, MiB, 9);
+    ASSERT_CODE(tc_snap(&p, "snapshot-p", id, NULL, NULL, NULL, &sr, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    snprintf(sid, sizeof(sid), "%s", sr->snapshot->snapshot_id);
+    tc_free(sr);
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    snprintf(from, sizeof(from), "snapshot:%s", sid);
+    struct jr_kv meta[] = {{"csi.name", "pvc-pend"},
+                           {"csi.access_type", "mount"},
+                           {"csi.replication", "none"},
+                           {"csi.fs_type", "ext4"},
+                           {"csi.content_source", from},
+                           {"csi.clone_pending", sid}};
+    struct jr_create_opts co = {.size = 8 * MiB, .role = JR_ROLE_PRIMARY,
+                                .region = "a", .meta = meta,
+                                .n_meta = sizeof(meta) / sizeof(meta[0])};
+    ASSERT_EQ(jr_volume_create(st, "pvc-pend", &co), 0);
+    ASSERT_EQ(jr_snap_hold(st, id, "snapshot-p", "pvc-pend"), 0);
+
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)),
+                RPC_FAILED_PRECONDITION, msg);
+    ASSERT(strstr(msg, "pvc-pend"));
+    ASSERT_CODE(tc_stage(&p, "pvc-pend", "/tmp/tandem-no-stage-here", 0,
+                         TC_SNW, msg, sizeof(msg)), RPC_FAILED_PRECONDITION,
+                msg);
+    /* Neither a snapshot nor a clone of a half-copied volume. */
+    ASSERT_CODE(tc_snap(&p, "snapshot-of-pending", "pvc-pend", NULL, NULL,
+                        NULL, NULL, msg, sizeof(msg)), RPC_UNAVAILABLE, msg);
+    ASSERT_CODE(tc_create_from(&p, "pvc-of-pending", 0, "pvc-pend", 0, 0,
+                               NULL, NULL, NULL, msg, sizeof(msg)),
+                RPC_UNAVAILABLE, msg);
+    ASSERT_CODE(tc_get_volume(&p, "pvc-pend", &gr, msg, sizeof(msg)), RPC_OK,
+                msg);
+    ASSERT(gr->status->volume_condition->abnormal);
+    ASSERT(strstr(gr->status->volume_condition->message, "clone"));
+    tc_free(gr);
+    /* The retry finishes it: data in, mark and hold gone. */
+    ASSERT_CODE(tc_create_from(&p, "pvc-pend", 1, sid, 8 * MiB, 0, NULL,
+                               NULL, NULL, msg, sizeof(msg)), RPC_OK, msg);
+    char *v = NULL;
+    ASSERT_EQ(jr_meta_get(st, "pvc-pend", "csi.clone_pending", &v), -ENOENT);
+    ASSERT(tc_check(&p, "a", "pvc-pend", 5 * MiB, MiB, 9));
+    ASSERT_CODE(tc_get_volume(&p, "pvc-pend", &gr, msg, sizeof(msg)), RPC_OK,
+                msg);
+    ASSERT(!gr->status->volume_condition->abnormal);
+    tc_free(gr);
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+
+    /* Deleting a pending clone frees its snapshot. */
+    ASSERT_CODE(tc_snap(&p, "snapshot-q", id, NULL, NULL, NULL, &sr, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    snprintf(sid, sizeof(sid), "%s", sr->snapshot->snapshot_id);
+    tc_free(sr);
+    meta[0].value = "pvc-pend2";
+    meta[5].value = sid;
+    ASSERT_EQ(jr_volume_create(st, "pvc-pend2", &co), 0);
+    ASSERT_EQ(jr_snap_hold(st, id, "snapshot-q", "pvc-pend2"), 0);
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)),
+                RPC_FAILED_PRECONDITION, msg);
+    ASSERT_CODE(tc_delete(&p, "pvc-pend2"), RPC_OK, "");
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    st_close(st);
+    rg_free(cfg);
+    csi_proc_stop(&p);
+}
+
+/* ControllerGetVolume: NOT_FOUND, INVALID_ARGUMENT, and the conditions
+ * an operator must act on (replicator health key, journal over its
+ * cap). */
+TEST(get_volume_health)
+{
+    struct csi_proc p;
+    char msg[1024], id[JR_MAX_ID + 1], h[256];
+    Csi__V1__ControllerGetVolumeResponse *gr;
+    csi_proc_start(&p, NULL);
+    ASSERT_CODE(tc_get_volume(&p, "", &gr, msg, sizeof(msg)),
+                RPC_INVALID_ARGUMENT, msg);
+    ASSERT_CODE(tc_get_volume(&p, "pvc-none", &gr, msg, sizeof(msg)),
+                RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_get_volume(&p, "../x", &gr, msg, sizeof(msg)),
+                RPC_NOT_FOUND, msg);
+    ASSERT_CODE(tc_create(&p, "pvc-health", 8 * MiB, 0, NULL, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_get_volume(&p, id, &gr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_STREQ(gr->volume->volume_id, id);
+    ASSERT_EQ(gr->volume->capacity_bytes, 8 * MiB);
+    ASSERT_STREQ(tc_vol_region(gr->volume), "a");
+    ASSERT(gr->status && gr->status->volume_condition);
+    ASSERT(!gr->status->volume_condition->abnormal);
+    tc_free(gr);
+
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    long now = (long)time(NULL);
+    struct {
+        const char *state;
+        long ago;
+        int abnormal;
+        const char *word;
+    } cases[] = {
+        {"split-brain", 0, 1, "split brain"},
+        {"link-down", 5, 0, "link-down"},   /* below the 60 s default */
+        {"link-down", 600, 1, "down for"},
+        {"copying", 600, 0, "copying"},
+        {"ok", 600, 0, "ok"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(h, sizeof(h), "%s %ld b peer said: %s", cases[i].state,
+                 now - cases[i].ago, cases[i].state);
+        ASSERT_EQ(jr_meta_set(st, id, "rep.health", h), 0);
+        ASSERT_CODE(tc_get_volume(&p, id, &gr, msg, sizeof(msg)), RPC_OK,
+                    msg);
+        if (gr->status->volume_condition->abnormal != cases[i].abnormal ||
+            !strstr(gr->status->volume_condition->message, cases[i].word))
+            TT_FAIL("rep.health \"%s\": abnormal=%d \"%s\"", h,
+                    gr->status->volume_condition->abnormal,
+                    gr->status->volume_condition->message);
+        tc_free(gr);
+    }
+    ASSERT_EQ(jr_meta_rm(st, id, "rep.health"), 0);
+
+    /* A journal over its cap (no peer has taken it): abnormal, says the
+     * peer needs a region copy. */
+    struct jr_kv meta[] = {{"csi.name", "pvc-capped"}};
+    struct jr_create_opts co = {.size = 16 * MiB, .role = JR_ROLE_PRIMARY,
+                                .region = "a", .meta = meta, .n_meta = 1,
+                                .journal_cap = MiB};
+    ASSERT_EQ(jr_volume_create(st, "pvc-capped", &co), 0);
+    /* 12 MiB of incompressible writes: three 4 MiB journal objects, far
+     * over the cap. */
+    {
+        jr_volume *v = NULL;
+        uint8_t *b = malloc(12 * MiB);
+        ASSERT(b != NULL);
+        uint64_t x = 88172645463325252ull;
+        for (size_t i = 0; i < 12 * MiB; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            b[i] = (uint8_t)x;
+        }
+        ASSERT_EQ(jr_open(st, "pvc-capped", JR_OPEN_WRITE, "test", &v), 0);
+        ASSERT_EQ(jr_write(v, 0, b, 12 * MiB), 0);
+        ASSERT_EQ(jr_close(v), 0);
+        free(b);
+    }
+    ASSERT_EQ(jr_trim(st, "pvc-capped"), 0);
+    struct jr_info in;
+    ASSERT_EQ(jr_volume_stat(st, "pvc-capped", &in), 0);
+    ASSERT(in.dirty_tracking);
+    ASSERT_CODE(tc_get_volume(&p, "pvc-capped", &gr, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT(gr->status->volume_condition->abnormal);
+    ASSERT(strstr(gr->status->volume_condition->message, "region copy"));
+    tc_free(gr);
+    st_close(st);
+    rg_free(cfg);
     csi_proc_stop(&p);
 }
 

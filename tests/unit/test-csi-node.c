@@ -243,6 +243,13 @@ TEST(block_mode)
     eq.volume_path = "/nonexistent/pod-dev";
     ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg,
                        sizeof(msg)), RPC_NOT_FOUND, msg);
+    /* A mount capability for a block volume: the spec's "exceeds
+     * capabilities", INVALID_ARGUMENT. */
+    struct tc_cap ecap;
+    eq.volume_path = (char *)tp;
+    eq.volume_capability = tc_cap(&ecap, 0, TC_SNW, NULL);
+    ASSERT_CODE(tc_try(&p, "/csi.v1.Node/NodeExpandVolume", &eq.base, msg,
+                       sizeof(msg)), RPC_INVALID_ARGUMENT, msg);
     ASSERT_CODE(tc_unpublish(&p, id, tp, msg, sizeof(msg)), RPC_OK, msg);
     ASSERT_CODE(tc_unstage(&p, id, sp, msg, sizeof(msg)), RPC_OK, msg);
     assert_clean(&p, id, sp, tp);

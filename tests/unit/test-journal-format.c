@@ -357,4 +357,95 @@ TEST(u64_header_values_round_trip)
     ASSERT_EQ(jr__parse_u64(NULL, &y), -EINVAL);
 }
 
+
+/* A snapshot entry (kind 5 or 6) with the given payload bytes. */
+static size_t mksnap(uint8_t *out, uint8_t kind, uint64_t seq,
+                     const void *pl, size_t plen)
+{
+    struct jr_entry e = {.kind = kind, .seq = seq, .epoch = 3,
+                         .ts_ns = 1234567890123, .plen = (uint32_t)plen};
+    memcpy(out + JR_HDR_SIZE, pl, plen);
+    e.pcrc = jr_crc32c(0, out + JR_HDR_SIZE, plen);
+    jr__hdr_encode(&e, out);
+    return JR_HDR_SIZE + plen;
+}
+
+static int count_region(uint64_t off, uint64_t len, void *arg)
+{
+    (*(int *)arg)++;
+    return 0;
+}
+
+TEST(snapshot_entries_r60)
+{
+    uint8_t b[JR_HDR_SIZE + 1024], t[sizeof b];
+    char pl[1024];
+    struct jr_entry e;
+    size_t used;
+    /* Valid: id alone, id + label, delete; the payload is the id. */
+    size_t n = mksnap(b, JR_K_SNAP, 4, "s-1_A", 5);
+    ASSERT_EQ(jr__entry_decode(b, n, &e, &used, NULL), 0);
+    ASSERT_EQ(e.kind, 5);
+    ASSERT_EQ(used, n);
+    ASSERT_MEMEQ(e.payload, "s-1_A", 5);
+    n = mksnap(b, JR_K_SNAP, 4, "s1 default/my snap", 18);
+    ASSERT_EQ(dec(b, n, NULL), 0);
+    n = mksnap(b, JR_K_SNAP_DEL, 4, "s1", 2);
+    ASSERT_EQ(dec(b, n, NULL), 0);
+    memset(pl, 'a', 64);
+    pl[64] = ' ';
+    memset(pl + 65, 'L', 512);
+    n = mksnap(b, JR_K_SNAP, 4, pl, 64 + 1 + 512); /* the longest */
+    ASSERT_EQ(dec(b, n, NULL), 0);
+    ASSERT_EQ(jr__snap_payload("s1", "default/my snap", (uint8_t *)t), 18);
+    ASSERT_MEMEQ(t, "s1 default/my snap", 18);
+    ASSERT_EQ(jr__snap_payload("s.1", NULL, (uint8_t *)t), -EINVAL);
+    /* lengths */
+    n = mksnap(b, JR_K_SNAP, 4, pl, 64 + 1 + 513);
+    REJECT(b, n, JR_ECORRUPT, "R-16");
+    n = mksnap(b, JR_K_SNAP, 4, "", 0);
+    REJECT(b, n, JR_ECORRUPT, "R-16");
+    n = mksnap(b, JR_K_SNAP_DEL, 4, pl, 65);
+    REJECT(b, n, JR_ECORRUPT, "R-16");
+    n = mksnap(b, JR_K_SNAP, 4, "s1", 2);
+    memcpy(t, b, n); jr__put64(t + 24, 1); reseal(t); /* offset != 0 */
+    REJECT(t, n, JR_ECORRUPT, "R-16");
+    memcpy(t, b, n); jr__put64(t + 32, 2); reseal(t); /* length != 0 */
+    REJECT(t, n, JR_ECORRUPT, "R-16");
+    memcpy(t, b, n); jr__put16(t + 6, JR_F_LZ4); reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-14");
+    memcpy(t, b, n); t[5] = 7; reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-14");
+    /* R-19 before R-60: a flipped payload byte is a CRC mismatch */
+    memcpy(t, b, n); t[JR_HDR_SIZE] ^= 0x40;
+    REJECT(t, n, JR_ECORRUPT, "R-19");
+    /* the payload's syntax */
+    n = mksnap(b, JR_K_SNAP, 4, "s.1", 3);
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP, 4, " s1", 3);
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP, 4, "s1 ", 3); /* a space, no label */
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP, 4, "s1 a\nb", 6);
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP, 4, "s1 \x80", 4);
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP_DEL, 4, "s1 x", 4); /* no label on a delete */
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    n = mksnap(b, JR_K_SNAP_DEL, 4, "s\0", 2);
+    REJECT(b, n, JR_ECORRUPT, "R-60");
+    /* In a batch: verified, and they touch no image range. */
+    uint8_t bt[4 * (JR_HDR_SIZE + 16)];
+    size_t m = 0;
+    m += mk(bt + m, JR_K_ZERO, 5, 4096, 10, NULL, 0);
+    m += mksnap(bt + m, JR_K_SNAP, 6, "a", 1);
+    m += mksnap(bt + m, JR_K_SNAP_DEL, 7, "a", 1);
+    uint32_t c = 0;
+    ASSERT_EQ(jr_batch_verify(bt, m, NULL, NULL, &c), 0);
+    ASSERT_EQ(c, 3);
+    int regions = 0;
+    ASSERT_EQ(jr_batch_regions(bt, m, count_region, &regions), 0);
+    ASSERT_EQ(regions, 1);
+}
+
 TT_MAIN()

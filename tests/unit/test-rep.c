@@ -2275,6 +2275,496 @@ static int discard_tail(const char *region, const char *id, uint64_t seq,
  * arguments, a peer that acknowledged past the damage: and then no copy
  * is left scheduled), the damage in Status once a writable open met it,
  * the discard; over TCP only the admin identity. */
+/* ---- snapshots ship (issue 10) ---- */
+
+struct snaplist {
+    struct jr_snap s[8];
+    int n;
+};
+
+static int snaplist_cb(const struct jr_snap *sn, void *arg)
+{
+    struct snaplist *l = arg;
+    if (l->n < 8) l->s[l->n] = *sn;
+    l->n++;
+    return 0;
+}
+
+static void snaps_of(st_store *st, const char *id, struct snaplist *l)
+{
+    memset(l, 0, sizeof(*l));
+    ASSERT_OK(jr_snap_list(st, id, snaplist_cb, l));
+}
+
+static void snap_bytes_equal(st_store *a, st_store *b, const char *id,
+                             const char *snap, uint64_t size)
+{
+    uint8_t *x = malloc(size), *y = malloc(size);
+    ASSERT_OK(jr_snap_read(a, id, snap, 0, x, size));
+    ASSERT_OK(jr_snap_read(b, id, snap, 0, y, size));
+    ASSERT_MEMEQ(x, y, size);
+    free(x);
+    free(y);
+}
+
+static int regions_none_cb(uint64_t off, uint64_t len, void *arg)
+{
+    (*(int *)arg)++;
+    (void)off;
+    (void)len;
+    return 0;
+}
+
+/* Snapshot entries (kinds 5 and 6) ship as they are: the replica takes
+ * and deletes the same snapshots at the same positions, with the same
+ * labels and bytes; a batch that holds only snapshot entries touches no
+ * region (the copy window's undo). */
+TEST(snapshots_ship_with_the_journal)
+{
+    struct two t;
+    setup(&t, 1);
+    create_primary(t.sa, "sv", 1u << 20);
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "sv", JR_OPEN_WRITE | JR_OPEN_FORCE, "test", &v));
+    uint8_t buf[65536];
+    struct jr_snap s1, s2, s3;
+    /* Compressible writes: the batches go as LZ4. */
+    memset(buf, 'a', sizeof(buf));
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));
+    ASSERT_OK(jr_snapshot(v, "s1", "namespace=shop name=nightly content=c1",
+                          &s1));
+    memset(buf, 'b', sizeof(buf));
+    ASSERT_OK(jr_write(v, 32768, buf, sizeof(buf)));
+    ASSERT_OK(jr_snapshot(v, "s2", NULL, &s2));
+    ASSERT_OK(jr_snapshot(v, "s3", "x", &s3));
+    fill(buf, sizeof(buf), 5);
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));
+    struct jr_info i;
+    ASSERT_OK(jr_get_info(v, &i));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_snap_delete(t.sa, "sv", "s2", 5000));
+    uint64_t h = i.head + 1; /* the delete entry */
+    ASSERT(wait_applied(t.sb, "sv", h));
+    struct rep_vstat st;
+    struct snaplist la, lb;
+    snaps_of(t.sa, "sv", &la);
+    snaps_of(t.sb, "sv", &lb);
+    ASSERT_EQ(la.n, 2);
+    ASSERT_EQ(lb.n, 2);
+    for (int k = 0; k < 2; k++) {
+        ASSERT_STREQ(lb.s[k].snap_id, la.s[k].snap_id);
+        ASSERT_STREQ(lb.s[k].label, la.s[k].label);
+        ASSERT_UEQ(lb.s[k].seq, la.s[k].seq);
+        ASSERT_UEQ(lb.s[k].size, la.s[k].size);
+        ASSERT_EQ(lb.s[k].ts_ns, la.s[k].ts_ns);
+        snap_bytes_equal(t.sa, t.sb, "sv", la.s[k].snap_id, la.s[k].size);
+    }
+    ASSERT_STREQ(lb.s[0].snap_id, "s1");
+    ASSERT_STREQ(lb.s[0].label, "namespace=shop name=nightly content=c1");
+    ASSERT_UEQ(lb.s[0].seq, s1.seq);
+    ASSERT_STREQ(lb.s[1].snap_id, "s3");
+    struct jr_snap g;
+    ASSERT_EQ(jr_snap_get(t.sb, "sv", "s2", &g), -ENOENT);
+    /* s1 holds 'a' where later writes put 'b' and random bytes. */
+    uint8_t rd[4096];
+    ASSERT_OK(jr_snap_read(t.sb, "sv", "s1", 32768, rd, sizeof(rd)));
+    for (size_t k = 0; k < sizeof(rd); k++) ASSERT_EQ(rd[k], 'a');
+    images_equal(t.sa, t.sb, "sv");
+    /* Status counts them on both sides. */
+    rep__vol_status(t.b, "sv", &st);
+    ASSERT_EQ(st.n_snaps, 2);
+    ASSERT_UEQ(st.snap_gap_first, 0);
+    /* The regions of a batch of snapshot entries alone: none. */
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "sv", s2.seq, 1u << 20, &b));
+    ASSERT_UEQ(b.first_seq, s2.seq);
+    int nreg = 0;
+    /* s2, s3: snapshot entries only. */
+    struct jr_batch b2 = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "sv", s2.seq, 1, &b2));
+    ASSERT_OK(jr_batch_regions(b2.data, b2.len, regions_none_cb, &nreg));
+    ASSERT_EQ(nreg, 0);
+    ASSERT_OK(jr_batch_verify(b.data, b.len, NULL, NULL, NULL));
+    jr_batch_free(&b);
+    jr_batch_free(&b2);
+    teardown(&t);
+}
+
+/* The same through the LZ4 batch path (the sender compresses a batch as
+ * a whole when that saves 1/8): a's sender played through a client of
+ * b's Link, so the batch is known to go compressed. */
+TEST(snapshot_entries_in_an_lz4_batch)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    create_primary(t.sa, "zv", 1u << 20);
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "zv", JR_OPEN_WRITE | JR_OPEN_FORCE, "test", &v));
+    uint8_t buf[16384];
+    struct jr_snap sn;
+    char id[16];
+    for (int k = 0; k < 12; k++) {
+        memset(buf, 'a' + k, sizeof(buf));
+        ASSERT_OK(jr_write(v, (uint64_t)k * sizeof(buf), buf, sizeof(buf)));
+        snprintf(id, sizeof(id), "z%d", k);
+        ASSERT_OK(jr_snapshot(v, id, "namespace=shop name=every-hour", &sn));
+    }
+    ASSERT_OK(jr_close(v));
+    for (int k = 0; k < 12; k += 2) {
+        snprintf(id, sizeof(id), "z%d", k);
+        ASSERT_OK(jr_snap_delete(t.sa, "zv", id, 5000));
+    }
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(t.sa, "zv", 1, 8u << 20, &b));
+    ASSERT_UEQ(b.n_entries, 12 * 2 + 6);
+    void *z = NULL;
+    size_t zl = 0;
+    ASSERT_EQ(rep__lz4(b.data, b.len, &z, &zl), 1);
+
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
+    spec.size = 1u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    Tandem__Repl__V1__ShipBatchRequest q =
+        TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+    q.volume_id = "zv";
+    q.from_region = "a";
+    q.epoch = 1;
+    q.from_primary = 1;
+    q.spec = &spec;
+    q.first_seq = b.first_seq;
+    q.last_seq = b.last_seq;
+    q.n_entries = b.n_entries;
+    q.raw_len = b.len;
+    q.primary_head = b.last_seq;
+    q.compression = TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4;
+    q.entries.data = z;
+    q.entries.len = zl;
+    Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+    ASSERT_EQ(r->result, RES(OK));
+    ASSERT_UEQ(r->applied, b.last_seq);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct snaplist la, lb;
+    snaps_of(t.sa, "zv", &la);
+    snaps_of(t.sb, "zv", &lb);
+    ASSERT_EQ(la.n, 6);
+    ASSERT_EQ(lb.n, 6);
+    for (int k = 0; k < 6; k++) {
+        ASSERT_STREQ(lb.s[k].snap_id, la.s[k].snap_id);
+        ASSERT_UEQ(lb.s[k].seq, la.s[k].seq);
+        ASSERT_STREQ(lb.s[k].label, "namespace=shop name=every-hour");
+        snap_bytes_equal(t.sa, t.sb, "zv", la.s[k].snap_id, la.s[k].size);
+    }
+    /* z1 was taken after the writes of 'a' and 'b' only. */
+    uint8_t rd[16384];
+    ASSERT_OK(jr_snap_read(t.sb, "zv", "z1", sizeof(buf), rd, sizeof(rd)));
+    for (size_t k = 0; k < sizeof(rd); k++) ASSERT_EQ(rd[k], 'b');
+    ASSERT_OK(jr_snap_read(t.sb, "zv", "z1", 2 * sizeof(buf), rd, sizeof(rd)));
+    for (size_t k = 0; k < sizeof(rd); k++) ASSERT_EQ(rd[k], 0);
+    images_equal(t.sa, t.sb, "zv");
+    free(z);
+    jr_batch_free(&b);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
+/* A peer caught up by a region copy misses the snapshot entries the
+ * journal dropped: the replica records the positions it skipped and
+ * status says its snapshots are incomplete (rep.h REP_META_SNAP_GAP). */
+TEST(region_copy_marks_the_replicas_snapshots_incomplete)
+{
+    struct two t;
+    setup(&t, 1);
+    struct jr_kv kv[] = {{"csi.replication", "async"},
+                         {"csi.peer_region", "b"}};
+    struct jr_create_opts o = {.size = 8u << 20, .object_size = 256u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a",
+                               .meta = kv, .n_meta = 2,
+                               .journal_cap = 64u << 10};
+    ASSERT_OK(jr_volume_create(t.sa, "gv", &o));
+    uint64_t h0 = write_some(t.sa, "gv", 2, 1);
+    ASSERT(wait_applied(t.sb, "gv", h0));
+    rep_destroy(t.b);
+    t.b = NULL;
+    /* While b is away: a snapshot, then enough writes to roll journal
+     * objects past the cap: its entry is trimmed (dirty tracking). */
+    struct jr_snap sn;
+    ASSERT_OK(jr_snap_create(t.sa, "gv", "lost", "name=lost", 5000, &sn));
+    struct jr_info ia;
+    int k;
+    for (k = 0; k < 40; k++) {
+        write_some(t.sa, "gv", 64, 100 + (uint64_t)k);
+        ASSERT_OK(jr_trim(t.sa, "gv"));
+        ASSERT_OK(jr_volume_stat(t.sa, "gv", &ia));
+        if (ia.tail > sn.seq) break;
+    }
+    ASSERT_LT(k, 40);
+    ASSERT_EQ(ia.dirty_tracking, 1);
+    t.b = start(&t, "b", "a");
+    ASSERT(wait_applied(t.sb, "gv", ia.head));
+    images_equal(t.sa, t.sb, "gv");
+    /* The primary keeps the snapshot; the replica never got it, and
+     * says so. */
+    struct snaplist l;
+    snaps_of(t.sa, "gv", &l);
+    ASSERT_EQ(l.n, 1);
+    snaps_of(t.sb, "gv", &l);
+    ASSERT_EQ(l.n, 0);
+    struct rep_vstat st;
+    rep__vol_status(t.b, "gv", &st);
+    ASSERT_EQ(st.n_snaps, 0);
+    ASSERT(st.snap_gap_first >= 1 && st.snap_gap_first <= sn.seq);
+    ASSERT(st.snap_gap_last >= sn.seq);
+    Tandem__Admin__V1__VolumeStatus *m = rep__admin_vstatus(t.b, "gv");
+    ASSERT(m != NULL);
+    ASSERT(strstr(m->snapshots_incomplete, "came by a region copy") != NULL);
+    ASSERT_EQ(m->snapshot_count, 0);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    m = rep__admin_vstatus(t.a, "gv");
+    ASSERT_EQ(m->snapshot_count, 1);
+    ASSERT_STREQ(m->snapshots_incomplete, "");
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    teardown(&t);
+}
+
+/* rep__position_set marks the positions whose snapshots a copy cannot
+ * vouch for: moving back (a resync) past a snapshot it holds, and moving
+ * forward (a region copy) over positions it never applied; the marks
+ * merge into one range, and a rewind past no snapshot marks nothing. */
+TEST(position_set_marks_snapshot_gaps)
+{
+    struct two t;
+    setup(&t, 0);
+    struct jr_create_opts o = {.size = 1u << 20, .object_size = 64u << 10,
+                               .role = JR_ROLE_PRIMARY, .region = "a"};
+    ASSERT_OK(jr_volume_create(t.sa, "pv", &o));
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "pv", JR_OPEN_WRITE, "test", &v));
+    uint8_t buf[4096];
+    struct jr_snap sn;
+    memset(buf, 1, sizeof(buf));
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));   /* 1 */
+    ASSERT_OK(jr_write(v, 8192, buf, sizeof(buf))); /* 2 */
+    ASSERT_OK(jr_snapshot(v, "p3", NULL, &sn));      /* 3 */
+    ASSERT_UEQ(sn.seq, 3);
+    ASSERT_OK(jr_write(v, 0, buf, sizeof(buf)));   /* 4 */
+    ASSERT_OK(jr_close(v));
+    o.role = JR_ROLE_SECONDARY;
+    o.region = "b";
+    ASSERT_OK(jr_volume_create(t.sb, "pv", &o));
+    struct jr_batch b = {0};
+    uint64_t ap = 0;
+    ASSERT_OK(jr_tail_read(t.sa, "pv", 1, 1u << 20, &b));
+    ASSERT_OK(jr_apply(t.sb, "pv", b.data, b.len, &ap));
+    ASSERT_UEQ(ap, 4);
+    jr_batch_free(&b);
+    char *m = NULL;
+    /* Back to 3: the snapshot at 3 is still common history. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 3));
+    ASSERT_EQ(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m), -ENOENT);
+    /* Back to 2: it is not. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 2));
+    ASSERT_OK(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m));
+    ASSERT_STREQ(m, "3 3");
+    free(m);
+    /* Forward to 9 (a region copy): 3..9. */
+    ASSERT_OK(rep__position_set(t.b, "pv", 9));
+    ASSERT_OK(jr_meta_get(t.sb, "pv", REP_META_SNAP_GAP, &m));
+    ASSERT_STREQ(m, "3 9");
+    free(m);
+    struct rep_vstat st;
+    rep__vol_status(t.b, "pv", &st);
+    ASSERT_UEQ(st.snap_gap_first, 3);
+    ASSERT_UEQ(st.snap_gap_last, 9);
+    ASSERT_EQ(st.n_snaps, 1);
+    teardown(&t);
+}
+
+/* ---- replication health (meta.rep.health, rep.h; issue 10) ---- */
+
+/* Wait up to secs for the health key of id in st to show state want:
+ * 1 with *since / peer / text (malloc'd) filled, 0 on timeout. */
+static int health_wait(st_store *st, const char *id, enum rep_health want,
+                       int secs, int64_t *since, char peer[RG_MAX_NAME + 1],
+                       char **text)
+{
+    for (int i = 0; i < secs * 100; i++) {
+        char *v = NULL;
+        enum rep_health h;
+        const char *tx;
+        if (jr_meta_get(st, id, REP_META_HEALTH, &v) == 0) {
+            ASSERT_OK(rep__health_parse(v, &h, since, peer, RG_MAX_NAME + 1,
+                                        &tx));
+            if (h == want) {
+                if (text) *text = strdup(tx);
+                free(v);
+                return 1;
+            }
+        }
+        free(v);
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void ack_wait(st_store *st, const char *id, uint64_t seq)
+{
+    uint64_t ack = 0;
+    for (int i = 0; i < 3000 && ack < seq; i++) {
+        jr_peer_ack_get(st, id, "b", &ack);
+        if (ack < seq) usleep(10000);
+    }
+    ASSERT_UEQ(ack, seq);
+}
+
+TEST(health_parse_refuses_bad_values)
+{
+    enum rep_health h;
+    int64_t since;
+    char peer[RG_MAX_NAME + 1];
+    const char *tx;
+    ASSERT_OK(rep__health_parse("link-down 1700000000 b ship: UNAVAILABLE: x",
+                                &h, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(h, REP_H_LINK_DOWN);
+    ASSERT_EQ(since, 1700000000);
+    ASSERT_STREQ(peer, "b");
+    ASSERT_STREQ(tx, "ship: UNAVAILABLE: x");
+    ASSERT_OK(rep__health_parse("ok 5 peer-x", &h, &since, peer, sizeof(peer),
+                                &tx));
+    ASSERT_EQ(h, REP_H_OK);
+    ASSERT_STREQ(peer, "peer-x");
+    ASSERT_STREQ(tx, "");
+    const char *bad[] = {"", "ok", "ok 5", "fine 5 b x", "ok x b t",
+                         "ok -1 b t", "ok 5  t", "ok 5x b t", "OK 5 b t"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ASSERT_EQ(rep__health_parse(bad[i], &h, NULL, NULL, 0, NULL), -EINVAL);
+}
+
+/* rep__health_set itself: a write only when the state changes; a new
+ * writer (a restarted replicator) adopts the recorded state and its
+ * since; the text is one line. */
+TEST(health_set_writes_only_changes)
+{
+    struct two t;
+    setup(&t, 0);
+    struct jr_create_opts o = {.size = 1u << 20, .role = JR_ROLE_PRIMARY,
+                               .region = "b"};
+    ASSERT_OK(jr_volume_create(t.sb, "hs", &o));
+    struct rep_health_rec h = {0}, h2 = {0}, h3 = {0};
+    char *v = NULL, peer[RG_MAX_NAME + 1];
+    const char *tx;
+    enum rep_health st;
+    int64_t since;
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_COPYING, "full copy"));
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_OK(rep__health_parse(v, &st, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(st, REP_H_COPYING);
+    ASSERT_STREQ(peer, "a"); /* b's peer region */
+    ASSERT_STREQ(tx, "full copy");
+    ASSERT_EQ(since, h.since);
+    free(v);
+    /* Same state, other text: nothing written (the key is gone and stays
+     * gone: no store access at all). */
+    ASSERT_OK(jr_meta_rm(t.sb, "hs", REP_META_HEALTH));
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_COPYING, "other"));
+    ASSERT_EQ(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v), -ENOENT);
+    ASSERT_OK(rep__health_set(t.b, "hs", &h, REP_H_OK, ""));
+    ASSERT_OK(jr_meta_set(t.sb, "hs", REP_META_HEALTH,
+                          "link-down 1000 a peer gone"));
+    /* A new writer in the recorded state keeps it, since included. */
+    ASSERT_OK(rep__health_set(t.b, "hs", &h2, REP_H_LINK_DOWN, "again"));
+    ASSERT_EQ(h2.state, REP_H_LINK_DOWN);
+    ASSERT_EQ(h2.since, 1000);
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_STREQ(v, "link-down 1000 a peer gone");
+    free(v);
+    /* ... and one in another state writes it, on one line. */
+    ASSERT_OK(rep__health_set(t.b, "hs", &h3, REP_H_SPLIT_BRAIN, "two\nlines"));
+    ASSERT_OK(jr_meta_get(t.sb, "hs", REP_META_HEALTH, &v));
+    ASSERT_OK(rep__health_parse(v, &st, &since, peer, sizeof(peer), &tx));
+    ASSERT_EQ(st, REP_H_SPLIT_BRAIN);
+    ASSERT_STREQ(tx, "two lines");
+    ASSERT_GE(since, 1000);
+    free(v);
+    teardown(&t);
+}
+
+/* The sender records ok / link-down / split-brain in the volume's header
+ * when the state changes, and never while it stays: a key removed behind
+ * its back is not written again by batches that keep succeeding. */
+TEST(health_key_follows_the_link_and_costs_nothing_when_steady)
+{
+    struct two t;
+    char peer[RG_MAX_NAME + 1], *text = NULL;
+    int64_t since = 0, since_down = 0;
+    setup(&t, 1);
+    create_primary(t.sa, "hv", 1u << 20);
+    int64_t t0 = time(NULL);
+    uint64_t h = write_some(t.sa, "hv", 5, 3);
+    ASSERT(wait_applied(t.sb, "hv", h));
+    ASSERT(health_wait(t.sa, "hv", REP_H_OK, 10, &since, peer, NULL));
+    ASSERT_STREQ(peer, "b");
+    ASSERT_GE(since, t0);
+    ASSERT_LE(since, (int64_t)time(NULL));
+    /* Never shipped: the replica has no such key. */
+    char *m = NULL;
+    ASSERT_EQ(jr_meta_get(t.sb, "hv", REP_META_HEALTH, &m), -ENOENT);
+
+    /* Steady: batches keep being answered OK; nothing writes the key. */
+    ASSERT_OK(jr_meta_rm(t.sa, "hv", REP_META_HEALTH));
+    for (int k = 0; k < 3; k++) {
+        h = write_some(t.sa, "hv", 4, 10 + (uint64_t)k);
+        ack_wait(t.sa, "hv", h);
+    }
+    ASSERT_EQ(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &m), -ENOENT);
+
+    /* The peer goes away: link-down, with the reason and when. */
+    rep_destroy(t.b);
+    t.b = NULL;
+    int64_t t1 = time(NULL);
+    write_some(t.sa, "hv", 2, 20);
+    ASSERT(health_wait(t.sa, "hv", REP_H_LINK_DOWN, 20, &since_down, peer,
+                       &text));
+    ASSERT_STREQ(peer, "b");
+    ASSERT_GE(since_down, t1);
+    ASSERT(strstr(text, "UNAVAILABLE") != NULL || strstr(text, "DEADLINE") != NULL);
+    free(text);
+    /* Down and retrying: the key (and its since) stays as written. */
+    char *v1 = NULL, *v2 = NULL;
+    ASSERT_OK(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &v1));
+    h = write_some(t.sa, "hv", 1, 21);
+    struct rep_vstat vs;
+    for (int i = 0; i < 500; i++) { /* a few more failed rounds */
+        rep__vol_status(t.a, "hv", &vs);
+        if (vs.link_state == REP_LINK_BACKOFF) break;
+        usleep(10000);
+    }
+    ASSERT_OK(jr_meta_get(t.sa, "hv", REP_META_HEALTH, &v2));
+    ASSERT_STREQ(v1, v2);
+    free(v1);
+    free(v2);
+
+    /* Back: ok again, since the recovery. */
+    t.b = start(&t, "b", "a");
+    ASSERT(wait_applied(t.sb, "hv", h));
+    ASSERT(health_wait(t.sa, "hv", REP_H_OK, 20, &since, peer, NULL));
+    ASSERT_GE(since, since_down);
+
+    /* b is promoted by force (a region-loss failover) while a goes on
+     * writing: a's copy is fenced and says split-brain. */
+    char msg[512];
+    int changed = -1;
+    ASSERT_EQ(rep__promote(t.b, "hv", 1, &changed, msg, sizeof(msg)), RPC_OK);
+    ASSERT_EQ(changed, 1);
+    write_some(t.sa, "hv", 1, 30);
+    ASSERT(health_wait(t.sa, "hv", REP_H_SPLIT_BRAIN, 20, &since, peer,
+                       &text));
+    ASSERT(strstr(text, "epoch") != NULL);
+    free(text);
+    teardown(&t);
+}
+
 TEST(journal_damage_admin_calls)
 {
     struct two t;

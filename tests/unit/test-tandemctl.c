@@ -34,6 +34,10 @@ struct fvol {
 static struct fvol g_vols[8];
 static size_t g_nvols;
 static int g_no_meta; /* answer like a replicator that sends no metadata */
+/* Snapshots of pvc-1234 in failover answers: {snap id, label} (g_nsnaps
+ * of them; 0: none). */
+static const char *const (*g_snaps)[2];
+static size_t g_nsnaps;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static char *xs(const char *s)
@@ -70,6 +74,11 @@ static Tandem__Admin__V1__VolumeStatus *vs_make(const struct fvol *f)
     v->rpo_seconds = f->primary ? 0.25 : 0.042;
     v->rpo_view = xs(f->primary ? "primary" : "replica");
     if (!f->primary) v->link_last_up_unix_ms = 1;
+    if (!strcmp(f->id, "pvc-1234")) {
+        v->snapshot_count = 2;
+        v->snapshots_incomplete =
+            xs("a region copy skipped positions 3..9: test");
+    }
     static const char *kv[][2] = {
         {"csi.name", "pvc-1234"},
         {"csi.pvc_name", "data-db-0"},
@@ -227,6 +236,18 @@ static int h_failover(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
             x->link_last_up_unix_ms = 1;
             x->epoch = f->epoch;
             x->volume = vs_make(f);
+            if (!strcmp(id, "pvc-1234") && g_nsnaps) {
+                x->snapshots = calloc(g_nsnaps, sizeof *x->snapshots);
+                for (size_t k = 0; k < g_nsnaps; k++) {
+                    Tandem__Admin__V1__Snapshot *sn = calloc(1, sizeof *sn);
+                    tandem__admin__v1__snapshot__init(sn);
+                    sn->snap_id = xs(g_snaps[k][0]);
+                    sn->label = xs(g_snaps[k][1]);
+                    sn->seq = 10 + k;
+                    sn->size_bytes = 1 << 30;
+                    x->snapshots[x->n_snapshots++] = sn;
+                }
+            }
         }
         r->results[r->n_results++] = x;
     }
@@ -539,11 +560,17 @@ TEST(status_table_and_json)
     ASSERT_HAS(g_out, "pvc-prim");
     ASSERT_HAS(g_out, "3.5MiB/s");
     ASSERT_HAS(g_out, "2.50");
+    /* Snapshots: the count, "!" and a line when this copy may lack some. */
+    ASSERT_HAS(g_out, "SNAPS");
+    ASSERT_HAS(g_out, " 2! ");
+    ASSERT_HAS(g_out, "  pvc-1234: snapshots incomplete: a region copy "
+                      "skipped positions 3..9");
     ASSERT_EQ(g_err[0], 0);
     ASSERT_EQ(run("status", "pvc-1234", "--json", NULL), 0);
     ASSERT_HAS(g_out, "\"volume_id\": \"pvc-1234\"");
     ASSERT_HAS(g_out, "\"lag_seconds\": 0");
     ASSERT_HAS(g_out, "\"csi.pvc_name\": \"data-db-0\"");
+    ASSERT_HAS(g_out, "\"snapshot_count\": 2");
     ASSERT(!strstr(g_out, "pvc-prim"));
     ASSERT_EQ(run("status", "nope", NULL), 1);
     ASSERT_EQ(lines(g_err), 1);
@@ -614,6 +641,70 @@ TEST(failover_all_and_manifests)
     /* idempotent: everything is primary already */
     ASSERT_EQ(run("failover", "--to", "b", "--all", NULL), 0);
     ASSERT_HAS(g_out, "0 promoted now, 3 already primary, 0 failed");
+    teardown();
+}
+
+/* A promoted volume's snapshots become pre-provisioned
+ * VolumeSnapshotContent + VolumeSnapshot pairs named from their labels
+ * (csi/csi.h); a clone's temporary snapshot gets none; a snapshot without
+ * a label gets names made from its ids; no snapshots: no file, and an old
+ * one goes. */
+TEST(failover_snapshot_manifests)
+{
+    static const char *const snaps[][2] = {
+        {"snapshot-5f1c", "namespace=shop name=db-nightly content=snapcontent-5f1c"},
+        {"tmp-1", "tandem-clone-source clone=pvc-9"},
+        {"Old_Snap", ""},
+        {"snapshot-77", "name=weird%2Dname future=1 namespace=shop content=c-77"},
+    };
+    setup();
+    g_snaps = snaps;
+    g_nsnaps = 4;
+    char dir[1100], path[1200], y[16384];
+    snprintf(dir, sizeof dir, "%s/pv", g_dir);
+    ASSERT_EQ(run("failover", "--to", "b", "pvc-1234", "--emit-manifests", dir,
+                  NULL),
+              0);
+    ASSERT_HAS(g_out, "pvc-1234: 3 snapshots: ");
+    snprintf(path, sizeof path, "%s/pvc-1234.snapshots.yaml", dir);
+    slurp(path, y, sizeof y);
+    ASSERT_HAS(y, "kind: VolumeSnapshotContent\nmetadata:\n  name: "
+                  "\"snapcontent-5f1c\"");
+    ASSERT_HAS(y, "spec:\n  driver: tandem.csi.dev\n  deletionPolicy: Retain\n"
+                  "  source:\n    snapshotHandle: \"pvc-1234@snapshot-5f1c\"\n"
+                  "  sourceVolumeMode: Filesystem\n  volumeSnapshotRef:\n"
+                  "    namespace: \"shop\"\n    name: \"db-nightly\"\n");
+    ASSERT_HAS(y, "kind: VolumeSnapshot\nmetadata:\n  name: \"db-nightly\"\n"
+                  "  namespace: \"shop\"\nspec:\n  source:\n"
+                  "    volumeSnapshotContentName: \"snapcontent-5f1c\"\n");
+    ASSERT(!strstr(y, "tmp-1"));
+    ASSERT_HAS(y, "snapshotHandle: \"pvc-1234@Old_Snap\"");
+    ASSERT_HAS(y, "name: \"snapcontent-tandem-pvc-1234-old-snap\"");
+    ASSERT_HAS(y, "namespace: \"default\"\n    name: \"tandem-old-snap\"");
+    ASSERT_HAS(y, "namespace: \"shop\"\n    name: \"weird-name\"");
+    ASSERT_HAS(y, "volumeSnapshotContentName: \"c-77\"");
+    /* A label that does not decode: the others are written, the command
+     * fails with one line. */
+    static const char *const bad[][2] = {
+        {"s1", "namespace=shop name=ok content=c1"},
+        {"s2", "name=%G1"},
+    };
+    g_snaps = bad;
+    g_nsnaps = 2;
+    ASSERT_EQ(run("failover", "--to", "b", "pvc-1234", "--emit-manifests", dir,
+                  NULL),
+              1);
+    ASSERT_EQ(lines(g_err), 1);
+    ASSERT_HAS(g_err, "snapshot s2: its label does not parse");
+    slurp(path, y, sizeof y);
+    ASSERT_HAS(y, "snapshotHandle: \"pvc-1234@s1\"");
+    ASSERT(!strstr(y, "@s2"));
+    /* None left: the file goes with them. */
+    g_nsnaps = 0;
+    ASSERT_EQ(run("failover", "--to", "b", "pvc-1234", "--emit-manifests", dir,
+                  NULL),
+              0);
+    ASSERT(access(path, F_OK) != 0);
     teardown();
 }
 
