@@ -69,6 +69,7 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
     tests/e2e/t0310-replication-faults.sh tests/e2e/t0320-link-trust.sh \
     tests/e2e/t0330-journal-damage.sh tests/e2e/t0331-journal-damage-ceph.sh \
+    tests/e2e/t0360-csi-addons.sh \
     tests/e2e/t0400-demo.sh \
     tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
 # The randomized fault test, also alone and repeated: make test-faults.
