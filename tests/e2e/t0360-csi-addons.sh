@@ -85,13 +85,18 @@ grep -q "^ok - DisableVolumeReplication #2" "$tmp/node.out" ||
 
 # ---- 2. enable on a volume that already holds data
 v=vol-$$
-"$TOOL" create "$CONF" a "$v" 8M --object-size 1M || fail "create $v"
+# A small journal cap: the writes outgrow it, so the journal no longer
+# starts at seq 1 and the replica can only start from a region copy.
+"$TOOL" create "$CONF" a "$v" 8M --object-size 1M --cap 256K || fail "create $v"
 "$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 150 --seed 11 \
     --max-len 64K >/dev/null || fail "write $v"
 [ "$("$TOOL" stat "$CONF" a "$v" --meta csi.replication)" != async ] ||
     fail "$v is replicated before EnableVolumeReplication"
 "$TOOL" stat "$CONF" b "$v" >/dev/null 2>&1 && fail "$v exists in b already"
-ok "$v created unreplicated in a and written (150 writes)"
+st=$("$TOOL" stat "$CONF" a "$v")
+echo "$st" | grep -Eq "dirty_tracking=1|tail=([2-9]|[1-9][0-9])" ||
+    fail "the journal of $v still starts at seq 1: $st"
+ok "$v created unreplicated in a and written (150 writes past its journal cap)"
 p="{$(src "$v"),\"parameters\":{\"mirroringMode\":\"journal\",\"schedulingInterval\":\"5m\"}}"
 rpc a EnableVolumeReplication "$p" || fail "Enable: $OUT"
 rpc a EnableVolumeReplication "$p" || fail "Enable repeated: $OUT"
@@ -100,7 +105,9 @@ ok "EnableVolumeReplication OK, and again"
     fail "b did not catch up after enable: $("$TOOL" stat "$CONF" b "$v" 2>&1)"
 out=$("$TOOL" cmp "$CONF" a b "$v") || fail "b differs after enable: $out"
 out=$("$TOOL" verify "$CONF" b "$v" --log "$tmp/$v.wlog") || fail "b: $out"
-ok "b holds a full copy of the data written before replication was enabled"
+grep -q "event=rep.copy_done vol=$v full=1" "$tmp/a.log" ||
+    fail "no full region copy of $v in a's replicator log"
+ok "b holds a full copy (region copy) of the data written before replication was enabled"
 t0=$(now_ms)
 "$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 100 --seed 12 \
     --max-len 64K >/dev/null || fail "more writes"
@@ -124,12 +131,16 @@ echo "$OUT" | grep -q "ERR FAILED_PRECONDITION" || fail "GetInfo on the secondar
 ok "GetVolumeReplicationInfo on b's secondary: FAILED_PRECONDITION"
 
 # ---- 3. region a lost
+# The burst never reaches b (its replicator held by SIGSTOP), so a's copy
+# diverges from what b is promoted with.
+eval "kill -STOP \$PID_b"
 "$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 60 --seed 13 \
-    --max-len 16K >/dev/null || fail "burst"
+    --max-len 16K >/dev/null || { eval "kill -CONT \$PID_b"; fail "burst"; }
 eval "kill -9 \$PID_a \$CSIPID_a"
 eval "wait \$PID_a \$CSIPID_a" 2>/dev/null
 PID_a=
-ok "region a killed (kill -9 of its replicator and controller)"
+eval "kill -CONT \$PID_b"
+ok "60 writes in a that b never got, then region a killed (kill -9 of its replicator and controller)"
 rpc b PromoteVolume "{$(src "$v")}" && fail "graceful promote with a lost: $OUT"
 echo "$OUT" | grep -q "ERR FAILED_PRECONDITION" || fail "graceful promote: $OUT"
 ok "PromoteVolume without force: FAILED_PRECONDITION ($(echo "$OUT" | cut -c1-100))"
@@ -194,6 +205,8 @@ rpc a EnableVolumeReplication "{$(src "$v")}" || fail "Enable again: $OUT"
 "$TOOL" wait-sync "$CONF" a b "$v" --timeout 60 >/dev/null ||
     fail "b did not catch up after enable again"
 out=$("$TOOL" cmp "$CONF" a b "$v") || fail "b differs after enable again: $out"
+[ "$(grep -c "event=rep.copy_done vol=$v full=1" "$tmp/a.log")" -ge 1 ] ||
+    fail "no full region copy after enable again"
 ok "EnableVolumeReplication again: b gets the whole volume again"
 
 for r in a b; do
