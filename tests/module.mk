@@ -4,7 +4,7 @@
 # Unit tests: $(B)/tests/<name> from tests/unit/<name>.c (rule in Makefile).
 UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-journal-format $(B)/tests/test-journal \
-    $(B)/tests/test-regions $(B)/tests/test-csi \
+    $(B)/tests/test-regions $(B)/tests/test-csi $(B)/tests/test-csi-addons \
     $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
 
@@ -37,6 +37,9 @@ $(B)/tests/test-journal-format: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-csi: $(CSI_LIBS)
+# The CSI-Addons services in process, behind their real socket, with a
+# scripted admin API.
+$(B)/tests/test-csi-addons: $(CSI_ADDONS_LIBS) $(CSI_LIBS) $(ADDONS_GEN_H)
 # Conformance and the node data path run the real programs from $(B).
 $(B)/tests/test-csi-conformance: tests/unit/test-csi-client.h $(CSI_LIBS) \
     | $(B)/tandem-csi $(B)/tandem-volfuse
