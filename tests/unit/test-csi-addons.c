@@ -772,4 +772,36 @@ TEST(params)
     rg_free(c);
 }
 
+/* The journal side of Disable (jr.h jr_peers_release), on the store. */
+TEST(jr_peers_release)
+{
+    struct fx f;
+    struct jr_tomb t;
+    uint64_t ack = 0;
+    fx_start(&f);
+    mkvol(&f, "v1", JR_ROLE_PRIMARY, 1);
+    /* No peer ever acknowledged: nothing to record. */
+    ASSERT_OK(jr_peers_release(f.st, "v1"));
+    ASSERT_EQ(jr_tomb_get(f.st, "v1", &t), -ENOENT);
+    ASSERT_OK(jr_peer_ack_set(f.st, "v1", "b", 3));
+    ASSERT_OK(jr_peer_ack_set(f.st, "v1", "c", 4));
+    ASSERT_OK(jr_role_set(f.st, "v1", JR_ROLE_PRIMARY, 2));
+    ASSERT_OK(jr_peers_release(f.st, "v1"));
+    ASSERT_OK(jr_tomb_get(f.st, "v1", &t));
+    ASSERT_UEQ(t.epoch, 2);
+    ASSERT_EQ(t.n_peers, 2);
+    ASSERT_EQ(jr_peer_ack_get(f.st, "v1", "b", &ack), -ENOENT);
+    ASSERT_EQ(jr_peer_ack_get(f.st, "v1", "c", &ack), -ENOENT);
+    ASSERT_OK(jr_peers_release(f.st, "v1")); /* again: nothing left */
+    ASSERT_OK(jr_volume_stat(f.st, "v1", &(struct jr_info){0}));
+    /* A replica's peer is not this region's to release; no volume. */
+    mkvol(&f, "v2", JR_ROLE_SECONDARY, 1);
+    ASSERT_OK(jr_peer_ack_set(f.st, "v2", "b", 3));
+    ASSERT_EQ(jr_peers_release(f.st, "v2"), JR_EROLE);
+    ASSERT_OK(jr_peer_ack_get(f.st, "v2", "b", &ack));
+    ASSERT_EQ(jr_tomb_get(f.st, "v2", &t), -ENOENT);
+    ASSERT_EQ(jr_peers_release(f.st, "v3"), -ENOENT);
+    fx_stop(&f);
+}
+
 TT_MAIN()
