@@ -689,9 +689,13 @@ out:
 /* The answer from the replicator's figures for a primary (admin Status,
  * as `tandemctl status` shows them).  The one place to change when the
  * replicator reports a better figure (the RPO rework):
- *   last_sync_time: the peer holds every write issued before it, on the
- *     primary's clock: now when nothing is unacknowledged, else now minus
- *     the age of the oldest unacknowledged write (lag_seconds);
+ *   last_sync_time, on the primary's clock: while writes are in flight,
+ *     the time of the newest write the peer has applied (applied_ts_ms,
+ *     that entry's timestamp read from the journal; when it was trimmed
+ *     already, the time of the oldest write in flight, now minus
+ *     lag_seconds, which bounds it from above); when the peer has every
+ *     write, now: nothing newer exists, and the head's own write time
+ *     would make an idle, fully replicated volume look hours behind;
  *   last_sync_duration: how long the sync in progress has been running
  *     (that same age; 0 in sync);
  *   last_sync_bytes: journal bytes not yet acknowledged when in flight,
@@ -700,11 +704,14 @@ out:
  *     cannot ship or catches up (link down, region copy, journal cap
  *     reached), ERROR when fenced (split brain) or in error. */
 static void sync_info(const Tandem__Admin__V1__VolumeStatus *v, int64_t now_ms,
+                      int64_t applied_ts_ms,
                       Replication__GetVolumeReplicationInfoResponse *r)
 {
     double lag = v->lag_entries ? v->lag_seconds : 0;
     if (lag < 0) lag = 0;
     int64_t at_ms = now_ms - (int64_t)(lag * 1000.0);
+    if (v->lag_entries && applied_ts_ms > 0 && applied_ts_ms < at_ms)
+        at_ms = applied_ts_ms;
     r->last_sync_time = reply(&google__protobuf__timestamp__descriptor);
     r->last_sync_time->seconds = at_ms / 1000;
     r->last_sync_time->nanos = (int32_t)((at_ms % 1000) * 1000000);
@@ -768,9 +775,19 @@ static int h_info(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         return rpc_ctx_error(ctx, RPC_NOT_FOUND, "replicator of %s has no "
                              "status for %s", a->s->region, id);
     }
+    /* The newest write the peer applied: its entry, if still kept. */
+    int64_t applied_ts_ms = 0;
+    const Tandem__Admin__V1__VolumeStatus *vs = s->volumes[0];
+    if (vs->lag_entries && vs->acked) {
+        struct jr_batch b = {0};
+        if (jr_tail_read(st, id, vs->acked, 1, &b) == 0 && b.n_entries &&
+            b.first_seq == vs->acked)
+            applied_ts_ms = b.oldest_ts_ns / 1000000;
+        jr_batch_free(&b);
+    }
     Replication__GetVolumeReplicationInfoResponse *r =
         reply(&replication__get_volume_replication_info_response__descriptor);
-    sync_info(s->volumes[0], s->now_unix_ms, r);
+    sync_info(vs, s->now_unix_ms, applied_ts_ms, r);
     protobuf_c_message_free_unpacked(o, NULL);
     *resp = &r->base;
     return RPC_OK;

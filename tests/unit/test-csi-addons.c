@@ -721,6 +721,32 @@ TEST(replication_info_from_the_replicator)
     ASSERT_EQ(r->last_sync_duration->seconds, 0);
     ASSERT_EQ(r->last_sync_bytes, 999);
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    /* The peer applied entry 2 of 3 and it is still in the journal: the
+     * time of that write (the newest the peer has), on the writer's
+     * clock. */
+    jr_volume *jv = NULL;
+    char blk[4096] = {1};
+    ASSERT_OK(jr_open(f.st, "v1", JR_OPEN_WRITE, "t", &jv));
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(jr_write(jv, (uint64_t)i * 4096, blk, sizeof(blk)));
+        ASSERT_OK(jr_flush(jv));
+    }
+    ASSERT_OK(jr_close(jv));
+    struct jr_batch b = {0};
+    ASSERT_OK(jr_tail_read(f.st, "v1", 2, 1, &b));
+    ASSERT_UEQ(b.first_seq, 2);
+    int64_t ts2 = b.oldest_ts_ns / 1000000;
+    jr_batch_free(&b);
+    adm.now_ms = ts2 + 60000;
+    adm.vs.acked = 2;
+    adm.vs.head = 3;
+    adm.vs.lag_entries = 1;
+    adm.vs.lag_seconds = 30; /* the write in flight: 30 s ago */
+    r = info(&f, RPC_OK);
+    ASSERT_EQ(r->last_sync_time->seconds * 1000 +
+                  r->last_sync_time->nanos / 1000000, ts2);
+    ASSERT_EQ(r->last_sync_duration->seconds, 30);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
     /* Link down: DEGRADED; fenced: ERROR with the reason. */
     adm.vs.link_state = "down";
     r = info(&f, RPC_OK);
