@@ -32,6 +32,19 @@ command -v node >/dev/null || { echo "not ok 1 - node not found"; exit 1; }
     { echo "not ok 1 - tests/node/node_modules missing (npm ci in tests/node)"; exit 1; }
 rep_setup t0360
 write_config sqlite
+# Flag errors: one line on stderr, exit 2, nothing served.
+for args in "--mode node --csi-addons-endpoint unix://$tmp/x.sock --replicator-admin unix://$tmp/a.sock" \
+    "--mode controller --csi-addons-endpoint unix://$tmp/x.sock" \
+    "--mode controller --csi-addons-endpoint unix://$tmp/x.sock --replicator-admin 127.0.0.1:1" \
+    "--mode controller --csi-addons-endpoint unix:relative/x.sock --replicator-admin unix://$tmp/a.sock"; do
+    # shellcheck disable=SC2086
+    "$CSI" --config "$CONF" --endpoint "unix://$tmp/y.sock" $args >"$tmp/flag.out" 2>&1
+    rc=$?
+    [ $rc -eq 2 ] && [ "$(wc -l <"$tmp/flag.out")" -eq 1 ] ||
+        fail "tandem-csi $args: exit $rc, output: $(cat "$tmp/flag.out")"
+    [ ! -e "$tmp/x.sock" ] || fail "tandem-csi $args: socket made"
+done
+ok "bad csi-addons flags: one line on stderr, exit 2 ($(cat "$tmp/flag.out"))"
 start_rep a b
 start_rep b a
 ok "two replicators up with mTLS"
@@ -134,8 +147,21 @@ ok "GetVolumeReplicationInfo on b's secondary: FAILED_PRECONDITION"
 # The burst never reaches b (its replicator held by SIGSTOP), so a's copy
 # diverges from what b is promoted with.
 eval "kill -STOP \$PID_b"
+tb=$(now_ms)
 "$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 60 --seed 13 \
     --max-len 16K >/dev/null || { eval "kill -CONT \$PID_b"; fail "burst"; }
+te=$(now_ms)
+# Lagging: the peer's newest write is from before the burst; this
+# volume's small journal cap has trimmed that entry, so the figure is its
+# documented upper bound, the time of the oldest write in flight (the
+# first of the burst): within the burst, not now.
+rpc a GetVolumeReplicationInfo "{$(src "$v")}" ||
+    { eval "kill -CONT \$PID_b"; fail "GetInfo while lagging: $OUT"; }
+ts=$(ts_of "$OUT")
+[ "$ts" -ge "$t0" ] && [ "$ts" -le "$te" ] &&
+    echo "$OUT" | grep -q "lag_entries=60 " ||
+    { eval "kill -CONT \$PID_b"; fail "GetInfo while b is held: last_sync_time $ts not in [$t0, $te] or lag not 60: $OUT"; }
+ok "GetVolumeReplicationInfo while b is held: lag_entries=60, last_sync_time $((te - ts)) ms before the burst ended"
 eval "kill -9 \$PID_a \$CSIPID_a"
 eval "wait \$PID_a \$CSIPID_a" 2>/dev/null
 PID_a=
