@@ -692,8 +692,9 @@ out:
  *   last_sync_time, on the primary's clock: while writes are in flight,
  *     the time of the newest write the peer has applied (applied_ts_ms,
  *     that entry's timestamp read from the journal; when it was trimmed
- *     already, the time of the oldest write in flight, now minus
- *     lag_seconds, which bounds it from above); when the peer has every
+ *     already, the time of the oldest write in flight, which bounds it
+ *     from above: its entry's timestamp, else now minus lag_seconds);
+ *     when the peer has every
  *     write, now: nothing newer exists, and the head's own write time
  *     would make an idle, fully replicated volume look hours behind;
  *   last_sync_duration: how long the sync in progress has been running
@@ -710,7 +711,10 @@ static void sync_info(const Tandem__Admin__V1__VolumeStatus *v, int64_t now_ms,
     double lag = v->lag_entries ? v->lag_seconds : 0;
     if (lag < 0) lag = 0;
     int64_t at_ms = now_ms - (int64_t)(lag * 1000.0);
-    if (v->lag_entries && applied_ts_ms > 0 && applied_ts_ms < at_ms)
+    /* The journal's figure when there is one: the replicator's age of
+     * the oldest write in flight can be unknown (0) during a region
+     * copy. */
+    if (v->lag_entries && applied_ts_ms > 0 && applied_ts_ms < now_ms)
         at_ms = applied_ts_ms;
     r->last_sync_time = reply(&google__protobuf__timestamp__descriptor);
     r->last_sync_time->seconds = at_ms / 1000;
@@ -775,13 +779,15 @@ static int h_info(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         return rpc_ctx_error(ctx, RPC_NOT_FOUND, "replicator of %s has no "
                              "status for %s", a->s->region, id);
     }
-    /* The newest write the peer applied: its entry, if still kept. */
+    /* The newest write the peer applied: its entry, if still kept; else
+     * the oldest one in flight (an upper bound), if kept. */
     int64_t applied_ts_ms = 0;
     const Tandem__Admin__V1__VolumeStatus *vs = s->volumes[0];
-    if (vs->lag_entries && vs->acked) {
+    for (uint64_t seq = vs->acked; vs->lag_entries && !applied_ts_ms &&
+                                   seq <= vs->acked + 1; seq++) {
         struct jr_batch b = {0};
-        if (jr_tail_read(st, id, vs->acked, 1, &b) == 0 && b.n_entries &&
-            b.first_seq == vs->acked)
+        if (seq && jr_tail_read(st, id, seq, 1, &b) == 0 && b.n_entries &&
+            b.first_seq == seq)
             applied_ts_ms = b.oldest_ts_ns / 1000000;
         jr_batch_free(&b);
     }

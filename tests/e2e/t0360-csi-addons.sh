@@ -12,7 +12,7 @@
 #     the peer gets a full copy, then the journal; more writes, caught up;
 #     GetVolumeReplicationInfo: HEALTHY, last_sync_time sane
 #  3. region a killed (kill -9 of its replicator and controller) after a
-#     burst of unsynchronised writes; PromoteVolume without force refused
+#     burst of writes b never got (GetVolumeReplicationInfo: lagging); PromoteVolume without force refused
 #     (FAILED_PRECONDITION), with force OK (twice); b's image is a prefix
 #     of the write log; b takes writes
 #  4. a comes back: its copy is fenced (split brain); DemoteVolume OK,
@@ -148,25 +148,25 @@ ok "GetVolumeReplicationInfo on b's secondary: FAILED_PRECONDITION"
 # diverges from what b is promoted with.
 eval "kill -STOP \$PID_b"
 tb=$(now_ms)
-"$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 60 --seed 13 \
-    --max-len 16K >/dev/null || { eval "kill -CONT \$PID_b"; fail "burst"; }
+"$TOOL" write "$CONF" a "$v" --log "$tmp/$v.wlog" --count 40 --seed 13 \
+    --max-len 4K >/dev/null || { eval "kill -CONT \$PID_b"; fail "burst"; }
 te=$(now_ms)
-# Lagging: the peer's newest write is from before the burst; this
-# volume's small journal cap has trimmed that entry, so the figure is its
-# documented upper bound, the time of the oldest write in flight (the
-# first of the burst): within the burst, not now.
+# Lagging: the peer's newest write is from before the burst (exact when
+# its journal entry is still kept; else the documented upper bound, the
+# time of the oldest write in flight, the burst's first): not after the
+# burst, and not now.
 rpc a GetVolumeReplicationInfo "{$(src "$v")}" ||
     { eval "kill -CONT \$PID_b"; fail "GetInfo while lagging: $OUT"; }
 ts=$(ts_of "$OUT")
 [ "$ts" -ge "$t0" ] && [ "$ts" -le "$te" ] &&
-    echo "$OUT" | grep -q "lag_entries=60 " ||
-    { eval "kill -CONT \$PID_b"; fail "GetInfo while b is held: last_sync_time $ts not in [$t0, $te] or lag not 60: $OUT"; }
-ok "GetVolumeReplicationInfo while b is held: lag_entries=60, last_sync_time $((te - ts)) ms before the burst ended"
+    echo "$OUT" | grep -q "lag_entries=40 " ||
+    { eval "kill -CONT \$PID_b"; fail "GetInfo while b is held: last_sync_time $ts not in [$t0, $te] or lag not 40: $OUT"; }
+ok "GetVolumeReplicationInfo while b is held: lag_entries=40, last_sync_time $((te - ts)) ms before the burst ended, $((tb - ts)) ms before it began"
 eval "kill -9 \$PID_a \$CSIPID_a"
 eval "wait \$PID_a \$CSIPID_a" 2>/dev/null
 PID_a=
 eval "kill -CONT \$PID_b"
-ok "60 writes in a that b never got, then region a killed (kill -9 of its replicator and controller)"
+ok "40 writes in a that b never got, then region a killed (kill -9 of its replicator and controller)"
 rpc b PromoteVolume "{$(src "$v")}" && fail "graceful promote with a lost: $OUT"
 echo "$OUT" | grep -q "ERR FAILED_PRECONDITION" || fail "graceful promote: $OUT"
 ok "PromoteVolume without force: FAILED_PRECONDITION ($(echo "$OUT" | cut -c1-100))"
