@@ -693,7 +693,8 @@ out:
  *     the time of the newest write the peer has applied (applied_ts_ms,
  *     that entry's timestamp read from the journal; when it was trimmed
  *     already, the time of the oldest write in flight, which bounds it
- *     from above: its entry's timestamp, else now minus lag_seconds);
+ *     from above: its entry's timestamp, else now minus lag_seconds,
+ *     else the last successful exchange with the peer, else 0: never);
  *     when the peer has every
  *     write, now: nothing newer exists, and the head's own write time
  *     would make an idle, fully replicated volume look hours behind;
@@ -711,11 +712,19 @@ static void sync_info(const Tandem__Admin__V1__VolumeStatus *v, int64_t now_ms,
     double lag = v->lag_entries ? v->lag_seconds : 0;
     if (lag < 0) lag = 0;
     int64_t at_ms = now_ms - (int64_t)(lag * 1000.0);
-    /* The journal's figure when there is one: the replicator's age of
-     * the oldest write in flight can be unknown (0) during a region
-     * copy. */
-    if (v->lag_entries && applied_ts_ms > 0 && applied_ts_ms < now_ms)
-        at_ms = applied_ts_ms;
+    if (v->lag_entries) {
+        if (applied_ts_ms > 0 && applied_ts_ms < now_ms) {
+            /* The journal's figure. */
+            at_ms = applied_ts_ms;
+        } else if (lag == 0) {
+            /* The replicator does not know the age of the oldest write in
+             * flight (during a region copy, with the entries trimmed):
+             * the peer had what it acknowledged at the last successful
+             * exchange, at the latest; never synced: the epoch. */
+            at_ms = v->last_sync_unix_ms > 0 && v->last_sync_unix_ms < now_ms
+                        ? v->last_sync_unix_ms : 0;
+        }
+    }
     r->last_sync_time = reply(&google__protobuf__timestamp__descriptor);
     r->last_sync_time->seconds = at_ms / 1000;
     r->last_sync_time->nanos = (int32_t)((at_ms % 1000) * 1000000);

@@ -712,6 +712,18 @@ TEST(replication_info_from_the_replicator)
     ASSERT(strstr(r->status_message, "acked=9") &&
            strstr(r->status_message, "head=12"));
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    /* The age unknown (a region copy) and no entry kept: the last
+     * successful exchange; never synced: 0. */
+    adm.vs.lag_seconds = 0;
+    adm.vs.last_sync_unix_ms = 1700000000000 - 4000;
+    r = info(&f, RPC_OK);
+    ASSERT_EQ(r->last_sync_time->seconds, 1699999996);
+    ASSERT_EQ(r->last_sync_time->nanos, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    adm.vs.last_sync_unix_ms = 0;
+    r = info(&f, RPC_OK);
+    ASSERT_EQ(r->last_sync_time->seconds, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
     /* In sync: now. */
     adm.vs.lag_entries = 0;
     adm.vs.lag_seconds = 0;
