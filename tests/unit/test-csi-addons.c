@@ -810,36 +810,81 @@ TEST(params)
     rg_free(c);
 }
 
-/* The journal side of Disable (jr.h jr_peers_release), on the store. */
-TEST(jr_peers_release)
+/* The journal side of Disable (jr.h jr_peers_release) on a store. */
+static void peers_release_checks(st_store *st, const char *v1,
+                                 const char *v2)
 {
-    struct fx f;
     struct jr_tomb t;
     uint64_t ack = 0;
-    fx_start(&f);
-    mkvol(&f, "v1", JR_ROLE_PRIMARY, 1);
+    struct jr_kv kv[2] = {{REP_META_REPLICATION, "async"},
+                          {REP_META_PEER_REGION, "b"}};
+    struct jr_create_opts o = {.size = 4 << 20, .object_size = 1 << 20,
+                               .role = JR_ROLE_PRIMARY, .epoch = 1,
+                               .region = "a", .meta = kv, .n_meta = 2};
+    ASSERT_OK(jr_volume_create(st, v1, &o));
     /* No peer ever acknowledged: nothing to record. */
-    ASSERT_OK(jr_peers_release(f.st, "v1"));
-    ASSERT_EQ(jr_tomb_get(f.st, "v1", &t), -ENOENT);
-    ASSERT_OK(jr_peer_ack_set(f.st, "v1", "b", 3));
-    ASSERT_OK(jr_peer_ack_set(f.st, "v1", "c", 4));
-    ASSERT_OK(jr_role_set(f.st, "v1", JR_ROLE_PRIMARY, 2));
-    ASSERT_OK(jr_peers_release(f.st, "v1"));
-    ASSERT_OK(jr_tomb_get(f.st, "v1", &t));
+    ASSERT_OK(jr_peers_release(st, v1));
+    ASSERT_EQ(jr_tomb_get(st, v1, &t), -ENOENT);
+    ASSERT_OK(jr_peer_ack_set(st, v1, "b", 3));
+    ASSERT_OK(jr_peer_ack_set(st, v1, "c", 4));
+    ASSERT_OK(jr_role_set(st, v1, JR_ROLE_PRIMARY, 2));
+    ASSERT_OK(jr_peers_release(st, v1));
+    ASSERT_OK(jr_tomb_get(st, v1, &t));
     ASSERT_UEQ(t.epoch, 2);
     ASSERT_EQ(t.n_peers, 2);
-    ASSERT_EQ(jr_peer_ack_get(f.st, "v1", "b", &ack), -ENOENT);
-    ASSERT_EQ(jr_peer_ack_get(f.st, "v1", "c", &ack), -ENOENT);
-    ASSERT_OK(jr_peers_release(f.st, "v1")); /* again: nothing left */
-    ASSERT_OK(jr_volume_stat(f.st, "v1", &(struct jr_info){0}));
+    ASSERT_EQ(jr_peer_ack_get(st, v1, "b", &ack), -ENOENT);
+    ASSERT_EQ(jr_peer_ack_get(st, v1, "c", &ack), -ENOENT);
+    ASSERT_OK(jr_peers_release(st, v1)); /* again: nothing left */
+    ASSERT_OK(jr_volume_stat(st, v1, &(struct jr_info){0}));
     /* A replica's peer is not this region's to release; no volume. */
-    mkvol(&f, "v2", JR_ROLE_SECONDARY, 1);
-    ASSERT_OK(jr_peer_ack_set(f.st, "v2", "b", 3));
-    ASSERT_EQ(jr_peers_release(f.st, "v2"), JR_EROLE);
-    ASSERT_OK(jr_peer_ack_get(f.st, "v2", "b", &ack));
-    ASSERT_EQ(jr_tomb_get(f.st, "v2", &t), -ENOENT);
-    ASSERT_EQ(jr_peers_release(f.st, "v3"), -ENOENT);
+    o.role = JR_ROLE_SECONDARY;
+    ASSERT_OK(jr_volume_create(st, v2, &o));
+    ASSERT_OK(jr_peer_ack_set(st, v2, "b", 3));
+    ASSERT_EQ(jr_peers_release(st, v2), JR_EROLE);
+    ASSERT_OK(jr_peer_ack_get(st, v2, "b", &ack));
+    ASSERT_EQ(jr_tomb_get(st, v2, &t), -ENOENT);
+    ASSERT_EQ(jr_peers_release(st, "no-such-volume"), -ENOENT);
+    /* Leave nothing behind (a shared store): the volumes, the tombstone. */
+    ASSERT_OK(jr_tomb_remove(st, v1));
+    ASSERT_OK(jr_volume_delete(st, v2));
+    ASSERT_OK(jr_volume_delete(st, v1));
+}
+
+TEST(jr_peers_release_sqlite)
+{
+    struct fx f;
+    fx_start(&f);
+    peers_release_checks(f.st, "v1", "v2");
     fx_stop(&f);
+}
+
+TEST(jr_peers_release_rados)
+{
+    const char *skip = getenv("TANDEM_CEPH_SKIP");
+    if (skip && *skip) TT_SKIP("%s", skip);
+    const char *conf = getenv("TANDEM_CEPH_CONF");
+    if (!conf || !*conf) TT_SKIP("TANDEM_CEPH_CONF not set");
+    const char *kr = getenv("TANDEM_CEPH_KEYRING");
+    const char *cl = getenv("TANDEM_CEPH_CLIENT");
+    const char *pool = getenv("TANDEM_CEPH_POOL_A");
+    char text[4096], err[256], v1[64], v2[64];
+    /* A namespace and ids of this run: never another test's objects. */
+    snprintf(text, sizeof(text),
+             "[tandem]\ndefault_region = a\n[region a]\nbackend = rados\n"
+             "ceph_conf = %s\nclient_id = %s\n%s%s%spool = %s\n"
+             "rados_namespace = test-csi-addons-%ld\n",
+             conf, cl && *cl ? cl : "admin", kr && *kr ? "keyring = " : "",
+             kr && *kr ? kr : "", kr && *kr ? "\n" : "",
+             pool && *pool ? pool : "tandem-a", (long)getpid());
+    struct rg_config *c = NULL;
+    st_store *st = NULL;
+    ASSERT_OK(rg_parse(text, "rados", &c, err, sizeof(err)));
+    ASSERT_OK(rg_open_store(rg_find(c, "a"), &st));
+    snprintf(v1, sizeof(v1), "addons-%ld-1", (long)getpid());
+    snprintf(v2, sizeof(v2), "addons-%ld-2", (long)getpid());
+    peers_release_checks(st, v1, v2);
+    st_close(st);
+    rg_free(c);
 }
 
 TT_MAIN()
