@@ -456,11 +456,13 @@ static int h_promote(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         return code;
     int split = meta_has(st, id, REP_META_SPLIT);
     if (info.role == JR_ROLE_PRIMARY && !split) goto out; /* repeat */
-    if (info.role == JR_ROLE_PRIMARY && split && !req->force) {
-        code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume %s in %s "
-                             "was fenced (split brain: %s holds a newer "
-                             "epoch): resync it, or promote with force to "
-                             "keep this copy", id, a->s->region, peer);
+    if (info.role == JR_ROLE_PRIMARY && split) {
+        /* The replicator is fencing it (split mark first, then the role
+         * goes to secondary): a moment later a forced promote can keep
+         * this copy, a graceful one is refused. */
+        code = rpc_ctx_error(ctx, RPC_ABORTED, "volume %s in %s is being "
+                             "fenced (split brain: %s holds a newer epoch): "
+                             "retry", id, a->s->region, peer);
         goto out;
     }
     Tandem__Admin__V1__PromoteRequest pr = TANDEM__ADMIN__V1__PROMOTE_REQUEST__INIT;

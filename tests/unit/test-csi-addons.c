@@ -551,11 +551,12 @@ TEST(promote_demote_through_the_admin_api)
                sizeof(msg)), RPC_OK);
     ASSERT_EQ(adm.last_force, 1);
     ASSERT_EQ(adm_calls(), 6);
-    /* A fenced primary: promote needs force; demote has nothing to drain. */
+    /* A primary being fenced: promote is to be retried (the replicator
+     * makes it a secondary next); demote has nothing to drain. */
     ASSERT_OK(jr_role_set(f.st, "v1", JR_ROLE_PRIMARY, 1));
     ASSERT_OK(jr_meta_set(f.st, "v1", REP_META_SPLIT, "peer b epoch 2"));
-    CODE(vcall(&f, "PromoteVolume", src("v1"), 0, NULL, NULL, NULL, msg,
-               sizeof(msg)), RPC_FAILED_PRECONDITION);
+    CODE(vcall(&f, "PromoteVolume", src("v1"), 1, NULL, NULL, NULL, msg,
+               sizeof(msg)), RPC_ABORTED);
     CODE(vcall(&f, "DemoteVolume", src("v1"), 0, NULL, NULL, NULL, msg,
                sizeof(msg)), RPC_OK);
     ASSERT_EQ(adm_calls(), 6);
