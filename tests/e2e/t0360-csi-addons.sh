@@ -79,8 +79,18 @@ ts_of() { # JSON -> last_sync_time in ms
 now_ms() { python3 -c 'import time; print(int(time.time()*1000))'; }
 
 # ---- 1. conformance
-c=cf-$$
-"$TOOL" create "$CONF" a "$c" 4M --object-size 1M || fail "create $c"
+# Created through the CSI controller, as the external-provisioner would,
+# from a StorageClass with replication: none.
+c=pvc-cf-$$
+out=$("$B/tandem-csi-call" --endpoint "unix://$tmp/csi-a.sock" create-volume \
+    --name "$c" --size $((4 << 20)) --block --param replication=none \
+    --param csi.storage.k8s.io/pvc/name=data-cf \
+    --requisite topology.tandem.csi.dev/region=a 2>&1) ||
+    fail "CreateVolume $c: $out"
+echo "$out" | grep -q "volume_id=$c" || fail "CreateVolume $c: $out"
+[ "$("$TOOL" stat "$CONF" a "$c" --meta csi.replication)" = none ] ||
+    fail "$c: csi.replication is not none"
+ok "$c created unreplicated through CreateVolume"
 "$TOOL" write "$CONF" a "$c" --log "$tmp/$c.wlog" --count 20 --seed 7 \
     --max-len 16K >/dev/null || fail "write $c"
 node tests/node/csi-addons.js conformance "unix://$tmp/addons-a.sock" \
