@@ -37,8 +37,9 @@
  * the volume is not replicated (Promote, Demote, Resync, GetInfo,
  * GetDestination), is not demoted (Resync), is not primary (GetInfo),
  * cannot be promoted without force; ABORTED for a call on a volume with
- * one in flight (shared with the CSI controller's set), and for a Demote
- * whose drain to the peer is not finished yet (retry); a volumegroup
+ * one in flight (shared with the CSI controller's set), for a Demote
+ * whose drain to the peer is not finished yet, and for a Promote of a
+ * primary the replicator is fencing right now (retry); a volumegroup
  * source: UNIMPLEMENTED where the table has it (Promote, Demote, Resync,
  * GetInfo, GetDestination), INVALID_ARGUMENT for Enable / Disable (their
  * tables have no UNIMPLEMENTED); UNAVAILABLE when the store or the
