@@ -14,7 +14,7 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
 # tests that do, in that build only (they run in the plain and ASan
 # builds).
 TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc \
-    $(B)/tests/test-store
+    $(B)/tests/test-store $(B)/tests/test-csi-addons
 # Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
 # happens-before edges of gRPC's completion queue (start of an operation
 # -> its event) and of librados's asynchronous operations (submit -> its

@@ -51,8 +51,10 @@ static int adm_begin(rpc_ctx *ctx)
         adm.waiting--;
     }
     int code = adm.code;
+    char msg[sizeof(adm.msg)];
+    memcpy(msg, adm.msg, sizeof(msg));
     pthread_mutex_unlock(&adm.mu);
-    if (code != RPC_OK) return rpc_ctx_error(ctx, code, "%s", adm.msg);
+    if (code != RPC_OK) return rpc_ctx_error(ctx, code, "%s", msg);
     return RPC_OK;
 }
 
@@ -80,10 +82,10 @@ static int adm_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     if (code) return code;
     Tandem__Admin__V1__StatusResponse *r = calloc(1, sizeof(*r));
     tandem__admin__v1__status_response__init(r);
-    r->now_unix_ms = adm.now_ms;
     r->volumes = calloc(1, sizeof(*r->volumes));
     Tandem__Admin__V1__VolumeStatus *v = malloc(sizeof(*v));
     pthread_mutex_lock(&adm.mu);
+    r->now_unix_ms = adm.now_ms;
     *v = adm.vs;
     v->volume_id = sd(adm.vs.volume_id);
     v->peer_region = sd(adm.vs.peer_region);
@@ -237,9 +239,10 @@ static char *meta(struct fx *f, const char *id, const char *key)
 
 /* ------------------------------------------------------------ calls */
 
-static Replication__ReplicationSource__VolumeSource g_vs;
-static Replication__ReplicationSource__VolumeGroupSource g_gs;
-static Replication__ReplicationSource g_src;
+/* Per thread: a test's background call has its own. */
+static __thread Replication__ReplicationSource__VolumeSource g_vs;
+static __thread Replication__ReplicationSource__VolumeGroupSource g_gs;
+static __thread Replication__ReplicationSource g_src;
 
 /* A source naming volume id; id NULL: a volume group; "" empty id. */
 static Replication__ReplicationSource *src(const char *id)
@@ -549,7 +552,10 @@ TEST(promote_demote_through_the_admin_api)
     adm_script(RPC_OK, "");
     CODE(vcall(&f, "PromoteVolume", src("v1"), 1, NULL, NULL, NULL, msg,
                sizeof(msg)), RPC_OK);
-    ASSERT_EQ(adm.last_force, 1);
+    pthread_mutex_lock(&adm.mu);
+    int force = adm.last_force;
+    pthread_mutex_unlock(&adm.mu);
+    ASSERT_EQ(force, 1);
     ASSERT_EQ(adm_calls(), 6);
     /* A primary being fenced: promote is to be retried (the replicator
      * makes it a secondary next); demote has nothing to drain. */
@@ -687,6 +693,7 @@ TEST(replication_info_from_the_replicator)
     struct fx f;
     fx_start(&f);
     mkvol(&f, "v1", JR_ROLE_PRIMARY, 1);
+    pthread_mutex_lock(&adm.mu);
     tandem__admin__v1__volume_status__init(&adm.vs);
     adm.vs.volume_id = "v1";
     adm.vs.peer_region = "b";
@@ -700,6 +707,7 @@ TEST(replication_info_from_the_replicator)
     adm.vs.lag_bytes = 12345;
     adm.vs.wire_bytes = 999;
     adm.now_ms = 1700000000123;
+    pthread_mutex_unlock(&adm.mu);
     /* Lagging: the peer holds what was written before the oldest write
      * in flight (2.5 s ago on the primary's clock). */
     Replication__GetVolumeReplicationInfoResponse *r = info(&f, RPC_OK);
@@ -715,19 +723,25 @@ TEST(replication_info_from_the_replicator)
     protobuf_c_message_free_unpacked(&r->base, NULL);
     /* The age unknown (a region copy) and no entry kept: the last
      * successful exchange; never synced: 0. */
+    pthread_mutex_lock(&adm.mu);
     adm.vs.lag_seconds = 0;
     adm.vs.last_sync_unix_ms = 1700000000000 - 4000;
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->last_sync_time->seconds, 1699999996);
     ASSERT_EQ(r->last_sync_time->nanos, 0);
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    pthread_mutex_lock(&adm.mu);
     adm.vs.last_sync_unix_ms = 0;
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->last_sync_time->seconds, 0);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     /* In sync: now. */
+    pthread_mutex_lock(&adm.mu);
     adm.vs.lag_entries = 0;
     adm.vs.lag_seconds = 0;
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->last_sync_time->seconds, 1700000000);
     ASSERT_EQ(r->last_sync_time->nanos, 123000000);
@@ -750,25 +764,31 @@ TEST(replication_info_from_the_replicator)
     ASSERT_UEQ(b.first_seq, 2);
     int64_t ts2 = b.oldest_ts_ns / 1000000;
     jr_batch_free(&b);
+    pthread_mutex_lock(&adm.mu);
     adm.now_ms = ts2 + 60000;
     adm.vs.acked = 2;
     adm.vs.head = 3;
     adm.vs.lag_entries = 1;
     adm.vs.lag_seconds = 30; /* the write in flight: 30 s ago */
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->last_sync_time->seconds * 1000 +
                   r->last_sync_time->nanos / 1000000, ts2);
     ASSERT_EQ(r->last_sync_duration->seconds, 30);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     /* Link down: DEGRADED; fenced: ERROR with the reason. */
+    pthread_mutex_lock(&adm.mu);
     adm.vs.link_state = "down";
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->status,
               REPLICATION__GET_VOLUME_REPLICATION_INFO_RESPONSE__STATUS__DEGRADED);
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    pthread_mutex_lock(&adm.mu);
     adm.vs.split_brain = 1;
     adm.vs.state = "split-brain";
     adm.vs.last_error = "peer b holds epoch 3";
+    pthread_mutex_unlock(&adm.mu);
     r = info(&f, RPC_OK);
     ASSERT_EQ(r->status,
               REPLICATION__GET_VOLUME_REPLICATION_INFO_RESPONSE__STATUS__ERROR);
