@@ -27,10 +27,17 @@ cd "$(dirname "$0")/../.."
 CSI=$B/tandem-csi
 [ -x "$CSI" ] || { echo "not ok 1 - $CSI not built (make programs)"; exit 1; }
 command -v node >/dev/null || { echo "not ok 1 - node not found"; exit 1; }
-[ -d tests/node/node_modules/@grpc/grpc-js ] &&
-    [ -d tests/node/node_modules/@grpc/proto-loader ] ||
-    { echo "not ok 1 - tests/node/node_modules missing (npm ci in tests/node)"; exit 1; }
 rep_setup t0360
+# The npm packages of tests/node, as lib.sh's npm_install gets them (the
+# committed lock, one installer at a time).
+if ! [ -d tests/node/node_modules/@grpc/grpc-js ] ||
+   ! [ -d tests/node/node_modules/@grpc/proto-loader ]; then
+    (
+        flock 9
+        cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+    ) 9>"${TMPDIR:-/tmp}/tandem-npm.lock" >"$tmp/npm.log" 2>&1 ||
+        fail "npm ci in tests/node: $(tail -3 "$tmp/npm.log")"
+fi
 write_config sqlite
 # Flag errors: one line on stderr, exit 2, nothing served.
 for args in "--mode node --csi-addons-endpoint unix://$tmp/x.sock --replicator-admin unix://$tmp/a.sock" \
