@@ -265,6 +265,28 @@ static void basics_on(const char *backend)
 }
 
 TEST(snap_basics_sqlite) { basics_on("sqlite"); }
+
+/* A hold that slipped in after a delete's check goes with the snapshot
+ * (R-67): a later snapshot of the same id is not held by it. */
+TEST(snap_hold_dropped_with_snapshot)
+{
+    struct fx f;
+    fx_open(&f, "sqlite");
+    mkvol(f.st, "h", 1 << 20, 64 << 10, 0);
+    jr_volume *v;
+    ASSERT_OK(jr_open(f.st, "h", JR_OPEN_WRITE, "t", &v));
+    ASSERT_OK(jr_snapshot(v, "s", NULL, NULL));
+    ASSERT_OK(jr_snap_hold(f.st, "h", "s", "late"));
+    ASSERT_OK(jr__vol_snap_delete(v, "s")); /* the writer's side: no check */
+    ASSERT_EQ(jr_snap_get(f.st, "h", "s", NULL), -ENOENT);
+    int nh = 0;
+    ASSERT_OK(jr_snap_holds(f.st, "h", "s", hold_cb, &nh));
+    ASSERT_EQ(nh, 0);
+    ASSERT_OK(jr_snapshot(v, "s", NULL, NULL));
+    ASSERT_OK(jr_close(v));
+    ASSERT_OK(jr_snap_delete(f.st, "h", "s", 1000));
+    fx_close(&f);
+}
 TEST(snap_basics_rados) { basics_on("rados"); }
 
 /* Three snapshots with writes between them; deleting the middle one
