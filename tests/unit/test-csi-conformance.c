@@ -1491,11 +1491,15 @@ TEST(get_volume_health)
     }
     ASSERT_EQ(jr_meta_rm(st, id, "rep.health"), 0);
 
-    /* A journal over its cap (no peer has taken it): abnormal, says the
-     * peer needs a region copy. */
-    struct jr_kv meta[] = {{"csi.name", "pvc-capped"}};
+    /* A journal over its cap (the peer has not taken it): abnormal for a
+     * replicated volume, says the peer needs a region copy; normal for
+     * one that does not replicate (it reaches its cap by being
+     * written). */
+    struct jr_kv meta[] = {{"csi.name", "pvc-capped"},
+                           {"csi.replication", "async"},
+                           {"csi.peer_region", "b"}};
     struct jr_create_opts co = {.size = 16 * MiB, .role = JR_ROLE_PRIMARY,
-                                .region = "a", .meta = meta, .n_meta = 1,
+                                .region = "a", .meta = meta, .n_meta = 3,
                                 .journal_cap = MiB};
     ASSERT_EQ(jr_volume_create(st, "pvc-capped", &co), 0);
     /* 12 MiB of incompressible writes: three 4 MiB journal objects, far
@@ -1522,6 +1526,11 @@ TEST(get_volume_health)
                 RPC_OK, msg);
     ASSERT(gr->status->volume_condition->abnormal);
     ASSERT(strstr(gr->status->volume_condition->message, "region copy"));
+    tc_free(gr);
+    ASSERT_EQ(jr_meta_set(st, "pvc-capped", "csi.replication", "none"), 0);
+    ASSERT_CODE(tc_get_volume(&p, "pvc-capped", &gr, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT(!gr->status->volume_condition->abnormal);
     tc_free(gr);
     st_close(st);
     rg_free(cfg);
