@@ -427,10 +427,9 @@ int rep__sender_refused(struct sender *s,
         snprintf(why, sizeof(why), "peer %s holds a stale former primary "
                  "(%s at epoch %" PRIu64 ", ours %" PRIu64 "): it must "
                  "resync: run `tandemctl resync %s` in region %s; nothing "
-                 "is shipped to it until then (%s)", s->r->peer_region,
+                 "is shipped to it until then", s->r->peer_region,
                  resp->role && resp->role[0] ? resp->role : "no role",
-                 resp->epoch, s->epoch, s->v->id, s->r->peer_region,
-                 resp->message);
+                 resp->epoch, s->epoch, s->v->id, s->r->peer_region);
         pthread_mutex_lock(&s->v->mu);
         int first = !s->v->peer_stale;
         s->v->peer_stale = 1;
@@ -438,9 +437,15 @@ int rep__sender_refused(struct sender *s,
         pthread_mutex_unlock(&s->v->mu);
         rep__vol_state(s->v, REP_LINK_PEER_STALE, REP_ST_PEER_MUST_RESYNC,
                        why);
-        if (first)
-            tlog_warn("rep.peer_stale", "vol=%s why=%s", s->v->id,
-                      tlog_q(q, sizeof(q), why));
+        /* The peer's own words (its copy "was fenced (split brain...)")
+         * go to the log only: on this side they would read as if this
+         * copy were the one at fault. */
+        if (first) {
+            char q2[600];
+            tlog_warn("rep.peer_stale", "vol=%s why=%s peer_msg=%s", s->v->id,
+                      tlog_q(q, sizeof(q), why),
+                      tlog_q(q2, sizeof(q2), resp->message));
+        }
         rep__vol_wait(s->r, s->v, 2000);
         return 0;
     }
