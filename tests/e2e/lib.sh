@@ -97,6 +97,37 @@ sqlite_regions() { # FILE REGION...
     } >"$f"
 }
 
+# The same on the Ceph cluster named by $TANDEM_CEPH_CONF and its two test
+# pools (region 1: POOL_A, the others: POOL_B), in RADOS namespace NS.
+rados_regions() { # FILE NS REGION...
+    local f=$1 ns=$2 r pool first=$3
+    shift 2
+    {
+        printf '[tandem]\ndefault_region = %s\n' "$first"
+        for r in "$@"; do
+            pool=$TANDEM_CEPH_POOL_B
+            [ "$r" = "$first" ] && pool=$TANDEM_CEPH_POOL_A
+            printf '[region %s]\nbackend = rados\nceph_conf = %s\n' "$r" \
+                "$TANDEM_CEPH_CONF"
+            printf 'client_id = %s\nkeyring = %s\npool = %s\n' \
+                "${TANDEM_CEPH_CLIENT:-admin}" "$TANDEM_CEPH_KEYRING" "$pool"
+            printf 'rados_namespace = %s\n' "$ns"
+        done
+    } >"$f"
+}
+
+# Run "$@" for the rados backend when a Ceph cluster is named; otherwise a
+# counted skip, or a failure under TANDEM_REQUIRE_CEPH=1 (CI).
+with_ceph() { # CMD...
+    if [ -n "${TANDEM_CEPH_CONF:-}" ]; then
+        "$@"
+    elif [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
+        fail "TANDEM_REQUIRE_CEPH=1 but TANDEM_CEPH_CONF is not set"
+    else
+        skip "rados backend: TANDEM_CEPH_CONF not set (no Ceph cluster)"
+    fi
+}
+
 # The pid is recorded for the exit trap; a process stopped with stop_ok
 # is forgotten again.
 start_bg() { # LOG CMD...

@@ -1,9 +1,10 @@
 #!/bin/bash
 # t0210-csi-node-client: part of tandem-csi's CSI conformance through an
 # independent gRPC client (Node.js @grpc/grpc-js, proto-loader reading
-# proto/csi.proto): starts a real tandem-csi (mode all) on sqlite regions
-# a and b, runs tests/node/csi-conformance.js against its unix socket,
-# then stops it with SIGTERM and checks it exits 0 and removes its socket.
+# proto/csi.proto): for each backend (sqlite, then rados on the test Ceph
+# cluster) starts a real tandem-csi (mode all) on regions a and b, runs
+# tests/node/csi-conformance.js against its unix socket, then stops it
+# with SIGTERM and checks it exits 0 and removes its socket.
 # The npm packages are installed into tests/node/node_modules on first
 # use.  B selects the build dir.
 set -u
@@ -16,20 +17,35 @@ e2e_scratch t0210
 npm_install
 ok "npm packages present"
 
-sqlite_regions "$tmp/regions.conf" a b
-sock=$tmp/csi.sock
-start_bg "$tmp/csi.log" "$csi" --endpoint "unix://$sock" --mode all \
-    --config "$tmp/regions.conf" --node-id n1 --region a --state-dir "$tmp/state"
-pid=$bgpid
-wait_ready "$pid" "$tmp/csi.log" tandem-csi -S "$sock"
-ok "tandem-csi listening on $sock"
+# Both backends: the same client, the same checks.
+run_backend() { # BACKEND
+    local be=$1 d=$tmp/$1
+    mkdir -p "$d"
+    if [ "$be" = sqlite ]; then
+        sqlite_regions "$d/regions.conf" a b
+    else
+        rados_regions "$d/regions.conf" "t0210-$$" a b
+    fi
+    local sock=$d/csi.sock
+    start_bg "$d/csi.log" "$csi" --endpoint "unix://$sock" --mode all \
+        --config "$d/regions.conf" --node-id n1 --region a \
+        --state-dir "$d/state"
+    local pid=$bgpid
+    wait_ready "$pid" "$d/csi.log" tandem-csi -S "$sock"
+    ok "$be: tandem-csi listening on $sock"
 
-node tests/node/csi-conformance.js "unix://$sock" proto >"$tmp/node.out" 2>&1
-node_tap "$tmp/node.out" $? "$tmp/csi.log" tandem-csi
-grep -q "^ok - deleted snapshot is gone" "$tmp/node.out" || fail "node script did not run every check"
-grep -q "event=csi.volume.created" "$tmp/csi.log" || fail "no structured volume log"
+    node tests/node/csi-conformance.js "unix://$sock" proto >"$d/node.out" 2>&1
+    node_tap "$d/node.out" $? "$d/csi.log" tandem-csi
+    grep -q "^ok - deleted snapshot is gone" "$d/node.out" ||
+        fail "$be: node script did not run every check"
+    grep -q "event=csi.volume.created" "$d/csi.log" ||
+        fail "$be: no structured volume log"
 
-stop_ok "$pid" "$tmp/csi.log" tandem-csi
-[ ! -e "$sock" ] || fail "socket $sock left behind"
-ok "SIGTERM: tandem-csi exited 0 and removed its socket"
+    stop_ok "$pid" "$d/csi.log" tandem-csi
+    [ ! -e "$sock" ] || fail "$be: socket $sock left behind"
+    ok "$be: SIGTERM: tandem-csi exited 0 and removed its socket"
+}
+
+run_backend sqlite
+with_ceph run_backend rados
 done_testing

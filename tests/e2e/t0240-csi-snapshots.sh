@@ -48,19 +48,9 @@ trap t0240_cleanup EXIT
 backend_conf() { # BACKEND FILE
     if [ "$1" = sqlite ]; then
         sqlite_regions "$2" a b
-        return
+    else
+        rados_regions "$2" "t0240-$$" a b
     fi
-    {
-        printf '[tandem]\ndefault_region = a\n'
-        for r in a b; do
-            pool=$TANDEM_CEPH_POOL_A; [ $r = b ] && pool=$TANDEM_CEPH_POOL_B
-            printf '[region %s]\nbackend = rados\nceph_conf = %s\n' "$r" \
-                "$TANDEM_CEPH_CONF"
-            printf 'client_id = %s\nkeyring = %s\npool = %s\n' \
-                "${TANDEM_CEPH_CLIENT:-admin}" "$TANDEM_CEPH_KEYRING" "$pool"
-            printf 'rados_namespace = t0240-%s\n' "$$"
-        done
-    } >"$2"
 }
 
 field() { sed -n "s/^$1=//p" "$2" | head -1; }
@@ -267,11 +257,5 @@ run_backend() { # BACKEND
 }
 
 run_backend sqlite
-if [ -n "${TANDEM_CEPH_CONF:-}" ]; then
-    run_backend rados
-elif [ "${TANDEM_REQUIRE_CEPH:-}" = 1 ]; then
-    fail "TANDEM_REQUIRE_CEPH=1 but TANDEM_CEPH_CONF is not set"
-else
-    skip "rados backend: TANDEM_CEPH_CONF not set (no Ceph cluster)"
-fi
+with_ceph run_backend rados
 done_testing
