@@ -23,7 +23,10 @@
  * Backends: sqlite (a fresh database under $TANDEM_TEST_TMP or /tmp),
  * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 1.5;
  * QUICK 0.75) is the duration of each run; TANDEM_BENCH_CASES (a list of
- * case names) limits the run to those cases.
+ * case names) limits the run to those cases; TANDEM_BENCH_BACKENDS
+ * ("sqlite", "rados") to those backends.  TANDEM_BENCH_ONCE=1: one
+ * journaled run per case and backend, printed as "once <case> <backend>
+ * <iops> <MiB/s>" and not written (bench-fio.sh's interleaved baseline).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,6 +48,7 @@
 #define POOL_SIZE (64u << 20)
 
 static double secs_per_case = 1.5;
+static int once; /* TANDEM_BENCH_ONCE: see the top comment */
 static uint8_t *pool_rand, *pool_comp;
 
 
@@ -253,6 +257,7 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
                 st_strerror(rc));
         return;
     }
+    if (!once)
     printf("%-28s %-7s %10s %10s %10s %10s %10s %10s %7s %7s\n", "case",
            "backend", "raw_iops", "jr_iops", "raw_MiB/s", "jr_MiB/s",
            "raw_p50us", "jr_p50us", "ratio", "p50x");
@@ -260,6 +265,29 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
         const struct ccase *c = &cases[i];
         const char *only = getenv("TANDEM_BENCH_CASES");
         if (only && !strstr(only, c->name)) continue;
+        if (once) {
+            /* One journaled run, no figures written: bench-fio.sh's
+             * baseline, interleaved with its own samples. */
+            struct result jr1 = {0};
+            char vol[64];
+            snprintf(vol, sizeof vol, "bench-%d-%zu-once", (int)getpid(), i);
+            struct jr_create_opts o = {.size = VOL_SIZE,
+                                       .object_size = OBJ_SIZE,
+                                       .region = "bench"};
+            jr_volume *v = NULL;
+            if ((rc = jr_volume_create(st, vol, &o)) < 0 ||
+                (rc = jr_open(st, vol, JR_OPEN_WRITE, "bench", &v)) < 0) {
+                fprintf(stderr, "bench-journal: %s\n", jr_strerror(rc));
+                continue;
+            }
+            jr_peer_ack_set(st, vol, "peer", UINT64_MAX / 2);
+            rc = run_case(c, st, v, vol, &jr1);
+            jr_volume_delete(st, vol);
+            if (rc == 0)
+                printf("once %s %s %.1f %.2f\n", c->name, backend, jr1.iops,
+                       jr1.mibps);
+            continue;
+        }
         int ns = bs_samples(), k, bad = 0;
         struct result raw[BS_MAX], jr[BS_MAX];
         double ratio[BS_MAX], p50x[BS_MAX];
@@ -340,7 +368,9 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
 int main(void)
 {
     tlog_init("bench-journal", TLOG_WARN);
-    bs_init("bench-journal");
+    once = getenv("TANDEM_BENCH_ONCE") && atoi(getenv("TANDEM_BENCH_ONCE"));
+    const char *bes = getenv("TANDEM_BENCH_BACKENDS");
+    if (!once) bs_init("bench-journal");
     if (bs_quick()) secs_per_case = 0.75;
     const char *s = getenv("TANDEM_BENCH_SECS");
     if (s && atof(s) > 0) secs_per_case = atof(s);
@@ -369,12 +399,14 @@ int main(void)
     }
     snprintf(db, sizeof db, "%s/bench.db", dir);
     struct st_config sq = {.backend = "sqlite", .db_path = db};
-    bench_backend(&sq, "sqlite");
+    if (!bes || strstr(bes, "sqlite")) bench_backend(&sq, "sqlite");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench-journal: cleanup failed\n");
 
-    if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP")) {
+    if (bes && !strstr(bes, "rados")) {
+        /* not asked for */
+    } else if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP")) {
         char ns[64];
         snprintf(ns, sizeof ns, "bench-journal-%d", (int)getpid());
         struct st_config rc = {
