@@ -18,16 +18,16 @@
 # per-sample ratios.
 #
 # Env: B (build dir, default build), FIO_RUNTIME (seconds per fio run,
-# default 3; QUICK 2), FIO_SIZE (file size, default 256M), TANDEM_TEST_TMP.
+# default 2; QUICK 1), FIO_SIZE (file size, default 256M), TANDEM_TEST_TMP.
 # Needs root, /dev/fuse, loop devices and fio; otherwise prints SKIPPED.
 set -u
 B=${B:-build}
 OUT=${TANDEM_BENCH_OUT:-build/bench.jsonl}
 . "$(dirname "$0")/bench_stats.sh"
 if [ -n "${TANDEM_BENCH_QUICK:-}" ] && [ "$TANDEM_BENCH_QUICK" != 0 ]; then
-  RUNTIME=${FIO_RUNTIME:-2}; JSECS=0.75
+  RUNTIME=${FIO_RUNTIME:-1}; JSECS=0.5
 else
-  RUNTIME=${FIO_RUNTIME:-3}; JSECS=1.5
+  RUNTIME=${FIO_RUNTIME:-2}; JSECS=1.0
 fi
 NS=$(bs_samples)
 JR_BENCH=$B/bench/bench-journal

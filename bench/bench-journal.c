@@ -21,8 +21,8 @@
  * median of its samples, the ratios are the median of the per-sample
  * ratios, printed and written with min and max.
  * Backends: sqlite (a fresh database under $TANDEM_TEST_TMP or /tmp),
- * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 1.5;
- * QUICK 0.75) is the duration of each run; TANDEM_BENCH_CASES (a list of
+ * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 1.0;
+ * QUICK 0.5) is the duration of each run; TANDEM_BENCH_CASES (a list of
  * case names) limits the run to those cases; TANDEM_BENCH_BACKENDS
  * ("sqlite", "rados") to those backends.  TANDEM_BENCH_ONCE=1: one
  * journaled run per case and backend, printed as "once <case> <backend>
@@ -47,7 +47,7 @@
 #define OBJ_SIZE (4u << 20)
 #define POOL_SIZE (64u << 20)
 
-static double secs_per_case = 1.5;
+static double secs_per_case = 1.0;
 static int once; /* TANDEM_BENCH_ONCE: see the top comment */
 static uint8_t *pool_rand, *pool_comp;
 
@@ -371,7 +371,7 @@ int main(void)
     once = getenv("TANDEM_BENCH_ONCE") && atoi(getenv("TANDEM_BENCH_ONCE"));
     const char *bes = getenv("TANDEM_BENCH_BACKENDS");
     if (!once) bs_init("bench-journal");
-    if (bs_quick()) secs_per_case = 0.75;
+    if (bs_quick()) secs_per_case = 0.5;
     const char *s = getenv("TANDEM_BENCH_SECS");
     if (s && atof(s) > 0) secs_per_case = atof(s);
     pool_rand = malloc(POOL_SIZE);
