@@ -232,7 +232,8 @@ int st_fence(st_store *st, const char *id, uint32_t expire_s);
 /* ---- counters (cost accounting: benches and tests) ----
  * Every call that reaches the backend counts once, on the handle it was
  * made on: `reads` (read, stat, list, omap_get, omap_iter: one round trip
- * each on rados; no commit on sqlite) and `writes` (every write op,
+ * each on rados, except that list and omap_iter page through big results
+ * in several; no commit on sqlite) and `writes` (every write op,
  * single-item call or st_wop, sync or aio: one OSD round trip on rados,
  * one durable commit on sqlite, where commits of concurrent threads may
  * share one fsync).  A call refused before it reaches the backend
