@@ -12,6 +12,9 @@
 #   make tsan         the threaded unit tests under ThreadSanitizer
 #   make fuzz         libFuzzer targets, short runs
 #   make bench        benchmarks, printed as ratios against a same-run baseline
+#                     (medians of interleaved samples with min/max; under
+#                     15 minutes); QUICK=1: the fast pass (fewer samples,
+#                     shorter runs)
 #   make demo         two regions, a replicated volume, a failover (needs root)
 #   make deps         install missing Debian packages (apt-get)
 #
@@ -208,7 +211,8 @@ print-%:
 	@echo $($*)
 
 bench: deps programs $(BENCHES)
-	@bench/run-all.sh $(BENCHES)
+	@TANDEM_BENCH_QUICK=$(if $(QUICK),$(QUICK),$${TANDEM_BENCH_QUICK:-0}) \
+	    bench/run-all.sh $(BENCHES)
 
 demo: deps programs
 	scripts/demo.sh

@@ -7,21 +7,30 @@
 #   fio.randwrite4k_iops.<backend>   4 KiB random writes, libaio, iodepth 32,
 #                                    O_DIRECT (every write journaled durably)
 #   fio.seqwrite1m_mibps.<backend>   1 MiB sequential writes, iodepth 1
-# and, when bench-journal's figures of the same run are in the file
-# (journal.randwrite4k_qd32.<backend>.journal_iops and
-# journal.seqwrite1m_incompressible.<backend>.journal_mibps: the same
-# queue depths, jr_write straight on the engine), the cost of FUSE, loop
-# and ext4 as ratios:
+# and the cost of FUSE, loop and ext4 as ratios against jr_write straight
+# on the engine at the same queue depths (bench-journal's randwrite4k_qd32
+# and seqwrite1m_incompressible, one journaled run each: TANDEM_BENCH_ONCE):
 #   ratio.fio_vs_journal.randwrite4k.<backend>
 #   ratio.fio_vs_journal.seqwrite1m.<backend>
+# Samples (bench_stats.sh: 5; QUICK 3), interleaved: fio randwrite, fio
+# seqwrite, engine randwrite, engine seqwrite, fio ...; each figure is the
+# median of its samples with min and max, each ratio the median of the
+# per-sample ratios.
 #
-# Env: B (build dir, default build), FIO_RUNTIME (seconds per case,
-# default 10), FIO_SIZE (file size, default 256M), TANDEM_TEST_TMP.
+# Env: B (build dir, default build), FIO_RUNTIME (seconds per fio run,
+# default 2; QUICK 1), FIO_SIZE (file size, default 256M), TANDEM_TEST_TMP.
 # Needs root, /dev/fuse, loop devices and fio; otherwise prints SKIPPED.
 set -u
 B=${B:-build}
 OUT=${TANDEM_BENCH_OUT:-build/bench.jsonl}
-RUNTIME=${FIO_RUNTIME:-10}
+. "$(dirname "$0")/bench_stats.sh"
+if [ -n "${TANDEM_BENCH_QUICK:-}" ] && [ "$TANDEM_BENCH_QUICK" != 0 ]; then
+  RUNTIME=${FIO_RUNTIME:-1}; JSECS=0.5
+else
+  RUNTIME=${FIO_RUNTIME:-2}; JSECS=1.0
+fi
+NS=$(bs_samples)
+JR_BENCH=$B/bench/bench-journal
 SIZE=${FIO_SIZE:-256M}
 TOOL=$B/bench/node-stage-tool
 export TANDEM_VOLFUSE=${TANDEM_VOLFUSE:-$B/tandem-volfuse}
@@ -31,8 +40,8 @@ skip() { echo "bench-fio: SKIPPED: $*"; exit 0; }
 [ -w /dev/fuse ] || skip "/dev/fuse not usable"
 [ -w /dev/loop-control ] || skip "/dev/loop-control not usable"
 command -v fio >/dev/null || skip "fio not installed"
-[ -x "$TOOL" ] && [ -x "$TANDEM_VOLFUSE" ] ||
-  { echo "bench-fio: $TOOL or $TANDEM_VOLFUSE missing (make B=$B $TOOL $TANDEM_VOLFUSE)"; exit 1; }
+[ -x "$TOOL" ] && [ -x "$TANDEM_VOLFUSE" ] && [ -x "$JR_BENCH" ] ||
+  { echo "bench-fio: $TOOL, $TANDEM_VOLFUSE or $JR_BENCH missing (make B=$B $TOOL $TANDEM_VOLFUSE $JR_BENCH)"; exit 1; }
 mkdir -p "$(dirname "$OUT")"
 
 WORK=$(mktemp -d "${TANDEM_TEST_TMP:-/tmp}/bench-fio.XXXXXX")
@@ -45,11 +54,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-emit() { # name value unit
-  printf '{"name": "%s", "value": %s, "unit": "%s"}\n' "$1" "$2" "$3" >>"$OUT"
-  printf '  %-44s %12s %s\n' "$1" "$2" "$3"
-}
-
 # Field 49 of fio's terse (v3) output is write IOPS, field 48 write KiB/s.
 fio_case() { # dir name rw bs iodepth -> "iops kibps"
   fio --name="$2" --directory="$1" --filename="$2.dat" --size="$SIZE" \
@@ -59,11 +63,14 @@ fio_case() { # dir name rw bs iodepth -> "iops kibps"
     awk -F';' '{print $49, $48}'
 }
 
-# The journal engine's figure of the same run, if its bench wrote one.
-jr_figure() { # name
-  [ -f "$OUT" ] || return 0
-  grep -o "\"name\": *\"$1\", *\"value\": *[0-9.eE+-]*" "$OUT" | tail -1 |
-    sed 's/.*: *//'
+# One journaled run of each engine case on backend: "iops4k mibps1m".
+jr_once() { # backend
+  TANDEM_BENCH_ONCE=1 TANDEM_BENCH_BACKENDS=$1 TANDEM_BENCH_SECS=$JSECS \
+    TANDEM_BENCH_CASES="randwrite4k_qd32 seqwrite1m_incompressible" \
+    "$JR_BENCH" 2>"$WORK/jr.err" | awk '
+      $1 == "once" && $2 == "randwrite4k_qd32" { i = $4 }
+      $1 == "once" && $2 == "seqwrite1m_incompressible" { m = $5 }
+      END { if (i != "" && m != "") print i, m }'
 }
 
 run_backend() { # backend config-file
@@ -72,24 +79,32 @@ run_backend() { # backend config-file
   STAGED+=("$be")
   "$TOOL" stage "$cfg" a "$vol" "$run" "$stage" ext4 >/dev/null ||
     { echo "bench-fio: stage failed"; return 1; }
-  local r iops kib
-  r=$(fio_case "$stage" rw4k randwrite 4k 32) || true
-  iops=${r%% *}
-  r=$(fio_case "$stage" seq1m write 1M 1) || true
-  kib=${r##* }
-  if [ -z "$iops" ] || [ -z "$kib" ]; then
-    echo "bench-fio: fio failed: $(tail -3 "$WORK/fio.err")"
-    return 1
-  fi
-  emit "fio.randwrite4k_iops.$be" "$iops" "IOPS"
-  emit "fio.seqwrite1m_mibps.$be" "$(awk -v k="$kib" 'BEGIN{printf "%.1f", k/1024}')" "MiB/s"
-  local j
-  j=$(jr_figure "journal.randwrite4k_qd32.$be.journal_iops")
-  [ -n "$j" ] && emit "ratio.fio_vs_journal.randwrite4k.$be" \
-    "$(awk -v a="$iops" -v b="$j" 'BEGIN{printf "%.3f", a/b}')" "x"
-  j=$(jr_figure "journal.seqwrite1m_incompressible.$be.journal_mibps")
-  [ -n "$j" ] && emit "ratio.fio_vs_journal.seqwrite1m.$be" \
-    "$(awk -v a="$kib" -v b="$j" 'BEGIN{printf "%.3f", a/1024/b}')" "x"
+  local r iops kib j k
+  local -a IOPS=() MIBS=() R4=() R1=()
+  for ((k = 0; k < NS; k++)); do
+    r=$(fio_case "$stage" rw4k randwrite 4k 32) || true
+    iops=${r%% *}
+    r=$(fio_case "$stage" seq1m write 1M 1) || true
+    kib=${r##* }
+    if [ -z "$iops" ] || [ -z "$kib" ]; then
+      echo "bench-fio: fio failed: $(tail -3 "$WORK/fio.err")"
+      return 1
+    fi
+    j=$(jr_once "$be")
+    if [ -z "$j" ]; then
+      echo "bench-fio: bench-journal failed: $(tail -3 "$WORK/jr.err")"
+      return 1
+    fi
+    IOPS+=("$iops")
+    MIBS+=("$(awk -v k="$kib" 'BEGIN{printf "%.1f", k/1024}')")
+    R4+=("$(awk -v a="$iops" -v b="${j%% *}" 'BEGIN{printf "%.4f", a/b}')")
+    R1+=("$(awk -v a="$kib" -v b="${j##* }" 'BEGIN{printf "%.4f", a/1024/b}')")
+    echo "  sample $k: fio ${IOPS[k]} IOPS, ${MIBS[k]} MiB/s; engine $j: ratios ${R4[k]} ${R1[k]}"
+  done
+  bs_emit_samples "fio.randwrite4k_iops.$be" IOPS "" 0 "${IOPS[@]}"
+  bs_emit_samples "fio.seqwrite1m_mibps.$be" MiB/s "" 0 "${MIBS[@]}"
+  bs_emit_samples "ratio.fio_vs_journal.randwrite4k.$be" x "" 1 "${R4[@]}"
+  bs_emit_samples "ratio.fio_vs_journal.seqwrite1m.$be" x "" 1 "${R1[@]}"
   "$TOOL" unstage "$run" "$stage" 2>/dev/null
   STAGED=("${STAGED[@]/$be}")
   "$TOOL" delete "$cfg" a "$vol" 2>/dev/null

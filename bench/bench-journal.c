@@ -16,10 +16,17 @@
  *   journal.<case>.<backend>.{raw,journal}_{iops,mibps,p50_us,p99_us}
  *   ratio.journal_vs_raw.<case>.<backend>          throughput ratio
  *   ratio.journal_vs_raw.<case>_p50_latency.<backend>  latency ratio
+ * Each case is bench_stats.h's samples (5; QUICK 3), raw and journaled
+ * runs interleaved (raw, journal, raw, journal, ...); every figure is the
+ * median of its samples, the ratios are the median of the per-sample
+ * ratios, printed and written with min and max.
  * Backends: sqlite (a fresh database under $TANDEM_TEST_TMP or /tmp),
- * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 3) is
- * the duration of each measurement; TANDEM_BENCH_CASES (a list of case
- * names) limits the run to those cases.
+ * rados when TANDEM_CEPH_CONF is set.  TANDEM_BENCH_SECS (default 1.0;
+ * QUICK 0.5) is the duration of each run; TANDEM_BENCH_CASES (a list of
+ * case names) limits the run to those cases; TANDEM_BENCH_BACKENDS
+ * ("sqlite", "rados") to those backends.  TANDEM_BENCH_ONCE=1: one
+ * journaled run per case and backend, printed as "once <case> <backend>
+ * <iops> <MiB/s>" and not written (bench-fio.sh's interleaved baseline).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_stats.h"
 #include "jr.h"
 #include "store.h"
 #include "tbase.h"
@@ -39,18 +47,10 @@
 #define OBJ_SIZE (4u << 20)
 #define POOL_SIZE (64u << 20)
 
-static double secs_per_case = 3;
+static double secs_per_case = 1.0;
+static int once; /* TANDEM_BENCH_ONCE: see the top comment */
 static uint8_t *pool_rand, *pool_comp;
-static FILE *out;
 
-static void emit(const char *name, double value, const char *unit)
-{
-    if (out) {
-        fprintf(out, "{\"name\": \"%s\", \"value\": %.4f, \"unit\": \"%s\"}\n",
-                name, value, unit);
-        fflush(out);
-    }
-}
 
 struct ccase {
     const char *name;
@@ -257,6 +257,7 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
                 st_strerror(rc));
         return;
     }
+    if (!once)
     printf("%-28s %-7s %10s %10s %10s %10s %10s %10s %7s %7s\n", "case",
            "backend", "raw_iops", "jr_iops", "raw_MiB/s", "jr_MiB/s",
            "raw_p50us", "jr_p50us", "ratio", "p50x");
@@ -264,35 +265,81 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
         const struct ccase *c = &cases[i];
         const char *only = getenv("TANDEM_BENCH_CASES");
         if (only && !strstr(only, c->name)) continue;
-        struct result raw = {0}, jr = {0};
-        char vol[64];
-        snprintf(vol, sizeof vol, "bench-%d-%zu", (int)getpid(), i);
-        rc = run_case(c, st, NULL, NULL, &raw);
-        drop_raw(st);
-        if (rc < 0) continue;
-        struct jr_create_opts o = {.size = VOL_SIZE, .object_size = OBJ_SIZE,
-                                   .region = "bench"};
-        jr_volume *v = NULL;
-        if ((rc = jr_volume_create(st, vol, &o)) < 0 ||
-            (rc = jr_open(st, vol, JR_OPEN_WRITE, "bench", &v)) < 0) {
-            fprintf(stderr, "bench-journal: %s\n", jr_strerror(rc));
+        if (once) {
+            /* One journaled run, no figures written: bench-fio.sh's
+             * baseline, interleaved with its own samples. */
+            struct result jr1 = {0};
+            char vol[64];
+            snprintf(vol, sizeof vol, "bench-%d-%zu-once", (int)getpid(), i);
+            struct jr_create_opts o = {.size = VOL_SIZE,
+                                       .object_size = OBJ_SIZE,
+                                       .region = "bench"};
+            jr_volume *v = NULL;
+            if ((rc = jr_volume_create(st, vol, &o)) < 0 ||
+                (rc = jr_open(st, vol, JR_OPEN_WRITE, "bench", &v)) < 0) {
+                fprintf(stderr, "bench-journal: %s\n", jr_strerror(rc));
+                continue;
+            }
+            jr_peer_ack_set(st, vol, "peer", UINT64_MAX / 2);
+            rc = run_case(c, st, v, vol, &jr1);
+            jr_volume_delete(st, vol);
+            if (rc == 0)
+                printf("once %s %s %.1f %.2f\n", c->name, backend, jr1.iops,
+                       jr1.mibps);
             continue;
         }
-        /* Register a peer that keeps up, so trimming runs as in service. */
-        jr_peer_ack_set(st, vol, "peer", UINT64_MAX / 2);
-        rc = run_case(c, st, v, vol, &jr);
-        jr_volume_delete(st, vol);
-        if (rc < 0) continue;
-        double ratio = jr.mibps / raw.mibps;
-        double p50x = jr.p50_us / raw.p50_us;
-        printf("%-28s %-7s %10.0f %10.0f %10.1f %10.1f %10.0f %10.0f %7.2f %7.2f\n",
-               c->name, backend, raw.iops, jr.iops, raw.mibps, jr.mibps,
-               raw.p50_us, jr.p50_us, ratio, p50x);
+        int ns = bs_samples(), k, bad = 0;
+        struct result raw[BS_MAX], jr[BS_MAX];
+        double ratio[BS_MAX], p50x[BS_MAX];
+        /* Raw, journaled, raw, journaled, ...: load from elsewhere on
+         * the machine hits both sides alike. */
+        for (k = 0; k < ns && !bad; k++) {
+            char vol[64];
+            snprintf(vol, sizeof vol, "bench-%d-%zu-%d", (int)getpid(), i, k);
+            memset(&raw[k], 0, sizeof raw[k]);
+            memset(&jr[k], 0, sizeof jr[k]);
+            rc = run_case(c, st, NULL, NULL, &raw[k]);
+            drop_raw(st);
+            if (rc < 0) {
+                bad = 1;
+                break;
+            }
+            struct jr_create_opts o = {.size = VOL_SIZE,
+                                       .object_size = OBJ_SIZE,
+                                       .region = "bench"};
+            jr_volume *v = NULL;
+            if ((rc = jr_volume_create(st, vol, &o)) < 0 ||
+                (rc = jr_open(st, vol, JR_OPEN_WRITE, "bench", &v)) < 0) {
+                fprintf(stderr, "bench-journal: %s\n", jr_strerror(rc));
+                bad = 1;
+                break;
+            }
+            /* A peer that keeps up, so trimming runs as in service. */
+            jr_peer_ack_set(st, vol, "peer", UINT64_MAX / 2);
+            rc = run_case(c, st, v, vol, &jr[k]);
+            jr_volume_delete(st, vol);
+            if (rc < 0) {
+                bad = 1;
+                break;
+            }
+            ratio[k] = jr[k].mibps / raw[k].mibps;
+            p50x[k] = jr[k].p50_us / raw[k].p50_us;
+            printf("%-28s %-7s %10.0f %10.0f %10.1f %10.1f %10.0f %10.0f "
+                   "%7.2f %7.2f\n", c->name, backend, raw[k].iops,
+                   jr[k].iops, raw[k].mibps, jr[k].mibps, raw[k].p50_us,
+                   jr[k].p50_us, ratio[k], p50x[k]);
+        }
+        if (bad || k < 3) continue;
         char name[160];
+        double v[BS_MAX];
 #define EMIT(kind, field, unit)                                               \
-    snprintf(name, sizeof name, "journal.%s.%s.%s_" #field, c->name, backend, \
-             kind);                                                           \
-    emit(name, kind[0] == 'r' ? raw.field : jr.field, unit)
+    do {                                                                      \
+        for (int j = 0; j < k; j++)                                           \
+            v[j] = kind[0] == 'r' ? raw[j].field : jr[j].field;               \
+        snprintf(name, sizeof name, "journal.%s.%s.%s_" #field, c->name,      \
+                 backend, kind);                                              \
+        bs_emit(name, bs_median(v, k, NULL, NULL), unit);                     \
+    } while (0)
         EMIT("raw", iops, "ops/s");
         EMIT("journal", iops, "ops/s");
         EMIT("raw", mibps, "MiB/s");
@@ -301,12 +348,19 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
         EMIT("journal", p50_us, "us");
         EMIT("raw", p99_us, "us");
         EMIT("journal", p99_us, "us");
+#undef EMIT
+        /* The issue's goals (issue 12). */
+        const char *goal = !strcmp(c->name, "randwrite4k_qd32") ? ">= 0.85"
+                           : !strcmp(c->name, "seqwrite1m_incompressible") &&
+                                   !strcmp(backend, "sqlite")
+                               ? ">= 0.6"
+                               : NULL;
         snprintf(name, sizeof name, "ratio.journal_vs_raw.%s.%s", c->name,
                  backend);
-        emit(name, ratio, "x");
+        bs_emit_ratio(name, ratio, k, "x", goal);
         snprintf(name, sizeof name, "ratio.journal_vs_raw.%s_p50_latency.%s",
                  c->name, backend);
-        emit(name, p50x, "x (lower is better)");
+        bs_emit_ratio(name, p50x, k, "x (lower is better)", NULL);
     }
     st_close(st);
 }
@@ -314,12 +368,12 @@ static void bench_backend(const struct st_config *cfg, const char *backend)
 int main(void)
 {
     tlog_init("bench-journal", TLOG_WARN);
+    once = getenv("TANDEM_BENCH_ONCE") && atoi(getenv("TANDEM_BENCH_ONCE"));
+    const char *bes = getenv("TANDEM_BENCH_BACKENDS");
+    if (!once) bs_init("bench-journal");
+    if (bs_quick()) secs_per_case = 0.5;
     const char *s = getenv("TANDEM_BENCH_SECS");
     if (s && atof(s) > 0) secs_per_case = atof(s);
-    const char *path = getenv("TANDEM_BENCH_OUT");
-    if (!path) path = "build/bench.jsonl";
-    out = fopen(path, "a");
-    if (!out) fprintf(stderr, "bench-journal: cannot append to %s\n", path);
     pool_rand = malloc(POOL_SIZE);
     pool_comp = malloc(POOL_SIZE);
     uint64_t x = 88172645463325252ull;
@@ -345,12 +399,14 @@ int main(void)
     }
     snprintf(db, sizeof db, "%s/bench.db", dir);
     struct st_config sq = {.backend = "sqlite", .db_path = db};
-    bench_backend(&sq, "sqlite");
+    if (!bes || strstr(bes, "sqlite")) bench_backend(&sq, "sqlite");
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "bench-journal: cleanup failed\n");
 
-    if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP")) {
+    if (bes && !strstr(bes, "rados")) {
+        /* not asked for */
+    } else if (getenv("TANDEM_CEPH_CONF") && !getenv("TANDEM_CEPH_SKIP")) {
         char ns[64];
         snprintf(ns, sizeof ns, "bench-journal-%d", (int)getpid());
         struct st_config rc = {
@@ -368,6 +424,6 @@ int main(void)
     }
     free(pool_rand);
     free(pool_comp);
-    if (out) fclose(out);
+    bs_close();
     return 0;
 }

@@ -21,8 +21,9 @@
  *                                       overwrite pass (every object
  *                                       copied up) and .second_pass (goal
  *                                       >= 0.9)
- * Each ratio is the median of TANDEM_BENCH_SAMPLES (default 5, at least
- * 3) interleaved samples, printed with min and max (name.min, name.max).
+ * Each ratio is the median of bench_stats.h's samples (5; QUICK 3;
+ * TANDEM_BENCH_SAMPLES) interleaved, printed and written with min and max
+ * (also as name.min, name.max).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/bench_stats.h"
 #include "jr.h"
 #include "store.h"
 #include "tbase.h"
@@ -41,47 +43,9 @@
 #define SMALL_DATA (8ull << 20) /* the big volume has 8x: all 64 MiB */
 #define PASS_WRITES 1500
 
-static FILE *out;
-static int samples = 5;
-
-static void emit(const char *name, double value, const char *unit)
-{
-    if (out) {
-        fprintf(out, "{\"name\": \"%s\", \"value\": %.4f, \"unit\": \"%s\"}\n",
-                name, value, unit);
-        fflush(out);
-    }
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmpd);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* A ratio: median of the samples, with min and max. */
-static void emit_ratio(const char *name, double *v, int n)
-{
-    double mn = v[0], mx = v[0];
-    for (int i = 0; i < n; i++) {
-        if (v[i] < mn) mn = v[i];
-        if (v[i] > mx) mx = v[i];
-    }
-    double med = median(v, n);
-    char nm[200];
-    printf("%-64s %8.3f  (min %.3f, max %.3f, %d samples)\n", name, med, mn,
-           mx, n);
-    emit(name, med, "x");
-    snprintf(nm, sizeof nm, "%s.min", name);
-    emit(nm, mn, "x");
-    snprintf(nm, sizeof nm, "%s.max", name);
-    emit(nm, mx, "x");
+    return bs_median(v, n, NULL, NULL);
 }
 
 static int mkvol(st_store *st, const char *vol, uint64_t data,
@@ -159,7 +123,7 @@ static void bench_backend(const struct st_config *cfg, const char *backend,
      * median of 3 creates per volume. */
     double creates[64], ratios[16];
     int nc = 0, nr = 0;
-    for (int s = 0; s < samples && nr < 16; s++) {
+    for (int s = 0; s < bs_samples() && nr < 16; s++) {
         double ts[3], tb[3];
         for (int k = 0; k < 3; k++) {
             char id[32];
@@ -183,9 +147,9 @@ static void bench_backend(const struct st_config *cfg, const char *backend,
     double p50 = median(creates, nc) * 1000;
     printf("%-64s %8.2f ms (%d creates)\n", "snap.create_p50_ms", p50, nc);
     snprintf(name, sizeof name, "snap.create_p50_ms.%s", backend);
-    emit(name, p50, "ms");
+    bs_emit(name, p50, "ms");
     snprintf(name, sizeof name, "ratio.snap_create.big_vs_small.%s", backend);
-    emit_ratio(name, ratios, nr);
+    bs_emit_ratio(name, ratios, nr, "x", "<= 1.2");
 
     /* Writes after a snapshot vs before it: two full volumes, one that
      * takes a new snapshot before each sample ("after") and its twin that
@@ -202,7 +166,7 @@ static void bench_backend(const struct st_config *cfg, const char *backend,
         (r = mkvol(st, vb, VOL_SIZE, pool)) < 0)
         goto out2;
     unsigned seed_a = 1234u, seed_b = 1234u;
-    for (int s = 0; s < samples && nw < 16; s++) {
+    for (int s = 0; s < bs_samples() && nw < 16; s++) {
         char id[16];
         snprintf(id, sizeof id, "w%d", s);
         if ((r = jr_snap_create(st, va, id, NULL, 10000, NULL)) < 0) break;
@@ -219,11 +183,11 @@ static void bench_backend(const struct st_config *cfg, const char *backend,
     if (nw < 3) goto out2;
     snprintf(name, sizeof name,
              "ratio.write_after_snapshot_vs_before.randwrite4k.%s", backend);
-    emit_ratio(name, first, nw);
+    bs_emit_ratio(name, first, nw, "x", NULL);
     snprintf(name, sizeof name,
              "ratio.write_after_snapshot_vs_before.randwrite4k.second_pass.%s",
              backend);
-    emit_ratio(name, second, nw);
+    bs_emit_ratio(name, second, nw, "x", ">= 0.9");
 out2:
     jr_volume_delete(st, va);
     jr_volume_delete(st, vb);
@@ -236,12 +200,7 @@ out:
 int main(void)
 {
     tlog_init("bench-snap", TLOG_WARN);
-    const char *s = getenv("TANDEM_BENCH_SAMPLES");
-    if (s && atoi(s) >= 3) samples = atoi(s);
-    const char *path = getenv("TANDEM_BENCH_OUT");
-    if (!path) path = "build/bench.jsonl";
-    out = fopen(path, "a");
-    if (!out) fprintf(stderr, "bench-snap: cannot append to %s\n", path);
+    bs_init("bench-snap");
     uint8_t *pool = malloc(32u << 20);
     if (!pool) return 1;
     uint64_t x = 88172645463325252ull;
@@ -281,6 +240,6 @@ int main(void)
                                            : "TANDEM_CEPH_CONF not set");
     }
     free(pool);
-    if (out) fclose(out);
+    bs_close();
     return 0;
 }

@@ -14,7 +14,8 @@
  *   read_4k         4 KiB reads at random offsets of the 4 MiB objects
  *   read_1m         1 MiB reads at random 1 MiB-aligned offsets
  *
- * Each case runs for $TANDEM_BENCH_SECS seconds (default 2) and reports
+ * Each case runs for $TANDEM_BENCH_SECS seconds (default 2; QUICK 1: no
+ * ratios here, so no samples either) and reports
  * ops/s, MiB/s and the p50/p99 latency of one operation.  The table goes
  * to stdout; each figure is appended as a JSON line
  *   {"name":"store.<case>.<backend>.<metric>","value":...,"unit":...}
@@ -365,6 +366,9 @@ int main(void)
     char path[800], out[600];
     tlog_init("bench-store", TLOG_WARN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* `make bench QUICK=1`: shorter cases (bench_stats.h's knob). */
+    const char *quick = getenv("TANDEM_BENCH_QUICK");
+    if (quick && quick[0] && strcmp(quick, "0")) g_secs = 1.0;
     if (getenv("TANDEM_BENCH_SECS")) g_secs = atof(getenv("TANDEM_BENCH_SECS"));
     if (g_secs <= 0) g_secs = 2.0;
 

@@ -31,4 +31,5 @@ $(B)/bench/%:
 	@mkdir -p $(@D)
 	$(LINK)
 # `make bench` runs the script; this builds what it drives first.
-bench/bench-fio.sh: $(B)/bench/node-stage-tool $(B)/tandem-volfuse
+bench/bench-fio.sh: $(B)/bench/node-stage-tool $(B)/tandem-volfuse \
+    $(B)/bench/bench-journal

@@ -29,8 +29,10 @@
  *                                   one volume / admin Failover of 100
  *                                   volumes (region a gone), via the
  *                                   replicator's admin socket
- * TANDEM_BENCH_SECS scales the timed phases (default 6 s); REP_BENCH_BATCH
- * sets the replicators' --batch-bytes (default 8 MiB).
+ * The throughput figures (phase 1) are the medians of bench_stats.h's
+ * samples (5; QUICK 3) of secs/2 each, with min and max.
+ * TANDEM_BENCH_SECS scales the timed phases (default 6 s; QUICK 4);
+ * REP_BENCH_BATCH sets the replicators' --batch-bytes (default 8 MiB).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_stats.h"
 #include "jr.h"
 #include "regions.h"
 #include "replicator/rep.h"
@@ -53,18 +56,26 @@
 #include "tsig.h"
 #include "tests/unit/tt-port.h"
 
-static FILE *out;
 static double secs = 6;
 
 static void emit(const char *name, const char *backend, double v,
                  const char *unit)
 {
+    char nm[200];
     printf("  %-48s %12.4f %s\n", name, v, unit);
-    if (out) {
-        fprintf(out, "{\"name\": \"%s.%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
-                name, backend, v, unit);
-        fflush(out);
-    }
+    snprintf(nm, sizeof(nm), "%s.%s", name, backend);
+    bs_emit(nm, v, unit);
+}
+
+/* A figure of samples (bench_stats.h); ratio: also name.min/.max. */
+static void emit_samples(const char *name, const char *backend,
+                         const double *v, int n, const char *unit,
+                         const char *goal, int ratio)
+{
+    char nm[200];
+    snprintf(nm, sizeof(nm), "%s.%s", name, backend);
+    if (ratio) bs_emit_ratio(nm, v, n, unit, goal);
+    else bs_emit_samples(nm, v, n, unit, goal);
 }
 
 static int free_port(void)
@@ -326,49 +337,68 @@ static int run_backend(const char *backend)
     /* 1. Throughput: max-rate 1 MiB writes; replication of the same bytes. */
     create(&x, "tput", 64u << 20, 4u << 20);
     warm(&x, "tput");
-    struct jr_info i0;
-    jr_volume_stat(x.sb, "tput", &i0);
-    struct sampler sp = {.x = &x, .vol = "tput"};
-    pthread_t spt;
-    pthread_create(&spt, NULL, sampler_main, &sp);
-    double t0 = tb_mono_s();
-    uint64_t bytes = writer(&x, "tput", secs, 0, 0, 1u << 20, 0, NULL, &el,
-                            &head, 0, 0, NULL, NULL);
-    double tw = tb_mono_s() - t0;
-    double ts = wait_applied(&x, "tput", head, 120);
-    sp.stop = 1;
-    pthread_join(spt, NULL);
-    if (ts < 0) {
-        fprintf(stderr, "rep-bench: replica never caught up\n");
-        return 1;
+    /* bench_stats.h's samples of secs/2 each: the journal's and the
+     * replica's rates are measured over the same phase, so every sample
+     * sees the same load on both sides. */
+    int ns = bs_samples();
+    double jv[BS_MAX], sv[BS_MAX], rv[BS_MAX], rj[BS_MAX], ru[BS_MAX],
+        dv[BS_MAX], t0 = 0;
+    for (int k = 0; k < ns; k++) {
+        struct jr_info i0;
+        jr_volume_stat(x.sb, "tput", &i0);
+        struct sampler sp = {.x = &x, .vol = "tput"};
+        pthread_t spt;
+        pthread_create(&spt, NULL, sampler_main, &sp);
+        t0 = tb_mono_s();
+        uint64_t bytes = writer(&x, "tput", secs / 2, 0, 0, 1u << 20, 0,
+                                NULL, &el, &head, 0, 0, NULL, NULL);
+        double tw = tb_mono_s() - t0;
+        double ts = wait_applied(&x, "tput", head, 120);
+        sp.stop = 1;
+        pthread_join(spt, NULL);
+        if (ts < 0) {
+            fprintf(stderr, "rep-bench: replica never caught up\n");
+            return 1;
+        }
+        double jmb = bytes / tw / 1e6, rmb = bytes / (ts - t0) / 1e6;
+        /* Sustained: the replica's apply rate over the last two thirds of
+         * the write phase (the first third fills the pipeline), in the
+         * same bytes per entry as the writer's.  1.0: it keeps up. */
+        double bpe = head > i0.applied
+                         ? (double)bytes / (double)(head - i0.applied)
+                         : 0;
+        size_t ka = 0, kb = 0;
+        for (size_t q = 0; q < sp.applied.n; q++) {
+            if (sp.applied.t[q] <= t0 + tw / 3) ka = q;
+            if (sp.applied.t[q] <= t0 + tw) kb = q;
+        }
+        double smb = 0;
+        if (kb > ka)
+            smb = (double)(sp.applied.seq[kb] - sp.applied.seq[ka]) * bpe /
+                  (sp.applied.t[kb] - sp.applied.t[ka]) / 1e6;
+        free(sp.applied.seq);
+        free(sp.applied.t);
+        jv[k] = jmb;
+        sv[k] = smb;
+        rv[k] = rmb;
+        rj[k] = smb / jmb;
+        ru[k] = rmb / jmb;
+        dv[k] = ts - t0 - tw;
+        printf("  sample %d: journal %.1f MB/s, replica %.1f MB/s (%.3f), "
+               "drained in %.2f s\n", k, jmb, smb, rj[k], dv[k]);
     }
-    double jmb = bytes / tw / 1e6, rmb = bytes / (ts - t0) / 1e6;
-    /* Sustained: the replica's apply rate over the last two thirds of the
-     * write phase (the first third fills the pipeline), in the same bytes
-     * per entry as the writer's.  1.0 means the replica keeps up. */
-    double bpe = head > i0.applied ? (double)bytes / (double)(head - i0.applied)
-                                   : 0;
-    size_t ka = 0, kb = 0;
-    for (size_t k = 0; k < sp.applied.n; k++) {
-        if (sp.applied.t[k] <= t0 + tw / 3) ka = k;
-        if (sp.applied.t[k] <= t0 + tw) kb = k;
-    }
-    double smb = 0;
-    if (kb > ka)
-        smb = (double)(sp.applied.seq[kb] - sp.applied.seq[ka]) * bpe /
-              (sp.applied.t[kb] - sp.applied.t[ka]) / 1e6;
-    free(sp.applied.seq);
-    free(sp.applied.t);
-    emit("write_MBps.journal", backend, jmb, "MB/s");
-    emit("replication_MBps", backend, smb, "MB/s");
-    emit("ratio.replication_vs_journal", backend, smb / jmb, "ratio");
+    emit_samples("write_MBps.journal", backend, jv, ns, "MB/s", NULL, 0);
+    emit_samples("replication_MBps", backend, sv, ns, "MB/s", NULL, 0);
+    emit_samples("ratio.replication_vs_journal", backend, rj, ns, "ratio",
+                 ">= 1.0", 1);
     /* Until the replica applied the last write: tw / (tw + drain), below
      * 1.0 even for a replica that keeps up (it applies the last batch only
      * after the last write); the drain time shows how far behind it was. */
-    emit("replication_MBps_until_applied", backend, rmb, "MB/s");
-    emit("ratio.replication_until_applied_vs_journal", backend, rmb / jmb,
-         "ratio");
-    emit("replication_drain_s", backend, ts - t0 - tw, "s");
+    emit_samples("replication_MBps_until_applied", backend, rv, ns, "MB/s",
+                 NULL, 0);
+    emit_samples("ratio.replication_until_applied_vs_journal", backend, ru,
+                 ns, "ratio", NULL, 1);
+    emit_samples("replication_drain_s", backend, dv, ns, "s", NULL, 0);
     char names[100][16];
     for (int i = 0; i < 100; i++)
         snprintf(names[i], sizeof(names[i]), "fo-%03d", i);
@@ -526,12 +556,10 @@ int main(void)
 {
     tb_signals_block();
     tlog_init("rep-bench", getenv("REP_TIMING") ? TLOG_INFO : TLOG_ERROR);
+    bs_init("rep-bench");
+    if (bs_quick()) secs = 4;
     const char *e = getenv("TANDEM_BENCH_SECS");
     if (e && atof(e) > 0) secs = atof(e);
-    const char *path = getenv("TANDEM_BENCH_OUT");
-    if (!path) path = "build/bench.jsonl";
-    out = fopen(path, "a");
-    if (!out) fprintf(stderr, "rep-bench: cannot append to %s\n", path);
     pool_rand = malloc(POOL);
     pool_comp = malloc(POOL);
     uint64_t x = 88172645463325252ull;
@@ -552,6 +580,6 @@ int main(void)
         printf("== replication (rados): SKIPPED: %s\n",
                getenv("TANDEM_CEPH_SKIP") ? getenv("TANDEM_CEPH_SKIP")
                                           : "TANDEM_CEPH_CONF not set");
-    if (out) fclose(out);
+    bs_close();
     return rc;
 }

@@ -7,10 +7,14 @@
  *   - 4 client threads sharing one client over the unix socket: calls/s;
  *   - 4 MiB responses (a replication-batch-sized message) over the unix
  *     socket and mTLS: MiB/s.
- * Ratios are printed against the sequential unix-socket figure measured in
- * the same run.  Each figure is also appended as a JSON line to
- * $TANDEM_BENCH_OUT (default build/bench.jsonl).  Run from the repository
- * root (scripts/gen-certs.sh makes the certificates).
+ * bench_stats.h's samples (5; QUICK 3), the cases interleaved in each
+ * (unix, tcp, mtls, 4 threads, unix, ...): every figure is the median of
+ * its samples with min and max, and the ratios against the sequential
+ * unix-socket figure (ratio.rpc_tcp_vs_unix_seq, ratio.rpc_mtls_vs_unix_seq,
+ * ratio.rpc_unix_4threads_vs_seq) are medians of the per-sample ratios.
+ * Each figure is appended as a JSON line to $TANDEM_BENCH_OUT (default
+ * build/bench.jsonl).  Run from the repository root (scripts/gen-certs.sh
+ * makes the certificates).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -19,24 +23,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_stats.h"
 #include "tbase.h"
 #include "tests/rpc/echo-svc.h"
 #include "tlog.h"
 #include "tsig.h"
 
-static FILE *g_out;
-
-static void emit(const char *name, double value, const char *unit,
-                 double baseline)
+/* A figure of ns samples: median with spread. */
+static void emit(const char *name, const double *v, int ns, const char *unit)
 {
-    if (baseline > 0)
-        printf("  %-34s %12.1f %-8s (x%.2f of unix sequential)\n", name,
-               value, unit, value / baseline);
-    else
-        printf("  %-34s %12.1f %s\n", name, value, unit);
-    if (g_out)
-        fprintf(g_out, "{\"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n",
-                name, value, unit);
+    bs_emit_samples(name, v, ns, unit, NULL);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -119,8 +115,7 @@ int main(void)
 {
     tb_signals_block();
     tlog_init("rpc-bench", TLOG_WARN);
-    const char *outp = getenv("TANDEM_BENCH_OUT");
-    g_out = fopen(outp ? outp : "build/bench.jsonl", "a");
+    bs_init("rpc-bench");
 
     char dir[] = "/tmp/rpc-bench.XXXXXX";
     if (!mkdtemp(dir))
@@ -165,44 +160,53 @@ int main(void)
         rpc_client_create(tlst, &ctls, &cs) < 0)
         return 1;
 
-    enum { N = 5000 };
-    double p50, p99, base;
-    printf("rpc layer (gRPC C core %s), echo of 64 bytes, %d calls\n",
-           "1.51", N);
-    base = seq_calls(cu, N, &p50, &p99);
-    emit("rpc_unix_seq_calls_per_s", base, "calls/s", 0);
-    emit("rpc_unix_seq_p50_us", p50, "us", 0);
-    emit("rpc_unix_seq_p99_us", p99, "us", 0);
-    double v = seq_calls(ct, N, &p50, &p99);
-    emit("rpc_tcp_seq_calls_per_s", v, "calls/s", base);
-    emit("rpc_tcp_seq_p50_us", p50, "us", 0);
-    v = seq_calls(cs, N, &p50, &p99);
-    emit("rpc_mtls_seq_calls_per_s", v, "calls/s", base);
-    emit("rpc_mtls_seq_p50_us", p50, "us", 0);
-    emit("rpc_mtls_seq_p99_us", p99, "us", 0);
-
+    /* 5000 calls per case in all (QUICK: 1500), split over the samples. */
+    int ns = bs_samples(), N = (bs_quick() ? 1500 : 5000) / ns;
     enum { T = 4 };
-    struct par a[T];
-    pthread_t th[T];
-    double t0 = tb_mono_s() * 1e6;
-    for (int i = 0; i < T; i++) {
-        a[i] = (struct par){.cli = cu, .n = N / 2};
-        pthread_create(&th[i], NULL, par_thread, &a[i]);
-    }
+    double us[BS_MAX], u50[BS_MAX], u99[BS_MAX], ts[BS_MAX], t50[BS_MAX],
+        ms[BS_MAX], m50[BS_MAX], m99[BS_MAX], par[BS_MAX], bu[BS_MAX],
+        bm[BS_MAX], rt[BS_MAX], rm[BS_MAX], rp[BS_MAX], p99;
     int bad = 0;
-    for (int i = 0; i < T; i++) {
-        pthread_join(th[i], NULL);
-        bad += a[i].bad;
+    printf("rpc layer (gRPC C core %s), echo of 64 bytes, %d samples of %d "
+           "calls\n", "1.51", ns, N);
+    for (int k = 0; k < ns; k++) {
+        us[k] = seq_calls(cu, N, &u50[k], &u99[k]);
+        ts[k] = seq_calls(ct, N, &t50[k], &p99);
+        ms[k] = seq_calls(cs, N, &m50[k], &m99[k]);
+        struct par a[T];
+        pthread_t th[T];
+        double t0 = tb_mono_s() * 1e6;
+        for (int i = 0; i < T; i++) {
+            a[i] = (struct par){.cli = cu, .n = N / 2};
+            pthread_create(&th[i], NULL, par_thread, &a[i]);
+        }
+        for (int i = 0; i < T; i++) {
+            pthread_join(th[i], NULL);
+            bad += a[i].bad;
+        }
+        par[k] = T * (N / 2) / ((tb_mono_s() * 1e6 - t0) / 1e6);
+        bu[k] = big_mibs(cu, bs_quick() ? 5 : 10, 4 << 20);
+        bm[k] = big_mibs(cs, bs_quick() ? 5 : 10, 4 << 20);
+        rt[k] = ts[k] / us[k];
+        rm[k] = ms[k] / us[k];
+        rp[k] = par[k] / us[k];
     }
     if (bad)
         fprintf(stderr, "rpc-bench: %d parallel calls failed\n", bad);
-    emit("rpc_unix_4threads_calls_per_s", T * (N / 2) / ((tb_mono_s() * 1e6 - t0) / 1e6),
-         "calls/s", base);
-
-    emit("rpc_unix_4MiB_response_MiB_per_s", big_mibs(cu, 50, 4 << 20),
-         "MiB/s", 0);
-    emit("rpc_mtls_4MiB_response_MiB_per_s", big_mibs(cs, 50, 4 << 20),
-         "MiB/s", 0);
+    emit("rpc_unix_seq_calls_per_s", us, ns, "calls/s");
+    emit("rpc_unix_seq_p50_us", u50, ns, "us");
+    emit("rpc_unix_seq_p99_us", u99, ns, "us");
+    emit("rpc_tcp_seq_calls_per_s", ts, ns, "calls/s");
+    emit("rpc_tcp_seq_p50_us", t50, ns, "us");
+    emit("rpc_mtls_seq_calls_per_s", ms, ns, "calls/s");
+    emit("rpc_mtls_seq_p50_us", m50, ns, "us");
+    emit("rpc_mtls_seq_p99_us", m99, ns, "us");
+    emit("rpc_unix_4threads_calls_per_s", par, ns, "calls/s");
+    emit("rpc_unix_4MiB_response_MiB_per_s", bu, ns, "MiB/s");
+    emit("rpc_mtls_4MiB_response_MiB_per_s", bm, ns, "MiB/s");
+    bs_emit_ratio("ratio.rpc_tcp_vs_unix_seq", rt, ns, "x", NULL);
+    bs_emit_ratio("ratio.rpc_mtls_vs_unix_seq", rm, ns, "x", NULL);
+    bs_emit_ratio("ratio.rpc_unix_4threads_vs_seq", rp, ns, "x", NULL);
 
     rpc_client_destroy(cu);
     rpc_client_destroy(ct);
@@ -211,7 +215,6 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         return 1;
-    if (g_out)
-        fclose(g_out);
+    bs_close();
     return bad ? 1 : 0;
 }

@@ -61,6 +61,10 @@ void csi__unlock(csi_service *s, const char *id);
 /* Store of region index i, opened on first use.  NULL on failure
  * (logged). */
 st_store *csi__store(csi_service *s, size_t i);
+/* Store calls (st_counts) of every store this process has opened, summed:
+ * a call's cost is the difference around it (exact when no other call
+ * overlaps it; concurrent calls' counts mix). */
+void csi__store_counts(csi_service *s, struct st_counts *out);
 /* Index of the local region in cfg->regions. */
 size_t csi__local_index(const csi_service *s);
 /* Find volume id: the local region is asked first, then the others.

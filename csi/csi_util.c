@@ -126,6 +126,20 @@ void csi__unlock(csi_service *s, const char *id)
 
 /* --------------------------------------------------------------- stores */
 
+void csi__store_counts(csi_service *s, struct st_counts *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->cfg->n; i++) {
+        struct st_counts c;
+        if (!s->stores[i]) continue;
+        st_counts_get(s->stores[i], &c);
+        out->reads += c.reads;
+        out->writes += c.writes;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 st_store *csi__store(csi_service *s, size_t i)
 {
     st_store *st;

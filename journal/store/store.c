@@ -66,15 +66,25 @@ int st_open(const struct st_config *cfg, st_store **out)
 {
     if (!cfg || !out || !cfg->backend) return -EINVAL;
     *out = NULL;
+    int r = -EINVAL;
     if (!strcmp(cfg->backend, "sqlite")) {
         if (!cfg->db_path || !*cfg->db_path) return -EINVAL;
-        return st__sqlite_ops.open(cfg, out);
-    }
-    if (!strcmp(cfg->backend, "rados")) {
+        r = st__sqlite_ops.open(cfg, out);
+    } else if (!strcmp(cfg->backend, "rados")) {
         if (!cfg->pool || !*cfg->pool) return -EINVAL;
-        return st__rados_ops.open(cfg, out);
+        r = st__rados_ops.open(cfg, out);
     }
-    return -EINVAL;
+    if (r == 0) (*out)->n_reads = (*out)->n_writes = 0;
+    return r;
+}
+
+#define COUNT(st, f) __atomic_fetch_add(&(st)->f, 1, __ATOMIC_RELAXED)
+
+void st_counts_get(const st_store *st, struct st_counts *out)
+{
+    if (!out) return;
+    out->reads = st ? __atomic_load_n(&st->n_reads, __ATOMIC_RELAXED) : 0;
+    out->writes = st ? __atomic_load_n(&st->n_writes, __ATOMIC_RELAXED) : 0;
 }
 
 void st_close(st_store *st)
@@ -100,6 +110,7 @@ static int operate1(st_store *st, const char *oid, struct st_wop_item *it)
     int r;
     if (!st) return -EINVAL;
     if ((r = check_oid(oid))) return r;
+    COUNT(st, n_writes);
     return st->ops->operate(st, oid, &op);
 }
 
@@ -140,6 +151,7 @@ ssize_t st_read(st_store *st, const char *oid, uint64_t off, void *buf,
      * backends' arithmetic far from overflow. */
     if (len > ST_MAX_OBJECT) len = ST_MAX_OBJECT;
     if (off > ST_MAX_OBJECT) off = ST_MAX_OBJECT;
+    COUNT(st, n_reads);
     return st->ops->read(st, oid, off, buf, len);
 }
 
@@ -150,6 +162,7 @@ int st_stat(st_store *st, const char *oid, uint64_t *size, int64_t *mtime_s)
     if ((r = check_oid(oid))) return r;
     uint64_t s;
     int64_t m;
+    COUNT(st, n_reads);
     return st->ops->stat(st, oid, size ? size : &s, mtime_s ? mtime_s : &m);
 }
 
@@ -183,6 +196,7 @@ int st_list(st_store *st, const char *prefix, st_list_cb cb, void *arg)
     if (!st || !cb) return -EINVAL;
     if (!prefix) prefix = "";
     if (strnlen(prefix, ST_MAX_OID + 1) > ST_MAX_OID) return -ENAMETOOLONG;
+    COUNT(st, n_reads);
     return st->ops->list(st, prefix, cb, arg);
 }
 
@@ -196,6 +210,7 @@ int st_omap_get(st_store *st, const char *oid, const char *key, char **val,
     *val = NULL;
     if ((r = check_oid(oid)) || (r = check_key(key))) return r;
     size_t l;
+    COUNT(st, n_reads);
     return st->ops->omap_get(st, oid, key, val, len ? len : &l);
 }
 
@@ -210,6 +225,7 @@ int st_omap_iter(st_store *st, const char *oid, const char *prefix,
     if (after && !*after) after = NULL;
     if (after && strnlen(after, ST_MAX_KEY + 1) > ST_MAX_KEY)
         return -ENAMETOOLONG;
+    COUNT(st, n_reads);
     return st->ops->omap_iter(st, oid, prefix, after, max, cb, arg);
 }
 
@@ -251,6 +267,7 @@ int st_omap_cas(st_store *st, const char *oid, const char *key,
     struct st_wop op = {.items = it, .n = 2, .cap = 2};
     if (!st) return -EINVAL;
     if ((r = check_oid(oid))) return r;
+    COUNT(st, n_writes);
     return st->ops->operate(st, oid, &op);
 }
 
@@ -466,6 +483,7 @@ int st_wop_operate(st_store *st, const char *oid, st_wop *op)
     if ((r = check_oid(oid))) return r;
     if (op->err) return op->err;
     if (op->n == 0) return 0;
+    COUNT(st, n_writes);
     return st->ops->operate(st, oid, op);
 }
 
@@ -487,6 +505,7 @@ int st_aio_operate(st_store *st, const char *oid, st_wop *op, st_aio_cb cb,
         cb(0, arg);
         return 0;
     }
+    COUNT(st, n_writes);
     return st->ops->aio_operate(st, oid, op, cb, arg);
 fail:
     st_wop_destroy(op);

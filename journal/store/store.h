@@ -229,6 +229,22 @@ void st_aio_wait(st_store *st);
 int st_fence_id(st_store *st, char *buf, size_t n);
 int st_fence(st_store *st, const char *id, uint32_t expire_s);
 
+/* ---- counters (cost accounting: benches and tests) ----
+ * Every call that reaches the backend counts once, on the handle it was
+ * made on: `reads` (read, stat, list, omap_get, omap_iter: one round trip
+ * each on rados, except that list and omap_iter page through big results
+ * in several; no commit on sqlite) and `writes` (every write op,
+ * single-item call or st_wop, sync or aio: one OSD round trip on rados,
+ * one durable commit on sqlite, where commits of concurrent threads may
+ * share one fsync).  A call refused before it reaches the backend
+ * (invalid argument) is not counted.  Thread-safe (atomic); cheap enough
+ * to stay on.  Counters only grow; take differences. */
+struct st_counts {
+    uint64_t reads;
+    uint64_t writes;
+};
+void st_counts_get(const st_store *st, struct st_counts *out);
+
 /* Human text for a store error code (negative errno). */
 const char *st_strerror(int err);
 

@@ -23,6 +23,7 @@
 
 struct st_store {
     const struct st_ops *ops; /* the backend */
+    uint64_t n_reads, n_writes; /* st_counts_get; __atomic, set by store.c */
 };
 
 enum st_wop_kind {

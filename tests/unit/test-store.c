@@ -225,6 +225,46 @@ STORE_TEST(basic)
     ASSERT_EQ(r[5], 'z');
 }
 
+/* st_counts: every call that reaches the backend counts once, as a read
+ * or a write (single-item calls, write ops, aio alike); refused calls do
+ * not count (issue 12: what benches and the CSI count). */
+static void counts_aio_cb(int r, void *arg)
+{
+    __atomic_store_n((int *)arg, r == 0 ? 1 : -1, __ATOMIC_RELEASE);
+}
+
+STORE_TEST(counts)
+{
+    struct st_counts a, b;
+    char buf[16], *v = NULL;
+    st_counts_get(st, &a);
+    ASSERT_OK(st_write(st, "c", 0, "abcd", 4));
+    ASSERT_OK(st_omap_set(st, "c", "k", "v", 1));
+    st_wop *op = st_wop_create();
+    st_wop_omap_set(op, "k2", "v", 1);
+    st_wop_write(op, 4, "ef", 2);
+    ASSERT_OK(st_wop_operate(st, "c", op));
+    st_wop_destroy(op);
+    ASSERT_EQ(st_wop_operate(st, "", NULL), -EINVAL); /* refused */
+    ASSERT_EQ(st_read(st, "c", 0, buf, sizeof buf), 6);
+    ASSERT_OK(st_stat(st, "c", NULL, NULL));
+    ASSERT_OK(st_omap_get(st, "c", "k", &v, NULL));
+    free(v);
+    ASSERT_EQ(st_stat(st, "missing", NULL, NULL), -ENOENT); /* counts */
+    st_counts_get(st, &b);
+    ASSERT_EQ(b.writes - a.writes, 3);
+    ASSERT_EQ(b.reads - a.reads, 4);
+    int done = 0;
+    op = st_wop_create();
+    st_wop_append(op, "gh", 2);
+    ASSERT_OK(st_aio_operate(st, "c", op, counts_aio_cb, &done));
+    st_aio_wait(st);
+    ASSERT_EQ(__atomic_load_n(&done, __ATOMIC_ACQUIRE), 1);
+    st_counts_get(st, &a);
+    ASSERT_EQ(a.writes - b.writes, 1);
+    ASSERT_EQ(a.reads, b.reads);
+}
+
 STORE_TEST(sparse)
 {
     enum { N = 300000 };
