@@ -15,6 +15,10 @@
 
 #define JOBJ_TARGET (4u << 20) /* start a new journal object past this */
 #define APPLY_CHUNK (8u << 20) /* bytes of entries per journal append */
+/* Smallest chunk of a batch's pipeline (journal append beside the image
+ * writes of the chunk before): below it a store operation's fixed cost
+ * outweighs the overlap. */
+#define PIPE_CHUNK_MIN (1u << 20)
 
 struct tailarg {
     struct jr_batch *b;
@@ -231,40 +235,83 @@ int jr__replay_g(st_store *st, const char *vol, struct jr__hdr *h,
     return 0;
 }
 
-/* Append encoded entries to the secondary's journal: guarded by the
- * journal object's current `head` (so two appliers cannot interleave). */
-static int sec_append(st_store *st, const char *vol, struct jr__hdr *h,
-                      uint64_t head, const uint8_t *data, size_t len,
-                      uint64_t first, uint64_t last, int64_t last_ts)
+/* The secondary's last journal object as jr_apply appends to it: read
+ * once per batch (its `head`, exactly as stored, and its size), then
+ * kept up to date by jst_append, so neither is read again between the
+ * chunks of a batch. */
+struct jstate {
+    int have;          /* a journal object exists (h->nj > 0) */
+    uint64_t jno;      /* the last journal object */
+    uint64_t jfirst;   /* its first seq (its jidx) */
+    uint64_t bytes;    /* its size */
+    uint64_t head;     /* last seq journaled (R-5: the replica's head) */
+    char hval[96];     /* its `head` value exactly as stored */
+    size_t hlen;       /* 0: no `head` key (nothing appended yet) */
+};
+
+/* jr__head's rules, plus what the append guard needs. */
+static int jst_load(st_store *st, const char *vol, const struct jr__hdr *h,
+                    struct jstate *js)
+{
+    memset(js, 0, sizeof *js);
+    js->head = h->base;
+    if (h->nj == 0) return 0;
+    const struct jr__jobj *j = &h->j[h->nj - 1];
+    char oid[JR_OID_MAX];
+    jr__oid_journal(oid, sizeof oid, vol, j->n);
+    js->have = 1;
+    js->jno = j->n;
+    js->jfirst = j->first;
+    char *val = NULL;
+    size_t len = 0;
+    int r = st_omap_get(st, oid, "head", &val, &len);
+    if (r == -ENOENT) { /* started but nothing appended yet */
+        js->head = j->first - 1;
+    } else if (r < 0) {
+        return r;
+    } else {
+        uint64_t seq = 0;
+        r = jr__parse_u64(val, &seq);
+        if (r < 0 || seq + 1 < j->first || len >= sizeof js->hval) {
+            free(val);
+            return JR_ECORRUPT;
+        }
+        memcpy(js->hval, val, len);
+        js->hval[len] = 0;
+        js->hlen = len;
+        js->head = seq;
+        free(val);
+    }
+    r = st_stat(st, oid, &js->bytes, NULL);
+    if (r == -ENOENT) { /* an index entry whose object was never written */
+        js->bytes = 0;
+        js->hlen = 0;
+        r = 0;
+    }
+    return r;
+}
+
+/* Append encoded entries first..last to the secondary's journal (R-6):
+ * guarded by the journal object's `head` as js last saw it, so two
+ * appliers cannot interleave; a new object is started past JOBJ_TARGET.
+ * -EAGAIN: another applier moved the journal (js is then stale). */
+static int jst_append(st_store *st, const char *vol, struct jstate *js,
+                      const uint8_t *data, size_t len, uint64_t first,
+                      uint64_t last, int64_t last_ts)
 {
     char hoid[JR_OID_MAX], joid[JR_OID_MAX], key[64], val[96];
-    jr__oid_header(hoid, sizeof hoid, vol);
     int r;
-    uint64_t jno;
-    uint64_t cur_bytes = 0;
-    int fresh = 0;
-    if (h->nj) {
-        jno = h->j[h->nj - 1].n;
-        jr__oid_journal(joid, sizeof joid, vol, jno);
-        r = st_stat(st, joid, &cur_bytes, NULL);
-        if (r == -ENOENT) {
-            cur_bytes = 0;
-            fresh = 1;
-        } else if (r < 0) {
-            return r;
-        }
-    }
-    if (!h->nj || cur_bytes >= JOBJ_TARGET) {
+    if (!js->have || js->bytes >= JOBJ_TARGET) {
         /* Start a new journal object. */
-        jno = h->nj ? h->j[h->nj - 1].n + 1 : 0;
+        uint64_t jno = js->have ? js->jno + 1 : 0;
+        jr__oid_header(hoid, sizeof hoid, vol);
         st_wop *op = st_wop_create();
         if (!op) return -ENOMEM;
         st_wop_omap_cmp(op, "role", "secondary", 9);
-        if (h->nj) {
-            const struct jr__jobj *pj = &h->j[h->nj - 1];
-            snprintf(key, sizeof key, "jidx.%016" PRIx64, pj->n);
+        if (js->have) {
+            snprintf(key, sizeof key, "jidx.%016" PRIx64, js->jno);
             int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64 " %" PRIu64,
-                             pj->first, head, cur_bytes);
+                             js->jfirst, js->head, js->bytes);
             st_wop_omap_set(op, key, val, (size_t)n);
         }
         snprintf(key, sizeof key, "jidx.%016" PRIx64, jno);
@@ -275,38 +322,74 @@ static int sec_append(st_store *st, const char *vol, struct jr__hdr *h,
         st_wop_destroy(op);
         if (r == -ECANCELED) return -EAGAIN;
         if (r < 0) return r;
-        fresh = 1;
-        jr__oid_journal(joid, sizeof joid, vol, jno);
+        js->have = 1;
+        js->jno = jno;
+        js->jfirst = first;
+        js->bytes = 0;
+        js->hlen = 0;
     }
+    jr__oid_journal(joid, sizeof joid, vol, js->jno);
     st_wop *op = st_wop_create();
     if (!op) return -ENOMEM;
-    if (fresh) {
-        st_wop_omap_cmp(op, "head", NULL, 0);
-    } else {
-        /* The guard is the exact current value of head. */
-        char *cur = NULL;
-        size_t cl = 0;
-        r = st_omap_get(st, joid, "head", &cur, &cl);
-        if (r < 0 && r != -ENOENT) {
-            st_wop_destroy(op);
-            return r;
-        }
-        uint64_t cs = 0;
-        if (r == 0 && (jr__parse_u64(cur, &cs) < 0 || cs != head)) {
-            free(cur);
-            st_wop_destroy(op);
-            return -EAGAIN;
-        }
-        st_wop_omap_cmp(op, "head", cur, r == 0 ? cl : 0);
-        free(cur);
-    }
+    /* The guard is the exact current value of head (absent: none yet). */
+    st_wop_omap_cmp(op, "head", js->hlen ? js->hval : NULL, js->hlen);
     st_wop_append(op, data, len);
     int n = snprintf(val, sizeof val, "%" PRIu64 " %" PRId64, last, last_ts);
     st_wop_omap_set(op, "head", val, (size_t)n);
     r = st_wop_operate(st, joid, op);
     st_wop_destroy(op);
     if (r == -ECANCELED) return -EAGAIN;
-    return r;
+    if (r < 0) return r;
+    js->bytes += len;
+    js->head = last;
+    memcpy(js->hval, val, (size_t)n + 1);
+    js->hlen = (size_t)n;
+    return 0;
+}
+
+/* The next chunk of a verified batch to journal: whole entries from byte
+ * `at`, at least one, at most `max` bytes otherwise. */
+struct chunk {
+    size_t at, end;
+    uint64_t first, last;
+    int64_t ts;
+};
+
+static void chunk_next(const uint8_t *p, size_t len, size_t at, uint64_t first,
+                       size_t max, struct chunk *c)
+{
+    c->at = c->end = at;
+    c->first = first;
+    c->last = first - 1;
+    c->ts = 0;
+    while (c->end < len) {
+        size_t el = JR_HDR_SIZE + jr__get32(p + c->end + 40);
+        if (c->end > at && c->end - at + el > max) break;
+        c->ts = (int64_t)jr__get64(p + c->end + 48);
+        c->end += el;
+        c->last++;
+    }
+}
+
+/* A chunk's journal append, run beside the image writes of the chunk
+ * before it. */
+struct appender {
+    pthread_t th;
+    st_store *st;
+    const char *vol;
+    struct jstate *js;
+    const uint8_t *data;
+    const struct chunk *c;
+    int r;
+};
+
+static void *appender_main(void *arg)
+{
+    struct appender *a = arg;
+    a->r = jst_append(a->st, a->vol, a->js, a->data + a->c->at,
+                      a->c->end - a->c->at, a->c->first, a->c->last,
+                      a->c->ts);
+    return NULL;
 }
 
 /* Entries offered again (seq <= the replica's head) must be the ones it
@@ -363,8 +446,10 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             r = JR_EROLE;
             goto out;
         }
-        r = jr__head(st, vol_id, &h, &v.head, NULL);
+        struct jstate js;
+        r = jst_load(st, vol_id, &h, &js);
         if (r < 0) goto out;
+        v.head = js.head;
         if (v.head > h.applied) { /* crash between journal and image */
             r = jr__replay(st, vol_id, &h, v.head, NULL);
             if (r < 0) goto out;
@@ -454,35 +539,27 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             r = 0;
             goto out;
         }
-        /* Journal the new entries, at most APPLY_CHUNK bytes per store
-         * operation (whole entries), so a large batch never makes a
-         * journal object exceed the store's object size limit. */
-        {
-            size_t at = v.new_off;
-            uint64_t head = v.head;
-            while (at < len) {
-                size_t end = at;
-                uint64_t last = head;
-                int64_t ts = 0;
-                while (end < len) {
-                    size_t el = JR_HDR_SIZE + jr__get32(p + end + 40);
-                    if (end > at && end - at + el > APPLY_CHUNK) break;
-                    ts = (int64_t)jr__get64(p + end + 48);
-                    end += el;
-                    last++;
-                }
-                r = sec_append(st, vol_id, &h, head, p + at, end - at,
-                               head + 1, last, ts);
-                if (r == -EAGAIN && at == v.new_off) break; /* raced */
-                if (r < 0) goto out;
-                head = last;
-                at = end;
-                if (at < len) { /* the index may have changed (a roll) */
-                    jr__hdr_free(&h);
-                    if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
-                }
-            }
-        }
+        /* Journal the new entries, then apply them to the image, in
+         * chunks of whole entries (at most APPLY_CHUNK bytes per store
+         * operation, so a journal object never exceeds the store's object
+         * size limit), pipelined: chunk k+1 is appended to the journal
+         * while the image writes of chunk k (journaled already) are in
+         * flight.  So every entry is in the journal before any of its
+         * image writes (a crash in between is replayed), the image is
+         * written in seq order (chunk k completes before chunk k+1
+         * starts), and applying a batch costs about the longer of the two
+         * write streams, not their sum.  applied is recorded once, at the
+         * end. */
+        uint64_t size = h.size;
+        struct jr__cow cow = {0};
+        size_t todo = len - v.new_off;
+        size_t piece = todo / 4;
+        if (piece < PIPE_CHUNK_MIN) piece = PIPE_CHUNK_MIN;
+        if (piece > APPLY_CHUNK) piece = APPLY_CHUNK;
+        struct chunk cur, nxt;
+        chunk_next(p, len, v.new_off, v.head + 1, piece, &cur);
+        r = jst_append(st, vol_id, &js, p + cur.at, cur.end - cur.at,
+                       cur.first, cur.last, cur.ts);
         if (r == -EAGAIN) { /* another applier moved: start over */
             jr__opbuf_reset(&v.ops);
             free(v.ops.ops);
@@ -490,8 +567,29 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             jr__hdr_free(&h);
             continue;
         }
-        uint64_t size = h.size;
-        r = jr__image_apply(st, vol_id, h.objsz, v.ops.ops, v.ops.n, &size);
+        if (r < 0) goto out;
+        size_t opi = 0;
+        for (;;) {
+            int more = cur.end < len;
+            struct appender a = {0};
+            int started = 0;
+            if (more) {
+                chunk_next(p, len, cur.end, cur.last + 1, piece, &nxt);
+                a = (struct appender){.st = st, .vol = vol_id, .js = &js,
+                                      .data = p, .c = &nxt};
+                started = pthread_create(&a.th, NULL, appender_main, &a) == 0;
+                if (!started) appender_main(&a); /* no thread: in turn */
+            }
+            size_t nops = (size_t)(cur.last - cur.first + 1);
+            r = jr__image_apply_cow(st, vol_id, h.objsz, v.ops.ops + opi, nops,
+                                    &size, NULL, &cow);
+            opi += nops;
+            if (started) pthread_join(a.th, NULL);
+            if (r == 0 && more) r = a.r;
+            if (r < 0 || !more) break;
+            cur = nxt;
+        }
+        jr__cow_reset(&cow);
         if (r < 0) goto out;
         {
             /* Never back (R-5): a concurrent jr_apply may have recorded
@@ -502,8 +600,17 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             if (r == -ECANCELED) r = JR_EROLE;
         }
         if (r == 0 && applied_out) *applied_out = v.last;
-        /* Trim what no one needs any more (cheap when nothing is due). */
-        if (r == 0 && h.nj > 1) jr__trim(st, vol_id);
+        /* Trim what no one needs any more, only when the oldest journal
+         * object may be due (jr__trim reads the header again): R-8's
+         * limit and the over-cap rule both need its last seq <= applied
+         * and, with acks, <= the lowest ack or the journal over its cap. */
+        if (r == 0 && h.nj > 1 && h.j[0].closed && h.j[0].last <= v.last) {
+            uint64_t closed = 0;
+            for (size_t k = 0; k < h.nj; k++) closed += h.j[k].bytes;
+            if (!h.n_acks || h.j[0].last <= h.min_ack || h.dirty ||
+                closed + js.bytes > h.cap)
+                jr__trim(st, vol_id);
+        }
     out:
         jr__opbuf_reset(&v.ops);
         free(v.ops.ops);
