@@ -3,7 +3,9 @@
  * journal batch by batch (jr_tail_read; the batch bytes are the stored
  * entries, FORMAT.md §3, which is also the wire format) and applying
  * batches to a secondary (jr_apply: verify everything, journal the new
- * entries locally, apply them to the image coalesced, record applied).
+ * entries locally, apply them to the image coalesced, record applied;
+ * the journal appends and the image writes of one batch are pipelined in
+ * chunks, journal first for every chunk).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,10 +17,9 @@
 
 #define JOBJ_TARGET (4u << 20) /* start a new journal object past this */
 #define APPLY_CHUNK (8u << 20) /* bytes of entries per journal append */
-/* Smallest chunk of a batch's pipeline (journal append beside the image
- * writes of the chunk before): below it a store operation's fixed cost
- * outweighs the overlap. */
-#define PIPE_CHUNK_MIN (1u << 20)
+/* Smallest chunk of a batch's pipeline (a batch is cut in about four):
+ * below it a store operation's fixed cost outweighs the overlap. */
+#define PIPE_CHUNK_MIN (2u << 20)
 
 struct tailarg {
     struct jr_batch *b;
@@ -347,48 +348,84 @@ static int jst_append(st_store *st, const char *vol, struct jstate *js,
     return 0;
 }
 
-/* The next chunk of a verified batch to journal: whole entries from byte
- * `at`, at least one, at most `max` bytes otherwise. */
+/* A chunk of a verified batch to journal and apply: whole entries. */
 struct chunk {
     size_t at, end;
     uint64_t first, last;
     int64_t ts;
 };
 
-static void chunk_next(const uint8_t *p, size_t len, size_t at, uint64_t first,
-                       size_t max, struct chunk *c)
+/* Cut entries [at, len) of p (the first one's seq: first) into chunks of
+ * about `piece` bytes (at least one entry; never more than APPLY_CHUNK
+ * bytes unless one entry is larger).  *out: malloc'd. */
+static int chunks_cut(const uint8_t *p, size_t len, size_t at, uint64_t first,
+                      size_t piece, struct chunk **out, size_t *n_out)
 {
-    c->at = c->end = at;
-    c->first = first;
-    c->last = first - 1;
-    c->ts = 0;
-    while (c->end < len) {
-        size_t el = JR_HDR_SIZE + jr__get32(p + c->end + 40);
-        if (c->end > at && c->end - at + el > max) break;
-        c->ts = (int64_t)jr__get64(p + c->end + 48);
-        c->end += el;
-        c->last++;
+    size_t n = 0, cap = 0;
+    struct chunk *v = NULL;
+    while (at < len) {
+        struct chunk c = {at, at, first, first - 1, 0};
+        while (c.end < len && c.end - c.at < piece) {
+            size_t el = JR_HDR_SIZE + jr__get32(p + c.end + 40);
+            if (c.end > c.at && c.end - c.at + el > APPLY_CHUNK) break;
+            c.ts = (int64_t)jr__get64(p + c.end + 48);
+            c.end += el;
+            c.last++;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct chunk *nv = realloc(v, nc * sizeof *nv);
+            if (!nv) {
+                free(v);
+                return -ENOMEM;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[n++] = c;
+        at = c.end;
+        first = c.last + 1;
     }
+    *out = v;
+    *n_out = n;
+    return 0;
 }
 
-/* A chunk's journal append, run beside the image writes of the chunk
- * before it. */
+/* The journal side of a batch's pipeline: appends chunks 1..n-1 in turn
+ * (chunk 0 is appended before it starts), ahead of the image writes,
+ * which wait for `done` to pass their chunk. */
 struct appender {
-    pthread_t th;
     st_store *st;
     const char *vol;
     struct jstate *js;
-    const uint8_t *data;
-    const struct chunk *c;
-    int r;
+    const uint8_t *p;
+    const struct chunk *ch;
+    size_t n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t done; /* chunks journaled */
+    int r;       /* the first append failure: no later chunk is appended */
+    int stop;    /* the image side failed: append no more */
 };
 
 static void *appender_main(void *arg)
 {
     struct appender *a = arg;
-    a->r = jst_append(a->st, a->vol, a->js, a->data + a->c->at,
-                      a->c->end - a->c->at, a->c->first, a->c->last,
-                      a->c->ts);
+    for (size_t k = 1; k < a->n; k++) {
+        pthread_mutex_lock(&a->mu);
+        int stop = a->stop;
+        pthread_mutex_unlock(&a->mu);
+        if (stop) break;
+        const struct chunk *c = &a->ch[k];
+        int r = jst_append(a->st, a->vol, a->js, a->p + c->at, c->end - c->at,
+                           c->first, c->last, c->ts);
+        pthread_mutex_lock(&a->mu);
+        if (r < 0) a->r = r;
+        else a->done = k + 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        if (r < 0) break;
+    }
     return NULL;
 }
 
@@ -542,54 +579,64 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         /* Journal the new entries, then apply them to the image, in
          * chunks of whole entries (at most APPLY_CHUNK bytes per store
          * operation, so a journal object never exceeds the store's object
-         * size limit), pipelined: chunk k+1 is appended to the journal
-         * while the image writes of chunk k (journaled already) are in
-         * flight.  So every entry is in the journal before any of its
-         * image writes (a crash in between is replayed), the image is
-         * written in seq order (chunk k completes before chunk k+1
-         * starts), and applying a batch costs about the longer of the two
-         * write streams, not their sum.  applied is recorded once, at the
-         * end. */
+         * size limit), pipelined: a thread appends the chunks to the
+         * journal one after the other while this one writes the image of
+         * each chunk once it is journaled.  So every entry is in the
+         * journal before any of its image writes (a crash in between is
+         * replayed), the image is written in seq order (chunk k's writes
+         * complete before chunk k+1's start; snapshots' copy-ups, R-63,
+         * run inside each chunk's flush before its writes), and applying
+         * a batch costs about the longer of the two write streams, not
+         * their sum.  applied is recorded once, at the end. */
         uint64_t size = h.size;
-        struct jr__cow cow = {0};
-        size_t todo = len - v.new_off;
-        size_t piece = todo / 4;
+        struct chunk *ch = NULL;
+        size_t nch = 0;
+        size_t piece = (len - v.new_off) / 4;
         if (piece < PIPE_CHUNK_MIN) piece = PIPE_CHUNK_MIN;
-        if (piece > APPLY_CHUNK) piece = APPLY_CHUNK;
-        struct chunk cur, nxt;
-        chunk_next(p, len, v.new_off, v.head + 1, piece, &cur);
-        r = jst_append(st, vol_id, &js, p + cur.at, cur.end - cur.at,
-                       cur.first, cur.last, cur.ts);
+        r = chunks_cut(p, len, v.new_off, v.head + 1, piece, &ch, &nch);
+        if (r < 0) goto out;
+        r = jst_append(st, vol_id, &js, p + ch[0].at, ch[0].end - ch[0].at,
+                       ch[0].first, ch[0].last, ch[0].ts);
         if (r == -EAGAIN) { /* another applier moved: start over */
+            free(ch);
             jr__opbuf_reset(&v.ops);
             free(v.ops.ops);
             free(v.dup.hcrc);
             jr__hdr_free(&h);
             continue;
         }
-        if (r < 0) goto out;
+        if (r < 0) {
+            free(ch);
+            goto out;
+        }
+        struct appender a = {.st = st, .vol = vol_id, .js = &js, .p = p,
+                             .ch = ch, .n = nch, .done = 1};
+        pthread_mutex_init(&a.mu, NULL);
+        pthread_cond_init(&a.cv, NULL);
+        pthread_t th;
+        int started = nch > 1 && pthread_create(&th, NULL, appender_main, &a) == 0;
+        if (nch > 1 && !started) appender_main(&a); /* no thread: in turn */
+        struct jr__cow cow = {0};
         size_t opi = 0;
-        for (;;) {
-            int more = cur.end < len;
-            struct appender a = {0};
-            int started = 0;
-            if (more) {
-                chunk_next(p, len, cur.end, cur.last + 1, piece, &nxt);
-                a = (struct appender){.st = st, .vol = vol_id, .js = &js,
-                                      .data = p, .c = &nxt};
-                started = pthread_create(&a.th, NULL, appender_main, &a) == 0;
-                if (!started) appender_main(&a); /* no thread: in turn */
-            }
-            size_t nops = (size_t)(cur.last - cur.first + 1);
+        for (size_t k = 0; k < nch && r == 0; k++) {
+            pthread_mutex_lock(&a.mu);
+            while (a.done <= k && !a.r) pthread_cond_wait(&a.cv, &a.mu);
+            r = a.done > k ? 0 : a.r;
+            pthread_mutex_unlock(&a.mu);
+            if (r < 0) break;
+            size_t nops = (size_t)(ch[k].last - ch[k].first + 1);
             r = jr__image_apply_cow(st, vol_id, h.objsz, v.ops.ops + opi, nops,
                                     &size, NULL, &cow);
             opi += nops;
-            if (started) pthread_join(a.th, NULL);
-            if (r == 0 && more) r = a.r;
-            if (r < 0 || !more) break;
-            cur = nxt;
         }
+        pthread_mutex_lock(&a.mu);
+        a.stop = 1;
+        pthread_mutex_unlock(&a.mu);
+        if (started) pthread_join(th, NULL);
+        pthread_mutex_destroy(&a.mu);
+        pthread_cond_destroy(&a.cv);
         jr__cow_reset(&cow);
+        free(ch);
         if (r < 0) goto out;
         {
             /* Never back (R-5): a concurrent jr_apply may have recorded
