@@ -593,6 +593,10 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         size_t nch = 0;
         size_t piece = (len - v.new_off) / 4;
         if (piece < PIPE_CHUNK_MIN) piece = PIPE_CHUNK_MIN;
+        /* sqlite commits one write transaction at a time: the two stages
+         * would not overlap, and every extra chunk costs a commit (an
+         * fsync).  One chunk per APPLY_CHUNK there, as before. */
+        if (strcmp(st_backend(st), "sqlite") == 0) piece = APPLY_CHUNK;
         r = chunks_cut(p, len, v.new_off, v.head + 1, piece, &ch, &nch);
         if (r < 0) goto out;
         r = jst_append(st, vol_id, &js, p + ch[0].at, ch[0].end - ch[0].at,
