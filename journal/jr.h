@@ -306,7 +306,10 @@ int jr_batch_verify(const void *data, size_t len, uint64_t *first,
  * is the new applied position.  The new entries are first appended to the
  * secondary's own journal (so a crash half way through is replayed by the
  * next jr_apply, and the replica can be promoted with its journal), then
- * applied to the image coalesced.  Entries the replica already has must be
+ * applied to the image coalesced; a large batch is pipelined in chunks
+ * (a thread of the call's own appends chunk k+1 to the journal while
+ * chunk k, journaled, is written to the image), and applied is recorded
+ * once per call.  Entries the replica already has must be
  * identical to its own (checked against its journal while kept):
  * JR_EDIVERGED otherwise, nothing applied.  Concurrent jr_apply calls on one volume
  * are safe (serialised by a guard on the journal) but pointless.  Resize

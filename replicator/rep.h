@@ -5,7 +5,9 @@
  *  - ships: for every PRIMARY volume of its region whose metadata says
  *    replication=async and whose peer region is opts->peer_region, a
  *    sender thread tails the journal from the peer's applied position and
- *    ships batches (LZ4-compressed as a whole) over the Link service
+ *    ships batches (LZ4-compressed as a whole only when that pays: the
+ *    journal's own entry compression is not done again, rep__lz4_batch)
+ *    over the Link service
  *    (proto/tandem_repl.proto) to the peer's replicator; on each answer it
  *    records the peer's acknowledgement (jr_peer_ack_set) and trims.  With
  *    a backlog two batches are in flight (the next travels while the peer

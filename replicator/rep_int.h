@@ -409,6 +409,13 @@ int rep__health_set(rep_ctx *r, const char *id, struct rep_health_rec *h,
 /* LZ4: compress src into a malloc'd buffer if it saves >= 1/8;
  * returns 1 compressed, 0 not worth it, <0 error. */
 int rep__lz4(const void *src, size_t len, void **out, size_t *out_len);
+/* The same for a batch (jr_batch.data, entries as stored): 0 without a
+ * full pass when the entries' payloads are mostly LZ4 already (R-23) or
+ * a sample of the plain ones does not compress.  Compress once: the
+ * journal's compression is kept, the batch is not compressed again. */
+int rep__lz4_batch(const void *data, size_t len, void **out, size_t *out_len);
+/* Full LZ4 passes rep__lz4 made in this process so far (tests). */
+uint64_t rep__lz4_passes(void);
 /* Decompress exactly raw_len bytes (malloc'd). */
 int rep__unlz4(const void *src, size_t len, size_t raw_len, void **out);
 

@@ -108,7 +108,7 @@ static void *prefetch_main(void *arg)
         size_t clen = 0;
         int rc = jr_tail_read(a->r->st, a->id, from, a->r->o.batch_bytes, &b);
         if (rc == 0 && b.n_entries && !a->r->o.no_compress &&
-            rep__lz4(b.data, b.len, &cbuf, &clen) != 1)
+            rep__lz4_batch(b.data, b.len, &cbuf, &clen) != 1)
             cbuf = NULL;
         pthread_mutex_lock(&pf->mu);
         pf->rc = rc;
@@ -618,7 +618,7 @@ static enum send_res sender_step(struct sender *s, const struct jr_info *info)
     if (!prefetch_take(&s->pf, s->next, &b, &cbuf, &cl)) {
         rc = jr_tail_read(r->st, v->id, s->next, r->o.batch_bytes, &b);
         if (rc == 0 && b.n_entries && !r->o.no_compress &&
-            rep__lz4(b.data, b.len, &cbuf, &cl) != 1)
+            rep__lz4_batch(b.data, b.len, &cbuf, &cl) != 1)
             cbuf = NULL;
     }
     if (rc < 0) {

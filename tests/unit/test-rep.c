@@ -2393,6 +2393,135 @@ TEST(snapshots_ship_with_the_journal)
 /* The same through the LZ4 batch path (the sender compresses a batch as
  * a whole when that saves 1/8): a's sender played through a client of
  * b's Link, so the batch is known to go compressed. */
+/* Compress once (issue 12): a batch is the journal's entries as stored;
+ * payloads the journal compressed are not compressed again, plain ones
+ * are sampled before a full pass, and what is still worth it (headers,
+ * small compressible writes the journal leaves plain) is compressed as
+ * before.  A batch left plain ships as COMPRESSION_NONE, which every
+ * receiver (also one older than this change) decodes and applies. */
+TEST(batch_compressed_once)
+{
+    struct two t;
+    rpc_client *c = as_sender(&t);
+    create_primary(t.sa, "co", 8u << 20);
+    jr_volume *v;
+    ASSERT_OK(jr_open(t.sa, "co", JR_OPEN_WRITE | JR_OPEN_FORCE, "test", &v));
+    /* 1: 2:1 compressible 64 KiB writes (128 random bytes, 128 zeros,
+     * as rep-bench's): the journal stores them as LZ4. */
+    uint8_t buf[65536];
+    for (int k = 0; k < 8; k++) {
+        fill(buf, sizeof(buf), 300 + (uint64_t)k);
+        for (size_t i = 128; i < sizeof(buf); i += 256) memset(buf + i, 0, 128);
+        ASSERT_OK(jr_write(v, (uint64_t)k * sizeof(buf), buf, sizeof(buf)));
+    }
+    /* 2: incompressible 64 KiB writes: stored plain. */
+    for (int k = 0; k < 8; k++) {
+        fill(buf, sizeof(buf), 7 + (uint64_t)k);
+        ASSERT_OK(jr_write(v, (1u << 20) + (uint64_t)k * sizeof(buf), buf,
+                           sizeof(buf)));
+    }
+    /* 3: small compressible writes (the journal leaves < 512 bytes). */
+    memset(buf, 'q', 400);
+    for (int k = 0; k < 64; k++)
+        ASSERT_OK(jr_write(v, (2u << 20) + (uint64_t)k * 4096, buf, 400));
+    /* 4: discards only: headers. */
+    for (int k = 0; k < 64; k++)
+        ASSERT_OK(jr_discard(v, (3u << 20) + (uint64_t)k * 4096, 4096));
+    ASSERT_OK(jr_close(v));
+    struct jr_batch b[4] = {{0}};
+    uint64_t from = 1;
+    const uint32_t n[4] = {8, 8, 64, 64};
+    for (int i = 0; i < 4; i++) {
+        ASSERT_OK(jr_tail_read(t.sa, "co", from, 8u << 20, &b[i]));
+        ASSERT_UEQ(b[i].first_seq, from);
+        /* Cut the read to the group's entries. */
+        size_t pos = 0;
+        for (uint32_t k = 0; k < n[i]; k++) {
+            uint32_t pl = 0;
+            memcpy(&pl, b[i].data + pos + 40, 4);
+            pos += 64 + pl;
+        }
+        b[i].len = pos;
+        b[i].n_entries = n[i];
+        b[i].last_seq = from + n[i] - 1;
+        from += n[i];
+    }
+    /* The journal compressed group 1's payloads (flag bit 0, byte 6). */
+    ASSERT_EQ(b[0].data[6] & 1, 1);
+    ASSERT_EQ(b[1].data[6] & 1, 0);
+    void *z = NULL;
+    size_t zl = 0;
+    /* Neither spends a full pass on its data. */
+    uint64_t passes = rep__lz4_passes();
+    ASSERT_EQ(rep__lz4_batch(b[0].data, b[0].len, &z, &zl), 0);
+    ASSERT(z == NULL);
+    ASSERT_EQ(rep__lz4_batch(b[1].data, b[1].len, &z, &zl), 0);
+    ASSERT(z == NULL);
+    ASSERT_UEQ(rep__lz4_passes(), passes);
+    /* A batch whose walk does not end at len is not sampled: rep__lz4
+     * decides (its own probe of the start). */
+    ASSERT_EQ(rep__lz4_batch(b[1].data, b[1].len - 1, &z, &zl), 0);
+    for (int i = 2; i < 4; i++) {
+        ASSERT_EQ(rep__lz4_batch(b[i].data, b[i].len, &z, &zl), 1);
+        void *d = NULL;
+        ASSERT_OK(rep__unlz4(z, zl, b[i].len, &d));
+        ASSERT_MEMEQ(d, b[i].data, b[i].len);
+        free(d);
+        free(z);
+        z = NULL;
+    }
+    /* Large plain input that does not compress: the probe decides. */
+    uint8_t *big = malloc(1u << 20);
+    ASSERT(big != NULL);
+    fill(big, 1u << 20, 99);
+    passes = rep__lz4_passes();
+    ASSERT_EQ(rep__lz4(big, 1u << 20, &z, &zl), 0);
+    memset(big + 65536, 0, (1u << 20) - 65536); /* compressible past 64K */
+    ASSERT_EQ(rep__lz4(big, 1u << 20, &z, &zl), 0); /* probe: start only */
+    ASSERT_UEQ(rep__lz4_passes(), passes);
+    memset(big, 0, 65536);
+    ASSERT_EQ(rep__lz4(big, 1u << 20, &z, &zl), 1);
+    free(z);
+    free(big);
+    /* The groups, shipped as the sender now does (NONE for 1 and 2, LZ4
+     * for 3 and 4), apply in order on the receiver. */
+    Tandem__Repl__V1__VolumeSpec spec = TANDEM__REPL__V1__VOLUME_SPEC__INIT;
+    spec_replicated(&spec);
+    spec.size = 8u << 20;
+    spec.object_size = 64u << 10;
+    spec.start_seq = 1;
+    for (int i = 0; i < 4; i++) {
+        Tandem__Repl__V1__ShipBatchRequest q =
+            TANDEM__REPL__V1__SHIP_BATCH_REQUEST__INIT;
+        q.volume_id = "co";
+        q.from_region = "a";
+        q.epoch = 1;
+        q.from_primary = 1;
+        q.spec = &spec;
+        q.first_seq = b[i].first_seq;
+        q.last_seq = b[i].last_seq;
+        q.n_entries = b[i].n_entries;
+        q.raw_len = b[i].len;
+        q.primary_head = b[3].last_seq;
+        z = NULL;
+        int zc = rep__lz4_batch(b[i].data, b[i].len, &z, &zl);
+        ASSERT_EQ(zc, i >= 2);
+        q.compression = zc ? TANDEM__REPL__V1__COMPRESSION__COMPRESSION_LZ4
+                           : TANDEM__REPL__V1__COMPRESSION__COMPRESSION_NONE;
+        q.entries.data = zc ? z : b[i].data;
+        q.entries.len = zc ? zl : b[i].len;
+        Tandem__Repl__V1__ShipBatchResponse *r = ship(c, &q);
+        ASSERT_EQ(r->result, RES(OK));
+        ASSERT_UEQ(r->applied, b[i].last_seq);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        free(z);
+    }
+    images_equal(t.sa, t.sb, "co");
+    for (int i = 0; i < 4; i++) jr_batch_free(&b[i]);
+    rpc_client_destroy(c);
+    teardown(&t);
+}
+
 TEST(snapshot_entries_in_an_lz4_batch)
 {
     struct two t;
