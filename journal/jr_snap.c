@@ -511,6 +511,49 @@ static void names_free(struct names *l)
     free(l->v);
 }
 
+struct holdkeys {
+    char k[8][16 + JR_MAX_SNAP_ID + JR_MAX_ID];
+    int n;
+};
+
+static int holdkeys_cb(const char *key, const char *val, size_t len,
+                       void *arg)
+{
+    struct holdkeys *h = arg;
+    if (h->n == 8) return 1; /* the rest on the next round */
+    snprintf(h->k[h->n++], sizeof h->k[0], "%s", key);
+    return 0;
+}
+
+/* A hold taken between a delete's check and its entry's effect would
+ * outlive the snapshot, and then hold a later one of the same id: the
+ * effect drops them (logged: the holder lost its snapshot). */
+static int holds_drop(st_store *st, const char *vol, const char *id,
+                      const struct jr__guard *g)
+{
+    char hoid[JR_OID_MAX], pfx[16 + JR_MAX_SNAP_ID];
+    jr__oid_header(hoid, sizeof hoid, vol);
+    snprintf(pfx, sizeof pfx, HOLD_PFX "%s.", id);
+    for (;;) {
+        struct holdkeys h;
+        h.n = 0;
+        int r = st_omap_iter(st, hoid, pfx, NULL, 0, holdkeys_cb, &h);
+        if (r < 0) return r;
+        if (h.n == 0) return 0;
+        for (int i = 0; i < h.n; i++) {
+            tlog_warn("snapshot.hold_dropped", "vol=%s snap=%s holder=%s",
+                      vol, id, h.k[i] + strlen(pfx));
+            st_wop *op = st_wop_create();
+            if (!op) return -ENOMEM;
+            jr__guard_add(op, vol, hoid, g);
+            st_wop_omap_rm(op, h.k[i]);
+            r = st_wop_operate(st, hoid, op);
+            st_wop_destroy(op);
+            if (r < 0) return r;
+        }
+    }
+}
+
 static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
                      const char *id, uint64_t at, const struct jr__guard *g)
 {
@@ -596,6 +639,7 @@ static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
     }
     names_free(&l);
     if (r == 0) r = hdr_update(st, vol, g, key, raw, NULL);
+    if (r == 0) r = holds_drop(st, vol, id, g);
     if (r == 0) {
         cow_remove(c, id);
         tlog_info("snapshot.deleted", "vol=%s snap=%s seq=%" PRIu64
