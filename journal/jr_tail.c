@@ -350,8 +350,30 @@ int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
     return jr_apply_history(st, vol_id, data, len, 0, applied_out);
 }
 
+static int apply_lim(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t limit,
+                     uint64_t *applied_out);
+
 int jr_apply_history(st_store *st, const char *vol_id, const void *data,
                      size_t len, uint64_t history_seq, uint64_t *applied_out)
+{
+    return apply_lim(st, vol_id, data, len, history_seq, UINT64_MAX,
+                     applied_out);
+}
+
+int jr_apply_limit(st_store *st, const char *vol_id, const void *data,
+                   size_t len, uint64_t history_seq, uint64_t limit,
+                   uint64_t *head_out)
+{
+    return apply_lim(st, vol_id, data, len, history_seq, limit, head_out);
+}
+
+/* With limit: entries past it are journaled, not applied (a group's
+ * newest complete cut, FORMAT.md R-73); the image catches up through
+ * jr_replica_apply_to, which replays them from this journal. */
+static int apply_lim(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t limit,
+                     uint64_t *applied_out)
 {
     if (!st || (!data && len)) return -EINVAL;
     for (int tries = 0; tries < 5; tries++) {
@@ -365,8 +387,9 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         }
         r = jr__head(st, vol_id, &h, &v.head, NULL);
         if (r < 0) goto out;
-        if (v.head > h.applied) { /* crash between journal and image */
-            r = jr__replay(st, vol_id, &h, v.head, NULL);
+        uint64_t rto = v.head < limit ? v.head : limit;
+        if (rto > h.applied) { /* crash between journal and image */
+            r = jr__replay(st, vol_id, &h, rto, NULL);
             if (r < 0) goto out;
         }
         /* Verify every entry before applying any (R-10..R-22, R-34). */
@@ -489,6 +512,18 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             free(v.dup.hcrc);
             jr__hdr_free(&h);
             continue;
+        }
+        if (limit < v.last) {
+            /* Gated: the image follows the journal only up to limit. */
+            jr__hdr_free(&h);
+            if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
+            if (limit > h.applied) {
+                r = jr__replay(st, vol_id, &h, limit, NULL);
+                if (r < 0) goto out;
+            }
+            if (applied_out) *applied_out = v.last;
+            r = 0;
+            goto out;
         }
         uint64_t size = h.size;
         r = jr__image_apply(st, vol_id, h.objsz, v.ops.ops, v.ops.n, &size);
