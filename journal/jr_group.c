@@ -57,7 +57,7 @@ int jr__group_payload_ok(const uint8_t *pl, size_t plen)
     return 1;
 }
 
-static int cp_poll_ms(void)
+int jr__cp_poll_ms(void)
 {
     const char *e = getenv("TANDEM_JR_CP_POLL_MS");
     int v = e ? atoi(e) : 0;
@@ -428,11 +428,10 @@ void jr__cp_open_wait(st_store *st, const char *group, uint32_t member)
 }
 
 void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
-                  const char *group, uint32_t member)
+                  const char *group, uint32_t member, int ms)
 {
     char oid[JR_MAX_GROUP_ID + 8];
     group_oid(oid, sizeof oid, group);
-    int ms = cp_poll_ms();
     uint64_t done = 0;
     {
         struct cp c;

@@ -465,7 +465,9 @@ int jr__cp_entry(jr_volume *v, uint32_t member, const uint8_t *pl,
 int jr__cp_stopping(jr_volume *v);
 /* The server loop (jr_group.c): returns when jr__cp_stopping. */
 void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
-                  const char *group, uint32_t member);
+                  const char *group, uint32_t member, int poll_ms);
+/* The server's poll period between points: TANDEM_JR_CP_POLL_MS (5). */
+int jr__cp_poll_ms(void);
 /* jr_open of a grouped volume: wait (bounded) while a consistency point
  * that did not count this volume as a participant is in progress, so
  * that none of its writes falls inside that point (FORMAT.md R-72). */

@@ -152,6 +152,7 @@ struct jr_volume {
     pthread_cond_t gate_cv;
     char group[JR_MAX_GROUP_ID + 1];
     uint32_t member;
+    int cp_poll_ms;
     pthread_t cp;
     int cp_started;
 };
@@ -644,7 +645,7 @@ static void *snapreq_main(void *arg)
 static void *cp_main(void *arg)
 {
     jr_volume *v = arg;
-    jr__cp_serve(v, v->st, v->id, v->group, v->member);
+    jr__cp_serve(v, v->st, v->id, v->group, v->member, v->cp_poll_ms);
     return NULL;
 }
 
@@ -892,6 +893,7 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             /* R-72: no write of ours may fall inside a point that did not
              * count us; then serve the points that do. */
             jr__cp_open_wait(st, v->group, v->member);
+            v->cp_poll_ms = jr__cp_poll_ms();
             if (pthread_create(&v->cp, NULL, cp_main, v) == 0)
                 v->cp_started = 1;
             else /* points then time out on us: abandoned, not wrong */
