@@ -691,13 +691,16 @@ int jr_replica_apply_to(st_store *st, const char *vol_id, uint64_t seq);
 int jr_replica_cut(st_store *st, const char *vol_id, uint64_t seq);
 /* The newest cut every member's replica can land on: members (vol ids)
  * with their indices; *cut (0: none known) and pos[i] the position of
- * member i at it.  A cut counts when a mark of it is found, every
+ * member i at it; *cut_ts (may be NULL) the timestamp of its marks (the
+ * primary's clock; 0 when the cut is the one already applied).  A point
+ * naming a member not among vols never counts.  A cut counts when a mark of it is found, every
  * participant it names has journaled its commit, and every idle member
  * it names has journaled up to the head it names.  Reads the replicas'
  * journals from their applied position and their "gcut" key (the cut
  * last applied, R-73). */
 int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
-                      const uint32_t *idx, uint64_t *cut, uint64_t *pos);
+                      const uint32_t *idx, uint64_t *cut, uint64_t *pos,
+                      int64_t *cut_ts);
 /* Record on each member that cut `cut` was applied at pos[i] ("gcut"). */
 int jr_group_cut_applied(st_store *st, size_t n, const char *const *vols,
                          uint64_t cut, const uint64_t *pos);

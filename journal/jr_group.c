@@ -501,6 +501,7 @@ void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
 struct gmark {
     uint64_t cut;
     uint64_t seq;
+    int64_t ts;
     uint64_t mask;
     char *idle; /* malloc'd */
 };
@@ -540,7 +541,7 @@ static int scan_cb(const struct jr_entry *e, const uint8_t *raw, size_t rl,
             struct gmark *n = realloc(s->m, (s->nm + 1) * sizeof *n);
             if (!n) return -ENOMEM;
             s->m = n;
-            s->m[s->nm] = (struct gmark){cut, e->seq, mask, strdup(idle)};
+            s->m[s->nm] = (struct gmark){cut, e->seq, e->ts_ns, mask, strdup(idle)};
             if (!s->m[s->nm].idle) return -ENOMEM;
             s->nm++;
         }
@@ -581,8 +582,10 @@ static int idle_head(const char *list, uint32_t idx, uint64_t *head)
 }
 
 int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
-                      const uint32_t *idx, uint64_t *cut, uint64_t *pos)
+                      const uint32_t *idx, uint64_t *cut, uint64_t *pos,
+                      int64_t *cut_ts)
 {
+    if (cut_ts) *cut_ts = 0;
     if (!st || !n || n > JR_GROUP_MAX_MEMBERS || !vols || !idx || !cut || !pos)
         return -EINVAL;
     struct mscan *s = calloc(n, sizeof *s);
@@ -619,7 +622,16 @@ int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
         for (size_t k = 0; k < s[i].nm; k++) {
             const struct gmark *m = &s[i].m[k];
             if (m->cut <= base || m->cut <= best) continue;
-            int ok = 1;
+            /* Every member the point names must be among ours. */
+            uint64_t have = 0, named = m->mask;
+            for (size_t j = 0; j < n; j++) have |= 1ull << s[j].idx;
+            for (const char *p = m->idle; p && *p && *p != '-';) {
+                unsigned ii = (unsigned)atoi(p);
+                if (ii < JR_GROUP_MAX_MEMBERS) named |= 1ull << ii;
+                p = strchr(p, ',');
+                if (p) p++;
+            }
+            int ok = (named & ~have) == 0;
             for (size_t j = 0; ok && j < n; j++) {
                 uint64_t ih;
                 if (m->mask >> s[j].idx & 1) {
@@ -647,6 +659,7 @@ int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
         uint64_t ih = 0;
         if (m) {
             pos[j] = m->seq;
+            if (cut_ts && m->ts > *cut_ts) *cut_ts = m->ts;
         } else {
             /* idle in this point: the head the marks name */
             for (size_t i = 0; i < n && !ih; i++) {

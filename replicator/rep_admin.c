@@ -308,6 +308,14 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         }
         jr_volume_stat(r->st, id, &info);
     }
+    /* A group member: every replica member lands on the group's newest
+     * complete cut first (the others' promotions find it done). */
+    rc = rep__group_land(r, id, msg, msz);
+    if (rc < 0) {
+        code = RPC_INTERNAL;
+        goto out;
+    }
+    jr_volume_stat(r->st, id, &info);
     uint64_t epoch = (info.epoch > peer_epoch ? info.epoch : peer_epoch) + 1;
     /* Where this epoch starts, recorded before the role changes: a sender
      * that sees the new epoch must find it (its history before this

@@ -715,8 +715,13 @@ again:
         }
     }
     uint64_t applied = info.applied;
-    rc = jr_apply_history(r->st, req->volume_id, data, len,
-                          req->promoted_at_seq, &applied);
+    rep__group_check(r, v, &info);
+    if (v->grouped) /* journal all, image up to the group's cut */
+        rc = jr_apply_limit(r->st, req->volume_id, data, len,
+                            req->promoted_at_seq, v->gate_pos, &applied);
+    else
+        rc = jr_apply_history(r->st, req->volume_id, data, len,
+                              req->promoted_at_seq, &applied);
     if (rc < 0) {
         int res2 = rc == JR_EGAP       ? R(GAP)
                    : rc == JR_ESTALE   ? R(STALE_EPOCH)

@@ -330,14 +330,14 @@ static void points_on(const char *backend)
     uint32_t idx[NM] = {0, 1, 2};
     while (tb_mono_ms() < t_end) {
         uint64_t cut = 0, pos[NM];
-        ASSERT_OK(jr_group_find_cut(b, NM, VOLS, idx, &cut, pos));
+        ASSERT_OK(jr_group_find_cut(b, NM, VOLS, idx, &cut, pos, NULL));
         for (int i = 0; i < NM; i++) {
             struct jr_info in;
             ASSERT_OK(jr_volume_stat(a, VOLS[i], &in));
             ship(a, b, VOLS[i], shipped[i] + 1, in.head, pos[i]);
             shipped[i] = in.head;
         }
-        ASSERT_OK(jr_group_find_cut(b, NM, VOLS, idx, &cut, pos));
+        ASSERT_OK(jr_group_find_cut(b, NM, VOLS, idx, &cut, pos, NULL));
         if (cut) {
             for (int i = 0; i < NM; i++)
                 ASSERT_OK(jr_replica_apply_to(b, VOLS[i], pos[i]));
@@ -402,7 +402,7 @@ static void points_on(const char *backend)
             }
             if (mode == 0) {
                 uint64_t cut = 0, pos[NM];
-                ASSERT_OK(jr_group_find_cut(s, NM, VOLS, idx, &cut, pos));
+                ASSERT_OK(jr_group_find_cut(s, NM, VOLS, idx, &cut, pos, NULL));
                 for (int i = 0; i < NM; i++)
                     ASSERT_OK(jr_replica_cut(s, VOLS[i], pos[i]));
             } else {
