@@ -88,6 +88,7 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
 # The randomized fault test, also alone and repeated: make test-faults.
 FAULT_TESTS += tests/e2e/t0310-replication-faults.sh
+FAULT_TESTS += tests/e2e/t0311-group-faults.sh
 
 # libFuzzer targets for every decoder of bytes from outside the process:
 # $(B)/fuzz/<name> from tests/fuzz/<name>.c (FUZZ=1), seeded from
