@@ -76,6 +76,12 @@
  * VolumeSnapshot.
  * Secrets (every `secrets` field) are never read, stored or logged.
  *
+ * Replication can also be switched on and off later, and roles changed,
+ * through the CSI-Addons endpoint (csi_addons.h; DESIGN.md "CSI-Addons
+ * replication"): it writes csi.replication / csi.peer_region itself for
+ * enable/disable (the replicator reacts to them) and asks the region
+ * replicator's admin API for promote, demote and resync.
+ *
  * Threads: handlers run concurrently; a second call on a volume id that
  * has a call in flight gets ABORTED ("operation pending"), as the spec
  * allows.  Errors: functions return 0 or a negative errno unless stated.

@@ -660,7 +660,12 @@ static int volume_condition(csi_service *s, st_store *st, const char *id,
     }
     free(h);
     h = NULL;
-    if (in->dirty_tracking) {
+    /* Over the cap only matters when a peer waits for the journal: a
+     * volume that does not replicate reaches it by being written. */
+    char repl[16];
+    csi__meta_copy(st, id, "csi.replication", repl, sizeof(repl));
+    if (in->dirty_tracking && in->role == JR_ROLE_PRIMARY &&
+        !strcmp(repl, "async")) {
         snprintf(msg, len, "journal over its cap (%" PRIu64 " bytes kept): "
                  "the peer has fallen behind and will need a region copy "
                  "of what changed; check the replicator and the peer link "

@@ -13,6 +13,7 @@
 
 #include "csi/datapath/blockdev.h"
 #include "csi.h"
+#include "csi_addons.h"
 #include "rpc.h"
 #include "tbase.h"
 #include "tlog.h"
@@ -39,6 +40,11 @@ static void usage(FILE *f)
 "  --state-dir DIR          node: run dirs of staged volumes (default /run/tandem)\n"
 "  --exporter PATH          tandem-volfuse binary (default: next to tandem-csi)\n"
 "  --max-volumes-per-node N NodeGetInfo limit (default 0: none)\n"
+"  --csi-addons-endpoint EP controller: also serve the CSI-Addons identity and\n"
+"                           replication services there (unix:///csi/csi-addons.sock)\n"
+"  --replicator-admin EP    with --csi-addons-endpoint: the region replicator's\n"
+"                           admin API (unix:///path, or host:port with mTLS)\n"
+"  --admin-tls-ca|-cert|-key FILE  the admin identity for a TCP admin API\n"
 "  --threads N              gRPC worker threads (default 4)\n"
 "  --health-link-down-s N   ControllerGetVolume: a replication link down longer\n"
 "                           than N seconds makes a volume abnormal (default 60)\n"
@@ -50,7 +56,8 @@ static void usage(FILE *f)
 enum {
     O_ENDPOINT = 1, O_MODE, O_DRIVER, O_CONFIG, O_NODE_ID, O_REGION, O_ZONE,
     O_K8S, O_STATE, O_EXPORTER, O_MAXVOL, O_THREADS, O_LOGLEVEL, O_HELP,
-    O_VERSION, O_LINKDOWN,
+    O_VERSION, O_LINKDOWN, O_ADDONS_EP, O_REP_ADMIN, O_ADM_CA, O_ADM_CERT,
+    O_ADM_KEY,
 };
 
 static const struct option longopts[] = {
@@ -67,6 +74,11 @@ static const struct option longopts[] = {
     {"max-volumes-per-node", required_argument, NULL, O_MAXVOL},
     {"threads", required_argument, NULL, O_THREADS},
     {"log-level", required_argument, NULL, O_LOGLEVEL},
+    {"csi-addons-endpoint", required_argument, NULL, O_ADDONS_EP},
+    {"replicator-admin", required_argument, NULL, O_REP_ADMIN},
+    {"admin-tls-ca", required_argument, NULL, O_ADM_CA},
+    {"admin-tls-cert", required_argument, NULL, O_ADM_CERT},
+    {"admin-tls-key", required_argument, NULL, O_ADM_KEY},
     {"help", no_argument, NULL, O_HELP},
     {"version", no_argument, NULL, O_VERSION},
     {"health-link-down-s", required_argument, NULL, O_LINKDOWN},
@@ -135,6 +147,9 @@ int main(int argc, char **argv)
     enum tlog_level level = TLOG_INFO;
     char host[256] = "", k8s_region[RG_MAX_NAME + 1], k8s_zone[RG_MAX_NAME + 1];
     char err[1024], ep[1100], sockdir[1024], runs[1100];
+    const char *addons_endpoint = NULL;
+    struct csi_addons_opts ao = {0};
+    char aep[1100], asockdir[1024];
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -191,6 +206,11 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_ADDONS_EP: addons_endpoint = optarg; break;
+        case O_REP_ADMIN: ao.admin_addr = optarg; break;
+        case O_ADM_CA: ao.tls_ca = optarg; break;
+        case O_ADM_CERT: ao.tls_cert = optarg; break;
+        case O_ADM_KEY: ao.tls_key = optarg; break;
         case O_HELP: usage(stdout); return 0;
         case O_VERSION: printf("tandem-csi %s\n", CSI_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -209,6 +229,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "tandem-csi: --endpoint %s: not unix:///abs/path or "
                 "host:port\n", endpoint);
         return 2;
+    }
+    if (addons_endpoint) {
+        if (!(o.mode & CSI_MODE_CONTROLLER)) {
+            fprintf(stderr, "tandem-csi: --csi-addons-endpoint needs --mode "
+                    "controller or all\n");
+            return 2;
+        }
+        if (norm_endpoint(addons_endpoint, aep, sizeof(aep), asockdir,
+                          sizeof(asockdir)) < 0) {
+            fprintf(stderr, "tandem-csi: --csi-addons-endpoint %s: not "
+                    "unix:///abs/path or host:port\n", addons_endpoint);
+            return 2;
+        }
     }
     if (!o.node_id || !o.node_id[0]) {
         if (node_name && node_name[0]) o.node_id = node_name;
@@ -249,6 +282,35 @@ int main(int argc, char **argv)
                         NULL);
     }
     if (sockdir[0]) mkdirs(sockdir);
+    csi_addons *addons = NULL;
+    rpc_server *asrv = NULL;
+    if (addons_endpoint) {
+        if (csi_addons_create(svc, &ao, &addons, err, sizeof(err)) < 0) {
+            fprintf(stderr, "tandem-csi: %s\n", err);
+            csi_service_destroy(svc);
+            return 2;
+        }
+        if (asockdir[0]) mkdirs(asockdir);
+        size_t an;
+        const struct rpc_method *am = csi_addons_methods(&an);
+        struct rpc_server_opts aso = {.methods = am, .n_methods = an,
+                                      .svc = addons, .n_threads = 2};
+        int arc = rpc_server_create(&aso, &asrv);
+        if (arc == 0) {
+            arc = rpc_server_listen(asrv, aep, NULL);
+            if (arc >= 0) arc = rpc_server_start(asrv);
+        }
+        if (arc < 0) {
+            fprintf(stderr, "tandem-csi: serving %s: %s\n", aep,
+                    strerror(-arc));
+            rpc_server_destroy(asrv, 0);
+            csi_addons_destroy(addons);
+            csi_service_destroy(svc);
+            return 1;
+        }
+        tlog_info("csi.addons.started", "endpoint=%s replicator_admin=%s",
+                  aep, ao.admin_addr);
+    }
 
     size_t nm;
     const struct rpc_method *m = csi_methods(o.mode, &nm);
@@ -263,6 +325,8 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "tandem-csi: serving %s: %s\n", ep, strerror(-rc));
         rpc_server_destroy(srv, 0);
+        rpc_server_destroy(asrv, 0);
+        csi_addons_destroy(addons);
         csi_service_destroy(svc);
         return 1;
     }
@@ -275,6 +339,8 @@ int main(int argc, char **argv)
     int sig = tb_signals_wait(0);
     tlog_info("csi.stopping", "signal=%d", sig);
     rpc_server_destroy(srv, 5000);
+    rpc_server_destroy(asrv, 5000);
+    csi_addons_destroy(addons);
     csi_service_destroy(svc);
     tlog_info("csi.stopped", "endpoint=%s", ep);
     return 0;

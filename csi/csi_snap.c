@@ -30,10 +30,10 @@
 #include "tbase.h"
 #include "tlog.h"
 
-/* jr_snap_create/delete wait for the writer holding the lease; past 30 s
- * a lease left by a crashed writer counts as expired (jr.h, R-36) and the
- * call takes the volume itself, so one call outlasts that. */
-#define SNAP_TIMEOUT_MS 45000
+/* How long jr_snap_create/delete wait for the writer holding the lease
+ * to take a request (it polls every JR_SNAPREQ_POLL_MS) before
+ * snap_journal suspects that writer is dead. */
+#define SNAP_TIMEOUT_MS 10000
 #define CLONE_CHUNK (4u << 20)         /* copy unit (zero chunks skipped) */
 #define CLONE_OWNER "tandem-csi-controller/clone"
 
@@ -192,6 +192,39 @@ static int name_taken_elsewhere(csi_service *s, const char *vol,
     return 0;
 }
 
+/* Take (del 0) or delete (del 1) snapshot snap of vol through whoever
+ * writes the volume.  jr_snap_create/delete hand the entry to the writer
+ * holding the lease; a writer that died (node crash, exporter killed)
+ * still holds it (jr.h), and its requests would time out until the
+ * volume is staged again, so that a volume whose node died could never
+ * lose its snapshots nor, with them, be deleted.  On a timeout this
+ * process opens the volume writable: jr_open tells a live holder
+ * (renewing: JR_ELOCKED within ~2 s, answered as the timeout it is) from
+ * a dead one (unchanged for the lease TTL, 30 s: fenced and taken over,
+ * R-36, as a NodeStageVolume elsewhere would), then serves the request
+ * itself. */
+static int snap_journal(st_store *st, const char *vol, const char *snap,
+                        const char *label, int del, struct jr_snap *js)
+{
+    int rc = del ? jr_snap_delete(st, vol, snap, SNAP_TIMEOUT_MS)
+                 : jr_snap_create(st, vol, snap, label, SNAP_TIMEOUT_MS, js);
+    if (rc != -ETIMEDOUT) return rc;
+    jr_volume *v = NULL;
+    int orc = jr_open(st, vol, JR_OPEN_WRITE, "tandem-csi-controller/snap",
+                      &v);
+    if (orc == JR_ELOCKED) return -ETIMEDOUT; /* alive, just slow */
+    if (orc < 0) return orc;
+    tlog_warn("csi.snapshot.writer_taken_over", "vol=%s snap=%s op=%s "
+              "msg=\"the lease holder did not take the request and stopped "
+              "renewing: fenced\"", vol, snap, del ? "delete" : "create");
+    /* This process is the writer now: a delete request goes to its own
+     * poller, a create is journaled directly (both idempotent). */
+    rc = del ? jr_snap_delete(st, vol, snap, SNAP_TIMEOUT_MS)
+             : jr_snapshot(v, snap, label, js);
+    int crc = jr_close(v);
+    return rc < 0 ? rc : crc;
+}
+
 /* -------------------------------------------------------- CreateSnapshot */
 
 int csi__create_snapshot(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
@@ -267,8 +300,7 @@ int csi__create_snapshot(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              q->source_volume_id, s->cfg->regions[idx].name);
         goto out;
     }
-    rc = jr_snap_create(st, q->source_volume_id, snap, label,
-                        SNAP_TIMEOUT_MS, &js);
+    rc = snap_journal(st, q->source_volume_id, snap, label, 0, &js);
     if (rc == JR_ECORRUPT) {
         code = rpc_ctx_error(ctx, RPC_FAILED_PRECONDITION, "volume %s has a "
                              "damaged journal: see tandemctl journal-check "
@@ -352,7 +384,7 @@ int csi__delete_snapshot(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
                              vol, s->cfg->regions[idx].name);
         goto unlock;
     }
-    rc = jr_snap_delete(st, vol, snap, SNAP_TIMEOUT_MS);
+    rc = snap_journal(st, vol, snap, NULL, 1, NULL);
     if (rc == -EBUSY) {
         struct holders h = {"", 0};
         jr_snap_holds(st, vol, snap, holder_one, &h);
@@ -644,8 +676,7 @@ int csi__clone_snapshot(csi_service *s, rpc_ctx *ctx, const char *clone_id,
         char label[128];
         snprintf(label, sizeof(label), "tandem-clone-source clone=%s",
                  clone_id);
-        rc = jr_snap_create(st, src->vol, src->snap, label, SNAP_TIMEOUT_MS,
-                            &src->js);
+        rc = snap_journal(st, src->vol, src->snap, label, 0, &src->js);
         if (rc < 0)
             return rpc_ctx_error(ctx, snap_rpc_code(rc), "snapshot of source "
                                  "volume %s for the clone: %s", src->vol,
@@ -680,7 +711,7 @@ static void clone_release(csi_service *s, const char *clone_id,
         return;
     st_store *st = csi__store(s, idx);
     int rc = jr_snap_release(st, vol, snap, clone_id);
-    if (rc == 0 && tmp) rc = jr_snap_delete(st, vol, snap, SNAP_TIMEOUT_MS);
+    if (rc == 0 && tmp) rc = snap_journal(st, vol, snap, NULL, 1, NULL);
     if (rc < 0 && rc != -ENOENT)
         tlog_warn("csi.clone.release_failed", "clone=%s from=%s err=%d",
                   clone_id, from, rc);

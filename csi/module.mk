@@ -10,6 +10,12 @@ LIBS_libcsi := -lcurl -ljson-c -lcrypto
 CSI_LIBS := $(B)/libcsi.a $(B)/libnode.a $(B)/librpc.a $(B)/libjr.a \
             $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a $(B)/libgen.a
 
+# The CSI-Addons services (csi_addons.h), from the published protos
+# (libaddonsgen, proto/module.mk).
+$(B)/libcsiaddons.a: $(call objs,csi/csi_addons.c)
+$(call objs,csi/csi_addons.c csi/csi_main.c): $(ADDONS_GEN_H)
+CSI_ADDONS_LIBS := $(B)/libcsiaddons.a $(B)/libaddonsgen.a
+
 PROGS += $(B)/tandem-csi
-$(B)/tandem-csi: $(call objs,csi/csi_main.c) $(CSI_LIBS)
+$(B)/tandem-csi: $(call objs,csi/csi_main.c) $(CSI_LIBS) $(CSI_ADDONS_LIBS)
 	$(LINK)

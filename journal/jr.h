@@ -204,6 +204,16 @@ int jr_peer_ack_set(st_store *st, const char *vol_id, const char *peer,
                     uint64_t seq);
 /* Remove journal objects wholly below min(applied, every peer's ack). */
 int jr_trim(st_store *st, const char *vol_id);
+/* Replication turned off on a live primary (csi-addons
+ * DisableVolumeReplication): record a tombstone (R-35) naming every peer
+ * with an ack, so each peer region's replicator deletes its replica as it
+ * does for a deleted primary, then forget those acks (the journal is no
+ * longer kept for them).  A sender still running may set an ack again:
+ * call it once the volume's replication metadata says "none" (the
+ * replicator then stops shipping it), and again if an ack reappears.
+ * 0 (also when there was no peer), -ENOENT, JR_EROLE (not a primary: a
+ * replica's peer is not this region's to release), or the store's error. */
+int jr_peers_release(st_store *st, const char *vol_id);
 
 /* ---- open volume (the data path) ---- */
 typedef struct jr_volume jr_volume;

@@ -151,39 +151,11 @@ int jr_copywin_save(st_store *st, const char *vol_id, uint64_t off,
     return rc < 0 ? rc : 0;
 }
 
-/* The names of a volume's saved blocks. */
-struct names {
-    char **k;
-    size_t n, cap;
-};
-
-static int names_cb(const char *oid, void *arg)
-{
-    struct names *l = arg;
-    if (l->n == l->cap) {
-        size_t c = l->cap ? 2 * l->cap : 16;
-        char **k = realloc(l->k, c * sizeof(*k));
-        if (!k) return -ENOMEM;
-        l->k = k;
-        l->cap = c;
-    }
-    if (!(l->k[l->n] = strdup(oid))) return -ENOMEM;
-    l->n++;
-    return 0;
-}
-
-static void names_free(struct names *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->k[i]);
-    free(l->k);
-    memset(l, 0, sizeof(*l));
-}
-
-static int blocks_list(st_store *st, const char *vol, struct names *l)
+static int blocks_list(st_store *st, const char *vol, struct jr__names *l)
 {
     char pfx[JR_OID_MAX];
     blocks_prefix(pfx, sizeof(pfx), vol);
-    return st_list(st, pfx, names_cb, l);
+    return jr__names_list(st, pfx, l);
 }
 
 /* The block number of a saved block's name (JR_ECORRUPT if it has none). */
@@ -204,13 +176,13 @@ int jr_copywin_drop(st_store *st, const char *vol_id)
     if (rc < 0) return rc;
     jr_meta_rm(st, vol_id, CW_UNTIL);
     jr_meta_rm(st, vol_id, CW_BASE);
-    struct names l = {0};
+    struct jr__names l = {0};
     rc = blocks_list(st, vol_id, &l);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
-        int e = st_remove(st, l.k[i]);
+        int e = st_remove(st, l.v[i]);
         if (e < 0 && e != -ENOENT) rc = e;
     }
-    names_free(&l);
+    jr__names_free(&l);
     return rc < 0 ? rc : 0;
 }
 
@@ -219,7 +191,7 @@ int jr_copywin_rollback(st_store *st, const char *vol_id, uint64_t *base,
 {
     struct jr_copywin w;
     struct jr_info info;
-    struct names l = {0};
+    struct jr__names l = {0};
     size_t restored = 0;
     uint8_t *buf = NULL;
     int rc = jr_copywin_get(st, vol_id, &w);
@@ -233,8 +205,8 @@ int jr_copywin_rollback(st_store *st, const char *vol_id, uint64_t *base,
     rc = blocks_list(st, vol_id, &l);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         uint64_t blk;
-        if ((rc = block_num(l.k[i], &blk)) < 0) break;
-        ssize_t n = st_read(st, l.k[i], 0, buf, CW_BLOCK);
+        if ((rc = block_num(l.v[i], &blk)) < 0) break;
+        ssize_t n = st_read(st, l.v[i], 0, buf, CW_BLOCK);
         if (n < 0) {
             rc = (int)n;
             break;
@@ -246,7 +218,7 @@ int jr_copywin_rollback(st_store *st, const char *vol_id, uint64_t *base,
         restored++;
     }
     free(buf);
-    names_free(&l);
+    jr__names_free(&l);
     /* The image holds the base's bytes again: it stands for that
      * position (R-9), then the window goes. */
     if (rc >= 0) rc = jr_replica_rebase(st, vol_id, w.base, info.size);

@@ -106,6 +106,15 @@ void jr__oid_journal(char *buf, size_t n, const char *vol, uint64_t jno);
 /* the longest: vol/<id>/s/<snap id>/<16 hex> (R-62) */
 #define JR_OID_MAX (JR_MAX_ID + JR_MAX_SNAP_ID + 40)
 
+/* Object names collected by st_list (jr__names_list): the caller frees
+ * them with jr__names_free (which leaves l empty for reuse). */
+struct jr__names {
+    char **v;
+    size_t n, cap;
+};
+int jr__names_list(st_store *st, const char *prefix, struct jr__names *l);
+void jr__names_free(struct jr__names *l);
+
 /* ---- header state (FORMAT.md §2) ---- */
 
 struct jr__jobj {

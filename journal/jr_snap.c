@@ -485,32 +485,6 @@ static int snap_take(st_store *st, const char *vol, struct jr__cow *c,
     return -ECANCELED; /* the guard g failed (a fenced writer) */
 }
 
-struct names {
-    char **v;
-    size_t n, cap;
-};
-
-static int names_cb(const char *oid, void *arg)
-{
-    struct names *l = arg;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        char **nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv) return -ENOMEM;
-        l->v = nv;
-        l->cap = nc;
-    }
-    if (!(l->v[l->n] = strdup(oid))) return -ENOMEM;
-    l->n++;
-    return 0;
-}
-
-static void names_free(struct names *l)
-{
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-}
-
 struct holdkeys {
     char k[8][16 + JR_MAX_SNAP_ID + JR_MAX_ID];
     int n;
@@ -597,8 +571,8 @@ static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
     free(all.v);
     char pfx[JR_OID_MAX], poid[JR_OID_MAX];
     snprintf(pfx, sizeof pfx, "vol/%s/s/%s/", vol, id);
-    struct names l = {0};
-    r = st_list(st, pfx, names_cb, &l);
+    struct jr__names l = {0};
+    r = jr__names_list(st, pfx, &l);
     uint64_t moved = 0, removed = 0;
     for (size_t i = 0; r == 0 && i < l.n; i++) {
         const char *hex = l.v[i] + strlen(pfx);
@@ -637,7 +611,7 @@ static int snap_drop(st_store *st, const char *vol, struct jr__cow *c,
         if (r == -ENOENT) r = 0;
         removed++;
     }
-    names_free(&l);
+    jr__names_free(&l);
     if (r == 0) r = hdr_update(st, vol, g, key, raw, NULL);
     if (r == 0) r = holds_drop(st, vol, id, g);
     if (r == 0) {

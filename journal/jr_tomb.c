@@ -129,3 +129,45 @@ int jr_tomb_remove(st_store *st, const char *vol_id)
     if (r == 0) tlog_info("volume.tombstone_removed", "vol=%s", vol_id);
     return r;
 }
+
+struct ack_keys {
+    char k[JR_TOMB_MAX_PEERS * 4][JR_MAX_REGION + 8];
+    int n;
+};
+
+static int ack_key_cb(const char *key, const char *val, size_t len, void *arg)
+{
+    (void)val;
+    (void)len;
+    struct ack_keys *a = arg;
+    if (a->n < (int)(sizeof a->k / sizeof a->k[0]) &&
+        strlen(key) < sizeof a->k[0])
+        snprintf(a->k[a->n++], sizeof a->k[0], "%s", key);
+    return 0;
+}
+
+int jr_peers_release(st_store *st, const char *vol_id)
+{
+    if (!st || !jr__valid_id(vol_id)) return -EINVAL;
+    struct jr_info info;
+    int r = jr_volume_stat(st, vol_id, &info);
+    if (r < 0) return r;
+    if (info.role != JR_ROLE_PRIMARY) return JR_EROLE;
+    /* The tombstone first: if we stop after it, the replicas still go
+     * and the acks are released by the next call (idempotent). */
+    r = jr__tomb_write(st, vol_id, info.epoch ? info.epoch : 1);
+    if (r < 0) return r;
+    char hoid[JR_OID_MAX];
+    jr__oid_header(hoid, sizeof hoid, vol_id);
+    struct ack_keys a = {.n = 0};
+    r = st_omap_iter(st, hoid, "ack.", NULL, 0, ack_key_cb, &a);
+    if (r < 0) return r;
+    for (int i = 0; i < a.n; i++) {
+        r = st_omap_rm(st, hoid, a.k[i]);
+        if (r < 0 && r != -ENOENT) return r;
+    }
+    if (a.n)
+        tlog_info("volume.peers_released", "vol=%s acks=%d epoch=%" PRIu64,
+                  vol_id, a.n, info.epoch);
+    return 0;
+}

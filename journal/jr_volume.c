@@ -90,14 +90,9 @@ int jr_volume_create(st_store *st, const char *vol_id,
     return r;
 }
 
-struct namelist {
-    char **v;
-    size_t n, cap;
-};
-
-static int collect_cb(const char *oid, void *arg)
+static int names_cb(const char *oid, void *arg)
 {
-    struct namelist *l = arg;
+    struct jr__names *l = arg;
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
         char **nv = realloc(l->v, nc * sizeof *nv);
@@ -110,10 +105,16 @@ static int collect_cb(const char *oid, void *arg)
     return 0;
 }
 
-static void namelist_free(struct namelist *l)
+int jr__names_list(st_store *st, const char *prefix, struct jr__names *l)
+{
+    return st_list(st, prefix, names_cb, l);
+}
+
+void jr__names_free(struct jr__names *l)
 {
     for (size_t i = 0; i < l->n; i++) free(l->v[i]);
     free(l->v);
+    memset(l, 0, sizeof(*l));
 }
 
 int jr_volume_delete(st_store *st, const char *vol_id)
@@ -137,13 +138,13 @@ int jr_volume_delete(st_store *st, const char *vol_id)
     if (primary && (r = jr__tomb_write(st, vol_id, epoch)) < 0) return r;
     char prefix[JR_OID_MAX];
     snprintf(prefix, sizeof prefix, "vol/%s/", vol_id);
-    struct namelist l = {0};
-    r = st_list(st, prefix, collect_cb, &l);
+    struct jr__names l = {0};
+    r = jr__names_list(st, prefix, &l);
     for (size_t i = 0; r == 0 && i < l.n; i++) {
         r = st_remove(st, l.v[i]);
         if (r == -ENOENT) r = 0;
     }
-    namelist_free(&l);
+    jr__names_free(&l);
     if (r < 0) return r;
     HDR_OID(oid, vol_id);
     r = st_remove(st, oid);

@@ -5,7 +5,7 @@
 UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-journal-format $(B)/tests/test-journal \
     $(B)/tests/test-snap $(B)/tests/test-group \
-    $(B)/tests/test-regions $(B)/tests/test-csi \
+    $(B)/tests/test-regions $(B)/tests/test-csi $(B)/tests/test-csi-addons \
     $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
 
@@ -16,7 +16,7 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
 # builds).
 TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc \
     $(B)/tests/test-snap $(B)/tests/test-group \
-    $(B)/tests/test-store
+    $(B)/tests/test-store $(B)/tests/test-csi-addons
 # Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
 # happens-before edges of gRPC's completion queue (start of an operation
 # -> its event) and of librados's asynchronous operations (submit -> its
@@ -41,6 +41,9 @@ $(B)/tests/test-snap: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-group: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-csi: $(CSI_LIBS)
+# The CSI-Addons services in process, behind their real socket, with a
+# scripted admin API.
+$(B)/tests/test-csi-addons: $(CSI_ADDONS_LIBS) $(CSI_LIBS) $(ADDONS_GEN_H)
 # Conformance and the node data path run the real programs from $(B).
 $(B)/tests/test-csi-conformance: tests/unit/test-csi-client.h $(CSI_LIBS) \
     | $(B)/tandem-csi $(B)/tandem-volfuse
@@ -84,6 +87,7 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0330-journal-damage.sh tests/e2e/t0331-journal-damage-ceph.sh \
     tests/e2e/t0340-snapshot-failover.sh \
     tests/e2e/t0341-snapshot-failover-ceph.sh \
+    tests/e2e/t0360-csi-addons.sh \
     tests/e2e/t0400-demo.sh \
     tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
 # The randomized fault test, also alone and repeated: make test-faults.

@@ -1392,6 +1392,50 @@ TEST(clone_pending)
     csi_proc_stop(&p);
 }
 
+/* The volume's writer died holding the lease (a node crash): its lease
+ * stays, so the snapshot request is never taken by it.  CreateSnapshot
+ * and DeleteSnapshot still work: the plugin sees the lease unrenewed for
+ * its TTL (shortened here through the journal's test hook), fences that
+ * writer and journals the entry itself.  A live writer is never fenced:
+ * that is the t0240 script (a staged volume). */
+TEST(snapshot_after_writer_crash)
+{
+    struct csi_proc p;
+    char msg[1024], id[JR_MAX_ID + 1], sid[256];
+    Csi__V1__CreateSnapshotResponse *sr;
+    setenv("TANDEM_JR_LEASE_TTL_MS", "2000", 1);
+    csi_proc_start(&p, NULL);
+    ASSERT_CODE(tc_create(&p, "pvc-crashed", 8 * MiB, 0, NULL, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    tc_fill(&p, "a", id, 0, MiB, 4);
+    pid_t w = fork();
+    ASSERT(w >= 0);
+    if (w == 0) {
+        struct rg_config *cfg;
+        st_store *st = tc_region_store(&p, "a", &cfg);
+        jr_volume *v = NULL;
+        if (jr_open(st, id, JR_OPEN_WRITE, "crashing-writer", &v) < 0)
+            _exit(1);
+        raise(SIGKILL); /* the lease stays behind */
+        _exit(2);
+    }
+    int ws = 0;
+    ASSERT_EQ(waitpid(w, &ws, 0), w);
+    ASSERT(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    ASSERT_CODE(tc_snap(&p, "snapshot-c", id, NULL, NULL, NULL, &sr, msg,
+                        sizeof(msg)), RPC_OK, msg);
+    snprintf(sid, sizeof(sid), "%s", sr->snapshot->snapshot_id);
+    ASSERT(sr->snapshot->ready_to_use);
+    tc_free(sr);
+    ASSERT_CODE(tc_create_from(&p, "pvc-crashed-r", 1, sid, 0, 0, NULL, NULL,
+                               NULL, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT(tc_check(&p, "a", "pvc-crashed-r", 0, MiB, 4));
+    ASSERT_CODE(tc_snap_delete(&p, sid, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_delete(&p, id), RPC_OK, "");
+    csi_proc_stop(&p);
+    unsetenv("TANDEM_JR_LEASE_TTL_MS");
+}
+
 /* ControllerGetVolume: NOT_FOUND, INVALID_ARGUMENT, and the conditions
  * an operator must act on (replicator health key, journal over its
  * cap). */
@@ -1447,11 +1491,15 @@ TEST(get_volume_health)
     }
     ASSERT_EQ(jr_meta_rm(st, id, "rep.health"), 0);
 
-    /* A journal over its cap (no peer has taken it): abnormal, says the
-     * peer needs a region copy. */
-    struct jr_kv meta[] = {{"csi.name", "pvc-capped"}};
+    /* A journal over its cap (the peer has not taken it): abnormal for a
+     * replicated volume, says the peer needs a region copy; normal for
+     * one that does not replicate (it reaches its cap by being
+     * written). */
+    struct jr_kv meta[] = {{"csi.name", "pvc-capped"},
+                           {"csi.replication", "async"},
+                           {"csi.peer_region", "b"}};
     struct jr_create_opts co = {.size = 16 * MiB, .role = JR_ROLE_PRIMARY,
-                                .region = "a", .meta = meta, .n_meta = 1,
+                                .region = "a", .meta = meta, .n_meta = 3,
                                 .journal_cap = MiB};
     ASSERT_EQ(jr_volume_create(st, "pvc-capped", &co), 0);
     /* 12 MiB of incompressible writes: three 4 MiB journal objects, far
@@ -1478,6 +1526,11 @@ TEST(get_volume_health)
                 RPC_OK, msg);
     ASSERT(gr->status->volume_condition->abnormal);
     ASSERT(strstr(gr->status->volume_condition->message, "region copy"));
+    tc_free(gr);
+    ASSERT_EQ(jr_meta_set(st, "pvc-capped", "csi.replication", "none"), 0);
+    ASSERT_CODE(tc_get_volume(&p, "pvc-capped", &gr, msg, sizeof(msg)),
+                RPC_OK, msg);
+    ASSERT(!gr->status->volume_condition->abnormal);
     tc_free(gr);
     st_close(st);
     rg_free(cfg);

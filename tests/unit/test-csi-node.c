@@ -503,6 +503,27 @@ TEST(exporter_death_repaired_by_stage)
     read_file(path, buf, sizeof(buf));
     pid_t ex = (pid_t)atoi(buf);
     ASSERT_GT(ex, 1);
+    /* A stopped exporter: abnormal, and the answer does not hang on the
+     * volume (a bounded probe); normal again once continued. */
+    Csi__V1__NodeGetVolumeStatsResponse *hr = NULL;
+    ASSERT_CODE(tc_stats(&p, id, sp, &hr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT(hr->volume_condition && !hr->volume_condition->abnormal);
+    tc_free(hr);
+    ASSERT_EQ(kill(ex, SIGSTOP), 0);
+    struct timespec h0, h1;
+    clock_gettime(CLOCK_MONOTONIC, &h0);
+    int hc = tc_stats(&p, id, sp, &hr, msg, sizeof(msg));
+    clock_gettime(CLOCK_MONOTONIC, &h1);
+    ASSERT_EQ(kill(ex, SIGCONT), 0);
+    ASSERT_CODE(hc, RPC_OK, msg);
+    ASSERT(hr->volume_condition->abnormal);
+    ASSERT(strstr(hr->volume_condition->message, "stopped"));
+    ASSERT_LT(h1.tv_sec - h0.tv_sec, 5);
+    tc_free(hr);
+    ASSERT_CODE(tc_stats(&p, id, sp, &hr, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT(!hr->volume_condition->abnormal);
+    ASSERT_GT(hr->n_usage, 0);
+    tc_free(hr);
     ASSERT_EQ(kill(ex, SIGKILL), 0);
     for (int i = 0; i < 500 && kill(ex, 0) == 0; i++) usleep(10000);
 

@@ -283,6 +283,52 @@ TEST(volume_ids)
     ASSERT(!csi_volume_id_valid("-x"));
 }
 
+/* Snapshot ids: names kept or hashed like volume ids, "<vol>@<snap>"
+ * split unambiguously, labels in csi.h's documented form. */
+TEST(snapshot_ids_and_labels)
+{
+    char id[80], vol[JR_MAX_ID + 1], snap[JR_MAX_SNAP_ID + 1], l[600];
+    ASSERT_EQ(csi_snap_id("snapshot-0b9d2c4e-1f2a-4b3c-8d9e-0123456789ab",
+                          id, sizeof(id)), 0);
+    ASSERT_STREQ(id, "snapshot-0b9d2c4e-1f2a-4b3c-8d9e-0123456789ab");
+    /* '.', '/', ' ', a leading "h-" or > 64 bytes: hashed, stable. */
+    const char *hashed[] = {"snap.1", "a b", "h-abc",
+                            "x123456789012345678901234567890123456789012345"
+                            "678901234567890123456789"};
+    for (size_t i = 0; i < sizeof(hashed) / sizeof(hashed[0]); i++) {
+        char again[80];
+        ASSERT_EQ(csi_snap_id(hashed[i], id, sizeof(id)), 0);
+        ASSERT_EQ(strncmp(id, "h-", 2), 0);
+        ASSERT_EQ(strlen(id), 42);
+        ASSERT_EQ(csi_snap_id(hashed[i], again, sizeof(again)), 0);
+        ASSERT_STREQ(id, again);
+    }
+    ASSERT_EQ(csi_snap_id("", id, sizeof(id)), -EINVAL);
+    ASSERT_EQ(csi_snapshot_id_split("pvc-1@snapshot-2", vol, sizeof(vol),
+                                    snap, sizeof(snap)), 0);
+    ASSERT_STREQ(vol, "pvc-1");
+    ASSERT_STREQ(snap, "snapshot-2");
+    const char *bad[] = {"", "pvc-1", "@s", "pvc-1@", "a@b@c", "../x@s",
+                         "pvc-1@s.x", "pvc 1@s"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (csi_snapshot_id_split(bad[i], vol, sizeof(vol), snap,
+                                  sizeof(snap)) != -EINVAL)
+            TT_FAIL("split accepted \"%s\"", bad[i]);
+    ASSERT_EQ(csi_snap_label("ns1", "vs", "snapcontent-1", l, sizeof(l)), 0);
+    ASSERT_STREQ(l, "namespace=ns1 name=vs content=snapcontent-1");
+    ASSERT_EQ(csi_snap_label(NULL, "vs", "", l, sizeof(l)), 0);
+    ASSERT_STREQ(l, "name=vs");
+    ASSERT_EQ(csi_snap_label(NULL, NULL, NULL, l, sizeof(l)), 0);
+    ASSERT_STREQ(l, "");
+    ASSERT_EQ(csi_snap_label("a b", "x=y%", NULL, l, sizeof(l)), 0);
+    ASSERT_STREQ(l, "namespace=a%20b name=x%3Dy%25");
+    char big[300];
+    memset(big, 'n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ASSERT_EQ(csi_snap_label("ns", big, big, l, sizeof(l)), -ENAMETOOLONG);
+    ASSERT_EQ(csi_snap_label("ns", "n", "c", l, 8), -ENAMETOOLONG);
+}
+
 TEST(paths)
 {
     ASSERT(csi_path_valid("/var/lib/kubelet/pods/x/volumes/y/mount"));
