@@ -568,8 +568,17 @@ struct jr_stats {
     uint64_t commit_ns;      /* time in journal appends (the leaders) */
     uint64_t apply_ns;       /* time in image writes (the applier) */
     uint64_t trim_ns;        /* time persisting applied and trimming */
+    /* Consistency points (§ groups): how often and how long this
+     * writer's gate was closed (from its mark taking a seq until the
+     * gate opened: what a write arriving then waits at most). */
+    uint64_t cp_holds;
+    uint64_t cp_hold_ns;     /* sum */
+    uint64_t cp_hold_max_ns;
 };
 int jr_get_stats(jr_volume *v, struct jr_stats *out);
+/* The most recent hold durations (ns) of an open grouped writer, newest
+ * last: up to n copied, the number copied returned. */
+size_t jr_cp_holds(jr_volume *v, int64_t *out, size_t n);
 
 /* The sticky error of an open volume: 0, or why writes now fail (e.g.
  * JR_ELOCKED after the lease was taken over, JR_EROLE after a demotion,

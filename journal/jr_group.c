@@ -8,8 +8,7 @@
  * Everything crosses processes through the group object "cg/<group>"
  * (R-71): the writers of one region share the store, and a store read is
  * the only channel a volfuse exporter on another node has.  The
- * coordinator and the held writers poll it at sub-millisecond to
- * millisecond periods only while a point is in progress (a few hundred
+ * coordinator and the held writers poll it every millisecond only while a point is in progress (a few hundred
  * microseconds of store time per poll on sqlite, about one round trip on
  * rados); between points a writer polls every TANDEM_JR_CP_POLL_MS
  * (5 ms), which bounds how late a member marks, and so the pause of the
@@ -27,7 +26,7 @@
 
 #define GROUP_DIR_OID "cgs"
 #define CP_HOLD_MAX_MS 1000  /* a writer's own bound on a hold */
-#define CP_FAST_POLL_US 300  /* held writers and the coordinator */
+#define CP_FAST_POLL_US 1000 /* held writers and the coordinator */
 
 static int valid_group(const char *g)
 {
@@ -427,6 +426,37 @@ void jr__cp_open_wait(st_store *st, const char *group, uint32_t member)
     }
 }
 
+/* One read of the whole group object: "cp" and the "h.*" of a cut. */
+struct pollst {
+    uint64_t cut;
+    uint64_t held;
+    struct cp cp;
+};
+
+static int poll_cb(const char *key, const char *val, size_t len, void *arg)
+{
+    struct pollst *p = arg;
+    (void)len;
+    if (!strncmp(key, "h.", 2)) {
+        unsigned i = (unsigned)atoi(key + 2);
+        if (i < JR_GROUP_MAX_MEMBERS && strtoull(val, NULL, 10) == p->cut)
+            p->held |= 1ull << i;
+    } else if (!strcmp(key, "cp")) {
+        char state[16] = "";
+        unsigned long long cut = 0, mask = 0;
+        if (sscanf(val, "%llu %15s %llx", &cut, state, &mask) == 3) {
+            p->cp.cut = cut;
+            p->cp.mask = mask;
+            p->cp.state = !strcmp(state, "hold")      ? CP_HOLD
+                          : !strcmp(state, "release") ? CP_RELEASE
+                          : !strcmp(state, "abandon") ? CP_ABANDON
+                          : !strcmp(state, "prep")    ? CP_PREP
+                                                      : CP_NONE;
+        }
+    }
+    return 0;
+}
+
 void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
                   const char *group, uint32_t member, int ms)
 {
@@ -450,7 +480,9 @@ void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
                          " %s", group, c.cut, c.mask, c.idle[0] ? c.idle : "-");
         if (n < 0 || (size_t)n >= sizeof pl) continue;
         uint64_t seq = 0;
+        int64_t tr0 = tb_mono_ns();
         int r = jr__cp_mark(v, member, pl, (size_t)n, &seq);
+        int64_t tr1 = tb_mono_ns(), tr2 = 0;
         if (r < 0) {
             tlog_warn("group.mark_failed", "vol=%s group=%s cut=%" PRIu64
                       " err=\"%s\"", vol, group, c.cut, jr_strerror(r));
@@ -461,15 +493,24 @@ void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
         snprintf(key, sizeof key, "h.%u", member);
         int vn = snprintf(val, sizeof val, "%" PRIu64 " %" PRIu64, c.cut, seq);
         int released = 0;
-        if (st_omap_set(st, oid, key, val, (size_t)vn) == 0) {
+        if (st_omap_set(st, oid, key, val, (size_t)vn) == 0 &&
+            jr__cp_durable(v, seq) == 0) {
+            tr2 = tb_mono_ns();
             for (;;) {
-                struct cp d;
-                if (cp_read(st, oid, &d) == 0) {
-                    if (d.cut == c.cut && d.state == CP_RELEASE) {
+                /* Released once every participant's mark is in: seen
+                 * here directly (one read of the group object), not
+                 * through the coordinator, whose release would add a
+                 * store write and a poll to every hold. */
+                struct pollst d = {c.cut, 0, {0}};
+                if (st_omap_iter(st, oid, "", NULL, 0, poll_cb, &d) == 0) {
+                    if ((d.held & c.mask) == c.mask &&
+                        (d.cp.cut != c.cut || d.cp.state != CP_ABANDON)) {
                         released = 1;
                         break;
                     }
-                    if (d.cut != c.cut || d.state != CP_HOLD) break;
+                    if (d.cp.cut != c.cut ||
+                        (d.cp.state != CP_HOLD && d.cp.state != CP_RELEASE))
+                        break;
                 }
                 /* Our own bound: the coordinator may have died. */
                 if (tb_mono_ms() - t0 > CP_HOLD_MAX_MS ||
@@ -479,6 +520,11 @@ void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
             }
         }
         jr__cp_open(v);
+        /* Where a hold's time goes (TANDEM_LOG_LEVEL=debug). */
+        tlog_debug("group.hold", "vol=%s cut=%" PRIu64 " mark_ms=%.1f "
+                   "durable_ms=%.1f wait_ms=%.1f released=%d", vol, c.cut,
+                   (tr1 - tr0) / 1e6, (tr2 - tr1) / 1e6,
+                   (tb_mono_ns() - tr2) / 1e6, released);
         if (!released) {
             tlog_warn("group.hold_dropped", "vol=%s group=%s cut=%" PRIu64,
                       vol, group, c.cut);
@@ -606,8 +652,11 @@ int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
             }
         }
         free(gv);
-        if (r == 0 && s[i].head >= h.tail)
-            r = jr__journal_iter(st, vols[i], &h, h.tail, s[i].head, scan_cb,
+        /* Marks at or below applied belong to cuts at or below the one
+         * applied (gcut): only what lies past it can make a newer cut. */
+        uint64_t from = h.applied + 1 > h.tail ? h.applied + 1 : h.tail;
+        if (r == 0 && s[i].head >= from)
+            r = jr__journal_iter(st, vols[i], &h, from, s[i].head, scan_cb,
                                  &s[i]);
         jr__hdr_free(&h);
         if (r == JR_ETRIMMED) r = 0;

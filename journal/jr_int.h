@@ -459,12 +459,13 @@ static inline uint64_t jr__get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8
  * The writer's side of a consistency point, served by a thread of each
  * open writable grouped volume (jr_io.c starts it): jr__cp_serve polls
  * the group object and calls back into jr_io.c through these. */
-/* Close the write gate (writes not yet sequenced wait) and journal a
- * group entry (kind 7, member index) ordered after every write
- * sequenced so far; *seq its position.  The gate stays closed on
- * success until jr__cp_open. */
+/* Close the write gate (writes not yet sequenced wait) and sequence a
+ * group entry (kind 7, member index) after every write sequenced so far;
+ * *seq its position.  It is not durable yet: jr__cp_durable waits for
+ * that.  The gate stays closed on success until jr__cp_open. */
 int jr__cp_mark(jr_volume *v, uint32_t member, const uint8_t *pl, size_t plen,
                 uint64_t *seq);
+int jr__cp_durable(jr_volume *v, uint64_t seq);
 /* Open the gate again. */
 void jr__cp_open(jr_volume *v);
 /* Journal a group entry without touching the gate (the commit). */

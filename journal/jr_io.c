@@ -153,6 +153,8 @@ struct jr_volume {
     char group[JR_MAX_GROUP_ID + 1];
     uint32_t member;
     int cp_poll_ms;
+    int64_t gate_t0;          /* mono ns the gate closed (under mu) */
+    int64_t holds[256];       /* recent hold durations, a ring (mu) */
     pthread_t cp;
     int cp_started;
 };
@@ -328,8 +330,32 @@ static void lead(jr_volume *v)
 
 /* Queue entries p[0..n) (built by the caller) and wait until durable;
  * *seq_out (may be NULL): the last one's seq. */
+static int submit_seq2(jr_volume *v, struct pent **p, size_t n,
+                       uint64_t *seq_out, int nowait);
+
 static int submit_seq(jr_volume *v, struct pent **p, size_t n,
                       uint64_t *seq_out)
+{
+    return submit_seq2(v, p, n, seq_out, 0);
+}
+
+/* Wait until seq is durable (leading a commit when none runs). */
+static int wait_durable(jr_volume *v, uint64_t mine)
+{
+    pthread_mutex_lock(&v->mu);
+    while (v->durable_seq < mine && !v->err) {
+        if (!v->committing && v->commit_next) lead(v);
+        else pthread_cond_wait(&v->commit_cv, &v->mu);
+    }
+    int r = v->durable_seq >= mine ? 0 : v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+/* nowait: sequence the entries and return (durable later, with the next
+ * commit; wait_durable waits for it). */
+static int submit_seq2(jr_volume *v, struct pent **p, size_t n,
+                       uint64_t *seq_out, int nowait)
 {
     pthread_mutex_lock(&v->mu);
     for (;;) {
@@ -378,6 +404,10 @@ static int submit_seq(jr_volume *v, struct pent **p, size_t n,
     }
     uint64_t mine = p[n - 1]->seq;
     if (seq_out) *seq_out = mine;
+    if (nowait) {
+        pthread_mutex_unlock(&v->mu);
+        return 0;
+    }
     while (v->durable_seq < mine && !v->err) {
         if (!v->committing && v->commit_next) lead(v);
         else pthread_cond_wait(&v->commit_cv, &v->mu);
@@ -665,15 +695,33 @@ int jr__cp_mark(jr_volume *v, uint32_t member, const uint8_t *pl, size_t plen,
     p->member = member;
     pthread_mutex_lock(&v->mu);
     v->gate = 1; /* before the mark takes its seq: nothing passes it */
+    v->gate_t0 = tb_mono_ns();
     pthread_mutex_unlock(&v->mu);
-    int r = submit_seq(v, &p, 1, seq);
+    /* Sequenced, not yet durable: what orders the writes is the seq (no
+     * write can take one before it while the gate is closed); the caller
+     * publishes its mark and then waits for durability (jr__cp_durable),
+     * overlapping the commit with the other members' marking. */
+    int r = submit_seq2(v, &p, 1, seq, 1);
     if (r < 0) jr__cp_open(v);
     return r;
+}
+
+int jr__cp_durable(jr_volume *v, uint64_t seq)
+{
+    return wait_durable(v, seq);
 }
 
 void jr__cp_open(jr_volume *v)
 {
     pthread_mutex_lock(&v->mu);
+    if (v->gate) {
+        int64_t d = tb_mono_ns() - v->gate_t0;
+        v->holds[v->stats.cp_holds % 256] = d;
+        v->stats.cp_holds++;
+        v->stats.cp_hold_ns += (uint64_t)d;
+        if ((uint64_t)d > v->stats.cp_hold_max_ns)
+            v->stats.cp_hold_max_ns = (uint64_t)d;
+    }
     v->gate = 0;
     pthread_cond_broadcast(&v->gate_cv);
     pthread_mutex_unlock(&v->mu);
@@ -1232,6 +1280,18 @@ int jr_volume_error(jr_volume *v)
     int r = v->err;
     pthread_mutex_unlock(&v->mu);
     return r;
+}
+
+size_t jr_cp_holds(jr_volume *v, int64_t *out, size_t n)
+{
+    if (!v || !out) return 0;
+    pthread_mutex_lock(&v->mu);
+    uint64_t have = v->stats.cp_holds < 256 ? v->stats.cp_holds : 256;
+    if (n > have) n = (size_t)have;
+    for (size_t i = 0; i < n; i++)
+        out[i] = v->holds[(v->stats.cp_holds - n + i) % 256];
+    pthread_mutex_unlock(&v->mu);
+    return n;
 }
 
 int jr_get_stats(jr_volume *v, struct jr_stats *out)
