@@ -8,11 +8,10 @@
  * Everything crosses processes through the group object "cg/<group>"
  * (R-71): the writers of one region share the store, and a store read is
  * the only channel a volfuse exporter on another node has.  The
- * coordinator and the held writers poll it every millisecond only while a point is in progress (a few hundred
- * microseconds of store time per poll on sqlite, about one round trip on
- * rados); between points a writer polls every TANDEM_JR_CP_POLL_MS
- * (5 ms), which bounds how late a member marks, and so the pause of the
- * members that marked first.
+ * coordinator and the held writers poll it every millisecond, and only
+ * while a point is in progress; between points a writer polls every
+ * TANDEM_JR_CP_POLL_MS (5 ms), which bounds how late a member marks, and
+ * so the pause of the members that marked first.
  */
 #include <errno.h>
 #include <inttypes.h>
