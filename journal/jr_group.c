@@ -419,8 +419,29 @@ void jr__cp_open_wait(st_store *st, const char *group, uint32_t member)
             !(c.state == CP_HOLD && !(c.mask >> member & 1)))
             return;
         /* Bounded like every hold: a coordinator that died mid-point
-         * must not keep the volume from opening. */
-        if (tb_mono_ms() - t0 > CP_HOLD_MAX_MS) return;
+         * must not keep the volume from opening.  But then the point
+         * must not complete after our writes began: abandon it, as a
+         * compare-and-set on what we read (a participant that read every
+         * mark before this still commits: its marks precede our writes,
+         * which is all the property needs; one that reads after it sees
+         * the abandon, R-72). */
+        if (tb_mono_ms() - t0 > CP_HOLD_MAX_MS) {
+            char *raw = NULL;
+            size_t rl = 0;
+            if (st_omap_get(st, oid, "cp", &raw, &rl) < 0) return;
+            char nv[sizeof c.idle + 64];
+            int n = snprintf(nv, sizeof nv, "%" PRIu64 " abandon %016" PRIx64
+                             " %s", c.cut, c.mask, c.idle[0] ? c.idle : "-");
+            int r = st_omap_cas(st, oid, "cp", raw, rl, nv, (size_t)n);
+            free(raw);
+            if (r == 0) {
+                tlog_warn("group.open_abandoned", "group=%s cut=%" PRIu64,
+                          group, c.cut);
+                return;
+            }
+            if (r != -ECANCELED) return; /* a store error: best effort */
+            continue; /* it moved: look again */
+        }
         usleep(CP_FAST_POLL_US);
     }
 }

@@ -481,6 +481,46 @@ static void stalled_on(const char *backend)
 }
 
 TEST(group_stalled_member_sqlite) { stalled_on("sqlite"); }
+
+/* ---- a writer staged during a point that counted it idle (R-72) ---- */
+
+static void opener_on(const char *backend)
+{
+    struct fx f;
+    fx_config(&f, backend, "o");
+    st_store *st = fx_store(&f);
+    mkvol(st, "o0", 1 << 20, 0);
+    mkvol(st, "o1", 1 << 20, 0);
+    uint32_t i0, i1;
+    ASSERT_OK(jr_group_join(st, "og", "o0", &i0));
+    ASSERT_OK(jr_group_join(st, "og", "o1", &i1));
+    /* A point in its hold that counts o0 only (o1 idle), whose
+     * coordinator died: o1's writer waits, then abandons it. */
+    const char *cp = "7 hold 0000000000000001 1:0";
+    ASSERT_OK(st_omap_set(st, "cg/og", "cp", cp, strlen(cp)));
+    jr_volume *v;
+    int64_t t0 = tb_mono_ms();
+    ASSERT_OK(jr_open(st, "o1", JR_OPEN_WRITE, "t", &v));
+    int64_t waited = tb_mono_ms() - t0;
+    ASSERT(waited >= 900);
+    char *val = NULL;
+    ASSERT_OK(st_omap_get(st, "cg/og", "cp", &val, NULL));
+    ASSERT(strncmp(val, "7 abandon ", 10) == 0);
+    free(val);
+    ASSERT_OK(jr_close(v));
+    /* A point that counts it: no wait (its server takes part). */
+    cp = "8 hold 0000000000000002 0:0";
+    ASSERT_OK(st_omap_set(st, "cg/og", "cp", cp, strlen(cp)));
+    t0 = tb_mono_ms();
+    ASSERT_OK(jr_open(st, "o1", JR_OPEN_WRITE, "t", &v));
+    ASSERT(tb_mono_ms() - t0 < 900);
+    ASSERT_OK(jr_close(v));
+    st_close(st);
+    fx_cleanup(&f);
+}
+
+TEST(group_opener_waits_sqlite) { opener_on("sqlite"); }
+TEST(group_opener_waits_rados) { opener_on("rados"); }
 TEST(group_stalled_member_rados) { stalled_on("rados"); }
 
 TT_MAIN()
