@@ -674,6 +674,8 @@ int jr_group_members(st_store *st, const char *group,
 /* Every group id in the store (cb != 0 stops). */
 int jr_group_list(st_store *st, int (*cb)(const char *group, void *arg),
                   void *arg);
+/* Create an empty group (idempotent): it is listed from then on. */
+int jr_group_create(st_store *st, const char *group);
 /* Remove an empty group: 0, -ENOTEMPTY, or 0 when absent. */
 int jr_group_delete(st_store *st, const char *group);
 

@@ -224,6 +224,12 @@ int jr_group_list(st_store *st, int (*cb)(const char *group, void *arg),
     return r == -ENOENT ? 0 : r;
 }
 
+int jr_group_create(st_store *st, const char *group)
+{
+    if (!st || !valid_group(group)) return -EINVAL;
+    return st_omap_set(st, GROUP_DIR_OID, group, "", 0);
+}
+
 static int count_cb(const char *v, uint32_t i, void *arg)
 {
     (void)v;
