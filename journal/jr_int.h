@@ -10,7 +10,8 @@
  * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
  * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
  * (region copies, §4), jr_snap.c (snapshots, §5: keys, copy-on-write,
- * their entries' effects, reads, holds, requests).
+ * their entries' effects, reads, holds, requests), jr_group.c
+ * (consistency groups, §6: membership, points, the peer's cut).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H

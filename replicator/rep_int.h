@@ -19,6 +19,8 @@
  *        +--> rep_link.c, rep_link_vol.c (rep_link.h)  link service
  *        +--> rep_announce.c (rep_send.h)  heartbeats: the head of every
  *        |                                 shipping volume, to the peer
+ *        +--> rep_group.c   (this header)  consistency groups: points,
+ *        |                                 the replicas' gate, landing
  *        +--> rep_peer.c    (rep_link.h)     calls to the peer's link
  *   all of them --> rep_int.h (this: rep_vol.c, rep_meta.c, rep_lz4.c)
  *               --> journal/jr.h (the volumes themselves)
