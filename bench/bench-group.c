@@ -177,6 +177,7 @@ static void *peer_main(void *arg)
     int64_t cut_ts_applied = 0;
     while (!atomic_load(&p->stop)) {
         int64_t head_ts = 0;
+        int news = 0;
         for (int i = 0; i < NM && !p->err; i++) {
             struct jr_info in;
             if ((p->err = jr_volume_stat(p->a, p->vols[i], &in)) < 0) break;
@@ -192,6 +193,8 @@ static void *peer_main(void *arg)
                 uint64_t h = 0;
                 p->err = jr_apply_limit(p->b, p->vols[i], bt.data, bt.len, 0,
                                         p->gate[i], &h);
+                if (p->err == 0 && jr_batch_group_commits(bt.data, bt.len) > 0)
+                    news = 1;
                 jr_batch_free(&bt);
                 if (p->err < 0) break;
                 p->shipped[i] = h;
@@ -200,7 +203,9 @@ static void *peer_main(void *arg)
         if (p->err < 0) break;
         uint64_t cut = 0, pos[NM];
         int64_t cts = 0;
-        p->err = jr_group_find_cut(p->b, NM, p->vols, idx, &cut, pos, &cts);
+        /* As the replicator: look for a cut only when a commit came. */
+        if (news)
+            p->err = jr_group_find_cut(p->b, NM, p->vols, idx, &cut, pos, &cts);
         if (p->err < 0) break;
         if (cut && cts) {
             for (int i = 0; i < NM; i++) {
@@ -391,7 +396,7 @@ static void bench_backend(const struct st_config *ca, const struct st_config *cb
                 p->gate[i] = in.applied;
             }
         }
-        double got = run(ca, gvp, single_max / 2 / NM, 3.0, c, p);
+        double got = run(ca, gvp, single_max / 2 / NM, 5.0, c, p);
         if (got <= 0 || p->err < 0 || p->nr < 5) {
             fprintf(stderr, "bench-group: rpo run failed (%s, %d samples)\n",
                     jr_strerror(p->err), p->nr);

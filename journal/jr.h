@@ -722,6 +722,10 @@ int jr_replica_cut(st_store *st, const char *vol_id, uint64_t seq);
 int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
                       const uint32_t *idx, uint64_t *cut, uint64_t *pos,
                       int64_t *cut_ts);
+/* How many group commit entries (kind 7, "c ...") a batch carries (the
+ * receiver looks for a new cut only when one arrived); JR_ECORRUPT on
+ * bytes that are not whole, valid entries. */
+int jr_batch_group_commits(const void *data, size_t len);
 /* Record on each member that cut `cut` was applied at pos[i] ("gcut"). */
 int jr_group_cut_applied(st_store *st, size_t n, const char *const *vols,
                          uint64_t cut, const uint64_t *pos);

@@ -754,6 +754,22 @@ out:
     return r;
 }
 
+int jr_batch_group_commits(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    size_t pos = 0;
+    int n = 0;
+    while (pos < len) {
+        struct jr_entry e;
+        size_t used;
+        int r = jr__entry_decode(p + pos, len - pos, &e, &used, NULL);
+        if (r < 0) return r;
+        if (e.kind == JR_K_GROUP && e.payload[0] == 'c') n++;
+        pos += used;
+    }
+    return n;
+}
+
 int jr_group_cut_applied(st_store *st, size_t n, const char *const *vols,
                          uint64_t cut, const uint64_t *pos)
 {

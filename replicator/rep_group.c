@@ -9,7 +9,8 @@
  * they are replicas it keeps each member's image at the group's newest
  * complete cut: the receiver journals everything (jr_apply_limit, the
  * primary may trim what we journaled) and this thread moves the gate
- * every 50 ms (jr_group_find_cut, jr_replica_apply_to).  A failover lands
+ * (jr_group_find_cut, jr_replica_apply_to) within 50 ms of a commit
+ * entry's arrival, and once a second anyway.  A failover lands
  * every replica member on that cut before any is promoted
  * (rep__group_land, from rep__promote).
  *
@@ -191,7 +192,7 @@ void *rep__group_main(void *arg)
     int hold = env_ms("TANDEM_CG_HOLD_MS", 200);
     struct gviews *w = calloc(1, sizeof *w);
     if (!w) return NULL;
-    int64_t next_refresh = 0, next_cut = 0;
+    int64_t next_refresh = 0, next_cut = 0, next_look = 0;
     while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
         int64_t now = tb_mono_ms();
         if (now >= next_refresh) {
@@ -200,13 +201,18 @@ void *rep__group_main(void *arg)
         }
         int cut_due = now >= next_cut;
         if (cut_due) next_cut = now + interval;
+        /* The gate moves only when a commit arrived (or once a second:
+         * a cut completed by an idle member's catching up). */
+        int look = __atomic_exchange_n(&r->grp_news, 0, __ATOMIC_ACQ_REL) ||
+                   now >= next_look;
+        if (look) next_look = now + REFRESH_MS;
         for (int i = 0; i < w->n; i++) {
             const struct gview *gv = &w->g[i];
             int prim = 0;
             for (int k = 0; k < gv->n; k++)
                 prim += gv->m[k].role == JR_ROLE_PRIMARY;
             if (prim && cut_due) coordinate(r, gv, hold);
-            else if (!prim) gate(r, gv);
+            else if (!prim && look) gate(r, gv);
         }
         pthread_mutex_lock(&r->stop_mu);
         if (!r->stopping) {

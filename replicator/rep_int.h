@@ -259,6 +259,8 @@ struct rep_ctx {
     pthread_t grp_thr;
     int grp_started;
     pthread_mutex_t grp_mu;
+    int grp_news;               /* a grouped replica received a commit
+                                   entry: look for a new cut (atomic) */
     struct rep_group groups[REP_MAX_GROUPS];
     int n_groups;
 };

@@ -716,9 +716,13 @@ again:
     }
     uint64_t applied = info.applied;
     rep__group_check(r, v, &info);
-    if (v->grouped) /* journal all, image up to the group's cut */
+    if (v->grouped) { /* journal all, image up to the group's cut */
         rc = jr_apply_limit(r->st, req->volume_id, data, len,
                             req->promoted_at_seq, v->gate_pos, &applied);
+        /* A commit may complete a cut: the group thread looks. */
+        if (rc == 0 && jr_batch_group_commits(data, len) > 0)
+            __atomic_store_n(&r->grp_news, 1, __ATOMIC_RELEASE);
+    }
     else
         rc = jr_apply_history(r->st, req->volume_id, data, len,
                               req->promoted_at_seq, &applied);
