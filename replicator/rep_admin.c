@@ -306,6 +306,15 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
             code = RPC_FAILED_PRECONDITION;
             goto out;
         }
+        /* A group member's replica journals past the group's cut and
+         * applies only up to it: a graceful switchover (the peer demoted
+         * and drained, so it writes nothing more) takes everything it
+         * journaled, which is then every member's whole history. */
+        if (pv->exists && jr_group_of(r->st, id, NULL, 0, NULL) == 0 &&
+            info.head >= pv->head &&
+            info.applied < info.head &&
+            jr_replica_apply_to(r->st, id, info.head) == 0)
+            jr_volume_stat(r->st, id, &info);
         if (pv->exists && info.applied < pv->head) {
             snprintf(msg, msz, "%s not fully applied: %" PRIu64 " of %s's "
                      "head %" PRIu64 " (wait for the demote to drain, or "
@@ -341,10 +350,10 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         }
         jr_volume_stat(r->st, id, &info);
     }
-    /* A group member: every replica member lands on the group's newest
-     * complete cut first (the others' promotions find it done). */
-    rc = rep__group_land(r, id, msg, msz);
-    if (rc < 0) {
+    /* A forced promotion of a group member: every replica member lands
+     * on the group's newest complete cut first (the others' promotions
+     * find it done). */
+    if (force && (rc = rep__group_land(r, id, msg, msz)) < 0) {
         code = RPC_INTERNAL;
         goto out;
     }
