@@ -20,6 +20,7 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -722,6 +723,36 @@ static int rec_has_path(const struct stage_rec *r, const char *path)
  * never be taken back. */
 #define EXPORTER_PROBE_MS 2000
 
+/* A probe child that did not answer is killed, but it may not die yet:
+ * once the exporter has taken its FUSE read, the kernel waits for the
+ * answer uninterruptibly, SIGKILL or not (fuse's request_wait_answer), so
+ * it dies only when the exporter answers or is gone.  Waiting for it here
+ * would hang the RPC exactly when the probe was meant to bound it: a
+ * detached thread reaps it instead (one per hung probe, gone with it). */
+static void *probe_reaper(void *arg)
+{
+    pid_t c = (pid_t)(intptr_t)arg;
+    while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+    return NULL;
+}
+
+static void probe_abandon(pid_t c)
+{
+    kill(c, SIGKILL);
+    for (int i = 0; i < 20; i++) { /* usually dead at once */
+        pid_t w = waitpid(c, NULL, WNOHANG);
+        if (w == c || (w < 0 && errno != EINTR)) return;
+        usleep(5000);
+    }
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, probe_reaper, (void *)(intptr_t)c) != 0)
+        tlog_warn("csi.probe_unreaped", "pid=%ld", (long)c); /* a zombie */
+    pthread_attr_destroy(&a);
+}
+
 static int exporter_probe(const char *rd, char *msg, size_t len)
 {
     char path[CSI_MAX_PATH + 16], buf[512];
@@ -780,9 +811,11 @@ static int exporter_probe(const char *rd, char *msg, size_t len)
     char ok = 0;
     int pr = poll(&p, 1, EXPORTER_PROBE_MS);
     int answered = pr == 1 && read(pfd[0], &ok, 1) == 1;
-    if (!answered) kill(c, SIGKILL);
     close(pfd[0]);
-    while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+    if (answered)
+        while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+    else
+        probe_abandon(c);
     if (!answered) {
         snprintf(msg, len, "the volume's exporter (pid %ld) did not answer "
                  "a read within %d ms: it is hung; I/O to the volume "

@@ -41,6 +41,11 @@ m = re.search(r'--drivername NAME.*\(default ([^)]+)\)', help_text)
 assert m, 'no default driver name in --help'
 driver = m.group(1)
 helpflags = set(re.findall(r'^\s*(--[a-z0-9-]+)', help_text, re.M))
+# `--admin-tls-ca|-cert|-key FILE` documents --admin-tls-cert and
+# --admin-tls-key too.
+for flag, alts in re.findall(r'^\s*(--[a-z0-9-]+)((?:\|-[a-z0-9]+)+)', help_text, re.M):
+    stem = flag.rsplit('-', 1)[0]
+    helpflags |= {stem + a for a in alts.split('|')[1:]}
 
 def check_overlay(region, docs):
     drv = one(docs, 'CSIDriver')
@@ -83,6 +88,23 @@ def check_overlay(region, docs):
         assert cv['configMap']['name'] == 'tandem-config', 'config volume'
         assert os.path.basename(fl['--config']) in cm['data'], 'config key'
         sidecars = [c for n, c in cs.items() if n != 'tandem-csi']
+        # The csi-addons sidecar talks to tandem-csi's csi-addons socket,
+        # not to the CSI one.
+        addons = [c for c in sidecars if '/k8s-sidecar:' in c['image']]
+        if addons:
+            assert mode == 'controller', '%s: a csi-addons sidecar in %s mode' % (d['kind'], mode)
+            aep = fl.get('--csi-addons-endpoint')
+            assert isinstance(aep, str) and aep.startswith('unix:///'), '--csi-addons-endpoint %s' % aep
+            assert os.path.dirname(aep[len('unix://'):]) == sockdir, 'csi-addons socket outside %s' % sockdir
+            for c in addons:
+                sf = flagmap(args_of(c, docs))
+                assert sf.get('--csi-addons-address') == aep, '%s: --csi-addons-address %s != %s' % (
+                    c['name'], sf.get('--csi-addons-address'), aep)
+                cm_ = {m['mountPath']: m['name'] for m in c['volumeMounts']}
+                assert cm_.get(sockdir) == sockvol, '%s does not share the socket volume' % c['name']
+        else:
+            assert '--csi-addons-endpoint' not in fl, '%s: csi-addons endpoint without the sidecar' % d['kind']
+        sidecars = [c for c in sidecars if c not in addons]
         for c in sidecars:
             sf = flagmap(args_of(c, docs))
             addr = sf.get('--csi-address')
@@ -113,8 +135,16 @@ def check_overlay(region, docs):
     assert sf.get('--extra-create-metadata') is True, 'snapshotter needs --extra-create-metadata'
     hm, hf = sidecar(cs, 'csi-external-health-monitor-controller')
     assert hf.get('--enable-node-watcher', 'false') == 'false', 'health monitor: node watcher on'
+    assert fl.get('--csi-addons-endpoint'), 'controller without --csi-addons-endpoint'
+    assert fl.get('--replicator-admin'), 'controller without --replicator-admin'
     print('# %s: controller Deployment (--region %s): provisioner (Topology, extra metadata), '
-          'resizer, snapshotter (extra metadata), health monitor, livenessprobe on %s' % (region, region, sock))
+          'resizer, snapshotter (extra metadata), health monitor, livenessprobe on %s; '
+          'csi-addons sidecar on %s' % (region, region, sock, fl['--csi-addons-endpoint']))
+    if region == regions_rendered[0]:
+        # The controller's tandem-csi arguments, for the start below.
+        with open(os.path.join(tmp, 'controller.args'), 'w') as f:
+            for a in args_of(cs['tandem-csi'], docs):
+                f.write(a + '\n')
 
     ds = one(docs, 'DaemonSet', 'tandem-csi-node')
     spec, cs, fl, vols, mounts, sock = check_pod(ds, 'node')
@@ -219,5 +249,110 @@ const cfg = JSON.parse(fs.readFileSync(process.argv[2]));
     ok "every StorageClass's parameters and topology accepted by CreateVolume"
 else
     skip "CreateVolume with the StorageClass parameters: no node_modules (t0210 installs them)"
+fi
+
+# The controller's tandem-csi started with exactly its rendered arguments
+# (region a's overlay; paths mapped to scratch, the admin Service address to
+# a real replicator of region a on loopback, the admin identity Secret's
+# keys from a test PKI).  The csi-addons sidecar's socket answers what the
+# sidecar and the csi-addons controller ask: GetIdentity's name (the
+# CSIAddonsNode's driver, matched against a VolumeReplicationClass's
+# provisioner: the CSIDriver's and the examples'), CONTROLLER_SERVICE (the
+# sidecar's leader election) and VOLUME_REPLICATION; and a replication call
+# reaches the region's replicator over mutual TLS with that identity.
+if [ -d tests/node/node_modules/@grpc/grpc-js ] && command -v node >/dev/null; then
+    rep=$B/tandem-replicator
+    need_exe "$rep"
+    live=$tmp/live
+    mkdir -p "$live/csi" "$live/etc" "$live/admin-tls" "$live/run"
+    scripts/gen-certs.sh "$live/pki" replicator-a admin >/dev/null || fail "gen-certs.sh"
+    cp "$live/pki/ca.pem" "$live/admin-tls/ca.pem"
+    cp "$live/pki/admin.pem" "$live/admin-tls/tls.crt"
+    cp "$live/pki/admin.key" "$live/admin-tls/tls.key"
+    LP=$((20000 + RANDOM % 20000)) AP=$((40000 + RANDOM % 20000))
+    cat >"$live/etc/tandem.conf" <<CONF
+[tandem]
+default_region = a
+[region a]
+backend = sqlite
+db_path = $live/a.db
+replicator = 127.0.0.1:$LP
+peer = b
+[region b]
+backend = sqlite
+db_path = $live/b.db
+replicator = 127.0.0.1:1
+peer = a
+CONF
+    { start_bg "$live/rep.log" "$rep" --config "$live/etc/tandem.conf" --region a \
+        --peer-region b --listen "127.0.0.1:$LP" --admin "unix://$live/run/admin.sock" \
+        --admin-tcp "127.0.0.1:$AP" --tls-ca "$live/pki/ca.pem" \
+        --tls-cert "$live/pki/replicator-a.pem" --tls-key "$live/pki/replicator-a.key" \
+        --admin-tls-ca "$live/pki/ca.pem"; } >"$live/rep.out"
+    rpid=$bgpid
+    wait_ready "$rpid" "$live/rep.log" "tandem-replicator of region a" -S "$live/run/admin.sock"
+    admin_host=$(sed -n 's/^--replicator-admin=//p' "$tmp/controller.args")
+    [ -n "$admin_host" ] || fail "the controller has no --replicator-admin"
+    mapfile -t ARGS < <(sed -e "s|unix:///csi/|unix://$live/csi/|" \
+        -e "s|=/etc/tandem/|=$live/etc/|" -e "s|=/etc/tandem-admin-tls/|=$live/admin-tls/|" \
+        -e "s|^--replicator-admin=.*|--replicator-admin=127.0.0.1:$AP|" "$tmp/controller.args")
+    left=$(printf '%s\n' "${ARGS[@]}" | grep -E '=/(csi|etc)/|unix:///csi' || true)
+    [ -z "$left" ] || fail "rendered paths this test does not map: $left"
+    start_bg "$live/csi.log" "$csi" "${ARGS[@]}"
+    cpid=$bgpid
+    wait_ready "$cpid" "$live/csi.log" "tandem-csi with the controller's rendered arguments" \
+        -S "$live/csi/csi-addons.sock"
+    ok "tandem-csi starts with the controller's rendered arguments (--replicator-admin $admin_host mapped to the replicator's admin port)"
+    addons() { # METHOD JSON
+        OUT=$(NODE_PATH=$PWD/tests/node/node_modules node tests/node/csi-addons.js call \
+            "unix://$live/csi/csi-addons.sock" "$1" "$2" 2>&1)
+    }
+    driver_name=$(PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=tests/e2e python3 -c '
+import sys
+from deploy_lib import load, one
+print(one(load(sys.argv[1]), "CSIDriver")["metadata"]["name"])' "$tmp/render/${DEPLOY_REGIONS%% *}.yaml")
+    addons GetIdentity '{}' || fail "GetIdentity: $OUT"
+    name=$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+    vrc=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open("deploy/examples/volumereplicationclass.yaml")):
+    if d and d["kind"] == "VolumeReplicationClass":
+        print(d["spec"]["provisioner"])' | sort -u)
+    [ "$name" = "$driver_name" ] && [ "$vrc" = "$name" ] ||
+        fail "GetIdentity name '$name', CSIDriver '$driver_name', example VolumeReplicationClass provisioner '$vrc'"
+    addons GetCapabilities '{}' || fail "GetCapabilities: $OUT"
+    printf '%s' "$OUT" | grep -q '"type":"CONTROLLER_SERVICE"' &&
+        printf '%s' "$OUT" | grep -q '"type":"VOLUME_REPLICATION"' ||
+        fail "GetCapabilities without CONTROLLER_SERVICE and VOLUME_REPLICATION: $OUT"
+    addons Probe '{}' || fail "Probe: $OUT"
+    ok "csi-addons socket: GetIdentity $name (= CSIDriver = example class provisioner), CONTROLLER_SERVICE, VOLUME_REPLICATION, Probe"
+    # A replicated volume of region a, then its replication info: the
+    # controller asks the replicator's admin port with the admin identity.
+    out=$(NODE_PATH=$PWD/tests/node/node_modules node -e '
+const grpc = require("@grpc/grpc-js"), pl = require("@grpc/proto-loader");
+const path = require("path");
+const d = pl.loadSync("csi.proto", {keepCase: true, longs: String,
+  includeDirs: [path.resolve("proto"), "/usr/include"]});
+const csi = grpc.loadPackageDefinition(d).csi.v1;
+const c = new csi.Controller(process.argv[1], grpc.credentials.createInsecure());
+const seg = {segments: {"topology.tandem.csi.dev/region": "a"}};
+c.CreateVolume({name: "pvc-t0220-addons", capacity_range: {required_bytes: 1 << 24},
+  volume_capabilities: [{mount: {}, access_mode: {mode: "SINGLE_NODE_WRITER"}}],
+  parameters: {replication: "async"},
+  accessibility_requirements: {requisite: [seg], preferred: [seg]}}, (e, v) => {
+  if (e) { console.log("ERROR " + e.details); process.exit(1); }
+  console.log(v.volume.volume_id);
+});' "unix://$live/csi/csi.sock" 2>&1) || fail "CreateVolume (replicated) in region a: $out"
+    vol=$out
+    addons GetVolumeReplicationInfo "{\"replication_source\":{\"volume\":{\"volume_id\":\"$vol\"}}}" ||
+        fail "GetVolumeReplicationInfo through the rendered admin path: $OUT"
+    status=$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("status"))')
+    ok "GetVolumeReplicationInfo $vol: answered through the replicator's admin port with the admin identity (status $status, peer region absent)"
+    grep -q 'event=rep.admin_denied' "$live/rep.log" &&
+        fail "the replicator refused an admin call: $(grep admin_denied "$live/rep.log" | head -1)"
+    stop_ok "$cpid" "$live/csi.log" "tandem-csi (controller arguments)"
+    stop_ok "$rpid" "$live/rep.log" "tandem-replicator"
+else
+    skip "tandem-csi with the controller's rendered arguments: no node_modules (t0210 installs them)"
 fi
 done_testing

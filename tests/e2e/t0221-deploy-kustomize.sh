@@ -22,7 +22,29 @@
 #  - StorageClasses: volumeBindingMode WaitForFirstConsumer;
 #  - references resolve: ConfigMaps, service accounts, RBAC role refs; a
 #    Secret the install needs but does not carry is one the overlay tells
-#    the operator to create.
+#    the operator to create;
+#  - the csi-addons sidecar (kubernetes-csi-addons k8s-sidecar): once, in
+#    the controller Deployment only (tandem-csi serves CSI-Addons in
+#    controller mode only), on the socket tandem-csi's
+#    --csi-addons-endpoint serves, through the same volume; its pod
+#    identity from the downward API; its gRPC port declared; its RBAC
+#    (csiaddonsnodes, pods, replicasets, leases, tokenreviews: cluster-wide
+#    in its own ClusterRole, namespaced in its own Role); its release is
+#    the one the overlays name for the cluster's csi-addons controller;
+#  - tandem-csi's --replicator-admin is the admin port of this region's
+#    replicator (a Service of the install selecting the replicator's pods,
+#    whose target port is the replicator's --admin-tcp), and its
+#    --admin-tls-ca/-cert/-key are keys of a Secret volume mounted at that
+#    directory, a Secret the overlay tells how to create (not the
+#    replicator's own);
+#  - deploy/examples (not rendered by the overlays): VolumeReplicationClass,
+#    VolumeReplication, VolumeGroupReplicationClass and
+#    VolumeGroupReplication parse, have the upstream CRDs' required fields
+#    and refer to each other; the classes' provisioner is the CSIDriver's
+#    name, mirroringMode journal, schedulingInterval a duration explained as
+#    not a shipping schedule, every parameter one tandem-csi accepts
+#    (csi/csi_addons.h); the group objects say they need the volumegroup
+#    service; RBAC examples refer to ClusterRoles of the install.
 # No binary needed: this reads the render only (t0220 and t0420 run the
 # binaries with the rendered flags).
 set -u
@@ -66,13 +88,14 @@ CLUSTER_SCOPED = {'Namespace', 'CSIDriver', 'ClusterRole', 'ClusterRoleBinding',
 # One region's install.  No Secret: the replicator's certificates are the
 # operator's (a placeholder would overwrite them at every apply).
 KINDS = {'Namespace': 1, 'CSIDriver': 1, 'ConfigMap': 2, 'ServiceAccount': 2,
-         'ClusterRole': 5, 'ClusterRoleBinding': 5, 'Role': 1, 'RoleBinding': 1,
+         'ClusterRole': 7, 'ClusterRoleBinding': 6, 'Role': 2, 'RoleBinding': 2,
          'Deployment': 2, 'DaemonSet': 1, 'Service': 2, 'StorageClass': 2,
          'VolumeSnapshotClass': 1}
 WORKLOADS = ('Deployment', 'DaemonSet', 'StatefulSet', 'Job', 'CronJob')
 LEASE_VERBS = 'get watch list delete update create'
 # What each container needs from the API server: (apiGroup, resource,
-# verbs), from the sidecars' own RBAC files for the pinned releases.
+# verbs[, 'ns']), from the sidecars' own RBAC files for the pinned
+# releases; 'ns': in the pod's namespace (a Role suffices).
 NEEDS = {
     'csi-provisioner': [
         ('', 'persistentvolumes', 'get list watch create delete'),
@@ -103,7 +126,21 @@ NEEDS = {
         ('', 'events', 'create patch')],
     'csi-node-driver-registrar': [],
     'livenessprobe': [],
+    # kubernetes-csi-addons k8s-sidecar (no RBAC file of its own upstream:
+    # from its source, sidecar/main.go, sidecar/internal/csiaddonsnode,
+    # internal/kubernetes/token, and ceph-csi-operator's ctrlplugin Role).
+    # It elects a leader without a --leader-election flag (always, for a
+    # driver with CONTROLLER_SERVICE): ALWAYS_ELECTS adds the leases.
+    'k8s-sidecar': [
+        ('csiaddons.openshift.io', 'csiaddonsnodes', 'get list watch create update delete', 'ns'),
+        ('', 'pods', 'get', 'ns'),
+        ('apps', 'replicasets', 'get', 'ns'),
+        ('authentication.k8s.io', 'tokenreviews', 'create')],
 }
+ALWAYS_ELECTS = {'k8s-sidecar'}
+# Images not from sig-storage: their registry path and where the base
+# names the release of the cluster-wide part that goes with them.
+OTHER_SIDECARS = {'k8s-sidecar': 'quay.io/csiaddons/'}
 
 
 def image_name(img):
@@ -207,7 +244,8 @@ def images(docs):
                 '%s: %s, elsewhere tag %s' % (where, img, tags[ref.rsplit(':', 1)[0]]))
             name = image_name(img)
             if name in NEEDS:
-                assert ref.startswith('registry.k8s.io/sig-storage/'), '%s: %s not from sig-storage' % (where, img)
+                home = OTHER_SIDECARS.get(name, 'registry.k8s.io/sig-storage/')
+                assert ref.startswith(home), '%s: %s not from %s' % (where, img, home)
                 assert re.fullmatch(r'v\d+\.\d+\.\d+', tag), '%s: %s: want a vX.Y.Z tag' % (where, img)
                 base[name] = tag
     text = open('deploy/base/controller.yaml').read()
@@ -216,6 +254,15 @@ def images(docs):
     assert 'snapshot-controller %s' % snap in text, (
         'deploy/base/controller.yaml does not name snapshot-controller %s, the release of '
         'csi-snapshotter:%s' % (snap, snap))
+    # The csi-addons controller (cluster-wide, installed from upstream) must
+    # be the sidecar's release: the overlays say which.
+    addons = base.get('k8s-sidecar')
+    assert addons, 'no csi-addons sidecar (k8s-sidecar)'
+    for r in overlays:
+        told = open('deploy/regions/%s/kustomization.yaml' % r).read()
+        assert re.search(r'kubernetes-csi-addons\s+%s\b' % re.escape(addons), told), (
+            'deploy/regions/%s does not name the csi-addons controller release kubernetes-csi-addons %s, '
+            'the release of k8s-sidecar:%s' % (r, addons, addons))
     return '%d containers; %s' % (n, ' '.join('%s:%s' % kv for kv in sorted(base.items())))
 
 
@@ -261,7 +308,8 @@ def rbac(docs):
             name = image_name(c['image'])
             fl = flagmap(args_of(c, docs))
             if name in NEEDS:
-                need = [(g, r, v, None) for g, r, vs in NEEDS[name] for v in vs.split()]
+                need = [(n[0], n[1], v, ns if n[3:] == ('ns',) else None)
+                        for n in NEEDS[name] for v in n[2].split()]
             elif c['name'] == 'tandem-csi':
                 # --topology-from-k8s-node reads the plugin's own Node.
                 need = [('', 'nodes', 'get', None)] if fl.get('--topology-from-k8s-node') else []
@@ -270,7 +318,7 @@ def rbac(docs):
             else:
                 raise AssertionError('%s/%s: no RBAC needs known for image %s: write them in t0221' % (
                     d['metadata']['name'], c['name'], c['image']))
-            if fl.get('--leader-election') is True:
+            if fl.get('--leader-election') is True or name in ALWAYS_ELECTS:
                 lns = fl.get('--leader-election-namespace', ns)
                 need += [('coordination.k8s.io', 'leases', v, lns) for v in LEASE_VERBS.split()]
             missing = ['%s %s/%s%s' % (v, g or 'core', r, ' in ' + n if n else '')
@@ -285,9 +333,12 @@ def rbac(docs):
 # Each sidecar's own ClusterRole (the base binds one per sidecar, so that
 # dropping a sidecar drops exactly its rules): it alone must cover what
 # the sidecar needs cluster-wide, whatever the others grant.
+# Namespaced needs ('ns') are met by the sidecar's own Role of the same
+# name in the pod's namespace instead.
 OWN_ROLE = {'csi-provisioner': 'tandem-csi-provisioner', 'csi-resizer': 'tandem-csi-resizer',
             'csi-snapshotter': 'tandem-csi-snapshotter',
-            'csi-external-health-monitor-controller': 'tandem-csi-health-monitor'}
+            'csi-external-health-monitor-controller': 'tandem-csi-health-monitor',
+            'k8s-sidecar': 'tandem-csi-addons'}
 
 
 def own_roles(docs):
@@ -304,9 +355,19 @@ def own_roles(docs):
                      for s in b.get('subjects', []))]
         assert bound, 'ClusterRole %s is not bound to %s/%s' % (role, ns, sa)
         rules = [(None, r) for r in cr.get('rules', [])]
-        missing = ['%s %s/%s' % (v, g or 'core', r) for g, r, vs in NEEDS[img] for v in vs.split()
-                   if not allowed(rules, g, r, v, None)]
-        assert not missing, 'ClusterRole %s alone does not let %s: %s' % (role, img, ', '.join(missing))
+        nsneeds = [n for n in NEEDS[img] if n[3:] == ('ns',)]
+        if nsneeds:
+            (rl,) = find(docs, 'Role', role) or [None]
+            assert rl and rl['metadata']['namespace'] == ns, 'no Role %s in %s for %s' % (role, ns, img)
+            assert [b for b in find(docs, 'RoleBinding') if b['roleRef'] == {
+                'kind': 'Role', 'name': role, 'apiGroup': 'rbac.authorization.k8s.io'} and
+                b['metadata']['namespace'] == ns and
+                any(s['kind'] == 'ServiceAccount' and s['name'] == sa for s in b.get('subjects', []))], (
+                'Role %s is not bound to %s/%s' % (role, ns, sa))
+            rules += [(ns, r) for r in rl.get('rules', [])]
+        missing = ['%s %s/%s' % (v, n[0] or 'core', n[1]) for n in NEEDS[img] for v in n[2].split()
+                   if not allowed(rules, n[0], n[1], v, ns if n[3:] == ('ns',) else None)]
+        assert not missing, 'the own roles %s alone do not let %s: %s' % (role, img, ', '.join(missing))
     return ', '.join('%s=%s' % kv for kv in sorted(OWN_ROLE.items()))
 
 
@@ -361,6 +422,213 @@ def references(region, docs):
     return 'ConfigMaps, Secrets'
 
 
+ADDONS_IMAGE = 'k8s-sidecar'
+
+
+def mounted_dir(c, path):
+    """The volume name c mounts at the directory of path (longest match)."""
+    best = None
+    for m in c.get('volumeMounts', []):
+        mp = m['mountPath'].rstrip('/')
+        if path == mp or path.startswith(mp + '/'):
+            if best is None or len(mp) > len(best[0]):
+                best = (mp, m['name'])
+    return best
+
+
+def addons_sidecar(region, docs):
+    dep = one(docs, 'Deployment', 'tandem-csi-controller')
+    ns = dep['metadata']['namespace']
+    spec = dep['spec']['template']['spec']
+    vols = {v['name']: v for v in spec['volumes']}
+    cs = containers(dep)
+    side = [c for c in cs if image_name(c['image']) == ADDONS_IMAGE]
+    assert len(side) == 1, '%d csi-addons sidecars in the controller' % len(side)
+    side = side[0]
+    node = one(docs, 'DaemonSet', 'tandem-csi-node')
+    assert not [c for c in containers(node) if image_name(c['image']) == ADDONS_IMAGE], (
+        'a csi-addons sidecar in the node DaemonSet: tandem-csi serves CSI-Addons in controller mode only')
+    nfl = container(docs, 'tandem-csi-node', 'tandem-csi')
+    assert '--csi-addons-endpoint' not in nfl, 'node plugin with --csi-addons-endpoint (refused in node mode)'
+    (plug,) = [c for c in cs if c['name'] == 'tandem-csi']
+    pfl = flagmap(args_of(plug, docs))
+    ep = pfl.get('--csi-addons-endpoint')
+    assert isinstance(ep, str) and ep.startswith('unix:///'), 'tandem-csi --csi-addons-endpoint %s' % ep
+    assert ep != pfl.get('--endpoint'), 'the csi-addons endpoint is the CSI endpoint'
+    sfl = flagmap(args_of(side, docs))
+    assert sfl.get('--csi-addons-address') == ep, 'sidecar --csi-addons-address %s, tandem-csi serves %s' % (
+        sfl.get('--csi-addons-address'), ep)
+    sock = ep[len('unix://'):]
+    mp, mv = mounted_dir(plug, sock) or (None, None)
+    sp, sv = mounted_dir(side, sock) or (None, None)
+    assert mv and mv == sv and mp == sp, 'socket %s: tandem-csi mounts %s at %s, the sidecar %s at %s' % (
+        sock, mv, mp, sv, sp)
+    assert 'emptyDir' in vols[mv], 'socket volume %s is not an emptyDir' % mv
+    env = env_of(side, docs)
+    want = {'--pod': '<fieldRef:metadata.name>', '--namespace': '<fieldRef:metadata.namespace>',
+            '--pod-uid': '<fieldRef:metadata.uid>', '--node-id': '<fieldRef:spec.nodeName>'}
+    for k, v in want.items():
+        got = sfl.get(k)
+        got = env.get(got[2:-1], got) if isinstance(got, str) and got.startswith('$(') else got
+        assert got == v, 'sidecar %s = %s, want %s (downward API)' % (k, got, v)
+    port = sfl.get('--controller-port')
+    assert isinstance(port, str) and port.isdigit(), 'sidecar --controller-port %s' % port
+    assert int(port) in [p['containerPort'] for p in side.get('ports', [])], (
+        'sidecar port %s not declared' % port)
+    assert '--leader-election' not in sfl, 'k8s-sidecar has no --leader-election flag'
+    return '%s shared through %s; port %s; pod identity from the downward API; not in the node DaemonSet' % (
+        ep, mv, port)
+
+
+def admin_path(region, docs):
+    """tandem-csi --replicator-admin is this region's replicator admin port."""
+    dep = one(docs, 'Deployment', 'tandem-csi-controller')
+    ns = dep['metadata']['namespace']
+    spec = dep['spec']['template']['spec']
+    vols = {v['name']: v for v in spec['volumes']}
+    (plug,) = [c for c in containers(dep) if c['name'] == 'tandem-csi']
+    fl = flagmap(args_of(plug, docs))
+    addr = fl.get('--replicator-admin')
+    assert isinstance(addr, str), 'tandem-csi without --replicator-admin'
+    assert not addr.startswith('unix:'), (
+        '--replicator-admin %s: a unix socket of another pod cannot be reached' % addr)
+    host, _, port = addr.rpartition(':')
+    parts = host.split('.')
+    assert len(parts) >= 2 and parts[2:3] in (['svc'], []), '--replicator-admin host %s: want SERVICE.NAMESPACE.svc' % host
+    svc = one(docs, 'Service', parts[0])
+    assert svc['metadata']['namespace'] == parts[1], 'Service %s is in %s, not %s' % (
+        parts[0], svc['metadata']['namespace'], parts[1])
+    (sp,) = [p for p in svc['spec']['ports'] if str(p['port']) == port] or [None]
+    assert sp, 'Service %s has no port %s' % (parts[0], port)
+    rep = one(docs, 'Deployment', 'tandem-replicator')
+    labels = rep['spec']['template']['metadata'].get('labels', {})
+    sel = svc['spec'].get('selector', {})
+    assert sel and all(labels.get(k) == v for k, v in sel.items()), (
+        'Service %s selects %s, not the replicator pods %s' % (parts[0], sel, labels))
+    (rc,) = [c for c in containers(rep) if c['name'] == 'replicator']
+    ports = {p.get('name'): p['containerPort'] for p in rc.get('ports', [])}
+    tp = sp.get('targetPort', sp['port'])
+    tp = ports.get(tp, tp) if isinstance(tp, str) else tp
+    rfl = flagmap(args_of(rc, docs))
+    atcp = rfl.get('--admin-tcp')
+    assert isinstance(atcp, str) and atcp.rpartition(':')[2] == str(tp), (
+        'Service %s:%s targets %s, the replicator --admin-tcp is %s' % (parts[0], port, tp, atcp))
+    assert rfl.get('--admin-tls-ca'), 'the replicator does not verify admin identities (--admin-tls-ca)'
+    # The admin identity: every --admin-tls-* a key of one Secret volume.
+    told = open('deploy/regions/%s/kustomization.yaml' % region).read()
+    secrets = set()
+    for k in ('--admin-tls-ca', '--admin-tls-cert', '--admin-tls-key'):
+        f = fl.get(k)
+        assert isinstance(f, str) and f.startswith('/'), 'tandem-csi %s = %s' % (k, f)
+        mp, mv = mounted_dir(plug, f) or (None, None)
+        assert mv, 'tandem-csi %s %s: its directory is not mounted' % (k, f)
+        v = vols[mv]
+        assert 'secret' in v, '%s %s: volume %s is not a Secret' % (k, f, mv)
+        assert not v['secret'].get('optional'), 'the admin identity Secret is optional'
+        items = {it['path']: it['key'] for it in v['secret'].get('items', [])}
+        rel = f[len(mp) + 1:]
+        assert rel in items, '%s %s: Secret %s does not project %s (items %s)' % (
+            k, f, v['secret']['secretName'], rel, sorted(items))
+        secrets.add(v['secret']['secretName'])
+    assert len(secrets) == 1, 'the admin identity comes from several Secrets %s' % sorted(secrets)
+    (sec,) = secrets
+    rvols = [v for v in rep['spec']['template']['spec']['volumes'] if 'secret' in v]
+    assert sec not in [v['secret']['secretName'] for v in rvols], (
+        'tandem-csi uses the replicator\'s own Secret %s: a region identity is refused on the admin port' % sec)
+    assert 'create secret generic %s' % sec in told, (
+        'deploy/regions/%s does not say how to create Secret %s' % (region, sec))
+    return '%s -> Service %s port %s -> replicator --admin-tcp %s; admin identity from Secret %s' % (
+        addr, parts[0], port, atcp, sec)
+
+
+def go_duration(v):
+    return re.fullmatch(r'(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+', str(v)) is not None
+
+
+def tandem_params():
+    """The VolumeReplicationClass parameters tandem-csi knows (csi_addons.h)."""
+    h = open('csi/csi_addons.h').read()
+    keys = set(re.findall(r'#define CSI_ADDONS_\w+ "(\w+)"', h))
+    assert {'mirroringMode', 'schedulingInterval'} <= keys, 'csi_addons.h parameters: %s' % sorted(keys)
+    return keys
+
+
+def examples(docs):
+    drv = one(docs, 'CSIDriver')['metadata']['name']
+    regions = set(regionmap(docs))
+    known = tandem_params()
+    ex, texts = [], {}
+    for f in sorted(os.listdir('deploy/examples')):
+        if f.endswith('.yaml'):
+            path = os.path.join('deploy/examples', f)
+            texts[f] = open(path).read()
+            ex += [(f, d) for d in load(path)]
+    kinds = {}
+    for f, d in ex:
+        kinds.setdefault(d['kind'], []).append((f, d))
+    want = ['VolumeReplicationClass', 'VolumeReplication', 'VolumeGroupReplicationClass',
+            'VolumeGroupReplication']
+    assert all(kinds.get(k) for k in want), 'examples lack %s' % [k for k in want if not kinds.get(k)]
+    rendered = {d['kind'] for d in docs}
+    assert not rendered & set(want), 'the overlays render %s: examples only' % sorted(rendered & set(want))
+    states = {'primary', 'secondary', 'resync'}
+    vrc = {}
+    for kind in ('VolumeReplicationClass', 'VolumeGroupReplicationClass'):
+        for f, d in kinds[kind]:
+            what = '%s: %s %s' % (f, kind, d['metadata']['name'])
+            assert d['apiVersion'] == 'replication.storage.openshift.io/v1alpha1', '%s: %s' % (what, d['apiVersion'])
+            assert 'namespace' not in d['metadata'], '%s is cluster-scoped' % what
+            sp = d['spec']
+            assert sp.get('provisioner') == drv, '%s: provisioner %s, CSIDriver %s' % (what, sp.get('provisioner'), drv)
+            par = {k: str(v) for k, v in sp.get('parameters', {}).items()}
+            assert par.get('mirroringMode') == 'journal', '%s: mirroringMode %s' % (what, par.get('mirroringMode'))
+            assert go_duration(par.get('schedulingInterval')), '%s: schedulingInterval %s' % (
+                what, par.get('schedulingInterval'))
+            bad = [k for k in par if k not in known and not k.startswith('replication.storage.openshift.io/')]
+            assert not bad, '%s: parameters tandem-csi refuses: %s (known %s)' % (what, bad, sorted(known))
+            if 'peerRegion' in par:
+                assert par['peerRegion'] in regions, '%s: peerRegion %s' % (what, par['peerRegion'])
+            vrc.setdefault(kind, set()).add(d['metadata']['name'])
+    txt = texts[kinds['VolumeReplicationClass'][0][0]]
+    m = re.search(r'((?:\s*#[^\n]*\n)+)\s*schedulingInterval:', txt)
+    assert m and 'continuously' in m.group(1), (
+        'the VolumeReplicationClass example does not say (in a comment above schedulingInterval) '
+        'that journal mode ships continuously')
+    for f, d in kinds['VolumeReplication']:
+        what = '%s: VolumeReplication %s' % (f, d['metadata']['name'])
+        assert d['metadata'].get('namespace'), '%s: no namespace (it must be the PVC\'s)' % what
+        sp = d['spec']
+        assert sp.get('volumeReplicationClass') in vrc['VolumeReplicationClass'], (
+            '%s: volumeReplicationClass %s is not an example class' % (what, sp.get('volumeReplicationClass')))
+        assert sp.get('replicationState') in states, '%s: replicationState %s' % (what, sp.get('replicationState'))
+        ds = sp.get('dataSource', {})
+        assert ds.get('kind') == 'PersistentVolumeClaim' and ds.get('name') and ds.get('apiGroup', '') == '', (
+            '%s: dataSource %s' % (what, ds))
+        assert isinstance(sp.get('autoResync', False), bool), '%s: autoResync' % what
+    for f, d in kinds['VolumeGroupReplication']:
+        what = '%s: VolumeGroupReplication %s' % (f, d['metadata']['name'])
+        assert d['metadata'].get('namespace'), '%s: no namespace' % what
+        sp = d['spec']
+        assert sp.get('volumeGroupReplicationClassName') in vrc['VolumeGroupReplicationClass'], (
+            '%s: volumeGroupReplicationClassName %s' % (what, sp.get('volumeGroupReplicationClassName')))
+        assert sp.get('volumeReplicationClassName') in vrc['VolumeReplicationClass'], (
+            '%s: volumeReplicationClassName %s' % (what, sp.get('volumeReplicationClassName')))
+        assert sp.get('replicationState') in states, '%s: replicationState %s' % (what, sp.get('replicationState'))
+        sel = sp.get('source', {}).get('selector', {})
+        assert sel.get('matchLabels') or sel.get('matchExpressions'), '%s: source.selector' % what
+    for kind in ('VolumeGroupReplicationClass', 'VolumeGroupReplication'):
+        for f, d in kinds[kind]:
+            assert 'volumegroup service' in texts[f], (
+                '%s: does not say that group replication needs the volumegroup service' % f)
+    crs = {d['metadata']['name'] for d in find(docs, 'ClusterRole')}
+    for f, d in kinds.get('RoleBinding', []) + kinds.get('ClusterRoleBinding', []):
+        ref = d['roleRef']
+        assert ref['kind'] != 'ClusterRole' or ref['name'] in crs, '%s: ClusterRole %s is not in the install' % (
+            f, ref['name'])
+    return '%d objects in %d files: %s' % (len(ex), len(texts), ', '.join(
+        '%s %d' % (k, len(v)) for k, v in sorted(kinds.items())))
+
+
 docs = {}
 for r in overlays:
     docs[r] = load(os.path.join(rdir, r + '.yaml'))
@@ -373,6 +641,9 @@ for r in overlays:
     check('%s: driver name everywhere, snapshot class, sidecar flags' % r, driver_refs, docs[r])
     check('%s: StorageClasses WaitForFirstConsumer' % r, storageclasses, docs[r])
     check('%s: references resolve' % r, references, r, docs[r])
+    check('%s: csi-addons sidecar on tandem-csi\'s csi-addons socket' % r, addons_sidecar, r, docs[r])
+    check('%s: tandem-csi reaches the replicator admin port with the admin identity' % r,
+          admin_path, r, docs[r])
 
 
 # ---- across overlays ------------------------------------------------------
@@ -415,6 +686,7 @@ def every_region():
 
 
 check('an overlay for every region of the region map', every_region)
+check('deploy/examples: replication classes and objects', examples, docs[overlays[0]])
 sys.exit(1 if failed else 0)
 PY
 rc=$?

@@ -474,6 +474,20 @@ TEST(pending_expansion_applied_at_stage)
     csi_proc_stop(&p);
 }
 
+/* Is pid stopped (state T in /proc/pid/stat)? */
+static int proc_stopped(pid_t pid)
+{
+    char p[64], b[512] = "";
+    snprintf(p, sizeof(p), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(p, "re");
+    if (!f) return 0;
+    size_t n = fread(b, 1, sizeof(b) - 1, f);
+    b[n] = 0;
+    fclose(f);
+    const char *rp = strrchr(b, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+}
+
 /* The exporter of a staged volume dies: NodeGetVolumeStats reports the
  * volume abnormal, and NodeStageVolume again repairs it (new exporter and
  * loop device, fresh mount) with the acknowledged writes intact. */
@@ -510,6 +524,11 @@ TEST(exporter_death_repaired_by_stage)
     ASSERT(hr->volume_condition && !hr->volume_condition->abnormal);
     tc_free(hr);
     ASSERT_EQ(kill(ex, SIGSTOP), 0);
+    /* The signal is asynchronous: wait until the exporter is stopped, so
+     * this checks the "stopped" answer (one that is still running reads
+     * as hung after the probe's bound instead). */
+    for (int i = 0; i < 500 && !proc_stopped(ex); i++) usleep(10000);
+    ASSERT(proc_stopped(ex));
     struct timespec h0, h1;
     clock_gettime(CLOCK_MONOTONIC, &h0);
     int hc = tc_stats(&p, id, sp, &hr, msg, sizeof(msg));
