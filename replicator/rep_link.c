@@ -745,7 +745,15 @@ again:
     note_rx(r, v, applied, req->entries.len, len);
     note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns, applied,
              applied == req->last_seq ? batch_last_ts(data, len) : 0, 1);
-    copy_window_check(r, req->volume_id, applied);
+    {
+        /* The window closes on the image's position: a group member's
+         * image stands at its gate, behind what it journaled. */
+        struct jr_info now;
+        uint64_t img = applied;
+        if (v->grouped && jr_volume_stat(r->st, req->volume_id, &now) == 0)
+            img = now.applied;
+        copy_window_check(r, req->volume_id, img);
+    }
     rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
 out:
     pthread_mutex_unlock(&v->op_lock);
