@@ -113,13 +113,34 @@ int jr_group_join(st_store *st, const char *group, const char *vol_id,
     struct jr_info info;
     int r = jr_volume_stat(st, vol_id, &info);
     if (r < 0) return r;
+    char oid[JR_MAX_GROUP_ID + 8], key[JR_MAX_ID + 4], v[32];
+    group_oid(oid, sizeof oid, group);
     if (jr_group_of(st, vol_id, cur, sizeof cur, &ci) == 0) {
         if (strcmp(cur, group) != 0) return -EBUSY;
+        /* The header says so (joined here, or a replica that carries its
+         * primary's membership and is now joining in this region, as a
+         * failover does): make sure the group object agrees, under the
+         * same index. */
+        char ik[32];
+        snprintf(ik, sizeof ik, "i.%u", ci);
+        r = st_omap_cas(st, oid, ik, NULL, 0, vol_id, strlen(vol_id));
+        if (r == -ECANCELED) {
+            char *holder = NULL;
+            r = st_omap_get(st, oid, ik, &holder, NULL);
+            int mine = r == 0 && !strcmp(holder, vol_id);
+            free(holder);
+            if (r < 0) return r;
+            if (!mine) return -EBUSY; /* another volume took the index */
+        } else if (r < 0) {
+            return r;
+        }
+        snprintf(key, sizeof key, "m.%s", vol_id);
+        snprintf(v, sizeof v, "%u", ci);
+        if ((r = st_omap_set(st, oid, key, v, strlen(v))) < 0) return r;
+        if ((r = st_omap_set(st, GROUP_DIR_OID, group, "", 0)) < 0) return r;
         if (index) *index = ci;
         return 0;
     }
-    char oid[JR_MAX_GROUP_ID + 8], key[JR_MAX_ID + 4], v[32];
-    group_oid(oid, sizeof oid, group);
     for (int tries = 0; tries < 20; tries++) {
         struct used u = {0, vol_id, 0, 0};
         r = st_omap_iter(st, oid, "m.", NULL, 0, used_cb, &u);

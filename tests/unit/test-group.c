@@ -162,6 +162,17 @@ static void membership_on(const char *backend)
     ASSERT_OK(jr_group_leave(st, "db", "m2"));
     ASSERT_OK(jr_group_leave(st, "db", "m2")); /* idempotent */
     ASSERT_OK(jr_group_delete(st, "db"));
+    /* A volume whose header carries a membership (a replica promoted by
+     * a failover) joins under that index. */
+    ASSERT_OK(jr_meta_set(st, "m1", "group", "db 5"));
+    ASSERT_OK(jr_group_join(st, "db", "m1", &again));
+    ASSERT_EQ(again, 5u);
+    struct seen s2 = {0};
+    ASSERT_OK(jr_group_members(st, "db", seen_cb, &s2));
+    ASSERT_EQ(s2.n, 1);
+    ASSERT_EQ(s2.idx[0], 5u);
+    ASSERT_OK(jr_group_leave(st, "db", "m1"));
+    ASSERT_OK(jr_group_delete(st, "db"));
     ng = 0;
     ASSERT_OK(jr_group_list(st, glist_cb, &ng));
     ASSERT_EQ(ng, 0);
