@@ -297,27 +297,35 @@ static void bench_backend(const struct st_config *ca, const struct st_config *cb
         st_close(st);
         return;
     }
-    char gv[NM][64], sv[NM][64], group[64], name[160];
-    const char *gvp[NM], *svp[NM];
+    char gv[NM][64], sv[NM][64], rv[NM][64], group[64], rgroup[64],
+        name[160];
+    const char *gvp[NM], *svp[NM], *rvp[NM];
     snprintf(group, sizeof group, "bgrp%d", (int)getpid());
+    /* The RPO runs use a group of their own, so that the peer does not
+     * start them with the throughput runs' backlog. */
+    snprintf(rgroup, sizeof rgroup, "bgrpr%d", (int)getpid());
     for (int i = 0; i < NM; i++) {
         snprintf(gv[i], sizeof gv[i], "bg-%d-%d", (int)getpid(), i);
         snprintf(sv[i], sizeof sv[i], "bs-%d-%d", (int)getpid(), i);
+        snprintf(rv[i], sizeof rv[i], "br-%d-%d", (int)getpid(), i);
         gvp[i] = gv[i];
         svp[i] = sv[i];
+        rvp[i] = rv[i];
         struct jr_create_opts o = {.size = VOL_SIZE, .region = "bench"};
         if (jr_volume_create(st, gv[i], &o) < 0 ||
             jr_volume_create(st, sv[i], &o) < 0 ||
-            jr_group_join(st, group, gv[i], NULL) < 0) {
+            jr_volume_create(st, rv[i], &o) < 0 ||
+            jr_group_join(st, group, gv[i], NULL) < 0 ||
+            jr_group_join(st, rgroup, rv[i], NULL) < 0) {
             printf("%s: SKIPPED: cannot create volumes\n", backend);
             goto out;
         }
         struct jr_create_opts so = {.size = VOL_SIZE, .region = "peer",
                                     .role = JR_ROLE_SECONDARY};
         char mv[96];
-        snprintf(mv, sizeof mv, "%s %d", group, i);
-        if (jr_volume_create(stb, gv[i], &so) < 0 ||
-            jr_meta_set(stb, gv[i], "group", mv) < 0) {
+        snprintf(mv, sizeof mv, "%s %d", rgroup, i);
+        if (jr_volume_create(stb, rv[i], &so) < 0 ||
+            jr_meta_set(stb, rv[i], "group", mv) < 0) {
             printf("%s: SKIPPED: cannot create replicas\n", backend);
             goto out;
         }
@@ -384,19 +392,19 @@ static void bench_backend(const struct st_config *ca, const struct st_config *cb
             break;
         }
         c->st = st;
-        c->group = group;
+        c->group = rgroup;
         p->a = st;
         p->b = stb;
-        p->vols = gvp;
+        p->vols = rvp;
         /* Continue where the last sample's peer left off. */
         for (int i = 0; i < NM; i++) {
             struct jr_info in;
-            if (jr_volume_stat(stb, gv[i], &in) == 0) {
+            if (jr_volume_stat(stb, rv[i], &in) == 0) {
                 p->shipped[i] = in.head;
                 p->gate[i] = in.applied;
             }
         }
-        double got = run(ca, gvp, single_max / 2 / NM, 5.0, c, p);
+        double got = run(ca, rvp, single_max / 2 / NM, 5.0, c, p);
         if (got <= 0 || p->err < 0 || p->nr < 5) {
             fprintf(stderr, "bench-group: rpo run failed (%s, %d samples)\n",
                     jr_strerror(p->err), p->nr);
@@ -418,11 +426,14 @@ static void bench_backend(const struct st_config *ca, const struct st_config *cb
 out:
     for (int i = 0; i < NM; i++) {
         jr_group_leave(st, group, gv[i]);
+        jr_group_leave(st, rgroup, rv[i]);
         jr_volume_delete(st, gv[i]);
         jr_volume_delete(st, sv[i]);
-        jr_volume_delete(stb, gv[i]);
+        jr_volume_delete(st, rv[i]);
+        jr_volume_delete(stb, rv[i]);
     }
     jr_group_delete(st, group);
+    jr_group_delete(st, rgroup);
     st_close(stb);
     st_close(st);
 }
