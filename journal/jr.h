@@ -657,6 +657,7 @@ int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq);
  * Threads: every call may run in any process and thread. */
 #define JR_MAX_GROUP_ID 64
 #define JR_GROUP_MAX_MEMBERS 64
+#define JR_GROUP_LEFT UINT64_MAX /* jr_group_find_cut: not in the cut */
 /* Join (idempotent: the existing index is returned).  -EBUSY: the volume
  * is in another group; -ENOSPC: the group is full; -ENOENT no volume.
  * A writer already open on the volume takes part from its next open. */
@@ -716,12 +717,19 @@ int jr_replica_cut(st_store *st, const char *vol_id, uint64_t seq);
  * primary's clock; 0 when the cut is the one already applied).  A point
  * naming a member not among vols never counts.  A cut counts when a mark of it is found, every
  * participant it names has journaled its commit, and every idle member
- * it names has journaled up to the head it names.  Reads the replicas'
- * journals from their applied position and their "gcut" key (the cut
- * last applied, R-73). */
+ * it names has journaled up to the head it names.  A member of vols the
+ * cut does not name (it left the group) does not block it and gets pos
+ * JR_GROUP_LEFT: it is gated no more.  Reads the replicas' journals from
+ * their applied position and their "gcut" key (the cut last applied,
+ * R-73). */
 int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
                       const uint32_t *idx, uint64_t *cut, uint64_t *pos,
                       int64_t *cut_ts);
+/* The group and member index of the first mark in a batch: 1 (group,
+ * member filled), 0 none, JR_ECORRUPT.  A replica learns its membership
+ * from the marks too (one that joined after its replica was made). */
+int jr_batch_group_mark(const void *data, size_t len, char *group, size_t gn,
+                        uint32_t *member);
 /* How many group commit entries (kind 7, "c ...") a batch carries (the
  * receiver looks for a new cut only when one arrived); JR_ECORRUPT on
  * bytes that are not whole, valid entries. */

@@ -624,6 +624,7 @@ struct mscan {
     uint64_t *commits;
     size_t nc;
     uint64_t head;
+    uint64_t applied;    /* the image's position */
     uint64_t gcut, gpos; /* the cut last applied */
 };
 
@@ -708,6 +709,7 @@ int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
         s[i].idx = idx[i];
         if ((r = jr__hdr_load(st, vols[i], &h)) < 0) goto out;
         r = jr__head(st, vols[i], &h, &s[i].head, NULL);
+        s[i].applied = h.applied;
         char hoid[JR_OID_MAX], *gv = NULL;
         jr__oid_header(hoid, sizeof hoid, vols[i]);
         if (r == 0 && st_omap_get(st, hoid, "gcut", &gv, NULL) == 0) {
@@ -753,35 +755,39 @@ int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
                     ok = find_mark(&s[j], m->cut) && has_commit(&s[j], m->cut);
                 } else if (idle_head(m->idle, s[j].idx, &ih)) {
                     ok = s[j].head >= ih;
-                } else {
-                    ok = 0; /* a member the point did not know */
-                }
+                } /* else: not a member when the point was taken (it
+                   * left): it neither blocks the cut nor is cut */
             }
             if (ok) best = m->cut;
         }
     }
     if (!best) {
-        *cut = base == UINT64_MAX ? 0 : base;
+        /* Nothing newer: every member stays where its image is (the cut
+         * applied last; a member that joined or left since: its applied
+         * position, which no cut of the group goes past). */
+        uint64_t last = 0;
         for (size_t i = 0; i < n; i++)
-            pos[i] = s[i].gcut == base ? s[i].gpos : 0;
-        if (base == 0)
-            for (size_t i = 0; i < n; i++) pos[i] = 0;
+            if (s[i].gcut > last) last = s[i].gcut;
+        *cut = last;
+        for (size_t i = 0; i < n; i++)
+            pos[i] = last && s[i].gcut == last ? s[i].gpos : s[i].applied;
         goto out;
     }
     *cut = best;
     for (size_t j = 0; j < n; j++) {
         const struct gmark *m = find_mark(&s[j], best);
         uint64_t ih = 0;
+        int named = 0;
         if (m) {
             pos[j] = m->seq;
             if (cut_ts && m->ts > *cut_ts) *cut_ts = m->ts;
         } else {
             /* idle in this point: the head the marks name */
-            for (size_t i = 0; i < n && !ih; i++) {
+            for (size_t i = 0; i < n && !named; i++) {
                 const struct gmark *o = find_mark(&s[i], best);
-                if (o) idle_head(o->idle, s[j].idx, &ih);
+                if (o) named = idle_head(o->idle, s[j].idx, &ih);
             }
-            pos[j] = ih;
+            pos[j] = named ? ih : JR_GROUP_LEFT;
         }
     }
 out:
@@ -792,6 +798,40 @@ out:
     }
     free(s);
     return r;
+}
+
+int jr_batch_group_mark(const void *data, size_t len, char *group, size_t gn,
+                        uint32_t *member)
+{
+    const uint8_t *p = data;
+    size_t pos = 0;
+    while (pos < len) {
+        struct jr_entry e;
+        size_t used;
+        /* Headers only (cheap: called on every batch of an ungrouped
+         * replica); a group entry is decoded and verified in full. */
+        if (len - pos < JR_HDR_SIZE) return JR_ECORRUPT;
+        size_t el = JR_HDR_SIZE + (size_t)jr__get32(p + pos + 40);
+        if (el > len - pos) return JR_ECORRUPT;
+        if (p[pos + 5] != JR_K_GROUP) {
+            pos += el;
+            continue;
+        }
+        int r = jr__entry_decode(p + pos, len - pos, &e, &used, NULL);
+        if (r < 0) return r;
+        if (e.kind == JR_K_GROUP && e.payload[0] == 'm') {
+            char b[JR_GROUP_PAYLOAD_MAX + 1], g[JR_MAX_GROUP_ID + 2];
+            memcpy(b, e.payload, e.plen);
+            b[e.plen] = 0;
+            if (sscanf(b, "m %65s", g) == 1 && valid_group(g)) {
+                snprintf(group, gn, "%s", g);
+                *member = e.member;
+                return 1;
+            }
+        }
+        pos += used;
+    }
+    return 0;
 }
 
 int jr_batch_group_commits(const void *data, size_t len)
@@ -815,6 +855,7 @@ int jr_group_cut_applied(st_store *st, size_t n, const char *const *vols,
 {
     for (size_t i = 0; i < n; i++) {
         char hoid[JR_OID_MAX], b[64];
+        if (pos[i] == JR_GROUP_LEFT) continue;
         jr__oid_header(hoid, sizeof hoid, vols[i]);
         int k = snprintf(b, sizeof b, "%" PRIu64 " %" PRIu64, cut, pos[i]);
         int r = st_omap_set(st, hoid, "gcut", b, (size_t)k);

@@ -145,7 +145,17 @@ static void gate(rep_ctx *r, const struct gview *gv)
         struct rep_vol *v = rep__vol_get(r, vols[i]);
         if (!v) return;
         pthread_mutex_lock(&v->op_lock);
-        if (pos[i] > v->gate_pos) {
+        if (pos[i] == JR_GROUP_LEFT) {
+            /* Not in the group's points any more (it left in the
+             * primary's region): its own write order suffices. */
+            rc = jr_replica_apply_to(r->st, vols[i], JR_GROUP_LEFT);
+            if (rc == 0) rc = jr_meta_rm(r->st, vols[i], "group");
+            if (rc == 0) {
+                v->grouped = 0;
+                tlog_info("group.member_left", "group=%s vol=%s", gv->name,
+                          vols[i]);
+            }
+        } else if (pos[i] > v->gate_pos) {
             rc = jr_replica_apply_to(r->st, vols[i], pos[i]);
             if (rc == 0) {
                 v->gate_pos = pos[i];
@@ -225,13 +235,30 @@ void *rep__group_main(void *arg)
     return NULL;
 }
 
-void rep__group_check(rep_ctx *r, struct rep_vol *v, const struct jr_info *info)
+void rep__group_check(rep_ctx *r, struct rep_vol *v, const struct jr_info *info,
+                      const void *data, size_t len)
 {
-    if (v->grp_checked) return;
-    v->grp_checked = 1;
-    v->grouped = jr_group_of(r->st, v->id, NULL, 0, NULL) == 0;
-    /* The image is at applied: the gate starts there. */
-    v->gate_pos = info->applied;
+    if (!v->grp_checked) {
+        v->grp_checked = 1;
+        v->grouped = jr_group_of(r->st, v->id, NULL, 0, NULL) == 0;
+        /* The image is at applied: the gate starts there. */
+        v->gate_pos = info->applied;
+    }
+    /* A replica made before its volume joined a group (or by a sender
+     * faster than the join) learns the membership from the first mark,
+     * before any entry past it is applied. */
+    char g[JR_MAX_GROUP_ID + 1];
+    uint32_t m;
+    if (!v->grouped && jr_batch_group_mark(data, len, g, sizeof g, &m) == 1) {
+        char mv[JR_MAX_GROUP_ID + 16];
+        snprintf(mv, sizeof mv, "%s %u", g, m);
+        if (jr_meta_set(r->st, v->id, "group", mv) == 0) {
+            v->grouped = 1;
+            v->gate_pos = info->applied;
+            tlog_info("group.member_learned", "group=%s vol=%s index=%u", g,
+                      v->id, m);
+        }
+    }
 }
 
 int rep__group_land(rep_ctx *r, const char *id, char *msg, size_t msz)
@@ -266,7 +293,9 @@ int rep__group_land(rep_ctx *r, const char *id, char *msg, size_t msz)
          * other members hold theirs while they wait for grp_mu here.  A
          * receiver still applying (a planned promote) only journals past
          * the gate, and a second landing finds this one's result. */
-        rc = jr_replica_cut(r->st, vols[i], pos[i]);
+        rc = pos[i] == JR_GROUP_LEFT /* left the group: all it has */
+                 ? jr_replica_apply_to(r->st, vols[i], JR_GROUP_LEFT)
+                 : jr_replica_cut(r->st, vols[i], pos[i]);
         if (rc < 0) {
             snprintf(msg, msz, "group %s: landing %s on cut %" PRIu64
                      " (seq %" PRIu64 "): %s", g, vols[i], cut, pos[i],

@@ -320,9 +320,11 @@ static inline void rep__scpy(char *d, size_t size, const char *s)
  * TANDEM_CG_INTERVAL_MS (250), and advances the gate of the groups whose
  * members are replicas here. */
 void *rep__group_main(void *arg);
-/* Receiver: read v's membership once (v->op_lock held). */
+/* Receiver: read v's membership once, and learn it from a batch's marks
+ * when the replica does not know it yet (v->op_lock held). */
 void rep__group_check(rep_ctx *r, struct rep_vol *v,
-                      const struct jr_info *info);
+                      const struct jr_info *info, const void *data,
+                      size_t len);
 /* Failover of a grouped replica: land every replica member of its group
  * on the newest complete cut (idempotent).  0, or an error (msg). */
 int rep__group_land(rep_ctx *r, const char *id, char *msg, size_t msz);

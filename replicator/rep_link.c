@@ -715,7 +715,7 @@ again:
         }
     }
     uint64_t applied = info.applied;
-    rep__group_check(r, v, &info);
+    rep__group_check(r, v, &info, data, len);
     if (v->grouped) { /* journal all, image up to the group's cut */
         rc = jr_apply_limit(r->st, req->volume_id, data, len,
                             req->promoted_at_seq, v->gate_pos, &applied);
