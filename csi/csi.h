@@ -162,6 +162,10 @@ struct csi_params {
     char pvc_name[256];
     char pvc_namespace[256];
     char pv_name[256];
+    /* consistencyGroup: the volume joins this consistency group at
+     * creation (jr_group_join; DESIGN.md "Consistency groups"): 1..64
+     * bytes of [A-Za-z0-9_-] ("" none). */
+    char group[65];
 };
 /* Parse and check parameters against the region map.  On a bad key or
  * value returns -EINVAL with err naming the key. */

@@ -13,6 +13,7 @@
 
 #include "csi-addons/identity.pb-c.h"
 #include "csi-addons/replication.pb-c.h"
+#include "csi-addons/volumegroup.pb-c.h"
 #include "csi_addons.h"
 #include "csi_int.h"
 #include "replicator/rep.h"
@@ -237,6 +238,20 @@ static int h_get_identity(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
     return RPC_OK;
 }
 
+csi_service *csi_addons_service(void *svc)
+{
+    return ((csi_addons *)svc)->s;
+}
+
+static Identity__Capability *cap_vg(int type)
+{
+    Identity__Capability *c = reply(&identity__capability__descriptor);
+    c->type_case = IDENTITY__CAPABILITY__TYPE_VOLUME_GROUP;
+    c->volume_group = reply(&identity__capability__volume_group__descriptor);
+    c->volume_group->type = type;
+    return c;
+}
+
 static Identity__Capability *cap_new(int service, int repl)
 {
     Identity__Capability *c = reply(&identity__capability__descriptor);
@@ -260,13 +275,22 @@ static int h_get_caps(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
         reply(&identity__get_capabilities_response__descriptor);
     /* Exactly what this endpoint serves: the controller-side replication
      * service and its destination lookup. */
-    r->capabilities = csi__xcalloc(3, sizeof(*r->capabilities));
+    r->capabilities = csi__xcalloc(8, sizeof(*r->capabilities));
     r->capabilities[r->n_capabilities++] =
         cap_new(IDENTITY__CAPABILITY__SERVICE__TYPE__CONTROLLER_SERVICE, 0);
     r->capabilities[r->n_capabilities++] = cap_new(
         0, IDENTITY__CAPABILITY__VOLUME_REPLICATION__TYPE__VOLUME_REPLICATION);
     r->capabilities[r->n_capabilities++] = cap_new(
         0, IDENTITY__CAPABILITY__VOLUME_REPLICATION__TYPE__GET_REPLICATION_DESTINATION_INFO);
+    /* Volume groups (consistency groups, csi_addons_vg.c). */
+    static const int vg[] = {
+        IDENTITY__CAPABILITY__VOLUME_GROUP__TYPE__VOLUME_GROUP,
+        IDENTITY__CAPABILITY__VOLUME_GROUP__TYPE__LIMIT_VOLUME_TO_ONE_VOLUME_GROUP,
+        IDENTITY__CAPABILITY__VOLUME_GROUP__TYPE__MODIFY_VOLUME_GROUP,
+        IDENTITY__CAPABILITY__VOLUME_GROUP__TYPE__GET_VOLUME_GROUP,
+        IDENTITY__CAPABILITY__VOLUME_GROUP__TYPE__LIST_VOLUME_GROUPS};
+    for (size_t i = 0; i < sizeof vg / sizeof vg[0]; i++)
+        r->capabilities[r->n_capabilities++] = cap_vg(vg[i]);
     *resp = &r->base;
     return RPC_OK;
 }
@@ -867,6 +891,19 @@ static const struct rpc_method methods[] = {
     RM("GetReplicationDestinationInfo",
        get_replication_destination_info_request,
        get_replication_destination_info_response, h_dest),
+#define VM(name, req, resp, fn)                                               \
+    {"/volumegroup.Controller/" name, &volumegroup__##req##__descriptor,     \
+     &volumegroup__##resp##__descriptor, fn}
+    VM("CreateVolumeGroup", create_volume_group_request,
+       create_volume_group_response, csi_addons_vg_create),
+    VM("ModifyVolumeGroupMembership", modify_volume_group_membership_request,
+       modify_volume_group_membership_response, csi_addons_vg_modify),
+    VM("DeleteVolumeGroup", delete_volume_group_request,
+       delete_volume_group_response, csi_addons_vg_delete),
+    VM("ListVolumeGroups", list_volume_groups_request,
+       list_volume_groups_response, csi_addons_vg_list),
+    VM("ControllerGetVolumeGroup", controller_get_volume_group_request,
+       controller_get_volume_group_response, csi_addons_vg_get),
 };
 
 const struct rpc_method *csi_addons_methods(size_t *n)

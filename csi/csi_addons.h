@@ -3,8 +3,11 @@
  * served on their own endpoint (--csi-addons-endpoint, the csi-addons
  * sidecar's convention): identity.Identity and replication.Controller,
  * from the published protos (tests/spec/csi-addons, compiled as they are
- * into libaddonsgen.a).  Volume groups (ReplicationSource.volumegroup)
- * are not served.
+ * into libaddonsgen.a), and volumegroup.Controller (csi_addons_vg.c: a
+ * volume group is a consistency group, DESIGN.md "Consistency groups").
+ * Replication of a ReplicationSource.volumegroup is not served (the
+ * group's members are replicated, promoted and failed over as volumes;
+ * tandemctl --group does it for all of them).
  *
  * Where things happen (DESIGN.md, "CSI-Addons replication"):
  *  - Enable / Disable change the volume's replication metadata in the
@@ -82,6 +85,20 @@ void csi_addons_destroy(csi_addons *a);
 /* The methods of the addons endpoint (static); serve them with the
  * csi_addons as the rpc server's svc. */
 const struct rpc_method *csi_addons_methods(size_t *n);
+
+/* ---- volumegroup.Controller (csi_addons_vg.c) ---- */
+/* The CSI service the addons endpoint works for (svc: the csi_addons). */
+csi_service *csi_addons_service(void *svc);
+int csi_addons_vg_create(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **resp);
+int csi_addons_vg_modify(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **resp);
+int csi_addons_vg_delete(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
+                         ProtobufCMessage **resp);
+int csi_addons_vg_get(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
+                      ProtobufCMessage **resp);
+int csi_addons_vg_list(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
+                       ProtobufCMessage **resp);
 
 /* ---- exposed for tests ---- */
 /* Check VolumeReplicationClass parameters for a volume of `region`;

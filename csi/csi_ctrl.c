@@ -537,6 +537,18 @@ int csi__create_volume(void *svc, rpc_ctx *ctx, const ProtobufCMessage *req,
               p.async ? " peer=" : "", p.async ? p.peer_region : "",
               block ? "block" : "mount");
 finish:
+    /* The StorageClass's consistency group (idempotent: a retry joins
+     * again).  Before the replicator first ships the volume, so its
+     * replica is created with the membership in its metadata. */
+    if (p.group[0] &&
+        (rc = jr_group_join(csi__store(s, idx), p.group, id, NULL)) < 0) {
+        code = rpc_ctx_error(ctx, rc == -EBUSY ? RPC_ALREADY_EXISTS
+                                               : csi__rpc_code(rc),
+                             "volume %s: joining consistency group %s: %s", id,
+                             p.group, rc == -EBUSY ? "it is in another group"
+                                                   : jr_strerror(rc));
+        goto out;
+    }
     /* A clone is usable once its copy is complete: this call finishes
      * it, or a retry does.  A volume this call created without a source
      * has nothing pending (and no lookup is spent on learning that). */

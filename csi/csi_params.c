@@ -115,6 +115,19 @@ int csi_params_parse(const struct rg_config *cfg, size_t n,
             }
             rc = set_str(p->mkfs_options, sizeof(p->mkfs_options), k, v, err,
                          errlen);
+        } else if (!strcmp(k, "consistencyGroup")) {
+            size_t gl = strlen(v), ok = gl >= 1 && gl <= 64;
+            for (size_t j = 0; ok && j < gl; j++)
+                ok = (v[j] >= 'a' && v[j] <= 'z') ||
+                     (v[j] >= 'A' && v[j] <= 'Z') ||
+                     (v[j] >= '0' && v[j] <= '9') || v[j] == '_' ||
+                     v[j] == '-';
+            if (!ok) {
+                snprintf(err, errlen, "parameter consistencyGroup: \"%.80s\" "
+                         "is not 1..64 of [A-Za-z0-9_-]", v);
+                return -EINVAL;
+            }
+            rc = set_str(p->group, sizeof(p->group), k, v, err, errlen);
         } else if (!strcmp(k, K8S_PREFIX "pvc/name")) {
             rc = set_str(p->pvc_name, sizeof(p->pvc_name), k, v, err, errlen);
         } else if (!strcmp(k, K8S_PREFIX "pvc/namespace")) {
@@ -128,7 +141,7 @@ int csi_params_parse(const struct rg_config *cfg, size_t n,
         } else {
             snprintf(err, errlen, "parameter %.64s: unknown (known: "
                      "replication, peerRegion, region, fsType, objectSize, "
-                     "mkfsOptions, " K8S_PREFIX "*)", k);
+                     "mkfsOptions, consistencyGroup, " K8S_PREFIX "*)", k);
             return -EINVAL;
         }
         if (rc < 0) return rc;

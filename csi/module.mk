@@ -12,8 +12,8 @@ CSI_LIBS := $(B)/libcsi.a $(B)/libnode.a $(B)/librpc.a $(B)/libjr.a \
 
 # The CSI-Addons services (csi_addons.h), from the published protos
 # (libaddonsgen, proto/module.mk).
-$(B)/libcsiaddons.a: $(call objs,csi/csi_addons.c)
-$(call objs,csi/csi_addons.c csi/csi_main.c): $(ADDONS_GEN_H)
+$(B)/libcsiaddons.a: $(call objs,csi/csi_addons.c csi/csi_addons_vg.c)
+$(call objs,csi/csi_addons.c csi/csi_addons_vg.c csi/csi_main.c): $(ADDONS_GEN_H)
 CSI_ADDONS_LIBS := $(B)/libcsiaddons.a $(B)/libaddonsgen.a
 
 PROGS += $(B)/tandem-csi

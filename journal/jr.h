@@ -571,8 +571,17 @@ struct jr_stats {
     uint64_t commit_ns;      /* time in journal appends (the leaders) */
     uint64_t apply_ns;       /* time in image writes (the applier) */
     uint64_t trim_ns;        /* time persisting applied and trimming */
+    /* Consistency points (§ groups): how often and how long this
+     * writer's gate was closed (from its mark taking a seq until the
+     * gate opened: what a write arriving then waits at most). */
+    uint64_t cp_holds;
+    uint64_t cp_hold_ns;     /* sum */
+    uint64_t cp_hold_max_ns;
 };
 int jr_get_stats(jr_volume *v, struct jr_stats *out);
+/* The most recent hold durations (ns) of an open grouped writer, newest
+ * last: up to n copied, the number copied returned. */
+size_t jr_cp_holds(jr_volume *v, int64_t *out, size_t n);
 
 /* The sticky error of an open volume: 0, or why writes now fail (e.g.
  * JR_ELOCKED after the lease was taken over, JR_EROLE after a demotion,
@@ -626,5 +635,110 @@ int jr_journal_check(st_store *st, const char *vol_id, struct jr_damage *out);
  * meanwhile), store errors (a discard interrupted by one can be run
  * again with the same seq). */
 int jr_journal_discard(st_store *st, const char *vol_id, uint64_t bad_seq);
+
+
+/* ---- consistency groups (FORMAT.md §6, DESIGN.md "Consistency groups") ----
+ * Volumes of one region join a group; the group's members, whatever
+ * process writes each, are cut together at consistency points: a
+ * coordinator (the region's replicator, jr_group_cut) asks every member
+ * with a live writer to close its write gate and journal a mark entry
+ * (kind 7), waits until all did, and releases them; each then journals a
+ * commit entry.  A cut stands for, per member, the position of its mark
+ * (members without a writer: their head, carried in the marks).  For
+ * any two writes A and B to members, if B was issued after A was
+ * acknowledged and B lies inside a committed cut, so does A (DESIGN.md
+ * gives the argument).  The peer region applies a member's entries only
+ * up to the newest cut committed by every member it needs
+ * (jr_group_find_cut, jr_apply_limit, jr_replica_cut), so a failover lands
+ * every member on one cut.
+ *
+ * Group ids: 1..JR_MAX_GROUP_ID bytes of [A-Za-z0-9_-].  A group holds at
+ * most JR_GROUP_MAX_MEMBERS volumes; each has an index (0..63) that marks
+ * carry in the entry header's member field.  Membership is recorded in
+ * the group object and in the member's header ("meta.group" = "<group>
+ * <index>", metadata: it travels with the volume to its replica).
+ * Threads: every call may run in any process and thread. */
+#define JR_MAX_GROUP_ID 64
+#define JR_GROUP_MAX_MEMBERS 64
+#define JR_GROUP_LEFT UINT64_MAX /* jr_group_find_cut: not in the cut */
+/* Join (idempotent: the existing index is returned).  -EBUSY: the volume
+ * is in another group; -ENOSPC: the group is full; -ENOENT no volume.
+ * A writer already open on the volume takes part from its next open. */
+int jr_group_join(st_store *st, const char *group, const char *vol_id,
+                  uint32_t *index);
+/* Leave (0 also when not a member). */
+int jr_group_leave(st_store *st, const char *group, const char *vol_id);
+/* The volume's group: 0 and group/index, or -ENOENT (not grouped). */
+int jr_group_of(st_store *st, const char *vol_id, char *group, size_t n,
+                uint32_t *index);
+/* Members in index order (cb != 0 stops and is returned). */
+int jr_group_members(st_store *st, const char *group,
+                     int (*cb)(const char *vol_id, uint32_t index, void *arg),
+                     void *arg);
+/* Every group id in the store (cb != 0 stops). */
+int jr_group_list(st_store *st, int (*cb)(const char *group, void *arg),
+                  void *arg);
+/* Create an empty group (idempotent): it is listed from then on. */
+int jr_group_create(st_store *st, const char *group);
+/* Remove an empty group: 0, -ENOTEMPTY, or 0 when absent. */
+int jr_group_delete(st_store *st, const char *group);
+
+/* One consistency point (the coordinator; one per group and region at a
+ * time).  hold_ms bounds how long members stay held: a member that has
+ * not marked by then (its writer died, stalled or is closing) makes the
+ * point abandoned, members are released without a commit and the next
+ * point tries again.  Returns 0 with *out filled (complete or not), or a
+ * store error. */
+struct jr_cut_result {
+    uint64_t cut;          /* the point's number */
+    int complete;          /* every participant marked: released */
+    uint32_t participants; /* members with a live writer */
+    uint32_t idle;         /* members without (their head is their cut) */
+    int64_t pause_ns;      /* from asking the first member to hold until
+                              the release was published (the longest any
+                              member can have been held, less its poll) */
+};
+int jr_group_cut(st_store *st, const char *group, int hold_ms,
+                 struct jr_cut_result *out);
+
+/* The peer side, on secondaries. */
+/* jr_apply_history that journals every entry but applies the image only
+ * up to limit (a group's newest complete cut); *head_out is the journal
+ * head (what the replica holds durably: the primary may trim up to it). */
+int jr_apply_limit(st_store *st, const char *vol_id, const void *data,
+                   size_t len, uint64_t history_seq, uint64_t limit,
+                   uint64_t *head_out);
+/* Apply the replica's own journal up to seq (at most its head). */
+int jr_replica_apply_to(st_store *st, const char *vol_id, uint64_t seq);
+/* Failover: apply up to seq, then drop every entry after it (the replica
+ * stands for position seq: jr_replica_rebase).  JR_EGAP if the journal
+ * does not reach seq; JR_EROLE on a primary. */
+int jr_replica_cut(st_store *st, const char *vol_id, uint64_t seq);
+/* The newest cut every member's replica can land on: members (vol ids)
+ * with their indices; *cut (0: none known) and pos[i] the position of
+ * member i at it; *cut_ts (may be NULL) the timestamp of its marks (the
+ * primary's clock; 0 when the cut is the one already applied).  A point
+ * naming a member not among vols never counts.  A cut counts when a mark of it is found, every
+ * participant it names has journaled its commit, and every idle member
+ * it names has journaled up to the head it names.  A member of vols the
+ * cut does not name (it left the group) does not block it and gets pos
+ * JR_GROUP_LEFT: it is gated no more.  Reads the replicas' journals from
+ * their applied position and their "gcut" key (the cut last applied,
+ * R-73). */
+int jr_group_find_cut(st_store *st, size_t n, const char *const *vols,
+                      const uint32_t *idx, uint64_t *cut, uint64_t *pos,
+                      int64_t *cut_ts);
+/* The group and member index of the first mark in a batch: 1 (group,
+ * member filled), 0 none, JR_ECORRUPT.  A replica learns its membership
+ * from the marks too (one that joined after its replica was made). */
+int jr_batch_group_mark(const void *data, size_t len, char *group, size_t gn,
+                        uint32_t *member);
+/* How many group commit entries (kind 7, "c ...") a batch carries (the
+ * receiver looks for a new cut only when one arrived); JR_ECORRUPT on
+ * bytes that are not whole, valid entries. */
+int jr_batch_group_commits(const void *data, size_t len);
+/* Record on each member that cut `cut` was applied at pos[i] ("gcut"). */
+int jr_group_cut_applied(st_store *st, size_t n, const char *const *vols,
+                         uint64_t cut, const uint64_t *pos);
 
 #endif /* TANDEM_JR_H */

@@ -151,7 +151,9 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
     if (e->flags & ~JR_F_LZ4) BAD(JR_ECORRUPT, "unknown flag (R-14)");
     if ((e->flags & JR_F_LZ4) && e->kind != JR_K_WRITE)
         BAD(JR_ECORRUPT, "lz4 flag on a non-write (R-14)");
-    if (e->member != 0) BAD(JR_ECORRUPT, "member != 0 (R-14)");
+    if (e->member != 0 &&
+        (e->kind != JR_K_GROUP || e->member >= JR_GROUP_MAX_MEMBERS))
+        BAD(JR_ECORRUPT, "member != 0 (R-14)");
     /* */
     if (e->seq == 0 || e->epoch == 0) BAD(JR_ECORRUPT, "zero seq/epoch (R-15)");
     /* */
@@ -189,6 +191,11 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
             e->plen > JR_MAX_SNAP_ID)
             BAD(JR_ECORRUPT, "impossible snapshot delete (R-16)");
         break;
+    case JR_K_GROUP: /* */
+        if (e->off != 0 || e->len != 0 || e->plen < 1 ||
+            e->plen > JR_GROUP_PAYLOAD_MAX)
+            BAD(JR_ECORRUPT, "impossible group entry (R-16)");
+        break;
     }
     /* written so that it cannot overflow. */
     if ((e->kind == JR_K_WRITE || e->kind == JR_K_ZERO) &&
@@ -213,6 +220,8 @@ int jr__entry_decode(const uint8_t *b, size_t n, struct jr_entry *e,
                    e->plen - idl - 1 == 0))
             BAD(JR_ECORRUPT, "bad snapshot label (R-60)");
     }
+    if (e->kind == JR_K_GROUP && !jr__group_payload_ok(e->payload, e->plen))
+        BAD(JR_ECORRUPT, "bad group entry payload (R-70)");
     *used = JR_HDR_SIZE + (size_t)e->plen;
     return 0;
 }

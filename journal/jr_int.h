@@ -10,7 +10,8 @@
  * jr_tail.c (tail reading, replay, jr_apply), jr_damage.c (a damaged
  * tail, R-37), jr_io.c (an open volume: the data path), jr_copywin.c
  * (region copies, §4), jr_snap.c (snapshots, §5: keys, copy-on-write,
- * their entries' effects, reads, holds, requests).
+ * their entries' effects, reads, holds, requests), jr_group.c
+ * (consistency groups, §6: membership, points, the peer's cut).
  */
 #ifndef TANDEM_JR_INT_H
 #define TANDEM_JR_INT_H
@@ -38,8 +39,11 @@ enum jr_kind {
     JR_K_FLUSH = 4,
     JR_K_SNAP = 5,     /* take a snapshot (FORMAT.md §5, R-60) */
     JR_K_SNAP_DEL = 6, /* delete one */
+    JR_K_GROUP = 7,    /* consistency group mark or commit (FORMAT.md §6) */
 };
-#define JR_K_LAST JR_K_SNAP_DEL
+#define JR_K_LAST JR_K_GROUP
+/* the largest group entry payload. */
+#define JR_GROUP_PAYLOAD_MAX 2048
 /* the largest snapshot entry payload: "<id> <label>". */
 #define JR_SNAP_PAYLOAD_MAX (JR_MAX_SNAP_ID + 1 + JR_MAX_SNAP_LABEL)
 
@@ -451,5 +455,35 @@ static inline uint64_t jr__get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "tandem's on-store format is little-endian; add byte swapping here"
 #endif
+
+/* ---- consistency groups (jr_group.c, FORMAT.md §6) ----
+ * The writer's side of a consistency point, served by a thread of each
+ * open writable grouped volume (jr_io.c starts it): jr__cp_serve polls
+ * the group object and calls back into jr_io.c through these. */
+/* Close the write gate (writes not yet sequenced wait) and sequence a
+ * group entry (kind 7, member index) after every write sequenced so far;
+ * *seq its position.  It is not durable yet: jr__cp_durable waits for
+ * that.  The gate stays closed on success until jr__cp_open. */
+int jr__cp_mark(jr_volume *v, uint32_t member, const uint8_t *pl, size_t plen,
+                uint64_t *seq);
+int jr__cp_durable(jr_volume *v, uint64_t seq);
+/* Open the gate again. */
+void jr__cp_open(jr_volume *v);
+/* Journal a group entry without touching the gate (the commit). */
+int jr__cp_entry(jr_volume *v, uint32_t member, const uint8_t *pl,
+                 size_t plen);
+/* 1 once the volume is closing or failed (the server stops). */
+int jr__cp_stopping(jr_volume *v);
+/* The server loop (jr_group.c): returns when jr__cp_stopping. */
+void jr__cp_serve(jr_volume *v, st_store *st, const char *vol,
+                  const char *group, uint32_t member, int poll_ms);
+/* The server's poll period between points: TANDEM_JR_CP_POLL_MS (5). */
+int jr__cp_poll_ms(void);
+/* jr_open of a grouped volume: wait (bounded) while a consistency point
+ * that did not count this volume as a participant is in progress, so
+ * that none of its writes falls inside that point (FORMAT.md R-72). */
+void jr__cp_open_wait(st_store *st, const char *group, uint32_t member);
+/* Validate a group entry's payload. */
+int jr__group_payload_ok(const uint8_t *pl, size_t plen);
 
 #endif /* TANDEM_JR_INT_H */

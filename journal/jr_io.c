@@ -71,6 +71,7 @@ struct pent {
     uint64_t seq;
     uint8_t kind;
     uint16_t flags;
+    uint32_t member;    /* group entries: the member index */
     uint64_t off, len;
     uint8_t *enc;       /* header + payload as stored (NULL: read-only) */
     size_t enc_len;
@@ -143,6 +144,19 @@ struct jr_volume {
     int snapreq_started;
     int snap_stop;
     pthread_cond_t snap_cv;
+    /* Consistency groups (FORMAT.md §6): the write gate a consistency
+     * point closes (writers not yet sequenced wait on gate_cv: nothing
+     * they write can fall before the mark), and the thread serving the
+     * group's points (jr_group.c), stopped with snap_stop. */
+    int gate;
+    pthread_cond_t gate_cv;
+    char group[JR_MAX_GROUP_ID + 1];
+    uint32_t member;
+    int cp_poll_ms;
+    int64_t gate_t0;          /* mono ns the gate closed (under mu) */
+    int64_t holds[256];       /* recent hold durations, a ring (mu) */
+    pthread_t cp;
+    int cp_started;
 };
 
 #define OV_BUCKETS 4096
@@ -316,15 +330,44 @@ static void lead(jr_volume *v)
 
 /* Queue entries p[0..n) (built by the caller) and wait until durable;
  * *seq_out (may be NULL): the last one's seq. */
+static int submit_seq2(jr_volume *v, struct pent **p, size_t n,
+                       uint64_t *seq_out, int nowait);
+
 static int submit_seq(jr_volume *v, struct pent **p, size_t n,
                       uint64_t *seq_out)
 {
+    return submit_seq2(v, p, n, seq_out, 0);
+}
+
+/* Wait until seq is durable (leading a commit when none runs). */
+static int wait_durable(jr_volume *v, uint64_t mine)
+{
     pthread_mutex_lock(&v->mu);
-    while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N)) {
-        v->space_waiters++;
-        pthread_cond_signal(&v->apply_cv);
-        pthread_cond_wait(&v->space_cv, &v->mu);
-        v->space_waiters--;
+    while (v->durable_seq < mine && !v->err) {
+        if (!v->committing && v->commit_next) lead(v);
+        else pthread_cond_wait(&v->commit_cv, &v->mu);
+    }
+    int r = v->durable_seq >= mine ? 0 : v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+/* nowait: sequence the entries and return (durable later, with the next
+ * commit; wait_durable waits for it). */
+static int submit_seq2(jr_volume *v, struct pent **p, size_t n,
+                       uint64_t *seq_out, int nowait)
+{
+    pthread_mutex_lock(&v->mu);
+    for (;;) {
+        while (!v->err && (v->q_bytes > MAX_Q_BYTES || v->q_n > MAX_Q_N)) {
+            v->space_waiters++;
+            pthread_cond_signal(&v->apply_cv);
+            pthread_cond_wait(&v->space_cv, &v->mu);
+            v->space_waiters--;
+        }
+        /* A consistency point holds: wait (its own entries pass). */
+        if (!v->gate || v->err || p[0]->kind == JR_K_GROUP) break;
+        pthread_cond_wait(&v->gate_cv, &v->mu);
     }
     int r = v->err;
     for (size_t i = 0; r == 0 && i < n; i++) {
@@ -344,6 +387,7 @@ static int submit_seq(jr_volume *v, struct pent **p, size_t n,
             .kind = e->kind, .flags = e->flags, .seq = v->next_seq++,
             .epoch = v->epoch, .off = e->off, .len = e->len,
             .plen = (uint32_t)(e->enc_len - JR_HDR_SIZE), .ts_ns = ts,
+            .member = e->member,
             .pcrc = jr__get32(e->enc + 56)};
         e->seq = h.seq;
         jr__hdr_encode(&h, e->enc);
@@ -360,6 +404,10 @@ static int submit_seq(jr_volume *v, struct pent **p, size_t n,
     }
     uint64_t mine = p[n - 1]->seq;
     if (seq_out) *seq_out = mine;
+    if (nowait) {
+        pthread_mutex_unlock(&v->mu);
+        return 0;
+    }
     while (v->durable_seq < mine && !v->err) {
         if (!v->committing && v->commit_next) lead(v);
         else pthread_cond_wait(&v->commit_cv, &v->mu);
@@ -402,8 +450,9 @@ static struct pent *pent_new(uint8_t kind, uint64_t off, uint64_t len,
             memcpy(e->enc + JR_HDR_SIZE, data, len);
             e->raw = e->enc + JR_HDR_SIZE;
         }
-    } else if (kind == JR_K_SNAP || kind == JR_K_SNAP_DEL) {
-        /* R-60: the payload is the id (and label), never compressed;
+    } else if (kind == JR_K_SNAP || kind == JR_K_SNAP_DEL ||
+               kind == JR_K_GROUP) {
+        /* R-60, R-70: the payload is the id (and label), never compressed;
          * the entry's length field stays 0. */
         e->enc = malloc(JR_HDR_SIZE + len);
         if (!e->enc) goto fail;
@@ -444,6 +493,7 @@ static void fail_locked(jr_volume *v, int r)
 {
     if (!v->err) v->err = r;
     pthread_cond_broadcast(&v->space_cv);
+    pthread_cond_broadcast(&v->gate_cv);
     pthread_cond_broadcast(&v->commit_cv);
 }
 
@@ -620,6 +670,71 @@ static void *snapreq_main(void *arg)
     return NULL;
 }
 
+/* ---- consistency points (jr_group.c serves them) ---- */
+
+static void *cp_main(void *arg)
+{
+    jr_volume *v = arg;
+    jr__cp_serve(v, v->st, v->id, v->group, v->member, v->cp_poll_ms);
+    return NULL;
+}
+
+int jr__cp_stopping(jr_volume *v)
+{
+    pthread_mutex_lock(&v->mu);
+    int r = v->snap_stop || v->err;
+    pthread_mutex_unlock(&v->mu);
+    return r;
+}
+
+int jr__cp_mark(jr_volume *v, uint32_t member, const uint8_t *pl, size_t plen,
+                uint64_t *seq)
+{
+    struct pent *p = pent_new(JR_K_GROUP, 0, plen, pl);
+    if (!p) return -ENOMEM;
+    p->member = member;
+    pthread_mutex_lock(&v->mu);
+    v->gate = 1; /* before the mark takes its seq: nothing passes it */
+    v->gate_t0 = tb_mono_ns();
+    pthread_mutex_unlock(&v->mu);
+    /* Sequenced, not yet durable: what orders the writes is the seq (no
+     * write can take one before it while the gate is closed); the caller
+     * publishes its mark and then waits for durability (jr__cp_durable),
+     * overlapping the commit with the other members' marking. */
+    int r = submit_seq2(v, &p, 1, seq, 1);
+    if (r < 0) jr__cp_open(v);
+    return r;
+}
+
+int jr__cp_durable(jr_volume *v, uint64_t seq)
+{
+    return wait_durable(v, seq);
+}
+
+void jr__cp_open(jr_volume *v)
+{
+    pthread_mutex_lock(&v->mu);
+    if (v->gate) {
+        int64_t d = tb_mono_ns() - v->gate_t0;
+        v->holds[v->stats.cp_holds % 256] = d;
+        v->stats.cp_holds++;
+        v->stats.cp_hold_ns += (uint64_t)d;
+        if ((uint64_t)d > v->stats.cp_hold_max_ns)
+            v->stats.cp_hold_max_ns = (uint64_t)d;
+    }
+    v->gate = 0;
+    pthread_cond_broadcast(&v->gate_cv);
+    pthread_mutex_unlock(&v->mu);
+}
+
+int jr__cp_entry(jr_volume *v, uint32_t member, const uint8_t *pl, size_t plen)
+{
+    struct pent *p = pent_new(JR_K_GROUP, 0, plen, pl);
+    if (!p) return -ENOMEM;
+    p->member = member;
+    return submit(v, &p, 1);
+}
+
 /* ---- open / close ---- */
 
 struct loadarg {
@@ -672,6 +787,7 @@ static void vol_free(jr_volume *v)
     jr__wlease_destroy(&v->lease);
     jr__cow_reset(&v->cow);
     pthread_cond_destroy(&v->snap_cv);
+    pthread_cond_destroy(&v->gate_cv);
     pthread_cond_destroy(&v->commit_cv);
     pthread_cond_destroy(&v->apply_cv);
     pthread_cond_destroy(&v->space_cv);
@@ -772,6 +888,7 @@ static jr_volume *vol_new(st_store *st, const char *vol_id, const char *owner)
     pthread_cond_init(&v->commit_cv, NULL);
     tb_cond_init_mono(&v->apply_cv); /* the applier's timed waits */
     tb_cond_init_mono(&v->snap_cv);  /* the request poller's */
+    pthread_cond_init(&v->gate_cv, NULL);
     pthread_cond_init(&v->space_cv, NULL);
     return v;
 }
@@ -819,6 +936,17 @@ int jr_open(st_store *st, const char *vol_id, int flags, const char *owner,
             v->snapreq_started = 1;
         else /* requests then wait for the next writer; writes go on */
             tlog_warn("snapshot.poller_failed", "vol=%s", v->id);
+        if (jr_group_of(st, vol_id, v->group, sizeof v->group, &v->member) ==
+            0) {
+            /* R-72: no write of ours may fall inside a point that did not
+             * count us; then serve the points that do. */
+            jr__cp_open_wait(st, v->group, v->member);
+            v->cp_poll_ms = jr__cp_poll_ms();
+            if (pthread_create(&v->cp, NULL, cp_main, v) == 0)
+                v->cp_started = 1;
+            else /* points then time out on us: abandoned, not wrong */
+                tlog_warn("group.server_failed", "vol=%s", v->id);
+        }
         tlog_info("volume.opened", "vol=%s mode=rw head=%" PRIu64
                   " size=%" PRIu64 " epoch=%" PRIu64, v->id, head0, size0,
                   v->epoch);
@@ -875,6 +1003,7 @@ int jr_close(jr_volume *v)
         pthread_cond_broadcast(&v->snap_cv);
         pthread_mutex_unlock(&v->mu);
         if (v->snapreq_started) pthread_join(v->snapreq, NULL);
+        if (v->cp_started) pthread_join(v->cp, NULL);
         pthread_mutex_lock(&v->mu);
         /* Let writers still in the queue finish their commit first. */
         while (v->commit_next && !v->err) {
@@ -1151,6 +1280,18 @@ int jr_volume_error(jr_volume *v)
     int r = v->err;
     pthread_mutex_unlock(&v->mu);
     return r;
+}
+
+size_t jr_cp_holds(jr_volume *v, int64_t *out, size_t n)
+{
+    if (!v || !out) return 0;
+    pthread_mutex_lock(&v->mu);
+    uint64_t have = v->stats.cp_holds < 256 ? v->stats.cp_holds : 256;
+    if (n > have) n = (size_t)have;
+    for (size_t i = 0; i < n; i++)
+        out[i] = v->holds[(v->stats.cp_holds - n + i) % 256];
+    pthread_mutex_unlock(&v->mu);
+    return n;
 }
 
 int jr_get_stats(jr_volume *v, struct jr_stats *out)

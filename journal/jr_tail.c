@@ -470,8 +470,30 @@ int jr_apply(st_store *st, const char *vol_id, const void *data, size_t len,
     return jr_apply_history(st, vol_id, data, len, 0, applied_out);
 }
 
+static int apply_lim(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t limit,
+                     uint64_t *applied_out);
+
 int jr_apply_history(st_store *st, const char *vol_id, const void *data,
                      size_t len, uint64_t history_seq, uint64_t *applied_out)
+{
+    return apply_lim(st, vol_id, data, len, history_seq, UINT64_MAX,
+                     applied_out);
+}
+
+int jr_apply_limit(st_store *st, const char *vol_id, const void *data,
+                   size_t len, uint64_t history_seq, uint64_t limit,
+                   uint64_t *head_out)
+{
+    return apply_lim(st, vol_id, data, len, history_seq, limit, head_out);
+}
+
+/* With limit: entries past it are journaled, not applied (a group's
+ * newest complete cut, FORMAT.md R-73); the image catches up through
+ * jr_replica_apply_to, which replays them from this journal. */
+static int apply_lim(st_store *st, const char *vol_id, const void *data,
+                     size_t len, uint64_t history_seq, uint64_t limit,
+                     uint64_t *applied_out)
 {
     if (!st || (!data && len)) return -EINVAL;
     for (int tries = 0; tries < 5; tries++) {
@@ -487,8 +509,9 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         r = jst_load(st, vol_id, &h, &js);
         if (r < 0) goto out;
         v.head = js.head;
-        if (v.head > h.applied) { /* crash between journal and image */
-            r = jr__replay(st, vol_id, &h, v.head, NULL);
+        uint64_t rto = v.head < limit ? v.head : limit;
+        if (rto > h.applied) { /* crash between journal and image */
+            r = jr__replay(st, vol_id, &h, rto, NULL);
             if (r < 0) goto out;
         }
         /* Verify every entry before applying any (R-10..R-22, R-34). */
@@ -589,6 +612,7 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
          * a batch costs about the longer of the two write streams, not
          * their sum.  applied is recorded once, at the end. */
         uint64_t size = h.size;
+        int gated = limit < v.last; /* a group's cut holds the image back */
         struct chunk *ch = NULL;
         size_t nch = 0;
         size_t piece = (len - v.new_off) / 4;
@@ -628,6 +652,7 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
             r = a.done > k ? 0 : a.r;
             pthread_mutex_unlock(&a.mu);
             if (r < 0) break;
+            if (gated) continue; /* journal only */
             size_t nops = (size_t)(ch[k].last - ch[k].first + 1);
             r = jr__image_apply_cow(st, vol_id, h.objsz, v.ops.ops + opi, nops,
                                     &size, NULL, &cow);
@@ -642,6 +667,19 @@ int jr_apply_history(st_store *st, const char *vol_id, const void *data,
         jr__cow_reset(&cow);
         free(ch);
         if (r < 0) goto out;
+        if (gated) {
+            /* Gated (a group's cut, R-72): the image follows the journal
+             * only up to limit; the entries past it stay journaled. */
+            jr__hdr_free(&h);
+            if ((r = jr__hdr_load(st, vol_id, &h)) < 0) goto out;
+            if (limit > h.applied) {
+                r = jr__replay(st, vol_id, &h, limit, NULL);
+                if (r < 0) goto out;
+            }
+            if (applied_out) *applied_out = v.last;
+            r = 0;
+            goto out;
+        }
         {
             /* Never back (R-5): a concurrent jr_apply may have recorded
              * a later position already; and only while secondary. */

@@ -23,6 +23,7 @@ LIBS_libgen := -lprotobuf-c
 ADDONS_CSI_PATH := github.com/container-storage-interface/spec/lib/go/csi
 ADDONS_GEN_C := $(B)/gen/csi-addons/identity.pb-c.c \
                 $(B)/gen/csi-addons/replication.pb-c.c \
+                $(B)/gen/csi-addons/volumegroup.pb-c.c \
                 $(B)/gen/google/protobuf/duration.pb-c.c
 ADDONS_GEN_H := $(ADDONS_GEN_C:.c=.h) $(B)/gen/$(ADDONS_CSI_PATH)/csi.pb-c.h
 $(B)/gen/addons-inc/$(ADDONS_CSI_PATH)/csi.proto: tests/spec/csi/csi.proto

@@ -5,7 +5,7 @@ $(B)/librep.a: $(call objs,replicator/rep_core.c replicator/rep_vol.c \
     replicator/rep_copy.c replicator/rep_link.c replicator/rep_link_vol.c \
     replicator/rep_peer.c replicator/rep_admin.c \
     replicator/rep_admin_resync.c replicator/rep_admin_journal.c \
-    replicator/rep_metrics.c replicator/rep_announce.c)
+    replicator/rep_metrics.c replicator/rep_announce.c replicator/rep_group.c)
 # protobuf-c map<string,string> entries (rep_pbmap.h), alone so that a
 # test of tandemctl links it without the engine.
 $(B)/librepmap.a: $(call objs,replicator/rep_pbmap.c)

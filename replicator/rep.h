@@ -28,6 +28,13 @@
  *    brought current by copying its dirty regions (CopyRegions); the
  *    receiver saves the old bytes of each region first (undo), so a
  *    promote in the middle rolls back to the last consistent position;
+ *  - consistency groups (rep_group.c; DESIGN.md "Consistency groups"):
+ *    takes the consistency points of the groups whose members are primary
+ *    here (every TANDEM_CG_INTERVAL_MS, 250 ms; members held at most
+ *    TANDEM_CG_HOLD_MS, 200 ms), keeps the replicas of a group's members
+ *    applied only up to the newest cut complete on all of them (they
+ *    journal everything and acknowledge their journal head), and lands
+ *    every member on that cut before any is promoted;
  *  - serves the Admin service (proto/tandem_admin.proto: status, promote,
  *    demote, failover, resync, and for a damaged journal check and the
  *    operator-confirmed discard of its tail, after which a replicated

@@ -134,6 +134,35 @@ Tandem__Admin__V1__VolumeStatus *rep__admin_vstatus(rep_ctx *r,
     return vstatus_of(r, id);
 }
 
+/* The groups (rep_group.c) into a Status answer. */
+static int status_groups(rep_ctx *r, Tandem__Admin__V1__StatusResponse *resp)
+{
+    struct rep_group *g = malloc(REP_MAX_GROUPS * sizeof(*g));
+    if (!g) return -ENOMEM;
+    int n = rep__group_snapshot(r, g, REP_MAX_GROUPS);
+    resp->groups = calloc((size_t)n + 1, sizeof(*resp->groups));
+    if (!resp->groups) {
+        free(g);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        Tandem__Admin__V1__GroupStatus *m = malloc(sizeof(*m));
+        if (!m) break;
+        tandem__admin__v1__group_status__init(m);
+        m->group = rep__sdup(g[i].name);
+        m->members = (uint32_t)g[i].n_members;
+        m->role = rep__sdup(g[i].primary ? "primary" : "secondary");
+        m->cut = g[i].cut;
+        m->rpo_seconds = g[i].primary ? 0 : g[i].rpo_s;
+        m->points = g[i].points;
+        m->abandoned = g[i].abandoned;
+        m->pause_p99_ms = rep__group_pause_q(&g[i], 0.99);
+        resp->groups[resp->n_groups++] = m;
+    }
+    free(g);
+    return 0;
+}
+
 static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
                     ProtobufCMessage **respm)
 {
@@ -173,6 +202,10 @@ static int h_status(void *svc, rpc_ctx *ctx, const ProtobufCMessage *reqm,
         if (m) resp->volumes[resp->n_volumes++] = m;
     }
     rep__snapshot_free(&snap);
+    if (status_groups(r, resp) < 0) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        return RPC_RESOURCE_EXHAUSTED;
+    }
     *respm = &resp->base;
     return RPC_OK;
 nomem:
@@ -273,6 +306,15 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
             code = RPC_FAILED_PRECONDITION;
             goto out;
         }
+        /* A group member's replica journals past the group's cut and
+         * applies only up to it: a graceful switchover (the peer demoted
+         * and drained, so it writes nothing more) takes everything it
+         * journaled, which is then every member's whole history. */
+        if (pv->exists && jr_group_of(r->st, id, NULL, 0, NULL) == 0 &&
+            info.head >= pv->head &&
+            info.applied < info.head &&
+            jr_replica_apply_to(r->st, id, info.head) == 0)
+            jr_volume_stat(r->st, id, &info);
         if (pv->exists && info.applied < pv->head) {
             snprintf(msg, msz, "%s not fully applied: %" PRIu64 " of %s's "
                      "head %" PRIu64 " (wait for the demote to drain, or "
@@ -308,6 +350,14 @@ int rep__promote(rep_ctx *r, const char *id, int force, int *changed,
         }
         jr_volume_stat(r->st, id, &info);
     }
+    /* A forced promotion of a group member: every replica member lands
+     * on the group's newest complete cut first (the others' promotions
+     * find it done). */
+    if (force && (rc = rep__group_land(r, id, msg, msz)) < 0) {
+        code = RPC_INTERNAL;
+        goto out;
+    }
+    jr_volume_stat(r->st, id, &info);
     uint64_t epoch = (info.epoch > peer_epoch ? info.epoch : peer_epoch) + 1;
     /* Where this epoch starts, recorded before the role changes: a sender
      * that sees the new epoch must find it (its history before this

@@ -108,6 +108,7 @@ int rep_create(const struct rep_opts *o, rep_ctx **out, char *err,
     if (!r->o.scan_ms) r->o.scan_ms = 500;
     r->metrics_fd = -1;
     pthread_mutex_init(&r->vol_mu, NULL);
+    pthread_mutex_init(&r->grp_mu, NULL);
     pthread_mutex_init(&r->stop_mu, NULL);
     tb_cond_init_mono(&r->stop_cv);
     pthread_mutex_init(&r->bucket.mu, NULL);
@@ -294,6 +295,9 @@ int rep_start(rep_ctx *r, char *err, size_t errlen)
     if ((rc = -pthread_create(&r->ann_thr, NULL, rep__announcer_main, r)) < 0)
         goto fail_msg;
     r->ann_started = 1;
+    if ((rc = -pthread_create(&r->grp_thr, NULL, rep__group_main, r)) < 0)
+        goto fail_msg;
+    r->grp_started = 1;
     tlog_info("rep.started", "region=%s peer=%s peer_addr=%s listen=%s "
               "link_port=%d admin=%s admin_tcp=%s tls=%s peer_identity=%s%s "
               "admin_identity=%s", r->region, r->peer_region,
@@ -321,6 +325,7 @@ void rep_destroy(rep_ctx *r)
     pthread_mutex_unlock(&r->stop_mu);
     if (r->scan_started) pthread_join(r->scan_thr, NULL);
     if (r->ann_started) pthread_join(r->ann_thr, NULL);
+    if (r->grp_started) pthread_join(r->grp_thr, NULL);
     for (struct rep_vol *v = r->vols; v; v = v->next) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -366,6 +371,7 @@ void rep_destroy(rep_ctx *r)
     free((char *)r->o.admin_tls_key);
     free((char *)r->o.metrics_addr);
     pthread_mutex_destroy(&r->vol_mu);
+    pthread_mutex_destroy(&r->grp_mu);
     pthread_mutex_destroy(&r->stop_mu);
     pthread_cond_destroy(&r->stop_cv);
     pthread_mutex_destroy(&r->bucket.mu);

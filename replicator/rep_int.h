@@ -19,6 +19,8 @@
  *        +--> rep_link.c, rep_link_vol.c (rep_link.h)  link service
  *        +--> rep_announce.c (rep_send.h)  heartbeats: the head of every
  *        |                                 shipping volume, to the peer
+ *        +--> rep_group.c   (this header)  consistency groups: points,
+ *        |                                 the replicas' gate, landing
  *        +--> rep_peer.c    (rep_link.h)     calls to the peer's link
  *   all of them --> rep_int.h (this: rep_vol.c, rep_meta.c, rep_lz4.c)
  *               --> journal/jr.h (the volumes themselves)
@@ -178,6 +180,13 @@ struct rep_vol {
     int rx_waiting;             /* ... of which wait for a predecessor */
     uint64_t rx_gen;            /* bumped (and cv broadcast) whenever a
                                    waiting batch should look again */
+    /* Consistency groups (rep_group.c), receiver side: a member's image
+     * is applied only up to gate_pos, its position at the group's newest
+     * complete cut; entries past it are journaled (jr_apply_limit).
+     * Under op_lock. */
+    int grp_checked;            /* membership read (once per process) */
+    int grouped;
+    uint64_t gate_pos;
     struct rep_vol *next;
 };
 
@@ -186,6 +195,24 @@ struct rep_bucket {             /* --max-bandwidth token bucket */
     uint64_t rate;              /* bytes/s (0: unlimited) */
     double tokens;
     int64_t last_ns;
+};
+
+/* A consistency group as this region sees it (rep_group.c), for status
+ * and /metrics; REP_MAX_GROUPS of them at most. */
+#define REP_MAX_GROUPS 32
+#define REP_PAUSE_SAMPLES 1024
+struct rep_group {
+    char name[JR_MAX_GROUP_ID + 1];
+    int n_members;
+    int primary;                /* 1: members are primary here (we cut) */
+    uint64_t cut;               /* newest complete cut (secondary: applied) */
+    int64_t cut_ts_ns;          /* its mark's timestamp (primary's clock) */
+    double rpo_s;               /* secondary: newest announced head time
+                                   of the members minus cut_ts (-1:
+                                   unknown) */
+    uint64_t points, complete, abandoned;
+    int64_t pause_ns[REP_PAUSE_SAMPLES]; /* ring of recent pauses */
+    uint64_t n_pause;
 };
 
 struct rep_ctx {
@@ -227,6 +254,15 @@ struct rep_ctx {
     int metrics_started;
     pthread_t ann_thr;          /* the announcer (rep_announce.c) */
     int ann_started;
+    /* consistency groups (rep_group.c): grp_mu guards groups[] and
+     * serialises landing a group on its cut at failover */
+    pthread_t grp_thr;
+    int grp_started;
+    pthread_mutex_t grp_mu;
+    int grp_news;               /* a grouped replica received a commit
+                                   entry: look for a new cut (atomic) */
+    struct rep_group groups[REP_MAX_GROUPS];
+    int n_groups;
 };
 
 /* A plain snapshot of one volume's figures (admin Status and /metrics). */
@@ -278,6 +314,24 @@ static inline void rep__scpy(char *d, size_t size, const char *s)
     memcpy(d, s, n);
     d[n] = 0;
 }
+
+/* ---- rep_group.c: consistency groups ---- */
+/* The thread: cuts the groups whose members are primary here every
+ * TANDEM_CG_INTERVAL_MS (250), and advances the gate of the groups whose
+ * members are replicas here. */
+void *rep__group_main(void *arg);
+/* Receiver: read v's membership once, and learn it from a batch's marks
+ * when the replica does not know it yet (v->op_lock held). */
+void rep__group_check(rep_ctx *r, struct rep_vol *v,
+                      const struct jr_info *info, const void *data,
+                      size_t len);
+/* Failover of a grouped replica: land every replica member of its group
+ * on the newest complete cut (idempotent).  0, or an error (msg). */
+int rep__group_land(rep_ctx *r, const char *id, char *msg, size_t msz);
+/* Copy of the group table (status, /metrics): n returned. */
+int rep__group_snapshot(rep_ctx *r, struct rep_group *out, int max);
+/* p-quantile of a group's recent pauses, ms. */
+double rep__group_pause_q(const struct rep_group *g, double q);
 
 /* ---- rep_vol.c: the volume table and status snapshots ---- */
 /* Find or create the table entry of a volume (NULL: out of memory). */

@@ -715,8 +715,17 @@ again:
         }
     }
     uint64_t applied = info.applied;
-    rc = jr_apply_history(r->st, req->volume_id, data, len,
-                          req->promoted_at_seq, &applied);
+    rep__group_check(r, v, &info, data, len);
+    if (v->grouped) { /* journal all, image up to the group's cut */
+        rc = jr_apply_limit(r->st, req->volume_id, data, len,
+                            req->promoted_at_seq, v->gate_pos, &applied);
+        /* A commit may complete a cut: the group thread looks. */
+        if (rc == 0 && jr_batch_group_commits(data, len) > 0)
+            __atomic_store_n(&r->grp_news, 1, __ATOMIC_RELEASE);
+    }
+    else
+        rc = jr_apply_history(r->st, req->volume_id, data, len,
+                              req->promoted_at_seq, &applied);
     if (rc < 0) {
         int res2 = rc == JR_EGAP       ? R(GAP)
                    : rc == JR_ESTALE   ? R(STALE_EPOCH)
@@ -736,7 +745,15 @@ again:
     note_rx(r, v, applied, req->entries.len, len);
     note_rpo(r, v, info.epoch, req->primary_head, req->head_ts_ns, applied,
              applied == req->last_seq ? batch_last_ts(data, len) : 0, 1);
-    copy_window_check(r, req->volume_id, applied);
+    {
+        /* The window closes on the image's position: a group member's
+         * image stands at its gate, behind what it journaled. */
+        struct jr_info now;
+        uint64_t img = applied;
+        if (v->grouped && jr_volume_stat(r->st, req->volume_id, &now) == 0)
+            img = now.applied;
+        copy_window_check(r, req->volume_id, img);
+    }
     rc = ship_answer(respm, R(OK), applied, info.epoch, role, created, "ok");
 out:
     pthread_mutex_unlock(&v->op_lock);

@@ -136,6 +136,39 @@ static void render(rep_ctx *r, struct sbuf *out)
         }
     }
     rep__snapshot_free(&snap);
+    /* Consistency groups (rep_group.c). */
+    struct rep_group *g = malloc(REP_MAX_GROUPS * sizeof(*g));
+    int ng = g ? rep__group_snapshot(r, g, REP_MAX_GROUPS) : 0;
+    static const struct {
+        const char *name, *type, *help;
+    } gdefs[] = {
+        {"tandem_group_rpo_seconds", "gauge", "secondary: newest head time a member's primary announced - time of the cut the replicas stand at (primary's clock); primary: 0; -1 unknown"},
+        {"tandem_group_cut", "gauge", "newest complete cut (primary: taken; secondary: applied)"},
+        {"tandem_group_members", "gauge", "member volumes in this region"},
+        {"tandem_group_points_total", "counter", "primary: consistency points tried"},
+        {"tandem_group_points_abandoned_total", "counter", "primary: points abandoned (a member did not mark within the hold bound)"},
+        {"tandem_group_pause_p99_ms", "gauge", "primary: p99 of recent points' pause (writes held), ms"},
+    };
+    for (size_t d = 0; d < sizeof(gdefs) / sizeof(gdefs[0]); d++) {
+        sb_printf(out, "# HELP %s %s\n# TYPE %s %s\n", gdefs[d].name,
+                  gdefs[d].help, gdefs[d].name, gdefs[d].type);
+        for (int i = 0; i < ng; i++) {
+            double val = 0;
+            switch (d) {
+            case 0: val = g[i].primary ? 0 : g[i].rpo_s; break;
+            case 1: val = (double)g[i].cut; break;
+            case 2: val = g[i].n_members; break;
+            case 3: val = (double)g[i].points; break;
+            case 4: val = (double)g[i].abandoned; break;
+            case 5: val = rep__group_pause_q(&g[i], 0.99); break;
+            }
+            /* Group ids are [A-Za-z0-9_-]: no label escaping needed. */
+            sb_printf(out, "%s{group=\"%s\",region=\"%s\",role=\"%s\"} %.6g\n",
+                      gdefs[d].name, g[i].name, r->region,
+                      g[i].primary ? "primary" : "secondary", val);
+        }
+    }
+    free(g);
 }
 
 /* ---- the request reader ---- */

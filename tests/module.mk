@@ -4,7 +4,7 @@
 # Unit tests: $(B)/tests/<name> from tests/unit/<name>.c (rule in Makefile).
 UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
     $(B)/tests/test-journal-format $(B)/tests/test-journal \
-    $(B)/tests/test-snap \
+    $(B)/tests/test-snap $(B)/tests/test-group \
     $(B)/tests/test-regions $(B)/tests/test-csi $(B)/tests/test-csi-addons \
     $(B)/tests/test-csi-conformance $(B)/tests/test-csi-node \
     $(B)/tests/test-blockdev $(B)/tests/test-rep $(B)/tests/test-tandemctl
@@ -15,7 +15,7 @@ UNIT_TESTS += $(B)/tests/test-rpc $(B)/tests/test-store \
 # tests that do, in that build only (they run in the plain and ASan
 # builds).
 TSAN_TESTS += $(B)/tests/test-rep $(B)/tests/test-journal $(B)/tests/test-rpc \
-    $(B)/tests/test-snap \
+    $(B)/tests/test-snap $(B)/tests/test-group \
     $(B)/tests/test-store $(B)/tests/test-csi-addons
 # Under TSan, tests/tsan-grpc.c and tests/tsan-rados.c declare the
 # happens-before edges of gRPC's completion queue (start of an operation
@@ -38,6 +38,7 @@ $(B)/tests/test-store: $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal-format: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-journal: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-snap: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
+$(B)/tests/test-group: $(B)/libjr.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-regions: $(B)/libregions.a $(B)/libstore.a $(B)/libbase.a
 $(B)/tests/test-csi: $(CSI_LIBS)
 # The CSI-Addons services in process, behind their real socket, with a
@@ -91,6 +92,7 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0410-failover-scenarios.sh tests/e2e/t0420-deploy-replicator.sh
 # The randomized fault test, also alone and repeated: make test-faults.
 FAULT_TESTS += tests/e2e/t0310-replication-faults.sh
+FAULT_TESTS += tests/e2e/t0311-group-faults.sh
 
 # libFuzzer targets for every decoder of bytes from outside the process:
 # $(B)/fuzz/<name> from tests/fuzz/<name>.c (FUZZ=1), seeded from

@@ -63,6 +63,8 @@ struct ctl {
     uint64_t bad_seq;          /* journal discard --bad-seq */
     int bad_seq_set;
     int yes;                   /* journal discard --yes: no question */
+    const char *group;         /* --group: the members of a consistency
+                                  group, wherever a VOLUME is taken */
 };
 
 /* ------------------------------------------------------- ctl_print.c -- */
@@ -109,6 +111,11 @@ void ctl_report_rpc_error(const char *what, const struct endpoint *ep,
 /* ---------------------------------------------------------- commands -- */
 
 int ctl_cmd_status(struct ctl *c, char **vols, int n);     /* ctl_status.c */
+/* The volumes of consistency group `group` in the --admin region (their
+ * metadata "group" = "<group> <index>", from Status): *ids malloc'd (free
+ * each and the array).  EX_OK, or EX_FAIL with the one line printed (an
+ * unknown group is a failure: nothing to act on). */
+int ctl_group_members(struct ctl *c, const char *group, char ***ids, int *n);
 int ctl_cmd_promote(struct ctl *c, const char *vol);       /* ctl_role.c */
 int ctl_cmd_demote(struct ctl *c, const char *vol);        /* ctl_role.c */
 int ctl_cmd_resync(struct ctl *c, const char *vol);        /* ctl_role.c */

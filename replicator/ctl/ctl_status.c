@@ -6,12 +6,39 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl_int.h"
 #include "tbase.h"
 
 /* ------------------------------------------------------------- status -- */
+
+/* Consistency groups (DESIGN.md "Consistency groups"): a secondary's
+ * RPO is the age of the cut its replicas stand at. */
+static void print_groups(const Tandem__Admin__V1__StatusResponse *r)
+{
+    if (!r->n_groups) return;
+    printf("consistency groups in %s (RPO: the age of the newest cut every "
+           "member's replica stands at, primary's clock)\n", r->region);
+    printf("%-20s %-9s %7s %9s %9s %9s %9s %10s\n", "GROUP", "ROLE",
+           "MEMBERS", "CUT", "RPO", "POINTS", "ABANDONED", "PAUSE-P99");
+    for (size_t i = 0; i < r->n_groups; i++) {
+        const Tandem__Admin__V1__GroupStatus *g = r->groups[i];
+        char rpo[32], pause[32];
+        if (g->rpo_seconds >= 0)
+            ctl_human_rpo(rpo, sizeof rpo, g->rpo_seconds);
+        else
+            snprintf(rpo, sizeof rpo, "-");
+        if (!strcmp(g->role, "primary"))
+            snprintf(pause, sizeof pause, "%.1f ms", g->pause_p99_ms);
+        else
+            snprintf(pause, sizeof pause, "-");
+        printf("%-20s %-9s %7" PRIu32 " %9" PRIu64 " %9s %9" PRIu64
+               " %9" PRIu64 " %10s\n", g->group, g->role, g->members, g->cut,
+               rpo, g->points, g->abandoned, pause);
+    }
+}
 
 static void print_table(const Tandem__Admin__V1__StatusResponse *r)
 {
@@ -20,7 +47,10 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
            *r->peer_region ? r->peer_region : "-",
            *r->peer_link_state ? r->peer_link_state : "-", r->n_volumes,
            r->n_volumes == 1 ? "" : "s");
-    if (!r->n_volumes) return;
+    if (!r->n_volumes) {
+        print_groups(r);
+        return;
+    }
     /* Two regions may be shown: each RPO says whose view it is. */
     printf("RPO as region %s sees it: a primary row measures it here (age "
            "of the oldest write the peer lacks); a secondary row from its "
@@ -97,6 +127,7 @@ static void print_table(const Tandem__Admin__V1__StatusResponse *r)
             printf("  %s: snapshots incomplete: %s\n", v->volume_id,
                    v->snapshots_incomplete);
     }
+    print_groups(r);
 }
 
 int ctl_cmd_status(struct ctl *c, char **vols, int n)
@@ -156,4 +187,46 @@ int ctl_cmd_status(struct ctl *c, char **vols, int n)
     for (int i = 0; i < 2; i++)
         if (resp[i]) protobuf_c_message_free_unpacked(&resp[i]->base, NULL);
     return ret;
+}
+
+int ctl_group_members(struct ctl *c, const char *group, char ***ids, int *n)
+{
+    Tandem__Admin__V1__StatusRequest req =
+        TANDEM__ADMIN__V1__STATUS_REQUEST__INIT;
+    Tandem__Admin__V1__StatusResponse *resp = NULL;
+    char msg[1024];
+    *ids = NULL;
+    *n = 0;
+    int rc = ctl_admin_call(c, &c->admin, "Status", &req,
+                            &tandem__admin__v1__status_response__descriptor,
+                            &resp, 10, msg, sizeof msg);
+    if (rc != RPC_OK) {
+        ctl_report_rpc_error("--group", &c->admin, rc, msg);
+        return EX_FAIL;
+    }
+    char **out = calloc(resp->n_volumes + 1, sizeof(*out));
+    if (!out) {
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+        ctl_errf("--group %s: out of memory", group);
+        return EX_FAIL;
+    }
+    size_t gl = strlen(group);
+    for (size_t i = 0; i < resp->n_volumes; i++) {
+        const Tandem__Admin__V1__VolumeStatus *v = resp->volumes[i];
+        for (size_t k = 0; k < v->n_metadata; k++) {
+            const char *key = v->metadata[k]->key, *val = v->metadata[k]->value;
+            if (key && val && !strcmp(key, "group") &&
+                !strncmp(val, group, gl) && val[gl] == ' ')
+                out[(*n)++] = strdup(v->volume_id);
+        }
+    }
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (!*n) {
+        free(out);
+        ctl_errf("--group %s: no volume of this group in region %s's "
+                 "replicator (%s)", group, "this", c->admin.addr);
+        return EX_FAIL;
+    }
+    *ids = out;
+    return EX_OK;
 }

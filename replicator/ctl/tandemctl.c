@@ -66,6 +66,10 @@ static const char *const HELP_MAIN =
 "                      replicator's admin port is always mutual TLS)\n"
 "  --timeout SEC       per-call deadline (and demote's drain wait)\n"
 "  --verbose           also print the replicator's own message per volume\n"
+"  --group GROUP       instead of VOLUME: every member of the consistency\n"
+"                      group (status, promote, demote, resync, failover;\n"
+"                      failover lands them all on the group's newest\n"
+"                      complete cut first)\n"
 "\n"
 "Run 'tandemctl COMMAND --help' for details.  Exit status: 0 done (or\n"
 "nothing to do), 1 failed or refused (one line on stderr), 2 usage error,\n"
@@ -216,7 +220,8 @@ int main(int argc, char **argv)
         O_CONFIG,
         O_VERBOSE,
         O_BADSEQ,
-        O_YES
+        O_YES,
+        O_GROUP
     };
     static const struct option lo[] = {{"admin", 1, 0, O_ADMIN},
                                        {"peer-admin", 1, 0, O_PEER},
@@ -238,6 +243,7 @@ int main(int argc, char **argv)
                                        {"verbose", 0, 0, O_VERBOSE},
                                        {"bad-seq", 1, 0, O_BADSEQ},
                                        {"yes", 0, 0, O_YES},
+                                       {"group", 1, 0, O_GROUP},
                                        {"help", 0, 0, 'h'},
                                        {0, 0, 0, 0}};
     opterr = 0;
@@ -330,6 +336,9 @@ int main(int argc, char **argv)
         case O_YES:
             c.yes = 1;
             break;
+        case O_GROUP:
+            c.group = optarg;
+            break;
         case 'h':
             help = 1;
             break;
@@ -413,7 +422,12 @@ int main(int argc, char **argv)
     }
     int one_vol = !strcmp(cmd, "promote") || !strcmp(cmd, "demote") ||
                   !strcmp(cmd, "resync");
-    if (one_vol && nargs != 1) {
+    if (c.group && (sub || nargs || c.all)) {
+        ctl_errf("%s: --group names the volumes: give no VOLUME (nor --all)%s",
+                 cmd, sub ? "; journal commands take one volume" : "");
+        return EX_USAGE;
+    }
+    if (one_vol && nargs != 1 && !c.group) {
         ctl_errf("%s: expects exactly one VOLUME (see tandemctl %s --help)",
                  cmd, cmd);
         return EX_USAGE;
@@ -429,6 +443,27 @@ int main(int argc, char **argv)
 
     tb_signals_block();
     int ret;
+    char **gids = NULL;
+    int ng = 0;
+    if (c.group) {
+        /* The group's members, as if named: one call each for the
+         * one-volume commands (the worst exit code wins), one list for
+         * status and failover (the replicator lands the group on one
+         * cut before it promotes any member). */
+        ret = ctl_group_members(&c, c.group, &gids, &ng);
+        if (ret != EX_OK) goto done;
+        if (one_vol) {
+            for (int i = 0; i < ng; i++) {
+                int r1 = !strcmp(cmd, "promote")  ? ctl_cmd_promote(&c, gids[i])
+                         : !strcmp(cmd, "demote") ? ctl_cmd_demote(&c, gids[i])
+                                                  : ctl_cmd_resync(&c, gids[i]);
+                if (r1 > ret) ret = r1;
+            }
+            goto done;
+        }
+        args = gids;
+        nargs = ng;
+    }
     if (!strcmp(cmd, "status"))
         ret = ctl_cmd_status(&c, args, nargs);
     else if (!strcmp(cmd, "promote"))
@@ -443,6 +478,9 @@ int main(int argc, char **argv)
         ret = ctl_cmd_journal_discard(&c, args[1]);
     else
         ret = ctl_cmd_failover(&c, args, nargs);
+done:
+    for (int i = 0; i < ng; i++) free(gids[i]);
+    free(gids);
     fflush(stdout);
     rpc_client_destroy(c.admin.cli);
     rpc_client_destroy(c.peer.cli);

@@ -32,6 +32,18 @@
  *       position below SEQ if it is not (as if its writer died before
  *       applying it), so the next writable open's replay meets the damage
  *       (FORMAT.md R-37).  Prints seq=, object=, offset= of the entry.
+ *   rep-tool group-join CONF REGION GROUP VOL...   jr_group_join
+ *   rep-tool serve CONF REGION VOL
+ *       A writer process (as an exporter is): opens VOL writable, reads
+ *       lines "K" from stdin and writes record K (4 KiB holding K) at
+ *       block K/3, answering "A K" once it is acknowledged.
+ *   rep-tool wait-hold CONF REGION GROUP [--timeout S]
+ *       until the group's consistency point is in its hold phase (exit 0),
+ *       polling every 100 us; exit 1 on timeout
+ *   rep-tool group-check CONF REGION N VOL0 VOL1 VOL2
+ *       records 1..N (record K in VOL<K%3> at block K/3): "prefix K=<k>"
+ *       when the records found are exactly 1..k (exit 0), else
+ *       "violation ..." (exit 1)
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -760,6 +772,105 @@ static int cmd_damage(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------ groups (t0311) */
+#define GREC 4096
+
+static int cmd_group_join(int argc, char **argv)
+{
+    if (argc < 6) die("group-join CONF REGION GROUP VOL...");
+    st_store *st = open_region(argv[2], argv[3]);
+    for (int i = 5; i < argc; i++) {
+        uint32_t idx;
+        int rc = jr_group_join(st, argv[4], argv[i], &idx);
+        if (rc < 0) die("group-join %s: %s", argv[i], jr_strerror(rc));
+        printf("%s index=%u\n", argv[i], idx);
+    }
+    st_close(st);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    if (argc < 5) die("serve CONF REGION VOL");
+    st_store *st = open_region(argv[2], argv[3]);
+    jr_volume *v;
+    char owner[64];
+    snprintf(owner, sizeof owner, "serve/%d", (int)getpid());
+    int rc = jr_open(st, argv[4], JR_OPEN_WRITE, owner, &v);
+    if (rc < 0) die("open %s: %s", argv[4], jr_strerror(rc));
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    uint8_t b[GREC];
+    while (fgets(line, sizeof line, stdin)) {
+        uint64_t k = strtoull(line, NULL, 10);
+        for (size_t i = 0; i < GREC; i += 8) memcpy(b + i, &k, 8);
+        rc = jr_write(v, (k / 3) * GREC, b, GREC);
+        if (rc < 0) die("write %" PRIu64 ": %s", k, jr_strerror(rc));
+        printf("A %" PRIu64 "\n", k);
+        fflush(stdout);
+    }
+    jr_close(v);
+    st_close(st);
+    return 0;
+}
+
+static int cmd_wait_hold(int argc, char **argv)
+{
+    if (argc < 5) die("wait-hold CONF REGION GROUP [--timeout S]");
+    st_store *st = open_region(argv[2], argv[3]);
+    double tmo = opt(argc, argv, "--timeout") ? atof(opt(argc, argv, "--timeout")) : 10;
+    char oid[128];
+    snprintf(oid, sizeof oid, "cg/%s", argv[4]);
+    double t0 = now_s();
+    while (now_s() - t0 < tmo) {
+        char *val = NULL;
+        if (st_omap_get(st, oid, "cp", &val, NULL) == 0) {
+            int hold = strstr(val, " hold ") != NULL;
+            free(val);
+            if (hold) return 0; /* the caller kills at once */
+        }
+        usleep(100);
+    }
+    return 1;
+}
+
+static int cmd_group_check(int argc, char **argv)
+{
+    if (argc < 8) die("group-check CONF REGION N VOL0 VOL1 VOL2");
+    st_store *st = open_region(argv[2], argv[3]);
+    uint64_t n = num(argv[4]);
+    uint8_t *found = calloc(n + 2, 1);
+    if (!found) die("no memory");
+    uint8_t b[GREC];
+    for (uint64_t k = 1; k <= n; k++) {
+        int rc = jr_image_read(st, argv[5 + k % 3], (k / 3) * GREC, b, GREC);
+        if (rc == -EINVAL) break; /* past the image */
+        if (rc < 0) die("read %s: %s", argv[5 + k % 3], jr_strerror(rc));
+        uint64_t got;
+        memcpy(&got, b, 8);
+        found[k] = got == k;
+    }
+    uint64_t k = 0;
+    while (k < n && found[k + 1]) k++;
+    uint64_t extra = 0, first = 0;
+    for (uint64_t j = k + 2; j <= n; j++)
+        if (found[j]) {
+            extra++;
+            if (!first) first = j;
+        }
+    st_close(st);
+    free(found);
+    if (extra) {
+        printf("violation: record %" PRIu64 " missing but %" PRIu64
+               " later ones survived (first %" PRIu64 ")\n", k + 1, extra,
+               first);
+        return 1;
+    }
+    printf("prefix K=%" PRIu64 "\n", k);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) die("usage: see the header of tests/tools/rep-tool.c");
@@ -775,5 +886,9 @@ int main(int argc, char **argv)
     if (!strcmp(c, "hello")) return cmd_hello(argc, argv);
     if (!strcmp(c, "fill")) return cmd_fill(argc, argv);
     if (!strcmp(c, "damage")) return cmd_damage(argc, argv);
+    if (!strcmp(c, "group-join")) return cmd_group_join(argc, argv);
+    if (!strcmp(c, "serve")) return cmd_serve(argc, argv);
+    if (!strcmp(c, "wait-hold")) return cmd_wait_hold(argc, argv);
+    if (!strcmp(c, "group-check")) return cmd_group_check(argc, argv);
     die("unknown command %s", c);
 }

@@ -16,6 +16,7 @@
 
 #include "csi-addons/identity.pb-c.h"
 #include "csi-addons/replication.pb-c.h"
+#include "csi-addons/volumegroup.pb-c.h"
 #include "csi/csi.h"
 #include "csi/csi_addons.h"
 #include "jr.h"
@@ -385,7 +386,7 @@ TEST(identity)
               sizeof(msg)), RPC_OK);
     Identity__GetCapabilitiesResponse *c = (void *)r;
     int svc = 0, vr = 0, dest = 0;
-    ASSERT_EQ(c->n_capabilities, 3);
+    ASSERT_EQ(c->n_capabilities, 8); /* + 5 of volume groups */
     for (size_t i = 0; i < c->n_capabilities; i++) {
         Identity__Capability *k = c->capabilities[i];
         if (k->type_case == IDENTITY__CAPABILITY__TYPE_SERVICE &&
@@ -401,6 +402,11 @@ TEST(identity)
             dest++;
     }
     ASSERT(svc == 1 && vr == 1 && dest == 1);
+    int vgc = 0;
+    for (size_t i = 0; i < c->n_capabilities; i++)
+        vgc += c->capabilities[i]->type_case ==
+               IDENTITY__CAPABILITY__TYPE_VOLUME_GROUP;
+    ASSERT_EQ(vgc, 5);
     protobuf_c_message_free_unpacked(r, NULL);
     Identity__ProbeRequest pq = IDENTITY__PROBE_REQUEST__INIT;
     CODE(call(&f, "Probe", &pq.base, &identity__probe_response__descriptor,
@@ -454,6 +460,158 @@ TEST(request_errors)
                              sizeof(msg)), RPC_INVALID_ARGUMENT);
     free(rb);
     ASSERT_EQ(adm_calls(), 0); /* nothing reached the replicator */
+    fx_stop(&f);
+}
+
+/* volumegroup.Controller: a volume group is a consistency group. */
+static int vgcall(struct fx *f, const char *method, ProtobufCMessage *req,
+                  const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
+                  char *msg, size_t ml)
+{
+    char path[128];
+    ProtobufCMessage *r = NULL;
+    snprintf(path, sizeof(path), "/volumegroup.Controller/%s", method);
+    int code = rpc_client_call(f->cli, path, req, rd, &r, 15000, 1, msg, ml);
+    if (resp) *resp = r;
+    else if (r) protobuf_c_message_free_unpacked(r, NULL);
+    return code;
+}
+
+TEST(volume_groups)
+{
+    struct fx f;
+    char msg[256], g[JR_MAX_GROUP_ID + 1];
+    ProtobufCMessage *r = NULL;
+    uint32_t idx;
+    fx_start(&f);
+    mkvol(&f, "d1", JR_ROLE_PRIMARY, 1);
+    mkvol(&f, "d2", JR_ROLE_PRIMARY, 1);
+    mkvol(&f, "d3", JR_ROLE_PRIMARY, 1);
+    mkvol(&f, "r1", JR_ROLE_SECONDARY, 1);
+    char *two[] = {"d1", "d2"};
+    Volumegroup__CreateVolumeGroupRequest cq =
+        VOLUMEGROUP__CREATE_VOLUME_GROUP_REQUEST__INIT;
+    /* name missing */
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, NULL,
+                msg, sizeof msg), RPC_INVALID_ARGUMENT);
+    cq.name = "db";
+    cq.volume_ids = two;
+    cq.n_volume_ids = 2;
+    for (int k = 0; k < 2; k++) { /* a repeat is OK */
+        CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                    &volumegroup__create_volume_group_response__descriptor, &r,
+                    msg, sizeof msg), RPC_OK);
+        Volumegroup__CreateVolumeGroupResponse *cr = (void *)r;
+        ASSERT_STREQ(cr->volume_group->volume_group_id, "db");
+        ASSERT_EQ(cr->volume_group->n_volumes, 2);
+        protobuf_c_message_free_unpacked(r, NULL);
+    }
+    ASSERT_OK(jr_group_of(f.st, "d1", g, sizeof g, &idx));
+    ASSERT_STREQ(g, "db");
+    /* the same name with other volumes: ALREADY_EXISTS */
+    cq.n_volume_ids = 1;
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, NULL,
+                msg, sizeof msg), RPC_ALREADY_EXISTS);
+    /* a volume of another group, a replica, an unknown volume */
+    char *bad1[] = {"d1"}, *bad2[] = {"r1"}, *bad3[] = {"nope"};
+    cq.name = "other";
+    cq.volume_ids = bad1;
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, NULL,
+                msg, sizeof msg), RPC_FAILED_PRECONDITION);
+    cq.volume_ids = bad2;
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, NULL,
+                msg, sizeof msg), RPC_FAILED_PRECONDITION);
+    cq.volume_ids = bad3;
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, NULL,
+                msg, sizeof msg), RPC_NOT_FOUND);
+    /* a name that is no group id is hashed */
+    cq.name = "ns/my.group";
+    cq.n_volume_ids = 0;
+    CODE(vgcall(&f, "CreateVolumeGroup", &cq.base,
+                &volumegroup__create_volume_group_response__descriptor, &r,
+                msg, sizeof msg), RPC_OK);
+    Volumegroup__CreateVolumeGroupResponse *hr = (void *)r;
+    ASSERT(!strncmp(hr->volume_group->volume_group_id, "vg-", 3));
+    ASSERT_EQ(strlen(hr->volume_group->volume_group_id), 43u);
+    char hashed[64];
+    snprintf(hashed, sizeof hashed, "%s", hr->volume_group->volume_group_id);
+    protobuf_c_message_free_unpacked(r, NULL);
+    /* Modify: d2 out, d3 in; twice */
+    char *mod[] = {"d1", "d3"};
+    Volumegroup__ModifyVolumeGroupMembershipRequest mq =
+        VOLUMEGROUP__MODIFY_VOLUME_GROUP_MEMBERSHIP_REQUEST__INIT;
+    mq.volume_group_id = "db";
+    mq.volume_ids = mod;
+    mq.n_volume_ids = 2;
+    for (int k = 0; k < 2; k++)
+        CODE(vgcall(&f, "ModifyVolumeGroupMembership", &mq.base,
+                    &volumegroup__modify_volume_group_membership_response__descriptor,
+                    NULL, msg, sizeof msg), RPC_OK);
+    ASSERT_EQ(jr_group_of(f.st, "d2", g, sizeof g, &idx), -ENOENT);
+    ASSERT_OK(jr_group_of(f.st, "d3", g, sizeof g, &idx));
+    mq.volume_group_id = "nogroup";
+    CODE(vgcall(&f, "ModifyVolumeGroupMembership", &mq.base,
+                &volumegroup__modify_volume_group_membership_response__descriptor,
+                NULL, msg, sizeof msg), RPC_NOT_FOUND);
+    mq.volume_group_id = hashed; /* d1 is in db: incompatible */
+    CODE(vgcall(&f, "ModifyVolumeGroupMembership", &mq.base,
+                &volumegroup__modify_volume_group_membership_response__descriptor,
+                NULL, msg, sizeof msg), RPC_INVALID_ARGUMENT);
+    /* Get */
+    Volumegroup__ControllerGetVolumeGroupRequest gq =
+        VOLUMEGROUP__CONTROLLER_GET_VOLUME_GROUP_REQUEST__INIT;
+    gq.volume_group_id = "db";
+    CODE(vgcall(&f, "ControllerGetVolumeGroup", &gq.base,
+                &volumegroup__controller_get_volume_group_response__descriptor,
+                &r, msg, sizeof msg), RPC_OK);
+    Volumegroup__ControllerGetVolumeGroupResponse *gr = (void *)r;
+    ASSERT_EQ(gr->volume_group->n_volumes, 2);
+    ASSERT_EQ(gr->volume_group->volumes[0]->capacity_bytes, 4 << 20);
+    protobuf_c_message_free_unpacked(r, NULL);
+    gq.volume_group_id = "nogroup";
+    CODE(vgcall(&f, "ControllerGetVolumeGroup", &gq.base,
+                &volumegroup__controller_get_volume_group_response__descriptor,
+                NULL, msg, sizeof msg), RPC_NOT_FOUND);
+    /* List, one per page */
+    Volumegroup__ListVolumeGroupsRequest lq =
+        VOLUMEGROUP__LIST_VOLUME_GROUPS_REQUEST__INIT;
+    lq.max_entries = 1;
+    int seen = 0;
+    char tok[32] = "";
+    do {
+        lq.starting_token = tok;
+        CODE(vgcall(&f, "ListVolumeGroups", &lq.base,
+                    &volumegroup__list_volume_groups_response__descriptor, &r,
+                    msg, sizeof msg), RPC_OK);
+        Volumegroup__ListVolumeGroupsResponse *lr = (void *)r;
+        seen += (int)lr->n_entries;
+        snprintf(tok, sizeof tok, "%s", lr->next_token);
+        protobuf_c_message_free_unpacked(r, NULL);
+    } while (tok[0] && seen < 10);
+    ASSERT_EQ(seen, 2);
+    lq.starting_token = "x9";
+    CODE(vgcall(&f, "ListVolumeGroups", &lq.base,
+                &volumegroup__list_volume_groups_response__descriptor, NULL,
+                msg, sizeof msg), RPC_ABORTED);
+    /* Delete: disbands, keeps the volumes; twice */
+    Volumegroup__DeleteVolumeGroupRequest dq =
+        VOLUMEGROUP__DELETE_VOLUME_GROUP_REQUEST__INIT;
+    dq.volume_group_id = "db";
+    for (int k = 0; k < 2; k++)
+        CODE(vgcall(&f, "DeleteVolumeGroup", &dq.base,
+                    &volumegroup__delete_volume_group_response__descriptor,
+                    NULL, msg, sizeof msg), RPC_OK);
+    ASSERT_EQ(jr_group_of(f.st, "d1", g, sizeof g, &idx), -ENOENT);
+    ASSERT_OK(jr_volume_stat(f.st, "d1", &(struct jr_info){0}));
+    gq.volume_group_id = "db";
+    CODE(vgcall(&f, "ControllerGetVolumeGroup", &gq.base,
+                &volumegroup__controller_get_volume_group_response__descriptor,
+                NULL, msg, sizeof msg), RPC_NOT_FOUND);
     fx_stop(&f);
 }
 

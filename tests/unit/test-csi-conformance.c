@@ -365,6 +365,37 @@ TEST(create_volume_async_replication)
     csi_proc_stop(&p);
 }
 
+/* consistencyGroup: the volume joins the group at creation (the replica
+ * gets the membership with the metadata); a repeat is idempotent. */
+TEST(create_volume_consistency_group)
+{
+    struct csi_proc p;
+    char msg[1024], id[200], id2[200];
+    csi_proc_start(&p, NULL);
+    struct tc_params pr = {0};
+    tc_param(&pr, "replication", "async");
+    tc_param(&pr, "peerRegion", "b");
+    tc_param(&pr, "consistencyGroup", "db");
+    ASSERT_CODE(tc_create(&p, "pvc-g1", 8 << 20, 0, &pr, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_create(&p, "pvc-g1", 8 << 20, 0, &pr, NULL, id,
+                          sizeof(id), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    ASSERT_CODE(tc_create(&p, "pvc-g2", 8 << 20, 0, &pr, NULL, id2,
+                          sizeof(id2), NULL, msg, sizeof(msg)), RPC_OK, msg);
+    struct rg_config *cfg;
+    st_store *st = tc_region_store(&p, "a", &cfg);
+    char g[JR_MAX_GROUP_ID + 1];
+    uint32_t i1, i2;
+    ASSERT_OK(jr_group_of(st, id, g, sizeof g, &i1));
+    ASSERT(!strcmp(g, "db"));
+    ASSERT_OK(jr_group_of(st, id2, g, sizeof g, &i2));
+    ASSERT(i1 != i2);
+    ASSERT_META(st, id, "group", i1 ? "db 1" : "db 0");
+    st_close(st);
+    rg_free(cfg);
+    csi_proc_stop(&p);
+}
+
 /* One replicated StorageClass for every region: without peerRegion the
  * landing region's `peer` from the region map is used; a region without
  * one (and more than two regions) is refused naming the parameter. */

@@ -66,7 +66,9 @@ TEST(params_full_set)
     kv(&k, "csi.storage.k8s.io/pvc/namespace", "db");
     kv(&k, "csi.storage.k8s.io/pv/name", "pvc-1");
     kv(&k, "csi.storage.k8s.io/provisioner-secret-name", "x");
+    kv(&k, "consistencyGroup", "db-shards_1");
     ASSERT_EQ(parse(c, &k, &p, err, sizeof(err)), 0);
+    ASSERT(!strcmp(p.group, "db-shards_1"));
     ASSERT_EQ(p.async, 1);
     ASSERT(!strcmp(p.peer_region, "b"));
     ASSERT(!strcmp(p.region, "a"));
@@ -99,6 +101,9 @@ TEST(params_bad_values_name_the_key)
         {"objectSize", "-1", NULL, NULL, "objectSize"},
         {"mkfsOptions", "-m 0; rm -rf /", NULL, NULL, "mkfsOptions"},
         {"mkfsOptions", "$(reboot)", NULL, NULL, "mkfsOptions"},
+        {"consistencyGroup", "", NULL, NULL, "consistencyGroup"},
+        {"consistencyGroup", "a.b", NULL, NULL, "consistencyGroup"},
+        {"consistencyGroup", "x/y", NULL, NULL, "consistencyGroup"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct kvs k = {0};

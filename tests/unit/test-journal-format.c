@@ -376,6 +376,50 @@ static int count_region(uint64_t off, uint64_t len, void *arg)
     return 0;
 }
 
+/* Group entries (kind 7, FORMAT.md §6): member index, R-16, R-70. */
+TEST(group_entries_r70)
+{
+    uint8_t b[JR_HDR_SIZE + 4096], t[sizeof b];
+    const char *mk = "m grp 12 0000000000000005 1:40";
+    size_t n = mksnap(b, JR_K_GROUP, 9, mk, strlen(mk));
+    struct jr_entry e;
+    size_t used;
+    ASSERT_OK(jr__entry_decode(b, n, &e, &used, NULL));
+    ASSERT_EQ(e.kind, JR_K_GROUP);
+    ASSERT_EQ(used, n);
+    /* A member index up to 63 on a group entry; never on other kinds. */
+    memcpy(t, b, n); jr__put32(t + 44, 63); reseal(t);
+    ASSERT_OK(jr__entry_decode(t, n, &e, &used, NULL));
+    ASSERT_EQ(e.member, 63u);
+    memcpy(t, b, n); jr__put32(t + 44, 64); reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-14");
+    n = mksnap(b, JR_K_SNAP, 4, "s1", 2);
+    memcpy(t, b, n); jr__put32(t + 44, 1); reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-14");
+    /* no offset, no length, a payload of 1..2048 bytes. */
+    n = mksnap(b, JR_K_GROUP, 9, mk, strlen(mk));
+    memcpy(t, b, n); jr__put64(t + 24, 1); reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-16");
+    memcpy(t, b, n); jr__put64(t + 32, 1); reseal(t);
+    REJECT(t, n, JR_ECORRUPT, "R-16");
+    n = mksnap(b, JR_K_GROUP, 9, "", 0);
+    REJECT(b, n, JR_ECORRUPT, "R-16");
+    char big[2100];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "c ", 2);
+    n = mksnap(b, JR_K_GROUP, 9, big, 2049);
+    REJECT(b, n, JR_ECORRUPT, "R-16");
+    n = mksnap(b, JR_K_GROUP, 9, big, 2048);
+    ASSERT_OK(jr__entry_decode(b, n, &e, &used, NULL));
+    /* "m " or "c ", printable. */
+    n = mksnap(b, JR_K_GROUP, 9, "x grp 1", 7);
+    REJECT(b, n, JR_ECORRUPT, "R-70");
+    n = mksnap(b, JR_K_GROUP, 9, "c gr\x01 1", 8);
+    REJECT(b, n, JR_ECORRUPT, "R-70");
+    n = mksnap(b, JR_K_GROUP, 9, "c g", 3);
+    REJECT(b, n, JR_ECORRUPT, "R-70");
+}
+
 TEST(snapshot_entries_r60)
 {
     uint8_t b[JR_HDR_SIZE + 1024], t[sizeof b];
@@ -414,7 +458,7 @@ TEST(snapshot_entries_r60)
     REJECT(t, n, JR_ECORRUPT, "R-16");
     memcpy(t, b, n); jr__put16(t + 6, JR_F_LZ4); reseal(t);
     REJECT(t, n, JR_ECORRUPT, "R-14");
-    memcpy(t, b, n); t[5] = 7; reseal(t);
+    memcpy(t, b, n); t[5] = 8; reseal(t);
     REJECT(t, n, JR_ECORRUPT, "R-14");
     /* R-19 before R-60: a flipped payload byte is a CRC mismatch */
     memcpy(t, b, n); t[JR_HDR_SIZE] ^= 0x40;
