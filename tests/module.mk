@@ -83,7 +83,8 @@ E2E_TESTS += tests/e2e/t0100-rpc-node-interop.sh \
     tests/e2e/t0220-deploy-manifests.sh tests/e2e/t0221-deploy-kustomize.sh \
     tests/e2e/t0230-csi-k8s-topology.sh \
     tests/e2e/t0300-replication.sh tests/e2e/t0301-replication-ceph.sh \
-    tests/e2e/t0310-replication-faults.sh tests/e2e/t0320-link-trust.sh \
+    tests/e2e/t0310-replication-faults.sh tests/e2e/t0311-group-faults.sh \
+    tests/e2e/t0320-link-trust.sh \
     tests/e2e/t0330-journal-damage.sh tests/e2e/t0331-journal-damage-ceph.sh \
     tests/e2e/t0340-snapshot-failover.sh \
     tests/e2e/t0341-snapshot-failover-ceph.sh \
