@@ -106,9 +106,13 @@ if (mode === 'call') {
     const svc = caps.filter((c) => c.service).map((c) => c.service.type);
     const rep = caps.filter((c) => c.volume_replication)
       .map((c) => c.volume_replication.type).sort();
-    ok(!r.err && caps.length === 3 && svc.join() === 'CONTROLLER_SERVICE' &&
-       rep.join() === 'GET_REPLICATION_DESTINATION_INFO,VOLUME_REPLICATION',
-       `GetCapabilities: exactly controller + replication (${JSON.stringify(caps)})`);
+    const vg = caps.filter((c) => c.volume_group)
+      .map((c) => c.volume_group.type).sort();
+    ok(!r.err && caps.length === 8 && svc.join() === 'CONTROLLER_SERVICE' &&
+       rep.join() === 'GET_REPLICATION_DESTINATION_INFO,VOLUME_REPLICATION' &&
+       vg.join() === 'GET_VOLUME_GROUP,LIMIT_VOLUME_TO_ONE_VOLUME_GROUP,' +
+         'LIST_VOLUME_GROUPS,MODIFY_VOLUME_GROUP,VOLUME_GROUP',
+       `GetCapabilities: exactly controller + replication + volume groups (${JSON.stringify(caps)})`);
     r = await call('Probe', {});
     ok(!r.err && r.res.ready && r.res.ready.value === true, 'Probe ready');
 
